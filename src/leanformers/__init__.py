@@ -1,0 +1,68 @@
+"""leanformers: the Transformers AutoClass system, from scratch.
+
+Public names are resolved on first use (PEP 562), so ``import leanformers`` pulls in neither torch
+nor any architecture; each name below is imported from its module only when it is touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # Auto classes
+    "AutoConfig": "leanformers.auto",
+    "AutoModel": "leanformers.auto",
+    "AutoModelForSequenceClassification": "leanformers.auto",
+    "AutoModelForTokenClassification": "leanformers.auto",
+    "AutoModelForQuestionAnswering": "leanformers.auto",
+    "AutoModelForMaskedLM": "leanformers.auto",
+    "AutoTokenizer": "leanformers.auto",
+    # base classes
+    "PretrainedConfig": "leanformers.configuration",
+    "PreTrainedConfig": "leanformers.configuration:PretrainedConfig",
+    "PreTrainedModel": "leanformers.modeling.base",
+    "PreTrainedTokenizer": "leanformers.processing.tokenizer",
+    "PreTrainedTokenizerFast": "leanformers.processing.tokenizer:PreTrainedTokenizer",
+    "BatchEncoding": "leanformers.processing.tokenizer",
+    # architectures
+    "BertConfig": "leanformers.models.bert",
+    "BertModel": "leanformers.models.bert",
+    "BertForSequenceClassification": "leanformers.models.bert",
+    "BertForTokenClassification": "leanformers.models.bert",
+    "BertForQuestionAnswering": "leanformers.models.bert",
+    "BertForMaskedLM": "leanformers.models.bert",
+    "DistilBertConfig": "leanformers.models.distilbert",
+    "DistilBertModel": "leanformers.models.distilbert",
+    "DistilBertForSequenceClassification": "leanformers.models.distilbert",
+    "DistilBertForTokenClassification": "leanformers.models.distilbert",
+    "DistilBertForQuestionAnswering": "leanformers.models.distilbert",
+    "DistilBertForMaskedLM": "leanformers.models.distilbert",
+    # errors
+    "LeanformersError": "leanformers.errors",
+    "CheckpointNotFoundError": "leanformers.errors",
+    "ConfigError": "leanformers.errors",
+    "UnsupportedModelError": "leanformers.errors",
+    "RemoteCodeError": "leanformers.errors",
+    "WeightsError": "leanformers.errors",
+    "InputError": "leanformers.errors",
+    "TokenizerError": "leanformers.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'leanformers' has no attribute {name!r}")
+    module_name, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module_name), attr or name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,160 @@
+"""The Auto classes: read the checkpoint's config, look the classes up in the registry, delegate.
+
+Nothing here names an architecture; every choice is a table lookup in ``registry``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import registry
+from .configuration import PretrainedConfig, load_config, split_source_options
+from .errors import InputError, UnsupportedModelError
+from .hub import Source
+
+# Arguments of PreTrainedModel.from_pretrained that are not config overrides.
+_LOAD_OPTIONS = (
+    "dtype",
+    "torch_dtype",
+    "device",
+    "device_map",
+    "ignore_mismatched_sizes",
+    "output_loading_info",
+    "use_safetensors",
+    "low_cpu_mem_usage",
+)
+
+
+def _no_instances(cls: type) -> None:
+    raise InputError(
+        f"{cls.__name__} is not meant to be instantiated; use {cls.__name__}.from_pretrained(...) "
+        f"or {cls.__name__}.from_config(config)."
+    )
+
+
+def _drop_remote_code_flag(kwargs: dict[str, Any]) -> None:
+    # Accepted for drop-in compatibility; remote code is never run, whatever its value
+    # (registry refuses checkpoints that would need it).
+    kwargs.pop("trust_remote_code", None)
+
+
+class AutoConfig:
+    def __init__(self) -> None:
+        _no_instances(type(self))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> PretrainedConfig:
+        """The config of a checkpoint, as the class its ``model_type`` names; keyword arguments
+        override its values (``num_labels=3``), as in the reference."""
+        _drop_remote_code_flag(kwargs)
+        return_unused = kwargs.pop("return_unused_kwargs", False)
+        config, unused = load_config(None, pretrained_model_name_or_path, **kwargs)
+        if return_unused:
+            return config, unused
+        for key, value in unused.items():
+            setattr(config, key, value)
+        return config
+
+    @classmethod
+    def for_model(cls, model_type: str, **kwargs: Any) -> PretrainedConfig:
+        return registry.config_class_by_type(model_type, where="for_model")(**kwargs)
+
+    @staticmethod
+    def register(model_type: str, config_class: type, exist_ok: bool = False) -> None:
+        registry.register_config(model_type, config_class, exist_ok=exist_ok)
+
+
+class _AutoModel:
+    task: str = "base"
+
+    def __init__(self) -> None:
+        _no_instances(type(self))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
+        """Load the checkpoint's model class for this task, with its weights."""
+        if args:
+            raise InputError(f"{cls.__name__}.from_pretrained takes only keyword arguments after the checkpoint.")
+        _drop_remote_code_flag(kwargs)
+        options, kwargs = split_source_options(kwargs)
+        source = Source.of(pretrained_model_name_or_path, **options)
+        load_options = {k: kwargs.pop(k) for k in _LOAD_OPTIONS if k in kwargs}
+        config = kwargs.pop("config", None)
+        if config is None:
+            config, model_kwargs = load_config(None, source, **kwargs)
+        elif isinstance(config, PretrainedConfig):
+            model_kwargs = kwargs
+        else:
+            raise InputError(f"config must be a PretrainedConfig, got {type(config).__name__}.")
+        model_class = registry.model_class_for(config.model_type, cls.task, where=source.describe())
+        return model_class.from_pretrained(source, config=config, **load_options, **model_kwargs)
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig, **kwargs: Any):
+        """A randomly initialised model of this task for ``config``."""
+        if not isinstance(config, PretrainedConfig):
+            raise InputError(f"{cls.__name__}.from_config needs a config object, got {type(config).__name__}.")
+        kwargs.pop("trust_remote_code", None)
+        dtype = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
+        model_class = registry.model_class_for(config.model_type, cls.task, where=f"the {type(config).__name__}")
+        return model_class.from_config(config, dtype=dtype, **kwargs)
+
+    @classmethod
+    def register(cls, config_class: type, model_class: type, exist_ok: bool = False) -> None:
+        model_type = getattr(config_class, "model_type", None)
+        if not model_type:
+            raise UnsupportedModelError(f"{config_class!r} has no model_type; it cannot be registered.")
+        if getattr(model_class, "config_class", config_class) is not config_class:
+            raise UnsupportedModelError(
+                f"{model_class.__name__}.config_class is {model_class.config_class.__name__}, not "
+                f"{config_class.__name__}; they must match to register."
+            )
+        registry.register_model(model_type, cls.task, model_class, exist_ok=exist_ok)
+
+
+class AutoModel(_AutoModel):
+    task = "base"
+
+
+class AutoModelForSequenceClassification(_AutoModel):
+    task = "sequence-classification"
+
+
+class AutoModelForTokenClassification(_AutoModel):
+    task = "token-classification"
+
+
+class AutoModelForQuestionAnswering(_AutoModel):
+    task = "question-answering"
+
+
+class AutoModelForMaskedLM(_AutoModel):
+    task = "masked-lm"
+
+
+class AutoTokenizer:
+    def __init__(self) -> None:
+        _no_instances(type(self))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *inputs: Any, **kwargs: Any):
+        """The checkpoint's tokenizer, built over the ``tokenizers`` library."""
+        from .processing.tokenizer import load_tokenizer
+
+        if inputs:
+            raise InputError("AutoTokenizer.from_pretrained takes only keyword arguments after the checkpoint.")
+        _drop_remote_code_flag(kwargs)
+        options, kwargs = split_source_options(kwargs)
+        return load_tokenizer(Source.of(pretrained_model_name_or_path, **options), **kwargs)
+
+
+__all__ = [
+    "AutoConfig",
+    "AutoModel",
+    "AutoModelForSequenceClassification",
+    "AutoModelForTokenClassification",
+    "AutoModelForQuestionAnswering",
+    "AutoModelForMaskedLM",
+    "AutoTokenizer",
+]

@@ -1,0 +1,252 @@
+"""Turn ``(name_or_path, filename)`` into a file on disk.
+
+A local folder is used as it is. Anything else is a hub repository id: the standard
+huggingface_hub cache is read directly (so offline loads never import or ask the hub client), and
+only when the file is not cached and the network is allowed is ``huggingface_hub`` asked to
+download it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CheckpointNotFoundError, InputError
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?$")
+_COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
+_TRUE = {"1", "on", "yes", "true"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a checkpoint comes from, with the options used to resolve each of its files."""
+
+    name_or_path: str
+    revision: str | None = None
+    subfolder: str = ""
+    cache_dir: str | None = None
+    local_files_only: bool = False
+    token: str | bool | None = None
+
+    @classmethod
+    def of(cls, name_or_path: str | os.PathLike, **options) -> "Source":
+        if isinstance(name_or_path, Source):
+            return name_or_path
+        if not isinstance(name_or_path, (str, os.PathLike)):
+            raise InputError(
+                f"from_pretrained expects a checkpoint name or folder path (str or PathLike), "
+                f"got {type(name_or_path).__name__}."
+            )
+        name = os.fspath(name_or_path)
+        if not name.strip():
+            raise InputError("from_pretrained was given an empty checkpoint name.")
+        subfolder = options.get("subfolder") or ""
+        cache_dir = options.get("cache_dir")
+        return cls(
+            name_or_path=name,
+            revision=options.get("revision"),
+            subfolder=str(subfolder).strip("/"),
+            cache_dir=os.fspath(cache_dir) if cache_dir is not None else None,
+            local_files_only=bool(options.get("local_files_only", False)),
+            token=options.get("token"),
+        )
+
+    @property
+    def is_local(self) -> bool:
+        return os.path.isdir(self.name_or_path)
+
+    @property
+    def folder(self) -> str:
+        """The local folder holding the files (only for a local checkpoint)."""
+        return os.path.join(self.name_or_path, self.subfolder) if self.subfolder else self.name_or_path
+
+    def resolve(self, filename: str, required: bool = True) -> str | None:
+        """Path of ``filename`` in this checkpoint; ``None`` if absent and not ``required``."""
+        return resolve_file(self, filename, required=required)
+
+    def describe(self) -> str:
+        where = self.name_or_path + (f" (subfolder {self.subfolder!r})" if self.subfolder else "")
+        if self.revision:
+            where += f" at revision {self.revision!r}"
+        return where
+
+
+def hub_cache_dir(cache_dir: str | None = None) -> str:
+    """The huggingface_hub cache folder, read from the environment at call time."""
+    if cache_dir:
+        return os.path.expanduser(cache_dir)
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return os.path.expanduser(os.environ[var])
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "huggingface"
+    )
+    return os.path.join(os.path.expanduser(home), "hub")
+
+
+def is_offline() -> bool:
+    return any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def resolve_file(source: Source | str, filename: str, required: bool = True, **options) -> str | None:
+    """Resolve one file of a checkpoint to a local path.
+
+    Raises :class:`CheckpointNotFoundError` saying what was looked for and where when the
+    checkpoint, or a ``required`` file, cannot be found.
+    """
+    source = Source.of(source, **options)
+    relative = f"{source.subfolder}/{filename}" if source.subfolder else filename
+    if source.is_local:
+        path = os.path.join(source.folder, filename)
+        if os.path.isfile(path):
+            return path
+        if not required:
+            return None
+        raise CheckpointNotFoundError(
+            f"No file named {filename!r} in the checkpoint folder {source.folder!r}. "
+            f"It holds: {_listing(source.folder)}."
+        )
+    name = source.name_or_path
+    if not _REPO_ID.match(name) or "--" in name or ".." in name:
+        raise CheckpointNotFoundError(
+            f"{source.name_or_path!r} is neither an existing folder nor a valid hub repository id "
+            f"('org/name'). Check the path, or pass the id of a model on the hub."
+        )
+
+    cache = hub_cache_dir(source.cache_dir)
+    cached = _from_cache(cache, source.name_or_path, relative, source.revision)
+    if isinstance(cached, str):
+        return cached
+    if cached is False:
+        if not required:
+            return None
+        raise CheckpointNotFoundError(
+            f"{source.describe()} has no file {filename!r} (the hub cache {cache!r} records it as absent)."
+        )
+    offline = source.local_files_only or is_offline()
+    if offline:
+        if not required and _repo_is_cached(cache, source.name_or_path, source.revision):
+            return None
+        why = "local_files_only=True" if source.local_files_only else "HF_HUB_OFFLINE is set"
+        raise CheckpointNotFoundError(
+            f"{relative!r} of {source.describe()} is not in the hub cache {cache!r}, and the hub "
+            f"cannot be asked because {why}. Download it once with network access, or pass a local folder."
+        )
+    return _download(source, filename, cache, required)
+
+
+def _repo_folder(cache: str, repo_id: str) -> str:
+    return os.path.join(cache, "models--" + repo_id.replace("/", "--"))
+
+
+def _snapshot(cache: str, repo_id: str, revision: str | None) -> str | None:
+    repo = _repo_folder(cache, repo_id)
+    revision = revision or "main"
+    commit = revision
+    ref = os.path.join(repo, "refs", revision)
+    if os.path.isfile(ref):
+        with open(ref, encoding="utf-8") as handle:
+            commit = handle.read().strip()
+    elif not _COMMIT_HASH.match(revision):
+        return None
+    return commit
+
+
+def _repo_is_cached(cache: str, repo_id: str, revision: str | None) -> bool:
+    commit = _snapshot(cache, repo_id, revision)
+    return commit is not None and os.path.isdir(os.path.join(_repo_folder(cache, repo_id), "snapshots", commit))
+
+
+def _from_cache(cache: str, repo_id: str, relative: str, revision: str | None) -> str | bool | None:
+    """The cached path; ``False`` when the cache records the file as absent; ``None`` when unknown."""
+    commit = _snapshot(cache, repo_id, revision)
+    if commit is None:
+        return None
+    repo = _repo_folder(cache, repo_id)
+    path = os.path.join(repo, "snapshots", commit, *relative.split("/"))
+    if os.path.isfile(path):
+        return path
+    if os.path.isfile(os.path.join(repo, ".no_exist", commit, *relative.split("/"))):
+        return False
+    return None
+
+
+def _download(source: Source, filename: str, cache: str, required: bool) -> str | None:
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            GatedRepoError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+    except ImportError as exc:  # pragma: no cover - huggingface_hub is a declared dependency
+        raise CheckpointNotFoundError(
+            f"{source.name_or_path!r} is not a local folder and huggingface_hub is not installed to fetch it."
+        ) from exc
+    try:
+        return hf_hub_download(
+            source.name_or_path,
+            filename,
+            subfolder=source.subfolder or None,
+            revision=source.revision,
+            cache_dir=cache,
+            token=source.token,
+        )
+    except EntryNotFoundError as exc:
+        if not required:
+            return None
+        raise CheckpointNotFoundError(f"{source.describe()} on the hub has no file {filename!r}.") from exc
+    except GatedRepoError as exc:
+        raise CheckpointNotFoundError(
+            f"{source.describe()} is gated on the hub: accept its terms and pass token=... ({exc})."
+        ) from exc
+    except RepositoryNotFoundError as exc:
+        raise CheckpointNotFoundError(
+            f"No repository {source.name_or_path!r} on the hub (or it is private: pass token=...)."
+        ) from exc
+    except RevisionNotFoundError as exc:
+        raise CheckpointNotFoundError(f"{source.name_or_path!r} has no revision {source.revision!r}.") from exc
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise CheckpointNotFoundError(
+            f"Could not fetch {filename!r} of {source.describe()} from the hub, and it is not in the cache "
+            f"{cache!r}: {exc}. Check the network, or use a local folder / HF_HUB_OFFLINE=1 with a filled cache."
+        ) from exc
+
+
+def _listing(folder: str, limit: int = 12) -> str:
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return "(unreadable)"
+    if not names:
+        return "nothing"
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} files)" if len(names) > limit else "")
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename, so no reader ever
+    sees a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """A sibling temporary name for ``path``; the caller writes it, then ``os.replace``s it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -1,0 +1,263 @@
+"""Read a checkpoint's weights without running anything from it.
+
+``model.safetensors`` is memory-mapped and parsed here (header checked against the file size, so a
+truncated download is reported rather than read past its end); shards are followed through their
+index; ``pytorch_model.bin`` is only ever opened with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import re
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import CheckpointNotFoundError, WeightsError
+from ..hub import Source
+
+SAFE_WEIGHTS = "model.safetensors"
+SAFE_INDEX = "model.safetensors.index.json"
+BIN_WEIGHTS = "pytorch_model.bin"
+BIN_INDEX = "pytorch_model.bin.index.json"
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": getattr(torch, "float8_e4m3fn", None),
+    "F8_E5M2": getattr(torch, "float8_e5m2", None),
+}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+class SafetensorsFile(Mapping):
+    """A read-only mapping of tensor names to tensors backed by a private memory map.
+
+    Tensors share the map's pages (no copy) and stay valid after this object is dropped; writing
+    to one copies only the touched page, never the file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            size = os.path.getsize(path)
+            with open(path, "rb") as handle:
+                head = handle.read(8)
+                if len(head) < 8:
+                    raise WeightsError(f"{path} is too short ({size} bytes) to be a safetensors file; re-download it.")
+                (header_len,) = struct.unpack("<Q", head)
+                if header_len > min(_MAX_HEADER, size - 8):
+                    raise WeightsError(
+                        f"{path} has a corrupt or truncated header (it claims {header_len} bytes, the file has "
+                        f"{size}); re-download the file."
+                    )
+                header = json.loads(handle.read(header_len))
+                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY) if size > 0 else None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise WeightsError(f"{path} has a header that is not valid JSON; the file is corrupt: {exc}") from exc
+        except OSError as exc:
+            raise WeightsError(f"Cannot read weights file {path}: {exc}") from exc
+        if not isinstance(header, dict):
+            raise WeightsError(f"{path} has a malformed header (not a JSON object).")
+        self.metadata = header.pop("__metadata__", None) or {}
+        data_start = 8 + header_len
+        self._entries: dict[str, tuple[torch.dtype, list[int], int, int]] = {}
+        for name, info in header.items():
+            try:
+                dtype = _SAFETENSORS_DTYPES[info["dtype"]]
+                shape = [int(d) for d in info["shape"]]
+                begin, end = (int(x) for x in info["data_offsets"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise WeightsError(f"{path}: tensor {name!r} has a malformed header entry {info!r}.") from exc
+            if dtype is None:
+                raise WeightsError(f"{path}: tensor {name!r} has dtype {info['dtype']}, which this torch cannot hold.")
+            numel = 1
+            for d in shape:
+                numel *= d
+            if end - begin != numel * dtype.itemsize or begin < 0:
+                raise WeightsError(
+                    f"{path}: tensor {name!r} of shape {shape} and dtype {info['dtype']} has {end - begin} bytes "
+                    f"of data; the file is corrupt."
+                )
+            if data_start + end > size:
+                raise WeightsError(
+                    f"{path} is truncated: tensor {name!r} ends at byte {data_start + end} but the file has "
+                    f"{size} bytes. Re-download the weights."
+                )
+            self._entries[name] = (dtype, shape, data_start + begin, end - begin)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        dtype, shape, offset, nbytes = self._entries[name]
+        if nbytes == 0:
+            return torch.empty(shape, dtype=dtype)
+        flat = torch.frombuffer(self._map, dtype=dtype, count=nbytes // dtype.itemsize, offset=offset)
+        return flat.view(shape)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def dtype_of(self, name: str) -> torch.dtype:
+        return self._entries[name][0]
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        return tuple(self._entries[name][1])
+
+
+class TensorDict(Mapping):
+    """Tensors from one or more files, looked up by name; a shard is opened on first use."""
+
+    def __init__(self, files: dict[str, str], opener) -> None:
+        self._where = files  # tensor name -> file path
+        self._opener = opener
+        self._open: dict[str, Mapping] = {}
+
+    def _file(self, path: str) -> Mapping:
+        if path not in self._open:
+            self._open[path] = self._opener(path)
+        return self._open[path]
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        path = self._where[name]
+        try:
+            return self._file(path)[name]
+        except KeyError:
+            raise WeightsError(f"The shard index says {name!r} is in {path}, but that file does not hold it.") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def first_float_dtype(self) -> torch.dtype | None:
+        for name in self._where:
+            opened = self._file(self._where[name])
+            dtype = opened.dtype_of(name) if isinstance(opened, SafetensorsFile) else opened[name].dtype
+            if dtype.is_floating_point:
+                return dtype
+        return None
+
+
+@dataclass
+class Checkpoint:
+    tensors: TensorDict
+    files: list[str] = field(default_factory=list)
+    format: str = "safetensors"
+
+
+def open_weights(source: Source) -> Checkpoint:
+    """Find and open a checkpoint's weights, preferring safetensors."""
+    path = source.resolve(SAFE_WEIGHTS, required=False)
+    if path:
+        opened = SafetensorsFile(path)
+        return Checkpoint(TensorDict({name: path for name in opened}, lambda p, o=opened: o), [path])
+    index = source.resolve(SAFE_INDEX, required=False)
+    if index:
+        return _sharded(source, index, SafetensorsFile, "safetensors")
+    path = source.resolve(BIN_WEIGHTS, required=False)
+    if path:
+        opened = read_bin(path)
+        return Checkpoint(TensorDict({name: path for name in opened}, lambda p, o=opened: o), [path], "bin")
+    index = source.resolve(BIN_INDEX, required=False)
+    if index:
+        return _sharded(source, index, read_bin, "bin")
+    raise CheckpointNotFoundError(
+        f"{source.describe()} has no weights: looked for {SAFE_WEIGHTS}, {SAFE_INDEX}, {BIN_WEIGHTS} and "
+        f"{BIN_INDEX}. (TensorFlow, Flax and GGUF weights are not supported.)"
+    )
+
+
+def _sharded(source: Source, index_path: str, opener, fmt: str) -> Checkpoint:
+    try:
+        with open(index_path, encoding="utf-8") as handle:
+            index = json.load(handle)
+        weight_map = index["weight_map"]
+        if not isinstance(weight_map, dict):
+            raise TypeError("weight_map is not an object")
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"The shard index {index_path} is malformed ({exc}); re-download it.") from exc
+    resolved: dict[str, str] = {}
+    for shard in sorted(set(weight_map.values())):
+        if not isinstance(shard, str) or "/" in shard or "\\" in shard or shard.startswith("."):
+            raise WeightsError(f"The shard index {index_path} names an unsafe shard file {shard!r}.")
+        resolved[shard] = source.resolve(shard)
+    files = {name: resolved[shard] for name, shard in weight_map.items()}
+    return Checkpoint(TensorDict(files, opener), sorted(resolved.values()), fmt)
+
+
+def read_bin(path: str) -> dict[str, torch.Tensor]:
+    """A PyTorch pickle checkpoint, opened only in weights-only mode (no code can run)."""
+    import pickle
+    import zipfile
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(
+            f"{path} refused to load in weights-only mode: it holds objects other than tensors, which "
+            f"leanformers never unpickles. Convert it to safetensors with a trusted tool. ({exc})"
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise WeightsError(f"{path} is not a readable PyTorch weights file (truncated or corrupt?): {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path} does not hold a mapping of names to tensors.")
+    return state
+
+
+def _is_zip(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
+# -- key mapping ---------------------------------------------------------------------------------
+
+_LEGACY = [(re.compile(r"\.gamma$"), ".weight"), (re.compile(r"\.beta$"), ".bias")]
+
+
+def rename_key(key: str, renames: list[tuple[str, str]]) -> str:
+    """Apply legacy renames, then the architecture's own (regex, replacement) pairs."""
+    for pattern, repl in _LEGACY:
+        key = pattern.sub(repl, key)
+    for pattern, repl in renames:
+        key = re.sub(pattern, repl, key)
+    return key
+
+
+def map_keys(
+    checkpoint_keys: list[str], expected: set[str], prefix: str, renames: list[tuple[str, str]]
+) -> dict[str, str]:
+    """model key -> checkpoint key, adding or stripping the base-model prefix as needed.
+
+    Checkpoint keys that do not map to a model key are left out (the caller reports them).
+    """
+    renamed = {rename_key(k, renames): k for k in checkpoint_keys}
+    mapping: dict[str, str] = {}
+    if prefix:
+        dotted = prefix + "."
+        ckpt_has = any(k.startswith(dotted) for k in renamed)
+        model_has = any(k.startswith(dotted) for k in expected)
+        if model_has and not ckpt_has:
+            renamed = {(dotted + k if dotted + k in expected else k): v for k, v in renamed.items()}
+        elif ckpt_has and not model_has:
+            renamed = {(k[len(dotted):] if k.startswith(dotted) else k): v for k, v in renamed.items()}
+    for model_key, ckpt_key in renamed.items():
+        if model_key in expected:
+            mapping[model_key] = ckpt_key
+    return mapping

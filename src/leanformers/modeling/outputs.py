@@ -1,0 +1,92 @@
+"""Model outputs that behave like the reference's: ``out.logits``, ``out["logits"]``, ``out[0]``.
+
+Fields left ``None`` are skipped in the key and index views, so ``out[0]`` is ``loss`` when labels
+were given and ``logits`` otherwise, exactly as callers of the reference expect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Iterator
+
+
+@dataclass(repr=True)
+class ModelOutput:
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+    def values(self) -> list[Any]:
+        return [getattr(self, k) for k in self.keys()]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, getattr(self, k)) for k in self.keys()]
+
+    def to_tuple(self) -> tuple:
+        return tuple(self.values())
+
+    def __getitem__(self, key: str | int | slice) -> Any:
+        if isinstance(key, str):
+            if key not in self.keys():
+                raise KeyError(f"{type(self).__name__} has no field {key!r} set; it has {self.keys()}")
+            return getattr(self, key)
+        return self.to_tuple()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self.keys() else default
+
+
+@dataclass(repr=True)
+class BaseModelOutput(ModelOutput):
+    last_hidden_state: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=True)
+class BaseModelOutputWithPooling(ModelOutput):
+    last_hidden_state: Any = None
+    pooler_output: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=True)
+class SequenceClassifierOutput(ModelOutput):
+    loss: Any = None
+    logits: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=True)
+class TokenClassifierOutput(ModelOutput):
+    loss: Any = None
+    logits: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=True)
+class MaskedLMOutput(ModelOutput):
+    loss: Any = None
+    logits: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=True)
+class QuestionAnsweringModelOutput(ModelOutput):
+    loss: Any = None
+    start_logits: Any = None
+    end_logits: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None

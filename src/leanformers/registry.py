@@ -1,0 +1,136 @@
+"""The tables the Auto classes read. Data only: modules are named as strings and imported on
+first use, so ``import leanformers`` stays light and nothing here imports an architecture.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import RemoteCodeError, UnsupportedModelError
+
+# model_type -> (module, config class, {task: model class})
+MODELS: dict[str, tuple[str, str, dict[str, str]]] = {
+    "bert": (
+        "leanformers.models.bert",
+        "BertConfig",
+        {
+            "base": "BertModel",
+            "sequence-classification": "BertForSequenceClassification",
+            "token-classification": "BertForTokenClassification",
+            "question-answering": "BertForQuestionAnswering",
+            "masked-lm": "BertForMaskedLM",
+        },
+    ),
+    "distilbert": (
+        "leanformers.models.distilbert",
+        "DistilBertConfig",
+        {
+            "base": "DistilBertModel",
+            "sequence-classification": "DistilBertForSequenceClassification",
+            "token-classification": "DistilBertForTokenClassification",
+            "question-answering": "DistilBertForQuestionAnswering",
+            "masked-lm": "DistilBertForMaskedLM",
+        },
+    ),
+}
+
+# Tokenizer class names a checkpoint may name -> how to build one from a bare vocabulary file
+# when there is no tokenizer.json. Every name is served by the one tokenizer engine.
+TOKENIZERS: dict[str, str] = {
+    "BertTokenizer": "wordpiece",
+    "BertTokenizerFast": "wordpiece",
+    "DistilBertTokenizer": "wordpiece",
+    "DistilBertTokenizerFast": "wordpiece",
+}
+
+# The tokenizer class to assume when tokenizer_config.json names none.
+DEFAULT_TOKENIZER: dict[str, str] = {
+    "bert": "BertTokenizer",
+    "distilbert": "DistilBertTokenizer",
+}
+
+# Classes registered at run time by users (AutoConfig.register / AutoModel.register).
+_USER_CONFIGS: dict[str, type] = {}
+_USER_MODELS: dict[tuple[str, str], type] = {}
+
+
+def supported_model_types() -> list[str]:
+    return sorted(set(MODELS) | set(_USER_CONFIGS))
+
+
+def _import(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(module), name)
+
+
+def config_class_for(data: dict[str, Any], where: str = "the checkpoint") -> type:
+    """The config class for a parsed config.json, refusing remote code."""
+    model_type = data.get("model_type")
+    known = model_type in MODELS or model_type in _USER_CONFIGS
+    if not known and data.get("auto_map"):
+        raise RemoteCodeError(
+            f"{where} declares model_type {model_type!r}, which leanformers does not provide, and asks to run "
+            f"its own code (auto_map: {data['auto_map']}). leanformers never runs code from a checkpoint. "
+            f"Supported model types: {', '.join(supported_model_types())}."
+        )
+    if not model_type:
+        raise UnsupportedModelError(
+            f"The config.json of {where} has no 'model_type', so the architecture cannot be chosen. "
+            f"Add one of: {', '.join(supported_model_types())}."
+        )
+    return config_class_by_type(model_type, where)
+
+
+def config_class_by_type(model_type: str, where: str = "the checkpoint") -> type:
+    if model_type in _USER_CONFIGS:
+        return _USER_CONFIGS[model_type]
+    if model_type not in MODELS:
+        raise UnsupportedModelError(
+            f"{where} has model_type {model_type!r}, which leanformers does not support. "
+            f"Supported model types: {', '.join(supported_model_types())}."
+        )
+    module, config_name, _ = MODELS[model_type]
+    return _import(module, config_name)
+
+
+def model_class_for(model_type: str, task: str, where: str = "the checkpoint") -> type:
+    if (model_type, task) in _USER_MODELS:
+        return _USER_MODELS[(model_type, task)]
+    if model_type not in MODELS:
+        config_class_by_type(model_type, where)  # raises the unsupported-type error
+        raise UnsupportedModelError(f"No model registered for model_type {model_type!r} and task {task!r}.")
+    module, _, tasks = MODELS[model_type]
+    if task not in tasks:
+        offered = ", ".join(sorted(tasks)) or "none"
+        raise UnsupportedModelError(
+            f"{where} is a {model_type!r} model, which has no {task!r} head in leanformers. "
+            f"Tasks available for {model_type!r}: {offered}."
+        )
+    return _import(module, tasks[task])
+
+
+def register_config(model_type: str, config_class: type, exist_ok: bool = False) -> None:
+    if getattr(config_class, "model_type", model_type) != model_type:
+        raise UnsupportedModelError(
+            f"{config_class.__name__}.model_type is {config_class.model_type!r}, but it is being registered "
+            f"as {model_type!r}; they must match."
+        )
+    if not exist_ok and (model_type in MODELS or model_type in _USER_CONFIGS):
+        raise UnsupportedModelError(f"model_type {model_type!r} is already registered; pass exist_ok=True to replace it.")
+    _USER_CONFIGS[model_type] = config_class
+
+
+def register_model(model_type: str, task: str, model_class: type, exist_ok: bool = False) -> None:
+    taken = (model_type, task) in _USER_MODELS or task in MODELS.get(model_type, ("", "", {}))[2]
+    if taken and not exist_ok:
+        raise UnsupportedModelError(
+            f"A {task!r} model is already registered for {model_type!r}; pass exist_ok=True to replace it."
+        )
+    _USER_MODELS[(model_type, task)] = model_class
+
+
+def tokenizer_builder(class_name: str | None) -> str | None:
+    """How to build a tokenizer named ``class_name`` from a bare vocabulary (None if unknown)."""
+    if class_name is None:
+        return None
+    return TOKENIZERS.get(class_name) or TOKENIZERS.get(class_name.removesuffix("Fast"))

