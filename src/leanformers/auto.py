@@ -23,6 +23,7 @@ _LOAD_OPTIONS = (
     "output_loading_info",
     "use_safetensors",
     "low_cpu_mem_usage",
+    "attn_implementation",
 )
 
 
@@ -133,6 +134,30 @@ class AutoModelForMaskedLM(_AutoModel):
     task = "masked-lm"
 
 
+class AutoModelForImageClassification(_AutoModel):
+    task = "image-classification"
+
+
+class AutoBackbone(_AutoModel):
+    task = "backbone"
+
+
+class AutoImageProcessor:
+    def __init__(self) -> None:
+        _no_instances(type(self))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *inputs: Any, **kwargs: Any):
+        """The checkpoint's image processor: one engine, configured by preprocessor_config.json."""
+        from .processing.image import load_image_processor
+
+        if inputs:
+            raise InputError("AutoImageProcessor.from_pretrained takes only keyword arguments after the checkpoint.")
+        _drop_remote_code_flag(kwargs)
+        options, kwargs = split_source_options(kwargs)
+        return load_image_processor(Source.of(pretrained_model_name_or_path, **options), **kwargs)
+
+
 class AutoTokenizer:
     def __init__(self) -> None:
         _no_instances(type(self))
@@ -156,5 +181,8 @@ __all__ = [
     "AutoModelForTokenClassification",
     "AutoModelForQuestionAnswering",
     "AutoModelForMaskedLM",
+    "AutoModelForImageClassification",
+    "AutoBackbone",
+    "AutoImageProcessor",
     "AutoTokenizer",
 ]

@@ -41,6 +41,9 @@ class PretrainedConfig:
     model_type: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     attribute_map: ClassVar[dict[str, str]] = {}
+    # Keys that describe the same choice two ways: overriding one at load time drops the other
+    # from the file, so the override wins instead of conflicting (out_indices / out_features).
+    linked_keys: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs = dict(kwargs)
@@ -262,6 +265,9 @@ def load_config(
             overrides[key] = value
         else:
             unused[key] = value
+    for key, other in config_class.linked_keys.items():
+        if key in overrides and other not in overrides:
+            data = {k: v for k, v in data.items() if k != other}
     if "num_labels" in overrides and "id2label" not in overrides:
         if len(data.get("id2label") or {}) != overrides["num_labels"]:
             data = {k: v for k, v in data.items() if k not in ("id2label", "label2id")}

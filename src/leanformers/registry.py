@@ -33,6 +33,21 @@ MODELS: dict[str, tuple[str, str, dict[str, str]]] = {
             "masked-lm": "DistilBertForMaskedLM",
         },
     ),
+    "vit": (
+        "leanformers.models.vit",
+        "ViTConfig",
+        {"base": "ViTModel", "image-classification": "ViTForImageClassification"},
+    ),
+    "swin": (
+        "leanformers.models.swin",
+        "SwinConfig",
+        {"base": "SwinModel", "image-classification": "SwinForImageClassification", "backbone": "SwinBackbone"},
+    ),
+    "resnet": (
+        "leanformers.models.resnet",
+        "ResNetConfig",
+        {"base": "ResNetModel", "image-classification": "ResNetForImageClassification", "backbone": "ResNetBackbone"},
+    ),
 }
 
 # Tokenizer class names a checkpoint may name -> how to build one from a bare vocabulary file
@@ -48,6 +63,31 @@ TOKENIZERS: dict[str, str] = {
 DEFAULT_TOKENIZER: dict[str, str] = {
     "bert": "BertTokenizer",
     "distilbert": "DistilBertTokenizer",
+}
+
+# Image processor class names a preprocessor_config.json may give (image_processor_type, or the
+# legacy feature_extractor_type) -> the settings profile of the one image engine.
+IMAGE_PROCESSORS: dict[str, str] = {
+    "ViTImageProcessor": "vit",
+    "ViTFeatureExtractor": "vit",
+    "DeiTImageProcessor": "deit",
+    "DeiTFeatureExtractor": "deit",
+    "ConvNextImageProcessor": "convnext",
+    "ConvNextFeatureExtractor": "convnext",
+    "BitImageProcessor": "bit",
+    "CLIPImageProcessor": "clip",
+    "CLIPFeatureExtractor": "clip",
+}
+
+# The image processor to assume when preprocessor_config.json names none.
+DEFAULT_IMAGE_PROCESSOR: dict[str, str] = {
+    "vit": "ViTImageProcessor",
+    "deit": "DeiTImageProcessor",
+    "swin": "ViTImageProcessor",
+    "resnet": "ConvNextImageProcessor",
+    "convnext": "ConvNextImageProcessor",
+    "bit": "BitImageProcessor",
+    "clip": "CLIPImageProcessor",
 }
 
 # Classes registered at run time by users (AutoConfig.register / AutoModel.register).
@@ -134,3 +174,15 @@ def tokenizer_builder(class_name: str | None) -> str | None:
     if class_name is None:
         return None
     return TOKENIZERS.get(class_name) or TOKENIZERS.get(class_name.removesuffix("Fast"))
+
+
+def image_processor_profile(class_name: str | None) -> str | None:
+    """The settings profile for an image processor class name (``...Fast``/``...Pil`` variants too)."""
+    if class_name is None:
+        return None
+    for suffix in ("", "Fast", "Pil"):
+        if suffix and class_name.endswith(suffix):
+            class_name = class_name[: -len(suffix)]
+        if class_name in IMAGE_PROCESSORS:
+            return IMAGE_PROCESSORS[class_name]
+    return None

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -182,6 +184,12 @@ class PreTrainedModel(nn.Module):
         source = Source.of(pretrained_model_name_or_path, **options)
         kwargs.pop("use_safetensors", None)
         kwargs.pop("low_cpu_mem_usage", None)
+        attn = kwargs.pop("attn_implementation", None)
+        if attn not in (None, "sdpa", "eager"):
+            raise InputError(
+                f"attn_implementation={attn!r} is not available: leanformers uses PyTorch's "
+                "scaled_dot_product_attention ('sdpa'), and an explicit softmax ('eager') when attentions are requested."
+            )
         if config is None:
             config, model_kwargs = load_config(cls.config_class, source, **kwargs)
         else:
@@ -211,7 +219,7 @@ class PreTrainedModel(nn.Module):
             target_dtype = to_torch_dtype(dtype)
 
         try:
-            with torch.device("meta"):
+            with torch.device("meta"), _skipping_init():
                 model = cls(config, **model_kwargs)
         except TypeError as exc:
             raise InputError(f"{cls.__name__}.from_pretrained got an unexpected argument: {exc}") from exc
@@ -231,6 +239,10 @@ class PreTrainedModel(nn.Module):
         tied = self._tied_targets()
         expected = set(state)
         mapping = map_keys(list(tensors), expected, self.base_model_prefix, self._checkpoint_renames)
+        for target in tied:
+            # a checkpoint that kept only the tied copy fills the source from it
+            if target in mapping and self._tied_weights[target] not in mapping:
+                mapping[self._tied_weights[target]] = mapping[target]
         report = LoadReport()
         used = set(mapping.values())
         ignored = [re.compile(p) for p in self._ignore_on_load]
@@ -254,7 +266,11 @@ class PreTrainedModel(nn.Module):
                 tensor = tensor.to(dtype)
             assign[model_key] = tensor
         self.load_state_dict(assign, strict=False, assign=True)
-        report.missing = sorted(k for k in expected if k not in assign and k not in tied)
+        mismatched = {k for k, _, _ in report.mismatched}
+        report.missing = sorted(k for k in expected if k not in assign and k not in tied and k not in mismatched)
+        # Tie first so a tied copy (an MLM decoder the size of the vocabulary) is never allocated and
+        # initialised only to be thrown away; tie again for sources that were themselves missing.
+        self.tie_weights()
         self._materialise(dtype)
         self.tie_weights()
         return report
@@ -309,6 +325,34 @@ class PreTrainedModel(nn.Module):
         self.config.architectures = [type(self).__name__]
         self.config.dtype = self.dtype
         self.config.save_pretrained(save_directory)
+
+
+_INIT_FUNCTIONS = (
+    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_",
+)
+
+
+@contextmanager
+def _skipping_init() -> Iterator[None]:
+    """Make torch's initialisers no-ops while a model is built on the meta device: they would
+    initialise tensors about to be replaced, and random ops on meta tensors are slow to dispatch
+    (the first one imports torch's compiler stack)."""
+    saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS if hasattr(nn.init, name)}
+    fill_padding = nn.Embedding._fill_padding_idx_with_zero
+    try:
+        for name in saved:
+            setattr(nn.init, name, _keep)
+        nn.Embedding._fill_padding_idx_with_zero = lambda self: None
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(nn.init, name, fn)
+        nn.Embedding._fill_padding_idx_with_zero = fill_padding
+
+
+def _keep(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return tensor
 
 
 def _placeholder(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

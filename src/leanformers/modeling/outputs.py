@@ -60,6 +60,19 @@ class BaseModelOutputWithPooling(ModelOutput):
 
 
 @dataclass(repr=True)
+class BaseModelOutputWithPoolingAndCrossAttentions(ModelOutput):
+    """What the reference's BERT-style encoders return; ``past_key_values`` and ``cross_attentions``
+    belong to decoder use and stay empty for an encoder."""
+
+    last_hidden_state: Any = None
+    pooler_output: Any = None
+    hidden_states: tuple | None = None
+    past_key_values: Any = None
+    attentions: tuple | None = None
+    cross_attentions: tuple | None = None
+
+
+@dataclass(repr=True)
 class SequenceClassifierOutput(ModelOutput):
     loss: Any = None
     logits: Any = None
@@ -90,3 +103,31 @@ class QuestionAnsweringModelOutput(ModelOutput):
     end_logits: Any = None
     hidden_states: tuple | None = None
     attentions: tuple | None = None
+
+
+@dataclass(repr=True)
+class BaseModelOutputWithNoAttention(ModelOutput):
+    last_hidden_state: Any = None
+    hidden_states: tuple | None = None
+
+
+@dataclass(repr=True)
+class BaseModelOutputWithPoolingAndNoAttention(ModelOutput):
+    last_hidden_state: Any = None
+    pooler_output: Any = None
+    hidden_states: tuple | None = None
+
+
+@dataclass(repr=True)
+class ImageClassifierOutput(ModelOutput):
+    loss: Any = None
+    logits: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=True)
+class ImageClassifierOutputWithNoAttention(ModelOutput):
+    loss: Any = None
+    logits: Any = None
+    hidden_states: tuple | None = None

@@ -1,0 +1,112 @@
+"""Cheap checks shared by the text encoders: their configs' invariants and their inputs' shapes.
+
+Only shapes, dtypes and Python values are inspected, never tensor contents (except where an
+out-of-range id would otherwise kill an accelerator), so the checks cost nothing next to a forward.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..configuration import PretrainedConfig
+from ..errors import ConfigError, InputError
+from .activations import ACTIVATIONS
+
+
+def validate_encoder_config(
+    config: PretrainedConfig, sizes: tuple[str, ...], dropouts: tuple[str, ...], activation: str
+) -> None:
+    """Positive sizes, heads dividing the width, probabilities in [0, 1], a known activation, a valid pad id."""
+    for key in sizes:
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
+    hidden, heads = config.hidden_size, config.num_attention_heads
+    if hidden % heads:
+        raise ConfigError(
+            f"hidden_size ({hidden}) must be a multiple of num_attention_heads ({heads}) so that every head "
+            "gets the same width."
+        )
+    for key in dropouts:
+        value = getattr(config, key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ConfigError(f"{key} must be a probability between 0 and 1, got {value!r}.")
+    name = getattr(config, activation)
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise ConfigError(
+            f"{activation}={name!r} is not a known activation; use one of: {', '.join(sorted(ACTIVATIONS))}."
+        )
+    pad = config.pad_token_id
+    vocab = config.vocab_size
+    if pad is not None and (isinstance(pad, bool) or not isinstance(pad, int) or not -vocab <= pad < vocab):
+        raise ConfigError(f"pad_token_id={pad!r} is not a token id of a vocabulary of {config.vocab_size}.")
+
+
+def check_text_inputs(
+    input_ids: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None,
+    hidden_size: int,
+    max_positions: int,
+) -> tuple[int, int]:
+    """Validate the token inputs of a text encoder cheaply (shapes and dtypes only); returns (batch, seq)."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise InputError("Pass exactly one of input_ids or inputs_embeds (got " + (
+            "both)." if input_ids is not None else "neither)."
+        ))
+    if input_ids is not None:
+        if not isinstance(input_ids, torch.Tensor):
+            raise InputError(
+                f"input_ids must be a torch.Tensor of token ids, got {type(input_ids).__name__}; "
+                "call the tokenizer with return_tensors='pt'."
+            )
+        if input_ids.dim() != 2:
+            raise InputError(
+                f"input_ids must have shape (batch, sequence), got {tuple(input_ids.shape)}"
+                + ("; add a batch dimension with input_ids[None]." if input_ids.dim() == 1 else ".")
+            )
+        if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+            raise InputError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}.")
+        batch, seq = input_ids.shape
+    else:
+        if not isinstance(inputs_embeds, torch.Tensor):
+            raise InputError(f"inputs_embeds must be a torch.Tensor, got {type(inputs_embeds).__name__}.")
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != hidden_size:
+            raise InputError(
+                f"inputs_embeds must have shape (batch, sequence, {hidden_size}), got {tuple(inputs_embeds.shape)}."
+            )
+        batch, seq = inputs_embeds.shape[:2]
+    if seq > max_positions:
+        raise InputError(
+            f"The sequence has {seq} tokens, but this model has position embeddings for at most {max_positions} "
+            "(max_position_embeddings); truncate the input, e.g. tokenizer(..., truncation=True)."
+        )
+    return batch, seq
+
+
+def check_positions(name: str, ids: torch.Tensor | None, batch: int, seq: int) -> None:
+    """token_type_ids / position_ids must be (batch, seq) or (1, seq) integer tensors."""
+    if ids is None:
+        return
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.shape[1] != seq or ids.shape[0] not in (1, batch):
+        shape = tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise InputError(f"{name} must be an integer tensor of shape ({batch}, {seq}) like input_ids, got {shape}.")
+
+
+def embedding_lookup(embedding: torch.nn.Embedding, ids: torch.Tensor, name: str) -> torch.Tensor:
+    """``embedding(ids)``, with an InputError naming ``name`` when an id is out of range."""
+    size = embedding.num_embeddings
+    if ids.device.type != "cpu":
+        # An out-of-range index on an accelerator is an unrecoverable device assert; check first.
+        if bool(((ids < 0) | (ids >= size)).any()):
+            raise InputError(f"{name} holds ids outside [0, {size}); does the tokenizer match the model?")
+        return embedding(ids)
+    try:
+        return embedding(ids)
+    except IndexError:
+        low, high = int(ids.min()), int(ids.max())
+        raise InputError(
+            f"{name} holds ids in [{low}, {high}], but the embedding has {size} rows ([0, {size})); "
+            "does the tokenizer match the model?"
+        ) from None

@@ -1,0 +1,505 @@
+"""BERT (Devlin et al., 2018): a bidirectional Transformer encoder and its task heads.
+
+Module paths equal the checkpoint keys of the reference library (``bert.encoder.layer.0.attention.
+self.query.weight``, ``cls.predictions.decoder.weight``), so weights load by name with no rename table.
+Only the encoder is provided: decoder use (``is_decoder``, cross-attention, a key/value cache) is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..configuration import PretrainedConfig
+from ..errors import ConfigError
+from ..modeling.activations import get_activation
+from ..modeling.attention import additive_mask, attend, padding_mask, split_heads
+from ..modeling.checks import check_positions, check_text_inputs, embedding_lookup, validate_encoder_config
+from ..modeling.base import PreTrainedModel
+from ..modeling.losses import (
+    masked_lm_loss,
+    question_answering_loss,
+    sequence_classification_loss,
+    token_classification_loss,
+)
+from ..modeling.outputs import (
+    BaseModelOutputWithPoolingAndCrossAttentions,
+    MaskedLMOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+
+
+class BertConfig(PretrainedConfig):
+    model_type: ClassVar[str] = "bert"
+    defaults: ClassVar[dict[str, Any]] = {
+        "vocab_size": 30522,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 2,
+        "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12,
+        "pad_token_id": 0,
+        "use_cache": True,
+        "classifier_dropout": None,
+        "is_decoder": False,
+        "add_cross_attention": False,
+    }
+
+    def validate(self) -> None:
+        validate_encoder_config(
+            self,
+            sizes=(
+                "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "max_position_embeddings", "type_vocab_size",
+            ),
+            dropouts=("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"),
+            activation="hidden_act",
+        )
+        if not self.layer_norm_eps > 0:
+            raise ConfigError(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}.")
+        position_type = getattr(self, "position_embedding_type", "absolute")
+        if position_type not in (None, "absolute"):
+            raise ConfigError(
+                f"position_embedding_type={position_type!r} is not supported; only absolute position "
+                "embeddings are (as in the reference library, which no longer implements relative ones)."
+            )
+
+
+# -- modules ------------------------------------------------------------------------------------
+
+
+class BertEmbeddings(nn.Module):
+    """word + token-type + position embeddings, LayerNorm, dropout."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = config.hidden_dropout_prob
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+    ) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = embedding_lookup(self.word_embeddings, input_ids, "input_ids")
+        seq = inputs_embeds.shape[1]
+        # Without explicit ids every row uses type 0 and positions 0..seq-1: rows of the tables broadcast
+        # over the batch give the same numbers as a lookup, without building index tensors.
+        if token_type_ids is None:
+            token_types = self.token_type_embeddings.weight[0]
+        else:
+            token_types = embedding_lookup(self.token_type_embeddings, token_type_ids, "token_type_ids")
+        if position_ids is None:
+            positions = self.position_embeddings.weight[:seq]
+        else:
+            positions = embedding_lookup(self.position_embeddings, position_ids, "position_ids")
+        embeddings = inputs_embeds + token_types
+        embeddings = embeddings + positions
+        embeddings = self.LayerNorm(embeddings)
+        return F.dropout(embeddings, self.dropout, self.training)
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = config.attention_probs_dropout_prob
+
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        query = split_heads(self.query(hidden), self.head_dim)
+        key = split_heads(self.key(hidden), self.head_dim)
+        value = split_heads(self.value(hidden), self.head_dim)
+        return attend(query, key, value, mask, self.dropout if self.training else 0.0, need_weights)
+
+
+class BertSelfOutput(nn.Module):
+    """Projection of the attention context, dropout, residual and LayerNorm."""
+
+    def __init__(self, config: BertConfig, in_features: int | None = None) -> None:
+        super().__init__()
+        self.dense = nn.Linear(in_features or config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = config.hidden_dropout_prob
+
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        hidden = F.dropout(self.dense(hidden), self.dropout, self.training)
+        return self.LayerNorm(hidden + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.self = BertSelfAttention(config)
+        self.output = BertSelfOutput(config)
+
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        context, weights = self.self(hidden, mask, need_weights)
+        return self.output(context, hidden), weights
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = get_activation(config.hidden_act)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.act(self.dense(hidden))
+
+
+class BertOutput(BertSelfOutput):
+    """The feed-forward block's down projection, dropout, residual and LayerNorm."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config, config.intermediate_size)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attention(hidden, mask, need_weights)
+        return self.output(self.intermediate(attended), attended), weights
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool, output_hidden_states: bool
+    ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+        all_hidden = (hidden,) if output_hidden_states else None
+        all_weights = () if output_attentions else None
+        for layer in self.layer:
+            hidden, weights = layer(hidden, mask, output_attentions)
+            if output_hidden_states:
+                all_hidden += (hidden,)
+            if output_attentions:
+                all_weights += (weights,)
+        return hidden, all_hidden, all_weights
+
+
+class BertPooler(nn.Module):
+    """tanh(dense(hidden state of the first token))."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))
+
+
+class BertPredictionHeadTransform(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = get_activation(config.hidden_act)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.act(self.dense(hidden)))
+
+
+class BertLMPredictionHead(nn.Module):
+    """Transform, then project onto the vocabulary. ``decoder`` shares the word embedding matrix and
+    ``bias`` when the config ties word embeddings (the checkpoint then stores neither)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform(hidden))
+
+
+class BertOnlyMLMHead(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.predictions(hidden)
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+class BertPreTrainedModel(PreTrainedModel):
+    config_class = BertConfig
+    base_model_prefix = "bert"
+    # Older checkpoints saved these index buffers; they are recomputed, never loaded.
+    _ignore_on_load = [r"(^|\.)embeddings\.position_ids$", r"(^|\.)embeddings\.token_type_ids$"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, BertLMPredictionHead):
+            with torch.no_grad():
+                module.bias.zero_()
+
+    def _resolve(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
+        config = self.config
+        return (
+            config.output_attentions if output_attentions is None else output_attentions,
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            config.use_return_dict if return_dict is None else return_dict,
+        )
+
+
+class BertModel(BertPreTrainedModel):
+    """The encoder: embeddings, Transformer layers and (optionally) the pooler over the first token."""
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
+        super().__init__(config)
+        for flag in ("is_decoder", "add_cross_attention"):
+            if getattr(config, flag, False):
+                raise ConfigError(
+                    f"This config sets {flag}=True, but leanformers implements BERT only as an encoder "
+                    "(no causal decoder, cross-attention or cache). Set it to False to use the encoder."
+                )
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> BaseModelOutputWithPoolingAndCrossAttentions | tuple:
+        output_attentions, output_hidden_states, return_dict = self._resolve(
+            output_attentions, output_hidden_states, return_dict
+        )
+        config = self.config
+        batch, seq = check_text_inputs(input_ids, inputs_embeds, config.hidden_size, config.max_position_embeddings)
+        check_positions("token_type_ids", token_type_ids, batch, seq)
+        check_positions("position_ids", position_ids, batch, seq)
+        hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        mask = padding_mask(attention_mask, batch, seq, hidden.device)
+        if output_attentions:
+            mask = additive_mask(mask, hidden.dtype)
+        hidden, all_hidden, all_weights = self.encoder(hidden, mask, output_attentions, output_hidden_states)
+        output = BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=hidden,
+            pooler_output=self.pooler(hidden) if self.pooler is not None else None,
+            hidden_states=all_hidden,
+            attentions=all_weights,
+            # The reference reports an empty cross_attentions tuple whenever attentions are asked for.
+            cross_attentions=() if output_attentions else None,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """Pooled output -> dropout -> linear classifier (or regressor when num_labels == 1)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config)
+        dropout = config.classifier_dropout
+        self.dropout = config.hidden_dropout_prob if dropout is None else dropout
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        *,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> SequenceClassifierOutput | tuple:
+        return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        outputs = self.bert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logits = self.classifier(F.dropout(outputs.pooler_output, self.dropout, self.training))
+        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
+        output = SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class BertForTokenClassification(BertPreTrainedModel):
+    """Every token's hidden state -> dropout -> linear classifier."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        dropout = config.classifier_dropout
+        self.dropout = config.hidden_dropout_prob if dropout is None else dropout
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        *,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> TokenClassifierOutput | tuple:
+        return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        outputs = self.bert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logits = self.classifier(F.dropout(outputs.last_hidden_state, self.dropout, self.training))
+        loss = token_classification_loss(logits, labels, self.num_labels) if labels is not None else None
+        output = TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class BertForQuestionAnswering(BertPreTrainedModel):
+    """Extractive QA: a linear layer gives every token a start and an end logit."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        if config.num_labels != 2:
+            raise ConfigError(
+                f"BertForQuestionAnswering needs num_labels=2 (start and end logits), got {config.num_labels}."
+            )
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        *,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> QuestionAnsweringModelOutput | tuple:
+        return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        outputs = self.bert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logits = self.qa_outputs(outputs.last_hidden_state)
+        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = question_answering_loss(start_logits, end_logits, start_positions, end_positions)
+        output = QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    """Masked-token prediction over the vocabulary, the output matrix tied to the word embeddings."""
+
+    _tied_weights = {
+        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+        "cls.predictions.decoder.bias": "cls.predictions.bias",
+    }
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.cls.predictions.decoder
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        *,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> MaskedLMOutput | tuple:
+        return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        outputs = self.bert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logits = self.cls(outputs.last_hidden_state)
+        loss = masked_lm_loss(logits, labels) if labels is not None else None
+        output = MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "BertConfig",
+    "BertModel",
+    "BertForSequenceClassification",
+    "BertForTokenClassification",
+    "BertForQuestionAnswering",
+    "BertForMaskedLM",
+]
