@@ -62,7 +62,8 @@ TOKENIZERS: dict[str, str] = {
 # The tokenizer class to assume when tokenizer_config.json names none.
 DEFAULT_TOKENIZER: dict[str, str] = {
     "bert": "BertTokenizer",
-    "distilbert": "DistilBertTokenizer",
+    # the reference falls back to BERT's tokenizer here, token_type_ids included
+    "distilbert": "BertTokenizer",
 }
 
 # Image processor class names a preprocessor_config.json may give (image_processor_type, or the

@@ -1,0 +1,1 @@
+"""Turning raw inputs (text, images, audio) into model inputs."""

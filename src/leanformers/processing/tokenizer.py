@@ -1,0 +1,2060 @@
+"""The tokenizer: one engine over ``tokenizers.Tokenizer`` (the Rust library) for every checkpoint.
+
+A checkpoint's ``tokenizer_config.json`` names a tokenizer class; that name selects *settings*
+(how to build the pipeline from a bare vocabulary, which model inputs to return), never a new code
+path. Outputs, special-token handling, saving and the printed form follow the reference library's
+v5 ``BertTokenizer`` / ``DistilBertTokenizer`` exactly, so the two can be swapped.
+
+Speed matters as much as parity: padding and truncation are configured on the Rust tokenizer only
+when they change, batches go through ``encode_batch``, and tensors are built with numpy from
+unpadded rows (the ``tokenizers.Encoding`` objects are padded lazily, only if someone asks for
+them). ``torch`` and ``numpy`` are imported only when tensors are asked for.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import operator
+import os
+import warnings
+from collections.abc import Mapping
+from itertools import chain
+from typing import Any, NamedTuple, Sequence, Union
+
+from tokenizers import AddedToken, Encoding, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+
+from .. import registry
+from ..errors import ConfigError, InputError, TokenizerError
+from ..hub import Source, atomic_write, is_offline
+
+logger = logging.getLogger(__name__)
+
+# The reference's stand-ins for "no limit": a model_max_length above LARGE_INTEGER disables the
+# implicit max_length of truncation=True / padding="max_length".
+VERY_LARGE_INTEGER = int(1e30)
+LARGE_INTEGER = int(1e20)
+
+SPECIAL_TOKENS_ATTRIBUTES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
+ADDED_TOKENS_FILE = "added_tokens.json"
+VOCAB_FILE = "vocab.txt"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+
+# The class shown (and saved) when a checkpoint's tokenizer.json is used as it stands because its
+# class is not one this library knows how to rebuild; the reference uses the same name for it.
+GENERIC_CLASS = "TokenizersBackend"
+
+# What each class name selects. Unlisted wordpiece classes behave like BertTokenizer.
+_MODEL_INPUT_NAMES: dict[str, tuple[str, ...]] = {
+    "BertTokenizer": ("input_ids", "token_type_ids", "attention_mask"),
+    "DistilBertTokenizer": ("input_ids", "attention_mask"),
+    GENERIC_CLASS: ("input_ids", "attention_mask"),
+}
+_WORDPIECE_DEFAULT_INPUTS = _MODEL_INPUT_NAMES["BertTokenizer"]
+_WORDPIECE_SPECIAL_DEFAULTS = (
+    ("unk_token", "[UNK]"),
+    ("sep_token", "[SEP]"),
+    ("pad_token", "[PAD]"),
+    ("cls_token", "[CLS]"),
+    ("mask_token", "[MASK]"),
+)
+
+# from_pretrained options that only mean something to a hub client or to the reference's class
+# dispatch; accepted so calls written for the reference keep working.
+_SOURCE_OPTIONS = ("revision", "subfolder", "cache_dir", "local_files_only", "token")
+_IGNORED_LOAD_OPTIONS = (
+    "use_fast",
+    "force_download",
+    "resume_download",
+    "proxies",
+    "trust_remote_code",
+    "code_revision",
+    "_from_auto",
+    "_from_pipeline",
+    "_commit_hash",
+)
+
+_PADDING = {"longest": "longest", "max_length": "max_length", "do_not_pad": "do_not_pad"}
+_TRUNCATION = {
+    "longest_first": "longest_first",
+    "only_first": "only_first",
+    "only_second": "only_second",
+    "do_not_truncate": "do_not_truncate",
+}
+_NO_PAD = "do_not_pad"
+_NO_TRUNCATE = "do_not_truncate"
+_TENSOR_TYPES = ("pt", "np")
+
+_JSON_TRUNCATION_STRATEGY = {"LongestFirst": "longest_first", "OnlyFirst": "only_first", "OnlySecond": "only_second"}
+
+_CALL_OPTIONS = (
+    "add_special_tokens, padding, truncation, max_length, stride, is_split_into_words, pad_to_multiple_of, "
+    "padding_side, return_tensors, return_token_type_ids, return_attention_mask, return_overflowing_tokens, "
+    "return_special_tokens_mask, return_offsets_mapping, return_length, verbose, split_special_tokens"
+)
+
+TextOrBatch = Union[str, Sequence[str], Sequence[Sequence[str]], Sequence[tuple]]
+
+
+class CharSpan(NamedTuple):
+    """A character span in the original string: ``start`` included, ``end`` excluded."""
+
+    start: int
+    end: int
+
+
+class TokenSpan(NamedTuple):
+    """A token span in an encoding: ``start`` included, ``end`` excluded."""
+
+    start: int
+    end: int
+
+
+# ----------------------------------------------------------------------------------------------
+# BatchEncoding
+# ----------------------------------------------------------------------------------------------
+
+
+class BatchEncoding(dict):
+    """The output of a tokenizer call: a dict of model inputs with the Rust encodings beside it.
+
+    Keys read as attributes too (``enc.input_ids``); an integer index gives the
+    ``tokenizers.Encoding`` of that batch row; the ``word_ids`` / ``char_to_token`` family maps
+    between characters, words and tokens.
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        encoding: Encoding | Sequence[Encoding] | None = None,
+        tensor_type: str | None = None,
+        prepend_batch_axis: bool = False,
+        n_sequences: int | None = None,
+    ) -> None:
+        super().__init__(data or {})
+        if isinstance(encoding, Encoding):
+            encoding = [encoding]
+        self._encodings = encoding
+        self._n_sequences = n_sequences
+        # (length, direction, pad_id, pad_type_id, pad_token) still owed to the encodings: tensors
+        # were padded in numpy, and the Rust objects are only padded if someone looks at them.
+        self._pending_pad: tuple | None = None
+        if tensor_type is not None:
+            self.convert_to_tensors(tensor_type, prepend_batch_axis=prepend_batch_axis)
+
+    def __getitem__(self, item: str | int | slice) -> Any:
+        if isinstance(item, str):
+            return dict.__getitem__(self, item)
+        encodings = self.encodings
+        if encodings is not None:
+            return encodings[item]
+        if isinstance(item, slice):
+            return {key: value[item] for key, value in self.items()}
+        raise KeyError(
+            f"BatchEncoding keys are strings (one of {list(self.keys())}); an integer or slice selects "
+            f"Rust encodings, and this BatchEncoding holds none."
+        )
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("__"):
+            raise AttributeError(item)
+        try:
+            return dict.__getitem__(self, item)
+        except KeyError:
+            raise AttributeError(f"'BatchEncoding' has no attribute or key {item!r}") from None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"data": dict(self), "encodings": self.encodings, "n_sequences": self._n_sequences}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        dict.update(self, state.get("data", {}))
+        self._encodings = state.get("encodings")
+        self._n_sequences = state.get("n_sequences")
+        self._pending_pad = None
+
+    def __reduce__(self):
+        return (BatchEncoding, (), self.__getstate__())
+
+    @property
+    def data(self) -> "BatchEncoding":
+        """The contents (the reference keeps them in ``.data``; here the object is the dict)."""
+        return self
+
+    @data.setter
+    def data(self, value: Mapping[str, Any]) -> None:
+        dict.clear(self)
+        dict.update(self, value)
+
+    @property
+    def encodings(self) -> list[Encoding] | None:
+        """The ``tokenizers.Encoding`` of each row, or ``None`` when built from plain data."""
+        pending = self.__dict__.get("_pending_pad")
+        if pending is not None:
+            length, direction, pad_id, pad_type_id, pad_token = pending
+            for encoding in self._encodings:
+                encoding.pad(length, direction=direction, pad_id=pad_id, pad_type_id=pad_type_id, pad_token=pad_token)
+            self._pending_pad = None
+        return self.__dict__.get("_encodings")
+
+    @property
+    def is_fast(self) -> bool:
+        return self.__dict__.get("_encodings") is not None
+
+    @property
+    def n_sequences(self) -> int | None:
+        """Sequences per row: 1 for single texts, 2 for pairs, ``None`` when unknown."""
+        if self._n_sequences is None and self._encodings:
+            self._n_sequences = self._encodings[0].n_sequences
+        return self._n_sequences
+
+    def _encoding(self, batch_index: int, what: str) -> Encoding:
+        encodings = self.encodings
+        if not encodings:
+            raise InputError(
+                f"{what}() needs the Rust encodings, and this BatchEncoding was built from plain data. "
+                f"Call the tokenizer to get one that has them."
+            )
+        try:
+            return encodings[batch_index]
+        except IndexError:
+            raise InputError(
+                f"{what}(): batch index {batch_index} is out of range for a batch of {len(encodings)}."
+            ) from None
+
+    @staticmethod
+    def _split(first: int, second: int | None) -> tuple[int, int]:
+        # Callers give (index) for a batch of one, or (batch_index, index).
+        return (0, first) if second is None else (first, second)
+
+    def tokens(self, batch_index: int = 0) -> list[str]:
+        return self._encoding(batch_index, "tokens").tokens
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        return self._encoding(batch_index, "sequence_ids").sequence_ids
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        return self._encoding(batch_index, "word_ids").word_ids
+
+    def token_to_sequence(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
+        batch_index, token_index = self._split(batch_or_token_index, token_index)
+        encoding = self._encoding(batch_index, "token_to_sequence")
+        if token_index < 0:
+            token_index += len(encoding)
+        return encoding.token_to_sequence(token_index)
+
+    def token_to_word(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
+        batch_index, token_index = self._split(batch_or_token_index, token_index)
+        encoding = self._encoding(batch_index, "token_to_word")
+        if token_index < 0:
+            token_index += len(encoding)
+        return encoding.token_to_word(token_index)
+
+    def word_to_tokens(
+        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
+    ) -> TokenSpan | None:
+        batch_index, word_index = self._split(batch_or_word_index, word_index)
+        span = self._encoding(batch_index, "word_to_tokens").word_to_tokens(word_index, sequence_index)
+        return TokenSpan(*span) if span is not None else None
+
+    def token_to_chars(self, batch_or_token_index: int, token_index: int | None = None) -> CharSpan | None:
+        batch_index, token_index = self._split(batch_or_token_index, token_index)
+        span = self._encoding(batch_index, "token_to_chars").token_to_chars(token_index)
+        return CharSpan(*span) if span is not None else None
+
+    def char_to_token(
+        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
+    ) -> int | None:
+        batch_index, char_index = self._split(batch_or_char_index, char_index)
+        return self._encoding(batch_index, "char_to_token").char_to_token(char_index, sequence_index)
+
+    def word_to_chars(
+        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
+    ) -> CharSpan | None:
+        batch_index, word_index = self._split(batch_or_word_index, word_index)
+        span = self._encoding(batch_index, "word_to_chars").word_to_chars(word_index, sequence_index)
+        return CharSpan(*span) if span is not None else None
+
+    def char_to_word(
+        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
+    ) -> int | None:
+        batch_index, char_index = self._split(batch_or_char_index, char_index)
+        return self._encoding(batch_index, "char_to_word").char_to_word(char_index, sequence_index)
+
+    def convert_to_tensors(self, tensor_type: str | None = None, prepend_batch_axis: bool = False) -> "BatchEncoding":
+        """Turn every list value into a numpy array (``"np"``) or torch tensor (``"pt"``), in place."""
+        if tensor_type is None:
+            return self
+        tensor_type = _check_tensor_type(tensor_type)
+        for key, value in list(self.items()):
+            if prepend_batch_axis:
+                value = [value]
+            if _is_tensor(value, tensor_type):
+                continue
+            dict.__setitem__(self, key, _as_tensor(value, tensor_type, key))
+        return self
+
+    def to(self, device: Any, *, non_blocking: bool = False) -> "BatchEncoding":
+        """Move every torch tensor to ``device`` (other values are left as they are)."""
+        is_device = isinstance(device, (str, int)) or (
+            type(device).__name__ == "device" and type(device).__module__.startswith("torch")
+        )
+        if not is_device:
+            logger.warning("BatchEncoding.to() expects a device (str, int or torch.device), got %r; nothing moved.", device)
+            return self
+        for key, value in list(self.items()):
+            move = getattr(value, "to", None)
+            if callable(move):
+                dict.__setitem__(self, key, move(device=device, non_blocking=non_blocking))
+        return self
+
+
+def _check_tensor_type(tensor_type: Any) -> str:
+    value = getattr(tensor_type, "value", tensor_type)
+    if value not in _TENSOR_TYPES:
+        raise InputError(
+            f"return_tensors={tensor_type!r} is not supported: use 'pt' (torch tensors), 'np' (numpy arrays) "
+            f"or None (Python lists)."
+        )
+    return value
+
+
+def _is_tensor(value: Any, tensor_type: str) -> bool:
+    if tensor_type == "np":
+        import numpy as np
+
+        return isinstance(value, np.ndarray)
+    module = type(value).__module__
+    return module.startswith("torch") and type(value).__name__ == "Tensor"
+
+
+def _has_items(value: Any) -> bool:
+    """Whether nested lists hold any leaf value (empty data becomes int64, as in the reference)."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return False
+        if isinstance(value[0], (list, tuple)):
+            return any(_has_items(item) for item in value)
+        return True
+    try:
+        return len(value) > 0
+    except TypeError:
+        return True
+
+
+def _as_array(value: Any, dtype: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray)):
+        if dtype is None and len({len(row) for row in value}) > 1:
+            value = _as_array([np.asarray(row) for row in value], object)
+    if dtype is None and not _has_items(value):
+        dtype = np.int64
+    return np.asarray(value, dtype=dtype)
+
+
+def _as_tensor(value: Any, tensor_type: str, key: str) -> Any:
+    """The reference's conversion rules: empty data is int64; ragged rows give numpy object arrays
+    and are an error for torch."""
+    import numpy as np
+
+    if tensor_type == "np":
+        try:
+            return _as_array(value, None)
+        except ValueError as exc:
+            raise InputError(
+                f"Cannot make an array of {key!r}: {exc}. Pass padding=True to get rows of one length."
+            ) from exc
+    import torch
+
+    try:
+        if isinstance(value, list) and value and isinstance(value[0], np.ndarray):
+            return torch.from_numpy(np.array(value))
+        if not _has_items(value):
+            return torch.tensor(value, dtype=torch.int64)
+        return torch.tensor(value)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise InputError(
+            f"Cannot make a tensor of {key!r}: its rows have different lengths. Pass padding=True (and "
+            f"truncation=True for texts longer than the model allows) to get rows of one length, or "
+            f"return_tensors=None for lists."
+        ) from exc
+
+
+# ----------------------------------------------------------------------------------------------
+# The tokenizer
+# ----------------------------------------------------------------------------------------------
+
+
+def _token_property(name: str) -> property:
+    def get(self: "PreTrainedTokenizer") -> str | None:
+        value = self._special_tokens_map.get(name)
+        return None if value is None else str(value)
+
+    def set_(self: "PreTrainedTokenizer", value: str | AddedToken | None) -> None:
+        self._set_special_token(name, value)
+
+    return property(get, set_, doc=f"The {name.replace('_', ' ')} as a string, or None if unset.")
+
+
+def _token_id_property(name: str) -> property:
+    def get(self: "PreTrainedTokenizer") -> int | None:
+        value = self._special_tokens_map.get(name)
+        return None if value is None else self.convert_tokens_to_ids(str(value))
+
+    def set_(self: "PreTrainedTokenizer", value: int | None) -> None:
+        self._set_special_token(name, None if value is None else self.convert_ids_to_tokens(value))
+
+    return property(get, set_, doc=f"The id of the {name.replace('_', ' ')}, or None if unset.")
+
+
+class PreTrainedTokenizer:
+    """A tokenizer backed by a ``tokenizers.Tokenizer``, behaving like the reference's v5 tokenizers.
+
+    Build one with :func:`load_tokenizer` / :meth:`from_pretrained`, or directly around a Rust
+    tokenizer: ``PreTrainedTokenizer(tokenizer_object, cls_token="[CLS]", ...)``.
+    """
+
+    padding_side: str
+    truncation_side: str
+
+    def __init__(
+        self,
+        tokenizer_object: Tokenizer,
+        *,
+        class_name: str = GENERIC_CLASS,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(tokenizer_object, Tokenizer):
+            raise InputError(
+                f"PreTrainedTokenizer wraps a tokenizers.Tokenizer, got {type(tokenizer_object).__name__}. "
+                f"Use PreTrainedTokenizer.from_pretrained(path) to load a checkpoint."
+            )
+        object.__setattr__(self, "_backend", tokenizer_object)
+        self.class_name = class_name
+        self._init_from_kwargs(kwargs)
+
+    # -- construction ----------------------------------------------------------------------------
+
+    def _init_from_kwargs(self, kwargs: dict[str, Any]) -> None:
+        """Settle the backend's truncation/padding defaults, the special tokens and the added
+        tokens from the loaded configuration, the way the reference's constructors do, so that
+        ids, the printed form and the saved config all agree with it."""
+        backend = self._backend
+        json_truncation = kwargs.pop("_json_truncation", None)
+        json_padding = kwargs.pop("_json_padding", None)
+        truncation = json_truncation or backend.truncation
+        if truncation is not None:
+            backend.enable_truncation(**truncation)
+            kwargs.setdefault("max_length", truncation["max_length"])
+            kwargs.setdefault("truncation_side", truncation["direction"])
+            kwargs.setdefault("stride", truncation["stride"])
+            kwargs.setdefault("truncation_strategy", truncation["strategy"])
+        else:
+            backend.no_truncation()
+        padding = json_padding or backend.padding
+        if padding is not None:
+            backend.enable_padding(**padding)
+            kwargs.setdefault("pad_token", padding["pad_token"])
+            kwargs.setdefault("pad_token_type_id", padding["pad_type_id"])
+            kwargs.setdefault("padding_side", padding["direction"])
+            kwargs.setdefault("max_length", padding["length"])
+            kwargs.setdefault("pad_to_multiple_of", padding["pad_to_multiple_of"])
+        # What the backend held on loading; saving writes it back, whatever calls did since.
+        self._loaded_truncation = truncation
+        self._loaded_padding = padding
+        kwargs.setdefault("backend", "tokenizers")
+        added_tokens_decoder = kwargs.get("added_tokens_decoder") or {}
+
+        if "additional_special_tokens" in kwargs and "extra_special_tokens" not in kwargs:
+            kwargs["extra_special_tokens"] = kwargs.pop("additional_special_tokens")
+        self.init_kwargs = copy.deepcopy(kwargs)
+        self.name_or_path = str(kwargs.pop("name_or_path", ""))
+        self.verbose = bool(kwargs.pop("verbose", False))
+
+        self._special_tokens_map: dict[str, str | AddedToken | None] = dict.fromkeys(SPECIAL_TOKENS_ATTRIBUTES)
+        self._extra_special_tokens: list[str | AddedToken] = []
+        model_specific = kwargs.pop("model_specific_special_tokens", None) or {}
+        if not isinstance(model_specific, dict):
+            raise ConfigError("model_specific_special_tokens must map token names to tokens.")
+        auto_specific: dict[str, Any] = {}
+        for key in list(kwargs):
+            value = kwargs[key]
+            if key in SPECIAL_TOKENS_ATTRIBUTES:
+                kwargs.pop(key)
+                if value is None:
+                    continue
+                self._special_tokens_map[key] = _as_token(value, key)
+            elif key == "extra_special_tokens":
+                kwargs.pop(key)
+                if value is None:
+                    continue
+                if isinstance(value, dict):
+                    model_specific = {**value, **model_specific}
+                elif isinstance(value, (list, tuple)):
+                    self._extra_special_tokens = [_as_token(token, key) for token in value]
+                else:
+                    raise ConfigError(
+                        f"extra_special_tokens must be a list of tokens or a dict of named tokens, got {value!r}."
+                    )
+            elif key.endswith("_token") and isinstance(value, (str, AddedToken)):
+                auto_specific[key] = kwargs.pop(key)
+        for key, value in {**auto_specific, **model_specific}.items():
+            self._special_tokens_map[key] = _as_token(value, key)
+
+        for side in ("padding_side", "truncation_side"):
+            if kwargs.get(side, "right") not in ("right", "left"):
+                raise ConfigError(f"{side} must be 'right' or 'left', got {kwargs[side]!r}.")
+        max_len = kwargs.pop("model_max_length", kwargs.pop("max_len", None))
+        self.model_max_length = max_len if max_len is not None else VERY_LARGE_INTEGER
+        self.padding_side = kwargs.pop("padding_side", "right")
+        self.truncation_side = kwargs.pop("truncation_side", "right")
+        self.model_input_names = list(kwargs.pop("model_input_names", _MODEL_INPUT_NAMES[GENERIC_CLASS]))
+        self.clean_up_tokenization_spaces = kwargs.pop("clean_up_tokenization_spaces", False)
+        self.split_special_tokens = bool(kwargs.pop("split_special_tokens", False))
+        self.chat_template = kwargs.pop("chat_template", None)
+        if isinstance(self.chat_template, (list, tuple)):
+            self.chat_template = {entry["name"]: entry["template"] for entry in self.chat_template}
+        self.backend = kwargs.pop("backend", "tokenizers")
+        self._warned_too_long = False
+        self._applied: tuple | None = None
+        self._single_type_ids_zero: bool | None = None
+
+        backend.encode_special_tokens = self.split_special_tokens
+        self._backend_split = self.split_special_tokens
+
+        # Register the added tokens and every special token as added tokens of the backend, in
+        # the reference's order, so that new ones get the same ids.
+        to_add: list[str | AddedToken] = [
+            token for _, token in sorted(added_tokens_decoder.items(), key=lambda item: int(item[0]))
+        ]
+        known = {str(token) for token in to_add}
+        for value in list(self._special_tokens_map.values()) + self._extra_special_tokens:
+            if value is None or str(value) in known:
+                continue
+            known.add(str(value))
+            to_add.append(value)
+        if to_add:
+            named = {str(value) for value in self._special_tokens_map.values() if value}
+            tokens = []
+            for token in to_add:
+                if isinstance(token, str):
+                    token = AddedToken(token, special=True)
+                elif not token.special and str(token) in named:
+                    token.special = True
+                tokens.append(token)
+            backend.add_tokens(tokens)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> "PreTrainedTokenizer":
+        """Load the tokenizer of a checkpoint folder or hub repository (see :func:`load_tokenizer`)."""
+        options = {key: kwargs.pop(key) for key in _SOURCE_OPTIONS if key in kwargs}
+        return load_tokenizer(Source.of(name_or_path, **options), **kwargs)
+
+    # -- special tokens --------------------------------------------------------------------------
+
+    def _set_special_token(self, name: str, value: str | AddedToken | None) -> None:
+        if value is not None and not isinstance(value, (str, AddedToken)):
+            raise InputError(f"{name} must be a str or tokenizers.AddedToken, got {type(value).__name__}.")
+        self._special_tokens_map[name] = value
+        # The pad token is part of the backend's padding settings.
+        self._applied = None
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names not found normally: model-specific special tokens
+        # (e.g. "image_token") and their ids.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        tokens = self.__dict__.get("_special_tokens_map", {})
+        base = name[:-3] if name.endswith("_id") else name
+        if base in tokens:
+            value = tokens[base]
+            if value is None:
+                return None
+            return self.convert_tokens_to_ids(str(value)) if base != name else str(value)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    @property
+    def extra_special_tokens(self) -> list[str]:
+        return [str(token) for token in self._extra_special_tokens]
+
+    @extra_special_tokens.setter
+    def extra_special_tokens(self, value: Sequence[str | AddedToken] | None) -> None:
+        if value is not None and not isinstance(value, (list, tuple)):
+            raise InputError(f"extra_special_tokens must be a list of tokens, got {type(value).__name__}.")
+        self._extra_special_tokens = [] if value is None else list(value)
+
+    @property
+    def extra_special_tokens_ids(self) -> list[int]:
+        return self.convert_tokens_to_ids(self.extra_special_tokens)
+
+    @property
+    def special_tokens_map(self) -> dict[str, str]:
+        """The named special tokens that are set, as strings."""
+        return {name: str(value) for name, value in self._special_tokens_map.items() if value is not None}
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        """Every special token (named, then extra), each once."""
+        seen: dict[str, None] = {}
+        for value in chain(self._special_tokens_map.values(), self._extra_special_tokens):
+            if value is not None:
+                seen.setdefault(str(value))
+        return list(seen)
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return self.convert_tokens_to_ids(self.all_special_tokens)
+
+    @property
+    def pad_token_type_id(self) -> int:
+        return 0
+
+    # -- vocabulary ------------------------------------------------------------------------------
+
+    @property
+    def backend_tokenizer(self) -> Tokenizer:
+        """The Rust tokenizer. Whoever takes it may change it, so settings are re-checked after."""
+        self._applied = None
+        self._single_type_ids_zero = None
+        self._backend_split = None
+        return self._backend
+
+    @property
+    def decoder(self) -> Any:
+        return self._backend.decoder
+
+    @property
+    def is_fast(self) -> bool:
+        return True
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the base vocabulary, without added tokens."""
+        return self._backend.get_vocab_size(with_added_tokens=False)
+
+    def __len__(self) -> int:
+        return self._backend.get_vocab_size(with_added_tokens=True)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def get_vocab(self) -> dict[str, int]:
+        return self._backend.get_vocab(with_added_tokens=True)
+
+    @property
+    def vocab(self) -> dict[str, int]:
+        return self.get_vocab()
+
+    @property
+    def added_tokens_decoder(self) -> dict[int, AddedToken]:
+        return self._backend.get_added_tokens_decoder()
+
+    @property
+    def added_tokens_encoder(self) -> dict[str, int]:
+        return {token.content: index for index, token in sorted(self.added_tokens_decoder.items())}
+
+    def get_added_vocab(self) -> dict[str, int]:
+        return self.added_tokens_encoder
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int] | None:
+        """Ids of tokens; tokens outside the vocabulary map to the unknown token's id."""
+        if isinstance(tokens, str):
+            return self._token_to_id(tokens)
+        if tokens is None:
+            return None
+        return [self._token_to_id(token) for token in tokens]
+
+    def _token_to_id(self, token: str) -> int | None:
+        index = self._backend.token_to_id(token)
+        if index is None:
+            unk = self._special_tokens_map.get("unk_token")
+            return None if unk is None else self._backend.token_to_id(str(unk))
+        return index
+
+    def convert_ids_to_tokens(
+        self, ids: int | Sequence[int], skip_special_tokens: bool = False
+    ) -> str | list[str] | None:
+        ids = _to_python(ids)
+        if isinstance(ids, int):
+            return self._backend.id_to_token(ids)
+        skip = set(self.all_special_ids) if skip_special_tokens else ()
+        tokens = []
+        for index in ids:
+            index = int(index)
+            if index in skip:
+                continue
+            tokens.append(self._backend.id_to_token(index))
+        return tokens
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        decoder = self._backend.decoder
+        return decoder.decode(tokens) if decoder is not None else " ".join(tokens)
+
+    def add_tokens(self, new_tokens: str | AddedToken | Sequence[str | AddedToken], special_tokens: bool = False) -> int:
+        """Add tokens to the vocabulary (those already present are skipped); returns how many were new."""
+        if not new_tokens:
+            return 0
+        if not isinstance(new_tokens, (list, tuple)):
+            new_tokens = [new_tokens]
+        for token in new_tokens:
+            if not isinstance(token, (str, AddedToken)):
+                raise InputError(f"add_tokens takes str or tokenizers.AddedToken items, got {type(token).__name__}.")
+        if special_tokens:
+            return self._backend.add_special_tokens(list(new_tokens))
+        return self._backend.add_tokens(list(new_tokens))
+
+    def add_special_tokens(
+        self,
+        special_tokens_dict: Mapping[str, str | AddedToken | Sequence[str | AddedToken]],
+        replace_extra_special_tokens: bool = True,
+    ) -> int:
+        """Set named special tokens (``{"pad_token": "[PAD]"}``) or ``extra_special_tokens``, adding
+        any that are new to the vocabulary; returns how many were new."""
+        if not special_tokens_dict:
+            return 0
+        special_tokens_dict = dict(special_tokens_dict)
+        if "additional_special_tokens" in special_tokens_dict and not special_tokens_dict.get("extra_special_tokens"):
+            special_tokens_dict["extra_special_tokens"] = special_tokens_dict.pop("additional_special_tokens")
+        allowed = set(SPECIAL_TOKENS_ATTRIBUTES) | {"extra_special_tokens"}
+        to_add: list[AddedToken] = []
+        for key, value in special_tokens_dict.items():
+            if key not in allowed:
+                raise InputError(f"{key!r} is not a special token name; use one of {sorted(allowed)}.")
+            if key == "extra_special_tokens":
+                if not isinstance(value, (list, tuple)) or not all(isinstance(t, (str, AddedToken)) for t in value):
+                    raise InputError("extra_special_tokens must be a list of str or tokenizers.AddedToken.")
+                current = self.extra_special_tokens
+                new = [
+                    AddedToken(t, rstrip=False, lstrip=False, normalized=False, special=True) if isinstance(t, str) else t
+                    for t in value
+                    if replace_extra_special_tokens or str(t) not in current
+                ]
+                if replace_extra_special_tokens and new:
+                    self._extra_special_tokens = list(new)
+                else:
+                    self._extra_special_tokens.extend(new)
+                to_add.extend(new)
+            else:
+                if not isinstance(value, (str, AddedToken)):
+                    raise InputError(f"{key} must be a str or tokenizers.AddedToken, got {type(value).__name__}.")
+                if isinstance(value, str):
+                    value = AddedToken(value, rstrip=False, lstrip=False, normalized=False, special=True)
+                self._set_special_token(key, value)
+                to_add.append(value)
+        return self.add_tokens(to_add, special_tokens=True)
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        return self._backend.num_special_tokens_to_add(pair)
+
+    @property
+    def max_len_single_sentence(self) -> int:
+        return self.model_max_length - self.num_special_tokens_to_add(pair=False)
+
+    @property
+    def max_len_sentences_pair(self) -> int:
+        return self.model_max_length - self.num_special_tokens_to_add(pair=True)
+
+    def get_special_tokens_mask(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None, already_has_special_tokens: bool = False
+    ) -> list[int]:
+        """1 for each special token of an already formatted sequence, 0 for the others."""
+        if not already_has_special_tokens:
+            raise TokenizerError(
+                "get_special_tokens_mask needs already_has_special_tokens=True here; to get the mask of a new "
+                "sequence, call the tokenizer with return_special_tokens_mask=True."
+            )
+        if token_ids_1 is not None:
+            raise InputError("Pass a single already formatted sequence (token_ids_1 must be None).")
+        special = set(self.all_special_ids)
+        return [1 if int(index) in special else 0 for index in token_ids_0]
+
+    # -- settings --------------------------------------------------------------------------------
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("padding_side", "truncation_side") and value not in ("right", "left"):
+            raise InputError(f"{name} must be 'right' or 'left', got {value!r}.")
+        if name in ("padding_side", "truncation_side", "model_max_length"):
+            self.__dict__["_applied"] = None
+        object.__setattr__(self, name, value)
+
+    @property
+    def single_sequence_type_ids_are_zero(self) -> bool:
+        """Whether every token of a single sequence gets type id 0 (so they need not be read back)."""
+        if self._single_type_ids_zero is None:
+            self._single_type_ids_zero = _single_type_ids_zero(self._backend.post_processor)
+        return self._single_type_ids_zero
+
+    # -- encoding --------------------------------------------------------------------------------
+
+    def _strategies(
+        self,
+        padding: Any,
+        truncation: Any,
+        max_length: int | None,
+        pad_to_multiple_of: int | None,
+        verbose: bool,
+    ) -> tuple[str, str, int | None]:
+        if max_length is not None and padding is False and truncation is None:
+            truncation = "longest_first"
+        if padding is False:
+            pad = _NO_PAD
+        elif padding is True:
+            if verbose and max_length is not None and (truncation is None or truncation is False or truncation == _NO_TRUNCATE):
+                warnings.warn(
+                    "max_length is ignored when padding=True and there is no truncation strategy; "
+                    "to pad to max_length use padding='max_length'.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            pad = "longest"
+        else:
+            # Enum members (the reference's PaddingStrategy) hash by name, so look up their value.
+            padding = getattr(padding, "value", padding)
+            pad = _PADDING.get(padding) if isinstance(padding, str) else None
+            if pad is None:
+                raise InputError(
+                    f"padding={padding!r} is not valid: use True/'longest', 'max_length', or False/'do_not_pad'."
+                )
+        if truncation is None or truncation is False:
+            trunc = _NO_TRUNCATE
+        elif truncation is True:
+            trunc = "longest_first"
+        else:
+            truncation = getattr(truncation, "value", truncation)
+            trunc = _TRUNCATION.get(truncation) if isinstance(truncation, str) else None
+            if trunc is None:
+                raise InputError(
+                    f"truncation={truncation!r} is not valid: use True/'longest_first', 'only_first', "
+                    f"'only_second', or False/'do_not_truncate'."
+                )
+        if max_length is None:
+            limit = self.model_max_length
+            if pad == "max_length":
+                if limit > LARGE_INTEGER:
+                    pad = _NO_PAD
+                else:
+                    max_length = limit
+            if trunc != _NO_TRUNCATE:
+                if limit > LARGE_INTEGER:
+                    trunc = _NO_TRUNCATE
+                else:
+                    max_length = limit
+        else:
+            max_length = _non_negative(max_length, "max_length")
+        if pad != _NO_PAD:
+            pad_token = self._special_tokens_map.get("pad_token")
+            pad_id = None if pad_token is None else self._token_to_id(str(pad_token))
+            if pad_id is None or pad_id < 0:
+                raise InputError(
+                    "Padding was asked for, but this tokenizer has no padding token. Set one, e.g. "
+                    "tokenizer.pad_token = tokenizer.eos_token, or tokenizer.add_special_tokens({'pad_token': '[PAD]'})."
+                )
+        if pad_to_multiple_of is not None:
+            pad_to_multiple_of = _non_negative(pad_to_multiple_of, "pad_to_multiple_of")
+            if pad_to_multiple_of == 0:
+                raise InputError("pad_to_multiple_of must be a positive integer (or None).")
+            if (
+                trunc != _NO_TRUNCATE
+                and pad != _NO_PAD
+                and max_length is not None
+                and max_length % pad_to_multiple_of != 0
+            ):
+                raise InputError(
+                    f"Truncation and padding are both on, but the truncation length ({max_length}) is not a "
+                    f"multiple of pad_to_multiple_of ({pad_to_multiple_of}). Pick a max_length that is."
+                )
+        return pad, trunc, max_length
+
+    def _configure(self, truncation: tuple | None, padding: tuple | None) -> None:
+        """Put the Rust tokenizer in the wanted state, touching it only when the state changes."""
+        key = (truncation, padding)
+        if key == self._applied:
+            return
+        backend = self._backend
+        self._applied = None
+        try:
+            if truncation is None:
+                backend.no_truncation()
+            else:
+                max_length, stride, strategy, direction = truncation
+                backend.enable_truncation(max_length, stride=stride, strategy=strategy, direction=direction)
+            if padding is None:
+                backend.no_padding()
+            else:
+                length, direction, pad_id, pad_token, multiple = padding
+                backend.enable_padding(
+                    direction=direction,
+                    pad_id=pad_id,
+                    pad_type_id=0,
+                    pad_token=pad_token,
+                    length=length,
+                    pad_to_multiple_of=multiple,
+                )
+        except Exception as exc:
+            raise InputError(f"The tokenizer rejected these padding/truncation settings: {exc}") from exc
+        self._applied = key
+
+    def __call__(
+        self,
+        text: TextOrBatch | None = None,
+        text_pair: TextOrBatch | None = None,
+        *,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        is_split_into_words: bool = False,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
+        split_special_tokens: bool | None = None,
+        **unexpected: Any,
+    ) -> BatchEncoding:
+        """Tokenize a text, a batch of texts, pairs of texts, or pre-split words, into model inputs.
+
+        ``truncation`` defaults to ``None`` as in the reference: giving only ``max_length`` then
+        truncates (longest first), while ``truncation=False`` keeps everything.
+        """
+        if unexpected:
+            raise InputError(
+                f"Unexpected argument(s) {sorted(unexpected)} for the tokenizer call. Accepted: text, text_pair, "
+                f"{_CALL_OPTIONS}."
+            )
+        if text is None:
+            raise InputError("The tokenizer needs text: a string, a list of strings, or pre-split words.")
+        pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of, verbose)
+        return self._encode(
+            text,
+            text_pair,
+            add_special_tokens,
+            pad,
+            trunc,
+            max_length,
+            stride,
+            is_split_into_words,
+            pad_to_multiple_of,
+            padding_side,
+            return_tensors,
+            return_token_type_ids,
+            return_attention_mask,
+            return_overflowing_tokens,
+            return_special_tokens_mask,
+            return_offsets_mapping,
+            return_length,
+            verbose,
+            split_special_tokens,
+        )
+
+    def _encode(
+        self,
+        text: Any,
+        text_pair: Any,
+        add_special_tokens: bool,
+        pad: str,
+        trunc: str,
+        max_length: int | None,
+        stride: int,
+        is_split_into_words: bool,
+        pad_to_multiple_of: int | None,
+        padding_side: str | None,
+        return_tensors: str | None,
+        return_token_type_ids: bool | None,
+        return_attention_mask: bool | None,
+        return_overflowing_tokens: bool,
+        return_special_tokens_mask: bool,
+        return_offsets_mapping: bool,
+        return_length: bool,
+        verbose: bool,
+        split_special_tokens: bool | None,
+    ) -> BatchEncoding:
+        if not _valid_text(text):
+            raise InputError(_TEXT_TYPES_MESSAGE.format(name="text", got=_describe(text)))
+        if text_pair is not None and not _valid_text(text_pair):
+            raise InputError(_TEXT_TYPES_MESSAGE.format(name="text_pair", got=_describe(text_pair)))
+        if return_tensors is not None:
+            return_tensors = _check_tensor_type(return_tensors)
+        if padding_side is not None and padding_side not in ("right", "left"):
+            raise InputError(f"padding_side must be 'right' or 'left' (or None), got {padding_side!r}.")
+        if stride:
+            stride = _non_negative(stride, "stride")
+
+        if is_split_into_words:
+            batched = isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
+        else:
+            batched = isinstance(text, (list, tuple))
+        if batched:
+            if isinstance(text_pair, str):
+                raise InputError(
+                    "text is a batch, so text_pair must be a batch too: a list with one pair text per text."
+                )
+            if text_pair is not None:
+                if len(text) != len(text_pair):
+                    raise InputError(
+                        f"text has {len(text)} items but text_pair has {len(text_pair)}; give one pair per text."
+                    )
+                batch = list(zip(text, text_pair))
+            else:
+                batch = text if isinstance(text, list) else list(text)
+            if not batch:
+                raise InputError("text is an empty list: there is nothing to tokenize.")
+            pair = None
+        else:
+            # A falsy pair (e.g. "") means no pair, as in the reference.
+            pair = text_pair if text_pair else None
+
+        # Tensors of a padded batch are padded in numpy, which is much cheaper than having Rust pad
+        # every row and then reading the padding back; lists come straight from padded encodings.
+        numpy_padding = return_tensors is not None and pad != _NO_PAD
+        truncation_key = (
+            None
+            if trunc == _NO_TRUNCATE
+            else (max_length, stride, trunc, self.truncation_side)
+        )
+        if pad == _NO_PAD:
+            padding_key = None
+            pad_spec = None
+        else:
+            side = padding_side if padding_side is not None else self.padding_side
+            pad_token = str(self._special_tokens_map["pad_token"])
+            pad_id = self._token_to_id(pad_token)
+            length = max_length if pad == "max_length" else None
+            pad_spec = (length, side, pad_id, pad_token, pad_to_multiple_of)
+            padding_key = None if numpy_padding else pad_spec
+        self._configure(truncation_key, padding_key)
+
+        split = self.split_special_tokens if split_special_tokens is None else bool(split_special_tokens)
+        if split != self._backend_split:
+            self._backend.encode_special_tokens = split
+            self._backend_split = split
+
+        backend = self._backend
+        try:
+            if batched:
+                encodings = backend.encode_batch(
+                    batch, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
+                )
+            else:
+                encodings = [
+                    backend.encode(text, pair, is_pretokenized=is_split_into_words, add_special_tokens=add_special_tokens)
+                ]
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            # BaseException: the Rust side reports some bad settings as a panic, which is not an Exception.
+            raise InputError(f"Could not tokenize the input: {exc}") from exc
+
+        names = self.model_input_names
+        want_types = ("token_type_ids" in names) if return_token_type_ids is None else return_token_type_ids
+        want_mask = ("attention_mask" in names) if return_attention_mask is None else return_attention_mask
+
+        if return_overflowing_tokens:
+            rows = []
+            sample_of_row = []
+            for index, encoding in enumerate(encodings):
+                rows.append(encoding)
+                rows.extend(encoding.overflowing)
+                sample_of_row.extend([index] * (len(rows) - len(sample_of_row)))
+        else:
+            rows = encodings
+            sample_of_row = None
+
+        if pair is None and not batched:
+            single = True
+        elif pair is None and text_pair is None:
+            # Only an optimisation hint: a str subclass just takes the slower exact path.
+            single = (
+                set(map(type, batch)) == {str}
+                if not is_split_into_words
+                else all(not item or isinstance(item[0], str) for item in batch)
+            )
+        else:
+            single = False
+        zero_types = single and self.single_sequence_type_ids_are_zero
+
+        if return_tensors is not None:
+            return self._tensors(
+                rows,
+                want_types,
+                want_mask,
+                return_special_tokens_mask,
+                return_offsets_mapping,
+                return_length,
+                sample_of_row,
+                pad_spec,
+                zero_types,
+                return_tensors,
+                max_length,
+                verbose,
+            )
+
+        ids = [row.ids for row in rows]
+        data: dict[str, Any] = {"input_ids": ids}
+        unpadded = pad == _NO_PAD
+        if want_types:
+            data["token_type_ids"] = (
+                [[0] * len(row) for row in ids] if zero_types else [row.type_ids for row in rows]
+            )
+        if want_mask:
+            data["attention_mask"] = [[1] * len(row) for row in ids] if unpadded else [row.attention_mask for row in rows]
+        if return_special_tokens_mask:
+            data["special_tokens_mask"] = [row.special_tokens_mask for row in rows]
+        if return_offsets_mapping:
+            data["offset_mapping"] = [row.offsets for row in rows]
+        if return_length:
+            data["length"] = [len(row) for row in ids]
+        if sample_of_row is not None:
+            data["overflow_to_sample_mapping"] = sample_of_row
+        if max_length is None and verbose:
+            self._warn_if_too_long(max(map(len, ids)))
+        if not batched and not return_overflowing_tokens:
+            data = {key: (value[0] if value and isinstance(value[0], list) else value) for key, value in data.items()}
+        return BatchEncoding(data, rows)
+
+    def _tensors(
+        self,
+        rows: list[Encoding],
+        want_types: bool,
+        want_mask: bool,
+        want_special: bool,
+        want_offsets: bool,
+        want_length: bool,
+        sample_of_row: list[int] | None,
+        pad_spec: tuple | None,
+        zero_types: bool,
+        tensor_type: str,
+        max_length: int | None,
+        verbose: bool,
+    ) -> BatchEncoding:
+        """Model inputs as arrays/tensors, padding unpadded rows in numpy."""
+        import numpy as np
+
+        ids = [row.ids for row in rows]
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        longest = int(lengths.max())
+        if max_length is None and verbose:
+            self._warn_if_too_long(longest)
+        if pad_spec is not None:
+            fixed, side, pad_id, pad_token, multiple = pad_spec
+            target = fixed if fixed is not None else longest
+            if multiple and target % multiple:
+                target += multiple - target % multiple
+            if longest > target:
+                # Rows longer than a fixed padding length stay ragged; let the exact path handle it.
+                for row in rows:
+                    row.pad(target, direction=side, pad_id=pad_id, pad_type_id=0, pad_token=pad_token)
+                return self._tensors_from_lists(rows, want_types, want_mask, want_special, want_offsets, want_length, sample_of_row, tensor_type)
+        else:
+            target = longest
+            if int(lengths.min()) != target:
+                return self._tensors_from_lists(rows, want_types, want_mask, want_special, want_offsets, want_length, sample_of_row, tensor_type)
+        if target == 0:
+            return self._tensors_from_lists(rows, want_types, want_mask, want_special, want_offsets, want_length, sample_of_row, tensor_type)
+
+        batch = len(rows)
+        total = int(lengths.sum())
+        full = total == batch * target
+        if full:
+            real = None
+        elif side == "right":
+            real = np.arange(target)[None, :] < lengths[:, None]
+        else:
+            real = np.arange(target)[None, :] >= (target - lengths)[:, None]
+
+        def padded(values: list[list[int]], fill: int) -> Any:
+            flat = np.fromiter(chain.from_iterable(values), dtype=np.int64, count=total)
+            if full:
+                return flat.reshape(batch, target)
+            out = np.full((batch, target), fill, dtype=np.int64)
+            out[real] = flat
+            return out
+
+        data: dict[str, Any] = {"input_ids": padded(ids, 0 if full else pad_id)}
+        if want_types:
+            data["token_type_ids"] = (
+                np.zeros((batch, target), dtype=np.int64) if zero_types else padded([row.type_ids for row in rows], 0)
+            )
+        if want_mask:
+            data["attention_mask"] = np.ones((batch, target), dtype=np.int64) if full else real.astype(np.int64)
+        if want_special:
+            data["special_tokens_mask"] = padded([row.special_tokens_mask for row in rows], 1)
+        if want_offsets:
+            flat = np.fromiter(
+                chain.from_iterable(chain.from_iterable(row.offsets for row in rows)), dtype=np.int64, count=2 * total
+            ).reshape(total, 2)
+            if full:
+                offsets = flat.reshape(batch, target, 2)
+            else:
+                offsets = np.zeros((batch, target, 2), dtype=np.int64)
+                offsets[real] = flat
+            data["offset_mapping"] = offsets
+        if want_length:
+            data["length"] = np.full(batch, target, dtype=np.int64)
+        if sample_of_row is not None:
+            data["overflow_to_sample_mapping"] = np.asarray(sample_of_row, dtype=np.int64)
+        if tensor_type == "pt":
+            import torch
+
+            data = {key: torch.from_numpy(value) for key, value in data.items()}
+        output = BatchEncoding(data, rows)
+        if pad_spec is not None:
+            # Even full-length rows may hold shorter overflow pieces that Rust would have padded.
+            output._pending_pad = (target, side, pad_id, 0, pad_token)
+        return output
+
+    def _tensors_from_lists(
+        self,
+        rows: list[Encoding],
+        want_types: bool,
+        want_mask: bool,
+        want_special: bool,
+        want_offsets: bool,
+        want_length: bool,
+        sample_of_row: list[int] | None,
+        tensor_type: str,
+    ) -> BatchEncoding:
+        ids = [row.ids for row in rows]
+        data: dict[str, Any] = {"input_ids": ids}
+        if want_types:
+            data["token_type_ids"] = [row.type_ids for row in rows]
+        if want_mask:
+            data["attention_mask"] = [row.attention_mask for row in rows]
+        if want_special:
+            data["special_tokens_mask"] = [row.special_tokens_mask for row in rows]
+        if want_offsets:
+            data["offset_mapping"] = [row.offsets for row in rows]
+        if want_length:
+            data["length"] = [len(row) for row in ids]
+        if sample_of_row is not None:
+            data["overflow_to_sample_mapping"] = sample_of_row
+        return BatchEncoding(data, rows, tensor_type=tensor_type)
+
+    def _warn_if_too_long(self, longest: int) -> None:
+        if longest > self.model_max_length and self.model_max_length != 0 and not self._warned_too_long:
+            logger.warning(
+                "Token indices sequence length is longer than the specified maximum sequence length for this "
+                "model (%d > %d). Running this sequence through the model will result in indexing errors",
+                longest,
+                self.model_max_length,
+            )
+            self._warned_too_long = True
+
+    def encode(
+        self,
+        text: TextOrBatch,
+        text_pair: TextOrBatch | None = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The input ids of ``text`` (and ``text_pair``): a list, or a tensor with ``return_tensors``."""
+        return self(
+            text,
+            text_pair,
+            add_special_tokens=add_special_tokens,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            stride=stride,
+            padding_side=padding_side,
+            return_tensors=return_tensors,
+            **kwargs,
+        )["input_ids"]
+
+    def tokenize(self, text: TextOrBatch, pair: TextOrBatch | None = None, add_special_tokens: bool = False, **kwargs: Any) -> list[str]:
+        """The token strings of ``text`` (of its first item, for a batch)."""
+        return self(text, pair, add_special_tokens=add_special_tokens, **kwargs).tokens()
+
+    def pad(
+        self,
+        encoded_inputs: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+        verbose: bool = True,
+    ) -> BatchEncoding:
+        """Pad already tokenized inputs (one, a dict of batches, or a list of dicts, as a data
+        collator gets them) to the longest row or to ``max_length``.
+
+        Only ``input_ids``, ``attention_mask``, ``token_type_ids`` and ``special_tokens_mask`` are
+        padded, as in the reference; arrays and tensors come back as the same kind.
+        """
+        if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
+            encoded_inputs = {key: [row[key] for row in encoded_inputs] for key in encoded_inputs[0].keys()}
+        if not isinstance(encoded_inputs, Mapping):
+            raise InputError(
+                f"pad() takes a dict of model inputs or a list of such dicts, got {_describe(encoded_inputs)}."
+            )
+        main = self.model_input_names[0]
+        if main not in encoded_inputs:
+            raise InputError(f"pad() needs {main!r} among the inputs, got {list(encoded_inputs.keys())}.")
+        encoded_inputs = dict(encoded_inputs)
+        required = encoded_inputs[main]
+        if required is None or (hasattr(required, "__len__") and len(required) == 0):
+            if return_attention_mask:
+                encoded_inputs["attention_mask"] = []
+            return BatchEncoding(encoded_inputs)
+
+        first = required[0]
+        if isinstance(first, (list, tuple)):
+            first = next((row[0] for row in required if len(row)), first)
+        if not isinstance(first, (int, list, tuple)):
+            module = type(first).__module__
+            if return_tensors is None:
+                return_tensors = "pt" if module.startswith("torch") else "np" if module.startswith("numpy") else None
+            encoded_inputs = {key: _to_python(value) for key, value in encoded_inputs.items()}
+
+        pad, _, max_length = self._strategies(padding, None, max_length, None, verbose)
+        if pad_to_multiple_of is not None:
+            pad_to_multiple_of = _non_negative(pad_to_multiple_of, "pad_to_multiple_of")
+        required = encoded_inputs[main]
+        if required and not isinstance(required[0], (list, tuple)):
+            return BatchEncoding(
+                self._pad_row(encoded_inputs, max_length, pad, pad_to_multiple_of, padding_side, return_attention_mask),
+                tensor_type=return_tensors,
+            )
+        rows = len(required)
+        for key, value in encoded_inputs.items():
+            if len(value) != rows:
+                raise InputError(f"pad(): {key!r} has {len(value)} rows but {main!r} has {rows}.")
+        if pad == "longest":
+            max_length = max(len(row) for row in required)
+            pad = "max_length"
+        outputs: dict[str, list] = {}
+        for index in range(rows):
+            row = {key: value[index] for key, value in encoded_inputs.items()}
+            row = self._pad_row(row, max_length, pad, pad_to_multiple_of, padding_side, return_attention_mask)
+            for key, value in row.items():
+                outputs.setdefault(key, []).append(value)
+        return BatchEncoding(outputs, tensor_type=return_tensors)
+
+    def _pad_row(
+        self,
+        row: dict[str, Any],
+        max_length: int | None,
+        pad: str,
+        pad_to_multiple_of: int | None,
+        padding_side: str | None,
+        return_attention_mask: bool | None,
+    ) -> dict[str, Any]:
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        main = self.model_input_names[0]
+        ids = list(row[main])
+        if pad == "longest":
+            max_length = len(ids)
+        if max_length is not None and pad_to_multiple_of and max_length % pad_to_multiple_of:
+            max_length += pad_to_multiple_of - max_length % pad_to_multiple_of
+        if return_attention_mask and "attention_mask" not in row:
+            row["attention_mask"] = [1] * len(ids)
+        missing = (max_length or 0) - len(ids)
+        if pad == _NO_PAD or missing <= 0:
+            return row
+        side = padding_side if padding_side is not None else self.padding_side
+        if side not in ("right", "left"):
+            raise InputError(f"padding_side must be 'right' or 'left', got {side!r}.")
+
+        def extend(values: Any, fill: int) -> list:
+            filler = [fill] * missing
+            return list(values) + filler if side == "right" else filler + list(values)
+
+        if return_attention_mask:
+            row["attention_mask"] = extend(row["attention_mask"], 0)
+        if "token_type_ids" in row:
+            row["token_type_ids"] = extend(row["token_type_ids"], self.pad_token_type_id)
+        if "special_tokens_mask" in row:
+            row["special_tokens_mask"] = extend(row["special_tokens_mask"], 1)
+        row[main] = extend(ids, self.pad_token_id)
+        return row
+
+    # -- decoding --------------------------------------------------------------------------------
+
+    def decode(
+        self,
+        token_ids: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        **kwargs: Any,
+    ) -> str | list[str]:
+        """Text of a sequence of ids, or a list of texts for a batch of sequences."""
+        if kwargs:
+            kwargs.pop("use_source_tokenizer", None)
+            if kwargs:
+                raise InputError(f"Unexpected argument(s) {sorted(kwargs)} for decode.")
+        token_ids = _to_python(token_ids)
+        if isinstance(token_ids, (list, tuple)) and token_ids and isinstance(token_ids[0], (list, tuple)):
+            try:
+                texts = self._backend.decode_batch([list(ids) for ids in token_ids], skip_special_tokens=skip_special_tokens)
+            except Exception as exc:
+                raise InputError(f"Could not decode these ids: {exc}. Ids must be non-negative integers.") from exc
+            return [self._clean_up(text, clean_up_tokenization_spaces) for text in texts]
+        return self._decode_one(token_ids, skip_special_tokens, clean_up_tokenization_spaces)
+
+    def batch_decode(
+        self,
+        sequences: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Texts of a batch of id sequences (a single sequence gives a list of one text)."""
+        result = self.decode(sequences, skip_special_tokens, clean_up_tokenization_spaces, **kwargs)
+        return [result] if isinstance(result, str) else result
+
+    def _decode_one(self, token_ids: Any, skip_special_tokens: bool, clean_up: bool | None) -> str:
+        if isinstance(token_ids, int):
+            token_ids = [token_ids]
+        elif isinstance(token_ids, Mapping):
+            token_ids = token_ids["input_ids"]
+        try:
+            text = self._backend.decode(token_ids, skip_special_tokens=skip_special_tokens)
+        except Exception as exc:
+            raise InputError(f"Could not decode {_describe(token_ids)}: {exc}. Ids must be non-negative integers.") from exc
+        return self._clean_up(text, clean_up)
+
+    def _clean_up(self, text: str, clean_up: bool | None) -> str:
+        if clean_up is None:
+            clean_up = self.clean_up_tokenization_spaces
+        if not clean_up:
+            return text
+        if type(self._backend.model).__name__ == "BPE":
+            # The clean-up rules are written for WordPiece and would delete real spaces of BPE text.
+            logger.warning("Ignoring clean_up_tokenization_spaces=True for a BPE tokenizer.")
+            return text
+        return clean_up_tokenization(text)
+
+    # -- saving ----------------------------------------------------------------------------------
+
+    def save_pretrained(self, save_directory: str | os.PathLike, filename_prefix: str | None = None, **kwargs: Any) -> tuple[str, ...]:
+        """Write ``tokenizer_config.json`` and ``tokenizer.json`` (each atomically) so that this
+        library and the reference load the same tokenizer back; returns the paths written."""
+        if kwargs.pop("push_to_hub", False):
+            raise TokenizerError("save_pretrained cannot push to the hub; save to a folder and upload it yourself.")
+        kwargs.pop("legacy_format", None)
+        kwargs.pop("save_jinja_files", None)
+        if kwargs:
+            raise InputError(f"Unexpected argument(s) {sorted(kwargs)} for save_pretrained.")
+        save_directory = os.fspath(save_directory)
+        if os.path.isfile(save_directory):
+            raise InputError(f"save_pretrained needs a folder, but {save_directory!r} is a file.")
+        os.makedirs(save_directory, exist_ok=True)
+        prefix = f"{filename_prefix}-" if filename_prefix else ""
+        config_path = os.path.join(save_directory, prefix + TOKENIZER_CONFIG_FILE)
+        tokenizer_path = os.path.join(save_directory, prefix + TOKENIZER_FILE)
+        written = [config_path]
+
+        config = self._config_to_save()
+        if isinstance(self.chat_template, str):
+            template_path = os.path.join(save_directory, prefix + CHAT_TEMPLATE_FILE)
+            atomic_write(template_path, self.chat_template)
+            config.pop("chat_template", None)
+            written.append(template_path)
+        elif isinstance(self.chat_template, dict):
+            config["chat_template"] = [{"name": k, "template": v} for k, v in self.chat_template.items()]
+        atomic_write(config_path, json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+        # Save the padding/truncation the checkpoint came with, not whatever the last call left.
+        backend = self._backend
+        self._applied = None
+        if self._loaded_truncation is not None:
+            backend.enable_truncation(**self._loaded_truncation)
+        else:
+            backend.no_truncation()
+        if self._loaded_padding is not None:
+            backend.enable_padding(**self._loaded_padding)
+        else:
+            backend.no_padding()
+        atomic_write(tokenizer_path, backend.to_str(pretty=True))
+        written.append(tokenizer_path)
+        return tuple(written)
+
+    # Saving writes the live value of these attributes over the loaded config, as the reference
+    # does for every config key that is also an attribute of its tokenizer.
+    _LIVE_ATTRIBUTES = frozenset(
+        {
+            "model_max_length",
+            "padding_side",
+            "truncation_side",
+            "model_input_names",
+            "clean_up_tokenization_spaces",
+            "split_special_tokens",
+            "chat_template",
+            "backend",
+            "verbose",
+            "pad_token_type_id",
+            "extra_special_tokens",
+        }
+    )
+    # Set only on tokenizers built from a vocabulary (the reference's BertTokenizer has them).
+    _BUILDER_ATTRIBUTES = frozenset({"do_lower_case", "tokenize_chinese_chars", "strip_accents"})
+
+    def _config_to_save(self) -> dict[str, Any]:
+        config = copy.deepcopy(self.init_kwargs)
+        config.pop("add_bos_token", None)
+        config.pop("add_eos_token", None)
+        for key in (set(self.init_kwargs) - {"add_bos_token", "add_eos_token"}) | {"model_max_length"}:
+            if key in self._special_tokens_map:
+                value = self._special_tokens_map[key]
+                config[key] = None if value is None else str(value)
+            elif key in self._LIVE_ATTRIBUTES or (key in self._BUILDER_ATTRIBUTES and key in self.__dict__):
+                config[key] = getattr(self, key)
+        config.update(self.special_tokens_map)
+        if self._extra_special_tokens:
+            config["extra_special_tokens"] = self.extra_special_tokens
+        config = _added_tokens_to_json(config)
+        for key in (
+            "added_tokens_decoder",
+            "additional_special_tokens",
+            "name_or_path",
+            "special_tokens_map_file",
+            "tokenizer_file",
+            "vocab_file",
+            "device_map",
+            "slow_tokenizer_class",
+            "files_loaded",
+        ):
+            config.pop(key, None)
+        config["tokenizer_class"] = self.class_name
+        return config
+
+    # -- printing --------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        added = "\n\t".join(f"{index}: {token!r}," for index, token in self.added_tokens_decoder.items())
+        if added:
+            added = f"\n\t{added}\n"
+        return (
+            f"{self.class_name}(name_or_path='{self.name_or_path}',"
+            f" vocab_size={self.vocab_size}, model_max_length={self.model_max_length},"
+            f" padding_side='{self.padding_side}', truncation_side='{self.truncation_side}',"
+            f" special_tokens={self.special_tokens_map},"
+            f" added_tokens_decoder={{{added}}})"
+        )
+
+
+for _name in SPECIAL_TOKENS_ATTRIBUTES:
+    setattr(PreTrainedTokenizer, _name, _token_property(_name))
+    setattr(PreTrainedTokenizer, _name + "_id", _token_id_property(_name))
+del _name
+
+
+def clean_up_tokenization(text: str) -> str:
+    """Undo the spaces a WordPiece-style decode leaves before punctuation and contractions."""
+    return (
+        text.replace(" .", ".")
+        .replace(" ?", "?")
+        .replace(" !", "!")
+        .replace(" ,", ",")
+        .replace(" ' ", "'")
+        .replace(" n't", "n't")
+        .replace(" 'm", "'m")
+        .replace(" 's", "'s")
+        .replace(" 've", "'ve")
+        .replace(" 're", "'re")
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Input checks and conversions
+# ----------------------------------------------------------------------------------------------
+
+_TEXT_TYPES_MESSAGE = (
+    "{name} must be a str (one text), a list of str (a batch, or one pre-split text with "
+    "is_split_into_words=True), a list of lists of str (pre-split batch) or a list of (text, pair) "
+    "tuples; got {got}."
+)
+
+
+def _valid_text(value: Any) -> bool:
+    # The reference's rule: look at the first element of each nesting level only; a wrong element
+    # further on is caught when the Rust tokenizer reads the batch.
+    if isinstance(value, str):
+        return True
+    if not isinstance(value, (list, tuple)):
+        return False
+    if not value or isinstance(value[0], str):
+        return True
+    first = value[0]
+    if not isinstance(first, (list, tuple)):
+        return False
+    if not first or isinstance(first[0], str):
+        return True
+    inner = first[0]
+    if isinstance(inner, (list, tuple)):
+        return not inner or isinstance(inner[0], str)
+    return False
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        inner = f" of {type(value[0]).__name__}" if value else " (empty)"
+        return f"{type(value).__name__}{inner}"
+    return type(value).__name__
+
+
+def _non_negative(value: Any, name: str) -> int:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        raise InputError(f"{name} must be an integer, got {value!r}.") from None
+    if number < 0:
+        raise InputError(f"{name} must be zero or positive, got {number}.")
+    return number
+
+
+def _to_python(value: Any) -> Any:
+    """Ids given as numpy arrays, torch tensors or numpy scalars, as plain Python ints/lists."""
+    if isinstance(value, (int, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        if value and isinstance(value[0], int):
+            return value
+        return [_to_python(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _to_python(item) for key, item in value.items()}
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    return value
+
+
+def _as_token(value: Any, name: str) -> str | AddedToken:
+    if isinstance(value, (str, AddedToken)):
+        return value
+    if isinstance(value, dict) and "content" in value:
+        fields = {key: item for key, item in value.items() if key != "__type"}
+        try:
+            return AddedToken(**fields)
+        except TypeError as exc:
+            raise ConfigError(f"{name} has an invalid token description {value!r}: {exc}") from exc
+    raise ConfigError(f"Special token {name} must be a str or a token description, got {value!r}.")
+
+
+def _added_tokens_from_json(value: Any) -> Any:
+    """Turn ``{"__type": "AddedToken", ...}`` entries of a saved config into AddedToken objects."""
+    if isinstance(value, dict):
+        if value.get("__type") == "AddedToken":
+            return _as_token(value, "token")
+        return {key: _added_tokens_from_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_added_tokens_from_json(item) for item in value]
+    return value
+
+
+def _added_tokens_to_json(value: Any) -> Any:
+    if isinstance(value, AddedToken):
+        state = value.__getstate__()
+        state["__type"] = "AddedToken"
+        return state
+    if isinstance(value, dict):
+        return {key: _added_tokens_to_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_added_tokens_to_json(item) for item in value]
+    return value
+
+
+def _single_type_ids_zero(post_processor: Any) -> bool:
+    """Whether a post-processor gives type id 0 to every token of a single sequence."""
+    if post_processor is None:
+        return True
+    try:
+        state = json.loads(post_processor.__getstate__())
+    except Exception:
+        return False
+    return _state_single_zero(state)
+
+
+def _state_single_zero(state: dict) -> bool:
+    kind = state.get("type")
+    if kind in ("BertProcessing", "RobertaProcessing", "ByteLevel"):
+        return True
+    if kind == "TemplateProcessing":
+        for piece in state.get("single", []):
+            body = next(iter(piece.values()), {})
+            if body.get("type_id", 0) != 0:
+                return False
+        return True
+    if kind == "Sequence":
+        return all(_state_single_zero(sub) for sub in state.get("processors", []))
+    return False
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_json(path: str, what: str, error: type[Exception] = ConfigError) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise error(
+            f"{what} at {path!r} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
+            f"Fix or re-download the file."
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"Could not read {what} at {path!r}: {exc}") from exc
+    return data
+
+
+def _read_json_object(path: str, what: str, error: type[Exception] = ConfigError) -> dict[str, Any]:
+    data = _read_json(path, what, error)
+    if not isinstance(data, dict):
+        raise error(f"{what} at {path!r} must hold a JSON object, but holds a {type(data).__name__}.")
+    return data
+
+
+def _truncation_from_json(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    return {
+        "max_length": value.get("max_length", 512),
+        "stride": value.get("stride", 0),
+        "strategy": _JSON_TRUNCATION_STRATEGY.get(value.get("strategy"), "longest_first"),
+        "direction": str(value.get("direction", "Right")).lower(),
+    }
+
+
+def _padding_from_json(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    strategy = value.get("strategy")
+    length = strategy.get("Fixed") if isinstance(strategy, dict) else None
+    return {
+        "length": length,
+        "pad_to_multiple_of": value.get("pad_to_multiple_of"),
+        "pad_id": value.get("pad_id", 0),
+        "pad_token": value.get("pad_token", "[PAD]"),
+        "pad_type_id": value.get("pad_type_id", 0),
+        "direction": str(value.get("direction", "Right")).lower(),
+    }
+
+
+def _class_name(
+    source: Source, tokenizer_config: dict[str, Any], tokenizer_type: str | None, config: Any
+) -> str | None:
+    """The tokenizer class a checkpoint asks for: tokenizer_config.json's tokenizer_class, else
+    config.json's tokenizer_class, else the default class of its model_type."""
+    if tokenizer_type is not None:
+        name = registry.DEFAULT_TOKENIZER.get(tokenizer_type)
+        if name is None:
+            raise TokenizerError(
+                f"tokenizer_type={tokenizer_type!r} is unknown; known types: {', '.join(sorted(registry.DEFAULT_TOKENIZER))}."
+            )
+        return name
+    name = tokenizer_config.get("tokenizer_class")
+    if name is None:
+        if config is None:
+            path = source.resolve("config.json", required=False)
+            config = _read_json_object(path, "config.json") if path else {}
+        read = config.get if isinstance(config, dict) else lambda key: getattr(config, key, None)
+        name = read("tokenizer_class")
+        if name is None:
+            model_type = read("model_type")
+            name = registry.DEFAULT_TOKENIZER.get(model_type) if isinstance(model_type, str) else None
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"tokenizer_class of {source.describe()} must be a string, got {name!r}.")
+    return name.removesuffix("Fast") if name else None
+
+
+def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrainedTokenizer:
+    """Build the tokenizer of a checkpoint (a local folder, or a hub repository in the cache).
+
+    ``tokenizer.json`` is used when present, else ``vocab.txt``; ``tokenizer_config.json`` and
+    ``special_tokens_map.json`` settle the options. Keyword arguments override the saved options
+    (``model_max_length``, ``padding_side``, ``do_lower_case``, special tokens, ...). Nothing from
+    the checkpoint is ever executed: an ``auto_map`` is ignored.
+    """
+    if not isinstance(source, Source):
+        options = {key: kwargs.pop(key) for key in _SOURCE_OPTIONS if key in kwargs}
+        source = Source.of(source, **options)
+    for key in _IGNORED_LOAD_OPTIONS:
+        kwargs.pop(key, None)
+    for key in _SOURCE_OPTIONS:
+        kwargs.pop(key, None)
+    tokenizer_type = kwargs.pop("tokenizer_type", None)
+    model_config = kwargs.pop("config", None)
+
+    config_path = source.resolve(TOKENIZER_CONFIG_FILE, required=False)
+    tokenizer_config = _read_json_object(config_path, TOKENIZER_CONFIG_FILE) if config_path else {}
+    tokenizer_file = source.resolve(TOKENIZER_FILE, required=False)
+    class_name = _class_name(source, tokenizer_config, tokenizer_type, model_config)
+    builder = registry.tokenizer_builder(class_name) if class_name else None
+
+    if builder is None:
+        if tokenizer_file is None:
+            supported = ", ".join(sorted({name.removesuffix("Fast") for name in registry.TOKENIZERS}))
+            if class_name is None:
+                raise TokenizerError(
+                    f"Cannot tell which tokenizer {source.describe()} needs: it has no tokenizer.json, its "
+                    f"tokenizer_config.json names no tokenizer_class, and no config.json model_type maps to one. "
+                    f"Add \"tokenizer_class\" (one of: {supported}) to tokenizer_config.json."
+                )
+            remote = " (its auto_map code is never run)" if "auto_map" in tokenizer_config else ""
+            raise TokenizerError(
+                f"{source.describe()} asks for tokenizer class {class_name!r}{remote}, which leanformers cannot "
+                f"build without a tokenizer.json. Supported classes: {supported}. Provide a tokenizer.json "
+                f"(any tokenizers-library file works) or use one of those classes."
+            )
+        if class_name is not None:
+            logger.info(
+                "%s names tokenizer class %r, which leanformers does not rebuild; using its tokenizer.json as is.",
+                source.describe(),
+                class_name,
+            )
+        class_name = GENERIC_CLASS
+
+    init_kwargs = dict(tokenizer_config)
+    for key in ("tokenizer_class", "init_inputs", "auto_map"):
+        init_kwargs.pop(key, None)
+    if tokenizer_file is not None:
+        init_kwargs.pop("add_bos_token", None)
+        init_kwargs.pop("add_eos_token", None)
+    if "chat_template" not in kwargs:
+        template_path = source.resolve(CHAT_TEMPLATE_FILE, required=False)
+        if template_path is not None:
+            with open(template_path, encoding="utf-8") as handle:
+                init_kwargs["chat_template"] = handle.read()
+    init_kwargs.update(kwargs)
+    if "additional_special_tokens" in init_kwargs and not init_kwargs.get("extra_special_tokens"):
+        init_kwargs["extra_special_tokens"] = init_kwargs.pop("additional_special_tokens")
+
+    specific = {
+        key: init_kwargs.pop(key)
+        for key in list(init_kwargs)
+        if key not in SPECIAL_TOKENS_ATTRIBUTES and key.endswith("_token") and isinstance(init_kwargs[key], (str, AddedToken))
+    }
+    if isinstance(init_kwargs.get("extra_special_tokens"), dict):
+        specific.update(init_kwargs.pop("extra_special_tokens"))
+    if specific:
+        init_kwargs["model_specific_special_tokens"] = specific
+
+    # Parsed once here: the vocabulary builder and the legacy added-tokens lookup both read it.
+    tokenizer_data = (
+        _read_json_object(tokenizer_file, TOKENIZER_FILE, TokenizerError)
+        if tokenizer_file is not None and builder == "wordpiece"
+        else None
+    )
+    added_tokens_decoder, added_tokens_map = _added_tokens(source, init_kwargs, kwargs, tokenizer_file, tokenizer_data)
+    init_kwargs["added_tokens_decoder"] = added_tokens_decoder
+    init_kwargs = _added_tokens_from_json(init_kwargs)
+    for key in SPECIAL_TOKENS_ATTRIBUTES:
+        value = init_kwargs.get(key)
+        if value is not None and added_tokens_map:
+            init_kwargs[key] = added_tokens_map.get(str(value), value)
+
+    init_kwargs["name_or_path"] = source.name_or_path
+    init_kwargs["is_local"] = source.is_local
+    init_kwargs["local_files_only"] = source.local_files_only or is_offline()
+
+    if builder == "wordpiece":
+        return _build_wordpiece(source, class_name, init_kwargs, tokenizer_file, tokenizer_data)
+    if builder is not None:
+        raise TokenizerError(f"No builder named {builder!r} for tokenizer class {class_name!r}.")
+    return _build_generic(tokenizer_file, init_kwargs)
+
+
+def _added_tokens(
+    source: Source,
+    init_kwargs: dict[str, Any],
+    user_kwargs: dict[str, Any],
+    tokenizer_file: str | None,
+    tokenizer_data: dict[str, Any] | None,
+) -> tuple[dict[int, AddedToken], dict[str, AddedToken]]:
+    """The added tokens to register, by id, and the same by content.
+
+    A saved ``added_tokens_decoder`` is authoritative; older checkpoints spread the same facts over
+    ``special_tokens_map.json``, ``added_tokens.json`` and tokenizer.json's ``added_tokens``.
+    """
+    decoder: dict[int, AddedToken] = {}
+    by_content: dict[str, AddedToken] = {}
+    saved = init_kwargs.get("added_tokens_decoder")
+    if saved is not None:
+        if not isinstance(saved, dict):
+            raise ConfigError(f"added_tokens_decoder in tokenizer_config.json of {source.describe()} must be an object.")
+        for index, token in saved.items():
+            token = _as_token(token, f"added_tokens_decoder[{index}]")
+            if isinstance(token, str):
+                raise ConfigError(f"added_tokens_decoder[{index}] must describe a token, got {token!r}.")
+            try:
+                decoder[int(index)] = token
+            except ValueError:
+                raise ConfigError(f"added_tokens_decoder has a non-integer id {index!r}.") from None
+            by_content[str(token)] = token
+        return decoder, by_content
+
+    map_path = source.resolve(SPECIAL_TOKENS_MAP_FILE, required=False)
+    if map_path is not None:
+        special_map = _read_json_object(map_path, SPECIAL_TOKENS_MAP_FILE)
+        for key, value in special_map.items():
+            if key in user_kwargs and user_kwargs[key]:
+                continue
+            if key in ("extra_special_tokens", "additional_special_tokens") and isinstance(value, list):
+                existing = list(init_kwargs.get("extra_special_tokens") or [])
+                for token in value:
+                    if isinstance(token, dict):
+                        token = _as_token({**token, "special": True}, key)
+                    if token not in existing:
+                        existing.append(token)
+                init_kwargs["extra_special_tokens"] = existing
+                continue
+            if isinstance(value, dict) and "__type" not in value:
+                value = _as_token({**value, "special": True}, key)
+            init_kwargs[key] = value
+        if isinstance(init_kwargs.get("extra_special_tokens"), dict):
+            init_kwargs.setdefault("model_specific_special_tokens", {}).update(init_kwargs.pop("extra_special_tokens"))
+
+    added_path = source.resolve(ADDED_TOKENS_FILE, required=False)
+    if added_path is not None:
+        added = _read_json_object(added_path, ADDED_TOKENS_FILE)
+        special = {str(init_kwargs[k]) for k in SPECIAL_TOKENS_ATTRIBUTES if init_kwargs.get(k)}
+        special.update(str(t) for t in (init_kwargs.get("extra_special_tokens") or []))
+        for content, index in added.items():
+            is_special = content in special
+            token = AddedToken(content, rstrip=False, lstrip=False, normalized=not is_special, special=is_special)
+            decoder[int(index)] = token
+            by_content[content] = token
+
+    if tokenizer_file is not None:
+        data = tokenizer_data or _read_json_object(tokenizer_file, TOKENIZER_FILE, TokenizerError)
+        for entry in data.get("added_tokens") or []:
+            if not isinstance(entry, dict) or "id" not in entry:
+                raise TokenizerError(f"{tokenizer_file!r} has a malformed added_tokens entry: {entry!r}.")
+            entry = dict(entry)
+            index = entry.pop("id")
+            token = _as_token(entry, "added token")
+            decoder[int(index)] = token
+            by_content[str(token)] = token
+    return decoder, by_content
+
+
+def _build_wordpiece(
+    source: Source,
+    class_name: str,
+    init_kwargs: dict[str, Any],
+    tokenizer_file: str | None,
+    data: dict[str, Any] | None,
+) -> PreTrainedTokenizer:
+    """BERT-style tokenizers: a WordPiece vocabulary (from tokenizer.json or vocab.txt) with the
+    BERT normalizer, pre-tokenizer, decoder and [CLS]/[SEP] template, set from the saved options.
+
+    As in the reference, only the vocabulary and the padding/truncation defaults are taken from a
+    tokenizer.json; the pipeline itself always follows tokenizer_config.json.
+    """
+    json_truncation = json_padding = None
+    if data is not None:
+        model = data.get("model") if isinstance(data.get("model"), dict) else {}
+        vocab = model.get("vocab")
+        if isinstance(vocab, list):
+            vocab = {(entry[0] if isinstance(entry, list) else entry): index for index, entry in enumerate(vocab)}
+        if not isinstance(vocab, dict):
+            raise TokenizerError(f"{tokenizer_file!r} has no model vocabulary to build a {class_name} from.")
+        json_truncation = _truncation_from_json(data.get("truncation"))
+        json_padding = _padding_from_json(data.get("padding"))
+    else:
+        vocab_file = source.resolve(VOCAB_FILE, required=False)
+        if vocab_file is None:
+            raise TokenizerError(
+                f"{source.describe()} has neither tokenizer.json nor vocab.txt, so its {class_name} cannot be "
+                f"built. Add one of them to the checkpoint."
+            )
+        try:
+            vocab = WordPiece.read_file(vocab_file)
+        except Exception as exc:
+            raise TokenizerError(f"Could not read the vocabulary {vocab_file!r}: {exc}") from exc
+        if not vocab:
+            raise TokenizerError(f"The vocabulary {vocab_file!r} is empty.")
+
+    for key, default in _WORDPIECE_SPECIAL_DEFAULTS:
+        init_kwargs.setdefault(key, default)
+    do_lower_case = init_kwargs.setdefault("do_lower_case", True)
+    tokenize_chinese_chars = init_kwargs.setdefault("tokenize_chinese_chars", True)
+    strip_accents = init_kwargs.setdefault("strip_accents", None)
+
+    try:
+        backend = Tokenizer(WordPiece(vocab, unk_token=str(init_kwargs["unk_token"])))
+        backend.normalizer = normalizers.BertNormalizer(
+            clean_text=True,
+            handle_chinese_chars=tokenize_chinese_chars,
+            strip_accents=strip_accents,
+            lowercase=do_lower_case,
+        )
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConfigError(
+            f"The tokenizer options of {source.describe()} are invalid (do_lower_case={do_lower_case!r}, "
+            f"tokenize_chinese_chars={tokenize_chinese_chars!r}, strip_accents={strip_accents!r}): {exc}"
+        ) from exc
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece(prefix="##")
+
+    tokenizer = PreTrainedTokenizer(
+        backend,
+        class_name=class_name,
+        _json_truncation=json_truncation,
+        _json_padding=json_padding,
+        **init_kwargs,
+    )
+    if "model_input_names" not in init_kwargs:
+        tokenizer.model_input_names = list(_MODEL_INPUT_NAMES.get(class_name, _WORDPIECE_DEFAULT_INPUTS))
+    tokenizer.do_lower_case = do_lower_case
+    tokenizer.tokenize_chinese_chars = tokenize_chinese_chars
+    tokenizer.strip_accents = strip_accents
+
+    cls_token, sep_token = str(tokenizer.cls_token), str(tokenizer.sep_token)
+    cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else 2
+    sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else 3
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{cls_token}:0 $A:0 {sep_token}:0",
+        pair=f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1",
+        special_tokens=[(cls_token, cls_id), (sep_token, sep_id)],
+    )
+    return tokenizer
+
+
+def _build_generic(tokenizer_file: str, init_kwargs: dict[str, Any]) -> PreTrainedTokenizer:
+    """Any other checkpoint: its tokenizer.json pipeline, used as it stands."""
+    try:
+        backend = Tokenizer.from_file(tokenizer_file)
+    except Exception as exc:
+        raise TokenizerError(
+            f"Could not build a tokenizer from {tokenizer_file!r}: {exc}. The file may be corrupt or written by a "
+            f"newer tokenizers library."
+        ) from exc
+    tokenizer = PreTrainedTokenizer(backend, class_name=GENERIC_CLASS, **init_kwargs)
+    if backend.post_processor is None:
+        backend.post_processor = processors.TemplateProcessing(single="$A:0", pair="$A:0 $B:1", special_tokens=[])
+    return tokenizer
+
+
+__all__ = [
+    "BatchEncoding",
+    "CharSpan",
+    "PreTrainedTokenizer",
+    "TokenSpan",
+    "clean_up_tokenization",
+    "load_tokenizer",
+]
