@@ -1,0 +1,197 @@
+"""``BatchFeature``: what image processors and feature extractors return.
+
+A plain ``dict`` of model inputs (``pixel_values``, ``input_values``, ``attention_mask``...) whose keys
+also read as attributes, which can turn its values into numpy arrays or torch tensors, and move or
+cast them with ``.to(...)``. It behaves like the reference library's ``BatchFeature``; it is a real
+``dict`` subclass, so ``model(**inputs)`` and ``isinstance(inputs, dict)`` both work.
+
+numpy is imported here; torch only when tensors are asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+TENSOR_TYPES = ("pt", "np")
+
+
+def tensor_type_name(tensor_type: Any) -> str | None:
+    """``None``, ``"pt"`` or ``"np"`` from a ``return_tensors`` value (a string or a string enum)."""
+    if tensor_type is None:
+        return None
+    name = getattr(tensor_type, "value", tensor_type)
+    if name in TENSOR_TYPES:
+        return name
+    raise InputError(
+        f"return_tensors={tensor_type!r} is not supported: use 'pt' (torch tensors), 'np' (numpy arrays) "
+        f"or None (lists of numpy arrays)."
+    )
+
+
+def _is_array_like(value: Any) -> bool:
+    """Whether a value can become a tensor: arrays, tensors, numbers, and (nested) lists of them."""
+    while isinstance(value, (list, tuple)):
+        if not value:
+            return True
+        value = value[0]
+    if isinstance(value, (np.ndarray, np.number, bool, int, float)):
+        return True
+    return _is_torch_tensor(value)
+
+
+def _is_torch_tensor(value: Any) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _shapes(value: Any) -> str:
+    shapes = sorted({tuple(np.shape(item)) for item in value}) if isinstance(value, (list, tuple)) else []
+    return ", ".join(str(shape) for shape in shapes[:4]) + (", ..." if len(shapes) > 4 else "")
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if _is_torch_tensor(value):
+        return value.detach().cpu().numpy()
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray)):
+        if len({len(item) for item in value}) > 1:
+            # Rows of different lengths become an object array, one entry per row, as in the reference.
+            ragged = np.empty(len(value), dtype=object)
+            for index, item in enumerate(value):
+                ragged[index] = np.asarray(item)
+            return ragged
+    if isinstance(value, (list, tuple)) and value and _is_torch_tensor(value[0]):
+        return np.stack([item.detach().cpu().numpy() for item in value])
+    return np.asarray(value)
+
+
+def _to_torch(value: Any):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
+        return torch.stack(list(value))
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (np.ndarray, list, tuple)):
+        value = np.array(value)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    return torch.tensor(value)
+
+
+class BatchFeature(dict):
+    """Model inputs by name; ``inputs.pixel_values`` and ``inputs["pixel_values"]`` are the same.
+
+    ``tensor_type`` ('pt', 'np' or None) converts array-like values on construction;
+    ``skip_tensor_conversion`` names keys to leave as they are.
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        tensor_type: Any = None,
+        skip_tensor_conversion: Iterable[str] | None = None,
+    ) -> None:
+        super().__init__(data or {})
+        self.skip_tensor_conversion = skip_tensor_conversion
+        self.convert_to_tensors(tensor_type=tensor_type)
+
+    def __getitem__(self, item: str) -> Any:
+        if isinstance(item, str):
+            return dict.__getitem__(self, item)
+        raise KeyError(
+            f"BatchFeature is indexed by input name (one of {list(self.keys())}), not by {type(item).__name__}: "
+            f"use inputs['pixel_values'][{item!r}] to select rows."
+        )
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("__"):
+            raise AttributeError(item)
+        try:
+            return dict.__getitem__(self, item)
+        except KeyError:
+            raise AttributeError(f"'BatchFeature' has no attribute or key {item!r}") from None
+
+    @property
+    def data(self) -> "BatchFeature":
+        """The contents (the reference keeps them in ``.data``; here the object is the dict)."""
+        return self
+
+    @data.setter
+    def data(self, value: Mapping[str, Any]) -> None:
+        dict.clear(self)
+        dict.update(self, value)
+
+    def convert_to_tensors(self, tensor_type: Any = None, skip_tensor_conversion: Iterable[str] | None = None):
+        """Turn every array-like value into a ``tensor_type`` tensor ('pt' or 'np'); ``None`` leaves them."""
+        name = tensor_type_name(tensor_type)
+        if name is None:
+            return self
+        skip = set(skip_tensor_conversion if skip_tensor_conversion is not None else self.skip_tensor_conversion or ())
+        convert = _to_torch if name == "pt" else _to_numpy
+        if name == "pt":
+            import torch
+
+            is_done = lambda value: isinstance(value, torch.Tensor)  # noqa: E731
+        else:
+            is_done = lambda value: isinstance(value, np.ndarray)  # noqa: E731
+        for key, value in list(self.items()):
+            if key in skip or not _is_array_like(value) or is_done(value):
+                continue
+            try:
+                dict.__setitem__(self, key, convert(value))
+            except (ValueError, TypeError, RuntimeError) as exc:
+                shapes = _shapes(value)
+                raise InputError(
+                    f"Cannot stack {key!r} into one {name} tensor"
+                    + (f": its items have different shapes ({shapes})" if shapes else f" ({exc})")
+                    + ". Make them the same size (for images: resize, or crop to one size), "
+                    "or pass return_tensors=None to get a list."
+                ) from exc
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> "BatchFeature":
+        """Move / cast the torch tensors: ``.to("cuda")``, ``.to(torch.float16)``, ``.to(device=..., dtype=...)``.
+
+        A dtype casts only floating-point tensors (integer masks and ids keep their type); a device
+        moves every tensor. Lists and tuples of tensors are handled item by item.
+        """
+        import torch
+
+        device = kwargs.get("device")
+        non_blocking = kwargs.get("non_blocking", False)
+        if device is None and args:
+            first = args[0]
+            if isinstance(first, torch.dtype):
+                pass
+            elif isinstance(first, (str, int, torch.device)):
+                device = first
+            else:
+                raise InputError(
+                    f"BatchFeature.to() takes a device ('cpu', 'cuda:0', torch.device) or a torch dtype, "
+                    f"not {type(first).__name__} ({first!r})."
+                )
+
+        def move(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):
+                if torch.is_floating_point(value):
+                    return value.to(*args, **kwargs)
+                if device is not None:
+                    return value.to(device=device, non_blocking=non_blocking)
+                return value
+            if isinstance(value, (list, tuple)):
+                return type(value)(move(item) for item in value)
+            return value
+
+        for key, value in list(self.items()):
+            dict.__setitem__(self, key, move(value))
+        return self
+
+
+__all__ = ["BatchFeature", "TENSOR_TYPES", "tensor_type_name"]

@@ -1,0 +1,1013 @@
+"""The image processor: one pipeline, configured by ``preprocessor_config.json``.
+
+Every checkpoint class this library covers (ViT, DeiT, ConvNeXT, BiT, CLIP, and the legacy
+``...FeatureExtractor`` names) runs the same steps with different settings::
+
+    RGB conversion -> resize -> center crop -> rescale + normalize -> (pad) -> channels first
+
+A class name selects a *profile* (``PROFILES``, plain data: the class's default settings, how an
+int ``size`` is read, and which resize rule applies). The output equals the reference library's
+PIL backend (``...ImageProcessorPil``) to the last float32 bit:
+
+* resizing is done by Pillow on 8-bit images, exactly where the reference does it (it turns arrays
+  into PIL images with the same rules, including its handling of float arrays);
+* rescale and normalize of 8-bit pixels go through a 256-entry table per channel computed with the
+  reference's own float64/float32 arithmetic, so the result is bit-identical while the per-pixel
+  work is one table look-up writing straight into the output batch.
+
+One deliberate difference: when ``do_convert_rgb`` is not set (ViT, DeiT and ConvNeXT leave it
+unset) and an image's channel count does not fit a three-value ``image_mean``/``image_std``
+(grayscale, grayscale+alpha, RGBA, CMYK, palette, 16-bit, bilevel), the reference raises; here the
+image is converted to RGB the way ``do_convert_rgb=True`` converts it. Wherever the reference
+returns a result, this returns the same one.
+
+Non-finite float inputs (NaN, inf) are refused when the image must be resized (Pillow needs
+8-bit pixels); without resizing they pass through, as in the reference.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import numbers
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+
+from .. import registry
+from ..errors import CheckpointNotFoundError, ConfigError, InputError, RemoteCodeError, UnsupportedModelError
+from ..hub import Source, atomic_write
+from .features import BatchFeature, tensor_type_name
+
+IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
+PROCESSOR_FILE = "processor_config.json"
+CONFIG_FILE = "config.json"
+
+IMAGENET_DEFAULT_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_DEFAULT_STD = [0.229, 0.224, 0.225]
+IMAGENET_STANDARD_MEAN = [0.5, 0.5, 0.5]
+IMAGENET_STANDARD_STD = [0.5, 0.5, 0.5]
+OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+# Pillow's resampling filters by their integer codes, as configs store them.
+NEAREST, LANCZOS, BILINEAR, BICUBIC, BOX, HAMMING = range(6)
+RESAMPLE_NAMES = {0: "NEAREST", 1: "LANCZOS", 2: "BILINEAR", 3: "BICUBIC", 4: "BOX", 5: "HAMMING"}
+
+# The settings a processor holds and a call may override (the reference's ``ImagesKwargs``).
+SETTING_KEYS = (
+    "do_convert_rgb",
+    "do_resize",
+    "size",
+    "default_to_square",
+    "crop_size",
+    "resample",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "image_mean",
+    "image_std",
+    "do_pad",
+    "pad_size",
+    "do_center_crop",
+    "data_format",
+    "input_data_format",
+    "device",
+    "return_tensors",
+    "disable_grouping",
+    "image_seq_length",
+)
+_FLAGS = ("do_convert_rgb", "do_resize", "do_rescale", "do_normalize", "do_pad", "do_center_crop", "default_to_square")
+_SIZE_KEYS = ("size", "crop_size", "pad_size")
+# The size dictionaries a config may hold (any other set of keys is refused).
+_SIZE_KEY_SETS = (
+    {"height", "width"},
+    {"shortest_edge"},
+    {"shortest_edge", "longest_edge"},
+    {"longest_edge"},
+    {"max_height", "max_width"},
+    {"min_pixels", "max_pixels"},
+)
+# Keys of a config file that name the class rather than configure it.
+_CLASS_KEYS = ("image_processor_type", "feature_extractor_type", "processor_class")
+# Bookkeeping the reference may have written into old config files; never part of the settings.
+_DROPPED_KEYS = ("_valid_processor_keys", "_valid_kwargs_names")
+# from_pretrained options that only mean something to a hub client or to the reference's
+# backend choice; accepted so calls written for the reference keep working.
+_IGNORED_LOAD_OPTIONS = (
+    "use_fast",
+    "backend",
+    "force_download",
+    "resume_download",
+    "proxies",
+    "trust_remote_code",
+    "code_revision",
+    "_from_auto",
+    "_from_pipeline",
+    "_commit_hash",
+)
+_SOURCE_OPTIONS = ("revision", "subfolder", "cache_dir", "local_files_only", "token")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What an image processor class name selects: default settings and two rules."""
+
+    defaults: dict[str, Any]
+    # How an int ``size`` is read: True -> {"height": n, "width": n}; False -> {"shortest_edge": n}.
+    default_to_square: bool = True
+    # "size": resize as the size dictionary says. "crop_pct": ConvNeXT's rule -- below 384 pixels,
+    # resize the short side to shortest_edge / crop_pct and center-crop a square; from 384, warp.
+    resize_rule: str = "size"
+    # Settings beyond SETTING_KEYS that this class accepts per call.
+    extra_keys: tuple[str, ...] = ()
+
+
+_RESCALE = {"do_rescale": True, "rescale_factor": 1 / 255}
+
+PROFILES: dict[str, Profile] = {
+    "vit": Profile(
+        defaults={
+            "do_resize": True,
+            "size": {"height": 224, "width": 224},
+            "resample": BILINEAR,
+            **_RESCALE,
+            "do_normalize": True,
+            "image_mean": IMAGENET_STANDARD_MEAN,
+            "image_std": IMAGENET_STANDARD_STD,
+        },
+    ),
+    "deit": Profile(
+        defaults={
+            "do_resize": True,
+            "size": {"height": 256, "width": 256},
+            "resample": BICUBIC,
+            "do_center_crop": True,
+            "crop_size": {"height": 224, "width": 224},
+            **_RESCALE,
+            "do_normalize": True,
+            "image_mean": IMAGENET_STANDARD_MEAN,
+            "image_std": IMAGENET_STANDARD_STD,
+        },
+    ),
+    "convnext": Profile(
+        defaults={
+            "do_resize": True,
+            "size": {"shortest_edge": 384},
+            "resample": BICUBIC,
+            **_RESCALE,
+            "do_normalize": True,
+            "image_mean": IMAGENET_STANDARD_MEAN,
+            "image_std": IMAGENET_STANDARD_STD,
+            "crop_pct": 224 / 256,
+        },
+        default_to_square=False,
+        resize_rule="crop_pct",
+        extra_keys=("crop_pct",),
+    ),
+    "bit": Profile(
+        defaults={
+            "do_convert_rgb": True,
+            "do_resize": True,
+            "size": {"shortest_edge": 224},
+            "resample": BICUBIC,
+            "do_center_crop": True,
+            "crop_size": {"height": 224, "width": 224},
+            **_RESCALE,
+            "do_normalize": True,
+            "image_mean": OPENAI_CLIP_MEAN,
+            "image_std": OPENAI_CLIP_STD,
+        },
+        default_to_square=False,
+    ),
+    "clip": Profile(
+        defaults={
+            "do_convert_rgb": True,
+            "do_resize": True,
+            "size": {"shortest_edge": 224},
+            "resample": BICUBIC,
+            "do_center_crop": True,
+            "crop_size": {"height": 224, "width": 224},
+            **_RESCALE,
+            "do_normalize": True,
+            "image_mean": OPENAI_CLIP_MEAN,
+            "image_std": OPENAI_CLIP_STD,
+        },
+        default_to_square=False,
+    ),
+}
+
+_INTERNAL_ATTRIBUTES = ("_class_name", "_profile")
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings: reading and checking them
+# ----------------------------------------------------------------------------------------------
+
+
+def _size_dict(value: Any, name: str, default_to_square: bool, error: type[Exception]) -> dict[str, int] | None:
+    """A size setting as a dictionary: an int follows ``default_to_square`` (crop and pad sizes
+    are always square), a pair is (height, width)."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        size = dict(value)
+    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        size = {"height": int(value), "width": int(value)} if default_to_square else {"shortest_edge": int(value)}
+    elif isinstance(value, (list, tuple)) and len(value) == 2:
+        size = {"height": value[0], "width": value[1]}
+    else:
+        raise error(
+            f"{name}={value!r} is not a size: give an int, a (height, width) pair, or a dict such as "
+            f'{{"height": 224, "width": 224}} or {{"shortest_edge": 224}}.'
+        )
+    if set(size) not in _SIZE_KEY_SETS:
+        allowed = " | ".join("{" + ", ".join(sorted(keys)) + "}" for keys in _SIZE_KEY_SETS)
+        raise error(f"{name}={value!r} has keys {sorted(size)}; a size dict has one of these key sets: {allowed}.")
+    for key, number in size.items():
+        if not isinstance(number, numbers.Integral) or isinstance(number, bool) or number < 0:
+            raise error(f"{name}[{key!r}] must be a non-negative int, got {number!r}.")
+    return {key: int(number) for key, number in size.items()}
+
+
+def _mean_or_std(value: Any, name: str, error: type[Exception]) -> Any:
+    if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, (list, tuple, np.ndarray)) and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value
+    ):
+        return tuple(value.tolist() if isinstance(value, np.ndarray) else value)
+    raise error(f"{name}={value!r} must be a number or a list of numbers (one per channel).")
+
+
+def _check_settings(settings: dict[str, Any], where: str, error: type[Exception]) -> None:
+    """Refuse values the pipeline cannot use, saying which setting and how to fix it."""
+    for key in _FLAGS:
+        value = settings.get(key)
+        if value is not None and not isinstance(value, (bool, np.bool_)):
+            raise error(f"{key} in {where} must be true, false or null, got {value!r}.")
+    resample = settings.get("resample")
+    if resample is not None and (
+        not isinstance(resample, numbers.Integral) or isinstance(resample, bool) or int(resample) not in RESAMPLE_NAMES
+    ):
+        codes = ", ".join(f"{code} ({label})" for code, label in RESAMPLE_NAMES.items())
+        raise error(f"resample={resample!r} in {where} is not a Pillow filter; use one of {codes}.")
+    for key in ("rescale_factor", "crop_pct"):
+        value = settings.get(key)
+        if value is not None and (not isinstance(value, numbers.Real) or isinstance(value, bool)):
+            raise error(f"{key}={value!r} in {where} must be a number.")
+    if settings.get("crop_pct") is not None and not settings["crop_pct"] > 0:
+        raise error(f"crop_pct={settings['crop_pct']!r} in {where} must be positive (ConvNeXT uses 0.875).")
+    input_format = settings.get("input_data_format")
+    if input_format is not None and _channel_format(input_format) is None:
+        raise error(
+            f"input_data_format={input_format!r} in {where} must be 'channels_first' (C, H, W) or "
+            f"'channels_last' (H, W, C)."
+        )
+
+
+def _channel_format(value: Any) -> str | None:
+    name = getattr(value, "value", value)
+    return name if name in ("channels_first", "channels_last") else None
+
+
+def _standardize(settings: dict[str, Any], default_to_square: bool, where: str, error: type[Exception]) -> None:
+    """Normalise the forms a config may use (int or pair sizes, list means) in place, and check them."""
+    square = settings.get("default_to_square")
+    square = default_to_square if square is None else bool(square)
+    for key in _SIZE_KEYS:
+        if key in settings:
+            settings[key] = _size_dict(settings[key], key, square if key == "size" else True, error)
+    for key in ("image_mean", "image_std"):
+        if key in settings:
+            settings[key] = _mean_or_std(settings[key], key, error)
+    _check_settings(settings, where, error)
+
+
+# ----------------------------------------------------------------------------------------------
+# Output sizes (the reference's arithmetic, including its int() truncations)
+# ----------------------------------------------------------------------------------------------
+
+
+def _shortest_edge_size(height: int, width: int, shortest_edge: int) -> tuple[int, int]:
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = shortest_edge, int(shortest_edge * long / short)
+    return (new_long, new_short) if width <= height else (new_short, new_long)
+
+
+def _size_with_longest_edge(height: int, width: int, size: int, max_size: int) -> tuple[int, int]:
+    raw_size = None
+    low, high = float(min(height, width)), float(max(height, width))
+    if high / low * size > max_size:
+        raw_size = max_size * low / high
+        size = int(round(raw_size))
+    if (height <= width and height == size) or (width <= height and width == size):
+        return height, width
+    if width < height:
+        return (int(raw_size * height / width) if raw_size is not None else int(size * height / width)), size
+    return size, (int(raw_size * width / height) if raw_size is not None else int(size * width / height))
+
+
+def _fit_within(height: int, width: int, max_height: int, max_width: int) -> tuple[int, int]:
+    scale = min(max_height / height, max_width / width)
+    return int(height * scale), int(width * scale)
+
+
+def resize_output_size(height: int, width: int, size: dict[str, int]) -> tuple[int, int]:
+    """(height, width) after resizing an image of (height, width) by a size dictionary."""
+    if size.get("shortest_edge") and size.get("longest_edge"):
+        return _size_with_longest_edge(height, width, size["shortest_edge"], size["longest_edge"])
+    if size.get("shortest_edge"):
+        return _shortest_edge_size(height, width, size["shortest_edge"])
+    if size.get("max_height") and size.get("max_width"):
+        return _fit_within(height, width, size["max_height"], size["max_width"])
+    if size.get("height") and size.get("width"):
+        return size["height"], size["width"]
+    raise InputError(
+        f"Cannot resize by size={size}: this processor resizes by {{'height', 'width'}}, {{'shortest_edge'}}, "
+        f"{{'shortest_edge', 'longest_edge'}} or {{'max_height', 'max_width'}}."
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs -> pixels
+# ----------------------------------------------------------------------------------------------
+
+# A working image is either a PIL image in one of these modes (Pillow resizes it exactly as the
+# reference's array round trip would) or a channels-last numpy array (H, W, C) of any dtype.
+_DIRECT_PIL_MODES = ("RGB", "L", "RGBA")
+
+
+def _is_tensor(value: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, PIL.Image.Image):
+        return f"a PIL image ({value.mode}, {value.size[0]}x{value.size[1]})"
+    if isinstance(value, np.ndarray) or _is_tensor(value):
+        return f"a {type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return f"a {type(value).__name__}"
+
+
+def _open_path(path: str | os.PathLike) -> PIL.Image.Image:
+    name = os.fspath(path)
+    if isinstance(name, str) and name.startswith(("http://", "https://")):
+        raise InputError(
+            f"Image URLs are not fetched ({name!r}): download the file and pass its path, or open it with PIL."
+        )
+    if not os.path.isfile(name):
+        raise InputError(
+            f"Image path {name!r} does not exist or is not a file. Pass a PIL image, an array, or a file path."
+        )
+    try:
+        image = PIL.Image.open(name)
+        image = PIL.ImageOps.exif_transpose(image)
+        return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"Cannot read {name!r} as an image: {exc}") from exc
+
+
+def _is_image_input(value: Any) -> bool:
+    """Whether a (non-list) input is an image or a 4-D batch of them."""
+    if isinstance(value, (PIL.Image.Image, str, os.PathLike)):
+        return True
+    return (isinstance(value, np.ndarray) or _is_tensor(value)) and value.ndim in (2, 3, 4)
+
+
+def flatten_images(images: Any) -> list[Any]:
+    """One flat list of single images from an image, a 4-D batch, a list, or a nested list of them."""
+    if images is None:
+        raise InputError("No images given: pass a PIL image, a numpy array, a torch tensor, or a list of them.")
+    items = images if isinstance(images, (list, tuple)) else [images]
+    flat: list[Any] = []
+    for position, item in enumerate(items):
+        group = item if isinstance(item, (list, tuple)) else [item]
+        for image in group:
+            if isinstance(image, (list, tuple)):
+                raise InputError(
+                    f"Images nested more than two lists deep (at item {position}); pass a list of images or a "
+                    f"list of lists of images."
+                )
+            if not _is_image_input(image):
+                if isinstance(image, np.ndarray) or _is_tensor(image):
+                    raise InputError(
+                        f"Item {position} is {_describe(image)}; an image array has 2 (H, W), 3 (H, W, C or "
+                        f"C, H, W) or 4 (a batch) dimensions."
+                    )
+                raise InputError(
+                    f"Item {position} is {_describe(image)}, not an image. Pass PIL images, numpy arrays, "
+                    f"torch tensors or image file paths (or a list of them)."
+                )
+            if (isinstance(image, np.ndarray) or _is_tensor(image)) and image.ndim == 4:
+                flat.extend(image[i] for i in range(len(image)))
+            else:
+                flat.append(image)
+    if not flat:
+        raise InputError("The list of images is empty: pass at least one image.")
+    return flat
+
+
+def _infer_channels_last(array: np.ndarray, explicit: str | None) -> bool:
+    """Whether a 3-D array is (H, W, C); the reference's rule: a leading 1/3/4 axis is the
+    channel axis (preferred when both ends could be), else a trailing one."""
+    if explicit is not None:
+        return explicit == "channels_last"
+    first, last = array.shape[0] in (1, 3, 4), array.shape[-1] in (1, 3, 4)
+    if first:
+        return False
+    if last:
+        return True
+    raise InputError(
+        f"Cannot tell which axis of an image array of shape {array.shape} holds the channels (expected 1, 3 "
+        f"or 4 channels first or last). Pass input_data_format='channels_first' or 'channels_last'."
+    )
+
+
+def _pil_to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
+    """RGB as the reference converts it: transparency is composited onto white, everything else
+    (grayscale, palette, CMYK, 16-bit, bilevel) goes through Pillow's own conversion."""
+    if "A" in image.getbands() or image.info.get("transparency") is not None:
+        rgba = image.convert("RGBA")
+        white = PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return PIL.Image.alpha_composite(white, rgba).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    """RGB from a channels-last array: one channel repeated; four channels composited onto white."""
+    channels = array.shape[-1]
+    if channels == 1:
+        return np.repeat(array, 3, axis=-1)
+    if channels != 4:
+        return array
+    integer = np.issubdtype(array.dtype, np.integer)
+    if not integer and (array.min() < 0.0 or array.max() > 1.0):
+        raise InputError(
+            f"A 4-channel (RGBA) float image must hold values in [0, 1] to be composited onto white, "
+            f"got [{array.min()}, {array.max()}]."
+        )
+    white = 255 if integer else 1.0
+    alpha = array[..., 3:4] / white
+    blended = alpha * array[..., :3] + (1 - alpha) * white
+    return np.round(blended).astype(array.dtype) if integer else blended.astype(array.dtype)
+
+
+def _channel_count(image: PIL.Image.Image | np.ndarray) -> int:
+    return len(image.getbands()) if isinstance(image, PIL.Image.Image) else image.shape[-1]
+
+
+def _to_array(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    tensor = value.detach().cpu()
+    try:
+        return tensor.numpy()
+    except TypeError:  # bfloat16 and other dtypes numpy has no type for
+        return tensor.float().numpy()
+
+
+def prepare_image(
+    image: Any, convert_rgb: bool | None, wants_rgb: bool, input_format: str | None
+) -> PIL.Image.Image | np.ndarray:
+    """One input image as a working image (see ``_DIRECT_PIL_MODES``), converted to RGB when asked
+    (``convert_rgb``), or when not said either way and the normalisation expects three channels."""
+    if isinstance(image, (str, os.PathLike)):
+        image = _open_path(image)
+    if isinstance(image, PIL.Image.Image):
+        if image.width == 0 or image.height == 0:
+            raise InputError(f"Got {_describe(image)}: an image needs at least one pixel.")
+        if convert_rgb or (convert_rgb is None and wants_rgb and _channel_count(image) != 3):
+            image = _pil_to_rgb(image)
+        if image.mode in _DIRECT_PIL_MODES:
+            return image
+        array = np.array(image)
+        return array[..., None] if array.ndim == 2 else array
+    array = _to_array(image)
+    if array.ndim == 2:
+        array = array[..., None]
+    elif not _infer_channels_last(array, input_format):
+        array = np.moveaxis(array, 0, -1)
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise InputError(f"Got {_describe(image)}: an image needs at least one pixel.")
+    if convert_rgb or (convert_rgb is None and wants_rgb and array.shape[-1] in (1, 4)):
+        array = _array_to_rgb(array)
+    return array
+
+
+def _height_width(image: PIL.Image.Image | np.ndarray) -> tuple[int, int]:
+    if isinstance(image, PIL.Image.Image):
+        return image.height, image.width
+    return image.shape[0], image.shape[1]
+
+
+def _as_array(image: PIL.Image.Image | np.ndarray) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        return image
+    array = np.asarray(image)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _needs_255_scaling(array: np.ndarray) -> bool:
+    """Whether an array must be multiplied by 255 to become 8-bit pixels, by the reference's rule:
+    uint8 and whole numbers in [0, 255] are used as they are, other floats must lie in [0, 1]."""
+    if array.dtype == np.uint8:
+        return False
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise InputError(
+            "The image holds NaN or infinite values, which cannot be resized. Clean the array "
+            "(np.nan_to_num) or pass do_resize=False."
+        )
+    if np.allclose(array, array.astype(np.int64)):
+        if array.min() >= 0 and array.max() <= 255:
+            return False
+        raise InputError(
+            f"The image holds whole numbers in [{array.min()}, {array.max()}], outside the 8-bit range "
+            f"[0, 255] that resizing needs. Scale it to [0, 255] or [0, 1] first (16-bit images: pass the PIL "
+            f"image with do_convert_rgb=True, or divide by 257)."
+        )
+    if array.min() >= 0 and array.max() <= 1:
+        return True
+    raise InputError(
+        f"The float image holds values in [{array.min()}, {array.max()}]; resizing needs floats in [0, 1] "
+        f"or whole numbers in [0, 255]."
+    )
+
+
+def resize_image(
+    image: PIL.Image.Image | np.ndarray, height: int, width: int, resample: int
+) -> PIL.Image.Image | np.ndarray:
+    """Resize with Pillow. Arrays become 8-bit PIL images by the reference's rules (floats in
+    [0, 1] are scaled by 255 and truncated) and come back the same way."""
+    if height <= 0 or width <= 0:
+        raise InputError(f"Resizing would give an empty image ({height}x{width}); check the size setting.")
+    if isinstance(image, PIL.Image.Image):
+        return image.resize((width, height), resample=resample)
+    scaled = _needs_255_scaling(image)
+    pixels = (image.astype(np.float64) * 255).astype(np.float32) if scaled else image
+    pixels = pixels.astype(np.uint8)
+    if pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    try:
+        pil = PIL.Image.fromarray(pixels)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"Cannot resize an image with {image.shape[-1]} channels: {exc}") from exc
+    resized = np.array(pil.resize((width, height), resample=resample))
+    if resized.ndim == 2:
+        resized = resized[..., None]
+    return (resized.astype(np.float64) * (1 / 255)).astype(np.float32) if scaled else resized
+
+
+def center_crop(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The centre (height, width) of a channels-last array, zero-padded where the image is smaller."""
+    rows, cols = array.shape[0], array.shape[1]
+    top, left = (rows - height) // 2, (cols - width) // 2
+    if top >= 0 and left >= 0 and top + height <= rows and left + width <= cols:
+        return array[top : top + height, left : left + width]
+    padded_rows, padded_cols = max(height, rows), max(width, cols)
+    padded = np.zeros((padded_rows, padded_cols) + array.shape[2:], dtype=array.dtype)
+    top_pad, left_pad = math.ceil((padded_rows - rows) / 2), math.ceil((padded_cols - cols) / 2)
+    padded[top_pad : top_pad + rows, left_pad : left_pad + cols] = array
+    top, left = top + top_pad, left + left_pad
+    return padded[max(0, top) : min(padded_rows, top + height), max(0, left) : min(padded_cols, left + width)]
+
+
+def _per_channel(value: Any, channels: int, name: str) -> list[float]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != channels:
+            raise InputError(
+                f"{name} has {len(value)} values but the image has {channels} channel(s). Convert the image "
+                f"to RGB (do_convert_rgb=True) or give {name} one value per channel."
+            )
+        return list(value)
+    return [value] * channels
+
+
+def _lookup_table(opts: dict[str, Any], channels: int) -> np.ndarray | None:
+    """(channels, 256) float32: every 8-bit value rescaled and normalised with the reference's
+    arithmetic (float64 rescale rounded to float32, then float32 subtract and divide)."""
+    if not (opts["do_rescale"] or opts["do_normalize"]):
+        return None
+    values = np.arange(256, dtype=np.float64)
+    values = (values * opts["rescale_factor"]).astype(np.float32) if opts["do_rescale"] else values.astype(np.float32)
+    if not opts["do_normalize"]:
+        return np.broadcast_to(values, (channels, 256))
+    mean = np.array(_per_channel(opts["image_mean"], channels, "image_mean"), dtype=np.float32)
+    std = np.array(_per_channel(opts["image_std"], channels, "image_std"), dtype=np.float32)
+    return (values[None, :] - mean[:, None]) / std[:, None]
+
+
+def _rescale_and_normalize(array: np.ndarray, opts: dict[str, Any]) -> np.ndarray:
+    """The reference's rescale and normalize for non-8-bit pixels, operation by operation."""
+    if opts["do_rescale"]:
+        array = (array.astype(np.float64) * opts["rescale_factor"]).astype(np.float32)
+    if opts["do_normalize"]:
+        if not np.issubdtype(array.dtype, np.floating):
+            array = array.astype(np.float32)
+        channels = array.shape[-1]
+        mean = np.array(_per_channel(opts["image_mean"], channels, "image_mean"), dtype=array.dtype)
+        std = np.array(_per_channel(opts["image_std"], channels, "image_std"), dtype=array.dtype)
+        array = (array - mean) / std
+    return array
+
+
+def _finish(array: np.ndarray, opts: dict[str, Any], out: np.ndarray | None = None) -> np.ndarray:
+    """Rescale + normalize a channels-last array into a channels-first one (into ``out`` if given)."""
+    if array.dtype == np.uint8:
+        table = _lookup_table(opts, array.shape[-1])
+        if table is not None:
+            if out is None:
+                out = np.empty((array.shape[-1],) + array.shape[:2], dtype=np.float32)
+            for channel in range(array.shape[-1]):
+                np.take(table[channel], array[..., channel], out=out[channel], mode="clip")
+            return out
+    result = np.moveaxis(_rescale_and_normalize(array, opts), -1, 0)
+    if out is None:
+        return np.ascontiguousarray(result)
+    out[...] = result
+    return out
+
+
+def _output_dtype(array: np.ndarray, opts: dict[str, Any]) -> np.dtype:
+    if opts["do_rescale"]:
+        return np.dtype(np.float32)
+    if opts["do_normalize"]:
+        return array.dtype if np.issubdtype(array.dtype, np.floating) else np.dtype(np.float32)
+    return array.dtype
+
+
+def _pad(array: np.ndarray, size: dict[str, int]) -> np.ndarray:
+    if not (size.get("height") and size.get("width")):
+        raise InputError(f"pad_size must be {{'height': h, 'width': w}}, got {size}.")
+    rows, cols = array.shape[-2:]
+    extra_rows, extra_cols = size["height"] - rows, size["width"] - cols
+    if extra_rows < 0 or extra_cols < 0:
+        raise InputError(
+            f"pad_size {size} is smaller than a processed image ({rows}x{cols}); pad_size must be at least "
+            f"the image size."
+        )
+    if extra_rows == 0 and extra_cols == 0:
+        return array
+    return np.pad(array, ((0, 0), (0, extra_rows), (0, extra_cols)), mode="constant", constant_values=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The processor
+# ----------------------------------------------------------------------------------------------
+
+
+def canonical_class_name(name: str) -> str:
+    """The class a config names, as the reference resolves it: ``...FeatureExtractor`` ->
+    ``...ImageProcessor``; the ``Fast`` / ``Pil`` backend suffixes dropped."""
+    name = name.replace("FeatureExtractor", "ImageProcessor")
+    for suffix in ("Fast", "Pil"):
+        if name.endswith(suffix) and registry.image_processor_profile(name) is not None:
+            return name[: -len(suffix)]
+    return name
+
+
+def _supported_names() -> str:
+    return ", ".join(sorted({canonical_class_name(name) for name in registry.IMAGE_PROCESSORS}))
+
+
+def profile_for(class_name: str, where: str = "the checkpoint") -> Profile:
+    profile = registry.image_processor_profile(class_name)
+    if profile is None:
+        raise UnsupportedModelError(
+            f"{where} uses the image processor {class_name!r}, which leanformers does not provide. "
+            f"Supported image processors: {_supported_names()}."
+        )
+    return PROFILES[profile]
+
+
+class ImageProcessor:
+    """Images -> ``BatchFeature(pixel_values=...)``, configured like one of the reference's image
+    processor classes (``class_name``, e.g. ``"ViTImageProcessor"``).
+
+    Settings are attributes (``processor.size``, ``processor.do_resize``...) and any of them can be
+    overridden for one call: ``processor(images, size={"height": 384, "width": 384}, return_tensors="pt")``.
+    """
+
+    model_input_names = ["pixel_values"]
+    backend = "pil"
+
+    def __init__(self, class_name: str, **settings: Any) -> None:
+        class_name = canonical_class_name(class_name)
+        profile = profile_for(class_name, where="ImageProcessor(...)")
+        for key in _CLASS_KEYS + _DROPPED_KEYS:
+            settings.pop(key, None)
+        self._class_name = class_name
+        self._profile = profile
+        values = {key: None for key in SETTING_KEYS if key != "default_to_square"}
+        values.update(copy.deepcopy(profile.defaults))
+        values.update(settings)
+        where = f"the {class_name} settings"
+        _standardize(values, profile.default_to_square, where, ConfigError)
+        for key, value in values.items():
+            member = getattr(type(self), key, None)
+            if key.startswith("__") or callable(member) or isinstance(member, property):
+                raise ConfigError(f"{where} hold a key {key!r} that would hide a method of the processor; remove it.")
+            setattr(self, key, value)
+
+    def __getattr__(self, name: str) -> Any:
+        # default_to_square is a class-level rule unless a config sets it
+        if name == "default_to_square" and "_profile" in self.__dict__:
+            return self.__dict__["_profile"].default_to_square
+        raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+
+    @property
+    def class_name(self) -> str:
+        """The reference class this processor stands for (``ViTImageProcessor``, ``CLIPImageProcessor``...)."""
+        return self._class_name
+
+    # -- loading ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> "ImageProcessor":
+        """The image processor of a checkpoint folder, hub id, or a ``preprocessor_config.json`` path;
+        keyword arguments override its settings (``size=...``, ``do_resize=False``)."""
+        path = pretrained_model_name_or_path
+        if isinstance(path, (str, os.PathLike)) and os.path.isfile(path):
+            for key in _IGNORED_LOAD_OPTIONS + _SOURCE_OPTIONS:
+                kwargs.pop(key, None)
+            data = _read_json(os.fspath(path))
+            name = _class_name_from(data, None, os.fspath(path), kwargs.pop("config", None))
+            return cls._from_settings(name, data, kwargs)
+        options = {key: kwargs.pop(key) for key in _SOURCE_OPTIONS if key in kwargs}
+        return load_image_processor(Source.of(path, **options), **kwargs)
+
+    @classmethod
+    def from_dict(cls, image_processor_dict: Mapping[str, Any], **kwargs: Any) -> "ImageProcessor":
+        """A processor from a settings dictionary (as ``to_dict`` gives) naming its class in
+        ``image_processor_type`` (or pass ``class_name=``); keyword arguments override settings."""
+        if not isinstance(image_processor_dict, Mapping):
+            raise InputError(f"from_dict expects a dict of settings, got {type(image_processor_dict).__name__}.")
+        data = dict(image_processor_dict)
+        name = kwargs.pop("class_name", None) or _class_name_from(data, None, "the settings dict", None)
+        return cls._from_settings(name, data, kwargs)
+
+    @classmethod
+    def from_json_file(cls, json_file: str | os.PathLike) -> "ImageProcessor":
+        data = _read_json(os.fspath(json_file))
+        return cls._from_settings(_class_name_from(data, None, os.fspath(json_file), None), data, {})
+
+    @classmethod
+    def _from_settings(cls, class_name: str, data: dict[str, Any], kwargs: dict[str, Any]):
+        """Build from file settings plus ``from_pretrained`` keyword overrides, as the reference does:
+        settings it knows override; other keywords only replace existing attributes."""
+        return_unused = kwargs.pop("return_unused_kwargs", False)
+        class_name = canonical_class_name(class_name)
+        profile = profile_for(class_name)
+        settable = set(SETTING_KEYS) | set(profile.extra_keys)
+        data = dict(data)
+        data.update({key: value for key, value in kwargs.items() if key in settable})
+        processor = cls(class_name, **data)
+        unused = {}
+        for key, value in kwargs.items():
+            if key in settable:
+                continue
+            if key in processor.__dict__ and not key.startswith("_"):
+                setattr(processor, key, value)
+            else:
+                unused[key] = value
+        return (processor, unused) if return_unused else processor
+
+    # -- saving ----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as saved: unset (None) settings left out, ``image_processor_type`` added."""
+        defaults = self._profile.defaults
+        output: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            if key in _INTERNAL_ATTRIBUTES:
+                continue
+            if value is None:
+                class_default = self._profile.default_to_square if key == "default_to_square" else defaults.get(key)
+                if class_default is None:
+                    continue
+            output[key] = copy.deepcopy(value)
+        output["image_processor_type"] = self._class_name
+        return output
+
+    def to_json_string(self) -> str:
+        data = self.to_dict()
+        data = {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in data.items()}
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, json_file_path: str | os.PathLike) -> None:
+        atomic_write(json_file_path, self.to_json_string())
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> list[str]:
+        """Write ``preprocessor_config.json`` into ``save_directory`` (created if needed), atomically."""
+        if push_to_hub:
+            raise InputError("leanformers does not upload to the hub; save_pretrained(folder) and upload the folder.")
+        save_directory = os.fspath(save_directory)
+        if os.path.isfile(save_directory):
+            raise InputError(f"save_pretrained needs a folder, but {save_directory!r} is a file.")
+        os.makedirs(save_directory, exist_ok=True)
+        path = os.path.join(save_directory, IMAGE_PROCESSOR_FILE)
+        self.to_json_file(path)
+        return [path]
+
+    def __repr__(self) -> str:
+        return f"{self._class_name} {self.to_json_string()}"
+
+    # -- processing ------------------------------------------------------------------------
+
+    def _call_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        allowed = SETTING_KEYS + self._profile.extra_keys
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise InputError(
+                f"{self._class_name} got unexpected argument(s) {', '.join(map(repr, unknown))}. "
+                f"It accepts: {', '.join(allowed)}."
+            )
+        opts = {key: kwargs[key] if key in kwargs else getattr(self, key, None) for key in allowed}
+        _standardize(opts, self._profile.default_to_square, "this call", InputError)
+        opts["return_tensors"] = tensor_type_name(opts["return_tensors"])
+        if opts["do_rescale"] and opts["rescale_factor"] is None:
+            raise InputError("do_rescale=True needs a rescale_factor (usually 1/255).")
+        if opts["do_normalize"] and (opts["image_mean"] is None or opts["image_std"] is None):
+            raise InputError("do_normalize=True needs both image_mean and image_std.")
+        if opts["do_center_crop"] and not {"height", "width"} <= set(opts["crop_size"] or ()):
+            raise InputError(
+                f"do_center_crop=True needs a crop_size {{'height': h, 'width': w}}, got {opts['crop_size']}."
+            )
+        if opts["do_resize"] and (opts["size"] is None or opts["resample"] is None):
+            raise InputError("do_resize=True needs a size and a resample filter.")
+        if opts["do_pad"] and opts["pad_size"] is None:
+            raise InputError("do_pad=True needs a pad_size, e.g. {'height': 224, 'width': 224}.")
+        if opts["do_resize"] and self._profile.resize_rule == "crop_pct":
+            if not opts["size"].get("shortest_edge"):
+                raise InputError(
+                    f"{self._class_name} resizes by {{'shortest_edge': n}} (with crop_pct), got size={opts['size']}."
+                )
+            if opts["size"]["shortest_edge"] < 384 and opts.get("crop_pct") is None:
+                raise InputError(f"{self._class_name} needs crop_pct (e.g. 0.875) to resize below 384 pixels.")
+        return opts
+
+    def _resize(self, image: PIL.Image.Image | np.ndarray, opts: dict[str, Any]) -> PIL.Image.Image | np.ndarray:
+        height, width = _height_width(image)
+        size, resample = opts["size"], int(opts["resample"])
+        if self._profile.resize_rule == "crop_pct":
+            edge = size["shortest_edge"]
+            if edge >= 384:
+                return resize_image(image, edge, edge, resample)
+            target = _shortest_edge_size(height, width, int(edge / opts["crop_pct"]))
+            return center_crop(_as_array(resize_image(image, *target, resample)), edge, edge)
+        return resize_image(image, *resize_output_size(height, width, size), resample)
+
+    def __call__(self, images: Any, *args: Any, **kwargs: Any) -> BatchFeature:
+        """Process an image or a batch (PIL images, arrays, tensors, file paths, or lists of them)."""
+        if args:
+            raise InputError(
+                f"{self._class_name} takes the images positionally and every setting by keyword, "
+                f"e.g. processor(images, return_tensors='pt')."
+            )
+        opts = self._call_options(kwargs)
+        mean = opts["image_mean"]
+        wants_rgb = bool(opts["do_normalize"]) and isinstance(mean, tuple) and len(mean) == 3
+        input_format = _channel_format(opts["input_data_format"])
+
+        cropped = []
+        for image in flatten_images(images):
+            pixels = prepare_image(image, opts["do_convert_rgb"], wants_rgb, input_format)
+            if opts["do_resize"]:
+                pixels = self._resize(pixels, opts)
+            pixels = _as_array(pixels)
+            if opts["do_center_crop"]:
+                pixels = center_crop(pixels, opts["crop_size"]["height"], opts["crop_size"]["width"])
+            cropped.append(pixels)
+
+        shapes = {(p.shape, _output_dtype(p, opts)) for p in cropped}
+        if len(shapes) == 1 and not opts["do_pad"]:
+            # One size: write every image straight into the batch array.
+            (height, width, channels), dtype = next(iter(shapes))
+            batch = np.empty((len(cropped), channels, height, width), dtype=dtype)
+            for index, pixels in enumerate(cropped):
+                _finish(pixels, opts, out=batch[index])
+            pixel_values: Any = batch if opts["return_tensors"] else list(batch)
+        else:
+            pixel_values = [_finish(pixels, opts) for pixels in cropped]
+            if opts["do_pad"]:
+                pixel_values = [_pad(values, opts["pad_size"]) for values in pixel_values]
+        return BatchFeature({"pixel_values": pixel_values}, tensor_type=opts["return_tensors"])
+
+    preprocess = __call__
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading from a checkpoint
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). Fix or re-download it."
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text; is it really a preprocessor config?") from exc
+    except OSError as exc:
+        raise CheckpointNotFoundError(f"Cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object of settings, but holds a {type(data).__name__}.")
+    return data
+
+
+def _class_name_from(data: dict[str, Any], source: Source | None, where: str, config: Any) -> str:
+    """The image processor class a checkpoint asks for: ``image_processor_type``, else the legacy
+    ``feature_extractor_type``, else the default for config.json's ``model_type``."""
+    name = data.get("image_processor_type") or data.get("feature_extractor_type")
+    auto_map = data.get("auto_map") if isinstance(data.get("auto_map"), Mapping) else {}
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"image_processor_type in {where} must be a class name string, got {name!r}.")
+    if name is None:
+        model_type = getattr(config, "model_type", None)
+        if model_type is None and source is not None:
+            config_path = source.resolve(CONFIG_FILE, required=False)
+            if config_path is not None:
+                model_type = _read_json(config_path).get("model_type")
+        name = registry.DEFAULT_IMAGE_PROCESSOR.get(model_type) if model_type else None
+        if name is None:
+            if auto_map.get("AutoImageProcessor") or auto_map.get("AutoFeatureExtractor"):
+                raise RemoteCodeError(
+                    f"{where} names its image processor only through auto_map ({dict(auto_map)}), which means "
+                    f"running code from the checkpoint; leanformers never does. Supported: {_supported_names()}."
+                )
+            found = f"model_type {model_type!r}" if model_type else "no model_type (or no config.json)"
+            raise UnsupportedModelError(
+                f"{where} has no image_processor_type and the checkpoint has {found}, so the image processor "
+                f"cannot be chosen. Add \"image_processor_type\" (one of: {_supported_names()}) to the file."
+            )
+    name = canonical_class_name(name)
+    if registry.image_processor_profile(name) is None and (
+        auto_map.get("AutoImageProcessor") or auto_map.get("AutoFeatureExtractor")
+    ):
+        raise RemoteCodeError(
+            f"{where} asks for the image processor {name!r} from its own code (auto_map); leanformers never runs "
+            f"code from a checkpoint. Supported image processors: {_supported_names()}."
+        )
+    profile_for(name, where)
+    return name
+
+
+def load_image_processor(source: Source | str | os.PathLike, **kwargs: Any) -> ImageProcessor:
+    """The image processor of a checkpoint (``AutoImageProcessor.from_pretrained`` lands here).
+
+    Settings come from ``processor_config.json`` (its ``image_processor`` entry) or
+    ``preprocessor_config.json``; keyword arguments override them. ``use_fast`` and ``backend``
+    are accepted and ignored: one engine serves both of the reference's backends.
+    """
+    source = source if isinstance(source, Source) else Source.of(source)
+    for key in _IGNORED_LOAD_OPTIONS:
+        kwargs.pop(key, None)
+    config = kwargs.pop("config", None)
+    filename = kwargs.pop("image_processor_filename", IMAGE_PROCESSOR_FILE)
+
+    data = None
+    where = ""
+    processor_path = source.resolve(PROCESSOR_FILE, required=False)
+    if processor_path is not None:
+        bundled = _read_json(processor_path).get("image_processor")
+        if isinstance(bundled, dict):
+            data, where = dict(bundled), f"{processor_path} (image_processor)"
+    if data is None:
+        path = source.resolve(filename, required=False)
+        if path is None:
+            raise CheckpointNotFoundError(
+                f"{source.describe()} has no {filename} (nor a {PROCESSOR_FILE} with an image_processor entry), "
+                f"so it has no image processor settings. Is it an image model checkpoint?"
+            )
+        data, where = _read_json(path), path
+    class_name = _class_name_from(data, source, where, config)
+    try:
+        return ImageProcessor._from_settings(class_name, data, kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+__all__ = [
+    "ImageProcessor",
+    "load_image_processor",
+    "BatchFeature",
+    "PROFILES",
+    "Profile",
+    "IMAGENET_DEFAULT_MEAN",
+    "IMAGENET_DEFAULT_STD",
+    "IMAGENET_STANDARD_MEAN",
+    "IMAGENET_STANDARD_STD",
+    "OPENAI_CLIP_MEAN",
+    "OPENAI_CLIP_STD",
+]
