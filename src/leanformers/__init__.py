@@ -20,6 +20,9 @@ _EXPORTS: dict[str, str] = {
     "AutoModelForQuestionAnswering": "leanformers.auto",
     "AutoModelForMaskedLM": "leanformers.auto",
     "AutoTokenizer": "leanformers.auto",
+    "AutoImageProcessor": "leanformers.auto",
+    "AutoBackbone": "leanformers.auto",
+    "AutoModelForImageClassification": "leanformers.auto",
     # base classes
     "PretrainedConfig": "leanformers.configuration",
     "PreTrainedConfig": "leanformers.configuration:PretrainedConfig",
@@ -27,6 +30,8 @@ _EXPORTS: dict[str, str] = {
     "PreTrainedTokenizer": "leanformers.processing.tokenizer",
     "PreTrainedTokenizerFast": "leanformers.processing.tokenizer:PreTrainedTokenizer",
     "BatchEncoding": "leanformers.processing.tokenizer",
+    "ImageProcessor": "leanformers.processing.image",
+    "BatchFeature": "leanformers.processing.features",
     # architectures
     "BertConfig": "leanformers.models.bert",
     "BertModel": "leanformers.models.bert",
@@ -40,6 +45,13 @@ _EXPORTS: dict[str, str] = {
     "DistilBertForTokenClassification": "leanformers.models.distilbert",
     "DistilBertForQuestionAnswering": "leanformers.models.distilbert",
     "DistilBertForMaskedLM": "leanformers.models.distilbert",
+    "ViTConfig": "leanformers.models.vit",
+    "ViTModel": "leanformers.models.vit",
+    "ViTForImageClassification": "leanformers.models.vit",
+    "SwinConfig": "leanformers.models.swin",
+    "SwinModel": "leanformers.models.swin",
+    "SwinForImageClassification": "leanformers.models.swin",
+    "SwinBackbone": "leanformers.models.swin",
     # errors
     "LeanformersError": "leanformers.errors",
     "CheckpointNotFoundError": "leanformers.errors",
