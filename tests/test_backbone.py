@@ -63,3 +63,17 @@ def test_invalid_choices_raise_our_error(out_features, out_indices):
 def test_needs_stage_names():
     with pytest.raises(ConfigError, match="stage_names"):
         align_out_features([], None, None)
+
+
+@pytest.mark.parametrize("model_type", ["swin", "resnet"])
+def test_assigning_one_choice_realigns_the_other(model_type):
+    from leanformers import AutoConfig
+
+    config = AutoConfig.for_model(model_type, out_features=["stage3"])
+    assert config.out_indices == [3]
+    config.out_indices = (1,)
+    assert config.out_features == ["stage1"] and config.out_indices == [1]
+    config.out_features = ["stem", "stage4"]
+    assert config.out_indices == [0, 4]
+    with pytest.raises(ConfigError):
+        config.out_indices = (9,)

@@ -52,6 +52,10 @@ _EXPORTS: dict[str, str] = {
     "SwinModel": "leanformers.models.swin",
     "SwinForImageClassification": "leanformers.models.swin",
     "SwinBackbone": "leanformers.models.swin",
+    "ResNetConfig": "leanformers.models.resnet",
+    "ResNetModel": "leanformers.models.resnet",
+    "ResNetForImageClassification": "leanformers.models.resnet",
+    "ResNetBackbone": "leanformers.models.resnet",
     # errors
     "LeanformersError": "leanformers.errors",
     "CheckpointNotFoundError": "leanformers.errors",

@@ -84,6 +84,30 @@ def align_backbone_config(config: Any) -> None:
     config._values["out_indices"] = indices
 
 
+class BackboneConfigMixin:
+    """For backbone configs (mixed in before PretrainedConfig): assigning one of ``out_features`` /
+    ``out_indices`` realigns the other, so ``config.out_indices = (1,)`` never leaves a stale
+    ``out_features`` behind."""
+
+    linked_keys = {"out_features": "out_indices", "out_indices": "out_features"}
+
+    @property
+    def out_features(self) -> list[str]:
+        return self._values["out_features"]
+
+    @out_features.setter
+    def out_features(self, value: Sequence[str]) -> None:
+        self._values["out_features"], self._values["out_indices"] = align_out_features(self.stage_names, value, None)
+
+    @property
+    def out_indices(self) -> list[int]:
+        return self._values["out_indices"]
+
+    @out_indices.setter
+    def out_indices(self, value: Sequence[int]) -> None:
+        self._values["out_features"], self._values["out_indices"] = align_out_features(self.stage_names, None, value)
+
+
 class BackboneMixin:
     """For backbone models: ``stage_names``, ``out_features``, ``out_indices``, ``channels``.
 
@@ -102,8 +126,7 @@ class BackboneMixin:
 
     @out_features.setter
     def out_features(self, value: Sequence[str]) -> None:
-        features, indices = align_out_features(self.stage_names, value, None)
-        self.config.out_features, self.config.out_indices = features, indices
+        self.config.out_features = value
 
     @property
     def out_indices(self) -> list[int]:
@@ -111,8 +134,7 @@ class BackboneMixin:
 
     @out_indices.setter
     def out_indices(self, value: Sequence[int]) -> None:
-        features, indices = align_out_features(self.stage_names, None, value)
-        self.config.out_features, self.config.out_indices = features, indices
+        self.config.out_indices = value
 
     @property
     def out_feature_channels(self) -> dict[str, int]:

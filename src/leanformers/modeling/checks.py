@@ -1,4 +1,4 @@
-"""Cheap checks shared by the text encoders: their configs' invariants and their inputs' shapes.
+"""Cheap checks shared by the architectures: configs' invariants and inputs' shapes.
 
 Only shapes, dtypes and Python values are inspected, never tensor contents (except where an
 out-of-range id would otherwise kill an accelerator), so the checks cost nothing next to a forward.
@@ -110,3 +110,36 @@ def embedding_lookup(embedding: torch.nn.Embedding, ids: torch.Tensor, name: str
             f"{name} holds ids in [{low}, {high}], but the embedding has {size} rows ([0, {size})); "
             "does the tokenizer match the model?"
         ) from None
+
+
+def check_pixel_values(pixel_values: object, num_channels: int, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, channels, height, width) real images with the configured channel count; returns them
+    in the model's dtype (a float64 or float32 batch meets a model of another precision)."""
+    expected = f"(batch, {num_channels}, height, width)"
+    if pixel_values is None:
+        raise InputError(f"pixel_values is required: a float tensor of shape {expected}.")
+    if not isinstance(pixel_values, torch.Tensor):
+        raise InputError(
+            f"pixel_values must be a torch.Tensor of shape {expected}, got {type(pixel_values).__name__}; "
+            "call the image processor with return_tensors='pt'."
+        )
+    shape = tuple(pixel_values.shape)
+    if pixel_values.dim() != 4:
+        hint = "; add a batch dimension with pixel_values[None]" if pixel_values.dim() == 3 else ""
+        raise InputError(f"pixel_values must have shape {expected}, got {shape}{hint}.")
+    if shape[1] != num_channels:
+        raise InputError(
+            f"pixel_values has {shape[1]} channels (shape {shape}), but this model expects "
+            f"num_channels={num_channels}; channels come first: {expected}."
+        )
+    if not pixel_values.is_floating_point():
+        raise InputError(
+            f"pixel_values must be floating point (rescaled and normalised, as the image processor returns), "
+            f"got dtype {pixel_values.dtype}."
+        )
+    if 0 in shape:
+        raise InputError(f"pixel_values is empty: shape {shape}.")
+    # Under autocast the layers cast their inputs themselves.
+    if pixel_values.dtype == dtype or torch.is_autocast_enabled(pixel_values.device.type):
+        return pixel_values
+    return pixel_values.to(dtype)

@@ -32,8 +32,9 @@ from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
 from ..modeling.attention import attend, split_heads
-from ..modeling.backbone import BackboneMixin, BackboneOutput, align_backbone_config
+from ..modeling.backbone import BackboneConfigMixin, BackboneMixin, BackboneOutput, align_backbone_config
 from ..modeling.base import PreTrainedModel
+from ..modeling.checks import check_pixel_values
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import ModelOutput
 
@@ -42,13 +43,12 @@ from ..modeling.outputs import ModelOutput
 _SHIFT_MASK_VALUE = -100.0
 
 
-class SwinConfig(PretrainedConfig):
+class SwinConfig(BackboneConfigMixin, PretrainedConfig):
     model_type: ClassVar[str] = "swin"
     attribute_map: ClassVar[dict[str, str]] = {
         "num_attention_heads": "num_heads",
         "num_hidden_layers": "num_layers",
     }
-    linked_keys: ClassVar[dict[str, str]] = {"out_features": "out_indices", "out_indices": "out_features"}
     defaults: ClassVar[dict[str, Any]] = {
         "image_size": 224,
         "patch_size": 4,
@@ -532,30 +532,6 @@ class SwinEncoder(nn.Module):
                 )
             if stage.downsample is not None:
                 dims = ((dims[0] + 1) // 2, (dims[1] + 1) // 2)
-
-
-def check_pixel_values(pixel_values: Any, num_channels: int, dtype: torch.dtype) -> torch.Tensor:
-    """Shape and dtype checks; returns the pixels in the model's dtype."""
-    expected = f"(batch, {num_channels}, height, width)"
-    if pixel_values is None:
-        raise InputError(f"pixel_values is required: a float tensor of shape {expected}.")
-    if not isinstance(pixel_values, torch.Tensor):
-        raise InputError(
-            f"pixel_values must be a torch.Tensor of shape {expected}, got {type(pixel_values).__name__}; "
-            "call the image processor with return_tensors='pt'."
-        )
-    shape = tuple(pixel_values.shape)
-    if pixel_values.dim() != 4 or shape[1] != num_channels:
-        hint = "; add a batch dimension with pixel_values[None]" if pixel_values.dim() == 3 else ""
-        raise InputError(f"pixel_values must have shape {expected}, got {shape}{hint}.")
-    if not pixel_values.is_floating_point():
-        raise InputError(
-            f"pixel_values must be floating point (rescaled and normalised, as the image processor returns), "
-            f"got dtype {pixel_values.dtype}."
-        )
-    if 0 in shape:
-        raise InputError(f"pixel_values is empty: shape {shape}.")
-    return pixel_values if pixel_values.dtype == dtype else pixel_values.to(dtype)
 
 
 # -- models -------------------------------------------------------------------------------------
