@@ -142,6 +142,31 @@ class AutoBackbone(_AutoModel):
     task = "backbone"
 
 
+class AutoModelForAudioClassification(_AutoModel):
+    task = "audio-classification"
+
+
+class AutoModelForCTC(_AutoModel):
+    task = "ctc"
+
+
+class AutoFeatureExtractor:
+    def __init__(self) -> None:
+        _no_instances(type(self))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *inputs: Any, **kwargs: Any):
+        """The checkpoint's feature extractor: the audio engine, or the image engine for checkpoints
+        whose preprocessor_config.json names a (legacy) image feature extractor."""
+        from .processing.audio import load_feature_extractor
+
+        if inputs:
+            raise InputError("AutoFeatureExtractor.from_pretrained takes only keyword arguments after the checkpoint.")
+        _drop_remote_code_flag(kwargs)
+        options, kwargs = split_source_options(kwargs)
+        return load_feature_extractor(Source.of(pretrained_model_name_or_path, **options), **kwargs)
+
+
 class AutoImageProcessor:
     def __init__(self) -> None:
         _no_instances(type(self))
@@ -184,5 +209,8 @@ __all__ = [
     "AutoModelForImageClassification",
     "AutoBackbone",
     "AutoImageProcessor",
+    "AutoModelForAudioClassification",
+    "AutoModelForCTC",
+    "AutoFeatureExtractor",
     "AutoTokenizer",
 ]

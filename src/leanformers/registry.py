@@ -48,6 +48,20 @@ MODELS: dict[str, tuple[str, str, dict[str, str]]] = {
         "ResNetConfig",
         {"base": "ResNetModel", "image-classification": "ResNetForImageClassification", "backbone": "ResNetBackbone"},
     ),
+    "wav2vec2": (
+        "leanformers.models.wav2vec2",
+        "Wav2Vec2Config",
+        {
+            "base": "Wav2Vec2Model",
+            "audio-classification": "Wav2Vec2ForSequenceClassification",
+            "ctc": "Wav2Vec2ForCTC",
+        },
+    ),
+    "hubert": (
+        "leanformers.models.hubert",
+        "HubertConfig",
+        {"base": "HubertModel", "audio-classification": "HubertForSequenceClassification", "ctc": "HubertForCTC"},
+    ),
 }
 
 # Tokenizer class names a checkpoint may name -> how to build one from a bare vocabulary file
@@ -57,11 +71,14 @@ TOKENIZERS: dict[str, str] = {
     "BertTokenizerFast": "wordpiece",
     "DistilBertTokenizer": "wordpiece",
     "DistilBertTokenizerFast": "wordpiece",
+    "Wav2Vec2CTCTokenizer": "ctc-characters",
 }
 
 # The tokenizer class to assume when tokenizer_config.json names none.
 DEFAULT_TOKENIZER: dict[str, str] = {
     "bert": "BertTokenizer",
+    "wav2vec2": "Wav2Vec2CTCTokenizer",
+    "hubert": "Wav2Vec2CTCTokenizer",
     # the reference falls back to BERT's tokenizer here, token_type_ids included
     "distilbert": "BertTokenizer",
 }
@@ -89,6 +106,17 @@ DEFAULT_IMAGE_PROCESSOR: dict[str, str] = {
     "convnext": "ConvNextImageProcessor",
     "bit": "BitImageProcessor",
     "clip": "CLIPImageProcessor",
+}
+
+# Audio feature extractor class names -> the settings profile of the audio engine.
+FEATURE_EXTRACTORS: dict[str, str] = {
+    "Wav2Vec2FeatureExtractor": "wav2vec2",
+}
+
+# The feature extractor to assume when preprocessor_config.json names none.
+DEFAULT_FEATURE_EXTRACTOR: dict[str, str] = {
+    "wav2vec2": "Wav2Vec2FeatureExtractor",
+    "hubert": "Wav2Vec2FeatureExtractor",
 }
 
 # Classes registered at run time by users (AutoConfig.register / AutoModel.register).

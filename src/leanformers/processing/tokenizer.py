@@ -1873,6 +1873,10 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
 
     if builder == "wordpiece":
         return _build_wordpiece(source, class_name, init_kwargs, tokenizer_file, tokenizer_data)
+    if builder == "ctc-characters":
+        from .ctc import build_ctc_tokenizer
+
+        return build_ctc_tokenizer(source, class_name, init_kwargs)
     if builder is not None:
         raise TokenizerError(f"No builder named {builder!r} for tokenizer class {class_name!r}.")
     return _build_generic(tokenizer_file, init_kwargs)

@@ -1,0 +1,806 @@
+"""Audio: the sequence feature extractor (wav2vec2-style) and reading audio files.
+
+One engine turns raw waveforms into model inputs::
+
+    float32 rows -> truncate -> pad (left/right, to the longest / max_length / a multiple)
+                 -> attention mask (int32) -> per-utterance zero-mean unit-variance normalisation
+
+A class name in ``preprocessor_config.json`` (``feature_extractor_type``) selects a *profile* in
+``PROFILES``: plain data giving the default settings. The output equals the reference library's
+``Wav2Vec2FeatureExtractor`` bit for bit: inputs become float32 before anything else, padding comes
+first, and the statistics of each utterance are those of its real samples when an attention mask
+is produced (of the whole padded row otherwise), with the reference's epsilon of 1e-7.
+
+Where the reference silently produces garbage, this raises or does the evident thing instead:
+
+* a 2-D array that looks like ``(frames, channels)`` (soundfile's layout: at most 8 columns and
+  more rows than columns) is refused as multi-channel audio instead of being read as a batch of
+  tiny utterances; any other 2-D array is a batch, one utterance per row, as in the reference;
+* with ``padding_side="left"`` the statistics are taken over the real samples (the reference takes
+  the first ``length`` values of the padded row and then overwrites the end of the real audio);
+* every real dtype (int16 PCM, float16, float64...) becomes float32 first, so the output is always
+  float32 (the reference keeps integer and float16 inputs in their own dtype);
+* a 2-D torch tensor is a batch, like a 2-D numpy array;
+* empty utterances, non-numeric data and unknown keyword arguments raise :class:`InputError`.
+
+``load_audio`` reads a file with soundfile and resamples it with soxr's "HQ" quality (the
+``soxr_hq`` setting librosa and the reference's soundfile backend use), averaging the channels of
+a multi-channel file into one.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import math
+import numbers
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .. import registry
+from ..errors import (
+    CheckpointNotFoundError,
+    ConfigError,
+    InputError,
+    RemoteCodeError,
+    UnsupportedModelError,
+)
+from ..hub import Source, atomic_write
+from .features import BatchFeature, tensor_type_name
+
+logger = logging.getLogger(__name__)
+
+FEATURE_EXTRACTOR_FILE = "preprocessor_config.json"
+PROCESSOR_FILE = "processor_config.json"
+CONFIG_FILE = "config.json"
+
+# The settings a feature extractor holds, with each profile's defaults.
+PROFILES: dict[str, dict[str, Any]] = {
+    "wav2vec2": {
+        "feature_size": 1,
+        "sampling_rate": 16000,
+        "padding_value": 0.0,
+        "padding_side": "right",
+        "return_attention_mask": False,
+        "do_normalize": True,
+    },
+}
+SETTING_NAMES = tuple(PROFILES["wav2vec2"])
+
+# Added to the variance before the square root, as the reference does.
+NORMALIZATION_EPSILON = 1e-7
+
+# soxr's "HQ" is the soxr_hq setting of librosa.load and of the reference's soundfile backend.
+RESAMPLING_QUALITY = "HQ"
+
+# A 2-D array with at most this many columns (and more rows than columns) is taken for
+# (frames, channels) audio rather than for a batch of utterances.
+_MAX_CHANNELS = 8
+
+_DO_NOT_PAD, _LONGEST, _MAX_LENGTH = "do_not_pad", "longest", "max_length"
+_PADDING_NAMES = (_DO_NOT_PAD, _LONGEST, _MAX_LENGTH)
+
+_SOURCE_OPTIONS = ("revision", "subfolder", "cache_dir", "local_files_only", "token")
+# Options of the reference's from_pretrained that only mean something to its hub client or its
+# class dispatch; accepted so that calls written for it keep working.
+_IGNORED_LOAD_OPTIONS = (
+    "use_fast",
+    "force_download",
+    "resume_download",
+    "proxies",
+    "trust_remote_code",
+    "code_revision",
+    "_from_auto",
+    "_from_pipeline",
+    "_commit_hash",
+)
+_CALL_OPTIONS = (
+    "padding, max_length, truncation, pad_to_multiple_of, return_attention_mask, return_tensors, sampling_rate"
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Input checks
+# ----------------------------------------------------------------------------------------------
+
+
+def _is_torch_tensor(value: Any) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _torch_to_numpy(tensor: Any) -> np.ndarray:
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point() and tensor.dtype not in (_torch_dtype("float32"), _torch_dtype("float64")):
+        tensor = tensor.float()  # bfloat16 has no numpy dtype
+    return tensor.numpy()
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return getattr(torch, name)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray) or _is_torch_tensor(value):
+        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return type(value).__name__
+
+
+def _multichannel_hint(shape: tuple[int, ...]) -> str:
+    return (
+        f"Audio of shape {shape} looks like multi-channel (frames, channels) audio, but the model takes mono. "
+        f"Average the channels first (audio.mean(axis=1)), or read the file with "
+        f"leanformers.processing.audio.load_audio(path), which downmixes to mono."
+    )
+
+
+def _as_row(value: Any, where: str) -> np.ndarray:
+    """One utterance as a fresh 1-D float32 array, or a clear InputError."""
+    if _is_torch_tensor(value):
+        value = _torch_to_numpy(value)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{where} is not a sequence of numbers ({exc}).") from exc
+    if array.dtype.kind not in "biuf":
+        raise InputError(
+            f"{where} must hold real numbers (audio samples), got an array of dtype {array.dtype} "
+            f"({_describe(value)}). Pass floats, e.g. the array load_audio(path) returns."
+        )
+    if array.ndim == 0:
+        raise InputError(f"{where} is a single number, not audio: pass a 1-D sequence of samples.")
+    if array.ndim == 2:
+        raise InputError(f"{where}: {_multichannel_hint(array.shape)}")
+    if array.ndim > 2:
+        raise InputError(
+            f"{where} has shape {array.shape}; only mono audio (one 1-D array per utterance) is supported."
+        )
+    if array.shape[0] == 0:
+        raise InputError(f"{where} is empty (no samples); there is nothing to extract features from.")
+    return np.array(array, dtype=np.float32)
+
+
+def _utterances(raw_speech: Any) -> tuple[list[np.ndarray], bool]:
+    """The utterances of a call as 1-D float32 arrays, and whether they came as a torch tensor."""
+    from_torch = _is_torch_tensor(raw_speech)
+    if from_torch:
+        raw_speech = _torch_to_numpy(raw_speech)
+    if isinstance(raw_speech, np.ndarray):
+        if raw_speech.ndim == 2:
+            frames, columns = raw_speech.shape
+            if columns <= _MAX_CHANNELS and frames > columns:
+                raise InputError(_multichannel_hint(raw_speech.shape))
+            return [_as_row(row, f"raw_speech[{i}]") for i, row in enumerate(raw_speech)], from_torch
+        if raw_speech.ndim > 2:
+            raise InputError(
+                f"raw_speech has shape {raw_speech.shape}; pass a 1-D array (one utterance), a 2-D array "
+                f"(a batch, one utterance per row) or a list of 1-D arrays. Only mono audio is supported."
+            )
+        return [_as_row(raw_speech, "raw_speech")], from_torch
+    if isinstance(raw_speech, (list, tuple)):
+        if not raw_speech:
+            raise InputError("raw_speech is empty: pass at least one utterance (a 1-D array of samples).")
+        first = raw_speech[0]
+        if isinstance(first, (np.ndarray, list, tuple)) or _is_torch_tensor(first):
+            return [_as_row(item, f"raw_speech[{i}]") for i, item in enumerate(raw_speech)], from_torch
+        return [_as_row(raw_speech, "raw_speech")], from_torch
+    if isinstance(raw_speech, (str, os.PathLike)):
+        raise InputError(
+            f"raw_speech is a path ({os.fspath(raw_speech)!r}), not audio samples. Read it first: "
+            f"leanformers.processing.audio.load_audio(path, sampling_rate=...)."
+        )
+    raise InputError(
+        f"raw_speech must be a 1-D float array, a list of floats, a list of 1-D arrays or a torch tensor, "
+        f"got {_describe(raw_speech)}."
+    )
+
+
+def _positive_int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise InputError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def _padding_strategy(padding: Any) -> str:
+    if padding is True:
+        return _LONGEST
+    if padding is False or padding is None:
+        return _DO_NOT_PAD
+    name = getattr(padding, "value", padding)
+    if name in _PADDING_NAMES:
+        return name
+    raise InputError(
+        f"padding={padding!r} is not a padding strategy: use True or 'longest' (pad to the longest utterance), "
+        f"'max_length' (with max_length=...), or False / 'do_not_pad'."
+    )
+
+
+def _round_up(length: int, multiple: int | None) -> int:
+    if multiple is None or length % multiple == 0:
+        return length
+    return (length // multiple + 1) * multiple
+
+
+def _check_stackable(rows: list[np.ndarray], tensor_type: str | None) -> None:
+    # numpy takes ragged rows as an object array (as in the reference); torch cannot.
+    lengths = sorted({len(row) for row in rows})
+    if tensor_type == "pt" and len(lengths) > 1:
+        raise InputError(
+            f"Cannot return one torch tensor for utterances of different lengths ({lengths[0]} to "
+            f"{lengths[-1]} samples): pass padding=True (or padding='max_length', max_length=...), or "
+            f"return_tensors=None for a list of arrays."
+        )
+
+
+def _stack_rows(rows: list[np.ndarray]) -> np.ndarray:
+    """Rows as one 2-D array, or an object array of rows when their lengths differ."""
+    if len({row.shape for row in rows}) == 1:
+        return np.stack(rows)
+    ragged = np.empty(len(rows), dtype=object)
+    for index, row in enumerate(rows):
+        ragged[index] = row
+    return ragged
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings
+# ----------------------------------------------------------------------------------------------
+
+
+def _supported_names() -> str:
+    audio = ", ".join(sorted(registry.FEATURE_EXTRACTORS))
+    image = ", ".join(sorted(registry.IMAGE_PROCESSORS))
+    return f"audio: {audio}; image (delegated to the image processor): {image}"
+
+
+def profile_for(class_name: Any, where: str = "the feature extractor") -> dict[str, Any]:
+    """The default settings of an audio feature extractor class name."""
+    profile = registry.FEATURE_EXTRACTORS.get(class_name) if isinstance(class_name, str) else None
+    if profile is None:
+        raise UnsupportedModelError(
+            f"{where} names the feature extractor {class_name!r}, which leanformers does not provide. "
+            f"Supported: {_supported_names()}."
+        )
+    return PROFILES[profile]
+
+
+def _check_settings(settings: Mapping[str, Any]) -> None:
+    """Refuse settings the engine cannot use (ConfigError, caller adds where they came from)."""
+    size = settings["feature_size"]
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        raise ConfigError(f"feature_size must be a positive integer, got {size!r}.")
+    rate = settings["sampling_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or rate <= 0:
+        raise ConfigError(f"sampling_rate must be a positive number of Hz, got {rate!r}.")
+    value = settings["padding_value"]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        raise ConfigError(f"padding_value must be a number (or null), got {value!r}.")
+    if settings["padding_side"] not in ("right", "left"):
+        raise ConfigError(f"padding_side must be 'right' or 'left', got {settings['padding_side']!r}.")
+    for name in ("return_attention_mask", "do_normalize"):
+        if not isinstance(settings[name], bool):
+            raise ConfigError(f"{name} must be true or false, got {settings[name]!r}.")
+
+
+class FeatureExtractor:
+    """Turns raw speech into ``input_values`` (and ``attention_mask``), like the reference's
+    ``Wav2Vec2FeatureExtractor``.
+
+    ``FeatureExtractor(**json.load(open("preprocessor_config.json")))`` builds one from a saved
+    config; usually :func:`load_feature_extractor` (``AutoFeatureExtractor.from_pretrained``) does.
+    Settings are plain attributes (``fe.do_normalize = False``); keys this engine does not use are
+    kept and saved back, as the reference does.
+    """
+
+    model_input_names: ClassVar[list[str]] = ["input_values", "attention_mask"]
+
+    def __init__(self, feature_extractor_type: str = "Wav2Vec2FeatureExtractor", **settings: Any) -> None:
+        defaults = profile_for(feature_extractor_type)
+        object.__setattr__(self, "_class_name", feature_extractor_type)
+        settings.pop("processor_class", None)
+        values = {**defaults, **settings}
+        _check_settings(values)
+        for key, value in values.items():
+            if key.startswith("_") or callable(getattr(type(self), key, None)):
+                raise ConfigError(
+                    f"{key!r} cannot be a feature extractor setting: it names a method or a private field."
+                )
+            setattr(self, key, value)
+
+    # -- loading and saving ----------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
+        """The feature extractor of a checkpoint folder, hub repository or preprocessor_config.json file."""
+        return load_feature_extractor(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def from_dict(cls, feature_extractor_dict: Mapping[str, Any], **kwargs: Any) -> Any:
+        """Build from a settings dict (``to_dict()``'s form); keyword arguments override settings."""
+        data = dict(feature_extractor_dict)
+        class_name = data.pop("feature_extractor_type", "Wav2Vec2FeatureExtractor")
+        return cls._from_settings(class_name, data, dict(kwargs), "the settings dict")
+
+    @classmethod
+    def _from_settings(cls, class_name: str, data: Mapping[str, Any], kwargs: dict[str, Any], where: str) -> Any:
+        return_unused = kwargs.pop("return_unused_kwargs", False)
+        settings = {key: value for key, value in data.items() if key != "feature_extractor_type"}
+        # Unlike the reference (which only overrides keys already in the file), a known setting
+        # passed as a keyword always applies, even when the file leaves it at its default.
+        for key in list(kwargs):
+            if key in settings or key in SETTING_NAMES:
+                settings[key] = kwargs.pop(key)
+        try:
+            extractor = cls(feature_extractor_type=class_name, **settings)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        if return_unused:
+            return extractor, kwargs
+        if kwargs:
+            logger.warning(
+                "Ignored keyword arguments %s: they are not settings of %s (%s).",
+                sorted(kwargs),
+                class_name,
+                ", ".join(SETTING_NAMES),
+            )
+        return extractor
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings, as saved in preprocessor_config.json."""
+        output = {key: copy.deepcopy(value) for key, value in self.__dict__.items() if not key.startswith("_")}
+        output["feature_extractor_type"] = self._class_name
+        return output
+
+    def to_json_string(self) -> str:
+        data = {
+            key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in self.to_dict().items()
+        }
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, json_file_path: str | os.PathLike) -> None:
+        atomic_write(json_file_path, self.to_json_string())
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> list[str]:
+        """Write preprocessor_config.json into ``save_directory`` (created if needed); returns its path."""
+        if push_to_hub:
+            raise InputError("leanformers does not upload to the hub; save locally and push with huggingface_hub.")
+        save_directory = os.fspath(save_directory)
+        if os.path.isfile(save_directory):
+            raise InputError(f"save_pretrained needs a directory, but {save_directory!r} is a file.")
+        os.makedirs(save_directory, exist_ok=True)
+        path = os.path.join(save_directory, FEATURE_EXTRACTOR_FILE)
+        self.to_json_file(path)
+        return [path]
+
+    def __repr__(self) -> str:
+        return f"{self._class_name} {self.to_json_string()}"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FeatureExtractor):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- the engine -----------------------------------------------------------------------------
+
+    def _check_sampling_rate(self, sampling_rate: Any) -> None:
+        if sampling_rate is None:
+            logger.warning(
+                "It is strongly recommended to pass the `sampling_rate` argument to `%s()`. Failing to do so can "
+                "result in silent errors that might be hard to debug.",
+                self._class_name,
+            )
+            return
+        if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, numbers.Real):
+            raise InputError(f"sampling_rate must be a number of Hz, got {sampling_rate!r}.")
+        if sampling_rate != self.sampling_rate:
+            expected = self.sampling_rate
+            raise InputError(
+                f"This feature extractor expects audio sampled at {expected} Hz (the rate its model was trained "
+                f"on), but sampling_rate={sampling_rate} was given. Resample first: "
+                f"leanformers.processing.audio.load_audio(path, sampling_rate={expected}) reads and resamples a "
+                f"file; for an array, soxr.resample(audio, {sampling_rate}, {expected})."
+            )
+
+    def _pad_rows(
+        self,
+        rows: list[np.ndarray],
+        masks: list[np.ndarray] | None,
+        strategy: str,
+        max_length: int | None,
+        truncation: bool,
+        pad_to_multiple_of: int | None,
+        with_mask: bool,
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None, list[tuple[int, int]]]:
+        """Truncate and pad float32 rows; returns the rows, their int32 masks (or None) and, per
+        row, the ``(start, end)`` of its real samples."""
+        if self.feature_size != 1:
+            raise ConfigError(
+                f"{self._class_name} here handles raw waveforms (feature_size 1); this one has "
+                f"feature_size={self.feature_size}."
+            )
+        if self.padding_side not in ("right", "left"):
+            raise ConfigError(f"padding_side must be 'right' or 'left', got {self.padding_side!r}.")
+        if strategy == _MAX_LENGTH and max_length is None:
+            raise InputError("padding='max_length' needs max_length=... (the length to pad every utterance to).")
+        if strategy != _DO_NOT_PAD and self.padding_value is None:
+            raise ConfigError(
+                "Padding was asked for but this feature extractor has no padding_value; set one, "
+                "e.g. feature_extractor.padding_value = 0.0."
+            )
+        if truncation:
+            if max_length is None:
+                raise InputError("truncation=True needs max_length=... (the length to cut utterances to).")
+            limit = _round_up(max_length, pad_to_multiple_of)
+            rows = [row[:limit] for row in rows]
+            if masks is not None:
+                masks = [mask[:limit] for mask in masks]
+        if masks is None and with_mask:
+            masks = [np.ones(len(row), dtype=np.int32) for row in rows]
+
+        target = None
+        if strategy == _LONGEST:
+            target = max(len(row) for row in rows)
+        elif strategy == _MAX_LENGTH:
+            target = max_length
+        if target is not None:
+            target = _round_up(target, pad_to_multiple_of)
+
+        padded, padded_masks, spans = [], [] if masks is not None else None, []
+        for index, row in enumerate(rows):
+            length = len(row)
+            if target is None or length >= target:
+                padded.append(row)
+                spans.append((0, length))
+                if masks is not None:
+                    padded_masks.append(np.asarray(masks[index], dtype=np.int32))
+                continue
+            start = target - length if self.padding_side == "left" else 0
+            out = np.full(target, self.padding_value, dtype=np.float32)
+            out[start : start + length] = row
+            padded.append(out)
+            spans.append((start, start + length))
+            if masks is not None:
+                mask = np.zeros(target, dtype=np.int32)
+                mask[start : start + length] = masks[index]
+                padded_masks.append(mask)
+        return padded, padded_masks, spans
+
+    def _normalize(self, rows: list[np.ndarray], spans: list[tuple[int, int]] | None) -> list[np.ndarray]:
+        """Zero mean, unit variance per row: over its real samples (``spans``, padding reset to
+        ``padding_value``) or, without spans, over the whole row."""
+        normalized = []
+        for index, row in enumerate(rows):
+            if spans is None:
+                normalized.append((row - row.mean()) / np.sqrt(row.var() + NORMALIZATION_EPSILON))
+                continue
+            start, end = spans[index]
+            real = row[start:end]
+            out = (row - real.mean()) / np.sqrt(real.var() + NORMALIZATION_EPSILON)
+            out[:start] = self.padding_value
+            out[end:] = self.padding_value
+            normalized.append(out)
+        return normalized
+
+    def __call__(
+        self,
+        raw_speech: Any,
+        padding: bool | str = False,
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_multiple_of: int | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+        sampling_rate: int | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        """Featurize one utterance or a batch: ``fe(audio, sampling_rate=16000, padding=True, return_tensors="pt")``.
+
+        ``raw_speech``: a 1-D array / list of floats (one utterance), a list of 1-D arrays (a batch of
+        any lengths), a 2-D array (a batch, one row each) or a torch tensor. Always returns a batch.
+        ``return_tensors``: "pt", "np", or None for a list of numpy arrays per key (without
+        normalisation the reference gives ``input_values`` as one numpy array; so does this).
+        """
+        if kwargs:
+            raise InputError(
+                f"{self._class_name}() got unexpected keyword arguments {sorted(kwargs)}; it takes {_CALL_OPTIONS}."
+            )
+        self._check_sampling_rate(sampling_rate)
+        tensor_type = tensor_type_name(return_tensors)
+        strategy = _padding_strategy(padding)
+        max_length = _positive_int(max_length, "max_length")
+        pad_to_multiple_of = _positive_int(pad_to_multiple_of, "pad_to_multiple_of")
+        with_mask = self.return_attention_mask if return_attention_mask is None else bool(return_attention_mask)
+        rows, from_torch = _utterances(raw_speech)
+
+        rows, masks, spans = self._pad_rows(
+            rows, None, strategy, max_length, bool(truncation), pad_to_multiple_of, with_mask
+        )
+        if self.do_normalize:
+            # As in the reference: the real samples define the statistics only when an attention
+            # mask says where they are and padding was asked for.
+            rows = self._normalize(rows, spans if masks is not None and strategy != _DO_NOT_PAD else None)
+        _check_stackable(rows, tensor_type)
+        data: dict[str, Any] = {"input_values": rows}
+        if masks is not None:
+            data["attention_mask"] = masks
+        if tensor_type is None and not self.do_normalize and not from_torch:
+            # The reference returns un-normalised numpy/list input as one array (object array if ragged).
+            data["input_values"] = _stack_rows(rows)
+        return BatchFeature(data, tensor_type=tensor_type)
+
+    def pad(
+        self,
+        processed_features: Any,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_multiple_of: int | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+    ) -> BatchFeature:
+        """Pad already extracted features (a dict / BatchFeature of ``input_values`` rows, or a list
+        of such dicts, as a data collator gets them) to one length. No normalisation."""
+        if (
+            isinstance(processed_features, (list, tuple))
+            and processed_features
+            and isinstance(processed_features[0], Mapping)
+        ):
+            keys = list(processed_features[0].keys())
+            processed_features = {key: [example[key] for example in processed_features] for key in keys}
+        if not isinstance(processed_features, Mapping) or "input_values" not in processed_features:
+            found = (
+                list(processed_features.keys())
+                if isinstance(processed_features, Mapping)
+                else _describe(processed_features)
+            )
+            raise InputError(
+                f"pad() needs a dict or BatchFeature with 'input_values' (or a list of them), got {found}."
+            )
+        values = processed_features["input_values"]
+        with_mask = self.return_attention_mask if return_attention_mask is None else bool(return_attention_mask)
+        if len(values) == 0:
+            output = dict(processed_features)
+            if with_mask:
+                output["attention_mask"] = []
+            return BatchFeature(output)
+        first = values[0]
+        if tensor_type_name(return_tensors) is None:
+            # Like the reference: tensors in, tensors out; anything else becomes numpy.
+            return_tensors = (
+                "pt"
+                if _is_torch_tensor(first)
+                or (isinstance(first, (list, tuple)) and first and _is_torch_tensor(first[0]))
+                else "np"
+            )
+        if isinstance(first, numbers.Number) or (isinstance(values, np.ndarray) and values.ndim == 1):
+            values = [values]
+        rows = [_as_row(row, f"input_values[{i}]") for i, row in enumerate(values)]
+        masks = processed_features.get("attention_mask")
+        if masks is not None:
+            masks = [np.asarray(_torch_to_numpy(m) if _is_torch_tensor(m) else m).reshape(-1) for m in masks]
+            if len(masks) != len(rows) or any(len(m) != len(r) for m, r in zip(masks, rows)):
+                raise InputError("pad(): attention_mask must have one row per input_values row, of the same length.")
+        others = {
+            key: value for key, value in processed_features.items() if key not in ("input_values", "attention_mask")
+        }
+        for key, value in others.items():
+            if len(value) != len(rows):
+                raise InputError(f"pad(): {key!r} has {len(value)} rows but input_values has {len(rows)}.")
+        rows, masks, _ = self._pad_rows(
+            rows,
+            masks,
+            _padding_strategy(padding),
+            _positive_int(max_length, "max_length"),
+            bool(truncation),
+            _positive_int(pad_to_multiple_of, "pad_to_multiple_of"),
+            with_mask,
+        )
+        _check_stackable(rows, tensor_type_name(return_tensors))
+        data: dict[str, Any] = {"input_values": rows, **others}
+        if masks is not None:
+            data["attention_mask"] = masks
+        return BatchFeature(data, tensor_type=return_tensors)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading from a checkpoint
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). Fix or re-download it."
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text; is it really a JSON config?") from exc
+    except OSError as exc:
+        raise CheckpointNotFoundError(f"Cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object of settings, but holds a {type(data).__name__}.")
+    return data
+
+
+def _settings_of(source: Source) -> tuple[dict[str, Any], str]:
+    """The feature extractor settings of a checkpoint and the file they came from:
+    processor_config.json's nested entry first, else preprocessor_config.json."""
+    processor_path = source.resolve(PROCESSOR_FILE, required=False)
+    if processor_path is not None:
+        bundled = _read_json(processor_path)
+        for key in ("feature_extractor", "audio_processor"):
+            if isinstance(bundled.get(key), dict):
+                return dict(bundled[key]), f"{processor_path} ({key})"
+    path = source.resolve(FEATURE_EXTRACTOR_FILE, required=False)
+    if path is None:
+        raise CheckpointNotFoundError(
+            f"{source.describe()} has no {FEATURE_EXTRACTOR_FILE} (nor a {PROCESSOR_FILE} with a feature_extractor "
+            f"entry), so it has no feature extractor settings. Is it an audio (or image) model checkpoint?"
+        )
+    return _read_json(path), path
+
+
+def _model_config_value(config: Any, source: Source | None, key: str) -> Any:
+    if config is not None:
+        return config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
+    if source is None:
+        return None
+    path = source.resolve(CONFIG_FILE, required=False)
+    return _read_json(path).get(key) if path is not None else None
+
+
+def _class_name_from(data: Mapping[str, Any], source: Source | None, where: str, config: Any) -> str:
+    """The class a checkpoint asks for: feature_extractor_type (or image_processor_type), else the
+    model config's feature_extractor_type, else the default of its model_type."""
+    name = data.get("feature_extractor_type") or data.get("image_processor_type")
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"feature_extractor_type in {where} must be a class name string, got {name!r}.")
+    auto_map = data.get("auto_map") if isinstance(data.get("auto_map"), Mapping) else {}
+    if name is None:
+        name = _model_config_value(config, source, "feature_extractor_type")
+        if name is None:
+            model_type = _model_config_value(config, source, "model_type")
+            if isinstance(model_type, str):
+                name = registry.DEFAULT_FEATURE_EXTRACTOR.get(model_type) or registry.DEFAULT_IMAGE_PROCESSOR.get(
+                    model_type
+                )
+            if name is None:
+                if auto_map.get("AutoFeatureExtractor"):
+                    raise RemoteCodeError(
+                        f"{where} names its feature extractor only through auto_map ({dict(auto_map)}), which means "
+                        f"running code from the checkpoint; leanformers never does. Supported: {_supported_names()}."
+                    )
+                found = f"model_type {model_type!r}" if model_type else "no model_type (or no config.json)"
+                raise UnsupportedModelError(
+                    f"{where} has no feature_extractor_type and the checkpoint has {found}, so the feature extractor "
+                    f'cannot be chosen. Add "feature_extractor_type" ({_supported_names()}) to the file.'
+                )
+    if name in registry.FEATURE_EXTRACTORS or registry.image_processor_profile(name) is not None:
+        return name
+    if auto_map.get("AutoFeatureExtractor"):
+        raise RemoteCodeError(
+            f"{where} asks for the feature extractor {name!r} from its own code (auto_map); leanformers never runs "
+            f"code from a checkpoint. Supported: {_supported_names()}."
+        )
+    raise UnsupportedModelError(
+        f"{where} names the feature extractor {name!r}, which leanformers does not provide. Supported: {_supported_names()}."
+    )
+
+
+def load_feature_extractor(source: Source | str | os.PathLike, **kwargs: Any) -> Any:
+    """The feature extractor of a checkpoint (``AutoFeatureExtractor.from_pretrained`` lands here).
+
+    ``source``: a checkpoint folder, a hub repository in the cache, or a preprocessor_config.json
+    file. The class comes from ``feature_extractor_type`` (else config.json's ``model_type``); an
+    image class name (``ViTFeatureExtractor``, ``ViTImageProcessor``...) is handed to the image
+    processor, as the reference's AutoFeatureExtractor does. Keyword arguments override settings;
+    ``config=`` supplies the model config instead of reading config.json.
+    """
+    json_file = None
+    if not isinstance(source, Source):
+        options = {key: kwargs.pop(key) for key in _SOURCE_OPTIONS if key in kwargs}
+        if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
+            json_file = os.fspath(source)
+        else:
+            source = Source.of(source, **options)
+    elif os.path.isfile(source.name_or_path):
+        json_file = source.name_or_path
+    for key in _IGNORED_LOAD_OPTIONS + _SOURCE_OPTIONS:
+        kwargs.pop(key, None)
+    config = kwargs.pop("config", None)
+
+    if json_file is not None:
+        data, where = _read_json(json_file), json_file
+        folder = os.path.dirname(os.path.abspath(json_file))
+        class_name = _class_name_from(data, None, where, config)
+        if registry.image_processor_profile(class_name) is not None:
+            from .image import load_image_processor
+
+            kwargs.setdefault("image_processor_filename", os.path.basename(json_file))
+            return load_image_processor(Source.of(folder), config=config, **kwargs)
+    else:
+        data, where = _settings_of(source)
+        class_name = _class_name_from(data, source, where, config)
+        if registry.image_processor_profile(class_name) is not None:
+            from .image import load_image_processor
+
+            return load_image_processor(source, config=config, **kwargs)
+    return FeatureExtractor._from_settings(class_name, data, kwargs, where)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading audio files
+# ----------------------------------------------------------------------------------------------
+
+
+def load_audio(path: str | os.PathLike | bytes, sampling_rate: int = 16000) -> np.ndarray:
+    """Read an audio file as mono float32 samples at ``sampling_rate`` Hz.
+
+    ``path``: a file path (or the bytes of an encoded file). soundfile decodes what libsndfile reads
+    (WAV, FLAC, OGG/Vorbis, MP3, AIFF...). A multi-channel file is downmixed by averaging its
+    channels. A different native rate is converted with soxr at "HQ" quality, the output being
+    exactly ``ceil(frames * sampling_rate / native_rate)`` samples long (librosa's convention).
+    """
+    import soundfile
+
+    if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, numbers.Integral) or sampling_rate <= 0:
+        raise InputError(f"load_audio: sampling_rate must be a positive integer (Hz), got {sampling_rate!r}.")
+    if isinstance(path, (bytes, bytearray)):
+        what, handle = "the audio bytes given", io.BytesIO(path)
+    elif isinstance(path, (str, os.PathLike)):
+        what = handle = os.fspath(path)
+        if what.startswith(("http://", "https://")):
+            raise InputError(f"load_audio reads local files; download {what!r} first and pass the file's path.")
+        if not os.path.exists(what):
+            raise InputError(f"load_audio: no audio file at {what!r}.")
+        if os.path.isdir(what):
+            raise InputError(f"load_audio: {what!r} is a directory, not an audio file.")
+    else:
+        raise InputError(
+            f"load_audio takes a file path (or the bytes of an audio file), got {_describe(path)}. "
+            f"Arrays of samples go straight to the feature extractor."
+        )
+    try:
+        with soundfile.SoundFile(handle) as audio_file:
+            native_rate = audio_file.samplerate
+            frames = audio_file.read(dtype="float32", always_2d=True)
+    except (RuntimeError, TypeError, ValueError, OSError) as exc:
+        label = what if isinstance(path, (bytes, bytearray)) else repr(what)
+        raise InputError(
+            f"load_audio could not decode {label} ({exc}). Readable formats are those of libsndfile: WAV, FLAC, "
+            f"OGG/Vorbis, MP3, AIFF and similar; convert others (m4a/AAC, video files...) first, e.g. with ffmpeg."
+        ) from exc
+    samples = frames.mean(axis=1, dtype=np.float32) if frames.shape[1] > 1 else frames[:, 0]
+    if native_rate != sampling_rate and samples.size:
+        import soxr
+
+        expected = math.ceil(samples.shape[0] * sampling_rate / native_rate)
+        samples = soxr.resample(samples, native_rate, sampling_rate, quality=RESAMPLING_QUALITY)
+        if samples.shape[0] < expected:
+            samples = np.pad(samples, (0, expected - samples.shape[0]))
+        samples = samples[:expected]
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+__all__ = [
+    "PROFILES",
+    "FeatureExtractor",
+    "load_audio",
+    "load_feature_extractor",
+    "profile_for",
+]
