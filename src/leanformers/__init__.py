@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "AutoFeatureExtractor": "leanformers.auto",
     "AutoModelForAudioClassification": "leanformers.auto",
     "AutoModelForCTC": "leanformers.auto",
+    "pipeline": "leanformers.pipelines",
     # base classes
     "PretrainedConfig": "leanformers.configuration",
     "PreTrainedConfig": "leanformers.configuration:PretrainedConfig",
