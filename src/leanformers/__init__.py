@@ -78,6 +78,7 @@ _EXPORTS: dict[str, str] = {
     "CheckpointNotFoundError": "leanformers.errors",
     "ConfigError": "leanformers.errors",
     "UnsupportedModelError": "leanformers.errors",
+    "UnknownNameError": "leanformers.errors",
     "RemoteCodeError": "leanformers.errors",
     "WeightsError": "leanformers.errors",
     "InputError": "leanformers.errors",

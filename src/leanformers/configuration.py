@@ -73,12 +73,12 @@ class PretrainedConfig:
                 raise ConfigError(f"id2label keys must be integers (as strings in JSON): {exc}") from exc
             if label2id is None:
                 label2id = {name: idx for idx, name in self._values["id2label"].items()}
-            self._values["label2id"] = {str(k): int(v) for k, v in label2id.items()}
+            self._values["label2id"] = _label2id(label2id)
         else:
             self._values["id2label"] = None
             self.num_labels = 2 if num_labels is None else num_labels
             if label2id is not None:
-                self._values["label2id"] = {str(k): int(v) for k, v in label2id.items()}
+                self._values["label2id"] = _label2id(label2id)
         problem = self._values.get("problem_type")
         if problem is not None and problem not in PROBLEM_TYPES:
             raise ConfigError(f"problem_type must be one of {PROBLEM_TYPES} or None, got {problem!r}.")
@@ -230,6 +230,8 @@ def read_config_dict(source: Source) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
+    except RecursionError as exc:
+        raise ConfigError(f"{path} is nested too deeply to be a real config; it is corrupt or hostile.") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
@@ -279,6 +281,15 @@ def load_config(
         raise ConfigError(f"The config.json of {source.describe()} has a value of the wrong type: {exc}") from exc
     config.name_or_path = source.name_or_path
     return config, unused
+
+
+def _label2id(label2id: Any) -> dict[str, int]:
+    if not isinstance(label2id, dict):
+        raise ConfigError(f"label2id must be a mapping of label names to ids, got {type(label2id).__name__}.")
+    try:
+        return {str(k): int(v) for k, v in label2id.items()}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"label2id values must be integers (label ids): {exc}") from exc
 
 
 def _dtype_name(value: Any) -> str | None:

@@ -24,6 +24,16 @@ class UnsupportedModelError(LeanformersError, ValueError):
     """The checkpoint names an architecture, task or class this library does not provide."""
 
 
+class UnknownNameError(UnsupportedModelError, KeyError):
+    """A lookup by name found nothing (an unknown pipeline task, label or registered class name).
+
+    Also a ``KeyError``, as the reference raises for an unknown pipeline task, so both
+    ``except KeyError`` and ``except ValueError`` keep working.
+    """
+
+    __str__ = Exception.__str__  # KeyError would show the message quoted, as a key
+
+
 class RemoteCodeError(UnsupportedModelError):
     """The checkpoint asks to run its own code, which this library never does."""
 
@@ -45,6 +55,7 @@ __all__ = [
     "CheckpointNotFoundError",
     "ConfigError",
     "UnsupportedModelError",
+    "UnknownNameError",
     "RemoteCodeError",
     "WeightsError",
     "InputError",

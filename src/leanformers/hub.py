@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import CheckpointNotFoundError, InputError
 
@@ -43,12 +45,15 @@ class Source:
         name = os.fspath(name_or_path)
         if not name.strip():
             raise InputError("from_pretrained was given an empty checkpoint name.")
-        subfolder = options.get("subfolder") or ""
+        subfolder = _safe_relative(options.get("subfolder") or "", "subfolder")
         cache_dir = options.get("cache_dir")
+        revision = options.get("revision")
+        if revision is not None:
+            _safe_relative(revision, "revision")  # a branch, tag or commit: never a path out of the cache
         return cls(
             name_or_path=name,
-            revision=options.get("revision"),
-            subfolder=str(subfolder).strip("/"),
+            revision=revision,
+            subfolder=subfolder,
             cache_dir=os.fspath(cache_dir) if cache_dir is not None else None,
             local_files_only=bool(options.get("local_files_only", False)),
             token=options.get("token"),
@@ -72,6 +77,21 @@ class Source:
         if self.revision:
             where += f" at revision {self.revision!r}"
         return where
+
+
+def _safe_relative(path: Any, what: str) -> str:
+    """A path inside a checkpoint: relative, with no '..' step, so it cannot point outside it."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"{what} must be a string path inside the checkpoint, got {type(path).__name__}.")
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise InputError(f"{what} must be a str path, got bytes {text!r}.")
+    parts = text.replace("\\", "/").split("/")
+    if text.startswith(("/", "\\")) or os.path.isabs(text) or ".." in parts or "\0" in text:
+        raise InputError(
+            f"{what}={text!r} points outside the checkpoint; give a path inside it, such as 'text_encoder'."
+        )
+    return "/".join(part for part in parts if part not in ("", "."))
 
 
 def hub_cache_dir(cache_dir: str | None = None) -> str:
@@ -98,6 +118,7 @@ def resolve_file(source: Source | str, filename: str, required: bool = True, **o
     checkpoint, or a ``required`` file, cannot be found.
     """
     source = Source.of(source, **options)
+    filename = _safe_relative(filename, "filename")
     relative = f"{source.subfolder}/{filename}" if source.subfolder else filename
     if source.is_local:
         path = os.path.join(source.folder, filename)
@@ -150,6 +171,8 @@ def _snapshot(cache: str, repo_id: str, revision: str | None) -> str | None:
     if os.path.isfile(ref):
         with open(ref, encoding="utf-8") as handle:
             commit = handle.read().strip()
+        if not _COMMIT_HASH.match(commit):
+            return None  # not a commit hash: a damaged cache, never a path to follow
     elif not _COMMIT_HASH.match(revision):
         return None
     return commit
@@ -234,7 +257,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename, so no reader ever
     sees a half-written file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as handle:
             handle.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -247,6 +270,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
 
 
 def temporary_path(path: str | os.PathLike) -> Path:
-    """A sibling temporary name for ``path``; the caller writes it, then ``os.replace``s it."""
+    """A sibling temporary name for ``path``, unique to this call (two threads or processes saving
+    the same file never share one); the caller writes it, then ``os.replace``s it."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")

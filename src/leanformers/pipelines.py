@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InputError, UnsupportedModelError
+from .errors import InputError, UnknownNameError, UnsupportedModelError
 
 # ----------------------------------------------------------------------------------------------
 # The tables
@@ -111,7 +111,7 @@ def resolve_task(task: str) -> str:
         raise InputError(f"task must be a string, got {type(task).__name__}. Supported tasks: {_task_list()}.")
     task = TASK_ALIASES.get(task, task)
     if task not in TASKS:
-        raise UnsupportedModelError(f"Unknown pipeline task {task!r}. Supported tasks: {_task_list()}.")
+        raise UnknownNameError(f"Unknown pipeline task {task!r}. Supported tasks: {_task_list()}.")
     return task
 
 

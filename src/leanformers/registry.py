@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import RemoteCodeError, UnsupportedModelError
+from .errors import ConfigError, RemoteCodeError, UnsupportedModelError
 
 # model_type -> (module, config class, {task: model class})
 MODELS: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -135,6 +135,11 @@ def _import(module: str, name: str) -> Any:
 def config_class_for(data: dict[str, Any], where: str = "the checkpoint") -> type:
     """The config class for a parsed config.json, refusing remote code."""
     model_type = data.get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise ConfigError(
+            f"The config.json of {where}: model_type must be a string naming the architecture, got "
+            f"{model_type!r}. Use one of: {', '.join(supported_model_types())}."
+        )
     known = model_type in MODELS or model_type in _USER_CONFIGS
     if not known and data.get("auto_map"):
         raise RemoteCodeError(

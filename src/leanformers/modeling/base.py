@@ -262,6 +262,11 @@ class PreTrainedModel(nn.Module):
                     )
                 report.mismatched.append((model_key, tuple(tensor.shape), want))
                 continue
+            if state[model_key].is_floating_point() and not tensor.is_floating_point():
+                raise WeightsError(
+                    f"The checkpoint's {ckpt_key!r} holds {tensor.dtype} values, but {model_key!r} is a "
+                    f"floating-point weight; the weights file is corrupt or for another model. Re-download it."
+                )
             if tensor.is_floating_point() and tensor.dtype != dtype:
                 tensor = tensor.to(dtype)
             assign[model_key] = tensor
@@ -318,6 +323,8 @@ class PreTrainedModel(nn.Module):
         tmp = temporary_path(weights)
         try:
             save_file(state, os.fspath(tmp), metadata={"format": "pt"})
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())  # the data is on disk before the name points at it
             os.replace(tmp, weights)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -65,7 +65,7 @@ class SafetensorsFile(Mapping):
                     )
                 header = json.loads(handle.read(header_len))
                 self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY) if size > 0 else None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise WeightsError(f"{path} has a header that is not valid JSON; the file is corrupt: {exc}") from exc
         except OSError as exc:
             raise WeightsError(f"Cannot read weights file {path}: {exc}") from exc
@@ -77,10 +77,17 @@ class SafetensorsFile(Mapping):
         for name, info in header.items():
             try:
                 dtype = _SAFETENSORS_DTYPES[info["dtype"]]
-                shape = [int(d) for d in info["shape"]]
-                begin, end = (int(x) for x in info["data_offsets"])
+                shape = list(info["shape"])
+                begin, end = info["data_offsets"]
+                # Only non-negative JSON integers: int() would accept "3", 2.5 or true, and two
+                # negative dims would multiply to a plausible byte count.
+                if not all(type(x) is int and x >= 0 for x in (*shape, begin, end)):
+                    raise ValueError("dims and offsets must be non-negative integers")
             except (KeyError, TypeError, ValueError) as exc:
-                raise WeightsError(f"{path}: tensor {name!r} has a malformed header entry {info!r}.") from exc
+                raise WeightsError(
+                    f"{path}: tensor {name!r} has a malformed header entry {str(info)[:200]} ({exc}); "
+                    f"the file is corrupt, re-download it."
+                ) from exc
             if dtype is None:
                 raise WeightsError(f"{path}: tensor {name!r} has dtype {info['dtype']}, which this torch cannot hold.")
             numel = 1
@@ -189,7 +196,7 @@ def _sharded(source: Source, index_path: str, opener, fmt: str) -> Checkpoint:
         weight_map = index["weight_map"]
         if not isinstance(weight_map, dict):
             raise TypeError("weight_map is not an object")
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
         raise WeightsError(f"The shard index {index_path} is malformed ({exc}); re-download it.") from exc
     resolved: dict[str, str] = {}
     for shard in sorted(set(weight_map.values())):
@@ -203,7 +210,6 @@ def _sharded(source: Source, index_path: str, opener, fmt: str) -> Checkpoint:
 def read_bin(path: str) -> dict[str, torch.Tensor]:
     """A PyTorch pickle checkpoint, opened only in weights-only mode (no code can run)."""
     import pickle
-    import zipfile
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
@@ -212,7 +218,7 @@ def read_bin(path: str) -> dict[str, torch.Tensor]:
             f"{path} refused to load in weights-only mode: it holds objects other than tensors, which "
             f"leanformers never unpickles. Convert it to safetensors with a trusted tool. ({exc})"
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # torch.load reports a corrupt file as anything from EOFError to IndexError
         raise WeightsError(f"{path} is not a readable PyTorch weights file (truncated or corrupt?): {exc}") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

@@ -166,7 +166,13 @@ def _as_row(value: Any, where: str) -> np.ndarray:
         )
     if array.shape[0] == 0:
         raise InputError(f"{where} is empty (no samples); there is nothing to extract features from.")
-    return np.array(array, dtype=np.float32)
+    row = np.array(array, dtype=np.float32)
+    if array.dtype.kind == "f" and not np.isfinite(row).all():
+        raise InputError(
+            f"{where} holds NaN or infinite samples (e.g. from a failed decode or a division by zero); "
+            f"clean the audio first, e.g. np.nan_to_num(audio)."
+        )
+    return row
 
 
 def _utterances(raw_speech: Any) -> tuple[list[np.ndarray], bool]:
@@ -281,11 +287,11 @@ def _check_settings(settings: Mapping[str, Any]) -> None:
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
         raise ConfigError(f"feature_size must be a positive integer, got {size!r}.")
     rate = settings["sampling_rate"]
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or rate <= 0:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 < rate < math.inf:
         raise ConfigError(f"sampling_rate must be a positive number of Hz, got {rate!r}.")
     value = settings["padding_value"]
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-        raise ConfigError(f"padding_value must be a number (or null), got {value!r}.")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)):
+        raise ConfigError(f"padding_value must be a finite number (or null), got {value!r}.")
     if settings["padding_side"] not in ("right", "left"):
         raise ConfigError(f"padding_side must be 'right' or 'left', got {settings['padding_side']!r}.")
     for name in ("return_attention_mask", "do_normalize"):
@@ -624,6 +630,8 @@ def _read_json(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
+    except RecursionError as exc:
+        raise ConfigError(f"{path} is nested too deeply to be a real config; it is corrupt or hostile.") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). Fix or re-download it."

@@ -232,19 +232,27 @@ def _size_dict(value: Any, name: str, default_to_square: bool, error: type[Excep
         allowed = " | ".join("{" + ", ".join(sorted(keys)) + "}" for keys in _SIZE_KEY_SETS)
         raise error(f"{name}={value!r} has keys {sorted(size)}; a size dict has one of these key sets: {allowed}.")
     for key, number in size.items():
-        if not isinstance(number, numbers.Integral) or isinstance(number, bool) or number < 0:
-            raise error(f"{name}[{key!r}] must be a non-negative int, got {number!r}.")
+        if not isinstance(number, numbers.Integral) or isinstance(number, bool) or number < 1:
+            raise error(f"{name}[{key!r}] must be a positive int (a number of pixels), got {number!r}.")
     return {key: int(number) for key, number in size.items()}
 
 
 def _mean_or_std(value: Any, name: str, error: type[Exception]) -> Any:
-    if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+    if value is None:
         return value
     if isinstance(value, (list, tuple, np.ndarray)) and all(
         isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value
     ):
-        return tuple(value.tolist() if isinstance(value, np.ndarray) else value)
-    raise error(f"{name}={value!r} must be a number or a list of numbers (one per channel).")
+        values = tuple(value.tolist() if isinstance(value, np.ndarray) else value)
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        values = (value,)
+    else:
+        raise error(f"{name}={value!r} must be a number or a list of numbers (one per channel).")
+    if not all(math.isfinite(v) for v in values):
+        raise error(f"{name}={value!r} must hold finite numbers.")
+    if name == "image_std" and 0 in values:
+        raise error(f"image_std={value!r} holds a 0, and normalizing divides by it; use the model's std (e.g. 0.5).")
+    return values if isinstance(value, (list, tuple, np.ndarray)) else value
 
 
 def _check_settings(settings: dict[str, Any], where: str, error: type[Exception]) -> None:
@@ -372,6 +380,11 @@ def _open_path(path: str | os.PathLike) -> PIL.Image.Image:
         image = PIL.Image.open(name)
         image = PIL.ImageOps.exif_transpose(image)
         return image.convert("RGB")
+    except PIL.Image.DecompressionBombError as exc:
+        raise InputError(
+            f"Refusing to decode {name!r}: {exc} Pillow's limit is PIL.Image.MAX_IMAGE_PIXELS "
+            f"({PIL.Image.MAX_IMAGE_PIXELS} pixels); raise it only for files you trust."
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"Cannot read {name!r} as an image: {exc}") from exc
 
@@ -913,6 +926,8 @@ def _read_json(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
+    except RecursionError as exc:
+        raise ConfigError(f"{path} is nested too deeply to be a real config; it is corrupt or hostile.") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). Fix or re-download it."

@@ -18,6 +18,7 @@ import json
 import logging
 import operator
 import os
+import threading
 import warnings
 from collections.abc import Mapping
 from itertools import chain
@@ -100,6 +101,9 @@ _CALL_OPTIONS = (
 )
 
 TextOrBatch = Union[str, Sequence[str], Sequence[Sequence[str]], Sequence[tuple]]
+
+
+_LOCK_CREATION = threading.Lock()
 
 
 class CharSpan(NamedTuple):
@@ -511,15 +515,31 @@ class PreTrainedTokenizer:
             if kwargs.get(side, "right") not in ("right", "left"):
                 raise ConfigError(f"{side} must be 'right' or 'left', got {kwargs[side]!r}.")
         max_len = kwargs.pop("model_max_length", kwargs.pop("max_len", None))
+        if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, (int, float)) or not max_len > 0):
+            raise ConfigError(f"model_max_length must be a positive number of tokens, got {max_len!r}.")
         self.model_max_length = max_len if max_len is not None else VERY_LARGE_INTEGER
         self.padding_side = kwargs.pop("padding_side", "right")
         self.truncation_side = kwargs.pop("truncation_side", "right")
-        self.model_input_names = list(kwargs.pop("model_input_names", _MODEL_INPUT_NAMES[GENERIC_CLASS]))
+        input_names = kwargs.pop("model_input_names", _MODEL_INPUT_NAMES[GENERIC_CLASS])
+        if not isinstance(input_names, (list, tuple)) or not all(isinstance(name, str) for name in input_names):
+            raise ConfigError(
+                f"model_input_names must be a list of input names such as ['input_ids', 'attention_mask'], "
+                f"got {input_names!r}."
+            )
+        self.model_input_names = list(input_names)
         self.clean_up_tokenization_spaces = kwargs.pop("clean_up_tokenization_spaces", False)
         self.split_special_tokens = bool(kwargs.pop("split_special_tokens", False))
         self.chat_template = kwargs.pop("chat_template", None)
         if isinstance(self.chat_template, (list, tuple)):
-            self.chat_template = {entry["name"]: entry["template"] for entry in self.chat_template}
+            try:
+                self.chat_template = {entry["name"]: entry["template"] for entry in self.chat_template}
+            except (KeyError, TypeError) as exc:
+                raise ConfigError(
+                    f"chat_template as a list must hold {{'name': ..., 'template': ...}} entries; got "
+                    f"{str(self.chat_template)[:200]}."
+                ) from exc
+        elif self.chat_template is not None and not isinstance(self.chat_template, (str, dict)):
+            raise ConfigError(f"chat_template must be a string, got {type(self.chat_template).__name__}.")
         self.backend = kwargs.pop("backend", "tokenizers")
         self._warned_too_long = False
         self._applied: tuple | None = None
@@ -871,6 +891,22 @@ class PreTrainedTokenizer:
                 )
         return pad, trunc, max_length
 
+    @property
+    def _backend_lock(self) -> threading.RLock:
+        lock = self.__dict__.get("_lock")
+        if lock is None:
+            with _LOCK_CREATION:
+                lock = self.__dict__.setdefault("_lock", threading.RLock())
+        return lock
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_lock", None)  # a lock cannot be pickled or deep-copied; each copy makes its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     def _configure(self, truncation: tuple | None, padding: tuple | None) -> None:
         """Put the Rust tokenizer in the wanted state, touching it only when the state changes."""
         key = (truncation, padding)
@@ -1034,28 +1070,31 @@ class PreTrainedTokenizer:
             length = max_length if pad == "max_length" else None
             pad_spec = (length, side, pad_id, pad_token, pad_to_multiple_of)
             padding_key = None if numpy_padding else pad_spec
-        self._configure(truncation_key, padding_key)
+        # The Rust tokenizer holds padding/truncation as mutable state: configuring it and encoding
+        # must be one step, or a thread calling with other settings could slip in between.
+        with self._backend_lock:
+            self._configure(truncation_key, padding_key)
 
-        split = self.split_special_tokens if split_special_tokens is None else bool(split_special_tokens)
-        if split != self._backend_split:
-            self._backend.encode_special_tokens = split
-            self._backend_split = split
+            split = self.split_special_tokens if split_special_tokens is None else bool(split_special_tokens)
+            if split != self._backend_split:
+                self._backend.encode_special_tokens = split
+                self._backend_split = split
 
-        backend = self._backend
-        try:
-            if batched:
-                encodings = backend.encode_batch(
-                    batch, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
-                )
-            else:
-                encodings = [
-                    backend.encode(text, pair, is_pretokenized=is_split_into_words, add_special_tokens=add_special_tokens)
-                ]
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:
-            # BaseException: the Rust side reports some bad settings as a panic, which is not an Exception.
-            raise InputError(f"Could not tokenize the input: {exc}") from exc
+            backend = self._backend
+            try:
+                if batched:
+                    encodings = backend.encode_batch(
+                        batch, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
+                    )
+                else:
+                    encodings = [
+                        backend.encode(text, pair, is_pretokenized=is_split_into_words, add_special_tokens=add_special_tokens)
+                    ]
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:
+                # BaseException: the Rust side reports some bad settings as a panic, which is not an Exception.
+                raise InputError(f"Could not tokenize the input: {exc}") from exc
 
         names = self.model_input_names
         want_types = ("token_type_ids" in names) if return_token_type_ids is None else return_token_type_ids
@@ -1476,16 +1515,17 @@ class PreTrainedTokenizer:
 
         # Save the padding/truncation the checkpoint came with, not whatever the last call left.
         backend = self._backend
-        self._applied = None
-        if self._loaded_truncation is not None:
-            backend.enable_truncation(**self._loaded_truncation)
-        else:
-            backend.no_truncation()
-        if self._loaded_padding is not None:
-            backend.enable_padding(**self._loaded_padding)
-        else:
-            backend.no_padding()
-        atomic_write(tokenizer_path, backend.to_str(pretty=True))
+        with self._backend_lock:
+            self._applied = None
+            if self._loaded_truncation is not None:
+                backend.enable_truncation(**self._loaded_truncation)
+            else:
+                backend.no_truncation()
+            if self._loaded_padding is not None:
+                backend.enable_padding(**self._loaded_padding)
+            else:
+                backend.no_padding()
+            atomic_write(tokenizer_path, backend.to_str(pretty=True))
         written.append(tokenizer_path)
         return tuple(written)
 
@@ -1711,6 +1751,8 @@ def _read_json(path: str, what: str, error: type[Exception] = ConfigError) -> An
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
+    except RecursionError as exc:
+        raise error(f"{what} at {path!r} is nested too deeply to be a real file; it is corrupt or hostile.") from exc
     except json.JSONDecodeError as exc:
         raise error(
             f"{what} at {path!r} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
@@ -1945,8 +1987,11 @@ def _added_tokens(
 
     if tokenizer_file is not None:
         data = tokenizer_data or _read_json_object(tokenizer_file, TOKENIZER_FILE, TokenizerError)
-        for entry in data.get("added_tokens") or []:
-            if not isinstance(entry, dict) or "id" not in entry:
+        entries = data.get("added_tokens") or []
+        if not isinstance(entries, list):
+            raise TokenizerError(f"{tokenizer_file!r}: added_tokens must be a list of token entries, got {entries!r}.")
+        for entry in entries:
+            if not isinstance(entry, dict) or type(entry.get("id")) is not int:
                 raise TokenizerError(f"{tokenizer_file!r} has a malformed added_tokens entry: {entry!r}.")
             entry = dict(entry)
             index = entry.pop("id")
