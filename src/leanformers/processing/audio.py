@@ -389,6 +389,11 @@ class FeatureExtractor:
         self.to_json_file(path)
         return [path]
 
+    @property
+    def class_name(self) -> str:
+        """The class the checkpoint names (``Wav2Vec2FeatureExtractor``), shown by repr and saved."""
+        return self._class_name
+
     def __repr__(self) -> str:
         return f"{self._class_name} {self.to_json_string()}"
 

