@@ -301,12 +301,33 @@ def _load_pipeline(model: str, task: str | None, device: str | None, batch_size:
     return pipeline(task=task, model=model, device=device, batch_size=batch_size, dtype=dtype)
 
 
+def _predict_with_ray(args: argparse.Namespace, task: str | None) -> int:
+    if not (args.input and args.output) or args.resume or args.inputs:
+        raise UsageError("--engine ray needs --input FILE and --output FILE (and no --resume or inline inputs).")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be a positive integer, got {args.workers}.")
+    if not os.path.isfile(args.input):
+        raise UsageError(f"input file {args.input!r} does not exist or is not a file.")
+    from .distributed import run_cli_prediction, summary_line
+
+    summary = run_cli_prediction(
+        args.model, args.input, args.output, task=task, column=args.column, batch_size=args.batch_size,
+        device=args.device, address=args.address, workers=args.workers, top_k=args.top_k,
+        task_kwargs=_task_kwargs(args, task or ""), dtype=args.dtype,
+    )
+    if not args.quiet:
+        print(summary_line(summary), file=sys.stderr)
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from . import batch
 
     task = _canonical_task(args.task)
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}.")
+    if args.engine == "ray":
+        return _predict_with_ray(args, task)
     if args.input and args.inputs:
         raise UsageError("give inputs on the command line or with --input FILE, not both.")
     try:
@@ -507,6 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps ...")
     p.add_argument("--dtype", help="float32, float16, bfloat16 (default: the checkpoint's)")
     p.add_argument("--resume", action="store_true", help="continue OUTPUT.partial from an interrupted run")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: a Ray cluster (pip install 'leanformers[ray]')")
+    p.add_argument("--address", help="with --engine ray: the cluster address, e.g. auto (default: start a local one)")
+    p.add_argument("--workers", type=int, default=1, help="with --engine ray: how many model workers")
     p.add_argument("--format", choices=("table", "json"), default=None,
                    help="stdout format (default: table on a terminal, JSON lines otherwise)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary line")

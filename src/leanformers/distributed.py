@@ -1,0 +1,517 @@
+"""Batch prediction scaled out with Ray Data: many workers, one machine or a cluster.
+
+Ray Data does the scheduling, the queueing, the data transfer and the fault tolerance; this module
+only says what one worker does. Install the extra with ``pip install "leanformers[ray]"``.
+
+    ds = predict_dataset("reviews.jsonl", "path/to/checkpoint", concurrency=4)
+    write_predictions(ds, "predictions.parquet")
+
+How a run goes:
+
+* The input is a ``ray.data.Dataset``, or a path Ray Data reads (``.parquet``, ``.jsonl`` /
+  ``.json``, ``.csv``, ``.txt``; a local path, a directory of such files, or any URI a pyarrow
+  filesystem understands, e.g. ``s3://bucket/prefix/``).
+* Every output row carries the input's id column (``id_column``, default ``"id"``). When the input
+  has no such column one is added: the row's position in the input, counting from 0 in the order
+  Ray Data reads it (for one file: its line / row order; for several: file after file in the order
+  Ray Data lists them). Adding it streams the input once through the calling process, in order,
+  into Ray's object store (spilled to disk when large) before prediction starts; give the input an
+  id column of its own to skip that pass (and to read it on every node in parallel).
+* ``map_batches`` with a callable class: each worker (a Ray actor) loads the model once with
+  :func:`leanformers.pipelines.pipeline` and answers every batch with one ``pipe.run_batch``
+  (one padded forward pass). ``concurrency`` workers run at once, each holding ``num_cpus`` CPUs,
+  or ``num_gpus`` GPUs (1 when ``device`` is ``"cuda"``).
+* A worker whose process dies (killed, out of memory, a lost node) is restarted by Ray, which loads
+  the model again and re-runs the batches it held (``max_retries`` times); the output still has
+  every row exactly once. An exception raised by the model code is not retried: it fails the run.
+* Results become columns: a result that is a flat dict (``{"label", "score"}``, a QA answer) gives
+  one column per key; anything nested (``top_k`` lists, entities, embeddings) is one ``prediction``
+  column holding JSON text.
+
+Nothing here is imported by ``import leanformers``; ``ray`` is imported on first use only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+INSTALL_HINT = 'Ray is not installed; install the extra with: pip install "leanformers[ray]"'
+READ_FORMATS = ("parquet", "jsonl", "csv", "txt")
+WRITE_FORMATS = ("parquet", "jsonl", "csv")
+_SUFFIXES = {
+    "parquet": "parquet",
+    "jsonl": "jsonl",
+    "ndjson": "jsonl",
+    "json": "jsonl",
+    "csv": "csv",
+    "txt": "txt",
+}
+PREDICTION_COLUMN = "prediction"
+
+
+class RayNotInstalledError(InputError, ImportError):
+    """Ray (the ``leanformers[ray]`` extra) is needed for this call and is not installed."""
+
+
+def require_ray() -> Any:
+    """The ``ray`` module, or :class:`RayNotInstalledError` with the install command."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise RayNotInstalledError(INSTALL_HINT) from exc
+    return ray
+
+
+# ------------------------------------------------------------------------------------------------
+# What one worker does
+# ------------------------------------------------------------------------------------------------
+
+
+def _flatten(results: list[Any]) -> dict[str, list[Any]]:
+    """Results -> columns: flat dicts sharing their keys become one column per key; anything else
+    becomes one JSON text column."""
+    scalar = (str, int, float, bool, type(None))
+    first = results[0]
+    if isinstance(first, dict) and all(
+        isinstance(r, dict) and r.keys() == first.keys() and all(isinstance(v, scalar) for v in r.values())
+        for r in results
+    ):
+        return {key: [r[key] for r in results] for key in first}
+    return {PREDICTION_COLUMN: [json.dumps(r, ensure_ascii=False) for r in results]}
+
+
+def _items(table: Any, column: str | Sequence[str]) -> list[Any]:
+    if isinstance(column, str):
+        return table.column(column).to_pylist()
+    columns = {name: table.column(name).to_pylist() for name in column}
+    return [{name: values[i] for name, values in columns.items()} for i in range(table.num_rows)]
+
+
+class Predictor:
+    """The callable class Ray Data runs in each worker: loads the pipeline once, then maps batches
+    (pyarrow tables) to prediction tables."""
+
+    def __init__(
+        self,
+        model: Any,
+        task: str | None,
+        device: Any,
+        column: str | Sequence[str],
+        id_column: str,
+        task_kwargs: dict[str, Any],
+        num_threads: int,
+        pipeline_factory: Callable[..., Any] | None,
+        dtype: Any = None,
+    ) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, num_threads))
+        if pipeline_factory is None:
+            from .pipelines import pipeline as pipeline_factory
+        options = {"dtype": dtype} if dtype is not None else {}
+        self.pipe = pipeline_factory(task, model=model, device=device, **options)
+        self.column = column
+        self.id_column = id_column
+        self.task_kwargs = task_kwargs
+
+    def __call__(self, table: Any) -> Any:
+        import pyarrow as pa
+
+        if table.num_rows == 0:
+            return pa.table({self.id_column: table.column(self.id_column)})
+        results = self.pipe.run_batch(_items(table, self.column), **self.task_kwargs)
+        if len(results) != table.num_rows:
+            raise RuntimeError(f"run_batch returned {len(results)} results for {table.num_rows} items")
+        columns = {self.id_column: table.column(self.id_column)}
+        for name, values in _flatten(results).items():
+            columns[name if name != self.id_column else f"{name}_prediction"] = values
+        return pa.table(columns)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading, ids, prediction
+# ------------------------------------------------------------------------------------------------
+
+
+def _format_of(path: str, given: str | None, allowed: Sequence[str], what: str) -> str:
+    fmt = given or _SUFFIXES.get(Path(path.rstrip("/")).suffix.lower().lstrip("."))
+    if fmt is None and "://" not in path and os.path.isdir(path):
+        # a local directory: the one format its files share
+        found = {_SUFFIXES.get(Path(name).suffix.lower().lstrip(".")) for name in os.listdir(path)} - {None}
+        fmt = found.pop() if len(found) == 1 else None
+    fmt = _SUFFIXES.get(fmt, fmt) if fmt else None
+    if fmt not in allowed:
+        raise InputError(
+            f"cannot tell the format of the {what} {path!r}; name a file ending in "
+            f"{', '.join('.' + f for f in allowed)}, or pass format= (one of {', '.join(allowed)})."
+        )
+    return fmt
+
+
+def read_dataset(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    filesystem: Any = None,
+    on_this_node: bool = False,
+    rows_per_block: int = 1024,
+) -> Any:
+    """A Ray Dataset over ``path`` (a file, a directory of files or a URI), by extension or ``format``.
+
+    ``on_this_node``: a local path is read here, by this process (pyarrow), and handed to Ray in
+    blocks of ``rows_per_block`` rows, for a cluster whose other machines do not have the file (the
+    command line's case); otherwise Ray Data's read tasks read it wherever they run."""
+    ray = require_ray()
+    path = os.fspath(path)
+    fmt = _format_of(path, format, READ_FORMATS, "input")
+    if "://" not in path:
+        if not os.path.exists(path):
+            raise InputError(f"input {path!r} does not exist.")
+        if on_this_node and filesystem is None:
+            table = _read_here(path, fmt)
+            if table.num_rows == 0:
+                raise InputError(f"input {path!r} has no rows.")
+            step = max(1, rows_per_block)
+            return ray.data.from_arrow([table.slice(i, step) for i in range(0, table.num_rows, step)])
+    # Reading reserves no CPU: otherwise workers holding every CPU (2 workers x 1 CPU on 2 cores)
+    # leave none for the read tasks that feed them, and Ray Data waits forever.
+    options: dict[str, Any] = {"num_cpus": 0}
+    if filesystem is not None:
+        options["filesystem"] = filesystem
+    if fmt == "parquet":
+        return ray.data.read_parquet(path, **options)
+    if fmt == "jsonl":
+        return ray.data.read_json(path, lines=True, **options)
+    if fmt == "csv":
+        return ray.data.read_csv(path, **options)
+    return ray.data.read_text(path, **options)
+
+
+def _read_here(path: str, fmt: str) -> Any:
+    """A local file, or a directory's files of that format in name order, as one pyarrow table."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.json as pa_json
+    import pyarrow.parquet as pq
+
+    if os.path.isdir(path):
+        files = sorted(
+            os.path.join(path, name)
+            for name in os.listdir(path)
+            if _SUFFIXES.get(Path(name).suffix.lower().lstrip(".")) == fmt
+        )
+    else:
+        files = [path]
+    tables = []
+    for file in files:
+        if fmt == "parquet":
+            tables.append(pq.read_table(file))
+        elif fmt == "jsonl":
+            tables.append(pa_json.read_json(file))
+        elif fmt == "csv":
+            tables.append(pa_csv.read_csv(file))
+        else:
+            with open(file, encoding="utf-8") as handle:
+                lines = [line.rstrip("\r\n") for line in handle]
+            tables.append(pa.table({"text": [line for line in lines if line.strip()]}))
+    return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+
+
+def with_row_ids(dataset: Any, id_column: str = "id") -> Any:
+    """``dataset`` plus ``id_column`` = each row's position (0, 1, ...) in the dataset's own order.
+
+    The blocks stream through the calling process once, in order (this sets ``preserve_order`` on
+    ``dataset``'s context), get their ids and are put back in Ray's object store (spilled to disk
+    when large), so the ids stay the same on every later pass (a retried batch keeps its rows' ids).
+    Only public Ray Data API: ``iter_batches``, ``ray.put``, ``ray.data.from_arrow_refs``."""
+    ray = require_ray()
+    import pyarrow as pa
+
+    dataset.context.execution_options.preserve_order = True
+    refs, start = [], 0
+    for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+        if table.num_rows == 0:
+            continue
+        ids = pa.array(range(start, start + table.num_rows), type=pa.int64())
+        refs.append(ray.put(table.append_column(id_column, ids)))
+        start += table.num_rows
+    if not refs:
+        raise InputError("the input has no rows.")
+    return ray.data.from_arrow_refs(refs)
+
+
+def _default_column(task: str | None, columns: list[str], id_column: str) -> str | list[str]:
+    if task == "question-answering" and {"question", "context"} <= set(columns):
+        return ["question", "context"]
+    if task is not None:
+        from .batch import default_column
+
+        wanted = default_column(task)
+        if wanted in columns:
+            return wanted
+    elif "text" in columns:
+        return "text"
+    others = [c for c in columns if c != id_column]
+    if len(others) == 1:
+        return others[0]
+    raise InputError(f"cannot tell which input column to predict on; pass column= (one of {others}).")
+
+
+def _infer_task(model: Any) -> str | None:
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    from .auto import AutoConfig
+    from .pipelines import infer_task
+
+    return infer_task(AutoConfig.from_pretrained(os.fspath(model)))
+
+
+def predict_dataset(
+    data: Any,
+    model: Any,
+    task: str | None = None,
+    *,
+    batch_size: int = 32,
+    concurrency: int = 1,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    device: Any = None,
+    dtype: Any = None,
+    column: str | Sequence[str] | None = None,
+    id_column: str = "id",
+    task_kwargs: dict[str, Any] | None = None,
+    input_format: str | None = None,
+    filesystem: Any = None,
+    read_on_this_node: bool = False,
+    max_retries: int = 3,
+    pipeline_factory: Callable[..., Any] | None = None,
+) -> Any:
+    """A lazy Ray Dataset of predictions for ``data`` (a Ray Dataset or a path, see :func:`read_dataset`).
+
+    ``model`` is a checkpoint folder or hub id, loaded once per worker; ``column`` names the input
+    column (a list of names gives each item as a dict, e.g. ``["question", "context"]``; default:
+    ``text`` / ``image`` / ``audio`` by task); ``task_kwargs`` go to every ``run_batch`` call
+    (e.g. ``{"top_k": 3}``). ``batch_size`` rows make one padded forward pass. ``concurrency``
+    workers, each with ``num_cpus`` CPUs and ``num_gpus`` GPUs (default 1 when ``device`` starts
+    with ``"cuda"``). A worker process that dies is restarted and its batches re-run up to
+    ``max_retries`` times. ``read_on_this_node``: see :func:`read_dataset`. ``dtype`` (e.g.
+    ``"bfloat16"``) goes to the pipeline when given. ``pipeline_factory(task, model=, device=[, dtype=])`` replaces
+    :func:`leanformers.pipelines.pipeline` (for tests and custom pipelines).
+    Nothing runs until the result is consumed (``write_predictions``, ``take_all``, ``iter_batches``)."""
+    ray = require_ray()
+    for name, value in (
+        ("batch_size", batch_size),
+        ("concurrency", concurrency),
+        ("max_retries", max_retries),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "max_retries" else 1):
+            raise InputError(f"{name} must be a positive integer, got {value!r}.")
+    if isinstance(data, (str, os.PathLike)):
+        data = read_dataset(
+            data,
+            format=input_format,
+            filesystem=filesystem,
+            on_this_node=read_on_this_node,
+            rows_per_block=4 * batch_size,
+        )
+    elif not isinstance(data, ray.data.Dataset):
+        raise InputError(f"data must be a ray.data.Dataset or a path, got {type(data).__name__}.")
+    if task is None and pipeline_factory is None:
+        task = _infer_task(model)
+    if task is not None and pipeline_factory is None:
+        from .pipelines import resolve_task
+
+        task = resolve_task(task)
+    columns = list(data.columns() or [])
+    if column is None:
+        column = _default_column(task, columns, id_column)
+    missing = [c for c in ([column] if isinstance(column, str) else column) if c not in columns]
+    if missing:
+        raise InputError(f"the input has no column {missing[0]!r}; its columns are {columns}.")
+    if id_column not in columns:
+        data = with_row_ids(data, id_column)
+    if device is not None and str(device).startswith("cuda") and not num_gpus:
+        num_gpus = 1
+    constructor = {
+        "model": os.fspath(model) if isinstance(model, os.PathLike) else model,
+        "task": task,
+        "device": device,
+        "column": column,
+        "id_column": id_column,
+        "task_kwargs": dict(task_kwargs or {}),
+        "num_threads": int(num_cpus) or 1,
+        "pipeline_factory": pipeline_factory,
+        "dtype": dtype,
+    }
+    with warnings.catch_warnings():
+        # Ray 2.60 flags max_restarts / max_task_retries given as remote args as deprecated (to go in
+        # 2.64) without naming a replacement for actors; they are still what it applies.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return data.map_batches(
+            Predictor,
+            fn_constructor_kwargs=constructor,
+            batch_size=batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=concurrency),
+            num_cpus=num_cpus,
+            num_gpus=num_gpus or None,
+            max_restarts=max_retries,
+            max_task_retries=max_retries,
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing
+# ------------------------------------------------------------------------------------------------
+
+
+def write_predictions(
+    dataset: Any,
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    ordered: bool = True,
+) -> int:
+    """Write ``dataset`` to ONE file at ``path`` (``.parquet``, ``.jsonl`` or ``.csv``, by extension
+    or ``format``); returns the number of rows. Batches stream to the caller's process and are
+    appended as they come (``ordered``: in input order), to ``path + ".partial"``, renamed to
+    ``path`` at the end, so a file named ``path`` is always complete. A URI (``s3://...``) is
+    written through its pyarrow filesystem, without the rename. For output too large for one
+    machine's disk, use Ray's own ``dataset.write_parquet(directory)`` instead."""
+    require_ray()
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.fs as pa_fs
+    import pyarrow.parquet as pq
+
+    path = os.fspath(path)
+    fmt = _format_of(path, format, WRITE_FORMATS, "output")
+    if ordered:
+        dataset.context.execution_options.preserve_order = True
+    remote = "://" in path
+    if remote:
+        filesystem, target = pa_fs.FileSystem.from_uri(path)
+        stream = filesystem.open_output_stream(target)
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        target = path + ".partial"
+        stream = pa.OSFile(target, "wb")
+    rows = 0
+    writer = None
+    try:
+        for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            if table.num_rows == 0:
+                continue
+            rows += table.num_rows
+            if fmt == "jsonl":
+                lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_pylist())
+                stream.write(lines.encode("utf-8"))
+                continue
+            if writer is None:
+                writer = (pq.ParquetWriter if fmt == "parquet" else pa_csv.CSVWriter)(stream, table.schema)
+            writer.write_table(table.cast(writer.schema) if fmt == "parquet" else table)
+        if writer is not None:
+            writer.close()
+    finally:
+        stream.close()
+    if not remote:
+        os.replace(target, path)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# The CLI's one call
+# ------------------------------------------------------------------------------------------------
+
+
+def run_cli_prediction(
+    model: str,
+    input_path: str,
+    output_path: str,
+    *,
+    task: str | None = None,
+    column: str | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+    address: str | None = None,
+    workers: int = 1,
+    top_k: int | None = None,
+    task_kwargs: dict[str, Any] | None = None,
+    num_cpus: float = 1,
+    dtype: str | None = None,
+) -> dict[str, Any]:
+    """``leanformers predict MODEL --input IN --output OUT --engine ray``: connect to (``address``:
+    ``"auto"``, ``"ray://host:10001"``, ``"host:6379"``) or start a local Ray, predict ``input_path``
+    with ``workers`` workers, write ``output_path`` (one file, rows in input order) and return a
+    summary ``{"rows", "seconds", "rows_per_s", "output", "workers", "address"}``."""
+    ray = require_ray()
+    kwargs = dict(task_kwargs or {})
+    if top_k is not None:
+        kwargs["top_k"] = top_k
+    started = time.perf_counter()
+    own = not ray.is_initialized()
+    if own:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    try:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        predictions = predict_dataset(
+            input_path,
+            model,
+            task,
+            batch_size=batch_size,
+            concurrency=workers,
+            num_cpus=num_cpus,
+            device=device,
+            dtype=dtype,
+            column=column,
+            task_kwargs=kwargs,
+            read_on_this_node=True,  # the command's input file need not exist on the other machines
+        )
+        rows = write_predictions(predictions, output_path)
+    finally:
+        if own:
+            ray.shutdown()
+    seconds = time.perf_counter() - started
+    return {
+        "rows": rows,
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows / seconds, 1) if seconds > 0 else None,
+        "output": output_path,
+        "workers": workers,
+        "address": address or "local",
+    }
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """One line for the CLI's stderr, in the same shape as the local engine's."""
+    return (
+        f"predicted {summary['rows']} items in {summary['seconds']:.2f} s ({summary['rows_per_s']} items/s) "
+        f"with {summary['workers']} Ray worker(s) on {summary['address']} -> {summary['output']}"
+    )
+
+
+__all__ = [
+    "Predictor",
+    "RayNotInstalledError",
+    "predict_dataset",
+    "read_dataset",
+    "require_ray",
+    "run_cli_prediction",
+    "summary_line",
+    "with_row_ids",
+    "write_predictions",
+]
