@@ -16,7 +16,7 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
 from ..modeling.activations import get_activation
-from ..modeling.attention import additive_mask, attend, padding_mask, split_heads
+from ..modeling.attention import PackedBatch, attend, run_encoder, split_heads
 from ..modeling.checks import check_positions, check_text_inputs, embedding_lookup, validate_encoder_config
 from ..modeling.base import PreTrainedModel
 from ..modeling.losses import (
@@ -126,12 +126,15 @@ class BertSelfAttention(nn.Module):
         self.dropout = config.attention_probs_dropout_prob
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
+        self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        dropout = self.dropout if self.training else 0.0
+        if isinstance(mask, PackedBatch):
+            return mask.attend(self.query(hidden), self.key(hidden), self.value(hidden), self.head_dim, dropout), None
         query = split_heads(self.query(hidden), self.head_dim)
         key = split_heads(self.key(hidden), self.head_dim)
         value = split_heads(self.value(hidden), self.head_dim)
-        return attend(query, key, value, mask, self.dropout if self.training else 0.0, need_weights)
+        return attend(query, key, value, mask, dropout, need_weights)
 
 
 class BertSelfOutput(nn.Module):
@@ -155,7 +158,7 @@ class BertAttention(nn.Module):
         self.output = BertSelfOutput(config)
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
+        self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         context, weights = self.self(hidden, mask, need_weights)
         return self.output(context, hidden), weights
@@ -186,7 +189,7 @@ class BertLayer(nn.Module):
         self.output = BertOutput(config)
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
+        self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, weights = self.attention(hidden, mask, need_weights)
         return self.output(self.intermediate(attended), attended), weights
@@ -198,7 +201,11 @@ class BertEncoder(nn.Module):
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool, output_hidden_states: bool
+        self,
+        hidden: torch.Tensor,
+        mask: torch.Tensor | PackedBatch | None,
+        output_attentions: bool,
+        output_hidden_states: bool,
     ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
         all_hidden = (hidden,) if output_hidden_states else None
         all_weights = () if output_attentions else None
@@ -308,7 +315,12 @@ class BertModel(BertPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        *,
+        padding_in_output: bool = True,
     ) -> BaseModelOutputWithPoolingAndCrossAttentions | tuple:
+        """``padding_in_output=False`` is for heads that read no padded position of
+        ``last_hidden_state``: it lets the automatic ``config.unpad_inputs`` run the encoder on the
+        real tokens only (see modeling/attention.py)."""
         output_attentions, output_hidden_states, return_dict = self._resolve(
             output_attentions, output_hidden_states, return_dict
         )
@@ -317,10 +329,12 @@ class BertModel(BertPreTrainedModel):
         check_positions("token_type_ids", token_type_ids, batch, seq)
         check_positions("position_ids", position_ids, batch, seq)
         hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
-        mask = padding_mask(attention_mask, batch, seq, hidden.device)
-        if output_attentions:
-            mask = additive_mask(mask, hidden.dtype)
-        hidden, all_hidden, all_weights = self.encoder(hidden, mask, output_attentions, output_hidden_states)
+        hidden, all_hidden, all_weights = run_encoder(
+            self.encoder, hidden, attention_mask, output_attentions, output_hidden_states,
+            unpad_inputs=getattr(config, "unpad_inputs", None),
+            macs_per_token=config.hidden_size * (4 * config.hidden_size + 2 * config.intermediate_size),
+            padding_in_output=padding_in_output,
+        )
         output = BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=hidden,
             pooler_output=self.pooler(hidden) if self.pooler is not None else None,
@@ -360,6 +374,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
         outputs = self.bert(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            padding_in_output=False,  # the pooler reads position 0 only
         )
         logits = self.classifier(F.dropout(outputs.pooler_output, self.dropout, self.training))
         loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None

@@ -16,7 +16,7 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
 from ..modeling.activations import get_activation
-from ..modeling.attention import additive_mask, attend, padding_mask, split_heads
+from ..modeling.attention import PackedBatch, attend, run_encoder, split_heads
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_positions, check_text_inputs, embedding_lookup, validate_encoder_config
 from ..modeling.losses import (
@@ -120,12 +120,16 @@ class DistilBertSelfAttention(nn.Module):
         self.dropout = config.attention_dropout
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
+        self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        dropout = self.dropout if self.training else 0.0
+        if isinstance(mask, PackedBatch):
+            context = mask.attend(self.q_lin(hidden), self.k_lin(hidden), self.v_lin(hidden), self.head_dim, dropout)
+            return self.out_lin(context), None
         query = split_heads(self.q_lin(hidden), self.head_dim)
         key = split_heads(self.k_lin(hidden), self.head_dim)
         value = split_heads(self.v_lin(hidden), self.head_dim)
-        context, weights = attend(query, key, value, mask, self.dropout if self.training else 0.0, need_weights)
+        context, weights = attend(query, key, value, mask, dropout, need_weights)
         return self.out_lin(context), weights
 
 
@@ -152,7 +156,7 @@ class TransformerBlock(nn.Module):
         self.output_layer_norm = nn.LayerNorm(config.dim, eps=LAYER_NORM_EPS)
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
+        self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, weights = self.attention(hidden, mask, need_weights)
         attended = self.sa_layer_norm(attended + hidden)
@@ -165,7 +169,11 @@ class Transformer(nn.Module):
         self.layer = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool, output_hidden_states: bool
+        self,
+        hidden: torch.Tensor,
+        mask: torch.Tensor | PackedBatch | None,
+        output_attentions: bool,
+        output_hidden_states: bool,
     ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
         all_hidden = (hidden,) if output_hidden_states else None
         all_weights = () if output_attentions else None
@@ -194,11 +202,13 @@ class DistilBertPreTrainedModel(PreTrainedModel):
                 module.weight.copy_(sinusoidal_positions(module.num_embeddings, module.embedding_dim))
 
     def _base_outputs(
-        self, input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states
+        self, input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states,
+        padding_in_output=True,
     ):
         return self.distilbert(
             input_ids, attention_mask, inputs_embeds, position_ids,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            padding_in_output=padding_in_output,
         )
 
 
@@ -223,9 +233,14 @@ class DistilBertModel(DistilBertPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         token_type_ids: torch.Tensor | None = None,
+        *,
+        padding_in_output: bool = True,
     ) -> BaseModelOutput | tuple:
         """``token_type_ids`` is accepted and ignored, as the reference does: DistilBERT has no segment
-        embeddings, but BERT tokenizers hand them out and callers pass ``**tokenizer(...)`` on."""
+        embeddings, but BERT tokenizers hand them out and callers pass ``**tokenizer(...)`` on.
+        ``padding_in_output=False`` is for heads that read no padded position of
+        ``last_hidden_state``: it lets the automatic ``config.unpad_inputs`` run the encoder on the
+        real tokens only (see modeling/attention.py)."""
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -233,10 +248,12 @@ class DistilBertModel(DistilBertPreTrainedModel):
         batch, seq = check_text_inputs(input_ids, inputs_embeds, config.dim, config.max_position_embeddings)
         check_positions("position_ids", position_ids, batch, seq)
         hidden = self.embeddings(input_ids, inputs_embeds, position_ids)
-        mask = padding_mask(attention_mask, batch, seq, hidden.device)
-        if output_attentions:
-            mask = additive_mask(mask, hidden.dtype)
-        hidden, all_hidden, all_weights = self.transformer(hidden, mask, output_attentions, output_hidden_states)
+        hidden, all_hidden, all_weights = run_encoder(
+            self.transformer, hidden, attention_mask, output_attentions, output_hidden_states,
+            unpad_inputs=getattr(config, "unpad_inputs", None),
+            macs_per_token=config.dim * (4 * config.dim + 2 * config.hidden_dim),
+            padding_in_output=padding_in_output,
+        )
         output = BaseModelOutput(last_hidden_state=hidden, hidden_states=all_hidden, attentions=all_weights)
         return output if return_dict else output.to_tuple()
 
@@ -267,7 +284,8 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
     ) -> SequenceClassifierOutput | tuple:
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         outputs = self._base_outputs(
-            input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states
+            input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states,
+            padding_in_output=False,  # the head reads position 0 only
         )
         pooled = F.relu(self.pre_classifier(outputs.last_hidden_state[:, 0]))
         logits = self.classifier(F.dropout(pooled, self.dropout, self.training))
