@@ -5,6 +5,7 @@ Nothing here names an architecture; every choice is a table lookup in ``registry
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any
 
@@ -150,53 +151,43 @@ class AutoModelForCTC(_AutoModel):
     task = "ctc"
 
 
-class AutoFeatureExtractor:
+class _AutoProcessor:
+    """Tokenizers and processors: resolve the checkpoint, then hand it to the engine's loader,
+    named as ``(module, function)`` so the engine is imported on first use."""
+
+    loader: tuple[str, str] = ("", "")
+
     def __init__(self) -> None:
         _no_instances(type(self))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *inputs: Any, **kwargs: Any):
-        """The checkpoint's feature extractor: the audio engine, or the image engine for checkpoints
-        whose preprocessor_config.json names a (legacy) image feature extractor."""
-        from .processing.audio import load_feature_extractor
-
         if inputs:
-            raise InputError("AutoFeatureExtractor.from_pretrained takes only keyword arguments after the checkpoint.")
+            raise InputError(f"{cls.__name__}.from_pretrained takes only keyword arguments after the checkpoint.")
         _drop_remote_code_flag(kwargs)
         options, kwargs = split_source_options(kwargs)
-        return load_feature_extractor(Source.of(pretrained_model_name_or_path, **options), **kwargs)
+        module, function = cls.loader
+        load = getattr(importlib.import_module(module), function)
+        return load(Source.of(pretrained_model_name_or_path, **options), **kwargs)
 
 
-class AutoImageProcessor:
-    def __init__(self) -> None:
-        _no_instances(type(self))
+class AutoFeatureExtractor(_AutoProcessor):
+    """The checkpoint's feature extractor: the audio engine, or the image engine for checkpoints
+    whose preprocessor_config.json names a (legacy) image feature extractor."""
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *inputs: Any, **kwargs: Any):
-        """The checkpoint's image processor: one engine, configured by preprocessor_config.json."""
-        from .processing.image import load_image_processor
-
-        if inputs:
-            raise InputError("AutoImageProcessor.from_pretrained takes only keyword arguments after the checkpoint.")
-        _drop_remote_code_flag(kwargs)
-        options, kwargs = split_source_options(kwargs)
-        return load_image_processor(Source.of(pretrained_model_name_or_path, **options), **kwargs)
+    loader = ("leanformers.processing.audio", "load_feature_extractor")
 
 
-class AutoTokenizer:
-    def __init__(self) -> None:
-        _no_instances(type(self))
+class AutoImageProcessor(_AutoProcessor):
+    """The checkpoint's image processor: one engine, configured by preprocessor_config.json."""
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *inputs: Any, **kwargs: Any):
-        """The checkpoint's tokenizer, built over the ``tokenizers`` library."""
-        from .processing.tokenizer import load_tokenizer
+    loader = ("leanformers.processing.image", "load_image_processor")
 
-        if inputs:
-            raise InputError("AutoTokenizer.from_pretrained takes only keyword arguments after the checkpoint.")
-        _drop_remote_code_flag(kwargs)
-        options, kwargs = split_source_options(kwargs)
-        return load_tokenizer(Source.of(pretrained_model_name_or_path, **options), **kwargs)
+
+class AutoTokenizer(_AutoProcessor):
+    """The checkpoint's tokenizer, built over the ``tokenizers`` library."""
+
+    loader = ("leanformers.processing.tokenizer", "load_tokenizer")
 
 
 __all__ = [
