@@ -143,3 +143,24 @@ def check_pixel_values(pixel_values: object, num_channels: int, dtype: torch.dty
     if pixel_values.dtype == dtype or torch.is_autocast_enabled(pixel_values.device.type):
         return pixel_values
     return pixel_values.to(dtype)
+
+
+def check_masked_patches(
+    bool_masked_pos: object, has_mask_token: bool, batch: int, patches: int, model_name: str
+) -> None:
+    """``bool_masked_pos`` of shape (batch or 1, patches), on a model built with a mask token."""
+    if not has_mask_token:
+        raise InputError(
+            "bool_masked_pos needs a mask token, which this model lacks; build it with use_mask_token=True "
+            f"(e.g. {model_name}.from_pretrained(path, use_mask_token=True))."
+        )
+    if (
+        not isinstance(bool_masked_pos, torch.Tensor)
+        or bool_masked_pos.dim() != 2
+        or bool_masked_pos.shape[0] not in (1, batch)
+        or bool_masked_pos.shape[1] != patches
+    ):
+        got = tuple(bool_masked_pos.shape) if isinstance(bool_masked_pos, torch.Tensor) else type(bool_masked_pos).__name__
+        raise InputError(
+            f"bool_masked_pos must be a boolean tensor of shape ({batch}, {patches}), one entry per patch; got {got}."
+        )

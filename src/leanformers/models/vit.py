@@ -21,6 +21,7 @@ from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
 from ..modeling.attention import attend, split_heads
 from ..modeling.base import PreTrainedModel
+from ..modeling.checks import check_masked_patches
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 
@@ -383,24 +384,10 @@ class ViTModel(ViTPreTrainedModel):
         return pixel_values if pixel_values.dtype == dtype else pixel_values.to(dtype)
 
     def _check_mask(self, bool_masked_pos: Any, pixel_values: torch.Tensor) -> None:
-        if self.embeddings.mask_token is None:
-            raise InputError(
-                "bool_masked_pos needs a mask token, which this model lacks; build it with use_mask_token=True "
-                "(e.g. ViTModel.from_pretrained(path, use_mask_token=True))."
-            )
-        patch_h, patch_w = self.embeddings.patch_embeddings.patch_size
+        patch = self.embeddings.patch_embeddings.patch_size
         batch, _, height, width = pixel_values.shape
-        patches = (height // patch_h) * (width // patch_w)
-        if not isinstance(bool_masked_pos, torch.Tensor) or bool_masked_pos.dim() != 2 or (
-            bool_masked_pos.shape[0] not in (1, batch) or bool_masked_pos.shape[1] != patches
-        ):
-            shape = tuple(bool_masked_pos.shape) if isinstance(bool_masked_pos, torch.Tensor) else type(
-                bool_masked_pos
-            ).__name__
-            raise InputError(
-                f"bool_masked_pos must be a boolean tensor of shape ({batch}, {patches}), one entry per patch; "
-                f"got {shape}."
-            )
+        patches = (height // patch[0]) * (width // patch[1])
+        check_masked_patches(bool_masked_pos, self.embeddings.mask_token is not None, batch, patches, "ViTModel")
 
 
 class ViTForImageClassification(ViTPreTrainedModel):
