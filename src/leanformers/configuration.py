@@ -13,7 +13,7 @@ import os
 from typing import Any, ClassVar
 
 from .errors import ConfigError
-from .hub import Source, atomic_write
+from .hub import Source, atomic_write, read_json
 
 CONFIG_NAME = "config.json"
 
@@ -226,22 +226,7 @@ def split_source_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[s
 
 def read_config_dict(source: Source) -> dict[str, Any]:
     """The parsed ``config.json`` of a checkpoint, with clear errors for a malformed file."""
-    path = source.resolve(CONFIG_NAME)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except RecursionError as exc:
-        raise ConfigError(f"{path} is nested too deeply to be a real config; it is corrupt or hostile.") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
-            "Fix or re-download the file."
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not UTF-8 text; is it really a config.json?") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object, but holds a {type(data).__name__}.")
-    return data
+    return read_json(source.resolve(CONFIG_NAME))
 
 
 def load_config(

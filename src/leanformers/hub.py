@@ -8,6 +8,7 @@ download it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointNotFoundError, InputError
+from .errors import CheckpointNotFoundError, ConfigError, InputError
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?$")
 _COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
@@ -274,3 +275,26 @@ def temporary_path(path: str | os.PathLike) -> Path:
     the same file never share one); the caller writes it, then ``os.replace``s it."""
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def read_json(path: str, what: str = "", error: type[Exception] = ConfigError, object_only: bool = True) -> Any:
+    """Parse a checkpoint's JSON file; every way it can be unreadable becomes one ``error`` that
+    names the file (and ``what`` it is), and by default it must hold a JSON object."""
+    where = f"{what} at {path!r}" if what else str(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except RecursionError as exc:
+        raise error(f"{where} is nested too deeply to be a real file; it is corrupt or hostile.") from exc
+    except json.JSONDecodeError as exc:
+        raise error(
+            f"{where} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
+            "Fix or re-download the file."
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"{where} is not UTF-8 text; is it really a JSON file?") from exc
+    except OSError as exc:
+        raise CheckpointNotFoundError(f"Cannot read {where}: {exc}") from exc
+    if object_only and not isinstance(data, dict):
+        raise error(f"{where} must hold a JSON object, but holds a {type(data).__name__}.")
+    return data

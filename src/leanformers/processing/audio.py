@@ -50,7 +50,7 @@ from ..errors import (
     RemoteCodeError,
     UnsupportedModelError,
 )
-from ..hub import Source, atomic_write
+from ..hub import Source, atomic_write, read_json
 from .features import BatchFeature, tensor_type_name
 
 logger = logging.getLogger(__name__)
@@ -631,31 +631,12 @@ class FeatureExtractor:
 # ----------------------------------------------------------------------------------------------
 
 
-def _read_json(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except RecursionError as exc:
-        raise ConfigError(f"{path} is nested too deeply to be a real config; it is corrupt or hostile.") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). Fix or re-download it."
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not UTF-8 text; is it really a JSON config?") from exc
-    except OSError as exc:
-        raise CheckpointNotFoundError(f"Cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object of settings, but holds a {type(data).__name__}.")
-    return data
-
-
 def _settings_of(source: Source) -> tuple[dict[str, Any], str]:
     """The feature extractor settings of a checkpoint and the file they came from:
     processor_config.json's nested entry first, else preprocessor_config.json."""
     processor_path = source.resolve(PROCESSOR_FILE, required=False)
     if processor_path is not None:
-        bundled = _read_json(processor_path)
+        bundled = read_json(processor_path)
         for key in ("feature_extractor", "audio_processor"):
             if isinstance(bundled.get(key), dict):
                 return dict(bundled[key]), f"{processor_path} ({key})"
@@ -665,7 +646,7 @@ def _settings_of(source: Source) -> tuple[dict[str, Any], str]:
             f"{source.describe()} has no {FEATURE_EXTRACTOR_FILE} (nor a {PROCESSOR_FILE} with a feature_extractor "
             f"entry), so it has no feature extractor settings. Is it an audio (or image) model checkpoint?"
         )
-    return _read_json(path), path
+    return read_json(path), path
 
 
 def _model_config_value(config: Any, source: Source | None, key: str) -> Any:
@@ -674,7 +655,7 @@ def _model_config_value(config: Any, source: Source | None, key: str) -> Any:
     if source is None:
         return None
     path = source.resolve(CONFIG_FILE, required=False)
-    return _read_json(path).get(key) if path is not None else None
+    return read_json(path).get(key) if path is not None else None
 
 
 def _class_name_from(data: Mapping[str, Any], source: Source | None, where: str, config: Any) -> str:
@@ -738,7 +719,7 @@ def load_feature_extractor(source: Source | str | os.PathLike, **kwargs: Any) ->
     config = kwargs.pop("config", None)
 
     if json_file is not None:
-        data, where = _read_json(json_file), json_file
+        data, where = read_json(json_file), json_file
         folder = os.path.dirname(os.path.abspath(json_file))
         class_name = _class_name_from(data, None, where, config)
         if registry.image_processor_profile(class_name) is not None:

@@ -43,7 +43,7 @@ import PIL.ImageOps
 
 from .. import registry
 from ..errors import CheckpointNotFoundError, ConfigError, InputError, RemoteCodeError, UnsupportedModelError
-from ..hub import Source, atomic_write
+from ..hub import Source, atomic_write, read_json
 from .features import BatchFeature, tensor_type_name
 
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
@@ -751,7 +751,7 @@ class ImageProcessor:
         if isinstance(path, (str, os.PathLike)) and os.path.isfile(path):
             for key in _IGNORED_LOAD_OPTIONS + _SOURCE_OPTIONS:
                 kwargs.pop(key, None)
-            data = _read_json(os.fspath(path))
+            data = read_json(os.fspath(path))
             name = _class_name_from(data, None, os.fspath(path), kwargs.pop("config", None))
             return cls._from_settings(name, data, kwargs)
         options = {key: kwargs.pop(key) for key in _SOURCE_OPTIONS if key in kwargs}
@@ -769,7 +769,7 @@ class ImageProcessor:
 
     @classmethod
     def from_json_file(cls, json_file: str | os.PathLike) -> "ImageProcessor":
-        data = _read_json(os.fspath(json_file))
+        data = read_json(os.fspath(json_file))
         return cls._from_settings(_class_name_from(data, None, os.fspath(json_file), None), data, {})
 
     @classmethod
@@ -922,25 +922,6 @@ class ImageProcessor:
 # ----------------------------------------------------------------------------------------------
 
 
-def _read_json(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except RecursionError as exc:
-        raise ConfigError(f"{path} is nested too deeply to be a real config; it is corrupt or hostile.") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). Fix or re-download it."
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not UTF-8 text; is it really a preprocessor config?") from exc
-    except OSError as exc:
-        raise CheckpointNotFoundError(f"Cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object of settings, but holds a {type(data).__name__}.")
-    return data
-
-
 def _class_name_from(data: dict[str, Any], source: Source | None, where: str, config: Any) -> str:
     """The image processor class a checkpoint asks for: ``image_processor_type``, else the legacy
     ``feature_extractor_type``, else the default for config.json's ``model_type``."""
@@ -953,7 +934,7 @@ def _class_name_from(data: dict[str, Any], source: Source | None, where: str, co
         if model_type is None and source is not None:
             config_path = source.resolve(CONFIG_FILE, required=False)
             if config_path is not None:
-                model_type = _read_json(config_path).get("model_type")
+                model_type = read_json(config_path).get("model_type")
         name = registry.DEFAULT_IMAGE_PROCESSOR.get(model_type) if model_type else None
         if name is None:
             if auto_map.get("AutoImageProcessor") or auto_map.get("AutoFeatureExtractor"):
@@ -995,7 +976,7 @@ def load_image_processor(source: Source | str | os.PathLike, **kwargs: Any) -> I
     where = ""
     processor_path = source.resolve(PROCESSOR_FILE, required=False)
     if processor_path is not None:
-        bundled = _read_json(processor_path).get("image_processor")
+        bundled = read_json(processor_path).get("image_processor")
         if isinstance(bundled, dict):
             data, where = dict(bundled), f"{processor_path} (image_processor)"
     if data is None:
@@ -1005,7 +986,7 @@ def load_image_processor(source: Source | str | os.PathLike, **kwargs: Any) -> I
                 f"{source.describe()} has no {filename} (nor a {PROCESSOR_FILE} with an image_processor entry), "
                 f"so it has no image processor settings. Is it an image model checkpoint?"
             )
-        data, where = _read_json(path), path
+        data, where = read_json(path), path
     class_name = _class_name_from(data, source, where, config)
     try:
         return ImageProcessor._from_settings(class_name, data, kwargs)

@@ -29,7 +29,7 @@ from tokenizers.models import WordPiece
 
 from .. import registry
 from ..errors import ConfigError, InputError, TokenizerError
-from ..hub import Source, atomic_write, is_offline
+from ..hub import Source, atomic_write, is_offline, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -1748,26 +1748,11 @@ def _state_single_zero(state: dict) -> bool:
 
 
 def _read_json(path: str, what: str, error: type[Exception] = ConfigError) -> Any:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except RecursionError as exc:
-        raise error(f"{what} at {path!r} is nested too deeply to be a real file; it is corrupt or hostile.") from exc
-    except json.JSONDecodeError as exc:
-        raise error(
-            f"{what} at {path!r} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
-            f"Fix or re-download the file."
-        ) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"Could not read {what} at {path!r}: {exc}") from exc
-    return data
+    return read_json(path, what, error, object_only=False)
 
 
 def _read_json_object(path: str, what: str, error: type[Exception] = ConfigError) -> dict[str, Any]:
-    data = _read_json(path, what, error)
-    if not isinstance(data, dict):
-        raise error(f"{what} at {path!r} must hold a JSON object, but holds a {type(data).__name__}.")
-    return data
+    return read_json(path, what, error)
 
 
 def _truncation_from_json(value: Any) -> dict[str, Any] | None:
