@@ -27,6 +27,8 @@ _EXPORTS: dict[str, str] = {
     "AutoModelForAudioClassification": "leanformers.auto",
     "AutoModelForCTC": "leanformers.auto",
     "pipeline": "leanformers.pipelines",
+    "set_num_threads": "leanformers.threads",
+    "num_threads": "leanformers.threads",
     # base classes
     "PretrainedConfig": "leanformers.configuration",
     "PreTrainedConfig": "leanformers.configuration:PretrainedConfig",

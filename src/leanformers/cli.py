@@ -295,9 +295,16 @@ def _task_kwargs(args: argparse.Namespace, task: str) -> dict[str, Any]:
     return kwargs
 
 
-def _load_pipeline(model: str, task: str | None, device: str | None, batch_size: int, dtype: str | None) -> Any:
+def _load_pipeline(
+    model: str, task: str | None, device: str | None, batch_size: int, dtype: str | None, thread_count: int | None
+) -> Any:
+    from . import threads
     from .pipelines import pipeline
 
+    if thread_count is not None:
+        if thread_count < 1:
+            raise UsageError(f"--threads must be a positive integer, got {thread_count}.")
+        threads.set_num_threads(thread_count)
     return pipeline(task=task, model=model, device=device, batch_size=batch_size, dtype=dtype)
 
 
@@ -356,7 +363,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"it, or delete it to start over."
         )
 
-    pipe = _load_pipeline(args.model, task, args.device, args.batch_size, args.dtype)
+    pipe = _load_pipeline(args.model, task, args.device, args.batch_size, args.dtype, args.threads)
     task = pipe.task
     column = args.column or batch.default_column(task)
     base_dir = None
@@ -426,7 +433,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.top_k is not None and args.top_k < 1:
         raise UsageError("--top-k must be a positive integer.")
-    pipe = _load_pipeline(args.model, "feature-extraction", args.device, args.batch_size, None)
+    pipe = _load_pipeline(args.model, "feature-extraction", args.device, args.batch_size, None, args.threads)
     column = args.column or "text"
     texts: list[str] = []
     vectors: list[Any] = []
@@ -493,6 +500,11 @@ def cmd_download(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- parser
 
 
+_THREADS_HELP = (
+    "CPU threads for the model and preprocessing (default: the CPUs this process may use, or LEANFORMERS_NUM_THREADS)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -527,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=64, help="batches per sorting window (default 64)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps ...")
     p.add_argument("--dtype", help="float32, float16, bfloat16 (default: the checkpoint's)")
+    p.add_argument("--threads", type=int, help=_THREADS_HELP)
     p.add_argument("--resume", action="store_true", help="continue OUTPUT.partial from an interrupted run")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process; ray: a Ray cluster (pip install 'leanformers[ray]')")
@@ -544,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--column", help="the text field of a .jsonl / .csv corpus (default: text)")
     p.add_argument("--top-k", type=int, dest="top_k", default=5)
     p.add_argument("--batch-size", "-b", type=int, default=32, dest="batch_size")
+    p.add_argument("--threads", type=int, help=_THREADS_HELP)
     p.add_argument("--device")
     p.add_argument("--format", choices=("table", "json"), default=None)
     p.set_defaults(func=cmd_search)

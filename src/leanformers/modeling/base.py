@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .. import threads
 from ..configuration import PretrainedConfig, load_config, split_source_options
 from ..errors import ConfigError, InputError, WeightsError
 from ..hub import Source, temporary_path
@@ -229,6 +230,8 @@ class PreTrainedModel(nn.Module):
         if device is not None:
             model.to(device)
         model.eval()
+        # Loading is where a run starts using torch's threads: fit them to the CPUs this process has.
+        threads.fit_torch_threads()
         report.log(cls.__name__, source.describe())
         if output_loading_info:
             return model, report.as_dict()

@@ -17,8 +17,14 @@ from ..configuration import PretrainedConfig
 from ..errors import ConfigError
 from ..modeling.activations import get_activation
 from ..modeling.attention import PackedBatch, attend, run_encoder, split_heads
-from ..modeling.checks import check_positions, check_text_inputs, embedding_lookup, validate_encoder_config
 from ..modeling.base import PreTrainedModel
+from ..modeling.checks import (
+    check_positions,
+    check_text_inputs,
+    embedding_lookup,
+    validate_encoder_config,
+)
+from ..modeling.linear import fused_linear
 from ..modeling.losses import (
     masked_lm_loss,
     question_answering_loss,
@@ -129,11 +135,10 @@ class BertSelfAttention(nn.Module):
         self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         dropout = self.dropout if self.training else 0.0
+        query, key, value = (fused_linear(hidden, layer) for layer in (self.query, self.key, self.value))
         if isinstance(mask, PackedBatch):
-            return mask.attend(self.query(hidden), self.key(hidden), self.value(hidden), self.head_dim, dropout), None
-        query = split_heads(self.query(hidden), self.head_dim)
-        key = split_heads(self.key(hidden), self.head_dim)
-        value = split_heads(self.value(hidden), self.head_dim)
+            return mask.attend(query, key, value, self.head_dim, dropout), None
+        query, key, value = (split_heads(x, self.head_dim) for x in (query, key, value))
         return attend(query, key, value, mask, dropout, need_weights)
 
 
@@ -147,6 +152,8 @@ class BertSelfOutput(nn.Module):
         self.dropout = config.hidden_dropout_prob
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        if not self.training:  # no dropout between the projection and the residual: fuse them
+            return self.LayerNorm(fused_linear(hidden, self.dense, residual=residual))
         hidden = F.dropout(self.dense(hidden), self.dropout, self.training)
         return self.LayerNorm(hidden + residual)
 
@@ -168,10 +175,11 @@ class BertIntermediate(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act = get_activation(config.hidden_act)
+        self.act_name = config.hidden_act
+        get_activation(self.act_name)  # an unknown name fails here, at build time
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.act(self.dense(hidden))
+        return fused_linear(hidden, self.dense, self.act_name)
 
 
 class BertOutput(BertSelfOutput):
@@ -512,9 +520,9 @@ class BertForMaskedLM(BertPreTrainedModel):
 
 __all__ = [
     "BertConfig",
-    "BertModel",
+    "BertForMaskedLM",
+    "BertForQuestionAnswering",
     "BertForSequenceClassification",
     "BertForTokenClassification",
-    "BertForQuestionAnswering",
-    "BertForMaskedLM",
+    "BertModel",
 ]

@@ -18,7 +18,13 @@ from ..errors import ConfigError
 from ..modeling.activations import get_activation
 from ..modeling.attention import PackedBatch, attend, run_encoder, split_heads
 from ..modeling.base import PreTrainedModel
-from ..modeling.checks import check_positions, check_text_inputs, embedding_lookup, validate_encoder_config
+from ..modeling.checks import (
+    check_positions,
+    check_text_inputs,
+    embedding_lookup,
+    validate_encoder_config,
+)
+from ..modeling.linear import fused_linear
 from ..modeling.losses import (
     masked_lm_loss,
     question_answering_loss,
@@ -122,15 +128,16 @@ class DistilBertSelfAttention(nn.Module):
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The attention output plus the residual ``hidden`` (one fused step; no dropout between)."""
         dropout = self.dropout if self.training else 0.0
+        residual = hidden
+        query, key, value = (fused_linear(hidden, layer) for layer in (self.q_lin, self.k_lin, self.v_lin))
         if isinstance(mask, PackedBatch):
-            context = mask.attend(self.q_lin(hidden), self.k_lin(hidden), self.v_lin(hidden), self.head_dim, dropout)
-            return self.out_lin(context), None
-        query = split_heads(self.q_lin(hidden), self.head_dim)
-        key = split_heads(self.k_lin(hidden), self.head_dim)
-        value = split_heads(self.v_lin(hidden), self.head_dim)
+            context = mask.attend(query, key, value, self.head_dim, dropout)
+            return fused_linear(context, self.out_lin, residual=residual), None
+        query, key, value = (split_heads(x, self.head_dim) for x in (query, key, value))
         context, weights = attend(query, key, value, mask, dropout, need_weights)
-        return self.out_lin(context), weights
+        return fused_linear(context, self.out_lin, residual=residual), weights
 
 
 class FFN(nn.Module):
@@ -138,11 +145,16 @@ class FFN(nn.Module):
         super().__init__()
         self.lin1 = nn.Linear(config.dim, config.hidden_dim)
         self.lin2 = nn.Linear(config.hidden_dim, config.dim)
-        self.act = get_activation(config.activation, "activation")
+        self.act_name = config.activation
+        get_activation(self.act_name, "activation")  # an unknown name fails here, at build time
         self.dropout = config.dropout
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.dropout(self.lin2(self.act(self.lin1(hidden))), self.dropout, self.training)
+        """The feed-forward output plus the residual ``hidden``."""
+        inner = fused_linear(hidden, self.lin1, self.act_name)
+        if not self.training:  # no dropout between the projection and the residual: fuse them
+            return fused_linear(inner, self.lin2, residual=hidden)
+        return F.dropout(self.lin2(inner), self.dropout, self.training) + hidden
 
 
 class TransformerBlock(nn.Module):
@@ -159,8 +171,8 @@ class TransformerBlock(nn.Module):
         self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, weights = self.attention(hidden, mask, need_weights)
-        attended = self.sa_layer_norm(attended + hidden)
-        return self.output_layer_norm(self.ffn(attended) + attended), weights
+        attended = self.sa_layer_norm(attended)
+        return self.output_layer_norm(self.ffn(attended)), weights
 
 
 class Transformer(nn.Module):
@@ -421,9 +433,9 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
 
 __all__ = [
     "DistilBertConfig",
-    "DistilBertModel",
+    "DistilBertForMaskedLM",
+    "DistilBertForQuestionAnswering",
     "DistilBertForSequenceClassification",
     "DistilBertForTokenClassification",
-    "DistilBertForQuestionAnswering",
-    "DistilBertForMaskedLM",
+    "DistilBertModel",
 ]

@@ -1,0 +1,132 @@
+"""How many CPU threads leanformers' own work may use, and torch's share of them.
+
+One budget, ``num_threads()``, serves every parallel step the library runs itself (image decoding
+and resizing, audio decoding) and caps torch's intra-op threads when a model is loaded:
+
+* the CPUs this process may actually run on: the affinity mask (``taskset``, a job scheduler's
+  CPU set), further capped by a cgroup CPU quota (a container given 2 CPUs on a 64-core host);
+  ``os.cpu_count()`` would count the host's cores and oversubscribe;
+* unless ``LEANFORMERS_NUM_THREADS`` or :func:`set_num_threads` says otherwise.
+
+The steps never overlap (text is tokenised, then the model runs; images are prepared, then the
+model runs), so each may use the whole budget without oversubscribing the other. Torch keeps its
+own setting when the user chose one (``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` or
+``torch.set_num_threads`` before loading); leanformers only lowers torch's default when that
+default counts more CPUs than the process has (:func:`fit_torch_threads`).
+
+Importing this module imports neither torch nor numpy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+from .errors import ConfigError, InputError
+
+ENV_VAR = "LEANFORMERS_NUM_THREADS"
+_TORCH_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+_chosen: int | None = None  # set_num_threads()
+_torch_default: int | None = None  # torch's own default, read once before leanformers changes it
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs allowed by a cgroup quota (v2 ``cpu.max``, else v1 ``cfs_quota_us``), or None."""
+    text = _read(os.path.join(root, "cpu.max"))
+    if text is not None:
+        fields = text.split()
+        if len(fields) == 2 and fields[0] != "max":
+            try:
+                quota, period = int(fields[0]), int(fields[1])
+            except ValueError:
+                return None
+            return quota / period if quota > 0 and period > 0 else None
+        return None
+    quota_text, period_text = (_read(os.path.join(root, "cpu", name)) for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
+    try:
+        quota, period = int(quota_text or ""), int(period_text or "")
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def available_cpus() -> int:
+    """CPUs this process can run on: the affinity mask, capped by a cgroup CPU quota (at least 1)."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        count = min(count, max(1, math.ceil(limit)))
+    return max(1, count)
+
+
+def _parse(value: object, where: str, error: type[Exception]) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if isinstance(value, bool) or number < 1:
+        raise error(f"{where} must be a positive whole number of threads, got {value!r}.")
+    return number
+
+
+def num_threads() -> int:
+    """The thread budget: ``set_num_threads``, else ``LEANFORMERS_NUM_THREADS``, else ``available_cpus()``."""
+    if _chosen is not None:
+        return _chosen
+    env = os.environ.get(ENV_VAR)
+    if env not in (None, ""):
+        return _parse(env, f"The environment variable {ENV_VAR}", ConfigError)
+    return available_cpus()
+
+
+def set_num_threads(count: int | None) -> None:
+    """Set the thread budget for this process (``None`` goes back to the default). If torch is
+    already imported, its intra-op threads are set to the same number."""
+    global _chosen
+    _chosen = None if count is None else _parse(count, "set_num_threads(count)", InputError)
+    if "torch" in sys.modules:
+        fit_torch_threads(force=count is not None)
+
+
+def fit_torch_threads(force: bool = False) -> int:
+    """Make torch's intra-op thread count fit the budget and return it.
+
+    Called when a model is loaded. Torch's default (one thread per core it sees) is lowered to the
+    budget when it is larger, so a container or a CPU set with fewer CPUs than the host is not
+    oversubscribed; a count the user chose (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, or
+    ``torch.set_num_threads`` to anything but torch's default) is left alone unless ``force``
+    (``set_num_threads`` / ``LEANFORMERS_NUM_THREADS`` are explicit choices, and win).
+    """
+    global _torch_default
+    import torch
+
+    current = torch.get_num_threads()
+    if _torch_default is None:
+        _torch_default = current
+    explicit = _chosen is not None or os.environ.get(ENV_VAR) not in (None, "")
+    budget = num_threads()
+    if force or explicit:
+        target = budget
+    elif any(os.environ.get(name) for name in _TORCH_ENV_VARS) or current != _torch_default:
+        return current
+    else:
+        target = min(current, budget)
+    if target != current:
+        torch.set_num_threads(target)
+    return target
+
+
+__all__ = ["ENV_VAR", "available_cpus", "fit_torch_threads", "num_threads", "set_num_threads"]
