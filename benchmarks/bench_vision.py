@@ -7,6 +7,7 @@ reference's PIL path, same inputs, one process.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import time
@@ -56,23 +57,32 @@ def main() -> None:
     import torch
     import transformers
 
+    from leanformers import threads
     from leanformers.processing.image import ImageProcessor
 
     images = photos(32)
+    budget = threads.num_threads()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"torch threads {torch.get_num_threads()}")
-    print("| processor | leanformers | reference (PIL path) | speed-up | max abs diff |")
-    print("| --- | --- | --- | --- | --- |")
+          f"torch threads {torch.get_num_threads()}, leanformers thread budget {budget}")
+    print(f"| processor | leanformers ({budget} threads) | leanformers (1 thread) | reference (PIL path) "
+          f"| speed-up ({budget} threads) | speed-up (1 thread) | max abs diff |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, (settings, ref_class) in SETTINGS.items():
         ours = ImageProcessor.from_dict(dict(settings))
         ref = getattr(transformers, ref_class)(**{k: v for k, v in settings.items() if k != "image_processor_type"})
         a = ours(images, return_tensors="pt")["pixel_values"]
         b = ref(images, return_tensors="pt")["pixel_values"]
         diff = (a - b).abs().max().item()
-        ours_s = best(lambda: ours(images, return_tensors="pt"), args.repeat)
-        ref_s = best(lambda: ref(images, return_tensors="pt"), args.repeat)
-        print(f"| {name} | {len(images) / ours_s:.0f} img/s | {len(images) / ref_s:.0f} img/s | "
-              f"{ref_s / ours_s:.2f}x | {diff:.1e} |")
+        many_s = best(functools.partial(ours, images, return_tensors="pt"), args.repeat)
+        threads.set_num_threads(1)
+        one = ours(images, return_tensors="pt")["pixel_values"]
+        diff = max(diff, (one - b).abs().max().item())
+        one_s = best(functools.partial(ours, images, return_tensors="pt"), args.repeat)
+        threads.set_num_threads(None)
+        ref_s = best(functools.partial(ref, images, return_tensors="pt"), args.repeat)
+        n = len(images)
+        print(f"| {name} | {n / many_s:.0f} img/s | {n / one_s:.0f} img/s | {n / ref_s:.0f} img/s | "
+              f"{ref_s / many_s:.2f}x | {ref_s / one_s:.2f}x | {diff:.1e} |")
 
 
 if __name__ == "__main__":

@@ -12,14 +12,16 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import make_hub_cache
 from PIL import Image
 
-from conftest import make_hub_cache
+from leanformers import threads
 from leanformers.auto import AutoImageProcessor
 from leanformers.errors import (
     CheckpointNotFoundError,
@@ -181,7 +183,7 @@ def images() -> dict[str, Image.Image]:
     palette_alpha.info["transparency"] = 0
     half_alpha = small.convert("RGBA")
     half_alpha.putalpha(Image.fromarray(np.tile(np.arange(37, dtype=np.uint8) * 7, (23, 1))))
-    sixteen = Image.fromarray((np.asarray(small.convert("L")).astype(np.uint16) * 257))
+    sixteen = Image.fromarray(np.asarray(small.convert("L")).astype(np.uint16) * 257)
     return {
         "photo": photo,
         "tall": _photo(90, 300, seed=2),
@@ -226,7 +228,7 @@ def assert_same(ours: BatchFeature, theirs, tolerance: float = TOLERANCE) -> flo
     assert isinstance(ours, BatchFeature)
     assert sorted(ours.keys()) == sorted(theirs.keys())
     worst = 0.0
-    for key in theirs.keys():
+    for key in theirs:
         a, b = ours[key], theirs[key]
         assert type(a) is type(b), (key, type(a), type(b))
         if isinstance(b, list):
@@ -529,7 +531,7 @@ def test_batch_feature_behaves_like_the_reference(checkpoints, images):
     with pytest.raises(KeyError):
         out[0]
     with pytest.raises(AttributeError):
-        out.input_ids
+        _ = out.input_ids
     mixed = BatchFeature({"pixel_values": out.pixel_values, "mask": torch.ones(2, 3, dtype=torch.long)})
     assert mixed.to(torch.float16) is mixed
     assert mixed.pixel_values.dtype == torch.float16 and mixed.mask.dtype == torch.long
@@ -665,3 +667,100 @@ def test_importing_the_module_stays_light():
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Batches on several threads: the same result, and the same error, as one thread
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def budget():
+    """threads.set_num_threads for the test; the default budget comes back afterwards."""
+    yield threads.set_num_threads
+    threads.set_num_threads(None)
+
+
+def _mixed_batch(images, folder: Path) -> list:
+    """Nine images of mixed sizes and modes, two of them files (a PNG with alpha and a JPEG)."""
+    png, jpeg = folder / "rgba.png", folder / "tall.jpg"
+    images["RGBA"].save(png)
+    images["tall"].save(jpeg, quality=90)
+    return [images["photo"], images["L"], images["small"], str(png), images["P"], images["strokes"], str(jpeg),
+            images["pixel"], images["RGBA"]]
+
+
+def _one_and_four_threads(budget, processor, batch, **kwargs):
+    budget(1)
+    one = processor(batch, **kwargs)
+    budget(4)
+    four = processor(batch, **kwargs)
+    assert any(thread.name.startswith("leanformers-image") for thread in threading.enumerate())
+    return one.pixel_values, four.pixel_values
+
+
+@pytest.mark.parametrize("name", ["vit", "convnext", "clip"])
+def test_threads_give_the_same_batch(tmp_path, checkpoints, images, budget, name):
+    processor = AutoImageProcessor.from_pretrained(checkpoints[name])
+    one, four = _one_and_four_threads(budget, processor, _mixed_batch(images, tmp_path), return_tensors="pt")
+    assert one.shape == (9, 3, 224, 224) and torch.equal(one, four)
+
+
+def test_threads_give_the_same_mixed_outputs(tmp_path, checkpoints, images, budget):
+    processor = AutoImageProcessor.from_pretrained(checkpoints["clip"])
+    batch = _mixed_batch(images, tmp_path)
+    cases = [
+        {"do_resize": False, "do_center_crop": False},  # every size differs
+        {"do_convert_rgb": False, "do_normalize": False},  # 1, 3 or 4 channels: no one batch array
+        {"do_rescale": False, "do_normalize": False},  # uint8 out
+        {"do_pad": True, "pad_size": {"height": 230, "width": 230}},
+    ]
+    for kwargs in cases:
+        one, four = _one_and_four_threads(budget, processor, batch, **kwargs)
+        assert type(one) is type(four) is list and len(one) == len(four) == 9, kwargs
+        for a, b in zip(one, four):
+            assert a.dtype == b.dtype and np.array_equal(a, b), kwargs
+
+
+def test_threads_raise_the_lowest_index_error(tmp_path, checkpoints, images, budget):
+    processor = AutoImageProcessor.from_pretrained(checkpoints["vit"])
+    batch = [images["small"]] * 9
+    batch[5] = str(tmp_path / "missing.png")
+    batch[7] = np.full((20, 30, 3), 2.5, np.float32)
+    cannot_finish = [images["small"], images["LA"]] + batch[2:]  # 2 channels against a 3-value mean
+    for bad, kwargs, message in [
+        (batch, {}, "does not exist"),
+        (batch[:5] + batch[6:], {}, r"\[0, 1\]"),
+        # a file that cannot be read comes before a later image that cannot be normalized
+        (cannot_finish, {"do_convert_rgb": False}, "does not exist"),
+        (cannot_finish[:5], {"do_convert_rgb": False}, "image_mean has 3 values"),
+    ]:
+        raised = []
+        for count in (1, 4):
+            budget(count)
+            with pytest.raises(InputError, match=message) as caught:
+                processor(bad, **kwargs)
+            raised.append((type(caught.value), str(caught.value)))
+        assert raised[0] == raised[1]
+
+
+def test_threaded_batch_matches_the_reference(tmp_path, checkpoints, images, budget):
+    budget(4)
+    batch = _mixed_batch(images, tmp_path)
+    ours, theirs = AutoImageProcessor.from_pretrained(checkpoints["clip"]), reference(checkpoints["clip"])
+    assert assert_same(ours(batch, return_tensors="pt"), theirs(batch, return_tensors="pt")) == 0.0
+    photos = [images["photo"], images["photo"].transpose(Image.Transpose.FLIP_TOP_BOTTOM), images["tall"]] * 2
+    ours, theirs = AutoImageProcessor.from_pretrained(checkpoints["convnext"]), reference(checkpoints["convnext"])
+    assert assert_same(ours(photos, return_tensors="pt"), theirs(photos, return_tensors="pt")) == 0.0
+
+
+def test_a_lazily_opened_image_given_twice(tmp_path, checkpoints, images, budget):
+    """Pillow reads an opened file on first use; two threads must not do that for one image at once."""
+    path = tmp_path / "photo.png"
+    images["photo"].save(path)
+    processor = AutoImageProcessor.from_pretrained(checkpoints["vit"])
+    budget(4)
+    expected = processor(images["photo"], return_tensors="pt").pixel_values
+    with Image.open(path) as opened:
+        out = processor([opened, opened, opened], return_tensors="pt").pixel_values
+    assert all(torch.equal(row, expected[0]) for row in out)

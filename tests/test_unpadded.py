@@ -21,6 +21,8 @@ packing there.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from parity import (
@@ -33,7 +35,7 @@ from parity import (
 
 from leanformers.errors import InputError
 from leanformers.modeling import attention
-from leanformers.modeling.attention import PackedBatch, pack_batch
+from leanformers.modeling.attention import PackedBatch, pack_batch, plan_buckets
 from leanformers.models import bert, distilbert
 
 VOCAB = 99
@@ -86,7 +88,7 @@ def masks() -> dict[str, torch.Tensor]:
         "batch_of_one": torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0, 0]]),
         "equal_lengths": torch.tensor([[1] * 5 + [0] * 4] * 3),
         "single_tokens": torch.tensor([[1] + [0] * 8] * 2),
-        # Six distinct lengths: more than PACK_MAX_ATTENTION_GROUPS (see test_both_attention_layouts).
+        # Six distinct lengths (see test_bucket_layouts).
         "many_lengths": torch.tensor([[1] * n + [0] * (9 - n) for n in (9, 8, 7, 5, 3, 1)]),
         # Not right-padded: holes inside a row keep their column's position embedding.
         "holes": torch.tensor([[1, 1, 0, 1, 0, 1, 1, 0, 1], [1, 0, 1, 1, 1, 1, 1, 1, 0]]),
@@ -202,25 +204,50 @@ def test_explicit_positions_and_embeds(ckpts, packed_calls, family, name):
     assert len(packed_calls) == 4
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("call_cost", [0, 10**12, None])
+@pytest.mark.parametrize("mask_name", ["many_lengths", "holes"])
 @pytest.mark.parametrize("family,name", [CASES[0], CASES[5]])
-def test_both_attention_layouts(ckpts, packed_calls, family, name, threads):
-    """Many distinct lengths: one SDPA call per length with one thread, one masked call over the
-    padded grid with several; both equal the reference on real positions."""
-    mask = masks()["many_lengths"]
-    assert len(set(mask.sum(1).tolist())) > attention.PACK_MAX_ATTENTION_GROUPS
+def test_bucket_layouts(ckpts, packed_calls, monkeypatch, family, name, call_cost, mask_name):
+    """Many distinct lengths: one bucket per length (free attention calls), one bucket padded to the
+    longest row (costly calls), or what the cost model picks; all equal the reference on real positions."""
+    mask = masks()[mask_name]
     inputs = inputs_for(mask)
     if family == "distilbert":
         inputs.pop("token_type_ids")
     ref = run(load_reference(name, ckpts[name]), **inputs)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        packed = run(load(family, name, ckpts[name], unpad=True), **inputs)
-    finally:
-        torch.set_num_threads(before)
-    assert packed_calls
-    compare_real_positions(packed, ref, mask, f"{name}/{threads} threads")
+    if call_cost is not None:
+        monkeypatch.setattr(attention, "PACK_CALL_COST_MACS", call_cost)
+    packed = run(load(family, name, ckpts[name], unpad=True), **inputs)
+    expected = {0: len(set(mask.sum(1).tolist())), 10**12: 1}.get(call_cost)
+    assert packed_calls and (expected is None or packed_calls[0] == expected)
+    compare_real_positions(packed, ref, mask, f"{name}/call cost {call_cost}")
+
+
+def brute_force_plan(lengths, macs, call_cost):
+    distinct = sorted(set(lengths))
+    best = None
+    for cuts in itertools.product([False, True], repeat=len(distinct) - 1):
+        buckets, rows = [], 0
+        for i, length in enumerate(distinct):
+            rows += lengths.count(length)
+            if i == len(distinct) - 1 or cuts[i]:
+                buckets.append((rows, length))
+                rows = 0
+        cost = sum(r * n * macs for r, n in buckets) + len(buckets) * call_cost
+        best = min(best, (cost, buckets)) if best else (cost, buckets)
+    return best[0]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_plan_buckets_is_optimal(seed):
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 30, (int(torch.randint(1, 12, (1,), generator=gen)),), generator=gen).tolist()
+    macs, call_cost = 100, int(torch.randint(0, 5000, (1,), generator=gen))
+    buckets = plan_buckets(lengths, macs, call_cost)
+    assert sum(rows for rows, _ in buckets) == len(lengths)
+    assert [length for _, length in buckets] == sorted({length for _, length in buckets})
+    cost = sum(rows * length * macs for rows, length in buckets) + len(buckets) * call_cost
+    assert cost == brute_force_plan(lengths, macs, call_cost)
 
 
 # -- when the packed path runs ----------------------------------------------------------------
@@ -253,7 +280,7 @@ def test_attention_weights_keep_the_dense_path(ckpts, packed_calls, family, name
     assert_tensors_close(out.last_hidden_state, ref.last_hidden_state, "last_hidden_state")
 
 
-def test_pack_batch_decisions():
+def test_pack_batch_decisions(monkeypatch):
     big = 768 * (4 * 768 + 2 * 3072)  # BERT-base multiply-adds per token per layer
     tiny = 32 * (4 * 32 + 2 * 37)
     mixed = masks()["mixed"]
@@ -281,12 +308,26 @@ def test_pack_batch_decisions():
 
     packing = decide(mixed)
     lengths = mixed.sum(1).tolist()
-    assert packing.groups == [(0, 1, 1), (1, 1, 3), (4, 2, 6), (16, 1, 9)]
+    assert [group[:3] for group in packing.groups] == [(0, 1, 1), (1, 1, 3), (4, 2, 6), (16, 1, 9)]
+    assert all(group[3] is None for group in packing.groups) and packing.real is None
     assert packing.index.numel() == sum(lengths)
     hidden = torch.randn(5, 9, 4)
     packed = packing.pack(hidden)
     assert torch.equal(packing.unpack(packed)[mixed.bool()], hidden[mixed.bool()])
     assert not packing.unpack(packed)[~mixed.bool()].any()
+
+    # One bucket padded to the longest row: every row's real tokens first, then its own pads.
+    assert plan_buckets(lengths, big, 10**15) == [(5, 9)]
+    monkeypatch.setattr(attention, "PACK_CALL_COST_MACS", 10**15)
+    bucketed = decide(mixed, unpad=True)
+    assert len(bucketed.groups) == 1 and bucketed.index.numel() == 45
+    key_mask = bucketed.groups[0][3]
+    assert key_mask.shape == (5, 1, 1, 9)
+    assert key_mask.sum(-1).flatten().tolist() == sorted(lengths)
+    assert int(bucketed.real.sum()) == sum(lengths)
+    packed = bucketed.pack(hidden)
+    assert torch.equal(bucketed.unpack(packed)[mixed.bool()], hidden[mixed.bool()])
+    assert not bucketed.unpack(packed)[~mixed.bool()].any()
 
 
 WIDE = {

@@ -126,71 +126,94 @@ def attend(
 
 # -- unpadded ("packed") execution ----------------------------------------------------------------
 
-# The automatic choice packs a batch only when the projections and feed-forward it skips outweigh the
-# bookkeeping it adds (one boolean scan, a sort, one attention call per distinct length per layer).
-# Estimates for CPU, not tuned constants: an extra SDPA call costs tens of microseconds, about the
-# time of 2M multiply-adds; below ~10% padding the saving is within timing noise. Tiny models (the
-# parity tests') therefore stay dense; BERT-base-sized ones pack from a handful of padded tokens.
+# The cost model that decides how to pack, in multiply-adds: a token costs the layer's per-token
+# work (``macs_per_token``, projections and feed-forward); one attention call costs a fixed
+# overhead, per thread, since each call is a parallel region whose threads must start and meet,
+# and small calls run the attention kernel far below its rate on large ones. Tuned on the 2-core
+# CI machine (BERT-base classifier, 32 texts, 27 distinct lengths, torch 2.13): per forward, 2M per
+# thread (27 buckets) took 1.50 s on two threads, 10M per thread (16 buckets) 1.38 s, 40M (9) 1.43 s,
+# one padded bucket 2.50 s; on one thread 2M gave 2.71 s, 10M 2.59 s, 40M 2.55 s, 200M 2.86 s.
+PACK_CALL_COST_MACS = 8_000_000
+# Below this share of padding, packing's saving is within timing noise: the automatic choice stays dense.
 PACK_MIN_PAD_SHARE = 0.1
-PACK_MIN_SAVED_MACS_PER_GROUP = 2_000_000
-# Attention per distinct length is one SDPA call each. With one thread that is the fastest (6% less
-# CPU time than one masked call over the padded grid, BERT-base, 32 texts, 27 lengths); with several
-# threads each small call is a parallel region to synchronise, and on a busy 2-core machine one
-# masked call over the padded grid took 40% less time. Attention is ~5% of the FLOPs, so the padded
-# grid costs little there, while the projections and feed-forward stay packed either way.
-PACK_MAX_ATTENTION_GROUPS = 4
+
+
+def plan_buckets(lengths: list[int], macs_per_token: int, call_cost: int) -> list[tuple[int, int]]:
+    """Cut the sorted row lengths into buckets, each padded to its longest row and attended with one
+    SDPA call, minimising tokens x ``macs_per_token`` + buckets x ``call_cost`` (exact, by dynamic
+    programming over the distinct lengths). Returns (number of rows, padded length) per bucket,
+    shortest first. One bucket per distinct length means no padding at all; one bucket for all is
+    the padded batch."""
+    distinct = sorted(set(lengths))
+    counts = [lengths.count(length) for length in distinct]
+    best = [0.0] + [float("inf")] * len(distinct)  # best[j]: cost of the first j distinct lengths
+    cut = [0] * (len(distinct) + 1)
+    for j in range(1, len(distinct) + 1):
+        rows = 0
+        for i in range(j, 0, -1):  # last bucket = distinct lengths i-1 .. j-1
+            rows += counts[i - 1]
+            cost = best[i - 1] + rows * distinct[j - 1] * macs_per_token + call_cost
+            if cost < best[j]:
+                best[j], cut[j] = cost, i - 1
+    buckets, j = [], len(distinct)
+    while j:
+        i = cut[j]
+        buckets.append((sum(counts[i:j]), distinct[j - 1]))
+        j = i
+    return buckets[::-1]
 
 
 class PackedBatch:
-    """The real tokens of a padded batch, packed as one (tokens, hidden) matrix.
+    """The tokens of a padded batch regrouped as one (slots, hidden) matrix of length buckets.
 
-    Rows are ordered by length (stable), so the rows of one length are one contiguous slice of the
-    packed matrix and attention for them is a single dense SDPA call on a (rows, heads, length,
-    head_dim) view, with no mask: every key there is real. Everything else in an encoder layer
+    Rows are sorted by length and cut into buckets (``plan_buckets``); in the packed matrix each
+    bucket is a dense (rows, bucket length) block, so attention for a bucket is one SDPA call on a
+    view of it, masked only where a row is shorter than its bucket. A row's slots hold its real
+    tokens first, then (to fill its bucket) some of its own padded positions, whose values are
+    finite and masked out as keys, as in the dense path. Everything else in an encoder layer
     (projections, feed-forward, residuals, layer norms, dropout) is per token and runs on the packed
-    matrix unchanged. ``index`` holds each packed token's flat position in the (batch * seq) grid.
-    With many distinct lengths and several threads, attention instead scatters queries, keys and
-    values back to the padded grid for one masked SDPA call (see ``PACK_MAX_ATTENTION_GROUPS``).
+    matrix unchanged. ``index`` holds each slot's flat position in the (batch * seq) grid; ``real``
+    the slots that are real tokens (all of them when every bucket holds one length).
     """
 
     def __init__(
-        self, index: torch.Tensor, groups: list[tuple[int, int, int]], keep: torch.Tensor
+        self,
+        index: torch.Tensor,
+        real: torch.Tensor | None,
+        groups: list[tuple[int, int, int, torch.Tensor | None]],
+        batch: int,
+        seq: int,
     ) -> None:
         self.index = index
-        self.groups = groups  # (first packed token, number of rows, length), one per distinct length
-        self.batch, self.seq = keep.shape
-        self.key_mask = keep[:, None, None, :]  # (batch, 1, 1, seq), True = real key
+        self.real = real
+        self.groups = groups  # (first slot, rows, bucket length, key mask or None), one per bucket
+        self.batch, self.seq = batch, seq
+        self.real_index = index if real is None else index[real]
 
     def pack(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(batch, seq, hidden) -> (tokens, hidden): the real positions only."""
+        """(batch, seq, hidden) -> (slots, hidden)."""
         return hidden.reshape(self.batch * self.seq, -1).index_select(0, self.index)
 
     def unpack(self, packed: torch.Tensor) -> torch.Tensor:
-        """(tokens, hidden) -> (batch, seq, hidden), zeros at padded positions."""
+        """(slots, hidden) -> (batch, seq, hidden): real tokens in place, zeros at padded positions."""
         width = packed.shape[-1]
+        if self.real is not None:
+            packed = packed[self.real]
         grid = packed.new_zeros(self.batch * self.seq, width)
-        return grid.index_copy(0, self.index, packed).view(self.batch, self.seq, width)
+        return grid.index_copy(0, self.real_index, packed).view(self.batch, self.seq, width)
 
     def attend(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, head_dim: int, dropout: float
     ) -> torch.Tensor:
-        """Self-attention of each row over its own real tokens; (tokens, heads * head_dim) in and out."""
-        if len(self.groups) > PACK_MAX_ATTENTION_GROUPS and torch.get_num_threads() > 1:
-
-            def grid(x: torch.Tensor) -> torch.Tensor:
-                return self.unpack(x).view(self.batch, self.seq, -1, head_dim).transpose(1, 2)
-
-            context = F.scaled_dot_product_attention(
-                grid(query), grid(key), grid(value), attn_mask=self.key_mask, dropout_p=dropout,
-                scale=head_dim**-0.5,
-            )
-            return self.pack(context.transpose(1, 2).reshape(self.batch, self.seq, -1))
+        """Self-attention of each row over its own real tokens; (slots, heads * head_dim) in and out."""
         contexts = []
-        for start, rows, length in self.groups:
-            # The rows of one length, as a dense (rows, heads, length, head_dim) view: no mask needed.
+        for start, rows, length, key_mask in self.groups:
+            # One bucket as a dense (rows, heads, length, head_dim) view of the packed matrix.
             q, k, v = (x[start : start + rows * length].view(rows, length, -1, head_dim).transpose(1, 2)
                        for x in (query, key, value))
-            context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=head_dim**-0.5)
+            context = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=key_mask, dropout_p=dropout, scale=head_dim**-0.5
+            )
             contexts.append(context.transpose(1, 2).reshape(rows * length, -1))
         return contexts[0] if len(contexts) == 1 else torch.cat(contexts)
 
@@ -207,9 +230,9 @@ def pack_batch(
 
     ``unpad_inputs`` is the config's switch: False never packs, True packs every padded batch it can,
     None (the default) packs when it is expected to be faster: at least ``PACK_MIN_PAD_SHARE`` of the
-    grid is padding and the per-layer work skipped (``macs_per_token`` multiply-adds for each padded
-    position) pays for the extra attention calls. A batch is never packed when a row's first position
-    is padding (heads read position 0, and a row with no real token has no packed form).
+    grid is padding and the bucket plan costs less than the padded batch (``plan_buckets``; per
+    token ``macs_per_token`` multiply-adds per layer). A batch is never packed when a row's first
+    position is padding (heads read position 0, and a row with no real token has no packed form).
     """
     if attention_mask is None or unpad_inputs is False:
         return None
@@ -217,26 +240,37 @@ def pack_batch(
         raise InputError(f"config.unpad_inputs must be True, False or None (automatic), got {unpad_inputs!r}.")
     keep = _checked_mask(attention_mask, batch, seq, device)
     lengths = keep.sum(1)
-    total = int(lengths.sum())
-    padded = batch * seq - total
+    row_lengths = lengths.tolist()
+    padded = batch * seq - sum(row_lengths)
     if padded == 0 or not bool(keep[:, 0].all()):
         return None
-    row_lengths = lengths.tolist()
-    distinct = sorted(set(row_lengths))
-    if unpad_inputs is None and (
-        padded < PACK_MIN_PAD_SHARE * batch * seq
-        or padded * macs_per_token < PACK_MIN_SAVED_MACS_PER_GROUP * len(distinct)
-    ):
-        return None
+    call_cost = PACK_CALL_COST_MACS * torch.get_num_threads()
+    buckets = plan_buckets(row_lengths, macs_per_token, call_cost)
+    if unpad_inputs is None:
+        slots = sum(rows * length for rows, length in buckets)
+        packed_cost = slots * macs_per_token + len(buckets) * call_cost
+        if padded < PACK_MIN_PAD_SHARE * batch * seq or packed_cost >= batch * seq * macs_per_token + call_cost:
+            return None
     order = torch.argsort(lengths, stable=True)
-    rows, columns = keep[order].nonzero(as_tuple=True)
-    index = order[rows] * seq + columns
-    groups, start = [], 0
-    for length in distinct:
-        count = row_lengths.count(length)
-        groups.append((start, count, length))
-        start += count * length
-    return PackedBatch(index, groups, keep)
+    # Within a row, real positions first, then padded ones: a stable sort of "is padding".
+    columns = torch.argsort((~keep[order]).to(torch.int8), dim=1, stable=True)
+    sorted_lengths = lengths[order]
+    index_parts, real_parts, groups = [], [], []
+    start = first_row = 0
+    all_real = True
+    for rows, length in buckets:
+        chosen = order[first_row : first_row + rows]
+        cols = columns[first_row : first_row + rows, :length]
+        index_parts.append((chosen[:, None] * seq + cols).reshape(-1))
+        real = torch.arange(length, device=device)[None, :] < sorted_lengths[first_row : first_row + rows, None]
+        real_parts.append(real.reshape(-1))
+        exact = bool(real.all())
+        all_real &= exact
+        groups.append((start, rows, length, None if exact else real[:, None, None, :]))
+        start += rows * length
+        first_row += rows
+    index = torch.cat(index_parts)
+    return PackedBatch(index, None if all_real else torch.cat(real_parts), groups, batch, seq)
 
 
 def run_encoder(

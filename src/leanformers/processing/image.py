@@ -28,21 +28,30 @@ Non-finite float inputs (NaN, inf) are refused when the image must be resized (P
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import numbers
 import os
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
-from .. import registry
-from ..errors import CheckpointNotFoundError, ConfigError, InputError, RemoteCodeError, UnsupportedModelError
+from .. import registry, threads
+from ..errors import (
+    CheckpointNotFoundError,
+    ConfigError,
+    InputError,
+    RemoteCodeError,
+    UnsupportedModelError,
+)
 from ..hub import Source, atomic_write, read_json
 from .features import BatchFeature, tensor_type_name
 
@@ -315,7 +324,7 @@ def _size_with_longest_edge(height: int, width: int, size: int, max_size: int) -
     low, high = float(min(height, width)), float(max(height, width))
     if high / low * size > max_size:
         raw_size = max_size * low / high
-        size = int(round(raw_size))
+        size = round(raw_size)
     if (height <= width and height == size) or (width <= height and width == size):
         return height, width
     if width < height:
@@ -609,6 +618,15 @@ def _lookup_table(opts: dict[str, Any], channels: int) -> np.ndarray | None:
     arithmetic (float64 rescale rounded to float32, then float32 subtract and divide)."""
     if not (opts["do_rescale"] or opts["do_normalize"]):
         return None
+    # opts lives for one call: build each table once per call rather than once per image
+    # (a race between worker threads only builds an identical table twice).
+    tables = opts.setdefault("_tables", {})
+    if channels not in tables:
+        tables[channels] = _build_table(opts, channels)
+    return tables[channels]
+
+
+def _build_table(opts: dict[str, Any], channels: int) -> np.ndarray:
     values = np.arange(256, dtype=np.float64)
     values = (values * opts["rescale_factor"]).astype(np.float32) if opts["do_rescale"] else values.astype(np.float32)
     if not opts["do_normalize"]:
@@ -640,7 +658,8 @@ def _finish(array: np.ndarray, opts: dict[str, Any], out: np.ndarray | None = No
             if out is None:
                 out = np.empty((array.shape[-1],) + array.shape[:2], dtype=np.float32)
             for channel in range(array.shape[-1]):
-                np.take(table[channel], array[..., channel], out=out[channel], mode="clip")
+                # "wrap" never has to adjust an 8-bit index into 256 entries, and is faster than "clip"
+                np.take(table[channel], array[..., channel], out=out[channel], mode="wrap")
             return out
     result = np.moveaxis(_rescale_and_normalize(array, opts), -1, 0)
     if out is None:
@@ -670,6 +689,96 @@ def _pad(array: np.ndarray, size: dict[str, int]) -> np.ndarray:
     if extra_rows == 0 and extra_cols == 0:
         return array
     return np.pad(array, ((0, 0), (0, extra_rows), (0, extra_cols)), mode="constant", constant_values=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Batches on several threads (Pillow's decode and resize release the GIL)
+# ----------------------------------------------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _executor(size: int) -> ThreadPoolExecutor:
+    """The shared image threads, started on first use and replaced when the budget changes."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size != size:
+            # No shutdown of the old pool: a concurrent call may still be submitting to it. Its
+            # threads exit by themselves once nothing refers to it any more.
+            _pool, _pool_size = ThreadPoolExecutor(size, thread_name_prefix="leanformers-image"), size
+        return _pool
+
+
+def _loaded_twice_lazily(images: list[Any]) -> bool:
+    """Whether one PIL image that has not read its file yet occurs twice in ``images``: two
+    threads must not load it at once (Pillow's lazy loading shares one file handle)."""
+    seen = set()
+    for image in images:
+        if isinstance(image, PIL.Image.Image) and getattr(image, "tile", None):
+            if id(image) in seen:
+                return True
+            seen.add(id(image))
+    return False
+
+
+def _process_in_parallel(
+    images: list[Any], prepare: Callable[[Any], np.ndarray], opts: dict[str, Any], budget: int
+) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """``prepare`` every image on ``min(budget, len(images))`` threads, the caller's included.
+
+    While the prepared images agree on shape and dtype, each thread also finishes its image into
+    that image's slot of one batch array, saving a second pass. Returns the prepared images and
+    the batch, or None for the batch when they disagree or one cannot be finished (the sequential
+    pass then redoes the finishing and raises as it would have). A failure to prepare raises the
+    lowest-index image's error, as a sequential loop does.
+    """
+    count = len(images)
+    prepared: list[Any] = [None] * count
+    errors: dict[int, Exception] = {}
+    next_index = itertools.count()
+    lock = threading.Lock()
+    batch: dict[str, Any] = {"array": None, "key": None, "whole": not opts["do_pad"]}
+
+    def work() -> None:
+        # Indices are handed out in increasing order, so once one fails every lower index is
+        # already being prepared and the lowest failure is known when all threads are done.
+        while not errors:
+            with lock:
+                index = next(next_index)
+            if index >= count:
+                return
+            try:
+                pixels = prepared[index] = prepare(images[index])
+            except Exception as exc:  # noqa: BLE001 -- re-raised by the calling thread, in index order
+                errors[index] = exc
+                return
+            if not batch["whole"]:
+                continue
+            key = (pixels.shape, _output_dtype(pixels, opts))
+            with lock:
+                if batch["array"] is None:
+                    (height, width, channels), dtype = key
+                    batch["array"], batch["key"] = np.empty((count, channels, height, width), dtype), key
+                batch["whole"] = batch["whole"] and key == batch["key"]
+                out = batch["array"][index] if batch["whole"] else None
+            if out is not None:
+                try:
+                    _finish(pixels, opts, out=out)
+                except Exception:  # noqa: BLE001 -- the sequential pass raises it, in order
+                    batch["whole"] = False
+
+    pool = _executor(budget)
+    helpers = [pool.submit(work) for _ in range(min(budget, count) - 1)]
+    work()
+    for helper in helpers:
+        # A helper still queued behind another call's work has nothing left to do.
+        if not helper.cancel():
+            helper.result()
+    if errors:
+        raise errors[min(errors)]
+    return prepared, batch["array"] if batch["whole"] else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -709,7 +818,7 @@ class ImageProcessor:
     overridden for one call: ``processor(images, size={"height": 384, "width": 384}, return_tensors="pt")``.
     """
 
-    model_input_names = ["pixel_values"]
+    model_input_names: ClassVar[list[str]] = ["pixel_values"]
     backend = "pil"
 
     def __init__(self, class_name: str, **settings: Any) -> None:
@@ -744,7 +853,7 @@ class ImageProcessor:
     # -- loading ---------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> "ImageProcessor":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> ImageProcessor:
         """The image processor of a checkpoint folder, hub id, or a ``preprocessor_config.json`` path;
         keyword arguments override its settings (``size=...``, ``do_resize=False``)."""
         path = pretrained_model_name_or_path
@@ -758,7 +867,7 @@ class ImageProcessor:
         return load_image_processor(Source.of(path, **options), **kwargs)
 
     @classmethod
-    def from_dict(cls, image_processor_dict: Mapping[str, Any], **kwargs: Any) -> "ImageProcessor":
+    def from_dict(cls, image_processor_dict: Mapping[str, Any], **kwargs: Any) -> ImageProcessor:
         """A processor from a settings dictionary (as ``to_dict`` gives) naming its class in
         ``image_processor_type`` (or pass ``class_name=``); keyword arguments override settings."""
         if not isinstance(image_processor_dict, Mapping):
@@ -768,7 +877,7 @@ class ImageProcessor:
         return cls._from_settings(name, data, kwargs)
 
     @classmethod
-    def from_json_file(cls, json_file: str | os.PathLike) -> "ImageProcessor":
+    def from_json_file(cls, json_file: str | os.PathLike) -> ImageProcessor:
         data = read_json(os.fspath(json_file))
         return cls._from_settings(_class_name_from(data, None, os.fspath(json_file), None), data, {})
 
@@ -890,23 +999,32 @@ class ImageProcessor:
         wants_rgb = bool(opts["do_normalize"]) and isinstance(mean, tuple) and len(mean) == 3
         input_format = _channel_format(opts["input_data_format"])
 
-        cropped = []
-        for image in flatten_images(images):
+        crop = opts["crop_size"] if opts["do_center_crop"] else None
+
+        def prepare(image: Any) -> np.ndarray:
             pixels = prepare_image(image, opts["do_convert_rgb"], wants_rgb, input_format)
             if opts["do_resize"]:
                 pixels = self._resize(pixels, opts)
             pixels = _as_array(pixels)
-            if opts["do_center_crop"]:
-                pixels = center_crop(pixels, opts["crop_size"]["height"], opts["crop_size"]["width"])
-            cropped.append(pixels)
+            return center_crop(pixels, crop["height"], crop["width"]) if crop else pixels
 
-        shapes = {(p.shape, _output_dtype(p, opts)) for p in cropped}
-        if len(shapes) == 1 and not opts["do_pad"]:
-            # One size: write every image straight into the batch array.
-            (height, width, channels), dtype = next(iter(shapes))
-            batch = np.empty((len(cropped), channels, height, width), dtype=dtype)
-            for index, pixels in enumerate(cropped):
-                _finish(pixels, opts, out=batch[index])
+        flat = flatten_images(images)
+        budget = threads.num_threads() if len(flat) > 1 and not _loaded_twice_lazily(flat) else 1
+        batch: np.ndarray | None = None
+        if budget > 1:
+            cropped, batch = _process_in_parallel(flat, prepare, opts, budget)
+        else:
+            cropped = [prepare(image) for image in flat]
+
+        if batch is None and not opts["do_pad"]:
+            shapes = {(p.shape, _output_dtype(p, opts)) for p in cropped}
+            if len(shapes) == 1:
+                # One size: write every image straight into the batch array.
+                (height, width, channels), dtype = next(iter(shapes))
+                batch = np.empty((len(cropped), channels, height, width), dtype=dtype)
+                for index, pixels in enumerate(cropped):
+                    _finish(pixels, opts, out=batch[index])
+        if batch is not None:
             pixel_values: Any = batch if opts["return_tensors"] else list(batch)
         else:
             pixel_values = [_finish(pixels, opts) for pixels in cropped]
@@ -995,15 +1113,15 @@ def load_image_processor(source: Source | str | os.PathLike, **kwargs: Any) -> I
 
 
 __all__ = [
-    "ImageProcessor",
-    "load_image_processor",
-    "BatchFeature",
-    "PROFILES",
-    "Profile",
     "IMAGENET_DEFAULT_MEAN",
     "IMAGENET_DEFAULT_STD",
     "IMAGENET_STANDARD_MEAN",
     "IMAGENET_STANDARD_STD",
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
+    "PROFILES",
+    "BatchFeature",
+    "ImageProcessor",
+    "Profile",
+    "load_image_processor",
 ]
