@@ -1,5 +1,6 @@
-"""The thread budget (leanformers.threads): CPUs counted from affinity and cgroup quotas, the
-environment variable and set_num_threads, and torch's intra-op threads fitted at model load."""
+"""Thread and batch defaults: the thread budget (leanformers.threads: CPUs counted from affinity and
+cgroup quotas, the environment variable and set_num_threads, torch's intra-op threads fitted at
+model load) and the command line's batch sizes."""
 
 from __future__ import annotations
 
@@ -120,3 +121,22 @@ def test_importing_threads_is_light():
     code = "import sys, leanformers.threads as t; t.num_threads(); print('torch' in sys.modules, 'numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_cli_batch_size_defaults(tmp_path, monkeypatch, capsys):
+    from leanformers import batch, cli
+    from leanformers.models.bert import BertConfig, BertForSequenceClassification
+
+    assert cli.default_batch_size("text-classification") == 32
+    assert cli.default_batch_size(None) == 32
+    assert cli.default_batch_size("image-classification") == 16
+    assert cli.default_batch_size("audio-classification") == 8
+    BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=16)).save_pretrained(tmp_path)
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello"]) + "\n")
+    seen = []
+    real_run = batch.run
+    monkeypatch.setattr(batch, "run", lambda job: seen.append(job.batch_size) or real_run(job))
+    assert cli.main(["predict", str(tmp_path), "hello", "--format", "json", "-q"]) == 0
+    assert cli.main(["predict", str(tmp_path), "hello", "--format", "json", "-q", "--batch-size", "3"]) == 0
+    assert seen == [32, 3]
