@@ -73,6 +73,13 @@ def test_set_num_threads_sets_torch_too():
             threads.set_num_threads(bad)
     threads.set_num_threads(None)
     assert threads.num_threads() == threads.available_cpus()
+    # Back to the default puts torch back too (to its own count, at most the budget), so a
+    # temporary budget does not leave torch oversubscribed.
+    default = threads._torch_default
+    threads.set_num_threads(4)
+    assert torch.get_num_threads() == 4
+    threads.set_num_threads(None)
+    assert torch.get_num_threads() == min(default, threads.num_threads())
 
 
 def test_torch_default_is_lowered_to_the_budget_only(monkeypatch):

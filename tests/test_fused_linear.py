@@ -71,13 +71,17 @@ def test_takes_the_onednn_path_without_grad(monkeypatch):
 
 @pytest.mark.parametrize(
     "case",
-    ["grad enabled", "float64", "disabled", "empty"],
+    ["grad enabled", "float64", "disabled", "empty", "strided bias", "strided weight"],
 )
 def test_plain_torch_otherwise_bit_for_bit(case, monkeypatch):
     lin = layer()
     x = torch.randn(0, 48) if case == "empty" else torch.randn(6, 48)
     if case == "float64":
         lin, x = lin.double(), x.double()
+    if case == "strided bias":  # oneDNN would read the raw memory and give wrong numbers
+        lin.bias = nn.Parameter(torch.randn(160)[::2])
+    if case == "strided weight":
+        lin.weight = nn.Parameter(torch.randn(48, 80).t())
     if case == "disabled":
         monkeypatch.setattr(fused, "ENABLED", False)
     grad = torch.enable_grad() if case == "grad enabled" else torch.no_grad()

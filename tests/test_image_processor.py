@@ -676,9 +676,11 @@ def test_importing_the_module_stays_light():
 
 @pytest.fixture
 def budget():
-    """threads.set_num_threads for the test; the default budget comes back afterwards."""
+    """threads.set_num_threads for the test; the default budget and torch's threads come back afterwards."""
+    before = torch.get_num_threads()
     yield threads.set_num_threads
     threads.set_num_threads(None)
+    torch.set_num_threads(before)
 
 
 def _mixed_batch(images, folder: Path) -> list:

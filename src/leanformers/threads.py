@@ -93,32 +93,46 @@ def num_threads() -> int:
 
 
 def set_num_threads(count: int | None) -> None:
-    """Set the thread budget for this process (``None`` goes back to the default). If torch is
-    already imported, its intra-op threads are set to the same number."""
+    """Set the thread budget for this process. If torch is already imported, its intra-op threads
+    are set to the same number. ``None`` goes back to the default budget, and torch back to the
+    count it had before leanformers first changed it (lowered to the budget if larger)."""
     global _chosen
-    _chosen = None if count is None else _parse(count, "set_num_threads(count)", InputError)
-    if "torch" in sys.modules:
-        fit_torch_threads(force=count is not None)
+    chosen = None if count is None else _parse(count, "set_num_threads(count)", InputError)
+    if "torch" not in sys.modules:
+        _chosen = chosen
+        return
+    import torch
+
+    _remember_torch_default(torch)
+    _chosen = chosen
+    if chosen is not None:
+        torch.set_num_threads(chosen)
+    elif _torch_default is not None:
+        torch.set_num_threads(min(_torch_default, num_threads()))
 
 
-def fit_torch_threads(force: bool = False) -> int:
+def _remember_torch_default(torch) -> None:
+    global _torch_default
+    if _torch_default is None:
+        _torch_default = torch.get_num_threads()
+
+
+def fit_torch_threads() -> int:
     """Make torch's intra-op thread count fit the budget and return it.
 
     Called when a model is loaded. Torch's default (one thread per core it sees) is lowered to the
     budget when it is larger, so a container or a CPU set with fewer CPUs than the host is not
     oversubscribed; a count the user chose (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, or
-    ``torch.set_num_threads`` to anything but torch's default) is left alone unless ``force``
-    (``set_num_threads`` / ``LEANFORMERS_NUM_THREADS`` are explicit choices, and win).
+    ``torch.set_num_threads`` to anything but torch's default) is left alone, unless
+    ``set_num_threads`` / ``LEANFORMERS_NUM_THREADS`` chose the budget (explicit choices win).
     """
-    global _torch_default
     import torch
 
+    _remember_torch_default(torch)
     current = torch.get_num_threads()
-    if _torch_default is None:
-        _torch_default = current
     explicit = _chosen is not None or os.environ.get(ENV_VAR) not in (None, "")
     budget = num_threads()
-    if force or explicit:
+    if explicit:
         target = budget
     elif any(os.environ.get(name) for name in _TORCH_ENV_VARS) or current != _torch_default:
         return current

@@ -50,6 +50,9 @@ def _fusable(x: torch.Tensor, layer: nn.Linear) -> bool:
         and x.dtype == torch.float32
         and layer.weight.dtype == torch.float32
         and layer.weight.layout == torch.strided
+        # oneDNN reads raw memory: a strided view (a bias sliced with a step) gives wrong numbers.
+        and layer.weight.is_contiguous()
+        and (layer.bias is None or layer.bias.is_contiguous())
         and x.numel() > 0
         and _onednn_available()
     )
@@ -65,7 +68,8 @@ def fused_linear(
     if _fusable(x, layer):
         weight, bias = layer.weight, layer.bias
         flat = x.reshape(-1, x.shape[-1]).contiguous()
-        if residual is not None and activation is None and residual.shape[:-1] == x.shape[:-1]:
+        if (residual is not None and activation is None and residual.dtype == x.dtype
+                and residual.shape == (*x.shape[:-1], weight.shape[0])):
             other = residual.reshape(flat.shape[0], -1).contiguous()
             out = torch.ops.mkldnn._linear_pointwise.binary(flat, other, weight, bias, "add")
             return out.view(*x.shape[:-1], out.shape[-1])
