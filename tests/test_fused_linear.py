@@ -101,13 +101,17 @@ def test_unknown_activation_is_a_config_error():
         fused.fused_linear(torch.randn(2, 48), layer(), "nonsense")
 
 
-@pytest.mark.parametrize("family", ["bert", "distilbert"])
+@pytest.mark.parametrize("family", ["bert", "distilbert", "vit"])
 def test_model_outputs_fused_and_plain_agree(family, monkeypatch):
     """A whole encoder with the fused linears equals the plain-torch run to float tolerance, and in
     training mode (dropout active) the residual is never fused past the dropout."""
-    from leanformers.models import bert, distilbert
+    from leanformers.models import bert, distilbert, vit
 
-    if family == "bert":
+    if family == "vit":
+        config = vit.ViTConfig(image_size=8, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=4, intermediate_size=37, hidden_dropout_prob=0.5, num_labels=3)
+        model = vit.ViTForImageClassification.from_config(config)
+    elif family == "bert":
         config = bert.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                  intermediate_size=37, hidden_dropout_prob=0.5)
         model = bert.BertForSequenceClassification(config)
@@ -116,23 +120,26 @@ def test_model_outputs_fused_and_plain_agree(family, monkeypatch):
                                              dropout=0.5)
         model = distilbert.DistilBertForSequenceClassification(config)
     model.eval()
-    ids = torch.randint(0, 99, (3, 9))
-    mask = torch.ones(3, 9, dtype=torch.long)
-    mask[1, 6:] = 0
+    if family == "vit":
+        inputs = {"pixel_values": torch.randn(3, 3, 8, 8)}
+    else:
+        mask = torch.ones(3, 9, dtype=torch.long)
+        mask[1, 6:] = 0
+        inputs = {"input_ids": torch.randint(0, 99, (3, 9)), "attention_mask": mask}
     with torch.inference_mode():
-        fast = model(input_ids=ids, attention_mask=mask).logits
+        fast = model(**inputs).logits
         fused.ENABLED = False
         try:
-            plain = model(input_ids=ids, attention_mask=mask).logits
+            plain = model(**inputs).logits
         finally:
             fused.ENABLED = True
     parity.assert_tensors_close(fast, plain, family)
     model.train()
     calls = spy_on_onednn(monkeypatch)
     with torch.no_grad():
-        model(input_ids=ids, attention_mask=mask)
-    # In training, dropout sits between BERT's output projections and their residuals, and between
-    # DistilBERT's feed-forward and its residual; only DistilBERT's attention (no dropout there)
-    # may still fuse its residual: once per layer.
+        model(**inputs)
+    # In training, dropout sits between BERT's and ViT's output projections and their residuals, and
+    # between DistilBERT's feed-forward and its residual; only DistilBERT's attention (no dropout
+    # there) may still fuse its residual: once per layer.
     assert "unary" in calls
-    assert calls.count("binary") == (0 if family == "bert" else config.n_layers)
+    assert calls.count("binary") == (config.n_layers if family == "distilbert" else 0)

@@ -57,3 +57,37 @@ def test_save_into_a_file_path_is_refused(mlm_dir, tmp_path):
     target.write_text("x")
     with pytest.raises(InputError, match="is a file"):
         model.save_pretrained(target)
+
+
+def _tiny_models():
+    from leanformers.models import bert, resnet, swin, vit, wav2vec2
+
+    return {
+        "bert": lambda: bert.BertForSequenceClassification(bert.BertConfig(
+            vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)),
+        "vit": lambda: vit.ViTForImageClassification(vit.ViTConfig(
+            image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=16)),
+        "swin": lambda: swin.SwinModel(swin.SwinConfig(
+            image_size=16, patch_size=2, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=2)),
+        "resnet": lambda: resnet.ResNetModel(resnet.ResNetConfig(
+            embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])),
+        "wav2vec2": lambda: wav2vec2.Wav2Vec2Model(wav2vec2.Wav2Vec2Config(
+            hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+            conv_dim=[8, 8], conv_stride=[5, 2], conv_kernel=[10, 3], num_conv_pos_embeddings=4,
+            num_conv_pos_embedding_groups=2)),
+    }
+
+
+@pytest.mark.parametrize("family", ["bert", "vit", "swin", "resnet", "wav2vec2"])
+def test_direct_construction_is_initialised(family):
+    """``Model(config)`` initialises every weight, as the reference's constructors do: parameters
+    made with torch.empty (class tokens, position tables) hold the init scheme, not stale memory."""
+    build = _tiny_models()[family]
+    torch.manual_seed(0)
+    first = build().state_dict()
+    torch.manual_seed(0)
+    second = build().state_dict()
+    for key, value in first.items():
+        assert torch.isfinite(value.float()).all(), key
+        assert torch.equal(value, second[key]), f"{key}: not set by the seeded initialisation"

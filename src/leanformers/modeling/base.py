@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -52,7 +53,26 @@ def to_torch_dtype(value: Any, what: str = "dtype") -> torch.dtype:
     )
 
 
-class PreTrainedModel(nn.Module):
+_BUILD = threading.local()  # per thread: how deep in model constructors, and whether to skip init
+
+
+class _InitialisedOnBuild(type(nn.Module)):
+    """``SomeModel(config)`` gives an initialised model, as in the reference: the outermost model
+    initialises its whole tree once it is built (a head's inner base model does not initialise
+    itself first). ``from_pretrained`` builds on the meta device with this skipped."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        _BUILD.depth = getattr(_BUILD, "depth", 0) + 1
+        try:
+            model = super().__call__(*args, **kwargs)
+        finally:
+            _BUILD.depth -= 1
+        if _BUILD.depth == 0 and not getattr(_BUILD, "skip", False):
+            model.init_weights()
+        return model
+
+
+class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
     config_class: ClassVar[type[PretrainedConfig]] = PretrainedConfig
     base_model_prefix: ClassVar[str] = ""
     _tied_weights: ClassVar[dict[str, str]] = {}
@@ -151,8 +171,7 @@ class PreTrainedModel(nn.Module):
         """A randomly initialised model for ``config``."""
         cls._check_config(config)
         torch_dtype = None if dtype in (None, "auto") else to_torch_dtype(dtype)
-        model = cls(config, **model_kwargs)
-        model.init_weights()
+        model = cls(config, **model_kwargs)  # initialised by construction
         if torch_dtype is not None:
             model.to(torch_dtype)
         config.dtype = model.dtype
@@ -350,6 +369,8 @@ def _skipping_init() -> Iterator[None]:
     (the first one imports torch's compiler stack)."""
     saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS if hasattr(nn.init, name)}
     fill_padding = nn.Embedding._fill_padding_idx_with_zero
+    skipping = getattr(_BUILD, "skip", False)
+    _BUILD.skip = True
     try:
         for name in saved:
             setattr(nn.init, name, _keep)
@@ -359,6 +380,7 @@ def _skipping_init() -> Iterator[None]:
         for name, fn in saved.items():
             setattr(nn.init, name, fn)
         nn.Embedding._fill_padding_idx_with_zero = fill_padding
+        _BUILD.skip = skipping
 
 
 def _keep(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:

@@ -22,6 +22,7 @@ from ..modeling.activations import ACTIVATIONS, get_activation
 from ..modeling.attention import attend, split_heads
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_masked_patches
+from ..modeling.linear import fused_linear
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 
@@ -171,22 +172,30 @@ class ViTSelfAttention(nn.Module):
         self.dropout = config.attention_probs_dropout_prob
 
     def forward(self, hidden: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        query = split_heads(self.query(hidden), self.head_dim)
-        key = split_heads(self.key(hidden), self.head_dim)
-        value = split_heads(self.value(hidden), self.head_dim)
+        query, key, value = (split_heads(fused_linear(hidden, layer), self.head_dim)
+                             for layer in (self.query, self.key, self.value))
         return attend(query, key, value, None, self.dropout if self.training else 0.0, need_weights)
 
 
-class ViTSelfOutput(nn.Module):
-    """Projection of the attention context back to ``hidden_size`` (the residual is added by the layer)."""
+class ViTOutput(nn.Module):
+    """A projection back to ``hidden_size``, dropout, plus the residual (one fused step in eval)."""
 
-    def __init__(self, config: ViTConfig) -> None:
+    def __init__(self, config: ViTConfig, in_features: int | None = None) -> None:
         super().__init__()
-        self.dense = nn.Linear(attention_width(config)[1], config.hidden_size)
+        self.dense = nn.Linear(in_features or config.intermediate_size, config.hidden_size)
         self.dropout = config.hidden_dropout_prob
 
-    def forward(self, context: torch.Tensor) -> torch.Tensor:
-        return F.dropout(self.dense(context), self.dropout, self.training)
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        if not self.training:  # no dropout between the projection and the residual: fuse them
+            return fused_linear(hidden, self.dense, residual=residual)
+        return F.dropout(self.dense(hidden), self.dropout, self.training) + residual
+
+
+class ViTSelfOutput(ViTOutput):
+    """The attention context's projection, dropout, plus the residual."""
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__(config, attention_width(config)[1])
 
 
 class ViTAttention(nn.Module):
@@ -195,31 +204,22 @@ class ViTAttention(nn.Module):
         self.attention = ViTSelfAttention(config)
         self.output = ViTSelfOutput(config)
 
-    def forward(self, hidden: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, hidden: torch.Tensor, need_weights: bool, residual: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         context, weights = self.attention(hidden, need_weights)
-        return self.output(context), weights
+        return self.output(context, residual), weights
 
 
 class ViTIntermediate(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act = get_activation(config.hidden_act)
+        self.act_name = config.hidden_act
+        get_activation(self.act_name)  # an unknown name fails here, at build time
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.act(self.dense(hidden))
-
-
-class ViTOutput(nn.Module):
-    """The feed-forward block's down projection and dropout, plus the residual."""
-
-    def __init__(self, config: ViTConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.dropout = config.hidden_dropout_prob
-
-    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return F.dropout(self.dense(hidden), self.dropout, self.training) + residual
+        return fused_linear(hidden, self.dense, self.act_name)
 
 
 class ViTLayer(nn.Module):
@@ -234,8 +234,7 @@ class ViTLayer(nn.Module):
         self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, hidden: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attention(self.layernorm_before(hidden), need_weights)
-        hidden = attended + hidden
+        hidden, weights = self.attention(self.layernorm_before(hidden), need_weights, residual=hidden)
         return self.output(self.intermediate(self.layernorm_after(hidden)), hidden), weights
 
 
