@@ -412,3 +412,30 @@ def test_training_works_packed(ckpts, packed_calls, family, name, tmp_path):
 
 def test_module_documents_the_policy():
     assert "zero" in attention.__doc__ and "unpad_inputs" in attention.__doc__
+
+
+@pytest.mark.parametrize("family,name", [CASES[0], CASES[5]])
+def test_random_masks_and_bucket_plans(ckpts, monkeypatch, family, name):
+    """Random batches (right-padded rows, holes, single tokens) under random bucket costs: the packed
+    run equals the dense run on every real position and is zero elsewhere."""
+    ours = load(family, name, ckpts[name], unpad=True)
+    dense = load(family, name, ckpts[name], unpad=False)
+    gen = torch.Generator().manual_seed(7)
+    for trial in range(12):
+        rows, seq = int(torch.randint(1, 9, (1,), generator=gen)), int(torch.randint(2, 14, (1,), generator=gen))
+        lengths = torch.randint(1, seq + 1, (rows,), generator=gen)
+        mask = (torch.arange(seq)[None, :] < lengths[:, None]).long()
+        if trial % 3 == 2:  # holes: drop some non-first positions anywhere in the row
+            mask = mask * (torch.rand(rows, seq, generator=gen) > 0.3).long()
+            mask[:, 0] = 1
+        if bool(mask.all()):
+            mask[0, -1] = 0 if seq > 1 else 1
+        inputs = inputs_for(mask, seed=trial)
+        if family == "distilbert":
+            inputs.pop("token_type_ids")
+        monkeypatch.setattr(attention, "PACK_CALL_COST_MACS", int(torch.randint(0, 10**6, (1,), generator=gen)))
+        packed, plain = run(ours, **inputs), run(dense, **inputs)
+        real = mask.bool()
+        what = f"trial {trial}: mask {mask.tolist()}"
+        assert_tensors_close(packed.last_hidden_state[real], plain.last_hidden_state[real], what)
+        assert not packed.last_hidden_state[~real].any(), what
