@@ -32,9 +32,15 @@ from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
 from ..modeling.attention import attend, split_heads
-from ..modeling.backbone import BackboneConfigMixin, BackboneMixin, BackboneOutput, align_backbone_config
+from ..modeling.backbone import (
+    BackboneConfigMixin,
+    BackboneMixin,
+    BackboneOutput,
+    align_backbone_config,
+)
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_masked_patches, check_pixel_values
+from ..modeling.linear import fused_linear
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import ModelOutput
 
@@ -314,9 +320,8 @@ class SwinSelfAttention(nn.Module):
     def forward(
         self, windows: torch.Tensor, shift_mask: torch.Tensor | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        query = split_heads(self.query(windows), self.head_dim)
-        key = split_heads(self.key(windows), self.head_dim)
-        value = split_heads(self.value(windows), self.head_dim)
+        query, key, value = (split_heads(fused_linear(windows, layer), self.head_dim)
+                             for layer in (self.query, self.key, self.value))
         bias = self.position_bias().unsqueeze(0)
         if shift_mask is not None:
             # Every image of the batch has the same windows: (windows, ...) repeats over the batch.
@@ -334,7 +339,7 @@ class SwinSelfOutput(nn.Module):
         self.dropout = config.hidden_dropout_prob
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.dropout(self.dense(hidden), self.dropout, self.training)
+        return F.dropout(fused_linear(hidden, self.dense), self.dropout, self.training)
 
 
 class SwinAttention(nn.Module):
@@ -354,10 +359,11 @@ class SwinIntermediate(nn.Module):
     def __init__(self, config: SwinConfig, dim: int) -> None:
         super().__init__()
         self.dense = nn.Linear(dim, int(config.mlp_ratio * dim))
-        self.act = get_activation(config.hidden_act)
+        self.act_name = config.hidden_act
+        get_activation(self.act_name)  # an unknown name fails here, at build time
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.act(self.dense(hidden))
+        return fused_linear(hidden, self.dense, self.act_name)
 
 
 class SwinOutput(nn.Module):
@@ -367,7 +373,7 @@ class SwinOutput(nn.Module):
         self.dropout = config.hidden_dropout_prob
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.dropout(self.dense(hidden), self.dropout, self.training)
+        return F.dropout(fused_linear(hidden, self.dense), self.dropout, self.training)
 
 
 class SwinLayer(nn.Module):

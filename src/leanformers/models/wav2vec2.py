@@ -29,6 +29,7 @@ from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
 from ..modeling.attention import additive_mask, attend, padding_mask, split_heads
 from ..modeling.base import PreTrainedModel
+from ..modeling.linear import fused_linear
 from ..modeling.outputs import ModelOutput, SequenceClassifierOutput
 
 
@@ -387,11 +388,10 @@ class Wav2Vec2Attention(nn.Module):
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        query = split_heads(self.q_proj(hidden), self.head_dim)
-        key = split_heads(self.k_proj(hidden), self.head_dim)
-        value = split_heads(self.v_proj(hidden), self.head_dim)
+        query, key, value = (split_heads(fused_linear(hidden, layer), self.head_dim)
+                             for layer in (self.q_proj, self.k_proj, self.v_proj))
         context, weights = attend(query, key, value, mask, self.dropout if self.training else 0.0, need_weights)
-        return self.out_proj(context), weights
+        return fused_linear(context, self.out_proj), weights
 
 
 class Wav2Vec2FeedForward(nn.Module):
@@ -399,13 +399,15 @@ class Wav2Vec2FeedForward(nn.Module):
         super().__init__()
         self.intermediate_dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.output_dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.act = get_activation(config.hidden_act)
+        self.act_name = config.hidden_act
+        get_activation(self.act_name)  # an unknown name fails here, at build time
         self.activation_dropout = config.activation_dropout
         self.hidden_dropout = config.hidden_dropout
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        hidden = F.dropout(self.act(self.intermediate_dense(hidden)), self.activation_dropout, self.training)
-        return F.dropout(self.output_dense(hidden), self.hidden_dropout, self.training)
+        hidden = fused_linear(hidden, self.intermediate_dense, self.act_name)
+        hidden = F.dropout(hidden, self.activation_dropout, self.training)
+        return F.dropout(fused_linear(hidden, self.output_dense), self.hidden_dropout, self.training)
 
 
 class Wav2Vec2EncoderLayer(nn.Module):
