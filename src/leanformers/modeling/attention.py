@@ -16,13 +16,14 @@ Unpadded ("packed") execution. When a batch has padding, computing the padded po
 work (for 32 mixed-length texts padded to 79 tokens, 44% of it), so BERT and DistilBERT
 (``run_encoder``) gather the real tokens once after the embeddings (``pack_batch`` / ``PackedBatch``;
 the embeddings themselves are a lookup and a layer norm, negligible, and stay dense), run every
-projection, feed-forward, residual and layer norm on the packed (tokens, hidden) matrix, attend per
-text with no mask (one dense SDPA call per distinct length, the texts of that length side by side),
-and scatter back to (batch, seq, hidden) at the end. (Nested tensors were measured as the other
-way to attend: in torch 2.13 on CPU they fail under ``inference_mode`` and were ~25x slower than
-the grouped calls under ``no_grad``.) Policy:
+projection, feed-forward, residual and layer norm on the packed (tokens, hidden) matrix, attend in
+length buckets (texts of similar length side by side, one SDPA call per bucket, masked only inside
+a bucket; ``plan_buckets`` weighs a few pad tokens against an extra call), and scatter back to
+(batch, seq, hidden) at the end. (Nested tensors were measured as the other way to attend: in torch
+2.13 on CPU they fail under ``inference_mode`` and were ~25x slower than the grouped calls under
+``no_grad``.) Policy:
 
-- Real positions equal the dense path's to float rounding (in practice bit for bit on CPU).
+- Real positions equal the dense path's to float rounding.
 - Automatic (the default) only where no output shows a padded position: the sequence-
   classification heads (BERT's pooler reads position 0; DistilBERT's head reads position 0)
   without ``output_hidden_states``. There the speed-up is free and every output equals the
