@@ -24,8 +24,8 @@ On a shared machine, ``--threads 1`` gives the steadiest figures: with every cor
 busy core stalls each parallel region of both libraries. The CPU-time columns are the measure least
 sensitive to other load.
 
-Attention on the packed tokens is one dense SDPA call per distinct length (or, with many lengths
-and several threads, one masked call over the padded grid; see modeling/attention.py). Nested (jagged) tensors
+Attention on the packed tokens is one SDPA call per length bucket (rows of similar length, padded to
+the bucket's longest; see ``plan_buckets`` in modeling/attention.py). Nested (jagged) tensors
 with SDPA were measured as the alternative (torch 2.13, CPU): they fail under ``inference_mode``
 ("Cannot set version_counter for inference tensor") and, under ``no_grad``, took ~25x longer than the
 grouped calls for BERT-base attention over 32 texts (falling back to per-text math attention).
