@@ -20,6 +20,8 @@ from leanformers.errors import ConfigError, InputError
 def restore_threads(monkeypatch):
     before = torch.get_num_threads()
     monkeypatch.delenv(threads.ENV_VAR, raising=False)
+    monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "_rayon_set_by_us", False)
     yield
     monkeypatch.delenv(threads.ENV_VAR, raising=False)
     threads.set_num_threads(None)
@@ -78,8 +80,10 @@ def test_set_num_threads_sets_torch_too():
     default = threads._torch_default
     threads.set_num_threads(4)
     assert torch.get_num_threads() == 4
+    assert os.environ.get("RAYON_NUM_THREADS") == "4"  # for the tokenizer's pool, if not started yet
     threads.set_num_threads(None)
     assert torch.get_num_threads() == min(default, threads.num_threads())
+    assert "RAYON_NUM_THREADS" not in os.environ
 
 
 def test_torch_default_is_lowered_to_the_budget_only(monkeypatch):
@@ -147,3 +151,33 @@ def test_cli_batch_size_defaults(tmp_path, monkeypatch, capsys):
     assert cli.main(["predict", str(tmp_path), "hello", "--format", "json", "-q"]) == 0
     assert cli.main(["predict", str(tmp_path), "hello", "--format", "json", "-q", "--batch-size", "3"]) == 0
     assert seen == [32, 3]
+
+
+_COUNT_THREADS = """
+import os, sys
+from leanformers import AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
+before = len(os.listdir("/proc/self/task"))
+tokenizer(["a few words of text"] * 2000, padding=True)
+print(before, len(os.listdir("/proc/self/task")), os.environ.get("RAYON_NUM_THREADS"))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc")
+def test_budget_sizes_the_tokenizer_pool(minilm_dir):
+    """LEANFORMERS_NUM_THREADS=1 keeps the Rust tokenizer to one pool thread; a RAYON_NUM_THREADS
+    the user set wins."""
+
+    def run(**env):
+        clean = {k: v for k, v in os.environ.items() if k not in (threads.ENV_VAR, "RAYON_NUM_THREADS",
+                                                                     "TOKENIZERS_PARALLELISM")}
+        out = subprocess.run([sys.executable, "-c", _COUNT_THREADS, str(minilm_dir)], capture_output=True,
+                             text=True, check=True, env={**clean, **env})
+        before, after, rayon = out.stdout.split()
+        return int(after) - int(before), rayon
+
+    assert run(LEANFORMERS_NUM_THREADS="1") == (1, "1")
+    assert run(LEANFORMERS_NUM_THREADS="1", RAYON_NUM_THREADS="2") == (2, "2")
+    if threads.available_cpus() > 1:
+        started, rayon = run()
+        assert started == threads.available_cpus() and rayon == "None"

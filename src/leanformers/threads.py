@@ -1,7 +1,8 @@
 """How many CPU threads leanformers' own work may use, and torch's share of them.
 
 One budget, ``num_threads()``, serves every parallel step the library runs itself (image decoding
-and resizing, audio decoding) and caps torch's intra-op threads when a model is loaded:
+and resizing), sizes the Rust tokenizer's pool when chosen explicitly, and caps torch's intra-op
+threads when a model is loaded:
 
 * the CPUs this process may actually run on: the affinity mask (``taskset``, a job scheduler's
   CPU set), further capped by a cgroup CPU quota (a container given 2 CPUs on a 64-core host);
@@ -92,12 +93,48 @@ def num_threads() -> int:
     return available_cpus()
 
 
+_RAYON = "RAYON_NUM_THREADS"  # the Rust tokenizer's pool size, read once, when the pool starts
+_rayon_set_by_us = False
+
+
+def limit_tokenizer_threads(count: int | None = None) -> None:
+    """Size the Rust tokenizer's thread pool (rayon; it starts on the first batch encode) to an
+    explicit budget: ``count``, else ``LEANFORMERS_NUM_THREADS``. Without one it sizes itself to the
+    CPUs the process may use, as the budget does. A ``RAYON_NUM_THREADS`` the user set wins, and a
+    pool that already started keeps its size (tokenising and the model never run at once, so that
+    oversubscribes nothing)."""
+    global _rayon_set_by_us
+    if _RAYON in os.environ and not _rayon_set_by_us:
+        return
+    if count is None:
+        env = os.environ.get(ENV_VAR)
+        if env in (None, ""):
+            return
+        try:
+            count = _parse(env, f"The environment variable {ENV_VAR}", ConfigError)
+        except ConfigError:
+            return  # reported where the budget is used
+    os.environ[_RAYON] = str(count)
+    _rayon_set_by_us = True
+
+
+def _forget_rayon() -> None:
+    global _rayon_set_by_us
+    os.environ.pop(_RAYON, None)
+    _rayon_set_by_us = False
+    limit_tokenizer_threads()  # LEANFORMERS_NUM_THREADS may still ask for a size
+
+
 def set_num_threads(count: int | None) -> None:
     """Set the thread budget for this process. If torch is already imported, its intra-op threads
     are set to the same number. ``None`` goes back to the default budget, and torch back to the
     count it had before leanformers first changed it (lowered to the budget if larger)."""
     global _chosen
     chosen = None if count is None else _parse(count, "set_num_threads(count)", InputError)
+    if chosen is not None:
+        limit_tokenizer_threads(chosen)
+    elif _rayon_set_by_us:  # back to the default: let the pool size itself again (if not started)
+        _forget_rayon()
     if "torch" not in sys.modules:
         _chosen = chosen
         return
@@ -143,4 +180,4 @@ def fit_torch_threads() -> int:
     return target
 
 
-__all__ = ["ENV_VAR", "available_cpus", "fit_torch_threads", "num_threads", "set_num_threads"]
+__all__ = ["ENV_VAR", "available_cpus", "fit_torch_threads", "limit_tokenizer_threads", "num_threads", "set_num_threads"]

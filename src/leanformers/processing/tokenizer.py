@@ -27,9 +27,11 @@ from typing import Any, NamedTuple, Sequence, Union
 from tokenizers import AddedToken, Encoding, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
-from .. import registry
+from .. import registry, threads
 from ..errors import ConfigError, InputError, TokenizerError
 from ..hub import Source, atomic_write, is_offline, read_json
+
+threads.limit_tokenizer_threads()  # before the tokenizer's pool starts (its first batch)
 
 logger = logging.getLogger(__name__)
 
