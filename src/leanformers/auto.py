@@ -10,9 +10,9 @@ import os
 from typing import Any
 
 from . import registry
-from .configuration import PretrainedConfig, load_config, split_source_options
+from .configuration import PretrainedConfig, load_config
 from .errors import InputError, UnsupportedModelError
-from .hub import Source
+from .hub import Source, split_source_options
 
 # Arguments of PreTrainedModel.from_pretrained that are not config overrides.
 _LOAD_OPTIONS = (

@@ -13,7 +13,7 @@ import os
 from typing import Any, ClassVar
 
 from .errors import ConfigError
-from .hub import Source, atomic_write, read_json
+from .hub import Source, atomic_write, read_json, split_source_options
 
 CONFIG_NAME = "config.json"
 
@@ -213,15 +213,6 @@ class PretrainedConfig:
             for key, value in unused.items():
                 setattr(config, key, value)
         return config
-
-
-SOURCE_OPTIONS = ("revision", "subfolder", "cache_dir", "local_files_only", "token")
-
-
-def split_source_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Separate the checkpoint-resolution options from everything else."""
-    options = {k: kwargs.pop(k) for k in SOURCE_OPTIONS if k in kwargs}
-    return options, kwargs
 
 
 def read_config_dict(source: Source) -> dict[str, Any]:

@@ -23,6 +23,29 @@ _COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
 _TRUE = {"1", "on", "yes", "true"}
 
 
+# from_pretrained options that say where a checkpoint's files come from (``Source.of`` takes them).
+SOURCE_OPTIONS = ("revision", "subfolder", "cache_dir", "local_files_only", "token")
+# from_pretrained options that only mean something to the reference's hub client or class dispatch;
+# the processors accept and drop them, so calls written for the reference keep working.
+IGNORED_LOAD_OPTIONS = (
+    "use_fast",
+    "force_download",
+    "resume_download",
+    "proxies",
+    "trust_remote_code",
+    "code_revision",
+    "_from_auto",
+    "_from_pipeline",
+    "_commit_hash",
+)
+
+
+def split_source_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Take the checkpoint-resolution options (``SOURCE_OPTIONS``) out of ``kwargs``: (them, the rest)."""
+    options = {key: kwargs.pop(key) for key in SOURCE_OPTIONS if key in kwargs}
+    return options, kwargs
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a checkpoint comes from, with the options used to resolve each of its files."""

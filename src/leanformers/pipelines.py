@@ -1409,7 +1409,7 @@ def pipeline(
             "pipeline() needs model= (a checkpoint folder, a hub id or a loaded model); leanformers picks no "
             "default model for a task."
         )
-    from .configuration import split_source_options
+    from .hub import split_source_options
 
     model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
     kwargs.pop("trust_remote_code", None)

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from .. import threads
-from ..configuration import PretrainedConfig, load_config, split_source_options
+from ..configuration import PretrainedConfig, load_config
 from ..errors import ConfigError, InputError, WeightsError
-from ..hub import Source, temporary_path
+from ..hub import Source, split_source_options, temporary_path
 from .loading import SAFE_WEIGHTS, map_keys, open_weights
 
 logger = logging.getLogger("leanformers")

@@ -50,7 +50,14 @@ from ..errors import (
     RemoteCodeError,
     UnsupportedModelError,
 )
-from ..hub import Source, atomic_write, read_json
+from ..hub import (
+    IGNORED_LOAD_OPTIONS,
+    SOURCE_OPTIONS,
+    Source,
+    atomic_write,
+    read_json,
+    split_source_options,
+)
 from .features import BatchFeature, tensor_type_name
 
 logger = logging.getLogger(__name__)
@@ -85,20 +92,6 @@ _MAX_CHANNELS = 8
 _DO_NOT_PAD, _LONGEST, _MAX_LENGTH = "do_not_pad", "longest", "max_length"
 _PADDING_NAMES = (_DO_NOT_PAD, _LONGEST, _MAX_LENGTH)
 
-_SOURCE_OPTIONS = ("revision", "subfolder", "cache_dir", "local_files_only", "token")
-# Options of the reference's from_pretrained that only mean something to its hub client or its
-# class dispatch; accepted so that calls written for it keep working.
-_IGNORED_LOAD_OPTIONS = (
-    "use_fast",
-    "force_download",
-    "resume_download",
-    "proxies",
-    "trust_remote_code",
-    "code_revision",
-    "_from_auto",
-    "_from_pipeline",
-    "_commit_hash",
-)
 _CALL_OPTIONS = (
     "padding, max_length, truncation, pad_to_multiple_of, return_attention_mask, return_tensors, sampling_rate"
 )
@@ -707,14 +700,14 @@ def load_feature_extractor(source: Source | str | os.PathLike, **kwargs: Any) ->
     """
     json_file = None
     if not isinstance(source, Source):
-        options = {key: kwargs.pop(key) for key in _SOURCE_OPTIONS if key in kwargs}
+        options, kwargs = split_source_options(kwargs)
         if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
             json_file = os.fspath(source)
         else:
             source = Source.of(source, **options)
     elif os.path.isfile(source.name_or_path):
         json_file = source.name_or_path
-    for key in _IGNORED_LOAD_OPTIONS + _SOURCE_OPTIONS:
+    for key in IGNORED_LOAD_OPTIONS + SOURCE_OPTIONS:
         kwargs.pop(key, None)
     config = kwargs.pop("config", None)
 

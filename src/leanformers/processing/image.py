@@ -52,7 +52,14 @@ from ..errors import (
     RemoteCodeError,
     UnsupportedModelError,
 )
-from ..hub import Source, atomic_write, read_json
+from ..hub import (
+    IGNORED_LOAD_OPTIONS,
+    SOURCE_OPTIONS,
+    Source,
+    atomic_write,
+    read_json,
+    split_source_options,
+)
 from .features import BatchFeature, tensor_type_name
 
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
@@ -108,21 +115,9 @@ _SIZE_KEY_SETS = (
 _CLASS_KEYS = ("image_processor_type", "feature_extractor_type", "processor_class")
 # Bookkeeping the reference may have written into old config files; never part of the settings.
 _DROPPED_KEYS = ("_valid_processor_keys", "_valid_kwargs_names")
-# from_pretrained options that only mean something to a hub client or to the reference's
-# backend choice; accepted so calls written for the reference keep working.
-_IGNORED_LOAD_OPTIONS = (
-    "use_fast",
-    "backend",
-    "force_download",
-    "resume_download",
-    "proxies",
-    "trust_remote_code",
-    "code_revision",
-    "_from_auto",
-    "_from_pipeline",
-    "_commit_hash",
-)
-_SOURCE_OPTIONS = ("revision", "subfolder", "cache_dir", "local_files_only", "token")
+# from_pretrained options the reference reads and this engine does not need (``backend``: one
+# engine serves both of the reference's backends).
+_IGNORED_LOAD_OPTIONS = (*IGNORED_LOAD_OPTIONS, "backend")
 
 
 @dataclass(frozen=True)
@@ -858,12 +853,12 @@ class ImageProcessor:
         keyword arguments override its settings (``size=...``, ``do_resize=False``)."""
         path = pretrained_model_name_or_path
         if isinstance(path, (str, os.PathLike)) and os.path.isfile(path):
-            for key in _IGNORED_LOAD_OPTIONS + _SOURCE_OPTIONS:
+            for key in _IGNORED_LOAD_OPTIONS + SOURCE_OPTIONS:
                 kwargs.pop(key, None)
             data = read_json(os.fspath(path))
             name = _class_name_from(data, None, os.fspath(path), kwargs.pop("config", None))
             return cls._from_settings(name, data, kwargs)
-        options = {key: kwargs.pop(key) for key in _SOURCE_OPTIONS if key in kwargs}
+        options, kwargs = split_source_options(kwargs)
         return load_image_processor(Source.of(path, **options), **kwargs)
 
     @classmethod

@@ -24,12 +24,28 @@ from collections.abc import Mapping
 from itertools import chain
 from typing import Any, NamedTuple, Sequence, Union
 
-from tokenizers import AddedToken, Encoding, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers import (
+    AddedToken,
+    Encoding,
+    Tokenizer,
+    decoders,
+    normalizers,
+    pre_tokenizers,
+    processors,
+)
 from tokenizers.models import WordPiece
 
 from .. import registry, threads
 from ..errors import ConfigError, InputError, TokenizerError
-from ..hub import Source, atomic_write, is_offline, read_json
+from ..hub import (
+    IGNORED_LOAD_OPTIONS,
+    SOURCE_OPTIONS,
+    Source,
+    atomic_write,
+    is_offline,
+    read_json,
+    split_source_options,
+)
 
 threads.limit_tokenizer_threads()  # before the tokenizer's pool starts (its first batch)
 
@@ -68,20 +84,6 @@ _WORDPIECE_SPECIAL_DEFAULTS = (
     ("mask_token", "[MASK]"),
 )
 
-# from_pretrained options that only mean something to a hub client or to the reference's class
-# dispatch; accepted so calls written for the reference keep working.
-_SOURCE_OPTIONS = ("revision", "subfolder", "cache_dir", "local_files_only", "token")
-_IGNORED_LOAD_OPTIONS = (
-    "use_fast",
-    "force_download",
-    "resume_download",
-    "proxies",
-    "trust_remote_code",
-    "code_revision",
-    "_from_auto",
-    "_from_pipeline",
-    "_commit_hash",
-)
 
 _PADDING = {"longest": "longest", "max_length": "max_length", "do_not_pad": "do_not_pad"}
 _TRUNCATION = {
@@ -575,7 +577,7 @@ class PreTrainedTokenizer:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> "PreTrainedTokenizer":
         """Load the tokenizer of a checkpoint folder or hub repository (see :func:`load_tokenizer`)."""
-        options = {key: kwargs.pop(key) for key in _SOURCE_OPTIONS if key in kwargs}
+        options, kwargs = split_source_options(kwargs)
         return load_tokenizer(Source.of(name_or_path, **options), **kwargs)
 
     # -- special tokens --------------------------------------------------------------------------
@@ -1819,11 +1821,9 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
     the checkpoint is ever executed: an ``auto_map`` is ignored.
     """
     if not isinstance(source, Source):
-        options = {key: kwargs.pop(key) for key in _SOURCE_OPTIONS if key in kwargs}
+        options, kwargs = split_source_options(kwargs)
         source = Source.of(source, **options)
-    for key in _IGNORED_LOAD_OPTIONS:
-        kwargs.pop(key, None)
-    for key in _SOURCE_OPTIONS:
+    for key in IGNORED_LOAD_OPTIONS + SOURCE_OPTIONS:
         kwargs.pop(key, None)
     tokenizer_type = kwargs.pop("tokenizer_type", None)
     model_config = kwargs.pop("config", None)
