@@ -49,7 +49,7 @@ a bucket; ``plan_buckets`` weighs a few pad tokens against an extra call), and s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -272,6 +272,27 @@ def pack_batch(
         first_row += rows
     index = torch.cat(index_parts)
     return PackedBatch(index, None if all_real else torch.cat(real_parts), groups, batch, seq)
+
+
+def run_layers(
+    layers: Iterable[Callable[..., tuple[torch.Tensor, torch.Tensor | None]]],
+    hidden: torch.Tensor,
+    layer_args: tuple,
+    output_attentions: bool,
+    output_hidden_states: bool,
+) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+    """Run ``layer(hidden, *layer_args, output_attentions) -> (hidden, weights)`` for each layer in
+    turn. Returns the last hidden state, the hidden states (the input, then every layer's output)
+    when asked for, and every layer's attention weights when asked for (None otherwise)."""
+    all_hidden = (hidden,) if output_hidden_states else None
+    all_weights = () if output_attentions else None
+    for layer in layers:
+        hidden, weights = layer(hidden, *layer_args, output_attentions)
+        if output_hidden_states:
+            all_hidden += (hidden,)
+        if output_attentions:
+            all_weights += (weights,)
+    return hidden, all_hidden, all_weights
 
 
 def run_encoder(

@@ -16,7 +16,13 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
 from ..modeling.activations import get_activation
-from ..modeling.attention import PackedBatch, attend, run_encoder, split_heads
+from ..modeling.attention import (
+    PackedBatch,
+    attend,
+    run_encoder,
+    run_layers,
+    split_heads,
+)
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import (
     check_positions,
@@ -215,15 +221,7 @@ class BertEncoder(nn.Module):
         output_attentions: bool,
         output_hidden_states: bool,
     ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-        all_hidden = (hidden,) if output_hidden_states else None
-        all_weights = () if output_attentions else None
-        for layer in self.layer:
-            hidden, weights = layer(hidden, mask, output_attentions)
-            if output_hidden_states:
-                all_hidden += (hidden,)
-            if output_attentions:
-                all_weights += (weights,)
-        return hidden, all_hidden, all_weights
+        return run_layers(self.layer, hidden, (mask,), output_attentions, output_hidden_states)
 
 
 class BertPooler(nn.Module):

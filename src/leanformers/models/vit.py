@@ -19,7 +19,7 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
-from ..modeling.attention import attend, split_heads
+from ..modeling.attention import attend, run_layers, split_heads
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_masked_patches
 from ..modeling.linear import fused_linear
@@ -246,15 +246,7 @@ class ViTEncoder(nn.Module):
     def forward(
         self, hidden: torch.Tensor, output_attentions: bool, output_hidden_states: bool
     ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-        all_hidden = (hidden,) if output_hidden_states else None
-        all_weights = () if output_attentions else None
-        for layer in self.layer:
-            hidden, weights = layer(hidden, output_attentions)
-            if output_hidden_states:
-                all_hidden += (hidden,)
-            if output_attentions:
-                all_weights += (weights,)
-        return hidden, all_hidden, all_weights
+        return run_layers(self.layer, hidden, (), output_attentions, output_hidden_states)
 
 
 class ViTPooler(nn.Module):
