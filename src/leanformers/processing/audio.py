@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import logging
 import math
 import numbers
@@ -54,11 +53,10 @@ from ..hub import (
     IGNORED_LOAD_OPTIONS,
     SOURCE_OPTIONS,
     Source,
-    atomic_write,
     read_json,
     split_source_options,
 )
-from .features import BatchFeature, tensor_type_name
+from .features import BatchFeature, SavedSettings, tensor_type_name
 
 logger = logging.getLogger(__name__)
 
@@ -292,7 +290,7 @@ def _check_settings(settings: Mapping[str, Any]) -> None:
             raise ConfigError(f"{name} must be true or false, got {settings[name]!r}.")
 
 
-class FeatureExtractor:
+class FeatureExtractor(SavedSettings):
     """Turns raw speech into ``input_values`` (and ``attention_mask``), like the reference's
     ``Wav2Vec2FeatureExtractor``.
 
@@ -361,34 +359,10 @@ class FeatureExtractor:
         output["feature_extractor_type"] = self._class_name
         return output
 
-    def to_json_string(self) -> str:
-        data = {
-            key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in self.to_dict().items()
-        }
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
-
-    def to_json_file(self, json_file_path: str | os.PathLike) -> None:
-        atomic_write(json_file_path, self.to_json_string())
-
-    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> list[str]:
-        """Write preprocessor_config.json into ``save_directory`` (created if needed); returns its path."""
-        if push_to_hub:
-            raise InputError("leanformers does not upload to the hub; save locally and push with huggingface_hub.")
-        save_directory = os.fspath(save_directory)
-        if os.path.isfile(save_directory):
-            raise InputError(f"save_pretrained needs a directory, but {save_directory!r} is a file.")
-        os.makedirs(save_directory, exist_ok=True)
-        path = os.path.join(save_directory, FEATURE_EXTRACTOR_FILE)
-        self.to_json_file(path)
-        return [path]
-
     @property
     def class_name(self) -> str:
         """The class the checkpoint names (``Wav2Vec2FeatureExtractor``), shown by repr and saved."""
         return self._class_name
-
-    def __repr__(self) -> str:
-        return f"{self._class_name} {self.to_json_string()}"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FeatureExtractor):

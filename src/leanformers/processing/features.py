@@ -10,12 +10,15 @@ numpy is imported here; torch only when tensors are asked for.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import InputError
+from ..hub import atomic_write
 
 TENSOR_TYPES = ("pt", "np")
 
@@ -83,6 +86,39 @@ def _to_torch(value: Any):
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value)
     return torch.tensor(value)
+
+
+class SavedSettings:
+    """Saving, shared by the image processor and the audio feature extractor: the settings
+    (``to_dict()``, from the subclass) as one JSON file, ``settings_file``, written atomically."""
+
+    settings_file: ClassVar[str] = "preprocessor_config.json"
+    _class_name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_json_string(self) -> str:
+        data = {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in self.to_dict().items()}
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, json_file_path: str | os.PathLike) -> None:
+        atomic_write(json_file_path, self.to_json_string())
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> list[str]:
+        """Write ``settings_file`` into ``save_directory`` (created if needed), atomically; returns its path."""
+        if push_to_hub:
+            raise InputError("leanformers does not upload to the hub; save_pretrained(folder) and upload the folder.")
+        save_directory = os.fspath(save_directory)
+        if os.path.isfile(save_directory):
+            raise InputError(f"save_pretrained needs a folder (a directory), but {save_directory!r} is a file.")
+        os.makedirs(save_directory, exist_ok=True)
+        path = os.path.join(save_directory, self.settings_file)
+        self.to_json_file(path)
+        return [path]
+
+    def __repr__(self) -> str:
+        return f"{self._class_name} {self.to_json_string()}"
 
 
 class BatchFeature(dict):

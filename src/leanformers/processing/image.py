@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import math
 import numbers
 import os
@@ -56,11 +55,10 @@ from ..hub import (
     IGNORED_LOAD_OPTIONS,
     SOURCE_OPTIONS,
     Source,
-    atomic_write,
     read_json,
     split_source_options,
 )
-from .features import BatchFeature, tensor_type_name
+from .features import BatchFeature, SavedSettings, tensor_type_name
 
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"
@@ -805,7 +803,7 @@ def profile_for(class_name: str, where: str = "the checkpoint") -> Profile:
     return PROFILES[profile]
 
 
-class ImageProcessor:
+class ImageProcessor(SavedSettings):
     """Images -> ``BatchFeature(pixel_values=...)``, configured like one of the reference's image
     processor classes (``class_name``, e.g. ``"ViTImageProcessor"``).
 
@@ -913,29 +911,6 @@ class ImageProcessor:
             output[key] = copy.deepcopy(value)
         output["image_processor_type"] = self._class_name
         return output
-
-    def to_json_string(self) -> str:
-        data = self.to_dict()
-        data = {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in data.items()}
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
-
-    def to_json_file(self, json_file_path: str | os.PathLike) -> None:
-        atomic_write(json_file_path, self.to_json_string())
-
-    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> list[str]:
-        """Write ``preprocessor_config.json`` into ``save_directory`` (created if needed), atomically."""
-        if push_to_hub:
-            raise InputError("leanformers does not upload to the hub; save_pretrained(folder) and upload the folder.")
-        save_directory = os.fspath(save_directory)
-        if os.path.isfile(save_directory):
-            raise InputError(f"save_pretrained needs a folder, but {save_directory!r} is a file.")
-        os.makedirs(save_directory, exist_ok=True)
-        path = os.path.join(save_directory, IMAGE_PROCESSOR_FILE)
-        self.to_json_file(path)
-        return [path]
-
-    def __repr__(self) -> str:
-        return f"{self._class_name} {self.to_json_string()}"
 
     # -- processing ------------------------------------------------------------------------
 
