@@ -99,7 +99,8 @@ class SavedSettings:
         raise NotImplementedError
 
     def to_json_string(self) -> str:
-        data = {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in self.to_dict().items()}
+        data = {key: value.tolist() if isinstance(value, np.ndarray) else value
+                for key, value in self.to_dict().items()}
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def to_json_file(self, json_file_path: str | os.PathLike) -> None:
