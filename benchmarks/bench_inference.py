@@ -11,6 +11,8 @@ with the same thread count, on the same token ids:
    "leanformers dense" is the same model with ``config.unpad_inputs = False``, for comparison.
    "lf plain linears" is leanformers with its oneDNN fused linears off (``F.linear`` and separate
    bias/activation/residual ops, as the reference runs them), packed where the default packs.
+   "lf prepacked" is leanformers after ``model.prepack_weights()`` (opt-in: a second copy of the
+   linear weights in oneDNN's blocked layout, so no per-call reorder; its memory is printed).
 2. **full**: 32 x 128, no padding (both libraries run dense).
 
 Every variant gets warm-up runs; then the variants are run interleaved, ``--repeat`` rounds, and the
@@ -169,6 +171,14 @@ class PlainLinears:
             linear.ENABLED = True
 
 
+def packed_megabytes(model) -> float:
+    """Memory held by the model's prepacked weight copies."""
+    from leanformers.modeling import linear
+
+    entries = [linear._PACKED.get(module) for module in model.modules()]
+    return sum(torch.ops.mkldnn._nbytes(entry[0]) for entry in entries if entry is not None) / 1e6
+
+
 def timed(model, inputs) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) of one forward."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -194,15 +204,17 @@ def main() -> None:
     ours = BertForSequenceClassification.from_pretrained(path).eval()
     ours_dense = BertForSequenceClassification.from_pretrained(path).eval()
     ours_dense.config.unpad_inputs = False
+    ours_packed = BertForSequenceClassification.from_pretrained(path).eval().prepack_weights()
 
     lengths = mixed_lengths()
     mixed = batch_of(lengths, MIXED_MAX)
     full = batch_of([FULL_SEQ] * BATCH, FULL_SEQ)
     plain = PlainLinears(ours)
     cases = {
-        "mixed": (mixed, lengths, {"leanformers": ours, "leanformers dense": ours_dense,
+        "mixed": (mixed, lengths, {"leanformers": ours, "lf prepacked": ours_packed, "leanformers dense": ours_dense,
                                    "lf plain linears": plain, "reference": reference}),
-        "full": (full, [FULL_SEQ] * BATCH, {"leanformers": ours, "lf plain linears": plain, "reference": reference}),
+        "full": (full, [FULL_SEQ] * BATCH, {"leanformers": ours, "lf prepacked": ours_packed,
+                                            "lf plain linears": plain, "reference": reference}),
     }
 
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, "
@@ -229,6 +241,8 @@ def main() -> None:
             matmul_best = tuple(map(min, matmul_best, matmul_seconds(repeat=3)))
 
     rate, cpu_rate = (2 * 2048**3 / seconds for seconds in matmul_best)
+    print(f"prepacked copies: {packed_megabytes(ours_packed):.0f} MB beside the model's "
+          f"{sum(t.numel() * t.element_size() for t in ours_packed.state_dict().values()) / 1e6:.0f} MB")
     per_kernel = ", ".join(f"{name} {value:.1f}" for name, value in kernel_rates().items())
     print(f"fp32 matmul rate (2048^3, best seen over kernels and rounds): {rate / 1e9:.1f} GFLOP/s wall, "
           f"{cpu_rate / 1e9:.1f} GFLOP per CPU-second; per kernel now (GFLOP/s): {per_kernel}")

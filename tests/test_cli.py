@@ -137,16 +137,32 @@ def test_predict_jsonl_column(tiny_classifier, tmp_path, capsys):
     assert [r["body"] for r in rows] == ["x", "y"] and all("label" in r for r in rows)
 
 
-def test_predict_sentence_embeddings(minilm_dir, tmp_path, capsys):
-    """The README demo: mean-pooled, normalised MiniLM sentence embeddings."""
+@pytest.mark.parametrize("prepack", [False, True])
+def test_predict_sentence_embeddings(minilm_dir, tmp_path, capsys, monkeypatch, prepack):
+    """The README demo: mean-pooled, normalised MiniLM sentence embeddings (and with --prepack, the
+    same numbers from the prepacked linears)."""
     import transformers
 
+    from leanformers.modeling import linear
+    from leanformers.modeling.base import PreTrainedModel
+
+    packed_models = []
+    real_prepack = PreTrainedModel.prepack_weights
+
+    def spy(self, enabled=True):
+        packed_models.append(self)
+        return real_prepack(self, enabled)
+
+    monkeypatch.setattr(PreTrainedModel, "prepack_weights", spy)
     texts = ["A man is eating food.", "A cat sleeps."]
     out = tmp_path / "emb.jsonl"
     source = tmp_path / "in.txt"
     source.write_text("\n".join(texts) + "\n")
     assert cli.main(["predict", str(minilm_dir), "--task", "feature-extraction", "--pooling", "mean", "--normalize",
-                     "-i", str(source), "-o", str(out)]) == 0
+                     "-i", str(source), "-o", str(out)] + (["--prepack"] if prepack else [])) == 0
+    assert len(packed_models) == prepack
+    if prepack:  # the encoder's linears were packed and used
+        assert any(linear._PACKED.get(m) is not None for m in packed_models[0].modules())
     rows = read_output(out)
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir)
     model = transformers.AutoModel.from_pretrained(minilm_dir).eval()

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from leanformers.errors import InputError, LeanformersError
 
@@ -266,12 +267,25 @@ def test_run_cli_prediction(ray_local, classifier_dir, reference, tmp_path):
         address=None,
         workers=2,
         top_k=None,
+        prepack=True,  # the workers' models prepacked: same predictions
     )
     assert summary["rows"] == len(texts) and summary["workers"] == 2 and summary["output"] == str(output)
     assert "predicted 120 items" in summary_line(summary)
     with output.open() as handle:
         rows = [{"id": int(r["id"]), "label": r["label"], "score": float(r["score"])} for r in csv.DictReader(handle)]
     check_same(rows, texts, reference(texts))
+
+
+def test_predictor_prepacks_its_model(classifier_dir):
+    from leanformers.distributed import Predictor
+    from leanformers.modeling import linear
+
+    options = {"model": str(classifier_dir), "task": None, "device": None, "column": "text", "id_column": "id",
+               "task_kwargs": {}, "num_threads": torch.get_num_threads(), "pipeline_factory": None}
+    for prepack in (False, True):
+        predictor = Predictor(**options, prepack=prepack)
+        linears = [m for m in predictor.pipe.model.modules() if isinstance(m, torch.nn.Linear)]
+        assert linears and all(linear.is_prepacked(m) == prepack for m in linears)
 
 
 @needs_ray

@@ -143,3 +143,121 @@ def test_model_outputs_fused_and_plain_agree(family, monkeypatch):
     # there) may still fuse its residual: once per layer.
     assert "unary" in calls
     assert calls.count("binary") == (config.n_layers if family == "distilbert" else 0)
+
+
+# -- prepacked weights (opt-in) ------------------------------------------------------------------
+
+
+def packed_copy(lin: nn.Linear):
+    entry = fused._PACKED.get(lin)
+    return None if entry is None else entry[0]
+
+
+@pytest.mark.parametrize("activation", [None, "gelu"])
+def test_prepacked_layer_computes_the_same(activation):
+    lin = layer(48, 80)
+    x = torch.randn(2, 5, 48)
+    with torch.inference_mode():
+        plain = fused.fused_linear(x, lin, activation)
+        assert fused.prepack(lin) == 1 and fused.is_prepacked(lin)
+        assert packed_copy(lin) is None  # made on the first fused call, not before
+        packed = fused.fused_linear(x, lin, activation)
+        assert packed_copy(lin) is not None and packed_copy(lin).layout == torch._mkldnn
+        residual = torch.randn(2, 5, 80)
+        with_residual = fused.fused_linear(x, layer(48, 80, seed=1), residual=residual)
+    parity.assert_tensors_close(packed, plain, f"prepacked {activation}")
+    want = F.linear(x, lin.weight, lin.bias)
+    parity.assert_tensors_close(packed, want if activation is None else F.gelu(want), "prepacked vs F.linear")
+    assert with_residual.shape == residual.shape
+
+
+def test_prepacked_residual_add():
+    lin = layer(48, 48)
+    fused.prepack(lin)
+    x, residual = torch.randn(9, 48), torch.randn(9, 48)
+    with torch.no_grad():
+        got = fused.fused_linear(x, lin, residual=residual)
+    assert packed_copy(lin) is not None
+    parity.assert_tensors_close(got, F.linear(x, lin.weight, lin.bias) + residual, "prepacked residual")
+
+
+@pytest.mark.parametrize("change", ["in place", "load_state_dict", "new data", "new parameter", "deleted and replaced"])
+def test_prepacked_copy_follows_weight_changes(change):
+    """A stale packed copy would silently compute with old weights: every way of changing the
+    weight must be seen."""
+    lin, other = layer(48, 80), layer(48, 80, seed=7)
+    fused.prepack(lin)
+    x = torch.randn(6, 48)
+    with torch.no_grad():
+        fused.fused_linear(x, lin)
+        first = packed_copy(lin)
+        if change == "in place":
+            lin.weight.mul_(-2.0)
+        elif change == "load_state_dict":
+            lin.load_state_dict(other.state_dict())
+        elif change == "new data":
+            lin.weight.data = other.weight.detach().clone()
+        elif change == "deleted and replaced":  # the new weight may land at the freed address
+            del lin.weight
+            lin.weight = nn.Parameter(other.weight.detach().clone())
+        else:
+            lin.weight = nn.Parameter(other.weight.detach().clone())
+        got = fused.fused_linear(x, lin)
+    assert packed_copy(lin) is not first
+    parity.assert_tensors_close(got, F.linear(x, lin.weight, lin.bias), change)
+
+
+def test_release_and_paths_that_never_pack():
+    lin = layer()
+    x = torch.randn(3, 48, requires_grad=True)
+    fused.prepack(lin)
+    out = fused.fused_linear(x, lin)  # grad enabled: plain torch, nothing packed, autograd works
+    out.sum().backward()
+    assert packed_copy(lin) is None and lin.weight.grad is not None
+    with torch.inference_mode():
+        born_in_inference = layer()
+        fused.prepack(born_in_inference)
+        got = fused.fused_linear(x.detach(), born_in_inference)
+    # An inference tensor has no version counter to notice changes: it is never packed.
+    assert packed_copy(born_in_inference) is None
+    parity.assert_tensors_close(got, F.linear(x.detach(), born_in_inference.weight, born_in_inference.bias), "inference")
+    with torch.no_grad():
+        fused.fused_linear(x, lin)
+    assert packed_copy(lin) is not None
+    assert fused.prepack(lin, False) == 1 and not fused.is_prepacked(lin)
+    assert fused.prepack(lin, False) == 0
+
+
+def test_model_prepack_weights(tmp_path):
+    """Whole model: the same logits, the same state dict and saved files, copies unpacked."""
+    import copy
+
+    from leanformers.errors import InputError
+    from leanformers.models import bert
+
+    config = bert.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=37)
+    model = bert.BertForSequenceClassification(config).eval()
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    inputs = {"input_ids": torch.randint(0, 99, (3, 9)), "attention_mask": mask}
+    keys = list(model.state_dict())
+    with torch.inference_mode():
+        plain = model(**inputs).logits
+        assert model.prepack_weights() is model
+        packed = model(**inputs).logits
+    parity.assert_tensors_close(packed, plain, "prepacked model")
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    made = [m for m in linears if packed_copy(m) is not None]
+    assert len(made) == 2 * 6  # the encoder's fused linears; the pooler and classifier run plain
+    assert list(model.state_dict()) == keys
+    model.save_pretrained(tmp_path)
+    reloaded = bert.BertForSequenceClassification.from_pretrained(tmp_path).eval()
+    with torch.inference_mode():
+        parity.assert_tensors_close(reloaded(**inputs).logits, plain, "saved from a prepacked model")
+    twin = copy.deepcopy(model)
+    assert not any(fused.is_prepacked(m) for m in twin.modules())
+    model.prepack_weights(False)
+    assert not any(fused.is_prepacked(m) for m in linears)
+    with pytest.raises(InputError, match="True or False"):
+        model.prepack_weights("yes")

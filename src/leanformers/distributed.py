@@ -111,6 +111,7 @@ class Predictor:
         num_threads: int,
         pipeline_factory: Callable[..., Any] | None,
         dtype: Any = None,
+        prepack: bool = False,
     ) -> None:
         import torch
 
@@ -119,6 +120,8 @@ class Predictor:
             from .pipelines import pipeline as pipeline_factory
         options = {"dtype": dtype} if dtype is not None else {}
         self.pipe = pipeline_factory(task, model=model, device=device, **options)
+        if prepack:
+            self.pipe.model.prepack_weights()
         self.column = column
         self.id_column = id_column
         self.task_kwargs = task_kwargs
@@ -294,6 +297,7 @@ def predict_dataset(
     read_on_this_node: bool = False,
     max_retries: int = 3,
     pipeline_factory: Callable[..., Any] | None = None,
+    prepack: bool = False,
 ) -> Any:
     """A lazy Ray Dataset of predictions for ``data`` (a Ray Dataset or a path, see :func:`read_dataset`).
 
@@ -304,7 +308,8 @@ def predict_dataset(
     workers, each with ``num_cpus`` CPUs and ``num_gpus`` GPUs (default 1 when ``device`` starts
     with ``"cuda"``). A worker process that dies is restarted and its batches re-run up to
     ``max_retries`` times. ``read_on_this_node``: see :func:`read_dataset`. ``dtype`` (e.g.
-    ``"bfloat16"``) goes to the pipeline when given. ``pipeline_factory(task, model=, device=[, dtype=])`` replaces
+    ``"bfloat16"``) goes to the pipeline when given; ``prepack`` calls each worker model's
+    ``prepack_weights()`` (faster CPU inference for more memory). ``pipeline_factory(task, model=, device=[, dtype=])`` replaces
     :func:`leanformers.pipelines.pipeline` (for tests and custom pipelines).
     Nothing runs until the result is consumed (``write_predictions``, ``take_all``, ``iter_batches``)."""
     ray = require_ray()
@@ -351,6 +356,7 @@ def predict_dataset(
         "num_threads": int(num_cpus) or 1,
         "pipeline_factory": pipeline_factory,
         "dtype": dtype,
+        "prepack": bool(prepack),
     }
     with warnings.catch_warnings():
         # Ray 2.60 flags max_restarts / max_task_retries given as remote args as deprecated (to go in
@@ -448,6 +454,7 @@ def run_cli_prediction(
     task_kwargs: dict[str, Any] | None = None,
     num_cpus: float = 1,
     dtype: str | None = None,
+    prepack: bool = False,
 ) -> dict[str, Any]:
     """``leanformers predict MODEL --input IN --output OUT --engine ray``: connect to (``address``:
     ``"auto"``, ``"ray://host:10001"``, ``"host:6379"``) or start a local Ray, predict ``input_path``
@@ -477,6 +484,7 @@ def run_cli_prediction(
             num_cpus=num_cpus,
             device=device,
             dtype=dtype,
+            prepack=prepack,
             column=column,
             task_kwargs=kwargs,
             read_on_this_node=True,  # the command's input file need not exist on the other machines

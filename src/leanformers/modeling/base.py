@@ -325,6 +325,20 @@ class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
                 if (id(store), name) in kept:
                     store[name] = kept[(id(store), name)]
 
+    # -- inference ----------------------------------------------------------------------------
+    def prepack_weights(self, enabled: bool = True) -> "PreTrainedModel":
+        """Keep each linear weight a second time in oneDNN's blocked layout, for CPU inference
+        (float32, ``no_grad`` / ``inference_mode``): about 5% faster on BERT-base-sized encoders, for
+        one more copy of the linear weights in memory (see ``modeling/linear.py``). Copies are made on
+        each layer's first such call and remade when its weight changes; ``prepack_weights(False)``
+        drops them. Outputs are the same function to float rounding. Returns the model."""
+        from . import linear
+
+        if not isinstance(enabled, bool):
+            raise InputError(f"prepack_weights(enabled) takes True or False, got {enabled!r}.")
+        linear.prepack(self, enabled)
+        return self
+
     # -- saving -------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True) -> None:
         """Write config.json and model.safetensors, each through a temporary name and a rename."""
