@@ -261,3 +261,54 @@ def test_model_prepack_weights(tmp_path):
     assert not any(fused.is_prepacked(m) for m in linears)
     with pytest.raises(InputError, match="True or False"):
         model.prepack_weights("yes")
+
+
+# -- feed-forward blocks in pieces ---------------------------------------------------------------
+
+
+def test_feed_forward_pieces():
+    calls: list[tuple[int, ...]] = []
+
+    def block(x):
+        calls.append(tuple(x.shape))
+        return x * 2 + 1
+
+    x = torch.randn(3, 1500, 8)
+    with torch.no_grad():
+        out = fused.feed_forward(x, block)
+    assert torch.equal(out, x * 2 + 1) and out.shape == x.shape
+    assert [c[0] for c in calls] == [1125] * 4  # 4,500 rows -> 4 pieces of 1,024..2,047 rows
+    calls.clear()
+    with torch.no_grad():
+        fused.feed_forward(torch.randn(2047, 8), block)  # fewer than two pieces' worth: whole
+    assert calls == [(2047, 8)]
+    calls.clear()
+    fused.feed_forward(x, block)  # gradients on (training): whole, dropout draws unchanged
+    assert calls == [(3, 1500, 8)]
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert", "vit"])
+def test_model_feed_forward_in_pieces_agrees(family, monkeypatch):
+    """Whole models with the feed-forward blocks cut into pieces of a few rows: same outputs."""
+    from leanformers.models import bert, distilbert, vit
+
+    if family == "vit":
+        config = vit.ViTConfig(image_size=8, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=4, intermediate_size=37)
+        model, inputs = vit.ViTModel(config), {"pixel_values": torch.randn(3, 3, 8, 8)}
+    else:
+        mask = torch.ones(3, 9, dtype=torch.long)
+        mask[1, 6:] = 0
+        inputs = {"input_ids": torch.randint(0, 99, (3, 9)), "attention_mask": mask}
+        if family == "bert":
+            model = bert.BertModel(bert.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
+                                                   num_attention_heads=4, intermediate_size=37))
+        else:
+            model = distilbert.DistilBertModel(distilbert.DistilBertConfig(vocab_size=99, dim=32, n_layers=2,
+                                                                          n_heads=4, hidden_dim=37))
+    model.eval()
+    with torch.inference_mode():
+        whole = model(**inputs).last_hidden_state
+        monkeypatch.setattr(fused, "FEED_FORWARD_ROWS", 4)
+        pieces = model(**inputs).last_hidden_state
+    parity.assert_tensors_close(pieces, whole, family)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -141,4 +142,28 @@ def fused_linear(
     return out if residual is None else out + residual
 
 
-__all__ = ["ENABLED", "fused_linear", "is_prepacked", "prepack"]
+# Feed-forward blocks over more rows than twice this run in pieces of at least this many rows.
+FEED_FORWARD_ROWS = 1024
+
+
+def feed_forward(x: torch.Tensor, block: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``block(x)`` for a per-row block (up projection, activation, down projection, residual, layer
+    norm), run in pieces of ``FEED_FORWARD_ROWS`` to ``2 * FEED_FORWARD_ROWS - 1`` rows when nothing
+    needs gradients and ``x`` has enough rows.
+
+    Why: the up projection's output is 4x wider than ``x``; for 4,096 BERT-base rows it is 50 MB,
+    more than this machine's 32 MB L3, so the down projection reads it back from memory. In pieces it
+    stays in cache: 4-5% faster for the block on the project's 2-core machine (4,096 rows, one or two
+    threads; no gain measured at 1,421 rows, which stay whole), and its peak memory is a fraction.
+    The result is the same up to the float rounding of oneDNN choosing its blocking per call. With
+    gradients (training: dropout draws per call) the block runs whole."""
+    rows = x.numel() // x.shape[-1] if x.numel() else 0
+    pieces = rows // FEED_FORWARD_ROWS
+    if pieces < 2 or torch.is_grad_enabled() or x.device.type != "cpu":
+        return block(x)
+    flat = x.reshape(rows, x.shape[-1])
+    out = torch.cat([block(piece) for piece in torch.tensor_split(flat, pieces)])
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+
+__all__ = ["ENABLED", "FEED_FORWARD_ROWS", "feed_forward", "fused_linear", "is_prepacked", "prepack"]

@@ -30,7 +30,7 @@ from ..modeling.checks import (
     embedding_lookup,
     validate_encoder_config,
 )
-from ..modeling.linear import fused_linear
+from ..modeling.linear import feed_forward, fused_linear
 from ..modeling.losses import (
     masked_lm_loss,
     question_answering_loss,
@@ -206,7 +206,10 @@ class BertLayer(nn.Module):
         self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, weights = self.attention(hidden, mask, need_weights)
-        return self.output(self.intermediate(attended), attended), weights
+        return feed_forward(attended, self._feed_forward), weights
+
+    def _feed_forward(self, attended: torch.Tensor) -> torch.Tensor:
+        return self.output(self.intermediate(attended), attended)
 
 
 class BertEncoder(nn.Module):

@@ -30,7 +30,7 @@ from ..modeling.checks import (
     embedding_lookup,
     validate_encoder_config,
 )
-from ..modeling.linear import fused_linear
+from ..modeling.linear import feed_forward, fused_linear
 from ..modeling.losses import (
     masked_lm_loss,
     question_answering_loss,
@@ -178,7 +178,10 @@ class TransformerBlock(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, weights = self.attention(hidden, mask, need_weights)
         attended = self.sa_layer_norm(attended)
-        return self.output_layer_norm(self.ffn(attended)), weights
+        return feed_forward(attended, self._feed_forward), weights
+
+    def _feed_forward(self, attended: torch.Tensor) -> torch.Tensor:
+        return self.output_layer_norm(self.ffn(attended))
 
 
 class Transformer(nn.Module):

@@ -22,7 +22,7 @@ from ..modeling.activations import ACTIVATIONS, get_activation
 from ..modeling.attention import attend, run_layers, split_heads
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_masked_patches
-from ..modeling.linear import fused_linear
+from ..modeling.linear import feed_forward, fused_linear
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 
@@ -235,7 +235,10 @@ class ViTLayer(nn.Module):
 
     def forward(self, hidden: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         hidden, weights = self.attention(self.layernorm_before(hidden), need_weights, residual=hidden)
-        return self.output(self.intermediate(self.layernorm_after(hidden)), hidden), weights
+        return feed_forward(hidden, self._feed_forward), weights
+
+    def _feed_forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.output(self.intermediate(self.layernorm_after(hidden)), hidden)
 
 
 class ViTEncoder(nn.Module):
