@@ -101,13 +101,22 @@ def test_unknown_activation_is_a_config_error():
         fused.fused_linear(torch.randn(2, 48), layer(), "nonsense")
 
 
-@pytest.mark.parametrize("family", ["bert", "distilbert", "vit"])
+@pytest.mark.parametrize("family", ["bert", "distilbert", "vit", "wav2vec2", "wav2vec2-stable"])
 def test_model_outputs_fused_and_plain_agree(family, monkeypatch):
     """A whole encoder with the fused linears equals the plain-torch run to float tolerance, and in
     training mode (dropout active) the residual is never fused past the dropout."""
-    from leanformers.models import bert, distilbert, vit
+    from leanformers.models import bert, distilbert, vit, wav2vec2
 
-    if family == "vit":
+    if family.startswith("wav2vec2"):
+        stable = family.endswith("stable")
+        config = wav2vec2.Wav2Vec2Config(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, vocab_size=12,
+            conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=8,
+            num_conv_pos_embedding_groups=4, hidden_dropout=0.5, activation_dropout=0.0, attention_dropout=0.0,
+            feat_proj_dropout=0.0, do_stable_layer_norm=stable, feat_extract_norm="layer" if stable else "group",
+        )
+        model = wav2vec2.Wav2Vec2ForCTC(config)
+    elif family == "vit":
         config = vit.ViTConfig(image_size=8, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2,
                                num_attention_heads=4, intermediate_size=37, hidden_dropout_prob=0.5, num_labels=3)
         model = vit.ViTForImageClassification.from_config(config)
@@ -122,6 +131,8 @@ def test_model_outputs_fused_and_plain_agree(family, monkeypatch):
     model.eval()
     if family == "vit":
         inputs = {"pixel_values": torch.randn(3, 3, 8, 8)}
+    elif family.startswith("wav2vec2"):
+        inputs = {"input_values": torch.randn(2, 400)}
     else:
         mask = torch.ones(3, 9, dtype=torch.long)
         mask[1, 6:] = 0
@@ -138,11 +149,17 @@ def test_model_outputs_fused_and_plain_agree(family, monkeypatch):
     calls = spy_on_onednn(monkeypatch)
     with torch.no_grad():
         model(**inputs)
-    # In training, dropout sits between BERT's and ViT's output projections and their residuals, and
-    # between DistilBERT's feed-forward and its residual; only DistilBERT's attention (no dropout
-    # there) may still fuse its residual: once per layer.
+    # In training, dropout sits between BERT's, ViT's and wav2vec2's output projections and their
+    # residuals, and between DistilBERT's feed-forward and its residual; only DistilBERT's attention
+    # (no dropout there) may still fuse its residual: once per layer.
     assert "unary" in calls
     assert calls.count("binary") == (config.n_layers if family == "distilbert" else 0)
+    if family.startswith("wav2vec2"):  # and in eval mode both residuals of every layer are fused
+        model.eval()
+        calls.clear()
+        with torch.no_grad():
+            model(**inputs)
+        assert calls.count("binary") == 2 * config.num_hidden_layers
 
 
 # -- prepacked weights (opt-in) ------------------------------------------------------------------
@@ -287,12 +304,16 @@ def test_feed_forward_pieces():
     assert calls == [(3, 1500, 8)]
 
 
-@pytest.mark.parametrize("family", ["bert", "distilbert", "vit"])
+@pytest.mark.parametrize("family", ["bert", "distilbert", "vit", "swin"])
 def test_model_feed_forward_in_pieces_agrees(family, monkeypatch):
     """Whole models with the feed-forward blocks cut into pieces of a few rows: same outputs."""
-    from leanformers.models import bert, distilbert, vit
+    from leanformers.models import bert, distilbert, swin, vit
 
-    if family == "vit":
+    if family == "swin":
+        config = swin.SwinConfig(image_size=16, patch_size=2, embed_dim=8, depths=[2, 1], num_heads=[2, 4],
+                                 window_size=4)
+        model, inputs = swin.SwinModel(config), {"pixel_values": torch.randn(2, 3, 16, 16)}
+    elif family == "vit":
         config = vit.ViTConfig(image_size=8, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2,
                                num_attention_heads=4, intermediate_size=37)
         model, inputs = vit.ViTModel(config), {"pixel_values": torch.randn(3, 3, 8, 8)}
@@ -312,3 +333,31 @@ def test_model_feed_forward_in_pieces_agrees(family, monkeypatch):
         monkeypatch.setattr(fused, "FEED_FORWARD_ROWS", 4)
         pieces = model(**inputs).last_hidden_state
     parity.assert_tensors_close(pieces, whole, family)
+
+
+# -- convolution + activation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu", "gelu_new"])
+@pytest.mark.parametrize("options", [{"stride": 2}, {"stride": 1, "padding": 3, "groups": 2}, {"dilation": 2}])
+def test_fused_conv1d_matches_plain_torch(activation, options, monkeypatch):
+    calls = []
+    real = torch.ops.mkldnn._convolution_pointwise
+
+    def spy(*args):
+        calls.append(args[7])
+        return real(*args)
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", spy)
+    torch.manual_seed(0)
+    conv = nn.Conv1d(4, 6, kernel_size=5, **options)
+    x = torch.randn(3, 4, 40)
+    want = ACTIVATIONS[activation](conv(x)).detach()
+    with torch.inference_mode():
+        got = fused.fused_conv1d(x, conv, activation)
+    parity.assert_tensors_close(got, want, f"{activation} {options}")
+    # gelu_new (tanh approximation) is not one oneDNN computes the same way: plain torch
+    assert calls == ([] if activation == "gelu_new" else [activation])
+    out = fused.fused_conv1d(x, conv, "gelu")  # gradients on: plain torch, autograd intact
+    out.sum().backward()
+    assert conv.weight.grad is not None and len(calls) == (0 if activation == "gelu_new" else 1)

@@ -142,6 +142,37 @@ def fused_linear(
     return out if residual is None else out + residual
 
 
+def fused_conv1d(x: torch.Tensor, conv: nn.Conv1d, activation: str) -> torch.Tensor:
+    """``act(conv(x))`` as one oneDNN convolution with the activation in its epilogue, where
+    ``fused_linear`` would fuse (no gradients, float32 CPU, contiguous parameters) and the
+    convolution is a plain zero-padded one; else plain torch. Measured for wav2vec2's feature encoder
+    (4 x 5 s of audio, 512 channels, two threads): the separate GELU pass was 85 ms of a 1.9 s forward,
+    and the fused result was bit-identical to conv + GELU."""
+    weight, bias = conv.weight, conv.bias
+    if (
+        activation in _POST_OPS
+        and ENABLED
+        and not torch.is_grad_enabled()
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and weight.layout == torch.strided
+        and weight.is_contiguous()
+        and (bias is None or bias.is_contiguous())
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)
+        and x.dim() == 3
+        and x.numel() > 0
+        and _onednn_available()
+    ):
+        attr, algorithm = _POST_OPS[activation]
+        return torch.ops.mkldnn._convolution_pointwise(
+            x.contiguous(), weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
+            attr, [], algorithm,
+        )
+    return get_activation(activation)(conv(x))
+
+
 # Feed-forward blocks over more rows than twice this run in pieces of at least this many rows.
 FEED_FORWARD_ROWS = 1024
 
@@ -166,4 +197,4 @@ def feed_forward(x: torch.Tensor, block: Callable[[torch.Tensor], torch.Tensor])
     return out.view(*x.shape[:-1], out.shape[-1])
 
 
-__all__ = ["ENABLED", "FEED_FORWARD_ROWS", "feed_forward", "fused_linear", "is_prepacked", "prepack"]
+__all__ = ["ENABLED", "FEED_FORWARD_ROWS", "feed_forward", "fused_conv1d", "fused_linear", "is_prepacked", "prepack"]

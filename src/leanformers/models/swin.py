@@ -40,7 +40,7 @@ from ..modeling.backbone import (
 )
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_masked_patches, check_pixel_values
-from ..modeling.linear import fused_linear
+from ..modeling.linear import feed_forward, fused_linear
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import ModelOutput
 
@@ -372,8 +372,11 @@ class SwinOutput(nn.Module):
         self.dense = nn.Linear(int(config.mlp_ratio * dim), dim)
         self.dropout = config.hidden_dropout_prob
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.dropout(fused_linear(hidden, self.dense), self.dropout, self.training)
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """The projection plus ``residual``."""
+        if not self.training:  # no dropout before the residual: add it in the projection's epilogue
+            return fused_linear(hidden, self.dense, residual=residual)
+        return F.dropout(self.dense(hidden), self.dropout, self.training) + residual
 
 
 class SwinLayer(nn.Module):
@@ -418,7 +421,10 @@ class SwinLayer(nn.Module):
         if pad_bottom or pad_right:
             grid = grid[:, :height, :width]
         hidden = hidden + drop_path(grid.reshape(batch, tokens, channels), self.drop_path_rate, self.training)
-        return hidden + self.output(self.intermediate(self.layernorm_after(hidden))), weights
+        return feed_forward(hidden, self._feed_forward), weights
+
+    def _feed_forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.output(self.intermediate(self.layernorm_after(hidden)), hidden)
 
 
 class SwinPatchMerging(nn.Module):

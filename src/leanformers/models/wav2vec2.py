@@ -29,7 +29,7 @@ from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
 from ..modeling.attention import additive_mask, attend, padding_mask, split_heads
 from ..modeling.base import PreTrainedModel
-from ..modeling.linear import fused_linear
+from ..modeling.linear import fused_conv1d, fused_linear
 from ..modeling.outputs import ModelOutput, SequenceClassifierOutput
 
 
@@ -260,9 +260,12 @@ class Wav2Vec2ConvLayer(nn.Module):
         elif norm == "layer":
             self.layer_norm = nn.LayerNorm(out_dim, elementwise_affine=True)
         self.norm = norm
-        self.act = get_activation(config.feat_extract_activation, "feat_extract_activation")
+        self.act_name = config.feat_extract_activation
+        self.act = get_activation(self.act_name, "feat_extract_activation")
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.norm is None:  # nothing between the convolution and the activation: fuse them
+            return fused_conv1d(hidden, self.conv, self.act_name)
         hidden = self.conv(hidden)
         if self.norm == "group":
             hidden = self.layer_norm(hidden)
@@ -386,12 +389,15 @@ class Wav2Vec2Attention(nn.Module):
         self.dropout = config.attention_dropout
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
+        self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool,
+        residual: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Self-attention; with ``residual`` (eval mode only: no dropout may sit in between), the
+        output projection plus ``residual``."""
         query, key, value = (split_heads(fused_linear(hidden, layer), self.head_dim)
                              for layer in (self.q_proj, self.k_proj, self.v_proj))
         context, weights = attend(query, key, value, mask, self.dropout if self.training else 0.0, need_weights)
-        return fused_linear(context, self.out_proj), weights
+        return fused_linear(context, self.out_proj, residual=residual), weights
 
 
 class Wav2Vec2FeedForward(nn.Module):
@@ -404,10 +410,13 @@ class Wav2Vec2FeedForward(nn.Module):
         self.activation_dropout = config.activation_dropout
         self.hidden_dropout = config.hidden_dropout
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """The feed-forward output plus ``residual``."""
         hidden = fused_linear(hidden, self.intermediate_dense, self.act_name)
         hidden = F.dropout(hidden, self.activation_dropout, self.training)
-        return F.dropout(fused_linear(hidden, self.output_dense), self.hidden_dropout, self.training)
+        if not self.training:  # no dropout before the residual: add it in the projection's epilogue
+            return fused_linear(hidden, self.output_dense, residual=residual)
+        return F.dropout(self.output_dense(hidden), self.hidden_dropout, self.training) + residual
 
 
 class Wav2Vec2EncoderLayer(nn.Module):
@@ -426,13 +435,17 @@ class Wav2Vec2EncoderLayer(nn.Module):
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.training:  # dropout between the attention and its residual
+            attended, weights = self.attention(self.layer_norm(hidden) if self.stable else hidden, mask, need_weights)
+            summed = hidden + F.dropout(attended, self.dropout, self.training)
+        else:
+            summed, weights = self.attention(
+                self.layer_norm(hidden) if self.stable else hidden, mask, need_weights, residual=hidden
+            )
         if self.stable:
-            attended, weights = self.attention(self.layer_norm(hidden), mask, need_weights)
-            hidden = hidden + F.dropout(attended, self.dropout, self.training)
-            return hidden + self.feed_forward(self.final_layer_norm(hidden)), weights
-        attended, weights = self.attention(hidden, mask, need_weights)
-        hidden = self.layer_norm(hidden + F.dropout(attended, self.dropout, self.training))
-        return self.final_layer_norm(hidden + self.feed_forward(hidden)), weights
+            return self.feed_forward(self.final_layer_norm(summed), summed), weights
+        hidden = self.layer_norm(summed)
+        return self.final_layer_norm(self.feed_forward(hidden, hidden)), weights
 
 
 class Wav2Vec2Encoder(nn.Module):
