@@ -361,3 +361,49 @@ def test_fused_conv1d_matches_plain_torch(activation, options, monkeypatch):
     out = fused.fused_conv1d(x, conv, "gelu")  # gradients on: plain torch, autograd intact
     out.sum().backward()
     assert conv.weight.grad is not None and len(calls) == (0 if activation == "gelu_new" else 1)
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "gelu"])
+@pytest.mark.parametrize("with_residual", [False, True])
+@pytest.mark.parametrize("layout", ["plain", "conv bias, no affine", "strided 3x3, grouped"])
+def test_fused_conv_bn_matches_plain_torch(activation, with_residual, layout, monkeypatch):
+    calls = []
+    real = torch.ops.mkldnn._convolution_pointwise
+
+    class Spy:
+        def __call__(self, *args):
+            calls.append("unary")
+            return real(*args)
+
+        def binary(self, *args):
+            calls.append("binary")
+            return real.binary(*args)
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", Spy())
+    torch.manual_seed(0)
+    if layout == "strided 3x3, grouped":
+        conv, norm = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, bias=False), nn.BatchNorm2d(6)
+    else:
+        conv = nn.Conv2d(4, 6, 1, bias=layout != "plain")
+        norm = nn.BatchNorm2d(6, affine=layout == "plain")
+    with torch.no_grad():  # statistics and affine parameters far from the identity
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+        if norm.affine:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    norm.eval()
+    x = torch.randn(2, 4, 8, 8)
+    residual = torch.randn(2, 6, *((4, 4) if layout.startswith("strided") else (8, 8))) if with_residual else None
+    want = norm(conv(x)).detach()
+    if residual is not None:
+        want = want + residual
+    want = want if activation is None else ACTIVATIONS[activation](want)
+    with torch.inference_mode():
+        got = fused.fused_conv_bn(x, conv, norm, activation, residual)
+    parity.assert_tensors_close(got, want, f"{activation} {with_residual} {layout}")
+    assert calls == ["binary" if with_residual else "unary"]
+    norm.train()  # training: BatchNorm uses the batch's statistics, so nothing folds
+    with torch.no_grad():
+        fused.fused_conv_bn(x, conv, norm, activation, residual)
+    assert len(calls) == 1

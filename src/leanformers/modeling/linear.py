@@ -173,6 +173,67 @@ def fused_conv1d(x: torch.Tensor, conv: nn.Conv1d, activation: str) -> torch.Ten
     return get_activation(activation)(conv(x))
 
 
+def fused_conv_bn(
+    x: torch.Tensor,
+    conv: nn.Conv2d,
+    norm: nn.BatchNorm2d,
+    activation: str | None = None,
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``act(norm(conv(x)) + residual)`` (each of ``activation`` and ``residual`` optional).
+
+    In eval mode a BatchNorm is a per-channel scale and shift, so it folds into the convolution's
+    weight and bias (recomputed on every call: a pass over the weights, far less than one over the
+    activations, and never stale), and oneDNN adds the residual and applies the activation in the
+    convolution's epilogue: three passes over each activation map fewer. Measured on a ResNet-50
+    shape (8 images, two threads) 12% faster than the separate ops; logits agree to about 4e-7 of
+    their scale (the folded weight rounds differently). Plain torch wherever ``fused_linear`` would
+    not fuse, and in training (BatchNorm then uses the batch's statistics)."""
+    weight, stats = conv.weight, (norm.running_mean, norm.running_var)
+    if (
+        (activation is None or activation in _POST_OPS)
+        and ENABLED
+        and not torch.is_grad_enabled()
+        and not norm.training
+        and stats[0] is not None
+        and stats[1] is not None
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and weight.layout == torch.strided
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)
+        and x.dim() == 4
+        and x.numel() > 0
+        and (residual is None or (residual.dtype == x.dtype and residual.dim() == 4))
+        and _onednn_available()
+    ):
+        scale = torch.rsqrt(stats[1] + norm.eps)
+        if norm.weight is not None:
+            scale = scale * norm.weight
+        shift = -stats[0] * scale
+        if norm.bias is not None:
+            shift = shift + norm.bias
+        if conv.bias is not None:
+            shift = shift + conv.bias * scale
+        folded = (weight * scale[:, None, None, None]).contiguous()
+        geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        attr, algorithm = _POST_OPS.get(activation, ("none", ""))
+        if residual is None:
+            return torch.ops.mkldnn._convolution_pointwise(x.contiguous(), folded, shift, *geometry, attr, [], algorithm)
+        # torch's oneDNN binding takes only ReLU after the add; other activations run after it.
+        fused_relu = activation == "relu"
+        out = torch.ops.mkldnn._convolution_pointwise.binary(
+            x.contiguous(), residual.contiguous(), folded, shift, *geometry, "add", None,
+            "relu" if fused_relu else None, [], None,
+        )
+        return out if activation is None or fused_relu else get_activation(activation)(out)
+    out = norm(conv(x))
+    if residual is not None:
+        out = out + residual
+    return out if activation is None else get_activation(activation)(out)
+
+
 # Feed-forward blocks over more rows than twice this run in pieces of at least this many rows.
 FEED_FORWARD_ROWS = 1024
 
@@ -197,4 +258,4 @@ def feed_forward(x: torch.Tensor, block: Callable[[torch.Tensor], torch.Tensor])
     return out.view(*x.shape[:-1], out.shape[-1])
 
 
-__all__ = ["ENABLED", "FEED_FORWARD_ROWS", "feed_forward", "fused_conv1d", "fused_linear", "is_prepacked", "prepack"]
+__all__ = ["ENABLED", "FEED_FORWARD_ROWS", "feed_forward", "fused_conv1d", "fused_conv_bn", "fused_linear", "is_prepacked", "prepack"]
