@@ -42,10 +42,10 @@ def test_residual_add(shape):
     parity.assert_tensors_close(got, F.linear(x, lin.weight, lin.bias) + residual, "residual")
 
 
-def spy_on_onednn(monkeypatch) -> list[str]:
-    """Record each oneDNN call ("unary" / "binary") from now on."""
+def spy_on_onednn(monkeypatch, op: str = "_linear_pointwise") -> list[str]:
+    """Record each call ("unary" / "binary") of a oneDNN fused op from now on."""
     calls: list[str] = []
-    real = torch.ops.mkldnn._linear_pointwise
+    real = getattr(torch.ops.mkldnn, op)
 
     class Spy:
         def __call__(self, *args):
@@ -56,7 +56,7 @@ def spy_on_onednn(monkeypatch) -> list[str]:
             calls.append("binary")
             return real.binary(*args)
 
-    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", Spy())
+    monkeypatch.setattr(torch.ops.mkldnn, op, Spy())
     return calls
 
 
@@ -367,19 +367,7 @@ def test_fused_conv1d_matches_plain_torch(activation, options, monkeypatch):
 @pytest.mark.parametrize("with_residual", [False, True])
 @pytest.mark.parametrize("layout", ["plain", "conv bias, no affine", "strided 3x3, grouped"])
 def test_fused_conv_bn_matches_plain_torch(activation, with_residual, layout, monkeypatch):
-    calls = []
-    real = torch.ops.mkldnn._convolution_pointwise
-
-    class Spy:
-        def __call__(self, *args):
-            calls.append("unary")
-            return real(*args)
-
-        def binary(self, *args):
-            calls.append("binary")
-            return real.binary(*args)
-
-    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", Spy())
+    calls = spy_on_onednn(monkeypatch, "_convolution_pointwise")
     torch.manual_seed(0)
     if layout == "strided 3x3, grouped":
         conv, norm = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, bias=False), nn.BatchNorm2d(6)
