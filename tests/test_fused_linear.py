@@ -395,3 +395,18 @@ def test_fused_conv_bn_matches_plain_torch(activation, with_residual, layout, mo
     with torch.no_grad():
         fused.fused_conv_bn(x, conv, norm, activation, residual)
     assert len(calls) == 1
+
+
+def test_prepacked_copies_go_with_the_model():
+    """The packed copies live beside the model, so deleting the model must free them too."""
+    import gc
+
+    lin = layer()
+    fused.prepack(lin)
+    with torch.no_grad():
+        fused.fused_linear(torch.randn(4, 48), lin)
+    assert packed_copy(lin) is not None
+    before = len(fused._PACKED)
+    del lin
+    gc.collect()
+    assert len(fused._PACKED) == before - 1
