@@ -324,6 +324,32 @@ def test_layerdrop_skips_layers_only_in_training(ckpts):
     assert len(out.hidden_states) == 1 and torch.equal(out.hidden_states[0], out.last_hidden_state)
 
 
+def test_partial_layerdrop_draws_like_the_reference(ckpts):
+    """With half the layers dropped at random in training (and no dropout), the same seed skips the
+    same layers in both libraries, so the outputs agree."""
+    path = ckpts["group", "Wav2Vec2Model"]
+    options = {"layerdrop": 0.5, "hidden_dropout": 0.0, "activation_dropout": 0.0, "attention_dropout": 0.0,
+               "feat_proj_dropout": 0.0, "mask_time_prob": 0.0}
+    model = wav2vec2.Wav2Vec2Model.from_pretrained(path, **options).train()
+    ref = load_reference("Wav2Vec2Model", path, **options).train()
+    inputs = {"input_values": audio(), "output_hidden_states": True}
+    counts = set()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        ours = model(**inputs)
+        torch.manual_seed(seed)
+        theirs = ref(**inputs)
+        counts.add(len(ours.hidden_states))
+        assert_tensors_close(ours.last_hidden_state, theirs.last_hidden_state, f"seed {seed}")
+        if theirs.hidden_states:
+            assert len(ours.hidden_states) == len(theirs.hidden_states)
+            for a, b in zip(ours.hidden_states, theirs.hidden_states):
+                assert_tensors_close(a, b, f"seed {seed} hidden states")
+        else:  # every layer skipped: the reference records nothing; we keep the encoder's input
+            assert len(ours.hidden_states) == 1
+    assert len(counts) > 1  # the seeds really dropped different numbers of layers
+
+
 def test_freeze_helpers(ckpts):
     model = wav2vec2.Wav2Vec2ForCTC.from_pretrained(ckpts["group", "Wav2Vec2ForCTC"])
     model.freeze_feature_encoder()

@@ -27,7 +27,7 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
-from ..modeling.attention import additive_mask, attend, padding_mask, split_heads
+from ..modeling.attention import additive_mask, attend, padding_mask, run_layers, split_heads
 from ..modeling.base import PreTrainedModel
 from ..modeling.linear import fused_conv1d, fused_linear
 from ..modeling.outputs import ModelOutput, SequenceClassifierOutput
@@ -477,16 +477,13 @@ class Wav2Vec2Encoder(nn.Module):
         if not self.stable:
             hidden = self.layer_norm(hidden)
         hidden = F.dropout(hidden, self.dropout, self.training)
-        all_hidden = (hidden,) if output_hidden_states else None
-        all_weights = () if output_attentions else None
-        for layer in self.layers:
-            if self.training and self.layerdrop > 0 and torch.rand(()).item() < self.layerdrop:
-                continue  # LayerDrop: skip the whole layer while training
-            hidden, weights = layer(hidden, mask, output_attentions)
-            if output_hidden_states:
-                all_hidden += (hidden,)
-            if output_attentions:
-                all_weights += (weights,)
+        # LayerDrop skips whole layers while training. A generator, so each draw happens just before
+        # its layer runs, in the same order of random draws as the reference.
+        kept = (
+            layer for layer in self.layers
+            if not (self.training and self.layerdrop > 0 and torch.rand(()).item() < self.layerdrop)
+        )
+        hidden, all_hidden, all_weights = run_layers(kept, hidden, (mask,), output_attentions, output_hidden_states)
         if self.stable:
             hidden = self.layer_norm(hidden)
         return hidden, all_hidden, all_weights
