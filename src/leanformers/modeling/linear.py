@@ -1,5 +1,7 @@
-"""Linear layers for inference on CPU: one oneDNN matmul with the bias, the activation and the
-residual add done in its epilogue.
+"""Fused ops for inference on CPU: each linear (``fused_linear``) or convolution (``fused_conv1d``,
+``fused_conv_bn``, which also folds an eval-mode BatchNorm) is one oneDNN call with the bias, the
+activation and the residual add done in its epilogue; ``feed_forward`` runs a per-row block in
+cache-sized pieces.
 
 An encoder layer's dense path in plain torch is ``addmm`` (which first copies the bias into the
 output, then accumulates the product onto it), then a separate pass for the activation or the
@@ -18,8 +20,9 @@ Prepacking (opt-in: ``model.prepack_weights()``, ``leanformers predict --prepack
 with the weight in a blocked layout of its own and, given torch's plain (out, in) weight, reorders it
 on every call: for BERT-base on 32 mixed-length texts that is about 5% of the forward on this
 project's 2-core machine (1.28 -> 1.21 s). A prepacked layer keeps a second copy of its weight in
-that layout, made on its first fused call and remade when the weight changes (its storage or its
-version counter moves, as ``load_state_dict``, ``.to()`` or an in-place update do). The cost is memory:
+that layout, made on its first fused call and remade when the weight changes (the weight tensor, its
+storage or its version counter is not the one packed, as after ``load_state_dict``, ``.to()``, a new
+parameter or an in-place update). The cost is memory:
 one more copy of every linear weight (BERT-base: +340 MB on 440 MB), which is why it is not the
 default. The packed copy lives beside the module, not in it: ``state_dict``, saving and copying the
 model are unchanged (a deep copy is not prepacked). Weights created under ``inference_mode`` have no
