@@ -400,7 +400,8 @@ def head(ckpts):
     (None, "pixel_values is required"),
     ([[0.0]], "torch.Tensor"),
     (torch.zeros(3, 32, 32), r"pixel_values\[None\]"),
-    (torch.zeros(2, 1, 32, 32), r"\(batch, 3, 32, 32\), got \(2, 1, 32, 32\)"),
+    (torch.zeros(2, 1, 32, 32), r"has 1 channels.*num_channels=3.*\(batch, 3, 32, 32\)"),
+    (torch.zeros(0, 3, 32, 32), "empty"),
     (torch.zeros(2, 3, 48, 40), "interpolate_pos_encoding=True"),
     (torch.zeros(2, 3, 32, 32, dtype=torch.complex64), "real"),
 ])

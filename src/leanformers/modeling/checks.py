@@ -112,10 +112,22 @@ def embedding_lookup(embedding: torch.nn.Embedding, ids: torch.Tensor, name: str
         ) from None
 
 
-def check_pixel_values(pixel_values: object, num_channels: int, dtype: torch.dtype) -> torch.Tensor:
+def check_pixel_values(
+    pixel_values: object,
+    num_channels: int,
+    dtype: torch.dtype,
+    *,
+    size: tuple[int, int] | None = None,
+    cast_integers: bool = False,
+) -> torch.Tensor:
     """(batch, channels, height, width) real images with the configured channel count; returns them
-    in the model's dtype (a float64 or float32 batch meets a model of another precision)."""
-    expected = f"(batch, {num_channels}, height, width)"
+    in the model's dtype (a float64 or float32 batch meets a model of another precision).
+
+    ``size`` (height, width) only makes the messages name the size the model expects (the caller
+    checks it). ``cast_integers`` casts integer pixels to ``dtype`` instead of refusing them, for the
+    models whose reference casts them (ViT)."""
+    height, width = size if size is not None else ("height", "width")
+    expected = f"(batch, {num_channels}, {height}, {width})"
     if pixel_values is None:
         raise InputError(f"pixel_values is required: a float tensor of shape {expected}.")
     if not isinstance(pixel_values, torch.Tensor):
@@ -132,7 +144,9 @@ def check_pixel_values(pixel_values: object, num_channels: int, dtype: torch.dty
             f"pixel_values has {shape[1]} channels (shape {shape}), but this model expects "
             f"num_channels={num_channels}; channels come first: {expected}."
         )
-    if not pixel_values.is_floating_point():
+    if pixel_values.is_complex():
+        raise InputError(f"pixel_values must hold real numbers, got dtype {pixel_values.dtype}.")
+    if not pixel_values.is_floating_point() and not cast_integers:
         raise InputError(
             f"pixel_values must be floating point (rescaled and normalised, as the image processor returns), "
             f"got dtype {pixel_values.dtype}."
@@ -140,7 +154,9 @@ def check_pixel_values(pixel_values: object, num_channels: int, dtype: torch.dty
     if 0 in shape:
         raise InputError(f"pixel_values is empty: shape {shape}.")
     # Under autocast the layers cast their inputs themselves.
-    if pixel_values.dtype == dtype or torch.is_autocast_enabled(pixel_values.device.type):
+    if pixel_values.dtype == dtype or (
+        pixel_values.is_floating_point() and torch.is_autocast_enabled(pixel_values.device.type)
+    ):
         return pixel_values
     return pixel_values.to(dtype)
 

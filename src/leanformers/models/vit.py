@@ -21,7 +21,7 @@ from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
 from ..modeling.attention import attend, run_layers, split_heads
 from ..modeling.base import PreTrainedModel
-from ..modeling.checks import check_masked_patches
+from ..modeling.checks import check_masked_patches, check_pixel_values
 from ..modeling.linear import feed_forward, fused_linear
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import BaseModelOutputWithPooling, ImageClassifierOutput
@@ -345,23 +345,14 @@ class ViTModel(ViTPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
     def _check_pixels(self, pixel_values: Any, interpolate: bool) -> torch.Tensor:
-        """Shape checks; returns the pixels in the model's dtype (the reference casts them too)."""
-        channels = self.config.num_channels
+        """The shared pixel checks (integer pixels are cast, as the reference casts them), then the
+        size: the trained one, or with ``interpolate`` at least one patch."""
         height, width = self.embeddings.image_size
-        expected = f"(batch, {channels}, {height}, {width})"
-        if pixel_values is None:
-            raise InputError(f"pixel_values is required: a float tensor of shape {expected}.")
-        if not isinstance(pixel_values, torch.Tensor):
-            raise InputError(
-                f"pixel_values must be a torch.Tensor of shape {expected}, got {type(pixel_values).__name__}; "
-                "call the image processor with return_tensors='pt'."
-            )
+        dtype = self.embeddings.patch_embeddings.projection.weight.dtype
+        pixel_values = check_pixel_values(
+            pixel_values, self.config.num_channels, dtype, size=(height, width), cast_integers=True
+        )
         shape = tuple(pixel_values.shape)
-        if pixel_values.dim() != 4 or shape[1] != channels:
-            hint = "; add a batch dimension with pixel_values[None]" if pixel_values.dim() == 3 else ""
-            raise InputError(f"pixel_values must have shape {expected}, got {shape}{hint}.")
-        if pixel_values.is_complex():
-            raise InputError(f"pixel_values must hold real numbers, got dtype {pixel_values.dtype}.")
         patch_h, patch_w = self.embeddings.patch_embeddings.patch_size
         if interpolate:
             if shape[2] < patch_h or shape[3] < patch_w:
@@ -374,8 +365,7 @@ class ViTModel(ViTPreTrainedModel):
                 f"{height}x{width} images: resize it, or pass interpolate_pos_encoding=True to resample the "
                 "position embeddings to the new size."
             )
-        dtype = self.embeddings.patch_embeddings.projection.weight.dtype
-        return pixel_values if pixel_values.dtype == dtype else pixel_values.to(dtype)
+        return pixel_values
 
     def _check_mask(self, bool_masked_pos: Any, pixel_values: torch.Tensor) -> None:
         patch = self.embeddings.patch_embeddings.patch_size
