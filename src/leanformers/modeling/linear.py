@@ -67,20 +67,37 @@ def _onednn_available() -> bool:
     return _available
 
 
-def _fusable(x: torch.Tensor, layer: nn.Linear) -> bool:
+def _onednn_input(x: torch.Tensor) -> bool:
+    """Whether a fused oneDNN call may replace plain torch for ``x``: nothing needs gradients, and
+    ``x`` is non-empty float32 on the CPU."""
     return (
         ENABLED
         and not torch.is_grad_enabled()
         and x.device.type == "cpu"
         and x.dtype == torch.float32
-        and layer.weight.dtype == torch.float32
-        and layer.weight.layout == torch.strided
-        # oneDNN reads raw memory: a strided view (a bias sliced with a step) gives wrong numbers.
-        and layer.weight.is_contiguous()
-        and (layer.bias is None or layer.bias.is_contiguous())
         and x.numel() > 0
         and _onednn_available()
     )
+
+
+def _float32_dense(tensor: torch.Tensor | None) -> bool:
+    """A parameter oneDNN can read as it is (or no parameter)."""
+    return tensor is None or (tensor.dtype == torch.float32 and tensor.layout == torch.strided)
+
+
+def _readable(tensor: torch.Tensor | None) -> bool:
+    # oneDNN reads raw memory: a strided view (a bias sliced with a step) gives wrong numbers.
+    return _float32_dense(tensor) and (tensor is None or tensor.is_contiguous())
+
+
+def _plain_convolution(conv: nn.Conv1d | nn.Conv2d) -> bool:
+    """Zero padding given as numbers, the only kind the fused convolution takes."""
+    return conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+
+
+def _geometry(conv: nn.Conv1d | nn.Conv2d) -> tuple[list[int], list[int], list[int], int]:
+    """Padding, stride, dilation and groups, as oneDNN's convolution takes them."""
+    return list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups
 
 
 def prepack(module: nn.Module, enabled: bool = True) -> int:
@@ -127,7 +144,7 @@ def fused_linear(
 
     ``activation`` is a config's activation name (``"gelu"``...). The caller applies no dropout in
     between, so use this in eval mode only (or with zero dropout)."""
-    if _fusable(x, layer):
+    if _onednn_input(x) and _readable(layer.weight) and _readable(layer.bias):
         weight, bias = _weight_of(layer), layer.bias
         flat = x.reshape(-1, x.shape[-1]).contiguous()
         if (residual is not None and activation is None and residual.dtype == x.dtype
@@ -145,33 +162,27 @@ def fused_linear(
     return out if residual is None else out + residual
 
 
+def linear_residual(
+    x: torch.Tensor, layer: nn.Linear, residual: torch.Tensor, dropout: float, training: bool
+) -> torch.Tensor:
+    """``dropout(layer(x)) + residual``: one fused call in eval mode, where no dropout sits between
+    the projection and the residual."""
+    if not training:
+        return fused_linear(x, layer, residual=residual)
+    return F.dropout(layer(x), dropout, training) + residual
+
+
 def fused_conv1d(x: torch.Tensor, conv: nn.Conv1d, activation: str) -> torch.Tensor:
     """``act(conv(x))`` as one oneDNN convolution with the activation in its epilogue, where
     ``fused_linear`` would fuse (no gradients, float32 CPU, contiguous parameters) and the
     convolution is a plain zero-padded one; else plain torch. Measured for wav2vec2's feature encoder
     (4 x 5 s of audio, 512 channels, two threads): the separate GELU pass was 85 ms of a 1.9 s forward,
     and the fused result was bit-identical to conv + GELU."""
-    weight, bias = conv.weight, conv.bias
-    if (
-        activation in _POST_OPS
-        and ENABLED
-        and not torch.is_grad_enabled()
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and weight.dtype == torch.float32
-        and weight.layout == torch.strided
-        and weight.is_contiguous()
-        and (bias is None or bias.is_contiguous())
-        and conv.padding_mode == "zeros"
-        and not isinstance(conv.padding, str)
-        and x.dim() == 3
-        and x.numel() > 0
-        and _onednn_available()
-    ):
+    if (activation in _POST_OPS and x.dim() == 3 and _plain_convolution(conv)
+            and _onednn_input(x) and _readable(conv.weight) and _readable(conv.bias)):
         attr, algorithm = _POST_OPS[activation]
         return torch.ops.mkldnn._convolution_pointwise(
-            x.contiguous(), weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
-            attr, [], algorithm,
+            x.contiguous(), conv.weight, conv.bias, *_geometry(conv), attr, [], algorithm
         )
     return get_activation(activation)(conv(x))
 
@@ -192,35 +203,28 @@ def fused_conv_bn(
     shape (8 images, two threads) 12% faster than the separate ops; logits agree to about 4e-7 of
     their scale (the folded weight rounds differently). Plain torch wherever ``fused_linear`` would
     not fuse, and in training (BatchNorm then uses the batch's statistics)."""
-    weight, stats = conv.weight, (norm.running_mean, norm.running_var)
+    mean, var = norm.running_mean, norm.running_var
     if (
         (activation is None or activation in _POST_OPS)
-        and ENABLED
-        and not torch.is_grad_enabled()
         and not norm.training
-        and stats[0] is not None
-        and stats[1] is not None
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and weight.dtype == torch.float32
-        and weight.layout == torch.strided
-        and conv.padding_mode == "zeros"
-        and not isinstance(conv.padding, str)
+        and mean is not None
+        and var is not None
         and x.dim() == 4
-        and x.numel() > 0
         and (residual is None or (residual.dtype == x.dtype and residual.dim() == 4))
-        and _onednn_available()
+        and _plain_convolution(conv)
+        and _onednn_input(x)
+        and _float32_dense(conv.weight)  # the folded weight and bias are made here, contiguous
     ):
-        scale = torch.rsqrt(stats[1] + norm.eps)
+        scale = torch.rsqrt(var + norm.eps)
         if norm.weight is not None:
             scale = scale * norm.weight
-        shift = -stats[0] * scale
+        shift = -mean * scale
         if norm.bias is not None:
             shift = shift + norm.bias
         if conv.bias is not None:
             shift = shift + conv.bias * scale
-        folded = (weight * scale[:, None, None, None]).contiguous()
-        geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        folded = (conv.weight * scale[:, None, None, None]).contiguous()
+        geometry = _geometry(conv)
         attr, algorithm = _POST_OPS.get(activation, ("none", ""))
         if residual is None:
             return torch.ops.mkldnn._convolution_pointwise(x.contiguous(), folded, shift, *geometry, attr, [], algorithm)
@@ -261,4 +265,4 @@ def feed_forward(x: torch.Tensor, block: Callable[[torch.Tensor], torch.Tensor])
     return out.view(*x.shape[:-1], out.shape[-1])
 
 
-__all__ = ["ENABLED", "FEED_FORWARD_ROWS", "feed_forward", "fused_conv1d", "fused_conv_bn", "fused_linear", "is_prepacked", "prepack"]
+__all__ = ["ENABLED", "FEED_FORWARD_ROWS", "feed_forward", "fused_conv1d", "fused_conv_bn", "fused_linear", "is_prepacked", "linear_residual", "prepack"]

@@ -30,7 +30,7 @@ from ..modeling.checks import (
     embedding_lookup,
     validate_encoder_config,
 )
-from ..modeling.linear import feed_forward, fused_linear
+from ..modeling.linear import feed_forward, fused_linear, linear_residual
 from ..modeling.losses import (
     masked_lm_loss,
     question_answering_loss,
@@ -158,10 +158,7 @@ class BertSelfOutput(nn.Module):
         self.dropout = config.hidden_dropout_prob
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        if not self.training:  # no dropout between the projection and the residual: fuse them
-            return self.LayerNorm(fused_linear(hidden, self.dense, residual=residual))
-        hidden = F.dropout(self.dense(hidden), self.dropout, self.training)
-        return self.LayerNorm(hidden + residual)
+        return self.LayerNorm(linear_residual(hidden, self.dense, residual, self.dropout, self.training))
 
 
 class BertAttention(nn.Module):

@@ -30,7 +30,7 @@ from ..modeling.checks import (
     embedding_lookup,
     validate_encoder_config,
 )
-from ..modeling.linear import feed_forward, fused_linear
+from ..modeling.linear import feed_forward, fused_linear, linear_residual
 from ..modeling.losses import (
     masked_lm_loss,
     question_answering_loss,
@@ -158,9 +158,7 @@ class FFN(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """The feed-forward output plus the residual ``hidden``."""
         inner = fused_linear(hidden, self.lin1, self.act_name)
-        if not self.training:  # no dropout between the projection and the residual: fuse them
-            return fused_linear(inner, self.lin2, residual=hidden)
-        return F.dropout(self.lin2(inner), self.dropout, self.training) + hidden
+        return linear_residual(inner, self.lin2, hidden, self.dropout, self.training)
 
 
 class TransformerBlock(nn.Module):

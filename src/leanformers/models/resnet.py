@@ -18,8 +18,13 @@ from torch import nn
 
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
-from ..modeling.activations import Activation, get_activation
-from ..modeling.backbone import BackboneConfigMixin, BackboneMixin, BackboneOutput, align_backbone_config
+from ..modeling.activations import get_activation
+from ..modeling.backbone import (
+    BackboneConfigMixin,
+    BackboneMixin,
+    BackboneOutput,
+    align_backbone_config,
+)
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_pixel_values
 from ..modeling.linear import fused_conv_bn
@@ -87,10 +92,6 @@ class ResNetConfig(BackboneConfigMixin, PretrainedConfig):
 # -- modules ------------------------------------------------------------------------------------
 
 
-def _identity(x: torch.Tensor) -> torch.Tensor:
-    return x
-
-
 class ResNetConvLayer(nn.Module):
     """Convolution (no bias, "same" padding), BatchNorm, then an activation unless ``activation`` is None."""
 
@@ -108,7 +109,6 @@ class ResNetConvLayer(nn.Module):
         )
         self.normalization = nn.BatchNorm2d(out_channels)
         self.activation_name = activation
-        self.activation: Activation = _identity if activation is None else get_activation(activation)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return fused_conv_bn(hidden, self.convolution, self.normalization, self.activation_name)
@@ -148,7 +148,6 @@ class _ResidualLayer(nn.Module):
         needs_projection = in_channels != out_channels or stride != 1
         self.shortcut = ResNetShortCut(in_channels, out_channels, stride) if needs_projection else nn.Identity()
         self.activation_name = activation
-        self.activation = get_activation(activation)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         # The last convolution has no activation of its own: its BatchNorm, the sum and this layer's

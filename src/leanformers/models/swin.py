@@ -40,7 +40,7 @@ from ..modeling.backbone import (
 )
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_masked_patches, check_pixel_values
-from ..modeling.linear import feed_forward, fused_linear
+from ..modeling.linear import feed_forward, fused_linear, linear_residual
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import ModelOutput
 
@@ -374,9 +374,7 @@ class SwinOutput(nn.Module):
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """The projection plus ``residual``."""
-        if not self.training:  # no dropout before the residual: add it in the projection's epilogue
-            return fused_linear(hidden, self.dense, residual=residual)
-        return F.dropout(self.dense(hidden), self.dropout, self.training) + residual
+        return linear_residual(hidden, self.dense, residual, self.dropout, self.training)
 
 
 class SwinLayer(nn.Module):

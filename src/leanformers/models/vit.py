@@ -22,7 +22,7 @@ from ..modeling.activations import ACTIVATIONS, get_activation
 from ..modeling.attention import attend, run_layers, split_heads
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_masked_patches, check_pixel_values
-from ..modeling.linear import feed_forward, fused_linear
+from ..modeling.linear import feed_forward, fused_linear, linear_residual
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 
@@ -186,9 +186,7 @@ class ViTOutput(nn.Module):
         self.dropout = config.hidden_dropout_prob
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        if not self.training:  # no dropout between the projection and the residual: fuse them
-            return fused_linear(hidden, self.dense, residual=residual)
-        return F.dropout(self.dense(hidden), self.dropout, self.training) + residual
+        return linear_residual(hidden, self.dense, residual, self.dropout, self.training)
 
 
 class ViTSelfOutput(ViTOutput):

@@ -27,9 +27,15 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
-from ..modeling.attention import additive_mask, attend, padding_mask, run_layers, split_heads
+from ..modeling.attention import (
+    additive_mask,
+    attend,
+    padding_mask,
+    run_layers,
+    split_heads,
+)
 from ..modeling.base import PreTrainedModel
-from ..modeling.linear import fused_conv1d, fused_linear
+from ..modeling.linear import fused_conv1d, fused_linear, linear_residual
 from ..modeling.outputs import ModelOutput, SequenceClassifierOutput
 
 
@@ -414,9 +420,7 @@ class Wav2Vec2FeedForward(nn.Module):
         """The feed-forward output plus ``residual``."""
         hidden = fused_linear(hidden, self.intermediate_dense, self.act_name)
         hidden = F.dropout(hidden, self.activation_dropout, self.training)
-        if not self.training:  # no dropout before the residual: add it in the projection's epilogue
-            return fused_linear(hidden, self.output_dense, residual=residual)
-        return F.dropout(self.output_dense(hidden), self.hidden_dropout, self.training) + residual
+        return linear_residual(hidden, self.output_dense, residual, self.hidden_dropout, self.training)
 
 
 class Wav2Vec2EncoderLayer(nn.Module):
@@ -435,13 +439,12 @@ class Wav2Vec2EncoderLayer(nn.Module):
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        normed = self.layer_norm(hidden) if self.stable else hidden
         if self.training:  # dropout between the attention and its residual
-            attended, weights = self.attention(self.layer_norm(hidden) if self.stable else hidden, mask, need_weights)
+            attended, weights = self.attention(normed, mask, need_weights)
             summed = hidden + F.dropout(attended, self.dropout, self.training)
         else:
-            summed, weights = self.attention(
-                self.layer_norm(hidden) if self.stable else hidden, mask, need_weights, residual=hidden
-            )
+            summed, weights = self.attention(normed, mask, need_weights, residual=hidden)
         if self.stable:
             return self.feed_forward(self.final_layer_norm(summed), summed), weights
         hidden = self.layer_norm(summed)
