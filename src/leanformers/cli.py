@@ -121,7 +121,7 @@ def inspect_model(name: str) -> dict[str, Any]:
         "config_class": type(config).__name__,
         "model_type": model_type,
         "architectures": architectures,
-        "heads": {h: cls for h, cls in heads.items()},
+        "heads": dict(heads),
         "tasks": serveable_tasks(model_type),
     }
     summary_keys = (
@@ -176,26 +176,27 @@ def inspect_model(name: str) -> dict[str, Any]:
                 from .auto import AutoImageProcessor
 
                 proc = AutoImageProcessor.from_pretrained(name)
-                entry = {"class": getattr(proc, "class_name", type(proc).__name__)}
-                for key in ("size", "crop_size", "image_mean", "image_std", "resample"):
-                    value = getattr(proc, key, None)
-                    if value is not None:
-                        entry[key] = value
-                preprocessing["image_processor"] = entry
+                preprocessing["image_processor"] = _settings(
+                    proc, ("size", "crop_size", "image_mean", "image_std", "resample")
+                )
             else:
                 from .auto import AutoFeatureExtractor
 
                 proc = AutoFeatureExtractor.from_pretrained(name)
-                entry = {"class": getattr(proc, "class_name", type(proc).__name__)}
-                for key in ("sampling_rate", "feature_size", "do_normalize", "return_attention_mask"):
-                    value = getattr(proc, key, None)
-                    if value is not None:
-                        entry[key] = value
-                preprocessing["feature_extractor"] = entry
+                preprocessing["feature_extractor"] = _settings(
+                    proc, ("sampling_rate", "feature_size", "do_normalize", "return_attention_mask")
+                )
         except LeanformersError as exc:
             preprocessing["processor"] = {"error": _one_line(exc)}
     info["preprocessing"] = preprocessing
     return info
+
+
+def _settings(processor: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A processor's class and those of ``keys`` it has set, for ``inspect``."""
+    entry = {"class": getattr(processor, "class_name", type(processor).__name__)}
+    entry.update({key: value for key in keys if (value := getattr(processor, key, None)) is not None})
+    return entry
 
 
 def _format_inspect(info: dict[str, Any]) -> str:

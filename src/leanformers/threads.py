@@ -44,16 +44,15 @@ def _read(path: str) -> str | None:
 def _cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
     """CPUs allowed by a cgroup quota (v2 ``cpu.max``, else v1 ``cfs_quota_us``), or None."""
     text = _read(os.path.join(root, "cpu.max"))
-    if text is not None:
+    if text is not None:  # v2: "QUOTA PERIOD", or "max PERIOD" for no limit
         fields = text.split()
-        if len(fields) == 2 and fields[0] != "max":
-            try:
-                quota, period = int(fields[0]), int(fields[1])
-            except ValueError:
-                return None
-            return quota / period if quota > 0 and period > 0 else None
-        return None
-    quota_text, period_text = (_read(os.path.join(root, "cpu", name)) for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
+        if len(fields) != 2 or fields[0] == "max":
+            return None
+        quota_text, period_text = fields
+    else:
+        quota_text, period_text = (
+            _read(os.path.join(root, "cpu", name)) for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+        )
     try:
         quota, period = int(quota_text or ""), int(period_text or "")
     except ValueError:
@@ -83,14 +82,18 @@ def _parse(value: object, where: str, error: type[Exception]) -> int:
     return number
 
 
+def _env_budget() -> int | None:
+    """``LEANFORMERS_NUM_THREADS``, or None when unset or empty (a ConfigError when malformed)."""
+    env = os.environ.get(ENV_VAR)
+    return None if env in (None, "") else _parse(env, f"The environment variable {ENV_VAR}", ConfigError)
+
+
 def num_threads() -> int:
     """The thread budget: ``set_num_threads``, else ``LEANFORMERS_NUM_THREADS``, else ``available_cpus()``."""
     if _chosen is not None:
         return _chosen
-    env = os.environ.get(ENV_VAR)
-    if env not in (None, ""):
-        return _parse(env, f"The environment variable {ENV_VAR}", ConfigError)
-    return available_cpus()
+    env = _env_budget()
+    return env if env is not None else available_cpus()
 
 
 _RAYON = "RAYON_NUM_THREADS"  # the Rust tokenizer's pool size, read once, when the pool starts
@@ -107,13 +110,12 @@ def limit_tokenizer_threads(count: int | None = None) -> None:
     if _RAYON in os.environ and not _rayon_set_by_us:
         return
     if count is None:
-        env = os.environ.get(ENV_VAR)
-        if env in (None, ""):
-            return
         try:
-            count = _parse(env, f"The environment variable {ENV_VAR}", ConfigError)
+            count = _env_budget()
         except ConfigError:
             return  # reported where the budget is used
+        if count is None:
+            return
     os.environ[_RAYON] = str(count)
     _rayon_set_by_us = True
 
