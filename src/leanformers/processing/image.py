@@ -59,6 +59,7 @@ from ..hub import (
     split_source_options,
 )
 from .features import BatchFeature, SavedSettings, tensor_type_name
+from .resample import resize_center_crop
 
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"
@@ -581,6 +582,19 @@ def resize_image(
     return (resized.astype(np.float64) * (1 / 255)).astype(np.float32) if scaled else resized
 
 
+def resize_and_crop(
+    image: PIL.Image.Image | np.ndarray, height: int, width: int, resample: int, crop: tuple[int, int] | None
+) -> np.ndarray:
+    """``resize_image`` then, when ``crop`` (height, width) is given, ``center_crop``. For a PIL image
+    the crop's part alone is resampled where that is exact (``resample.resize_center_crop``)."""
+    if crop is not None and height > 0 and width > 0 and isinstance(image, PIL.Image.Image):
+        kept = resize_center_crop(image, height, width, resample, *crop)
+        if kept is not None:
+            return _as_array(kept)
+    resized = _as_array(resize_image(image, height, width, resample))
+    return center_crop(resized, *crop) if crop is not None else resized
+
+
 def center_crop(array: np.ndarray, height: int, width: int) -> np.ndarray:
     """The centre (height, width) of a channels-last array, zero-padded where the image is smaller."""
     rows, cols = array.shape[0], array.shape[1]
@@ -946,16 +960,20 @@ class ImageProcessor(SavedSettings):
                 raise InputError(f"{self._class_name} needs crop_pct (e.g. 0.875) to resize below 384 pixels.")
         return opts
 
-    def _resize(self, image: PIL.Image.Image | np.ndarray, opts: dict[str, Any]) -> PIL.Image.Image | np.ndarray:
+    def _resize(
+        self, image: PIL.Image.Image | np.ndarray, opts: dict[str, Any], crop: tuple[int, int] | None
+    ) -> np.ndarray:
+        """The resized image, center-cropped to ``crop`` (height, width) when given."""
         height, width = _height_width(image)
         size, resample = opts["size"], int(opts["resample"])
         if self._profile.resize_rule == "crop_pct":
             edge = size["shortest_edge"]
             if edge >= 384:
-                return resize_image(image, edge, edge, resample)
+                return resize_and_crop(image, edge, edge, resample, crop)
             target = _shortest_edge_size(height, width, int(edge / opts["crop_pct"]))
-            return center_crop(_as_array(resize_image(image, *target, resample)), edge, edge)
-        return resize_image(image, *resize_output_size(height, width, size), resample)
+            pixels = resize_and_crop(image, *target, resample, (edge, edge))
+            return center_crop(pixels, *crop) if crop is not None else pixels
+        return resize_and_crop(image, *resize_output_size(height, width, size), resample, crop)
 
     def __call__(self, images: Any, *args: Any, **kwargs: Any) -> BatchFeature:
         """Process an image or a batch (PIL images, arrays, tensors, file paths, or lists of them)."""
@@ -969,14 +987,14 @@ class ImageProcessor(SavedSettings):
         wants_rgb = bool(opts["do_normalize"]) and isinstance(mean, tuple) and len(mean) == 3
         input_format = _channel_format(opts["input_data_format"])
 
-        crop = opts["crop_size"] if opts["do_center_crop"] else None
+        crop = (opts["crop_size"]["height"], opts["crop_size"]["width"]) if opts["do_center_crop"] else None
 
         def prepare(image: Any) -> np.ndarray:
             pixels = prepare_image(image, opts["do_convert_rgb"], wants_rgb, input_format)
             if opts["do_resize"]:
-                pixels = self._resize(pixels, opts)
+                return self._resize(pixels, opts, crop)
             pixels = _as_array(pixels)
-            return center_crop(pixels, crop["height"], crop["width"]) if crop else pixels
+            return center_crop(pixels, *crop) if crop is not None else pixels
 
         flat = flatten_images(images)
         budget = threads.num_threads() if len(flat) > 1 and not _loaded_twice_lazily(flat) else 1
