@@ -40,6 +40,8 @@ _SUPPORT = {
     PIL.Image.Resampling.LANCZOS: 3.0,
 }
 _MODES = ("RGB", "L")
+# Off: always resize whole (for comparison; the output is the same either way).
+ENABLED = True
 _PILLOW_MAJOR = int(PIL.__version__.split(".")[0])
 
 
@@ -127,7 +129,7 @@ def resize_center_crop(
     """``image.resize((width, height), resample)`` cut to its centre ``crop_height`` x ``crop_width``
     (the top/left offsets rounded down), computing only that part; None when this cannot be done
     exactly (the caller then resizes whole)."""
-    if image.mode not in _MODES or resample not in _SUPPORT:
+    if not ENABLED or image.mode not in _MODES or resample not in _SUPPORT:
         return None
     if not (0 < crop_height <= height and 0 < crop_width <= width):
         return None
