@@ -10,7 +10,8 @@ int ``size`` is read, and which resize rule applies). The output equals the refe
 PIL backend (``...ImageProcessorPil``) to the last float32 bit:
 
 * resizing is done by Pillow on 8-bit images, exactly where the reference does it (it turns arrays
-  into PIL images with the same rules, including its handling of float arrays);
+  into PIL images with the same rules, including its handling of float arrays); a resize followed
+  by a center crop resamples only the kept pixels where that gives the same bits (``resample.py``);
 * rescale and normalize of 8-bit pixels go through a 256-entry table per channel computed with the
   reference's own float64/float32 arithmetic, so the result is bit-identical while the per-pixel
   work is one table look-up writing straight into the output batch.
