@@ -1,8 +1,8 @@
 """Resize followed by a centre crop, computing only the pixels the crop keeps.
 
 Pillow resizes in two separable passes, one along each axis, through an 8-bit intermediate image; a
-centre crop then throws part of the result away (for ConvNeXT's settings, short side to 256 then a
-224 crop, about 40% of the resize's work). ``resize_center_crop`` runs the same two passes as two
+centre crop then throws part of the result away (43% of it for ConvNeXT's settings: a 640x480 photo
+becomes 341x256, of which 224x224 is kept). ``resize_center_crop`` runs the same two passes as two
 one-axis Pillow resizes, in the order Pillow would take, limited to what the crop keeps. The result
 is bit for bit the crop of the full resize, because:
 
