@@ -39,6 +39,16 @@ def passes(monkeypatch):
     return counts
 
 
+@pytest.fixture
+def unknown_pillow(monkeypatch):
+    """A Pillow version whose pass order this library does not know (plans are cached per size, so
+    the cache is emptied on the way in and out)."""
+    resample._plan.cache_clear()
+    monkeypatch.setattr(resample, "_PILLOW_MAJOR", 99)
+    yield
+    resample._plan.cache_clear()
+
+
 def _random_case(rng: random.Random) -> tuple[int, int, int, int]:
     """(in width, in height, out width, out height): a third with power-of-two scale denominators
     (where the box is exact), some tall ones (Pillow 13 resamples those vertically first), the rest
@@ -97,7 +107,7 @@ def test_photo_sizes_under_processor_rules(rule, passes):
     assert passes["box"] >= (12 if rule == "convnext" else 0)
 
 
-def test_what_it_cannot_do_exactly_is_left_to_the_plain_resize(monkeypatch):
+def test_what_it_cannot_do_exactly_is_left_to_the_plain_resize(request):
     rgb = Image.fromarray(np.random.default_rng(2).integers(0, 256, (48, 64, 3), dtype=np.uint8))
     assert resample.resize_center_crop(rgb, 32, 40, Image.Resampling.BICUBIC, 24, 24) is not None
     # Alpha is premultiplied around Pillow's resize; NEAREST does not convolve.
@@ -106,7 +116,7 @@ def test_what_it_cannot_do_exactly_is_left_to_the_plain_resize(monkeypatch):
     # A crop larger than the resized image pads instead.
     assert resample.resize_center_crop(rgb, 32, 40, Image.Resampling.BICUBIC, 36, 24) is None
     # A Pillow version whose pass order is not known here.
-    monkeypatch.setattr(resample, "_PILLOW_MAJOR", 99)
+    request.getfixturevalue("unknown_pillow")
     assert resample.resize_center_crop(rgb, 32, 40, Image.Resampling.BICUBIC, 24, 24) is None
 
 
@@ -118,7 +128,7 @@ CLIP = {"image_processor_type": "CLIPImageProcessor", "size": {"shortest_edge": 
 
 
 @pytest.mark.parametrize("settings", [CONVNEXT, CLIP], ids=["convnext", "clip"])
-def test_processors_take_the_cropped_path_and_fall_back_to_the_same_pixels(tmp_path, monkeypatch, settings):
+def test_processors_take_the_cropped_path_and_fall_back_to_the_same_pixels(tmp_path, monkeypatch, request, settings):
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(settings))
     processor = AutoImageProcessor.from_pretrained(tmp_path)
     photos = [Image.fromarray(np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8))
@@ -134,7 +144,7 @@ def test_processors_take_the_cropped_path_and_fall_back_to_the_same_pixels(tmp_p
     monkeypatch.setattr(image_module, "resize_center_crop", spy)
     fast = processor(photos, return_tensors="np").pixel_values
     assert taken and all(taken)
-    monkeypatch.setattr(resample, "_PILLOW_MAJOR", 99)
+    request.getfixturevalue("unknown_pillow")
     plain = processor(photos, return_tensors="np").pixel_values
     assert not any(taken[len(photos):])
     assert np.array_equal(fast, plain)

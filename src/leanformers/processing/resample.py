@@ -22,6 +22,7 @@ larger than the image (the crop pads), and Pillow versions whose pass order is n
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -123,6 +124,38 @@ def _pass(
     return image.resize((axis.kept, height), resample, box=(low, 0, high, height))
 
 
+@dataclass(frozen=True)
+class _Plan:
+    vertical_first: bool
+    first: _Axis
+    second: _Axis
+    first_box: tuple[float, float] | None
+    second_box: tuple[float, float] | None
+    lines: tuple[int, int] | None  # the input lines (across the first pass) the second pass reads
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(
+    in_width: int, in_height: int, width: int, height: int, crop_height: int, crop_width: int, resample: int
+) -> _Plan | None:
+    """How to resize and crop images of one size (the same for every photo of a batch)."""
+    vertical_first = _vertical_first(in_width, in_height, width, height)
+    if vertical_first is None:
+        return None
+    x = _Axis(in_width, width, (width - crop_width) // 2, crop_width)
+    y = _Axis(in_height, height, (height - crop_height) // 2, crop_height)
+    first, second = (y, x) if vertical_first else (x, y)
+    second_box = second.box() if second.resampled else None
+    lines = None
+    if second_box is not None:
+        # The first pass then only needs the lines the second pass reads.
+        low, high = second.inputs(_SUPPORT[resample])
+        shifted = second.box(low)
+        if shifted is not None:
+            lines, second_box = (low, high), shifted
+    return _Plan(vertical_first, first, second, first.box(), second_box, lines)
+
+
 def resize_center_crop(
     image: PIL.Image.Image, height: int, width: int, resample: int, crop_height: int, crop_width: int
 ) -> PIL.Image.Image | None:
@@ -133,19 +166,10 @@ def resize_center_crop(
         return None
     if not (0 < crop_height <= height and 0 < crop_width <= width):
         return None
-    in_width, in_height = image.size
-    vertical_first = _vertical_first(in_width, in_height, width, height)
-    if vertical_first is None:
+    plan = _plan(*image.size, width, height, crop_height, crop_width, int(resample))
+    if plan is None:
         return None
-    x = _Axis(in_width, width, (width - crop_width) // 2, crop_width)
-    y = _Axis(in_height, height, (height - crop_height) // 2, crop_height)
-    first, second = (y, x) if vertical_first else (x, y)
-    second_box = second.box() if second.resampled else None
-    if second_box is not None:
-        # The first pass then only needs the lines the second pass reads.
-        low, high = second.inputs(_SUPPORT[resample])
-        shifted = second.box(low)
-        if shifted is not None:
-            image, second_box = _crop(image, not vertical_first, low, high), shifted
-    image = _pass(image, first, vertical_first, resample, first.box())
-    return _pass(image, second, not vertical_first, resample, second_box)
+    if plan.lines is not None:
+        image = _crop(image, not plan.vertical_first, *plan.lines)
+    image = _pass(image, plan.first, plan.vertical_first, resample, plan.first_box)
+    return _pass(image, plan.second, not plan.vertical_first, resample, plan.second_box)
