@@ -365,6 +365,18 @@ def test_automatic_choice_on_a_wider_model(packed_calls, family):
         torch.manual_seed(0)
         run(getattr(module, name)(config).eval(), **inputs)
         assert len(packed_calls) == 1, f"{name} shows padded positions: dense unless unpad_inputs=True"
+    # A caller that reads no padded position (a pipeline) says so, and the per-token heads pack too.
+    real = mask.bool()
+    for count, name in enumerate((names[0], names[2], names[3], names[4]), 2):
+        torch.manual_seed(0)
+        model = getattr(module, name)(config).eval()
+        dense = run(model, **inputs)
+        packed = run(model, **inputs, padding_in_output=False)
+        assert len(packed_calls) == count, f"{name} with padding_in_output=False did not pack"
+        for key, value in dense.items():
+            per_token = value.shape[:2] == mask.shape  # pooler_output is per text
+            assert_tensors_close(packed[key][real] if per_token else packed[key], value[real] if per_token else value,
+                                 f"{name}.{key}: packed vs dense")
 
 
 # -- training ---------------------------------------------------------------------------------

@@ -242,6 +242,9 @@ class Pipeline:
     ``_check_item``, ``_preprocess``, ``_postprocess`` and ``_parameters``."""
 
     task: str = ""
+    # True where _postprocess reads per-token outputs only at each item's own positions, never at
+    # the padding a batch adds: the model may then run on the real tokens only.
+    skips_batch_padding: bool = False
 
     def __init__(
         self,
@@ -273,6 +276,7 @@ class Pipeline:
         signature = inspect.signature(self.model.forward).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values())
         self._forward_names = None if takes_any else set(signature)
+        self._unpadded = self.skips_batch_padding and "padding_in_output" in (self._forward_names or ())
         self._defaults = self._parameters(kwargs)
 
     def __repr__(self) -> str:
@@ -374,6 +378,8 @@ class Pipeline:
         batch = self._collate(features)
         if self._forward_names is None or "return_dict" in self._forward_names:
             batch["return_dict"] = True
+        if self._unpadded:
+            batch["padding_in_output"] = False
         with torch.inference_mode():
             output = self.model(**batch)
 
@@ -523,6 +529,7 @@ class TokenClassificationPipeline(_TextPipeline):
     ``delimiter`` (default " ") for ``start``/``end``."""
 
     task = "token-classification"
+    skips_batch_padding = True
 
     def _is_single(self, inputs: Any, params: dict[str, Any]) -> bool:
         if params.get("is_split_into_words"):
@@ -778,6 +785,7 @@ class QuestionAnsweringPipeline(_TextPipeline):
     (5.x dropped it)."""
 
     task = "question-answering"
+    skips_batch_padding = True
 
     def _parameters(self, kwargs):
         params: dict[str, Any] = {}
@@ -945,6 +953,7 @@ class FeatureExtractionPipeline(_TextPipeline):
     ``normalize=True`` scales it to unit length. ``return_tensors=True`` returns torch tensors."""
 
     task = "feature-extraction"
+    skips_batch_padding = True
 
     def _parameters(self, kwargs):
         params: dict[str, Any] = {}
@@ -994,6 +1003,7 @@ class FillMaskPipeline(_TextPipeline):
     ``targets`` restricts the candidates to the given words."""
 
     task = "fill-mask"
+    skips_batch_padding = True
 
     def _parameters(self, kwargs):
         params: dict[str, Any] = {}

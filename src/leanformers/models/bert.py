@@ -413,11 +413,13 @@ class BertForTokenClassification(BertPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        padding_in_output: bool = True,
     ) -> TokenClassifierOutput | tuple:
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         outputs = self.bert(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            padding_in_output=padding_in_output,
         )
         logits = self.classifier(F.dropout(outputs.last_hidden_state, self.dropout, self.training))
         loss = token_classification_loss(logits, labels, self.num_labels) if labels is not None else None
@@ -453,11 +455,13 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        padding_in_output: bool = True,
     ) -> QuestionAnsweringModelOutput | tuple:
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         outputs = self.bert(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            padding_in_output=padding_in_output,
         )
         logits = self.qa_outputs(outputs.last_hidden_state)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
@@ -502,11 +506,13 @@ class BertForMaskedLM(BertPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        padding_in_output: bool = True,
     ) -> MaskedLMOutput | tuple:
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         outputs = self.bert(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            padding_in_output=padding_in_output,
         )
         logits = self.cls(outputs.last_hidden_state)
         loss = masked_lm_loss(logits, labels) if labels is not None else None

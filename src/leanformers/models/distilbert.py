@@ -329,10 +329,12 @@ class DistilBertForTokenClassification(DistilBertPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         token_type_ids: torch.Tensor | None = None,
+        padding_in_output: bool = True,
     ) -> TokenClassifierOutput | tuple:
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         outputs = self._base_outputs(
-            input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states
+            input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states,
+            padding_in_output,
         )
         logits = self.classifier(F.dropout(outputs.last_hidden_state, self.dropout, self.training))
         loss = token_classification_loss(logits, labels, self.num_labels) if labels is not None else None
@@ -368,10 +370,12 @@ class DistilBertForQuestionAnswering(DistilBertPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         token_type_ids: torch.Tensor | None = None,
+        padding_in_output: bool = True,
     ) -> QuestionAnsweringModelOutput | tuple:
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         outputs = self._base_outputs(
-            input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states
+            input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states,
+            padding_in_output,
         )
         logits = self.qa_outputs(F.dropout(outputs.last_hidden_state, self.dropout, self.training))
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
@@ -416,10 +420,12 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         token_type_ids: torch.Tensor | None = None,
+        padding_in_output: bool = True,
     ) -> MaskedLMOutput | tuple:
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         outputs = self._base_outputs(
-            input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states
+            input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states,
+            padding_in_output,
         )
         hidden = self.vocab_layer_norm(self.act(self.vocab_transform(outputs.last_hidden_state)))
         logits = self.vocab_projector(hidden)
