@@ -28,6 +28,23 @@ def minilm_dir() -> Path:
     return Path(spec.origin).parent / "model"
 
 
+@pytest.fixture
+def packed_calls(monkeypatch):
+    """Counts the forwards that ran unpadded (one entry per packed attention call: its bucket
+    count), to prove which path ran."""
+    from leanformers.modeling.attention import PackedBatch
+
+    calls = []
+    original = PackedBatch.attend
+
+    def counting(self, *args, **kwargs):
+        calls.append(len(self.groups))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PackedBatch, "attend", counting)
+    return calls
+
+
 def make_hub_cache(root: Path, repo_id: str, files: dict[str, Path | bytes], commit: str = "a" * 40) -> Path:
     """Lay out ``files`` as huggingface_hub's cache does for ``repo_id`` at ``main``; returns the cache root."""
     repo = root / ("models--" + repo_id.replace("/", "--"))

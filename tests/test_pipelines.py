@@ -324,52 +324,36 @@ def wide_ckpt(tmp_path_factory, minilm_dir):
     return out
 
 
-@pytest.fixture
-def packed_batches(monkeypatch):
-    """Counts the forwards that ran on the real tokens only."""
-    from leanformers.modeling.attention import PackedBatch
-
-    calls = []
-    original = PackedBatch.attend
-
-    def counting(self, *args, **kwargs):
-        calls.append(len(self.groups))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(PackedBatch, "attend", counting)
-    return calls
-
-
 @pytest.mark.parametrize("name", ["bert-tok", "distil-tok"])
-def test_token_classification_skips_batch_padding(wide_ckpt, packed_batches, name):
+def test_token_classification_skips_batch_padding(wide_ckpt, packed_calls, name):
     """Batched, the per-token pipelines run the encoder on the real tokens only (they never read
     a padded position), and still give the reference's entities."""
     ours, ref = pipeline("ner", model=wide_ckpt[name]), ref_pipe("token-classification", wide_ckpt[name])
     kwargs = {"ignore_labels": [], "aggregation_strategy": "simple"}
     batched = ours(SENTENCES, batch_size=4, **kwargs)
-    assert packed_batches, "a mixed-length batch was not packed"
+    assert packed_calls, "a mixed-length batch was not packed"
     _close(batched, [ref(sentence, **kwargs) for sentence in SENTENCES])
 
 
-def test_feature_extraction_and_fill_mask_skip_batch_padding(wide_ckpt, packed_batches):
+def test_feature_extraction_and_fill_mask_skip_batch_padding(wide_ckpt, packed_calls):
     ours, ref = pipeline("feature-extraction", model=wide_ckpt["bert-base"]), ref_pipe("feature-extraction", wide_ckpt["bert-base"])
     _close(ours(SENTENCES, batch_size=4), [ref(sentence) for sentence in SENTENCES])
     pooled = pipeline("feature-extraction", model=wide_ckpt["bert-base"], pooling="mean", normalize=True)
     _close(pooled(SENTENCES, batch_size=4), [pooled(sentence) for sentence in SENTENCES])
-    features = len(packed_batches)
+    features = len(packed_calls)
     assert features >= 2, "feature extraction did not pack its batches"
     masked = ["Paris is the [MASK] of France.", "The [MASK] sat.", SENTENCES[3] + " It was [MASK], " + SENTENCES[0]]
     fill, ref_fill = pipeline("fill-mask", model=wide_ckpt["bert-mlm"]), ref_pipe("fill-mask", wide_ckpt["bert-mlm"])
     _close(fill(masked, batch_size=3, top_k=3), [ref_fill(text, top_k=3) for text in masked])
-    assert len(packed_batches) > features, "fill-mask did not pack its batch"
+    assert len(packed_calls) > features, "fill-mask did not pack its batch"
 
 
-def test_question_answering_skips_batch_padding(wide_ckpt, packed_batches):
+def test_question_answering_skips_batch_padding(wide_ckpt, packed_calls):
     pipe = pipeline("question-answering", model=wide_ckpt["bert-qa"])
     questions = ["Where is Hugging Face based?", "Who?", "What persisted, unbelievably, in the end?"]
     context = SENTENCES[0] + " " + SENTENCES[3]
     batched = pipe(question=questions, context=[context] * 3, batch_size=3)
-    assert packed_batches, "a mixed-length batch was not packed"
+    assert packed_calls, "a mixed-length batch was not packed"
     _close(batched, [pipe(question=q, context=context) for q in questions])
     _close(batched[0], _qa_reference(wide_ckpt["bert-qa"], questions[0], context))
 

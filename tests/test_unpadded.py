@@ -110,20 +110,6 @@ def load(family: str, name: str, path, unpad: bool | None):
     return model
 
 
-@pytest.fixture
-def packed_calls(monkeypatch):
-    """Counts the packed attention calls, to prove which path ran."""
-    calls = []
-    original = PackedBatch.attend
-
-    def counting(self, *args, **kwargs):
-        calls.append(len(self.groups))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(PackedBatch, "attend", counting)
-    return calls
-
-
 def compare_real_positions(ours, ref, mask: torch.Tensor, what: str) -> None:
     """Every field the reference returns; per-token ones on real positions, zero padding checked."""
     assert list(ours.keys()) == list(ref.keys()), what
