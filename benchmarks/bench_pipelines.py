@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_pipelines.py [--n 256] [--batch-size 32] [--repeat 3]
 
-Feature extraction (``return_tensors=True``) and token classification of ``--n`` mixed-length texts
-(bench_batch's texts: 3 to 300 words, mostly short), batches of ``--batch-size`` in input order, with
+Feature extraction (``return_tensors=True``), token classification and fill-mask (the third word
+masked) of ``--n`` mixed-length texts (bench_batch's texts: 3 to 300 words, mostly short), batches
+of ``--batch-size`` in input order, with
 BERT-base-sized random models and the MiniLM tokenizer (the bert-base-uncased vocabulary), saved
 once under ``benchmarks/.cache/``. Three runs per task, interleaved, best of ``--repeat``:
 
@@ -86,8 +87,12 @@ def main() -> None:
                                {"return_tensors": True}),
         "token-classification": (checkpoint("bert-base-ner", lambda: transformers.BertForTokenClassification(
             transformers.BertConfig(**ner))), {"ignore_labels": []}),
+        "fill-mask": (checkpoint("bert-base-mlm", lambda: transformers.BertForMaskedLM(transformers.BertConfig())),
+                      {"top_k": 3}),
     }
     texts = mixed_texts(args.n)
+    # fill-mask: the same texts with their third word masked
+    masked = [" ".join(w if i != 2 else "[MASK]" for i, w in enumerate(text.split())) for text in texts]
     bs = args.batch_size
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; transformers {transformers.__version__}; "
@@ -100,14 +105,15 @@ def main() -> None:
         padded = pipeline(task, model=str(folder), batch_size=bs)
         padded._unpadded = False  # run the padded batch, as before
         runs = {"reference": reference, "leanformers": ours, "leanformers, padded batches": padded}
+        inputs = masked if task == "fill-mask" else texts
         for pipe in runs.values():
-            pipe(texts[:bs], **kwargs)
+            pipe(inputs[:bs], **kwargs)
         best: dict[str, float] = {}
         results: dict[str, list] = {}
         for _ in range(args.repeat):
             for label, pipe in runs.items():
                 start = time.perf_counter()
-                results[label] = pipe(texts, **kwargs)
+                results[label] = pipe(inputs, **kwargs)
                 best[label] = min(best.get(label, float("inf")), time.perf_counter() - start)
         for label in runs:
             diff = largest_difference(results[label], results["reference"])

@@ -274,6 +274,27 @@ def pack_batch(
     return PackedBatch(index, None if all_real else torch.cat(real_parts), groups, batch, seq)
 
 
+def real_positions_only(
+    head: Callable[[torch.Tensor], torch.Tensor],
+    hidden: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    padding_in_output: bool,
+) -> torch.Tensor:
+    """``head(hidden)`` for a (batch, seq, hidden) input. When the caller reads no padded position
+    (``padding_in_output=False``) the head runs on the real positions only, and padded positions
+    hold zeros. That matters for a masked LM, whose vocabulary projection costs more per token than
+    the whole encoder does."""
+    if padding_in_output or attention_mask is None:
+        return head(hidden)
+    real = _checked_mask(attention_mask, *hidden.shape[:2], hidden.device)
+    if bool(real.all()):
+        return head(hidden)
+    values = head(hidden[real])
+    grid = values.new_zeros(*hidden.shape[:2], *values.shape[1:])
+    grid[real] = values
+    return grid
+
+
 def run_layers(
     layers: Iterable[Callable[..., tuple[torch.Tensor, torch.Tensor | None]]],
     hidden: torch.Tensor,

@@ -19,6 +19,7 @@ from ..modeling.activations import get_activation
 from ..modeling.attention import (
     PackedBatch,
     attend,
+    real_positions_only,
     run_encoder,
     run_layers,
     split_heads,
@@ -514,7 +515,7 @@ class BertForMaskedLM(BertPreTrainedModel):
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
             padding_in_output=padding_in_output,
         )
-        logits = self.cls(outputs.last_hidden_state)
+        logits = real_positions_only(self.cls, outputs.last_hidden_state, attention_mask, padding_in_output)
         loss = masked_lm_loss(logits, labels) if labels is not None else None
         output = MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions

@@ -19,6 +19,7 @@ from ..modeling.activations import get_activation
 from ..modeling.attention import (
     PackedBatch,
     attend,
+    real_positions_only,
     run_encoder,
     run_layers,
     split_heads,
@@ -408,6 +409,9 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.vocab_projector
 
+    def _vocab_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.vocab_projector(self.vocab_layer_norm(self.act(self.vocab_transform(hidden))))
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -427,8 +431,7 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
             input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states,
             padding_in_output,
         )
-        hidden = self.vocab_layer_norm(self.act(self.vocab_transform(outputs.last_hidden_state)))
-        logits = self.vocab_projector(hidden)
+        logits = real_positions_only(self._vocab_logits, outputs.last_hidden_state, attention_mask, padding_in_output)
         loss = masked_lm_loss(logits, labels) if labels is not None else None
         output = MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
