@@ -588,7 +588,7 @@ def resize_and_crop(
 ) -> np.ndarray:
     """``resize_image`` then, when ``crop`` (height, width) is given, ``center_crop``. For a PIL image
     the crop's part alone is resampled where that is exact (``resample.resize_center_crop``)."""
-    if crop is not None and height > 0 and width > 0 and isinstance(image, PIL.Image.Image):
+    if crop is not None and isinstance(image, PIL.Image.Image):
         kept = resize_center_crop(image, height, width, resample, *crop)
         if kept is not None:
             return _as_array(kept)
