@@ -11,9 +11,15 @@ with the same thread count, on the same token ids:
    "leanformers dense" is the same model with ``config.unpad_inputs = False``, for comparison.
    "lf plain linears" is leanformers with its oneDNN fused linears off (``F.linear`` and separate
    bias/activation/residual ops, as the reference runs them), packed where the default packs.
-   "lf prepacked" is leanformers after ``model.prepack_weights()`` (opt-in: a second copy of the
-   linear weights in oneDNN's blocked layout, so no per-call reorder; its memory is printed).
+   "leanformers" keeps its linear weights in oneDNN's blocked layout, as ``from_pretrained`` does by
+   default for weights mapped from a safetensors file (the plain pages go back to the OS); "lf
+   unpacked" is the same model after ``prepack_weights(False)``: oneDNN then reorders each plain
+   weight on every call.
 2. **full**: 32 x 128, no padding (both libraries run dense).
+
+Memory: each library loads the checkpoint in a fresh process and runs the mixed batch four times;
+the peak and final RSS above the interpreter (after ``import torch``) are printed, with leanformers
+also under ``LEANFORMERS_PREPACK=0``.
 
 Every variant gets warm-up runs; then the variants are run interleaved, ``--repeat`` rounds, and the
 median (and best) of each is reported, since the machine may be shared. The useful work rate is the
@@ -191,6 +197,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-memory", action="store_true", help="skip the fresh-process memory figures")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -204,16 +211,16 @@ def main() -> None:
     ours = BertForSequenceClassification.from_pretrained(path).eval()
     ours_dense = BertForSequenceClassification.from_pretrained(path).eval()
     ours_dense.config.unpad_inputs = False
-    ours_packed = BertForSequenceClassification.from_pretrained(path).eval().prepack_weights()
+    ours_unpacked = BertForSequenceClassification.from_pretrained(path).eval().prepack_weights(False)
 
     lengths = mixed_lengths()
     mixed = batch_of(lengths, MIXED_MAX)
     full = batch_of([FULL_SEQ] * BATCH, FULL_SEQ)
     plain = PlainLinears(ours)
     cases = {
-        "mixed": (mixed, lengths, {"leanformers": ours, "lf prepacked": ours_packed, "leanformers dense": ours_dense,
+        "mixed": (mixed, lengths, {"leanformers": ours, "lf unpacked": ours_unpacked, "leanformers dense": ours_dense,
                                    "lf plain linears": plain, "reference": reference}),
-        "full": (full, [FULL_SEQ] * BATCH, {"leanformers": ours, "lf prepacked": ours_packed,
+        "full": (full, [FULL_SEQ] * BATCH, {"leanformers": ours, "lf unpacked": ours_unpacked,
                                             "lf plain linears": plain, "reference": reference}),
     }
 
@@ -241,8 +248,8 @@ def main() -> None:
             matmul_best = tuple(map(min, matmul_best, matmul_seconds(repeat=3)))
 
     rate, cpu_rate = (2 * 2048**3 / seconds for seconds in matmul_best)
-    print(f"prepacked copies: {packed_megabytes(ours_packed):.0f} MB beside the model's "
-          f"{sum(t.numel() * t.element_size() for t in ours_packed.state_dict().values()) / 1e6:.0f} MB")
+    print(f"prepacked copies: {packed_megabytes(ours):.0f} MB, the model's weights "
+          f"{sum(t.numel() * t.element_size() for t in ours.state_dict().values()) / 1e6:.0f} MB")
     per_kernel = ", ".join(f"{name} {value:.1f}" for name, value in kernel_rates().items())
     print(f"fp32 matmul rate (2048^3, best seen over kernels and rounds): {rate / 1e9:.1f} GFLOP/s wall, "
           f"{cpu_rate / 1e9:.1f} GFLOP per CPU-second; per kernel now (GFLOP/s): {per_kernel}")
@@ -267,6 +274,52 @@ def main() -> None:
           "with one thread). Useful GFLOP/s = encoder FLOPs on real tokens only / best wall time; "
           "'of matmul' = that as a share of the best fp32 matmul rate seen; '(cpu)' = useful FLOPs per "
           "CPU-second (median) as a share of the matmul's FLOPs per CPU-second (best).")
+    if not args.no_memory:
+        print_memory(path, args.threads)
+
+
+MEMORY = """
+import json, resource, sys
+sys.path[:0] = {paths!r}
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+import torch
+torch.set_num_threads({threads})
+import bench_inference as b
+base = rss()
+if {reference}:
+    import transformers
+    model = transformers.BertForSequenceClassification.from_pretrained({path!r}).eval()
+else:
+    from leanformers.models.bert import BertForSequenceClassification
+    model = BertForSequenceClassification.from_pretrained({path!r})
+inputs = b.batch_of(b.mixed_lengths(), b.MIXED_MAX)
+with torch.inference_mode():
+    for _ in range(4):
+        model(**inputs)
+print(json.dumps({{"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base, "now": rss() - base}}))
+"""
+
+
+def print_memory(path: Path, threads: int) -> None:
+    """Peak and final RSS of load + four mixed forwards, each library in a fresh process."""
+    import json
+    import subprocess
+
+    paths = [str(HERE), str(HERE.parent / "src")]
+    runs = {"leanformers": ({}, False), "leanformers, LEANFORMERS_PREPACK=0": ({"LEANFORMERS_PREPACK": "0"}, False),
+            "reference": ({}, True)}
+    weights = (path / "model.safetensors").stat().st_size
+    print(f"\nmemory (fresh process each; load + 4 mixed forwards; above the interpreter with torch; "
+          f"weights file {weights / 2**20:.0f} MiB):")
+    for label, (env, reference) in runs.items():
+        code = MEMORY.format(paths=paths, threads=threads, reference=reference, path=str(path))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, **env})
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"  {label:<36} peak {got['peak'] / 2**20:6.0f} MiB ({got['peak'] / weights:.2f}x weights), "
+              f"after {got['now'] / 2**20:6.0f} MiB")
 
 
 if __name__ == "__main__":

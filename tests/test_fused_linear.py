@@ -280,6 +280,134 @@ def test_model_prepack_weights(tmp_path):
         model.prepack_weights("yes")
 
 
+# -- prepacked by default: weights still mapped from their safetensors file ----------------------
+
+WIDE = {"vocab_size": 99, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 128}  # every encoder weight spans whole 4 KiB pages of the file
+
+
+def wide_inputs():
+    torch.manual_seed(3)
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    return {"input_ids": torch.randint(0, 99, (3, 9)), "attention_mask": mask}
+
+
+def encoder_linears(model) -> list[nn.Linear]:
+    return [m for name, m in model.named_modules() if isinstance(m, nn.Linear) and ".encoder." in f".{name}"]
+
+
+def mapped_rss_kb(tensor) -> int:
+    """Resident KiB of the file mapping that holds ``tensor`` (from /proc/self/smaps)."""
+    from leanformers.modeling import loading
+
+    base = next(b for b, (n, _) in loading._MAPS.items() if b <= tensor.data_ptr() < b + n)
+    with open("/proc/self/smaps") as handle:
+        lines = handle.read().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{base:x}-"))
+    return next(int(line.split()[1]) for line in lines[start + 1:] if line.startswith("Rss:"))
+
+
+@pytest.fixture(scope="module")
+def wide_bert(tmp_path_factory):
+    from leanformers.models import bert
+
+    torch.manual_seed(0)
+    model = bert.BertForSequenceClassification(bert.BertConfig(**WIDE)).eval()
+    path = tmp_path_factory.mktemp("wide-bert")
+    model.save_pretrained(path)
+    return path, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_file_backed_weights_prepack_by_default(wide_bert, tmp_path):
+    """from_pretrained marks the linears mapped from the file; eval-mode inference packs them and hands
+    the plain pages back to the OS; the numbers, state dict and saved files stay the same."""
+    from leanformers.modeling import loading
+    from leanformers.models import bert
+
+    if not loading.can_release_pages():
+        pytest.skip("this OS takes no page-out advice: nothing is prepacked by default")
+    path, saved = wide_bert
+    model = bert.BertForSequenceClassification.from_pretrained(path)
+    plain = bert.BertForSequenceClassification.from_pretrained(path).prepack_weights(False)
+    linears = encoder_linears(model)
+    assert len(linears) == 12 and all(fused.is_prepacked(m) for m in linears)
+    assert not fused.is_prepacked(model.classifier)  # 2 x 64 floats: no whole page to hand back
+    assert not any(fused.is_prepacked(m) for m in plain.modules())
+    released = sum(loading.file_pages(m.weight)[2] for m in linears) // 1024
+    for tensor in model.state_dict().values():  # every page resident
+        tensor.sum()
+    before = mapped_rss_kb(linears[0].weight)
+    inputs = wide_inputs()
+    with torch.inference_mode():
+        got = model(**inputs).logits
+        want = plain(**inputs).logits
+    assert all(packed_copy(m) is not None for m in linears)
+    assert mapped_rss_kb(linears[0].weight) <= before - released
+    parity.assert_tensors_close(got, want, "prepacked by default")
+    for key, value in model.state_dict().items():  # read back from the file
+        assert torch.equal(value, saved[key]), key
+    model.save_pretrained(tmp_path)
+    again = bert.BertForSequenceClassification.from_pretrained(tmp_path)
+    with torch.inference_mode():
+        assert torch.equal(again(**inputs).logits, got)
+
+
+def test_default_prepack_leaves_memory_alone_elsewhere(wide_bert, tmp_path, monkeypatch):
+    """No default copy where it would add memory: converted or tied weights, training mode, a weight
+    written to; and LEANFORMERS_PREPACK=0's switch turns the default off."""
+    from leanformers.models import bert
+
+    path, _ = wide_bert
+    inputs = wide_inputs()
+    converted = bert.BertForSequenceClassification.from_pretrained(path, dtype=torch.float64).float()
+    assert not any(fused.is_prepacked(m) for m in converted.modules())
+
+    torch.manual_seed(1)
+    bert.BertForMaskedLM(bert.BertConfig(**WIDE)).save_pretrained(tmp_path)
+    mlm = bert.BertForMaskedLM.from_pretrained(tmp_path)
+    assert mlm.cls.predictions.decoder.weight is mlm.bert.embeddings.word_embeddings.weight
+    assert not fused.is_prepacked(mlm.cls.predictions.decoder)  # tied: its pages serve the lookups
+    assert all(fused.is_prepacked(m) for m in encoder_linears(mlm))
+
+    model = bert.BertForSequenceClassification.from_pretrained(path)
+    linears = encoder_linears(model)
+    model.train()
+    with torch.no_grad():
+        model(**inputs)
+    assert all(packed_copy(m) is None for m in linears)  # training mode: never packed by default
+    model.eval()
+    with torch.inference_mode():
+        model(**inputs)
+    assert all(packed_copy(m) is not None for m in linears)
+    model.train()
+    assert all(packed_copy(m) is None for m in linears)  # entering training frees the copies
+    model.eval()
+    with torch.inference_mode():
+        model(**inputs)
+    model.double()
+    assert all(packed_copy(m) is None for m in linears)  # converted: stale copies freed
+    model.float()
+    with torch.inference_mode():
+        model(**inputs)  # in-memory weights now: they stay plain
+    assert all(packed_copy(m) is None for m in linears)
+
+    model = bert.BertForSequenceClassification.from_pretrained(path)
+    linears = encoder_linears(model)
+    with torch.no_grad():
+        linears[0].weight.mul_(-1.0)  # written (copy-on-write pages): plain from now on
+        got = model(**inputs).logits
+    assert packed_copy(linears[0]) is None and all(packed_copy(m) is not None for m in linears[1:])
+    reference = bert.BertForSequenceClassification.from_pretrained(path).prepack_weights(False)
+    with torch.no_grad():
+        reference.bert.encoder.layer[0].attention.self.query.weight.mul_(-1.0)
+        parity.assert_tensors_close(got, reference(**inputs).logits, "written weight")
+
+    monkeypatch.setattr(fused, "AUTO_PREPACK", False)
+    off = bert.BertForSequenceClassification.from_pretrained(path)
+    assert not any(fused.is_prepacked(m) for m in off.modules())
+
+
 # -- feed-forward blocks in pieces ---------------------------------------------------------------
 
 

@@ -522,8 +522,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 _PREPACK_HELP = (
-    "CPU: keep the linear weights a second time in oneDNN's layout (about 5%% faster on BERT-base, "
-    "one more copy of those weights in memory)"
+    "CPU: keep every linear weight in oneDNN's layout, also those not mapped from a safetensors file "
+    "(those already are, by default): one more copy in memory of each such weight"
 )
 _THREADS_HELP = (
     "CPU threads for the model and preprocessing (default: the CPUs this process may use, or LEANFORMERS_NUM_THREADS)"

@@ -309,7 +309,7 @@ def predict_dataset(
     with ``"cuda"``). A worker process that dies is restarted and its batches re-run up to
     ``max_retries`` times. ``read_on_this_node``: see :func:`read_dataset`. ``dtype`` (e.g.
     ``"bfloat16"``) goes to the pipeline when given; ``prepack`` calls each worker model's
-    ``prepack_weights()`` (faster CPU inference for more memory). ``pipeline_factory(task, model=, device=[, dtype=])`` replaces
+    ``prepack_weights()`` (also packs weights not mapped from a file, for more memory). ``pipeline_factory(task, model=, device=[, dtype=])`` replaces
     :func:`leanformers.pipelines.pipeline` (for tests and custom pipelines).
     Nothing runs until the result is consumed (``write_predictions``, ``take_all``, ``iter_batches``)."""
     ray = require_ray()

@@ -16,17 +16,29 @@ of ``F.linear``, never bit-identical. It is used only where nothing needs gradie
 erf GELU, ReLU, tanh); everything else goes through plain torch. ``LEANFORMERS_ONEDNN=0`` in the
 environment (read at import) or ``leanformers.modeling.linear.ENABLED = False`` turns it off, e.g. to compare.
 
-Prepacking (opt-in: ``model.prepack_weights()``, ``leanformers predict --prepack``). oneDNN computes
-with the weight in a blocked layout of its own and, given torch's plain (out, in) weight, reorders it
-on every call: for BERT-base on 32 mixed-length texts that is about 5% of the forward on this
-project's 2-core machine (1.28 -> 1.21 s). A prepacked layer keeps a second copy of its weight in
-that layout, made on its first fused call and remade when the weight changes (the weight tensor, its
-storage or its version counter is not the one packed, as after ``load_state_dict``, ``.to()``, a new
-parameter or an in-place update). The cost is memory:
-one more copy of every linear weight (BERT-base: +340 MB on 440 MB), which is why it is not the
-default. The packed copy lives beside the module, not in it: ``state_dict``, saving and copying the
-model are unchanged (a deep copy is not prepacked). Weights created under ``inference_mode`` have no
-version counter to watch, so they are never packed.
+Prepacking. oneDNN computes with the weight in a blocked layout of its own and, given torch's plain
+(out, in) weight, reorders it on every call: for BERT-base on 32 mixed-length texts that is about
+5% of the forward on this project's 2-core machine (1.28 -> 1.21 s). A prepacked layer keeps its
+weight in that layout too, made on its first fused call and remade when the weight changes (the
+weight tensor, its storage or its version counter is not the one packed, as after
+``load_state_dict``, ``.to()``, a new parameter or an in-place update).
+
+- **By default** (models from ``from_pretrained``): only the linears whose weight is still the
+  page-mapped safetensors file and shared with no other parameter, and only in eval mode. Once
+  packed, the plain weight's pages are handed back to the OS (``loading.release_pages``; clean file
+  pages are read again from the file if anything touches them, e.g. ``state_dict``), so the packed
+  copy takes the place of the plain one in memory instead of adding to it. Weights converted on load
+  (another dtype), created in memory or tied stay plain, a weight written to or replaced later goes
+  back to plain, and so does everything where the OS takes no page-out advice.
+  ``LEANFORMERS_PREPACK=0`` (read at import) or ``AUTO_PREPACK = False`` turns the default off;
+  ``model.prepack_weights(False)`` turns it off for one model.
+- **Opt-in** (``model.prepack_weights()``, ``leanformers predict --prepack``): every linear, in any
+  mode; a weight not backed by a file then costs one more copy (BERT-base: +340 MB on 440 MB).
+
+The packed copy lives beside the module, not in it: ``state_dict``, saving and copying the model
+are unchanged (a deep copy is not prepacked). Switching a model to training mode frees its packed
+copies; moving or converting it frees those it made stale. Weights created under ``inference_mode``
+have no version counter to watch, so they are never packed.
 """
 
 from __future__ import annotations
@@ -39,9 +51,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import loading
 from .activations import get_activation
 
-ENABLED = os.environ.get("LEANFORMERS_ONEDNN", "1").strip().lower() not in ("0", "false", "no", "off")
+_OFF = ("0", "false", "no", "off")
+ENABLED = os.environ.get("LEANFORMERS_ONEDNN", "1").strip().lower() not in _OFF
+AUTO_PREPACK = os.environ.get("LEANFORMERS_PREPACK", "1").strip().lower() not in _OFF
 
 # Activation names (as configs spell them) -> oneDNN post-op (attribute, algorithm).
 _POST_OPS = {"gelu": ("gelu", "none"), "relu": ("relu", ""), "tanh": ("tanh", "")}
@@ -53,6 +68,10 @@ _available: bool | None = None
 _PACKED: weakref.WeakKeyDictionary[nn.Linear, tuple[torch.Tensor, weakref.ref, tuple[int, int]] | None] = (
     weakref.WeakKeyDictionary()
 )
+# Layers marked by default (packed in eval mode only) and layers whose plain weight's file pages
+# are handed back once packed.
+_AUTO: weakref.WeakSet[nn.Linear] = weakref.WeakSet()
+_RELEASE: weakref.WeakSet[nn.Linear] = weakref.WeakSet()
 # The row count oneDNN chooses the packed layout for; every row count computes correctly with it,
 # and measured here any hint of a few hundred rows or more gives the same speed.
 _PACK_ROWS_HINT = 1024
@@ -100,20 +119,59 @@ def _geometry(conv: nn.Conv1d | nn.Conv2d) -> tuple[list[int], list[int], list[i
     return list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups
 
 
-def prepack(module: nn.Module, enabled: bool = True) -> int:
+def _unshared_file_weights(module: nn.Module) -> set[nn.Linear]:
+    """The linears of ``module`` whose float32 weight lies in a mapped weights file and is no other
+    parameter's or buffer's memory (a tied weight is read plain elsewhere, so its pages stay)."""
+    uses: dict[int, int] = {}
+    named = (*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False))
+    for _, tensor in named:
+        if tensor.device.type == "cpu" and tensor.numel():
+            uses[tensor.data_ptr()] = uses.get(tensor.data_ptr(), 0) + 1
+    return {
+        layer for layer in module.modules()
+        if isinstance(layer, nn.Linear) and _float32_dense(layer.weight) and layer.weight.numel()
+        and uses.get(layer.weight.data_ptr()) == 1 and loading.file_pages(layer.weight) is not None
+    }
+
+
+def prepack(module: nn.Module, enabled: bool = True, *, file_backed_only: bool = False) -> int:
     """Mark every ``nn.Linear`` in ``module`` as prepacked (``enabled``) or drop their packed copies
-    (not ``enabled``, which frees the memory). Returns how many layers were marked or released."""
+    and marks (not ``enabled``, which frees the memory). ``file_backed_only`` is the default policy:
+    only the layers whose plain weight's pages can be handed back (see the module's docstring), packed
+    in eval mode only; nothing where the OS takes no page-out advice. Returns how many layers were
+    marked or released."""
     count = 0
+    if not enabled:
+        for layer in module.modules():
+            if isinstance(layer, nn.Linear) and layer in _PACKED:
+                del _PACKED[layer]
+                _AUTO.discard(layer)
+                _RELEASE.discard(layer)
+                count += 1
+        return count
+    releasable = _unshared_file_weights(module) if loading.can_release_pages() else set()
     for layer in module.modules():
-        if not isinstance(layer, nn.Linear):
+        if not isinstance(layer, nn.Linear) or (file_backed_only and layer not in releasable):
             continue
-        if enabled:
-            _PACKED.setdefault(layer, None)
-            count += 1
-        elif layer in _PACKED:
-            del _PACKED[layer]
-            count += 1
+        if file_backed_only:
+            if layer not in _PACKED:  # an explicit mark (any mode) stays explicit
+                _AUTO.add(layer)
+        else:
+            _AUTO.discard(layer)
+        if layer in releasable:
+            _RELEASE.add(layer)
+        _PACKED.setdefault(layer, None)
+        count += 1
     return count
+
+
+def drop_packed(module: nn.Module, stale_only: bool = False) -> None:
+    """Free the packed copies of ``module``'s linears (all, or those no longer made from the layer's
+    weight), keeping the marks: a copy is made again on the layer's next fused call."""
+    for layer in module.modules():
+        entry = _PACKED.get(layer) if isinstance(layer, nn.Linear) else None
+        if entry is not None and (not stale_only or _stale(entry, layer.weight)):
+            _PACKED[layer] = None
 
 
 def is_prepacked(layer: nn.Module) -> bool:
@@ -121,19 +179,31 @@ def is_prepacked(layer: nn.Module) -> bool:
     return layer in _PACKED
 
 
+def _stale(entry: tuple[torch.Tensor, weakref.ref, tuple[int, int]], weight: torch.Tensor) -> bool:
+    # Not the same tensor object (a replaced parameter may reuse a freed address), storage or version
+    # (``.to()`` keeps the parameter object and swaps its storage).
+    return entry[1]() is not weight or entry[2] != (weight.data_ptr(), weight._version)
+
+
 def _weight_of(layer: nn.Linear) -> torch.Tensor:
     """The layer's weight as oneDNN should read it: the packed copy for a prepacked layer (made or
     remade now if missing or stale), else the plain weight."""
     weight = layer.weight
-    if layer not in _PACKED or weight.is_inference():
+    auto = layer in _AUTO
+    if layer not in _PACKED or weight.is_inference() or (auto and layer.training):
         return weight
-    stamp = (weight.data_ptr(), weight._version)
     entry = _PACKED.get(layer)
-    # The same tensor object (a replaced parameter may reuse a freed address), storage and version.
-    if entry is None or entry[1]() is not weight or entry[2] != stamp:
+    if entry is None or _stale(entry, weight):
+        pristine = weight._version == 0  # never written through torch
+        if auto and not (pristine and loading.file_pages(weight) is not None):
+            # No longer the file's pages (written, converted, replaced): a copy would add to memory.
+            _PACKED[layer] = None
+            return weight
         packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), _PACK_ROWS_HINT)
-        entry = (packed, weakref.ref(weight), stamp)
+        entry = (packed, weakref.ref(weight), (weight.data_ptr(), weight._version))
         _PACKED[layer] = entry
+        if layer in _RELEASE and pristine:
+            loading.release_pages(weight)
     return entry[0]
 
 
@@ -265,4 +335,4 @@ def feed_forward(x: torch.Tensor, block: Callable[[torch.Tensor], torch.Tensor])
     return out.view(*x.shape[:-1], out.shape[-1])
 
 
-__all__ = ["ENABLED", "FEED_FORWARD_ROWS", "feed_forward", "fused_conv1d", "fused_conv_bn", "fused_linear", "is_prepacked", "linear_residual", "prepack"]
+__all__ = ["AUTO_PREPACK", "ENABLED", "FEED_FORWARD_ROWS", "drop_packed", "feed_forward", "fused_conv1d", "fused_conv_bn", "fused_linear", "is_prepacked", "linear_residual", "prepack"]

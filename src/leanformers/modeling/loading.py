@@ -7,11 +7,14 @@ index; ``pytorch_model.bin`` is only ever opened with ``torch.load(weights_only=
 
 from __future__ import annotations
 
+import ctypes
 import json
 import mmap
 import os
 import re
 import struct
+import sys
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -41,6 +44,72 @@ _SAFETENSORS_DTYPES = {
 }
 _MAX_HEADER = 100 * 1024 * 1024
 
+# Linux's "reclaim these pages now" advice (5.4+; Python 3.11 does not name it). It never loses
+# data: clean file-backed pages are read again from the file when touched, and pages this process
+# wrote (copy-on-write) are only swapped out, never dropped.
+_MADV_PAGEOUT = getattr(mmap, "MADV_PAGEOUT", 21 if sys.platform.startswith("linux") else None)
+_can_release: bool | None = None
+# Our live weight maps: base address -> (length, weak reference to the map). A tensor whose memory
+# lies in one is backed by its file until written to.
+_MAPS: dict[int, tuple[int, weakref.ref]] = {}
+
+
+def _register_map(mapped: mmap.mmap) -> None:
+    view = ctypes.c_char.from_buffer(mapped)
+    base = ctypes.addressof(view)
+    del view  # the export would keep the map from ever closing
+    _MAPS[base] = (len(mapped), weakref.ref(mapped, lambda _, base=base: _MAPS.pop(base, None)))
+
+
+def can_release_pages() -> bool:
+    """Whether this system takes the page-out advice (probed once, on a scratch page)."""
+    global _can_release
+    if _can_release is None:
+        _can_release = False
+        if _MADV_PAGEOUT is not None and hasattr(mmap.mmap, "madvise"):
+            scratch = mmap.mmap(-1, mmap.PAGESIZE)
+            try:
+                scratch.madvise(_MADV_PAGEOUT, 0, mmap.PAGESIZE)
+                _can_release = True
+            except (OSError, ValueError):
+                pass
+            finally:
+                scratch.close()
+    return _can_release
+
+
+def file_pages(tensor: torch.Tensor) -> tuple[mmap.mmap, int, int] | None:
+    """The whole pages of ``tensor``'s memory that lie in a weights file this module mapped, as
+    (map, offset, length), or None (not from such a file, not contiguous, or under one page)."""
+    if tensor.device.type != "cpu" or tensor.layout != torch.strided or not tensor.is_contiguous():
+        return None
+    start = tensor.data_ptr()
+    end = start + tensor.numel() * tensor.element_size()
+    for base, (length, ref) in list(_MAPS.items()):
+        if base <= start and end <= base + length:
+            mapped = ref()
+            if mapped is None:
+                return None
+            page = mmap.PAGESIZE
+            first = -(-(start - base) // page) * page
+            last = (end - base) // page * page
+            return (mapped, first, last - first) if last > first else None
+    return None
+
+
+def release_pages(tensor: torch.Tensor) -> int:
+    """Hand the file-backed pages of ``tensor`` back to the OS; they are read again from the file if
+    touched. For a weight only a prepacked copy reads now. Returns the bytes advised (0 when none)."""
+    found = file_pages(tensor) if can_release_pages() else None
+    if found is None:
+        return 0
+    mapped, offset, length = found
+    try:
+        mapped.madvise(_MADV_PAGEOUT, offset, length)
+    except (OSError, ValueError):
+        return 0
+    return length
+
 
 class SafetensorsFile(Mapping):
     """A read-only mapping of tensor names to tensors backed by a private memory map.
@@ -65,6 +134,8 @@ class SafetensorsFile(Mapping):
                     )
                 header = json.loads(handle.read(header_len))
                 self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY) if size > 0 else None
+                if self._map is not None:
+                    _register_map(self._map)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise WeightsError(f"{path} has a header that is not valid JSON; the file is corrupt: {exc}") from exc
         except OSError as exc:
