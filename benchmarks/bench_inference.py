@@ -17,9 +17,10 @@ with the same thread count, on the same token ids:
    weight on every call.
 2. **full**: 32 x 128, no padding (both libraries run dense).
 
-Memory: each library loads the checkpoint in a fresh process and runs the mixed batch four times;
-the peak and final RSS above the interpreter (after ``import torch``) are printed, with leanformers
-also under ``LEANFORMERS_PREPACK=0``.
+Memory (first, before this process maps the file: pages mapped by two processes are shared and a
+child could not hand them back): each library loads the checkpoint in a fresh process and runs the
+mixed batch four times; the peak and final RSS above the interpreter (after ``import torch``) are
+printed, with leanformers also under ``LEANFORMERS_PREPACK=0``.
 
 Every variant gets warm-up runs; then the variants are run interleaved, ``--repeat`` rounds, and the
 median (and best) of each is reported, since the machine may be shared. The useful work rate is the
@@ -207,6 +208,11 @@ def main() -> None:
 
     transformers.logging.set_verbosity_error()
     path = build_checkpoint()
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads (both libraries); transformers {transformers.__version__}")
+    if not args.no_memory:
+        # First: once this process maps the file, a child's pages are shared with it and stay resident.
+        print_memory(path, args.threads)
     reference = transformers.BertForSequenceClassification.from_pretrained(path).eval()
     ours = BertForSequenceClassification.from_pretrained(path).eval()
     ours_dense = BertForSequenceClassification.from_pretrained(path).eval()
@@ -224,8 +230,6 @@ def main() -> None:
                                             "lf plain linears": plain, "reference": reference}),
     }
 
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads (both libraries); transformers {transformers.__version__}")
     matmul_best = matmul_seconds(repeat=7)
     print(f"mixed batch: {BATCH} texts padded to {MIXED_MAX}, {sum(lengths)} real tokens of "
           f"{BATCH * MIXED_MAX} ({1 - sum(lengths) / (BATCH * MIXED_MAX):.0%} padding), "
@@ -274,16 +278,14 @@ def main() -> None:
           "with one thread). Useful GFLOP/s = encoder FLOPs on real tokens only / best wall time; "
           "'of matmul' = that as a share of the best fp32 matmul rate seen; '(cpu)' = useful FLOPs per "
           "CPU-second (median) as a share of the matmul's FLOPs per CPU-second (best).")
-    if not args.no_memory:
-        print_memory(path, args.threads)
 
 
 MEMORY = """
-import json, resource, sys
+import json, sys
 sys.path[:0] = {paths!r}
-def rss():
+def rss(field="VmRSS"):  # VmHWM: the peak of this process's own memory (ru_maxrss would count the parent's)
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
 import torch
 torch.set_num_threads({threads})
 import bench_inference as b
@@ -298,7 +300,7 @@ inputs = b.batch_of(b.mixed_lengths(), b.MIXED_MAX)
 with torch.inference_mode():
     for _ in range(4):
         model(**inputs)
-print(json.dumps({{"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base, "now": rss() - base}}))
+print(json.dumps({{"peak": rss("VmHWM") - base, "now": rss() - base}}))
 """
 
 
