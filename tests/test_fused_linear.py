@@ -403,6 +403,12 @@ def test_default_prepack_leaves_memory_alone_elsewhere(wide_bert, tmp_path, monk
         reference.bert.encoder.layer[0].attention.self.query.weight.mul_(-1.0)
         parity.assert_tensors_close(got, reference(**inputs).logits, "written weight")
 
+    from leanformers.modeling import loading
+
+    monkeypatch.setattr(loading, "_can_release", False)  # an OS without page-out advice: a copy would add
+    unreleasable = bert.BertForSequenceClassification.from_pretrained(path)
+    assert not any(fused.is_prepacked(m) for m in unreleasable.modules())
+    monkeypatch.undo()
     monkeypatch.setattr(fused, "AUTO_PREPACK", False)
     off = bert.BertForSequenceClassification.from_pretrained(path)
     assert not any(fused.is_prepacked(m) for m in off.modules())
