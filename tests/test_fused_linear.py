@@ -3,6 +3,10 @@ nothing needs gradients, and plain torch everywhere else."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import parity
 import pytest
 import torch
@@ -325,9 +329,9 @@ def test_file_backed_weights_prepack_by_default(wide_bert, tmp_path):
     from leanformers.modeling import loading
     from leanformers.models import bert
 
-    if not loading.can_release_pages():
-        pytest.skip("this OS takes no page-out advice: nothing is prepacked by default")
     path, saved = wide_bert
+    if not loading.can_release_pages() or loading.in_memory_filesystem(str(path)):
+        pytest.skip("no page-out advice here, or the file is memory itself: nothing is prepacked by default")
     model = bert.BertForSequenceClassification.from_pretrained(path)
     plain = bert.BertForSequenceClassification.from_pretrained(path).prepack_weights(False)
     linears = encoder_linears(model)
@@ -405,6 +409,15 @@ def test_default_prepack_leaves_memory_alone_elsewhere(wide_bert, tmp_path, monk
 
     from leanformers.modeling import loading
 
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):  # a file that is memory itself
+        shm = tempfile.mkdtemp(dir="/dev/shm")
+        try:
+            shutil.copytree(path, shm, dirs_exist_ok=True)
+            assert loading.in_memory_filesystem(shm) == loading.in_memory_filesystem("/dev/shm/")
+            in_memory = bert.BertForSequenceClassification.from_pretrained(shm)
+            assert any(fused.is_prepacked(m) for m in in_memory.modules()) != loading.in_memory_filesystem(shm)
+        finally:
+            shutil.rmtree(shm, ignore_errors=True)
     monkeypatch.setattr(loading, "_can_release", False)  # an OS without page-out advice: a copy would add
     unreleasable = bert.BertForSequenceClassification.from_pretrained(path)
     assert not any(fused.is_prepacked(m) for m in unreleasable.modules())

@@ -31,7 +31,8 @@ weight tensor, its storage or its version counter is not the one packed, as afte
   process maps too stay: processes serving one checkpoint share its plain pages and each adds its
   own packed copy, where the reference holds a whole copy per process.) Weights converted on load
   (another dtype), created in memory or tied stay plain, a weight written to or replaced later goes
-  back to plain, and so does everything where the OS takes no page-out advice.
+  back to plain, and so does everything where the OS takes no page-out advice or the file lies on
+  tmpfs (its pages are memory themselves).
   ``LEANFORMERS_PREPACK=0`` (read at import) or ``AUTO_PREPACK = False`` turns the default off;
   ``model.prepack_weights(False)`` turns it off for one model.
 - **Opt-in** (``model.prepack_weights()``, ``leanformers predict --prepack``): every linear, in any

@@ -49,12 +49,32 @@ _MAX_HEADER = 100 * 1024 * 1024
 # wrote (copy-on-write) are only swapped out, never dropped.
 _MADV_PAGEOUT = getattr(mmap, "MADV_PAGEOUT", 21 if sys.platform.startswith("linux") else None)
 _can_release: bool | None = None
-# Our live weight maps: base address -> (length, weak reference to the map). A tensor whose memory
-# lies in one is backed by its file until written to.
+# Our live weight maps on disk-backed filesystems: base address -> (length, weak reference to the
+# map). A tensor whose memory lies in one is backed by its file until written to.
 _MAPS: dict[int, tuple[int, weakref.ref]] = {}
 
 
-def _register_map(mapped: mmap.mmap) -> None:
+def in_memory_filesystem(path: str) -> bool:
+    """Whether ``path`` lies on tmpfs/ramfs (per /proc/mounts), whose pages are memory themselves:
+    handing them back frees nothing."""
+    real, best, kind = os.path.realpath(path), "", ""
+    try:
+        with open("/proc/mounts", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                    best, kind = point, fields[2]
+    except OSError:
+        return False
+    return kind in ("tmpfs", "ramfs")
+
+
+def _register_map(mapped: mmap.mmap, path: str) -> None:
+    if in_memory_filesystem(path):
+        return  # its tensors are not file-backed in the sense that matters here
     view = ctypes.c_char.from_buffer(mapped)
     base = ctypes.addressof(view)
     del view  # the export would keep the map from ever closing
@@ -134,8 +154,8 @@ class SafetensorsFile(Mapping):
                     )
                 header = json.loads(handle.read(header_len))
                 self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY) if size > 0 else None
-                if self._map is not None:
-                    _register_map(self._map)
+                if self._map is not None and can_release_pages():
+                    _register_map(self._map, path)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise WeightsError(f"{path} has a header that is not valid JSON; the file is corrupt: {exc}") from exc
         except OSError as exc:
