@@ -27,9 +27,9 @@ weight tensor, its storage or its version counter is not the one packed, as afte
   page-mapped safetensors file and shared with no other parameter, and only in eval mode. Once
   packed, the plain weight's pages are handed back to the OS (``loading.release_pages``; clean file
   pages are read again from the file if anything touches them, e.g. ``state_dict``), so the packed
-  copy takes the place of the plain one in memory instead of adding to it. (Pages that another
-  process maps too stay: processes serving one checkpoint share its plain pages and each adds its
-  own packed copy, where the reference holds a whole copy per process.) Weights converted on load
+  copy takes the place of the plain one in memory instead of adding to it. (Pages mapped elsewhere
+  too stay: processes serving one checkpoint, or two models loaded from one file, share its plain
+  pages and each adds its own packed copy, where the reference holds a whole copy per model.) Weights converted on load
   (another dtype), created in memory or tied stay plain, a weight written to or replaced later goes
   back to plain, and so does everything where the OS takes no page-out advice or the file lies on
   tmpfs (its pages are memory themselves).
