@@ -26,6 +26,7 @@ from .. import threads
 from ..configuration import PretrainedConfig, load_config
 from ..errors import ConfigError, InputError, WeightsError
 from ..hub import Source, split_source_options, temporary_path
+from . import linear
 from .loading import SAFE_WEIGHTS, map_keys, open_weights
 
 logger = logging.getLogger("leanformers")
@@ -249,8 +250,6 @@ class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
         if device is not None:
             model.to(device)
         model.eval()
-        from . import linear
-
         if linear.AUTO_PREPACK:
             linear.prepack(model, file_backed_only=True)
         # Loading is where a run starts using torch's threads: fit them to the CPUs this process has.
@@ -339,8 +338,6 @@ class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
         ``modeling/linear.py``). Copies are made on each layer's first such call and remade when its
         weight changes; ``prepack_weights(False)`` drops them all, the default ones included.
         Outputs are the same function to float rounding. Returns the model."""
-        from . import linear
-
         if not isinstance(enabled, bool):
             raise InputError(f"prepack_weights(enabled) takes True or False, got {enabled!r}.")
         linear.prepack(self, enabled)
@@ -351,16 +348,12 @@ class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
         (remade on the next packed call), which training would make stale at every step."""
         super().train(mode)
         if mode:
-            from . import linear
-
             linear.drop_packed(self)
         return self
 
     def _apply(self, fn, recurse: bool = True):
         # .to(), .half(), .cuda() ... replace the weights: free the packed copies made from the old ones.
         result = super()._apply(fn, recurse)
-        from . import linear
-
         linear.drop_packed(self, stale_only=True)
         return result
 

@@ -192,21 +192,24 @@ def _weight_of(layer: nn.Linear) -> torch.Tensor:
     """The layer's weight as oneDNN should read it: the packed copy for a prepacked layer (made or
     remade now if missing or stale), else the plain weight."""
     weight = layer.weight
+    if layer not in _PACKED or weight.is_inference():
+        return weight
     auto = layer in _AUTO
-    if layer not in _PACKED or weight.is_inference() or (auto and layer.training):
+    if auto and layer.training:
         return weight
     entry = _PACKED.get(layer)
     if entry is None or _stale(entry, weight):
-        pristine = weight._version == 0  # never written through torch
-        if auto and not (pristine and loading.file_pages(weight) is not None):
+        # Pages are handed back only while the weight was never written through torch.
+        pages = loading.file_pages(weight) if weight._version == 0 else None
+        if auto and pages is None:
             # No longer the file's pages (written, converted, replaced): a copy would add to memory.
             _PACKED[layer] = None
             return weight
         packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), _PACK_ROWS_HINT)
         entry = (packed, weakref.ref(weight), (weight.data_ptr(), weight._version))
         _PACKED[layer] = entry
-        if layer in _RELEASE and pristine:
-            loading.release_pages(weight)
+        if pages is not None and layer in _RELEASE:
+            loading.release_pages(pages)
     return entry[0]
 
 

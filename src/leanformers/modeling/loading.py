@@ -117,13 +117,10 @@ def file_pages(tensor: torch.Tensor) -> tuple[mmap.mmap, int, int] | None:
     return None
 
 
-def release_pages(tensor: torch.Tensor) -> int:
-    """Hand the file-backed pages of ``tensor`` back to the OS; they are read again from the file if
-    touched. For a weight only a prepacked copy reads now. Returns the bytes advised (0 when none)."""
-    found = file_pages(tensor) if can_release_pages() else None
-    if found is None:
-        return 0
-    mapped, offset, length = found
+def release_pages(pages: tuple[mmap.mmap, int, int]) -> int:
+    """Hand pages found by ``file_pages`` back to the OS; they are read again from the file if
+    touched. For a weight only a prepacked copy reads now. Returns the bytes advised (0 on refusal)."""
+    mapped, offset, length = pages
     try:
         mapped.madvise(_MADV_PAGEOUT, offset, length)
     except (OSError, ValueError):
