@@ -128,26 +128,34 @@ CLIP = {"image_processor_type": "CLIPImageProcessor", "size": {"shortest_edge": 
 
 
 @pytest.mark.parametrize("settings", [CONVNEXT, CLIP], ids=["convnext", "clip"])
-def test_processors_take_the_cropped_path_and_fall_back_to_the_same_pixels(tmp_path, monkeypatch, request, settings):
+def test_processors_take_the_cropped_paths_and_fall_back_to_the_same_pixels(tmp_path, monkeypatch, request, settings):
+    """Native engine first; without it, Pillow with boxes; for an unknown Pillow, the whole resize."""
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(settings))
     processor = AutoImageProcessor.from_pretrained(tmp_path)
     photos = [Image.fromarray(np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8))
               for seed in range(3)] + [Image.fromarray(np.zeros((500, 333, 3), dtype=np.uint8))]
-    taken = []
-    original = image_module.resize_center_crop
+    taken = {"native": [], "box": []}
 
-    def spy(*args):
-        result = original(*args)
-        taken.append(result is not None)
-        return result
+    def spy(name, original):
+        def call(*args):
+            result = original(*args)
+            taken[name].append(result is not None)
+            return result
+        return call
 
-    monkeypatch.setattr(image_module, "resize_center_crop", spy)
-    fast = processor(photos, return_tensors="np").pixel_values
-    assert taken and all(taken)
+    monkeypatch.setattr(image_module, "resize_crop_native", spy("native", image_module.resize_crop_native))
+    monkeypatch.setattr(image_module, "resize_center_crop", spy("box", image_module.resize_center_crop))
+    outputs = []
+    if resample.NATIVE:
+        outputs.append(processor(photos, return_tensors="np").pixel_values)
+        assert taken["native"] == [True] * len(photos) and not taken["box"]
+    monkeypatch.setattr(resample, "NATIVE", False)
+    outputs.append(processor(photos, return_tensors="np").pixel_values)
+    assert taken["box"] == [True] * len(photos)
     request.getfixturevalue("unknown_pillow")
-    plain = processor(photos, return_tensors="np").pixel_values
-    assert not any(taken[len(photos):])
-    assert np.array_equal(fast, plain)
+    outputs.append(processor(photos, return_tensors="np").pixel_values)
+    assert taken["box"][len(photos):] == [False] * len(photos)
+    assert all(np.array_equal(outputs[0], other) for other in outputs[1:])
 
 
 def test_the_box_needs_a_power_of_two_scale_denominator():

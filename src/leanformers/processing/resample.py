@@ -1,11 +1,23 @@
-"""Resize followed by a centre crop, computing only the pixels the crop keeps.
+"""Resize followed by a centre crop, computing only the pixels the crop keeps, with the same
+bytes as Pillow's resize followed by the crop.
 
 Pillow resizes in two separable passes, one along each axis, through an 8-bit intermediate image; a
 centre crop then throws part of the result away (43% of it for ConvNeXT's settings: a 640x480 photo
-becomes 341x256, of which 224x224 is kept). ``resize_center_crop`` runs the same two passes as two
-one-axis Pillow resizes, in the order Pillow would take, limited to what the crop keeps. The result
-is bit for bit the crop of the full resize, because:
+becomes 341x256, of which 224x224 is kept). Two engines run those passes:
 
+**Native** (``resize_crop_native``, the default where ``_resample.c`` was built, on x86-64). Pillow
+gives every output sample integer weights (its filter's values, normalised, scaled by 2**22 and
+rounded) and sums pixel x weight in 32-bit integers. ``_axis_weights`` computes those weights with
+the same double arithmetic, step for step, and the C passes do the same integer sums, vectorised
+across samples. Integer sums do not depend on their order, so the bytes are Pillow's. Only the kept
+samples' weights are used, and the first pass covers only the lines the second one reads, so the
+crop costs nothing extra on either axis. x86-64 only: there Pillow's C, like Python, rounds every
+double operation (the baseline instruction set has no fused multiply-add for a compiler to
+contract into); elsewhere it might not.
+
+**Pillow** (``resize_center_crop``, where the native engine is missing). The same two passes as two
+one-axis Pillow resizes, in the order Pillow would take, limited to what the crop keeps. The result is
+bit for bit the crop of the full resize, because:
 * lines across the axis a pass resamples are independent of each other, so what the crop drops
   across that axis can be cropped away before the pass;
 * along the resampled axis, Pillow's ``box`` limits the output to the kept range. Pillow then
@@ -15,21 +27,28 @@ is bit for bit the crop of the full resize, because:
   fit a float32 (Pillow reads the box as float32). Otherwise the axis is resampled whole and cropped
   after the pass, which is still exact.
 
-Whatever this cannot do exactly returns None and the caller runs the plain resize: alpha modes
-(Pillow premultiplies around the resize), filters other than the five convolution filters, a crop
-larger than the image (the crop pads), and Pillow versions whose pass order is not known here.
+Whatever neither engine can do exactly returns None and the caller runs the plain resize: alpha
+modes (Pillow premultiplies around the resize), NEAREST (it does not convolve), a crop larger than
+the image (the crop pads; the native engine then resizes whole), and Pillow versions whose pass
+order is not known here.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import platform
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 import PIL
 import PIL.Image
+
+try:
+    from . import _resample
+except ImportError:  # installed without a C compiler: Pillow alone, same bytes, slower
+    _resample = None
 
 # Half-widths of Pillow's convolution filters, in input pixels at scale 1. (NEAREST does not
 # convolve; MKS2013/MKS2021 are left to the plain resize.)
@@ -43,6 +62,8 @@ _SUPPORT = {
 _MODES = ("RGB", "L")
 # Off: always resize whole (for comparison; the output is the same either way).
 ENABLED = True
+# Off: the Pillow engine only (for comparison; the output is the same either way).
+NATIVE = _resample is not None and platform.machine().lower() in ("x86_64", "amd64")
 _PILLOW_MAJOR = int(PIL.__version__.split(".")[0])
 
 
@@ -173,3 +194,156 @@ def resize_center_crop(
         image = _crop(image, not plan.vertical_first, *plan.lines)
     image = _pass(image, plan.first, plan.vertical_first, resample, plan.first_box)
     return _pass(image, plan.second, not plan.vertical_first, resample, plan.second_box)
+
+
+# --- the native engine ---------------------------------------------------------------------------
+
+_PRECISION = 1 << 22  # Pillow's fixed-point scale for 8-bit weights
+# Pillow writes the Hamming window's constants as C floats.
+_HAMMING_A, _HAMMING_B = float(np.float32(0.54)), float(np.float32(0.46))
+
+
+def _sinc(x: float) -> float:
+    if x == 0.0:
+        return 1.0
+    x = x * math.pi
+    return math.sin(x) / x
+
+
+def _filter(resample: int, x: np.ndarray) -> np.ndarray:
+    """Pillow's filter at offsets ``x`` (float64), each value by the same operations in the same
+    order as its C. The polynomial filters are evaluated elementwise by numpy (each operation
+    rounded, as in C); the sine-based ones call the C library's sin and cos through ``math``, as
+    Pillow does, rather than numpy's own vectorised sine."""
+    if resample == PIL.Image.Resampling.BOX:
+        return np.where((x > -0.5) & (x <= 0.5), 1.0, 0.0)
+    ax = np.abs(x)
+    if resample == PIL.Image.Resampling.BILINEAR:
+        return np.where(ax < 1.0, 1.0 - ax, 0.0)
+    if resample == PIL.Image.Resampling.BICUBIC:
+        a = -0.5
+        near = ((a + 2.0) * ax - (a + 3.0)) * ax * ax + 1.0
+        far = (((ax - 5.0) * ax + 8.0) * ax - 4.0) * a
+        return np.where(ax < 1.0, near, np.where(ax < 2.0, far, 0.0))
+    if resample == PIL.Image.Resampling.HAMMING:
+
+        def one(v: float) -> float:
+            if v == 0.0:
+                return 1.0
+            if v >= 1.0:
+                return 0.0
+            v = v * math.pi
+            return math.sin(v) / v * (_HAMMING_A + _HAMMING_B * math.cos(v))
+
+        values = ax
+    else:  # LANCZOS
+
+        def one(v: float) -> float:
+            return _sinc(v) * _sinc(v / 3) if -3.0 <= v < 3.0 else 0.0
+
+        values = x
+    return np.array([one(v) for v in values.ravel().tolist()], dtype=np.float64).reshape(x.shape)
+
+
+@functools.lru_cache(maxsize=512)
+def _axis_weights(size: int, out: int, resample: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pillow's integer weights for resampling ``size`` samples to ``out``: ``bounds`` (out, 2) holds
+    each output's first input and tap count, ``weights`` (out, taps) the weights, zero past the
+    count."""
+    scale = size / out
+    filterscale = max(scale, 1.0)
+    support = _SUPPORT[resample] * filterscale
+    taps = int(math.ceil(support)) * 2 + 1
+    center = (np.arange(out) + 0.5) * scale
+    first = np.maximum((center - support + 0.5).astype(np.int64), 0)  # C casts truncate, as astype does
+    last = np.minimum((center + support + 0.5).astype(np.int64), size)
+    count = last - first
+    tap = np.arange(taps)
+    values = _filter(resample, ((tap + first[:, None]).astype(np.float64) - center[:, None] + 0.5) * (1.0 / filterscale))
+    values[tap >= count[:, None]] = 0.0
+    total = np.zeros(out)
+    for t in range(taps):  # summed in Pillow's order, not numpy's pairwise one
+        total = total + values[:, t]
+    values = np.where(total[:, None] != 0.0, values / np.where(total == 0.0, 1.0, total)[:, None], values)
+    scaled = values * float(_PRECISION)
+    weights = np.where(values < 0, np.trunc(scaled - 0.5), np.trunc(scaled + 0.5)).astype(np.int32)
+    bounds = np.stack([first, count], axis=1).astype(np.int32)
+    return bounds, weights
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """One axis of a native resize: the kept outputs' weights, with their first inputs counted from
+    ``low``, the first input line any of them reads (``high`` is one past the last)."""
+
+    bounds: np.ndarray | None  # None: the axis keeps its size, so its pass is skipped (as Pillow does)
+    weights: np.ndarray | None
+    low: int
+    high: int
+
+
+@functools.lru_cache(maxsize=256)
+def _cut(size: int, out: int, start: int, kept: int, resample: int) -> _Cut:
+    if size == out:
+        return _Cut(None, None, start, start + kept)
+    bounds, weights = _axis_weights(size, out, resample)
+    bounds, weights = bounds[start : start + kept].copy(), np.ascontiguousarray(weights[start : start + kept])
+    low, high = int(bounds[:, 0].min()), int((bounds[:, 0] + bounds[:, 1]).max())
+    bounds[:, 0] -= low
+    return _Cut(bounds, weights, low, high)
+
+
+def _vertical_pass(pixels: np.ndarray, rows: tuple[int, int], columns: tuple[int, int], cut: _Cut) -> np.ndarray:
+    """Resample along the rows of ``pixels[rows[0]:rows[1], columns[0]:columns[1]]`` (``pixels``
+    C-contiguous; ``cut.bounds`` counts from ``rows[0]``)."""
+    channels, row = pixels.shape[2], pixels.strides[0]
+    out = np.empty((len(cut.bounds), columns[1] - columns[0], channels), np.uint8)
+    _resample.vertical(
+        pixels, rows[0] * row + columns[0] * channels, row, rows[1] - rows[0], out.shape[1] * channels,
+        cut.bounds, cut.weights, cut.weights.shape[1], out.shape[0], out, out.strides[0],
+    )
+    return out
+
+
+def _horizontal_pass(pixels: np.ndarray, rows: tuple[int, int], columns: tuple[int, int], cut: _Cut) -> np.ndarray:
+    """Resample along the columns of the same kind of window (``cut.bounds`` counts from
+    ``columns[0]``)."""
+    channels, row = pixels.shape[2], pixels.strides[0]
+    out = np.empty((rows[1] - rows[0], len(cut.bounds), channels), np.uint8)
+    _resample.horizontal(
+        pixels, rows[0] * row + columns[0] * channels, row, out.shape[0], columns[1] - columns[0], channels,
+        cut.bounds, cut.weights, cut.weights.shape[1], out.shape[1], out, out.strides[0],
+    )
+    return out
+
+
+def resize_crop_native(
+    pixels: np.ndarray, height: int, width: int, resample: int, crop: tuple[int, int] | None
+) -> np.ndarray | None:
+    """``Image.fromarray(pixels).resize((width, height), resample)`` as an array, cut to its centre
+    ``crop`` (height, width; offsets rounded down) when given, for uint8 ``pixels`` (rows, columns,
+    1 or 3 channels, C-contiguous). None where the native engine cannot give Pillow's bytes: it is
+    not built or not trusted here, another filter, another pixel format, a crop larger than the
+    image, or a Pillow version whose pass order is not known."""
+    if not NATIVE or resample not in _SUPPORT or pixels.dtype != np.uint8 or pixels.ndim != 3:
+        return None
+    if pixels.shape[2] not in (1, 3) or not pixels.flags.c_contiguous:
+        return None
+    in_height, in_width = pixels.shape[:2]
+    crop_height, crop_width = crop if crop is not None else (height, width)
+    if not (0 < crop_height <= height and 0 < crop_width <= width) or in_height == 0 or in_width == 0:
+        return None
+    vertical_first = _vertical_first(in_width, in_height, width, height)
+    if vertical_first is None:
+        return None
+    x = _cut(in_width, width, (width - crop_width) // 2, crop_width, int(resample))
+    y = _cut(in_height, height, (height - crop_height) // 2, crop_height, int(resample))
+    # The window of the input still to be read; each pass narrows it to its own output. An axis that
+    # keeps its size is not resampled (Pillow skips that pass too), only cropped.
+    rows, columns = (y.low, y.high), (x.low, x.high)
+    order = ((y, _vertical_pass), (x, _horizontal_pass))
+    for cut, run in order if vertical_first else order[::-1]:
+        if cut.bounds is not None:
+            pixels = run(pixels, rows, columns, cut)
+            rows, columns = (0, pixels.shape[0]), (0, pixels.shape[1])
+    return np.ascontiguousarray(pixels[rows[0] : rows[1], columns[0] : columns[1]])
