@@ -4,6 +4,7 @@ against tables that do not fit the image."""
 
 from __future__ import annotations
 
+import gc
 import platform
 import random
 import shutil
@@ -78,10 +79,14 @@ def test_random_sizes_every_filter_and_kernel_equal_pillow(kernel):
         crop = None if case % 3 == 0 else (rng.randint(1, out_h), rng.randint(1, out_w))
         array = pixels.integers(0, 256, (in_h, in_w, rng.choice([1, 3])), dtype=np.uint8)
         filt = rng.choice(FILTERS)
+        expected = pillow(array, out_h, out_w, filt, crop)
         got = resample.resize_crop_native(array, out_h, out_w, filt, crop)
         assert got is not None and got.flags.c_contiguous
-        expected = pillow(array, out_h, out_w, filt, crop)
         assert np.array_equal(got, expected), (in_w, in_h, out_w, out_h, crop, filt, array.shape[2])
+        if case % 2:  # the same pixels read in place from a Pillow image (RGB: 4 bytes a pixel)
+            memory = resample.pillow_pixels(Image.fromarray(array if array.shape[2] == 3 else array[..., 0]))
+            got = resample.resize_crop_native(memory, out_h, out_w, filt, crop, array.shape[2])
+            assert np.array_equal(got, expected), (in_w, in_h, out_w, out_h, crop, filt, array.shape[2])
         vertical_first += bool(resample._vertical_first(in_w, in_h, out_w, out_h))
         skipped_axis += out_w == in_w or out_h == in_h
     assert (vertical_first > 50 or resample._PILLOW_MAJOR < 13) and skipped_axis > 50
@@ -117,6 +122,35 @@ def test_saturated_and_ringing_pixels_clamp_like_pillow():
                                   pillow(stripes, *size, filt, None))
 
 
+@needs_native
+def test_pillow_pixels_are_read_in_place_and_outlive_the_image():
+    array = np.random.default_rng(5).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    image = Image.fromarray(array)
+    memory = resample.pillow_pixels(image)
+    assert memory.shape == (30, 40, 4) and not memory.flags.writeable
+    assert np.array_equal(memory[..., :3], array)
+    grey = resample.pillow_pixels(image.convert("L"))
+    assert grey.shape == (30, 40, 1) and np.array_equal(grey[..., 0], np.asarray(image.convert("L")))
+    del image
+    gc.collect()
+    assert np.array_equal(memory[..., :3], array)  # the view holds Pillow's export, and so the pixels
+    # Writing to the image after the export does not move its memory.
+    image = Image.fromarray(array)
+    memory = resample.pillow_pixels(image)
+    image.putpixel((0, 0), (1, 2, 3))
+    assert tuple(memory[0, 0, :3]) == (1, 2, 3)
+
+
+@needs_native
+def test_pillow_pixels_that_cannot_be_read_in_place_are_copied(monkeypatch):
+    """Rows spread over several memory blocks, or rows padded by an alignment setting, are not one
+    (rows, columns, 4) array: the processors then copy the pixels out, with the same result."""
+    big = Image.new("RGB", (2600, 1700), (10, 20, 30))  # 17.7 MB, over Pillow's 16 MB block
+    assert resample.pillow_pixels(big) is None
+    monkeypatch.setattr(Image.core, "get_alignment", lambda: 64)
+    assert resample.pillow_pixels(Image.new("RGB", (8, 8))) is None
+
+
 def test_what_the_native_engine_leaves_to_pillow():
     rgb = np.zeros((20, 30, 3), dtype=np.uint8)
     assert resample.resize_crop_native(rgb, 10, 10, Image.Resampling.NEAREST, None) is None
@@ -133,12 +167,12 @@ def test_the_c_passes_refuse_tables_that_do_not_fit_the_image():
     src, out = np.zeros((4, 6, 3), np.uint8), np.zeros((4, 2, 3), np.uint8)
     weights = np.zeros((2, 3), np.int32)
     good = np.array([[0, 3], [3, 3]], np.int32)
-    native.horizontal(src, 0, 18, 4, 6, 3, good, weights, 3, 2, out, 6)
+    native.horizontal(src, 0, 18, 4, 6, 3, 3, good, weights, 3, 2, out, 6)
     for bounds in ([[0, 3], [4, 3]], [[-1, 2], [0, 1]], [[0, 4], [0, 1]]):
         with pytest.raises(ValueError, match="outside the input|window"):
-            native.horizontal(src, 0, 18, 4, 6, 3, np.array(bounds, np.int32), weights, 3, 2, out, 6)
+            native.horizontal(src, 0, 18, 4, 6, 3, 3, np.array(bounds, np.int32), weights, 3, 2, out, 6)
     with pytest.raises(ValueError, match="too small"):
-        native.horizontal(src, 1, 18, 4, 6, 3, good, weights, 3, 2, out, 6)
+        native.horizontal(src, 1, 18, 4, 6, 3, 3, good, weights, 3, 2, out, 6)
     with pytest.raises(ValueError, match="does not match"):
         native.vertical(src, 0, 18, 4, 18, good, weights[:1], 3, 2, np.zeros((2, 18), np.uint8), 18)
     with pytest.raises(ValueError, match="too small"):

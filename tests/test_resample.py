@@ -134,6 +134,8 @@ def test_processors_take_the_cropped_paths_and_fall_back_to_the_same_pixels(tmp_
     processor = AutoImageProcessor.from_pretrained(tmp_path)
     photos = [Image.fromarray(np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8))
               for seed in range(3)] + [Image.fromarray(np.zeros((500, 333, 3), dtype=np.uint8))]
+    # Over Pillow's 16 MB memory block: the native engine copies its pixels out instead of reading them in place.
+    photos.append(Image.fromarray(np.random.default_rng(9).integers(0, 256, (1700, 2600, 3), dtype=np.uint8)))
     taken = {"native": [], "box": []}
 
     def spy(name, original):

@@ -73,18 +73,20 @@ vertical(
 }
 
 /* One block of LANES rows of the horizontal pass. `block` holds the input transposed: byte
- * b of row r at block[b * LANES + r]; `result` receives the output the same way. gcc does
+ * b of row r at block[b * LANES + r], `pixel` bytes per pixel of which the first `channels`
+ * are resampled (Pillow stores RGB as 4 bytes); `result` receives the output the same way,
+ * `channels` bytes per pixel. gcc does
  * not vectorise the 16-lane loop by itself (it unrolls it into scalar code), so the x86
  * versions spell it out with intrinsics; the plain one serves everything else. */
-typedef void (*block_pass)(const uint8_t *, int, const int32_t *, const int32_t *, int, int, uint8_t *);
+typedef void (*block_pass)(const uint8_t *, int, int, const int32_t *, const int32_t *, int, int, uint8_t *);
 
 #define FOR_EACH_SAMPLE(...)                                                                    \
-    const Py_ssize_t step = (Py_ssize_t)channels * LANES;                                       \
+    const Py_ssize_t step = (Py_ssize_t)pixel * LANES;                                          \
     for (int xx = 0; xx < out_width; xx++) {                                                    \
         const int32_t first = bounds[2 * xx], count = bounds[2 * xx + 1];                       \
         const int32_t *w = weights + (Py_ssize_t)xx * taps;                                     \
         for (int c = 0; c < channels; c++) {                                                    \
-            const uint8_t *column = block + ((Py_ssize_t)first * channels + c) * LANES;         \
+            const uint8_t *column = block + ((Py_ssize_t)first * pixel + c) * LANES;            \
             uint8_t *dst = result + ((Py_ssize_t)xx * channels + c) * LANES;                    \
             __VA_ARGS__                                                                         \
         }                                                                                       \
@@ -92,8 +94,8 @@ typedef void (*block_pass)(const uint8_t *, int, const int32_t *, const int32_t 
 
 static void
 horizontal_block_plain(
-    const uint8_t *block, int channels, const int32_t *bounds, const int32_t *weights, int taps,
-    int out_width, uint8_t *result
+    const uint8_t *block, int pixel, int channels, const int32_t *bounds, const int32_t *weights,
+    int taps, int out_width, uint8_t *result
 ) {
     FOR_EACH_SAMPLE({
         uint32_t sums[LANES];
@@ -117,8 +119,8 @@ horizontal_block_plain(
 
 __attribute__((target("avx512f"))) static void
 horizontal_block_avx512(
-    const uint8_t *block, int channels, const int32_t *bounds, const int32_t *weights, int taps,
-    int out_width, uint8_t *result
+    const uint8_t *block, int pixel, int channels, const int32_t *bounds, const int32_t *weights,
+    int taps, int out_width, uint8_t *result
 ) {
     const __m512i bias = _mm512_set1_epi32((int)BIAS), zero = _mm512_setzero_si512();
     const __m512i top = _mm512_set1_epi32(255);
@@ -135,8 +137,8 @@ horizontal_block_avx512(
 
 __attribute__((target("avx2"))) static void
 horizontal_block_avx2(
-    const uint8_t *block, int channels, const int32_t *bounds, const int32_t *weights, int taps,
-    int out_width, uint8_t *result
+    const uint8_t *block, int pixel, int channels, const int32_t *bounds, const int32_t *weights,
+    int taps, int out_width, uint8_t *result
 ) {
     const __m256i bias = _mm256_set1_epi32((int)BIAS);
     FOR_EACH_SAMPLE({
@@ -255,11 +257,11 @@ from_lanes(const uint8_t *block, int rows, Py_ssize_t bytes, uint8_t *out, Py_ss
 
 static int
 horizontal(
-    const uint8_t *in, Py_ssize_t in_stride, int rows, int in_width, int channels,
+    const uint8_t *in, Py_ssize_t in_stride, int rows, int in_width, int pixel, int channels,
     const int32_t *bounds, const int32_t *weights, int taps, int out_width, uint8_t *out,
     Py_ssize_t out_stride
 ) {
-    const Py_ssize_t in_bytes = (Py_ssize_t)in_width * channels;
+    const Py_ssize_t in_bytes = (Py_ssize_t)in_width * pixel;
     const Py_ssize_t out_bytes = (Py_ssize_t)out_width * channels;
     /* calloc: lanes past the last row read zeros, not uninitialised memory. */
     uint8_t *block = calloc((size_t)in_bytes, LANES);
@@ -272,7 +274,7 @@ horizontal(
     for (int r0 = 0; r0 < rows; r0 += LANES) {
         const int n = rows - r0 < LANES ? rows - r0 : LANES;
         to_lanes(in + r0 * in_stride, in_stride, n, in_bytes, block);
-        horizontal_block(block, channels, bounds, weights, taps, out_width, result);
+        horizontal_block(block, pixel, channels, bounds, weights, taps, out_width, result);
         from_lanes(result, n, out_bytes, out + r0 * out_stride, out_stride);
     }
     free(block);
@@ -344,23 +346,23 @@ static PyObject *
 py_horizontal(PyObject *self, PyObject *args) {
     Py_buffer in, bounds, weights, out;
     Py_ssize_t in_offset, in_stride, out_stride;
-    int rows, in_width, channels, taps, out_width, status = 0;
+    int rows, in_width, pixel, channels, taps, out_width, status = 0;
     PyObject *result = NULL;
     if (!PyArg_ParseTuple(
-            args, "y*nniiiy*y*iiw*n", &in, &in_offset, &in_stride, &rows, &in_width, &channels,
-            &bounds, &weights, &taps, &out_width, &out, &out_stride
+            args, "y*nniiiiy*y*iiw*n", &in, &in_offset, &in_stride, &rows, &in_width, &pixel,
+            &channels, &bounds, &weights, &taps, &out_width, &out, &out_stride
         )) {
         return NULL;
     }
-    if (channels < 1 || channels > 4 || in_width < 0 || out_width < 0) {
+    if (channels < 1 || pixel < channels || pixel > 4 || in_width < 0 || out_width < 0) {
         PyErr_SetString(PyExc_ValueError, "resample: bad image shape");
-    } else if (check_plane(&in, in_offset, in_stride, rows, (Py_ssize_t)in_width * channels) == 0 &&
+    } else if (check_plane(&in, in_offset, in_stride, rows, (Py_ssize_t)in_width * pixel) == 0 &&
                check_plane(&out, 0, out_stride, rows, (Py_ssize_t)out_width * channels) == 0 &&
                check_table(&bounds, &weights, out_width, taps, in_width) == 0) {
         Py_BEGIN_ALLOW_THREADS
         status = horizontal(
-            (const uint8_t *)in.buf + in_offset, in_stride, rows, in_width, channels, bounds.buf,
-            weights.buf, taps, out_width, out.buf, out_stride
+            (const uint8_t *)in.buf + in_offset, in_stride, rows, in_width, pixel, channels,
+            bounds.buf, weights.buf, taps, out_width, out.buf, out_stride
         );
         Py_END_ALLOW_THREADS
         result = status == 0 ? Py_NewRef(Py_None) : PyErr_NoMemory();
@@ -370,6 +372,98 @@ py_horizontal(PyObject *self, PyObject *args) {
     PyBuffer_Release(&weights);
     PyBuffer_Release(&out);
     return result;
+}
+
+/* Pillow's pixels without a copy, through the Arrow C data interface it exports (Pillow 11.2+):
+ * an 8-bit grey image is one uint8 array, an RGB image a fixed-size list of 4 uint8 per pixel.
+ * `Pixels` exposes that memory as a read-only buffer and holds the array capsule, whose
+ * release (when the capsule is freed) lets Pillow free the image. */
+struct ArrowSchema {
+    const char *format, *name, *metadata;
+    int64_t flags, n_children;
+    struct ArrowSchema **children, *dictionary;
+    void (*release)(struct ArrowSchema *);
+    void *private_data;
+};
+
+struct ArrowArray {
+    int64_t length, null_count, offset, n_buffers, n_children;
+    const void **buffers;
+    struct ArrowArray **children, *dictionary;
+    void (*release)(struct ArrowArray *);
+    void *private_data;
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *capsule;
+    const void *data;
+    Py_ssize_t size;
+} Pixels;
+
+static int
+pixels_getbuffer(PyObject *self, Py_buffer *view, int flags) {
+    Pixels *pixels = (Pixels *)self;
+    return PyBuffer_FillInfo(view, self, (void *)pixels->data, pixels->size, 1, flags);
+}
+
+static void
+pixels_dealloc(PyObject *self) {
+    Py_XDECREF(((Pixels *)self)->capsule);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyBufferProcs pixels_buffer = {.bf_getbuffer = pixels_getbuffer};
+
+static PyTypeObject PixelsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "leanformers.processing._resample.Pixels",
+    .tp_basicsize = sizeof(Pixels),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Read-only view of a Pillow image's pixel memory.",
+    .tp_dealloc = pixels_dealloc,
+    .tp_as_buffer = &pixels_buffer,
+};
+
+static PyObject *
+py_pillow_pixels(PyObject *self, PyObject *args) {
+    PyObject *schema_capsule, *array_capsule;
+    if (!PyArg_ParseTuple(args, "OO", &schema_capsule, &array_capsule)) {
+        return NULL;
+    }
+    const struct ArrowSchema *schema = PyCapsule_GetPointer(schema_capsule, "arrow_schema");
+    const struct ArrowArray *array = schema ? PyCapsule_GetPointer(array_capsule, "arrow_array") : NULL;
+    if (array == NULL) {
+        return NULL;
+    }
+    const struct ArrowArray *values = array;
+    int64_t width = 1;
+    if (array->release == NULL || schema->format == NULL || array->offset != 0) {
+        values = NULL;
+    } else if (strcmp(schema->format, "+w:4") == 0) {
+        /* fixed-size list of 4: the bytes are the single child's */
+        width = 4;
+        if (schema->n_children != 1 || strcmp(schema->children[0]->format, "C") != 0 || array->n_children != 1 ||
+            array->children[0]->offset != 0) {
+            values = NULL;
+        } else {
+            values = array->children[0];
+        }
+    } else if (strcmp(schema->format, "C") != 0) {
+        values = NULL;
+    }
+    if (values == NULL || values->n_buffers != 2 || values->buffers[1] == NULL || values->length != array->length * width) {
+        PyErr_SetString(PyExc_ValueError, "resample: not an image of 8-bit samples");
+        return NULL;
+    }
+    Pixels *pixels = PyObject_New(Pixels, &PixelsType);
+    if (pixels == NULL) {
+        return NULL;
+    }
+    pixels->capsule = Py_NewRef(array_capsule);
+    pixels->data = values->buffers[1];
+    pixels->size = (Py_ssize_t)values->length;
+    return (PyObject *)pixels;
 }
 
 /* use(name) -> previous name: pick the horizontal kernel ("avx512", "avx2" or "plain"), so
@@ -404,8 +498,10 @@ static PyMethodDef methods[] = {
     {"vertical", py_vertical, METH_VARARGS,
      "vertical(src, offset, stride, rows, row_bytes, bounds, weights, taps, out_rows, dst, dst_stride)"},
     {"horizontal", py_horizontal, METH_VARARGS,
-     "horizontal(src, offset, stride, rows, width, channels, bounds, weights, taps, out_width, dst, "
-     "dst_stride)"},
+     "horizontal(src, offset, stride, rows, width, pixel, channels, bounds, weights, taps, out_width, "
+     "dst, dst_stride)"},
+    {"pillow_pixels", py_pillow_pixels, METH_VARARGS,
+     "pillow_pixels(schema_capsule, array_capsule) -> read-only buffer over a Pillow image's pixels"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -427,5 +523,8 @@ PyInit__resample(void) {
         horizontal_block = horizontal_block_avx2;
     }
 #endif
+    if (PyType_Ready(&PixelsType) < 0) {
+        return NULL;
+    }
     return PyModule_Create(&module);
 }

@@ -593,7 +593,8 @@ def resize_and_crop(
     pixels = _native_pixels(image) if resample_module.NATIVE else None
     if pixels is not None and height > 0 and width > 0:
         fits = crop is None or (crop[0] <= height and crop[1] <= width)
-        kept = resize_crop_native(pixels, height, width, resample, crop if fits else None)
+        channels = 1 if pixels.shape[2] == 1 else 3  # a 4th byte is Pillow's RGB padding
+        kept = resize_crop_native(pixels, height, width, resample, crop if fits else None, channels)
         if kept is not None:
             return kept if fits else center_crop(kept, *crop)
     if crop is not None and isinstance(image, PIL.Image.Image):
@@ -605,11 +606,15 @@ def resize_and_crop(
 
 
 def _native_pixels(image: PIL.Image.Image | np.ndarray) -> np.ndarray | None:
-    """The image as the (rows, columns, channels) uint8 array the native resampler takes, when
-    Pillow would resize it as an 8-bit RGB or grey image; None otherwise."""
+    """The image as the (rows, columns, bytes per pixel) uint8 array the native resampler takes, when
+    Pillow would resize it as an 8-bit RGB or grey image; None otherwise. A Pillow image's own
+    memory is read in place where Pillow exports it (4 bytes per RGB pixel), else copied out."""
     if isinstance(image, PIL.Image.Image):
         if image.mode not in ("RGB", "L"):
             return None
+        in_place = resample_module.pillow_pixels(image)
+        if in_place is not None:
+            return in_place
         array = np.asarray(image)
     elif image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] in (1, 3):
         array = np.ascontiguousarray(image)

@@ -305,29 +305,55 @@ def _vertical_pass(pixels: np.ndarray, rows: tuple[int, int], columns: tuple[int
     return out
 
 
-def _horizontal_pass(pixels: np.ndarray, rows: tuple[int, int], columns: tuple[int, int], cut: _Cut) -> np.ndarray:
+def _horizontal_pass(
+    pixels: np.ndarray, rows: tuple[int, int], columns: tuple[int, int], cut: _Cut, channels: int
+) -> np.ndarray:
     """Resample along the columns of the same kind of window (``cut.bounds`` counts from
-    ``columns[0]``)."""
-    channels, row = pixels.shape[2], pixels.strides[0]
+    ``columns[0]``), keeping the first ``channels`` bytes of each pixel."""
+    pixel, row = pixels.shape[2], pixels.strides[0]
     out = np.empty((rows[1] - rows[0], len(cut.bounds), channels), np.uint8)
     _resample.horizontal(
-        pixels, rows[0] * row + columns[0] * channels, row, out.shape[0], columns[1] - columns[0], channels,
+        pixels, rows[0] * row + columns[0] * pixel, row, out.shape[0], columns[1] - columns[0], pixel, channels,
         cut.bounds, cut.weights, cut.weights.shape[1], out.shape[1], out, out.strides[0],
     )
     return out
 
 
+def pillow_pixels(image: PIL.Image.Image) -> np.ndarray | None:
+    """The pixel memory of an RGB or L image as a read-only (rows, columns, bytes per pixel) array,
+    without copying it (Pillow stores RGB as 4 bytes a pixel, the 4th unused); None where Pillow
+    cannot export it so (before 11.2, or an image spread over several memory blocks)."""
+    if _resample is None or not hasattr(image, "__arrow_c_array__") or PIL.Image.core.get_alignment() != 1:
+        return None
+    try:
+        memory = _resample.pillow_pixels(*image.__arrow_c_array__())
+    except ValueError:
+        return None
+    pixel = 1 if image.mode == "L" else 4
+    width, height = image.size
+    if len(memoryview(memory)) != width * height * pixel:  # rows split over blocks: only the first block
+        return None
+    return np.frombuffer(memory, np.uint8).reshape(height, width, pixel)
+
+
 def resize_crop_native(
-    pixels: np.ndarray, height: int, width: int, resample: int, crop: tuple[int, int] | None
+    pixels: np.ndarray,
+    height: int,
+    width: int,
+    resample: int,
+    crop: tuple[int, int] | None,
+    channels: int | None = None,
 ) -> np.ndarray | None:
     """``Image.fromarray(pixels).resize((width, height), resample)`` as an array, cut to its centre
     ``crop`` (height, width; offsets rounded down) when given, for uint8 ``pixels`` (rows, columns,
-    1 or 3 channels, C-contiguous). None where the native engine cannot give Pillow's bytes: it is
-    not built or not trusted here, another filter, another pixel format, a crop larger than the
-    image, or a Pillow version whose pass order is not known."""
+    bytes per pixel; C-contiguous) of which the first ``channels`` (1 or 3; default all) are the
+    image. None where the native engine cannot give Pillow's bytes: it is not built or not trusted
+    here, another filter, another pixel format, a crop larger than the image, or a Pillow version
+    whose pass order is not known."""
     if not NATIVE or resample not in _SUPPORT or pixels.dtype != np.uint8 or pixels.ndim != 3:
         return None
-    if pixels.shape[2] not in (1, 3) or not pixels.flags.c_contiguous:
+    channels = pixels.shape[2] if channels is None else channels
+    if channels not in (1, 3) or not channels <= pixels.shape[2] <= 4 or not pixels.flags.c_contiguous:
         return None
     in_height, in_width = pixels.shape[:2]
     crop_height, crop_width = crop if crop is not None else (height, width)
@@ -340,10 +366,11 @@ def resize_crop_native(
     y = _cut(in_height, height, (height - crop_height) // 2, crop_height, int(resample))
     # The window of the input still to be read; each pass narrows it to its own output. An axis that
     # keeps its size is not resampled (Pillow skips that pass too), only cropped.
+    # The vertical pass keeps the bytes per pixel it is given; the horizontal one keeps `channels`.
     rows, columns = (y.low, y.high), (x.low, x.high)
-    order = ((y, _vertical_pass), (x, _horizontal_pass))
+    order = ((y, _vertical_pass), (x, functools.partial(_horizontal_pass, channels=channels)))
     for cut, run in order if vertical_first else order[::-1]:
         if cut.bounds is not None:
             pixels = run(pixels, rows, columns, cut)
             rows, columns = (0, pixels.shape[0]), (0, pixels.shape[1])
-    return np.ascontiguousarray(pixels[rows[0] : rows[1], columns[0] : columns[1]])
+    return np.ascontiguousarray(pixels[rows[0] : rows[1], columns[0] : columns[1], :channels])
