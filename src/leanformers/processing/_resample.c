@@ -7,10 +7,10 @@
  * double arithmetic can follow Pillow's step for step.
  *
  * Pillow loops over output samples and, inside, over filter taps one sample at a time. Here
- * the innermost loop runs across independent samples so that the compiler turns it into
- * vector code: along a row for the vertical pass, and across a block of rows for the
- * horizontal pass (its input and output are transposed block by block so those rows sit
- * side by side in memory).
+ * the innermost loop runs across independent samples, in vector registers: along a row for
+ * the vertical pass (vectorised by the compiler), and across a block of 16 rows for the
+ * horizontal pass (with intrinsics; its input and output are transposed block by block so
+ * that those rows sit side by side in memory).
  *
  * No Python objects are touched while the passes run, so the GIL is released around them.
  */
@@ -75,9 +75,9 @@ vertical(
 /* One block of LANES rows of the horizontal pass. `block` holds the input transposed: byte
  * b of row r at block[b * LANES + r], `pixel` bytes per pixel of which the first `channels`
  * are resampled (Pillow stores RGB as 4 bytes); `result` receives the output the same way,
- * `channels` bytes per pixel. gcc does
- * not vectorise the 16-lane loop by itself (it unrolls it into scalar code), so the x86
- * versions spell it out with intrinsics; the plain one serves everything else. */
+ * `channels` bytes per pixel. gcc does not vectorise the 16-lane loop by itself (it unrolls
+ * it into scalar code), so the x86 versions spell it out with intrinsics; the plain one
+ * serves everything else. */
 typedef void (*block_pass)(const uint8_t *, int, int, const int32_t *, const int32_t *, int, int, uint8_t *);
 
 #define FOR_EACH_SAMPLE(...)                                                                    \
