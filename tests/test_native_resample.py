@@ -147,6 +147,13 @@ def test_pillow_pixels_that_cannot_be_read_in_place_are_copied(monkeypatch):
     (rows, columns, 4) array: the processors then copy the pixels out, with the same result."""
     big = Image.new("RGB", (2600, 1700), (10, 20, 30))  # 17.7 MB, over Pillow's 16 MB block
     assert resample.pillow_pixels(big) is None
+    # Images mapped onto a caller's buffer: rows in order are read in place; rows bottom-up or
+    # padded are not one array.
+    data = bytes(np.arange(160, dtype=np.uint8))
+    mapped = Image.frombuffer("L", (16, 10), data, "raw", "L", 0, 1)
+    assert np.array_equal(resample.pillow_pixels(mapped)[..., 0], np.asarray(mapped))
+    assert resample.pillow_pixels(Image.frombuffer("L", (16, 10), data, "raw", "L", 0, -1)) is None
+    assert resample.pillow_pixels(Image.frombuffer("L", (12, 10), data, "raw", "L", 16, 1)) is None
     monkeypatch.setattr(Image.core, "get_alignment", lambda: 64)
     assert resample.pillow_pixels(Image.new("RGB", (8, 8))) is None
 

@@ -268,6 +268,8 @@ def _axis_weights(size: int, out: int, resample: int) -> tuple[np.ndarray, np.nd
     scaled = values * float(_PRECISION)
     weights = np.where(values < 0, np.trunc(scaled - 0.5), np.trunc(scaled + 0.5)).astype(np.int32)
     bounds = np.stack([first, count], axis=1).astype(np.int32)
+    for table in (bounds, weights):  # cached and shared between threads
+        table.setflags(write=False)
     return bounds, weights
 
 
@@ -290,6 +292,7 @@ def _cut(size: int, out: int, start: int, kept: int, resample: int) -> _Cut:
     bounds, weights = bounds[start : start + kept].copy(), np.ascontiguousarray(weights[start : start + kept])
     low, high = int(bounds[:, 0].min()), int((bounds[:, 0] + bounds[:, 1]).max())
     bounds[:, 0] -= low
+    bounds.setflags(write=False)
     return _Cut(bounds, weights, low, high)
 
 
