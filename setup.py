@@ -12,6 +12,13 @@ setup(
             ["src/leanformers/processing/_resample.c"],
             extra_compile_args=["-O3", "-std=gnu11"],
             optional=True,
-        )
+        ),
+        Extension(
+            "leanformers.modeling._attention",
+            ["src/leanformers/modeling/_attention.c"],
+            extra_compile_args=["-O3", "-std=gnu11"],
+            libraries=["dl"],
+            optional=True,
+        ),
     ]
 )

@@ -14,7 +14,8 @@ with the same thread count, on the same token ids:
    "leanformers" keeps its linear weights in oneDNN's blocked layout, as ``from_pretrained`` does by
    default for weights mapped from a safetensors file (the plain pages go back to the OS); "lf
    unpacked" is the same model after ``prepack_weights(False)``: oneDNN then reorders each plain
-   weight on every call.
+   weight on every call. "lf SDPA attention" is leanformers with its native packed-attention kernel
+   off (``attention.NATIVE = False``): one SDPA call per length bucket, the previous default.
 2. **full**: 32 x 128, no padding (both libraries run dense).
 
 Memory (first, before this process maps the file: pages mapped by two processes are shared and a
@@ -33,8 +34,10 @@ On a shared machine, ``--threads 1`` gives the steadiest figures: with every cor
 busy core stalls each parallel region of both libraries. The CPU-time columns are the measure least
 sensitive to other load.
 
-Attention on the packed tokens is one SDPA call per length bucket (rows of similar length, padded to
-the bucket's longest; see ``plan_buckets`` in modeling/attention.py). Nested (jagged) tensors
+Attention on the packed tokens is one call per layer of the native kernel (modeling/_attention.c,
+where the CPU has AVX-512), each text at its own length; else one SDPA call per length bucket (rows
+of similar length, padded to the bucket's longest; see ``plan_buckets`` in modeling/attention.py).
+Nested (jagged) tensors
 with SDPA were measured as the alternative (torch 2.13, CPU): they fail under ``inference_mode``
 ("Cannot set version_counter for inference tensor") and, under ``no_grad``, took ~25x longer than the
 grouped calls for BERT-base attention over 32 texts (falling back to per-text math attention).
@@ -178,6 +181,23 @@ class PlainLinears:
             linear.ENABLED = True
 
 
+class SdpaAttention:
+    """The leanformers model with the native packed-attention kernel switched off (SDPA per length
+    bucket), to show what the kernel contributes."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def __call__(self, **inputs):
+        from leanformers.modeling import attention
+
+        native, attention.NATIVE = attention.NATIVE, False
+        try:
+            return self.model(**inputs)
+        finally:
+            attention.NATIVE = native
+
+
 def packed_megabytes(model) -> float:
     """Memory held by the model's prepacked weight copies."""
     from leanformers.modeling import linear
@@ -224,7 +244,8 @@ def main() -> None:
     full = batch_of([FULL_SEQ] * BATCH, FULL_SEQ)
     plain = PlainLinears(ours)
     cases = {
-        "mixed": (mixed, lengths, {"leanformers": ours, "lf unpacked": ours_unpacked, "leanformers dense": ours_dense,
+        "mixed": (mixed, lengths, {"leanformers": ours, "lf SDPA attention": SdpaAttention(ours),
+                                   "lf unpacked": ours_unpacked, "leanformers dense": ours_dense,
                                    "lf plain linears": plain, "reference": reference}),
         "full": (full, [FULL_SEQ] * BATCH, {"leanformers": ours, "lf unpacked": ours_unpacked,
                                             "lf plain linears": plain, "reference": reference}),

@@ -341,6 +341,7 @@ class BertModel(BertPreTrainedModel):
             unpad_inputs=getattr(config, "unpad_inputs", None),
             macs_per_token=config.hidden_size * (4 * config.hidden_size + 2 * config.intermediate_size),
             padding_in_output=padding_in_output,
+            head_dim=config.hidden_size // config.num_attention_heads,
         )
         output = BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=hidden,

@@ -265,6 +265,7 @@ class DistilBertModel(DistilBertPreTrainedModel):
             unpad_inputs=getattr(config, "unpad_inputs", None),
             macs_per_token=config.dim * (4 * config.dim + 2 * config.hidden_dim),
             padding_in_output=padding_in_output,
+            head_dim=config.dim // config.n_heads,
         )
         output = BaseModelOutput(last_hidden_state=hidden, hidden_states=all_hidden, attentions=all_weights)
         return output if return_dict else output.to_tuple()
