@@ -1,7 +1,9 @@
-"""The one compiled piece: Pillow-exact resampling passes (processing/_resample.c).
+"""The two compiled pieces: Pillow-exact resampling passes (processing/_resample.c) and the packed
+attention kernel (modeling/_attention.c).
 
-It is optional: where it cannot be built, the package installs without it and resizes with
-Pillow alone, giving the same pixels more slowly."""
+Both are optional: where they cannot be built, the package installs without them, resizes with
+Pillow alone (the same pixels) and attends with torch's SDPA (the same numbers to float rounding),
+more slowly."""
 
 from setuptools import Extension, setup
 

@@ -206,12 +206,17 @@ static parallel_fn gomp_parallel;
 static count_fn omp_thread, omp_threads;
 static int looked_up;
 
+/* The first OpenMP runtime loaded, or torch's own where several are (other packages bundle
+ * theirs, and their teams would compete with torch's as threads of our own would). */
 static int
 find_openmp(struct dl_phdr_info *info, size_t size, void *found) {
     const char *name = info->dlpi_name;
     if (name != NULL && (strstr(name, "libgomp") || strstr(name, "libiomp5") || strstr(name, "/libomp"))) {
-        *(const char **)found = name;
-        return 1;
+        const char **best = found;
+        if (*best == NULL || strstr(name, "/torch/lib/") != NULL) {
+            *best = name;
+        }
+        return strstr(name, "/torch/lib/") != NULL;
     }
     return 0;
 }
