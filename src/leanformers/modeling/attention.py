@@ -22,9 +22,9 @@ a bucket; ``plan_buckets`` weighs a few pad tokens against an extra call), and s
 (batch, seq, hidden) at the end. Where the native kernel runs (``NATIVE``: AVX-512, float32, no
 gradients, no dropout, head size 32, 64 or 128), every row keeps its own length (no pad tokens at
 all) and one call per layer attends over all of them, about twice as fast as the grouped SDPA
-calls, equal to them to float rounding (~1e-7 relative). (Nested tensors were measured as the other way to attend: in torch
-2.13 on CPU they fail under ``inference_mode`` and were ~25x slower than the grouped calls under
-``no_grad``.) Policy:
+calls, equal to them to float rounding (~1e-7 relative). (Nested tensors were measured as the
+other way to attend: in torch 2.13 on CPU they fail under ``inference_mode`` and were ~25x slower
+than the grouped calls under ``no_grad``.) Policy:
 
 - Real positions equal the dense path's to float rounding.
 - Automatic (the default) only where no output shows a padded position: the sequence-

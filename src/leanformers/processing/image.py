@@ -59,8 +59,8 @@ from ..hub import (
     read_json,
     split_source_options,
 )
-from .features import BatchFeature, SavedSettings, tensor_type_name
 from . import resample as resample_module
+from .features import BatchFeature, SavedSettings, tensor_type_name
 from .resample import resize_center_crop, resize_crop_native
 
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"

@@ -253,7 +253,7 @@ def _axis_weights(size: int, out: int, resample: int) -> tuple[np.ndarray, np.nd
     scale = size / out
     filterscale = max(scale, 1.0)
     support = _SUPPORT[resample] * filterscale
-    taps = int(math.ceil(support)) * 2 + 1
+    taps = math.ceil(support) * 2 + 1
     center = (np.arange(out) + 0.5) * scale
     first = np.maximum((center - support + 0.5).astype(np.int64), 0)  # C casts truncate, as astype does
     last = np.minimum((center + support + 0.5).astype(np.int64), size)
