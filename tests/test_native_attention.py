@@ -68,6 +68,18 @@ def test_kernel_equals_sdpa_over_random_rows(head_dim):
 
 
 @needs_kernel
+def test_more_threads_than_work_or_than_the_cap():
+    """A thread count over the number of (row, head) items, or over the kernel's cap of 64 (a big
+    machine's torch thread count), still gives the same result (with at most one thread per item)."""
+    gen = torch.Generator().manual_seed(6)
+    rows = rows_for([(7, 7), (3, 2), (1, 1)])
+    q, k, v = (torch.randn(11, 32, generator=gen) for _ in range(3))
+    expected = sdpa_rows(q, k, v, rows, 1, 32)
+    for threads in (3, 4, 500):
+        assert (native_rows(q, k, v, rows, 1, 32, threads) - expected).abs().max().item() <= 1e-6
+
+
+@needs_kernel
 def test_kernel_keeps_large_scores_finite():
     """Scores in the thousands: the softmax subtracts the row maximum before the exponential."""
     gen = torch.Generator().manual_seed(5)

@@ -272,6 +272,9 @@ py_attend(PyObject *self, PyObject *args) {
         )) {
         return NULL;
     }
+    if (threads > MAX_THREADS) {
+        threads = MAX_THREADS; /* a bigger machine still gets the kernel, on its first 64 threads */
+    }
     const Py_ssize_t width = (Py_ssize_t)heads * head_dim;
     const Py_ssize_t sequences = start.len / 8;
     const Py_ssize_t slots = width > 0 ? q.len / 4 / width : 0;
@@ -295,6 +298,9 @@ py_attend(PyObject *self, PyObject *args) {
     }
     Work work[MAX_THREADS];
     const int64_t items = (int64_t)sequences * heads;
+    if (threads > items) {
+        threads = (int)items; /* no idle team members */
+    }
     /* Contiguous runs of items of about equal cost, one per thread. */
     int64_t item = 0;
     double done_cost = 0;
