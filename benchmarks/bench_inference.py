@@ -46,6 +46,7 @@ grouped calls for BERT-base attention over 32 texts (falling back to per-text ma
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import statistics
@@ -164,38 +165,27 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-class PlainLinears:
-    """The leanformers model with its oneDNN fused linears switched off (``F.linear`` + separate ops),
-    to show what the fusion contributes."""
+class SwitchedOff:
+    """The leanformers model run with one of leanformers' module-level switches off, to show what
+    that piece contributes: ``linear.ENABLED`` (the oneDNN fused linears; ``F.linear`` and separate
+    bias/activation/residual ops instead) or ``attention.NATIVE`` (the native packed-attention
+    kernel; SDPA per length bucket instead)."""
 
-    def __init__(self, model) -> None:
-        self.model = model
+    def __init__(self, model, module: str, switch: str) -> None:
+        self.model, self.module, self.switch = model, module, switch
 
     def __call__(self, **inputs):
-        from leanformers.modeling import linear
-
-        linear.ENABLED = False
+        target = importlib.import_module(f"leanformers.modeling.{self.module}")
+        saved = getattr(target, self.switch)
+        setattr(target, self.switch, False)
         try:
             return self.model(**inputs)
         finally:
-            linear.ENABLED = True
+            setattr(target, self.switch, saved)
 
 
-class SdpaAttention:
-    """The leanformers model with the native packed-attention kernel switched off (SDPA per length
-    bucket), to show what the kernel contributes."""
-
-    def __init__(self, model) -> None:
-        self.model = model
-
-    def __call__(self, **inputs):
-        from leanformers.modeling import attention
-
-        native, attention.NATIVE = attention.NATIVE, False
-        try:
-            return self.model(**inputs)
-        finally:
-            attention.NATIVE = native
+def plain_linears(model) -> SwitchedOff:
+    return SwitchedOff(model, "linear", "ENABLED")
 
 
 def packed_megabytes(model) -> float:
@@ -242,9 +232,9 @@ def main() -> None:
     lengths = mixed_lengths()
     mixed = batch_of(lengths, MIXED_MAX)
     full = batch_of([FULL_SEQ] * BATCH, FULL_SEQ)
-    plain = PlainLinears(ours)
+    plain = plain_linears(ours)
     cases = {
-        "mixed": (mixed, lengths, {"leanformers": ours, "lf SDPA attention": SdpaAttention(ours),
+        "mixed": (mixed, lengths, {"leanformers": ours, "lf SDPA attention": SwitchedOff(ours, "attention", "NATIVE"),
                                    "lf unpacked": ours_unpacked, "leanformers dense": ours_dense,
                                    "lf plain linears": plain, "reference": reference}),
         "full": (full, [FULL_SEQ] * BATCH, {"leanformers": ours, "lf unpacked": ours_unpacked,

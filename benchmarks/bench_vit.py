@@ -24,7 +24,7 @@ CHECKPOINT = HERE / ".cache" / "vit-base-classifier"
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from bench_inference import PlainLinears, cpu_name  # noqa: E402
+from bench_inference import cpu_name, plain_linears  # noqa: E402
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
     reference = transformers.ViTForImageClassification.from_pretrained(CHECKPOINT).eval()
     ours = ViTForImageClassification.from_pretrained(CHECKPOINT).eval()
     torch.set_num_threads(args.threads)  # loading may have fitted it to the CPUs; use the asked count
-    models = {"leanformers": ours, "leanformers, plain linears": PlainLinears(ours), "reference": reference}
+    models = {"leanformers": ours, "leanformers, plain linears": plain_linears(ours), "reference": reference}
     pixels = torch.randn(args.batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
 
     times: dict[str, list[float]] = {name: [] for name in models}

@@ -259,6 +259,13 @@ team_member(void *arg) {
 }
 #endif
 
+/* The work of one (row, head) item, for splitting a call between threads: queries x keys as the
+ * kernel pads them, plus a per-query share for the softmax and the output. */
+static inline double
+row_cost(int64_t span, int64_t length) {
+    return (double)span * (double)((length + 15) / 16 * 16 + 16);
+}
+
 /* attend(q, k, v, out, start, span, length, heads, head_dim, scale, threads) */
 static PyObject *
 py_attend(PyObject *self, PyObject *args) {
@@ -286,7 +293,7 @@ py_attend(PyObject *self, PyObject *args) {
     for (Py_ssize_t s = 0; ok && s < sequences; s++) {
         ok = first[s] >= 0 && spans[s] >= 1 && lengths[s] >= 1 && lengths[s] <= spans[s] &&
              first[s] + spans[s] <= slots;
-        cost += (double)spans[s] * (double)((lengths[s] + 15) / 16 * 16 + 16);
+        cost += row_cost(spans[s], lengths[s]);
     }
     if (!ok) {
         PyErr_SetString(PyExc_ValueError, "attention: shapes, rows or CPU not supported by the native kernel");
@@ -310,7 +317,7 @@ py_attend(PyObject *self, PyObject *args) {
         const double goal = cost * heads * (t + 1) / threads;
         while (item < items && (t == threads - 1 || done_cost < goal)) {
             const int64_t s = item / heads;
-            done_cost += (double)spans[s] * (double)((lengths[s] + 15) / 16 * 16 + 16);
+            done_cost += row_cost(spans[s], lengths[s]);
             item++;
         }
         work[t].last = item;

@@ -52,6 +52,7 @@ than the grouped calls under ``no_grad``.) Policy:
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable
 
@@ -223,13 +224,17 @@ class PackedBatch:
         self.groups = groups  # (first slot, rows, bucket length, key mask or None), one per bucket
         self.batch, self.seq = batch, seq
         self.real_index = index if real is None else index[real]
-        # For the native kernel: each packed row's first slot, slot count and real length, in order.
+        self.row_lengths = row_lengths
+
+    @functools.cached_property
+    def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the native kernel: each packed row's first slot, slot count and real length, in order."""
         starts, spans = [], []
-        for start, rows, length, _ in groups:
+        for start, rows, length, _ in self.groups:
             starts.extend(range(start, start + rows * length, length))
             spans.extend([length] * rows)
-        self.rows = (np.array(starts, np.int64), np.array(spans, np.int64),
-                     np.array(row_lengths if row_lengths is not None else spans, np.int64))
+        lengths = self.row_lengths if self.row_lengths is not None else spans
+        return np.array(starts, np.int64), np.array(spans, np.int64), np.array(lengths, np.int64)
 
     def pack(self, hidden: torch.Tensor) -> torch.Tensor:
         """(batch, seq, hidden) -> (slots, hidden)."""

@@ -61,7 +61,7 @@ from ..hub import (
 )
 from . import resample as resample_module
 from .features import BatchFeature, SavedSettings, tensor_type_name
-from .resample import resize_center_crop, resize_crop_native
+from .resample import native_pixels, resize_center_crop, resize_crop_native
 
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"
@@ -590,10 +590,10 @@ def resize_and_crop(
     """``resize_image`` then, when ``crop`` (height, width) is given, ``center_crop``. The crop's part
     alone is resampled where that is exact (``resample.py``): by the native engine for 8-bit RGB and
     grey pixels, else by Pillow for what its ``box`` allows."""
-    pixels = _native_pixels(image) if resample_module.NATIVE else None
-    if pixels is not None and height > 0 and width > 0:
+    native = native_pixels(image) if resample_module.NATIVE else None
+    if native is not None and height > 0 and width > 0:
         fits = crop is None or (crop[0] <= height and crop[1] <= width)
-        channels = 1 if pixels.shape[2] == 1 else 3  # a 4th byte is Pillow's RGB padding
+        pixels, channels = native
         kept = resize_crop_native(pixels, height, width, resample, crop if fits else None, channels)
         if kept is not None:
             return kept if fits else center_crop(kept, *crop)
@@ -603,24 +603,6 @@ def resize_and_crop(
             return _as_array(kept)
     resized = _as_array(resize_image(image, height, width, resample))
     return center_crop(resized, *crop) if crop is not None else resized
-
-
-def _native_pixels(image: PIL.Image.Image | np.ndarray) -> np.ndarray | None:
-    """The image as the (rows, columns, bytes per pixel) uint8 array the native resampler takes, when
-    Pillow would resize it as an 8-bit RGB or grey image; None otherwise. A Pillow image's own
-    memory is read in place where Pillow exports it (4 bytes per RGB pixel), else copied out."""
-    if isinstance(image, PIL.Image.Image):
-        if image.mode not in ("RGB", "L"):
-            return None
-        in_place = resample_module.pillow_pixels(image)
-        if in_place is not None:
-            return in_place
-        array = np.asarray(image)
-    elif image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] in (1, 3):
-        array = np.ascontiguousarray(image)
-    else:
-        return None
-    return array[..., None] if array.ndim == 2 else array
 
 
 def center_crop(array: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -298,11 +298,11 @@ def _cut(size: int, out: int, start: int, kept: int, resample: int) -> _Cut:
 
 def _vertical_pass(pixels: np.ndarray, rows: tuple[int, int], columns: tuple[int, int], cut: _Cut) -> np.ndarray:
     """Resample along the rows of ``pixels[rows[0]:rows[1], columns[0]:columns[1]]`` (``pixels``
-    C-contiguous; ``cut.bounds`` counts from ``rows[0]``)."""
-    channels, row = pixels.shape[2], pixels.strides[0]
-    out = np.empty((len(cut.bounds), columns[1] - columns[0], channels), np.uint8)
+    C-contiguous; ``cut.bounds`` counts from ``rows[0]``), every byte of each pixel."""
+    pixel, row = pixels.shape[2], pixels.strides[0]
+    out = np.empty((len(cut.bounds), columns[1] - columns[0], pixel), np.uint8)
     _resample.vertical(
-        pixels, rows[0] * row + columns[0] * channels, row, rows[1] - rows[0], out.shape[1] * channels,
+        pixels, rows[0] * row + columns[0] * pixel, row, rows[1] - rows[0], out.shape[1] * pixel,
         cut.bounds, cut.weights, cut.weights.shape[1], out.shape[0], out, out.strides[0],
     )
     return out
@@ -337,6 +337,26 @@ def pillow_pixels(image: PIL.Image.Image) -> np.ndarray | None:
     if len(memoryview(memory)) != width * height * pixel:  # rows split over blocks: only the first block
         return None
     return np.frombuffer(memory, np.uint8).reshape(height, width, pixel)
+
+
+def native_pixels(image: PIL.Image.Image | np.ndarray) -> tuple[np.ndarray, int] | None:
+    """``(pixels, channels)`` for ``resize_crop_native`` when Pillow would resize ``image`` as an 8-bit
+    RGB or grey image, else None: a Pillow image's own memory where Pillow exports it (RGB then has
+    a 4th, unused byte per pixel), else a copy of its pixels; a uint8 array of 1 or 3 channels as
+    it is (made contiguous)."""
+    if isinstance(image, PIL.Image.Image):
+        if image.mode not in _MODES:
+            return None
+        array = pillow_pixels(image)
+        if array is None:
+            array = np.asarray(image)
+    elif image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] in (1, 3):
+        array = np.ascontiguousarray(image)
+    else:
+        return None
+    if array.ndim == 2:
+        array = array[..., None]
+    return array, 1 if array.shape[2] == 1 else 3
 
 
 def resize_crop_native(
