@@ -9,13 +9,16 @@ with the same thread count, on the same token ids:
 1. **mixed**: 32 texts of mixed length (one of them 79 tokens long, ~1,400 real tokens in a
    32 x 79 grid, ~44% padding). leanformers packs the real tokens (automatic unpadded path);
    "leanformers dense" is the same model with ``config.unpad_inputs = False``, for comparison.
-   "lf plain linears" is leanformers with its oneDNN fused linears off (``F.linear`` and separate
+   "lf plain linears" is leanformers with its fused linears off (``F.linear`` and separate
    bias/activation/residual ops, as the reference runs them), packed where the default packs.
-   "leanformers" keeps its linear weights in oneDNN's blocked layout, as ``from_pretrained`` does by
-   default for weights mapped from a safetensors file (the plain pages go back to the OS); "lf
-   unpacked" is the same model after ``prepack_weights(False)``: oneDNN then reorders each plain
-   weight on every call. "lf SDPA attention" is leanformers with its native packed-attention kernel
-   off (``attention.NATIVE = False``): one SDPA call per length bucket, the previous default.
+   "leanformers" keeps its linear weights prepacked, as ``from_pretrained`` does by default for
+   weights mapped from a safetensors file (the plain pages go back to the OS): in MKL's packed
+   layout, run by the native linear kernel (modeling/_linear.c), on Intel CPUs with AVX-512; in
+   oneDNN's blocked layout elsewhere. "lf oneDNN linears" (where the native kernel runs) is a second
+   model with that kernel off (``linear.NATIVE = False``): oneDNN's fused linears, the previous
+   default. "lf unpacked" is the same model after ``prepack_weights(False)``: oneDNN then reorders
+   each plain weight on every call. "lf SDPA attention" is leanformers with its native
+   packed-attention kernel off (``attention.NATIVE = False``): one SDPA call per length bucket.
 2. **full**: 32 x 128, no padding (both libraries run dense).
 
 Memory (first, before this process maps the file: pages mapped by two processes are shared and a
@@ -27,8 +30,8 @@ Every variant gets warm-up runs; then the variants are run interleaved, ``--repe
 median (and best) of each is reported, since the machine may be shared. The useful work rate is the
 encoder's FLOPs on real tokens only (projections, feed-forward, and attention within each text)
 divided by the best time, as a share of the machine's fp32 matmul rate (the best 2048 x 2048 matmul
-seen, over torch's MKL ``torch.matmul`` and its oneDNN matmul, measured before and in every round, so
-a busy moment does not lower the bar).
+seen, over torch's MKL ``torch.matmul``, its oneDNN matmul and, where it runs, leanformers' native
+linear kernel, measured before and in every round, so a busy moment does not lower the bar).
 
 On a shared machine, ``--threads 1`` gives the steadiest figures: with every core asked for, one
 busy core stalls each parallel region of both libraries. The CPU-time columns are the measure least
@@ -119,7 +122,29 @@ def matmul_kernels() -> dict[str, object]:
     kernels: dict[str, object] = {"torch.matmul (MKL)": torch.matmul}
     if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
         kernels["oneDNN matmul"] = lambda a, b: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+    from leanformers.modeling import linear
+
+    if linear.NATIVE:
+        kernels["leanformers native linear"] = native_matmul
     return kernels
+
+
+_NATIVE_PACKED: dict[int, torch.Tensor] = {}
+
+
+def native_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b.T`` by the native linear kernel (modeling/_linear.c) with ``b`` packed once, as a
+    prepacked layer keeps it: the bar then includes the kernel leanformers itself runs."""
+    from leanformers.modeling import linear
+
+    rows, (width, depth) = a.shape[0], b.shape
+    if id(b) not in _NATIVE_PACKED:
+        _NATIVE_PACKED.clear()
+        _NATIVE_PACKED[id(b)] = linear._pack(b)
+    out = torch.empty(rows, width)
+    linear._linear.linear(a.numpy(), _NATIVE_PACKED[id(b)].numpy(), None, None, out.numpy(), rows, width, depth, 0,
+                          torch.get_num_threads())
+    return out
 
 
 def matmul_seconds(size: int = 2048, repeat: int = 5) -> tuple[float, float]:
@@ -167,9 +192,10 @@ def cpu_name() -> str:
 
 class SwitchedOff:
     """The leanformers model run with one of leanformers' module-level switches off, to show what
-    that piece contributes: ``linear.ENABLED`` (the oneDNN fused linears; ``F.linear`` and separate
-    bias/activation/residual ops instead) or ``attention.NATIVE`` (the native packed-attention
-    kernel; SDPA per length bucket instead)."""
+    that piece contributes: ``linear.ENABLED`` (the fused linears; ``F.linear`` and separate
+    bias/activation/residual ops instead), ``linear.NATIVE`` (the native linear kernel; oneDNN's
+    fused linears instead: give it a model of its own, as switching repacks its weights) or
+    ``attention.NATIVE`` (the native packed-attention kernel; SDPA per length bucket instead)."""
 
     def __init__(self, model, module: str, switch: str) -> None:
         self.model, self.module, self.switch = model, module, switch
@@ -193,7 +219,8 @@ def packed_megabytes(model) -> float:
     from leanformers.modeling import linear
 
     entries = [linear._PACKED.get(module) for module in model.modules()]
-    return sum(torch.ops.mkldnn._nbytes(entry[0]) for entry in entries if entry is not None) / 1e6
+    return sum(torch.ops.mkldnn._nbytes(entry[0]) if entry[0].is_mkldnn else entry[0].numel()
+               for entry in entries if entry is not None) / 1e6
 
 
 def timed(model, inputs) -> tuple[float, float]:
@@ -228,6 +255,12 @@ def main() -> None:
     ours_dense = BertForSequenceClassification.from_pretrained(path).eval()
     ours_dense.config.unpad_inputs = False
     ours_unpacked = BertForSequenceClassification.from_pretrained(path).eval().prepack_weights(False)
+    from leanformers.modeling import linear
+
+    onednn = {}
+    if linear.NATIVE:
+        ours_onednn = BertForSequenceClassification.from_pretrained(path).eval()
+        onednn = {"lf oneDNN linears": SwitchedOff(ours_onednn, "linear", "NATIVE")}
 
     lengths = mixed_lengths()
     mixed = batch_of(lengths, MIXED_MAX)
@@ -235,9 +268,9 @@ def main() -> None:
     plain = plain_linears(ours)
     cases = {
         "mixed": (mixed, lengths, {"leanformers": ours, "lf SDPA attention": SwitchedOff(ours, "attention", "NATIVE"),
-                                   "lf unpacked": ours_unpacked, "leanformers dense": ours_dense,
+                                   **onednn, "lf unpacked": ours_unpacked, "leanformers dense": ours_dense,
                                    "lf plain linears": plain, "reference": reference}),
-        "full": (full, [FULL_SEQ] * BATCH, {"leanformers": ours, "lf unpacked": ours_unpacked,
+        "full": (full, [FULL_SEQ] * BATCH, {"leanformers": ours, **onednn, "lf unpacked": ours_unpacked,
                                             "lf plain linears": plain, "reference": reference}),
     }
 
@@ -263,7 +296,8 @@ def main() -> None:
             matmul_best = tuple(map(min, matmul_best, matmul_seconds(repeat=3)))
 
     rate, cpu_rate = (2 * 2048**3 / seconds for seconds in matmul_best)
-    print(f"prepacked copies: {packed_megabytes(ours):.0f} MB, the model's weights "
+    print(f"prepacked copies: {packed_megabytes(ours):.0f} MB (MKL's packed layout reserves about twice "
+          "the weight's bytes and fills about the weight's: see the memory figures), the model's weights "
           f"{sum(t.numel() * t.element_size() for t in ours.state_dict().values()) / 1e6:.0f} MB")
     per_kernel = ", ".join(f"{name} {value:.1f}" for name, value in kernel_rates().items())
     print(f"fp32 matmul rate (2048^3, best seen over kernels and rounds): {rate / 1e9:.1f} GFLOP/s wall, "

@@ -174,8 +174,21 @@ def packed_copy(lin: nn.Linear):
     return None if entry is None else entry[0]
 
 
+# Prepacked layers run on the native kernel (MKL's layout) where it runs, else on oneDNN (its own).
+@pytest.fixture(params=["onednn", "native"])
+def engine(request, monkeypatch):
+    if request.param == "native" and not fused.NATIVE:
+        pytest.skip("the native linear kernel does not run here")
+    monkeypatch.setattr(fused, "NATIVE", request.param == "native")
+    return request.param
+
+
+def in_engine_layout(copy: torch.Tensor, engine: str) -> bool:
+    return copy.dtype == torch.uint8 if engine == "native" else copy.layout == torch._mkldnn
+
+
 @pytest.mark.parametrize("activation", [None, "gelu"])
-def test_prepacked_layer_computes_the_same(activation):
+def test_prepacked_layer_computes_the_same(activation, engine):
     lin = layer(48, 80)
     x = torch.randn(2, 5, 48)
     with torch.inference_mode():
@@ -183,7 +196,7 @@ def test_prepacked_layer_computes_the_same(activation):
         assert fused.prepack(lin) == 1 and fused.is_prepacked(lin)
         assert packed_copy(lin) is None  # made on the first fused call, not before
         packed = fused.fused_linear(x, lin, activation)
-        assert packed_copy(lin) is not None and packed_copy(lin).layout == torch._mkldnn
+        assert packed_copy(lin) is not None and in_engine_layout(packed_copy(lin), engine)
         residual = torch.randn(2, 5, 80)
         with_residual = fused.fused_linear(x, layer(48, 80, seed=1), residual=residual)
     parity.assert_tensors_close(packed, plain, f"prepacked {activation}")
@@ -192,7 +205,7 @@ def test_prepacked_layer_computes_the_same(activation):
     assert with_residual.shape == residual.shape
 
 
-def test_prepacked_residual_add():
+def test_prepacked_residual_add(engine):
     lin = layer(48, 48)
     fused.prepack(lin)
     x, residual = torch.randn(9, 48), torch.randn(9, 48)
@@ -203,7 +216,7 @@ def test_prepacked_residual_add():
 
 
 @pytest.mark.parametrize("change", ["in place", "load_state_dict", "new data", "new parameter", "deleted and replaced"])
-def test_prepacked_copy_follows_weight_changes(change):
+def test_prepacked_copy_follows_weight_changes(change, engine):
     """A stale packed copy would silently compute with old weights: every way of changing the
     weight must be seen."""
     lin, other = layer(48, 80), layer(48, 80, seed=7)
@@ -228,7 +241,7 @@ def test_prepacked_copy_follows_weight_changes(change):
     parity.assert_tensors_close(got, F.linear(x, lin.weight, lin.bias), change)
 
 
-def test_release_and_paths_that_never_pack():
+def test_release_and_paths_that_never_pack(engine):
     lin = layer()
     x = torch.randn(3, 48, requires_grad=True)
     fused.prepack(lin)
@@ -249,7 +262,7 @@ def test_release_and_paths_that_never_pack():
     assert fused.prepack(lin, False) == 0
 
 
-def test_model_prepack_weights(tmp_path):
+def test_model_prepack_weights(tmp_path, engine):
     """Whole model: the same logits, the same state dict and saved files, copies unpacked."""
     import copy
 
@@ -544,7 +557,7 @@ def test_fused_conv_bn_matches_plain_torch(activation, with_residual, layout, mo
     assert len(calls) == 1
 
 
-def test_prepacked_copies_go_with_the_model():
+def test_prepacked_copies_go_with_the_model(engine):
     """The packed copies live beside the model, so deleting the model must free them too."""
     import gc
 
