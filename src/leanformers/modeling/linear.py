@@ -54,6 +54,7 @@ have no version counter to watch, so they are never packed.
 
 from __future__ import annotations
 
+import mmap
 import os
 import weakref
 from collections.abc import Callable
@@ -221,7 +222,9 @@ def _pack(weight: torch.Tensor) -> torch.Tensor:
     """The packed copy of a plain (out, in) weight, in the layout of the engine in use."""
     if NATIVE:
         rows, depth = weight.shape
-        packed = torch.empty(_linear.pack_size(rows, depth), dtype=torch.uint8)
+        # MKL asks for about twice the weight's bytes and fills about the weight's. Fresh pages of
+        # their own, so the rest is never resident (heap memory could be pages already in use).
+        packed = torch.frombuffer(mmap.mmap(-1, _linear.pack_size(rows, depth), flags=mmap.MAP_PRIVATE), dtype=torch.uint8)
         _linear.pack(weight.detach().numpy(), rows, depth, packed.numpy())
         return packed
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), _PACK_ROWS_HINT)
@@ -249,6 +252,7 @@ def _weight_of(layer: nn.Linear) -> torch.Tensor:
         _PACKED[layer] = entry
         if pages is not None and layer in _RELEASE:
             loading.release_pages(pages)
+        loading.trim_heap()
     return entry[0]
 
 

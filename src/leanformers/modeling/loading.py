@@ -128,6 +128,26 @@ def release_pages(pages: tuple[mmap.mmap, int, int]) -> int:
     return length
 
 
+_malloc_trim: object = None
+
+
+def trim_heap() -> None:
+    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``; nothing elsewhere).
+
+    Why: packed weight copies are made during a model's first forward, between its activations,
+    and the small long-lived allocations that go with them split the freed activation blocks, so
+    the heap grows in holes it keeps resident. Measured for BERT-base on 32 mixed-length texts,
+    that held 250-350 MB of free heap after the first forwards."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
 class SafetensorsFile(Mapping):
     """A read-only mapping of tensor names to tensors backed by a private memory map.
 
