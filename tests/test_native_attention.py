@@ -5,7 +5,9 @@ falls back to SDPA."""
 
 from __future__ import annotations
 
+import platform
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -116,6 +118,14 @@ def test_kernel_refuses_rows_and_shapes_it_does_not_fit():
                       0.125, 0)
     with pytest.raises(TypeError):  # read-only output
         native.attend(q.numpy(), q.numpy(), q.numpy(), bytes(2560), *rows_for([(4, 4)]), 1, 64, 0.125, 1)
+
+
+def test_the_kernel_is_built_where_ci_runs():
+    """CI installs on x86-64 with gcc; a C file that failed to compile is skipped silently (it is
+    optional), so that fails here instead."""
+    if platform.machine() != "x86_64" or shutil.which("gcc") is None:
+        pytest.skip("no x86-64 compiler here")
+    assert attention._attention is not None, "modeling/_attention.c did not build"
 
 
 @needs_kernel

@@ -5,7 +5,10 @@ the layers and models that use it equal plain torch and the reference."""
 
 from __future__ import annotations
 
+import os
+import platform
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -17,6 +20,18 @@ from torch import nn
 from leanformers.modeling import linear
 
 needs_kernel = pytest.mark.skipif(not linear.NATIVE, reason="the native linear kernel does not run here")
+BUILT_HERE = platform.machine() == "x86_64" and shutil.which("gcc") is not None
+
+
+def cpu_flags() -> tuple[str, set[str]]:
+    """(vendor, flags) from /proc/cpuinfo, or ("", set()) where there is none."""
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return "", set()
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    return fields.get("vendor_id", ""), set(fields.get("flags", "").split())
 ACTIVATIONS = {0: lambda y: y, 1: F.gelu, 2: F.relu}
 
 
@@ -41,6 +56,17 @@ def native(x, weight, bias, residual, activation: int, threads: int, packed=None
 def plain(x, weight, bias, residual, activation: int) -> torch.Tensor:
     y = F.linear(x, weight, bias)
     return ACTIVATIONS[activation](y if residual is None else y + residual)
+
+
+def test_the_kernel_is_built_and_runs_where_ci_runs():
+    """CI installs on x86-64 with gcc, and a C file that failed to compile is skipped silently
+    (it is optional): here that fails instead. On an Intel CPU with AVX-512 it must also run."""
+    if not BUILT_HERE:
+        pytest.skip("no x86-64 compiler here")
+    assert linear._linear is not None, "modeling/_linear.c did not build"
+    vendor, flags = cpu_flags()
+    if vendor == "GenuineIntel" and "avx512f" in flags and os.environ.get("LEANFORMERS_NATIVE_LINEAR", "1") != "0":
+        assert linear.NATIVE and linear._linear.available()
 
 
 @needs_kernel

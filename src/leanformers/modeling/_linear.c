@@ -205,9 +205,17 @@ team_member(void *arg) {
 }
 #endif
 
-/* An optional float32 buffer argument: None, or a buffer of exactly `bytes`. */
+/* Whether a buffer holds exactly rows x columns floats (checked by division: the product of two
+ * int-sized dimensions and 4 may not fit in 64 bits). */
 static int
-optional_buffer(PyObject *object, Py_buffer *view, Py_ssize_t bytes, const char *name) {
+holds(const Py_buffer *view, long long rows, long long columns) {
+    const long long row_bytes = columns * 4;
+    return view->len % row_bytes == 0 && view->len / row_bytes == rows;
+}
+
+/* An optional float32 buffer argument: None, or a buffer of exactly rows x columns floats. */
+static int
+optional_buffer(PyObject *object, Py_buffer *view, long long rows, long long columns, const char *name) {
     if (object == Py_None) {
         view->obj = NULL;
         view->buf = NULL;
@@ -216,8 +224,9 @@ optional_buffer(PyObject *object, Py_buffer *view, Py_ssize_t bytes, const char 
     if (PyObject_GetBuffer(object, view, PyBUF_SIMPLE) != 0) {
         return 0;
     }
-    if (view->len != bytes) {
-        PyErr_Format(PyExc_ValueError, "linear: %s has %zd bytes, expected %zd", name, view->len, bytes);
+    if (!holds(view, rows, columns)) {
+        PyErr_Format(PyExc_ValueError, "linear: %s has %zd bytes, expected %lld x %lld floats", name, view->len,
+                     rows, columns);
         PyBuffer_Release(view);
         view->obj = NULL;
         return 0;
@@ -255,7 +264,7 @@ py_pack(PyObject *self, PyObject *args) {
         return NULL;
     }
     PyObject *result = NULL;
-    if (!available() || !dimensions_ok(1, n, k) || weight.len != (Py_ssize_t)(n * k * 4) ||
+    if (!available() || !dimensions_ok(1, n, k) || !holds(&weight, n, k) ||
         (size_t)dest.len < packed_bytes((int)n, (int)k)) {
         PyErr_SetString(PyExc_ValueError, "linear: weight or packed buffer does not fit the shape");
         goto done;
@@ -290,13 +299,13 @@ py_linear(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "linear: shape, activation or CPU not supported by the native kernel");
         goto done;
     }
-    if (x.len != (Py_ssize_t)(m * k * 4) || out.len != (Py_ssize_t)(m * n * 4) ||
+    if (!holds(&x, m, k) || !holds(&out, m, n) ||
         (size_t)packed.len < packed_bytes((int)n, (int)k)) {
         PyErr_SetString(PyExc_ValueError, "linear: input, output or packed weight does not fit the shape");
         goto done;
     }
-    if (!optional_buffer(bias_object, &bias, (Py_ssize_t)(n * 4), "bias") ||
-        !optional_buffer(residual_object, &residual, (Py_ssize_t)(m * n * 4), "residual")) {
+    if (!optional_buffer(bias_object, &bias, 1, n, "bias") ||
+        !optional_buffer(residual_object, &residual, m, n, "residual")) {
         goto done;
     }
 #ifdef HAVE_KERNEL
