@@ -20,8 +20,9 @@ The native engine (``NATIVE``, Intel CPUs with AVX-512; modeling/_linear.c). A p
 keeps its weight in MKL's packed layout instead, and each thread of torch's team runs MKL's sgemm on
 its own share of the rows, 256 at a time, adding the bias, activation (GELU, ReLU) or residual while
 the block is still in its cache. Measured on the project's 2-core Intel VM (BERT-base, 32 mixed-length
-texts, 1,406 rows): 0.86 s per forward against 1.01 s with oneDNN's fused linears, which there run
-slower than MKL's sgemm. Where it does not run (other CPUs; another activation; a residual that
+texts, 1,406 rows, best of six interleaved rounds): 0.94 s per forward against 1.05 s with oneDNN's
+fused linears, which there run slower than MKL's sgemm, and 0.96 s with ``F.linear`` and separate
+ops. Where it does not run (other CPUs; another activation; a residual that
 broadcasts) the layer goes through oneDNN as below, with its plain weight.
 
 Prepacking. oneDNN computes with the weight in a blocked layout of its own and, given torch's plain
