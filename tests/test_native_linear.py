@@ -209,6 +209,9 @@ def test_what_the_kernel_does_not_take_goes_to_onednn(kernel_calls):
         assert_tensors_close(linear.fused_linear(x, layer, residual=broadcast),
                              F.linear(x, layer.weight, layer.bias) + broadcast, "broadcast residual")
         linear.fused_linear(x.double(), layer.double())
+        empty = nn.Linear(48, 0)  # nothing to pack: plain torch
+        linear.prepack(empty)
+        assert linear.fused_linear(x, empty).shape == (5, 0) and linear._PACKED[empty] is None
     assert kernel_calls == []
     with torch.enable_grad():
         y = linear.fused_linear(torch.randn(5, 48), prepacked_layer(seed=2))

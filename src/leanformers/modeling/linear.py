@@ -225,7 +225,8 @@ def _pack(weight: torch.Tensor) -> torch.Tensor:
         rows, depth = weight.shape
         # MKL asks for about twice the weight's bytes and fills about the weight's. Fresh pages of
         # their own, so the rest is never resident (heap memory could be pages already in use).
-        packed = torch.frombuffer(mmap.mmap(-1, _linear.pack_size(rows, depth), flags=mmap.MAP_PRIVATE), dtype=torch.uint8)
+        pages = mmap.mmap(-1, _linear.pack_size(rows, depth), flags=mmap.MAP_PRIVATE)
+        packed = torch.frombuffer(pages, dtype=torch.uint8)
         _linear.pack(weight.detach().numpy(), rows, depth, packed.numpy())
         return packed
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), _PACK_ROWS_HINT)
@@ -235,7 +236,7 @@ def _weight_of(layer: nn.Linear) -> torch.Tensor:
     """The layer's weight as oneDNN should read it: the packed copy for a prepacked layer (made or
     remade now if missing or stale), else the plain weight."""
     weight = layer.weight
-    if layer not in _PACKED or weight.is_inference():
+    if layer not in _PACKED or weight.is_inference() or not weight.numel():
         return weight
     auto = layer in _AUTO
     if auto and layer.training:
