@@ -283,3 +283,26 @@ def test_models_on_the_kernel_match_the_reference(tmp_path, kernel_calls, name):
     assert_tensors_close(ours.logits, ref.logits, name)
     # Two layers of six: query, key, value, attention output, feed-forward up and down.
     assert len(kernel_calls) == 12
+
+
+@needs_kernel
+def test_concurrent_callers_each_get_their_own_rows():
+    """Two Python threads in the kernel at once (each starts its own OpenMP team): both results stay
+    right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    layer = prepacked_layer(64, 96)
+    gen = torch.Generator().manual_seed(7)
+    inputs = [torch.randn(300 + 37 * i, 64, generator=gen) for i in range(8)]
+    with torch.no_grad():
+        want = [F.gelu(F.linear(x, layer.weight, layer.bias)) for x in inputs]
+        linear.fused_linear(inputs[0], layer, "gelu")  # packed before the threads start
+
+        def run(x):
+            with torch.no_grad():
+                return linear.fused_linear(x, layer, "gelu")
+
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(run, inputs * 3))
+    for index, out in enumerate(got):
+        assert_tensors_close(out, want[index % len(inputs)], f"call {index}")
