@@ -175,6 +175,17 @@ def test_safetensors_unknown_dtype(tmp_path):
         AutoModel.from_pretrained(path.parent)
 
 
+def test_safetensors_dim_past_64_bits(tmp_path):
+    """Found by the fuzz test: an empty tensor (one dim 0) whose other dim is 2**63 has a consistent
+    byte count of 0, and torch.empty then failed with its own TypeError."""
+    from leanformers.modeling.loading import SafetensorsFile
+
+    entry = {"dtype": "F64", "shape": [0, 2**63], "data_offsets": [0, 0]}
+    path = _header_file(tmp_path / "model.safetensors", {"w": entry}, b"")
+    with pytest.raises(WeightsError, match=r"tensor 'w' has a malformed header entry .*64 bits"):
+        SafetensorsFile(str(path))
+
+
 def test_shard_index_names_missing_shard(ckpt):
     (ckpt / "model.safetensors").unlink()
     (ckpt / "model.safetensors.index.json").write_text(

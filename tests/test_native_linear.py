@@ -92,6 +92,61 @@ def test_kernel_equals_plain_torch_over_random_shapes():
 
 
 @needs_kernel
+def test_layer_norm_after_the_block_equals_torchs():
+    """Rows normalised in the kernel: with and without the norm's weight and bias, widths with a
+    masked tail, a large eps (so a misplaced one shows), rows far from zero mean (the variance is
+    taken around the mean), and after an activation or a residual."""
+    gen = torch.Generator().manual_seed(2)
+    for m, n, k, activation, with_residual, affine, eps in [
+        (300, 80, 48, 0, True, (True, True), 1e-12), (257, 17, 33, 1, False, (True, False), 0.5),
+        (9, 768, 64, 2, False, (False, True), 1e-5), (600, 48, 48, 0, True, (False, False), 1e-6),
+    ]:
+        x = torch.randn(m, k, generator=gen)
+        weight, bias = torch.randn(n, k, generator=gen) / k**0.5, torch.randn(n, generator=gen) + 20.0
+        residual = torch.randn(m, n, generator=gen) if with_residual else None
+        scale = torch.randn(n, generator=gen) if affine[0] else None
+        shift = torch.randn(n, generator=gen) if affine[1] else None
+        out = torch.empty(m, n)
+        linear._linear.linear(x.numpy(), packed_weight(weight).numpy(), bias.numpy(),
+                              None if residual is None else residual.numpy(), out.numpy(), m, n, k, activation, 2,
+                              None if scale is None else scale.numpy(), None if shift is None else shift.numpy(), eps)
+        want = F.layer_norm(plain(x, weight, bias, residual, activation), (n,), scale, shift, eps)
+        assert_tensors_close(out, want, f"m={m} n={n} act={activation} residual={with_residual} affine={affine}")
+    with pytest.raises(ValueError, match="linear:"):  # a norm weight without an eps
+        linear._linear.linear(x.numpy(), packed_weight(weight).numpy(), None, None, out.numpy(), m, n, k, 0, 1,
+                              np.ones(n, np.float32))
+
+
+@needs_kernel
+def test_fused_linear_applies_the_norm_on_every_path(kernel_calls, monkeypatch):
+    """The same ``norm(layer(x) + residual)`` from the kernel, from oneDNN and from plain torch, and
+    for a norm the kernel does not take (another width's module runs on the result)."""
+    layer, norm, grouped = prepacked_layer(48, 80), nn.LayerNorm(80, eps=1e-3), nn.GroupNorm(1, 80)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x, residual = torch.randn(2, 7, 48), torch.randn(2, 7, 80)
+    want = norm(F.linear(x, layer.weight, layer.bias) + residual).detach()
+    with torch.inference_mode():
+        native = linear.fused_linear(x, layer, residual=residual, norm=norm)
+        assert kernel_calls == [0]
+        monkeypatch.setattr(linear, "NATIVE", False)
+        onednn = linear.fused_linear(x, layer, residual=residual, norm=norm)
+        monkeypatch.setattr(linear, "ENABLED", False)
+        torch_only = linear.fused_linear(x, layer, residual=residual, norm=norm)
+        monkeypatch.setattr(linear, "ENABLED", True)
+        monkeypatch.setattr(linear, "NATIVE", True)
+        # Not a LayerNorm: the kernel computes without it and the module runs on the result.
+        other = linear.fused_linear(x.view(14, 48), layer, residual=residual.view(14, 80), norm=grouped)
+    for got, what in ((native, "kernel"), (onednn, "oneDNN"), (torch_only, "plain torch")):
+        assert_tensors_close(got, want, what)
+    with torch.no_grad():
+        want_grouped = grouped(F.linear(x.view(14, 48), layer.weight, layer.bias) + residual.view(14, 80))
+    assert_tensors_close(other, want_grouped, "GroupNorm")
+    assert kernel_calls == [0, 0]
+
+
+@needs_kernel
 def test_thread_counts_give_the_same_rows():
     """Each thread takes a share of the rows; more threads than rows, or than the cap, still cover
     every row exactly once."""

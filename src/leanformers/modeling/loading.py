@@ -191,6 +191,10 @@ class SafetensorsFile(Mapping):
                 # negative dims would multiply to a plausible byte count.
                 if not all(type(x) is int and x >= 0 for x in (*shape, begin, end)):
                     raise ValueError("dims and offsets must be non-negative integers")
+                # torch sizes are signed 64-bit: a dim past that (beside a 0, so the tensor is
+                # still empty) would fail inside torch instead of here.
+                if any(d >= 2**63 for d in shape):
+                    raise ValueError("a dim does not fit in 64 bits")
             except (KeyError, TypeError, ValueError) as exc:
                 raise WeightsError(
                     f"{path}: tensor {name!r} has a malformed header entry {str(info)[:200]} ({exc}); "

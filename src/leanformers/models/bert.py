@@ -159,7 +159,7 @@ class BertSelfOutput(nn.Module):
         self.dropout = config.hidden_dropout_prob
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(linear_residual(hidden, self.dense, residual, self.dropout, self.training))
+        return linear_residual(hidden, self.dense, residual, self.dropout, self.training, self.LayerNorm)
 
 
 class BertAttention(nn.Module):

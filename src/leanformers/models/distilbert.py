@@ -133,18 +133,23 @@ class DistilBertSelfAttention(nn.Module):
         self.dropout = config.attention_dropout
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
+        self,
+        hidden: torch.Tensor,
+        mask: torch.Tensor | PackedBatch | None,
+        need_weights: bool,
+        norm: nn.Module | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The attention output plus the residual ``hidden`` (one fused step; no dropout between)."""
+        """The attention output plus the residual ``hidden`` (one fused step; no dropout between),
+        then ``norm`` if given."""
         dropout = self.dropout if self.training else 0.0
         residual = hidden
         query, key, value = (fused_linear(hidden, layer) for layer in (self.q_lin, self.k_lin, self.v_lin))
         if isinstance(mask, PackedBatch):
             context = mask.attend(query, key, value, self.head_dim, dropout)
-            return fused_linear(context, self.out_lin, residual=residual), None
+            return fused_linear(context, self.out_lin, residual=residual, norm=norm), None
         query, key, value = (split_heads(x, self.head_dim) for x in (query, key, value))
         context, weights = attend(query, key, value, mask, dropout, need_weights)
-        return fused_linear(context, self.out_lin, residual=residual), weights
+        return fused_linear(context, self.out_lin, residual=residual, norm=norm), weights
 
 
 class FFN(nn.Module):
@@ -156,10 +161,10 @@ class FFN(nn.Module):
         get_activation(self.act_name, "activation")  # an unknown name fails here, at build time
         self.dropout = config.dropout
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The feed-forward output plus the residual ``hidden``."""
+    def forward(self, hidden: torch.Tensor, norm: nn.Module | None = None) -> torch.Tensor:
+        """The feed-forward output plus the residual ``hidden``, then ``norm`` if given."""
         inner = fused_linear(hidden, self.lin1, self.act_name)
-        return linear_residual(inner, self.lin2, hidden, self.dropout, self.training)
+        return linear_residual(inner, self.lin2, hidden, self.dropout, self.training, norm)
 
 
 class TransformerBlock(nn.Module):
@@ -175,12 +180,11 @@ class TransformerBlock(nn.Module):
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attention(hidden, mask, need_weights)
-        attended = self.sa_layer_norm(attended)
+        attended, weights = self.attention(hidden, mask, need_weights, self.sa_layer_norm)
         return feed_forward(attended, self._feed_forward), weights
 
     def _feed_forward(self, attended: torch.Tensor) -> torch.Tensor:
-        return self.output_layer_norm(self.ffn(attended))
+        return self.ffn(attended, self.output_layer_norm)
 
 
 class Transformer(nn.Module):
