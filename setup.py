@@ -8,6 +8,19 @@ numbers to float rounding), more slowly."""
 
 from setuptools import Extension, setup
 
+
+def modeling_extension(name: str) -> Extension:
+    """A kernel of modeling/: it finds torch's libraries at run time (libdl) and shares _native.h."""
+    return Extension(
+        f"leanformers.modeling.{name}",
+        [f"src/leanformers/modeling/{name}.c"],
+        depends=["src/leanformers/modeling/_native.h"],
+        extra_compile_args=["-O3", "-std=gnu11"],
+        libraries=["dl"],
+        optional=True,
+    )
+
+
 setup(
     ext_modules=[
         Extension(
@@ -16,21 +29,7 @@ setup(
             extra_compile_args=["-O3", "-std=gnu11"],
             optional=True,
         ),
-        Extension(
-            "leanformers.modeling._attention",
-            ["src/leanformers/modeling/_attention.c"],
-            depends=["src/leanformers/modeling/_native.h"],
-            extra_compile_args=["-O3", "-std=gnu11"],
-            libraries=["dl"],
-            optional=True,
-        ),
-        Extension(
-            "leanformers.modeling._linear",
-            ["src/leanformers/modeling/_linear.c"],
-            depends=["src/leanformers/modeling/_native.h"],
-            extra_compile_args=["-O3", "-std=gnu11"],
-            libraries=["dl"],
-            optional=True,
-        ),
+        modeling_extension("_attention"),
+        modeling_extension("_linear"),
     ]
 )

@@ -59,7 +59,6 @@ from ..hub import (
     read_json,
     split_source_options,
 )
-from . import resample as resample_module
 from .features import BatchFeature, SavedSettings, tensor_type_name
 from .resample import native_pixels, resize_center_crop, resize_crop_native
 
@@ -590,7 +589,7 @@ def resize_and_crop(
     """``resize_image`` then, when ``crop`` (height, width) is given, ``center_crop``. The crop's part
     alone is resampled where that is exact (``resample.py``): by the native engine for 8-bit RGB and
     grey pixels, else by Pillow for what its ``box`` allows."""
-    native = native_pixels(image) if resample_module.NATIVE else None
+    native = native_pixels(image)
     if native is not None and height > 0 and width > 0:
         fits = crop is None or (crop[0] <= height and crop[1] <= width)
         pixels, channels = native

@@ -343,7 +343,9 @@ def native_pixels(image: PIL.Image.Image | np.ndarray) -> tuple[np.ndarray, int]
     """``(pixels, channels)`` for ``resize_crop_native`` when Pillow would resize ``image`` as an 8-bit
     RGB or grey image, else None: a Pillow image's own memory where Pillow exports it (RGB then has
     a 4th, unused byte per pixel), else a copy of its pixels; a uint8 array of 1 or 3 channels as
-    it is (made contiguous)."""
+    it is (made contiguous). None too where the native engine is off: no copy is made for nothing."""
+    if not NATIVE:
+        return None
     if isinstance(image, PIL.Image.Image):
         if image.mode not in _MODES:
             return None
