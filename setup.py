@@ -1,25 +1,9 @@
-"""The three compiled pieces: Pillow-exact resampling passes (processing/_resample.c), the packed
-attention kernel (modeling/_attention.c) and linear layers over MKL's packed sgemm
-(modeling/_linear.c).
+"""The one compiled piece: Pillow-exact resampling passes (processing/_resample.c).
 
-All are optional: where they cannot be built, the package installs without them, resizes with
-Pillow alone (the same pixels), attends with torch's SDPA and runs linears through oneDNN (the same
-numbers to float rounding), more slowly."""
+It is optional: where it cannot be built, the package installs without it and resizes with Pillow
+alone (the same pixels, more slowly)."""
 
 from setuptools import Extension, setup
-
-
-def modeling_extension(name: str) -> Extension:
-    """A kernel of modeling/: it finds torch's libraries at run time (libdl) and shares _native.h."""
-    return Extension(
-        f"leanformers.modeling.{name}",
-        [f"src/leanformers/modeling/{name}.c"],
-        depends=["src/leanformers/modeling/_native.h"],
-        extra_compile_args=["-O3", "-std=gnu11"],
-        libraries=["dl"],
-        optional=True,
-    )
-
 
 setup(
     ext_modules=[
@@ -29,7 +13,5 @@ setup(
             extra_compile_args=["-O3", "-std=gnu11"],
             optional=True,
         ),
-        modeling_extension("_attention"),
-        modeling_extension("_linear"),
     ]
 )

@@ -1,93 +1,36 @@
-"""Bidirectional (encoder) self-attention shared by the text encoders.
+"""The attention interface: every model attends through ``attend`` and nothing else.
 
-The fast path is ``torch.nn.functional.scaled_dot_product_attention`` with a boolean padding mask,
-the call the reference makes by default, so the numbers agree. SDPA does not return attention
-weights, so when they are asked for, attention is computed explicitly (scores, additive mask,
-softmax), the reference's "eager" path; the two paths agree to float rounding except on rows whose
-every key is masked, where each follows its reference counterpart (SDPA: a zero context; explicit:
-uniform weights over all keys).
+A model projects its queries, keys and values and hands them over in the layout its hidden states
+have; ``attend`` splits the heads, applies rotary positions, updates a key/value cache, builds the
+mask and runs ``F.scaled_dot_product_attention`` (or, when attention weights or logit soft-capping
+are asked for, the explicit softmax the reference calls "eager"). What ``mask`` is decides the rest:
 
-Masks are built once per forward and shared by every layer:
-``padding_mask`` turns a (batch, seq) 0/1 mask into the (batch, 1, seq, seq) boolean mask SDPA
-takes, or ``None`` when nothing is padded (which lets SDPA pick its fastest kernel);
-``additive_mask`` turns that into the float bias the explicit path adds to the scores.
+- ``None``: dense, every query sees every key.
+- ``Mask``: dense, with padding (a (batch, keys) 0/1 mask), causal order, a sliding window per call,
+  and the position offset of a cache; built once per forward and shared by the layers.
+- ``PackedBatch``: unpadded execution. A padded batch's real tokens are gathered once into a
+  (tokens, hidden) matrix, sorted by length and cut into length buckets (``plan_buckets`` weighs a
+  few pad tokens against an extra call); attention runs one SDPA call per bucket, and every other
+  per-token op runs on the packed matrix unchanged. Models never see the difference.
 
-Unpadded ("packed") execution. When a batch has padding, computing the padded positions is wasted
-work (for 32 mixed-length texts padded to 79 tokens, 44% of it), so BERT and DistilBERT
-(``run_encoder``) gather the real tokens once after the embeddings (``pack_batch`` / ``PackedBatch``;
-the embeddings themselves are a lookup and a layer norm, negligible, and stay dense), run every
-projection, feed-forward, residual and layer norm on the packed (tokens, hidden) matrix, attend in
-length buckets (texts of similar length side by side, one SDPA call per bucket, masked only inside
-a bucket; ``plan_buckets`` weighs a few pad tokens against an extra call), and scatter back to
-(batch, seq, hidden) at the end. Where the native kernel runs (``NATIVE``: AVX-512, float32, no
-gradients, no dropout, head size 32, 64 or 128), every row keeps its own length (no pad tokens at
-all) and one call per layer attends over all of them, about twice as fast as the grouped SDPA
-calls, equal to them to float rounding (~1e-7 relative). (Nested tensors were measured as the
-other way to attend: in torch 2.13 on CPU they fail under ``inference_mode`` and were ~25x slower
-than the grouped calls under ``no_grad``.) Policy:
-
-- Real positions equal the dense path's to float rounding.
-- Automatic (the default) only where no output shows a padded position: the sequence-
-  classification heads (BERT's pooler reads position 0; DistilBERT's head reads position 0)
-  without ``output_hidden_states``. There the speed-up is free and every output equals the
-  reference's. Base models and per-token heads stay dense unless ``config.unpad_inputs = True``.
-- Packed, padded positions of ``last_hidden_state`` and of ``hidden_states[1:]`` are **zero**. (The dense
-  path, like the reference, computes pad queries attending over the real keys: values nobody should
-  read, as costly to reproduce as the padding itself.) ``hidden_states[0]``, the embeddings, is the
-  dense tensor. Per-token head outputs at padded positions are the head applied to that zero vector.
-  Outputs read from real positions only (the pooler, sequence-classification logits, losses whose
-  labels ignore padding) equal the reference's to float rounding, as the dense path's do.
-- The switch is ``config.unpad_inputs``: ``None`` / absent (default) chooses automatically (as above,
-  and only when it is expected to be faster: enough padding, a model wide enough that the skipped
-  matmuls outweigh the extra attention calls; tiny test models stay dense); ``True`` packs every
-  padded batch it can, for every head (opt-in: padded positions then read zero, per-token logits
-  there are the head of a zero vector, and a QA loss, whose softmax spans every position as in the
-  reference, sees those logits); ``False`` never packs.
-- Never packed: ``output_attentions=True`` (weights are (batch, heads, seq, seq) grids), batches
-  without padding, and batches where some row's first position is padding (heads read position 0,
-  and a row with no real token has no packed form).
-- Training works packed: dropout is drawn on the packed tensors, so its random pattern differs from
-  the dense path's, and gradients flow through the gather and scatter.
+Unpadded execution is automatic only where no output shows a padded position (``run_encoder``:
+``padding_in_output=False`` and no hidden states asked for); ``config.unpad_inputs=True`` opts every
+head in (padded positions then read zero), ``False`` opts out. Batches whose first column holds
+padding, and calls asking for attention weights, stay dense.
 """
 
 from __future__ import annotations
 
-import functools
-import os
+import math
 from collections.abc import Callable, Iterable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
 
-try:
-    from . import _attention
-except ImportError:  # installed without a C compiler: every bucket goes through SDPA
-    _attention = None
-
-# The native packed-attention kernel (``_attention.c``): one call per layer over every row at its
-# own length, where the CPU has AVX-512 and nothing needs gradients. ``LEANFORMERS_NATIVE_ATTENTION=0``
-# (read at import) or ``NATIVE = False`` turns it off, e.g. to compare.
-NATIVE = (
-    _attention is not None
-    and _attention.available()
-    and os.environ.get("LEANFORMERS_NATIVE_ATTENTION", "1").strip().lower() not in ("0", "false", "no", "off")
-)
-_NATIVE_HEAD_DIMS = (32, 64, 128)
-
-
-def padding_mask(
-    attention_mask: torch.Tensor | None, batch: int, seq: int, device: torch.device
-) -> torch.Tensor | None:
-    """(batch, seq) 0/1 mask -> (batch, 1, seq, seq) boolean mask (True = attend), or None if all ones."""
-    if attention_mask is None:
-        return None
-    keep = _checked_mask(attention_mask, batch, seq, device)
-    if bool(keep.all()):
-        return None
-    return keep[:, None, None, :].expand(batch, 1, seq, seq)
+# SDPA's own grouped-query support (torch 2.5+) avoids materialising repeated key/value heads.
+_SDPA_GQA = "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or "")
 
 
 def _checked_mask(attention_mask: torch.Tensor, batch: int, seq: int, device: torch.device) -> torch.Tensor:
@@ -102,59 +45,218 @@ def _checked_mask(attention_mask: torch.Tensor, batch: int, seq: int, device: to
     return attention_mask.to(device=device, dtype=torch.bool)
 
 
-def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """A boolean mask as the float bias added to attention scores: 0 where attended, dtype's min elsewhere."""
-    if mask is None:
-        return None
-    zero = torch.zeros((), dtype=dtype, device=mask.device)
-    return torch.where(mask, zero, torch.finfo(dtype).min)
+class Mask:
+    """Which keys each query of a dense batch may see.
+
+    ``keep``: (batch, keys) booleans, False for padding (None: no padding). ``causal``: a query at
+    position p sees keys at positions <= p, where queries sit at ``offset``, ``offset + 1``, ... (the
+    cache's length before this step) and keys at 0, 1, .... A sliding window is given per
+    ``attend`` call (models alternate windowed and global layers) and narrows that to the last
+    ``window`` positions. The boolean grids are built on first use and kept for the other layers.
+    """
+
+    def __init__(self, keep: torch.Tensor | None = None, causal: bool = False, offset: int = 0) -> None:
+        self.keep, self.causal, self.offset = keep, causal, offset
+        self._grids: dict[tuple, torch.Tensor | None] = {}
+
+    @classmethod
+    def padding(
+        cls, attention_mask: torch.Tensor | None, batch: int, seq: int, device: torch.device, causal: bool = False,
+        offset: int = 0,
+    ) -> Mask | None:
+        """A mask from a (batch, keys) 0/1 tensor; None when nothing needs masking (SDPA's fastest case)."""
+        keep = None if attention_mask is None else _checked_mask(attention_mask, batch, seq, device)
+        if keep is not None and bool(keep.all()):
+            keep = None
+        if keep is None and not causal:
+            return None
+        return cls(keep, causal, offset)
+
+    def grid(self, queries: int, keys: int, window: int | None, device: torch.device) -> torch.Tensor | None:
+        """(batch or 1, 1, queries, keys) booleans, True where attended; None when all are."""
+        cache_key = (queries, keys, window)
+        if cache_key not in self._grids:
+            allowed = None
+            if self.causal or window is not None:
+                q = torch.arange(self.offset, self.offset + queries, device=device)[:, None]
+                k = torch.arange(keys, device=device)[None, :]
+                allowed = k <= q if self.causal else torch.ones(queries, keys, dtype=torch.bool, device=device)
+                if window is not None:
+                    allowed = allowed & (q - k < window)
+                allowed = allowed[None, None]
+            if self.keep is not None:
+                if self.keep.shape[1] != keys:
+                    raise InputError(
+                        f"attention_mask covers {self.keep.shape[1]} positions, but attention runs over {keys} keys "
+                        "(cached and new); pass a mask for every position seen so far."
+                    )
+                padding = self.keep[:, None, None, :]
+                allowed = padding if allowed is None else allowed & padding
+            self._grids[cache_key] = allowed
+        return self._grids[cache_key]
 
 
-def split_heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
-    """(batch, seq, heads * head_dim) -> (batch, heads, seq, head_dim)."""
-    batch, seq, _ = x.shape
-    return x.view(batch, seq, -1, head_dim).transpose(1, 2)
+class KVCache:
+    """Keys and values of the positions seen so far, one buffer pair per layer.
+
+    Buffers are allocated once (``capacity`` positions, or on first use) and written in place; when
+    a step needs more room a buffer grows to the next multiple of ``block`` positions, so generation
+    costs one copy per block rather than one per step.
+    """
+
+    def __init__(self, layers: int, capacity: int | None = None, block: int = 256) -> None:
+        if layers < 1 or block < 1:
+            raise InputError(f"KVCache needs at least one layer and a positive block, got {layers} and {block}.")
+        self.block, self.capacity = block, capacity
+        self.keys: list[torch.Tensor | None] = [None] * layers
+        self.values: list[torch.Tensor | None] = [None] * layers
+        self.lengths = [0] * layers
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def get_seq_length(self, layer: int = 0) -> int:
+        return self.lengths[layer]
+
+    def _room(self, layer: int, template: torch.Tensor, need: int) -> None:
+        held = self.keys[layer]
+        if held is not None and held.shape[2] >= need:
+            return
+        size = max(need, self.capacity or 0)
+        size = -(-size // self.block) * self.block
+        batch, heads, _, dim = template.shape
+        used = self.lengths[layer]
+        for store in (self.keys, self.values):
+            fresh = template.new_empty(batch, heads, size, dim)
+            if store[layer] is not None and used:
+                fresh[:, :, :used] = store[layer][:, :, :used]
+            store[layer] = fresh
+
+    def update(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append (batch, kv_heads, new, head_dim) keys and values; return every position's so far."""
+        start = self.lengths[layer]
+        end = start + key.shape[2]
+        self._room(layer, key, end)
+        self.keys[layer][:, :, start:end] = key
+        self.values[layer][:, :, start:end] = value
+        self.lengths[layer] = end
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def crop(self, length: int) -> None:
+        """Forget every position from ``length`` on (buffers are kept)."""
+        self.lengths = [min(n, length) for n in self.lengths]
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep batch rows ``rows`` in that order (beam search)."""
+        for store in (self.keys, self.values):
+            for layer, held in enumerate(store):
+                if held is not None:
+                    store[layer] = held.index_select(0, rows.to(held.device))
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding over the last dimension (the halves-rotation form)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def _explicit(query, key, value, mask, scale, softcap, dropout):
+    """Scores, soft-cap, additive mask, softmax: the reference's eager path; returns weights too."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scale
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            mask = torch.where(mask, torch.zeros((), dtype=scores.dtype, device=mask.device), torch.finfo(scores.dtype).min)
+        scores = scores + mask
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    if dropout:
+        weights = F.dropout(weights, p=dropout, training=True)
+    return torch.matmul(weights, value), weights
+
+
+def _core(query, key, value, mask, scale, softcap, dropout, need_weights, is_causal=False):
+    """Attention over split heads: (batch, heads, queries, dim) against (batch, kv_heads, keys, dim)."""
+    heads, kv_heads = query.shape[1], key.shape[1]
+    if heads != kv_heads and (need_weights or softcap is not None or not _SDPA_GQA):
+        key, value = (x.repeat_interleave(heads // kv_heads, dim=1) for x in (key, value))
+    if need_weights or softcap is not None:
+        if is_causal:
+            mask = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool, device=query.device).tril()
+        return _explicit(query, key, value, mask, scale, softcap, dropout)
+    extra = {"enable_gqa": True} if key.shape[1] != heads else {}
+    context = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask, dropout_p=dropout, is_causal=is_causal, scale=scale, **extra
+    )
+    return context, None
 
 
 def attend(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
-    mask: torch.Tensor | None,
-    dropout: float,
-    need_weights: bool,
+    mask: Mask | PackedBatch | None,
+    *,
+    heads: int,
+    kv_heads: int | None = None,
+    scale: float | None = None,
+    softcap: float | None = None,
+    window: int | None = None,
+    dropout: float = 0.0,
+    need_weights: bool = False,
+    bias: torch.Tensor | None = None,
+    cache: KVCache | None = None,
+    layer: int = 0,
+    rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Scaled dot-product attention over (batch, heads, seq, head_dim) tensors.
+    """Multi-head attention of projected ``query`` over ``key`` / ``value``.
 
-    Returns the context as (batch, seq, heads * head_dim) and, when ``need_weights``, the attention
-    probabilities (batch, heads, seq, seq). ``mask`` is boolean for the SDPA path and additive
-    (``additive_mask``) when weights are needed; ``dropout`` is the probability to apply (0 in eval).
+    Shapes: dense (batch, seq, heads * head_dim) and (batch, seq, kv_heads * head_dim), or packed
+    (tokens, ...) when ``mask`` is a ``PackedBatch``; the context comes back in the query's layout.
+    ``kv_heads`` < ``heads`` is grouped-query attention. ``scale`` defaults to head_dim ** -0.5;
+    ``softcap`` applies ``tanh(s / cap) * cap`` to the scores; ``window`` keeps each query to the
+    last ``window`` positions; ``bias`` is an additive (batch or 1, heads, queries, keys) term (Swin's
+    relative positions); ``rotary`` is (cos, sin) broadcastable to (batch, heads, seq, head_dim),
+    applied to queries and keys before caching; ``cache`` and ``layer`` store and return past keys
+    and values. Returns the context and, with ``need_weights``, the (batch, heads, queries, keys)
+    attention probabilities.
     """
-    batch, _, seq, head_dim = query.shape
-    scale = head_dim**-0.5
-    if need_weights:
-        scores = torch.matmul(query, key.transpose(2, 3)) * scale
-        if mask is not None:
-            scores = scores + mask
-        weights = torch.softmax(scores, dim=-1)
-        if dropout:
-            weights = F.dropout(weights, p=dropout, training=True)
-        context = torch.matmul(weights, value)
-    else:
-        weights = None
-        context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scale)
+    kv_heads = kv_heads or heads
+    if heads % kv_heads:
+        raise InputError(f"{heads} attention heads cannot share {kv_heads} key/value heads evenly.")
+    head_dim = query.shape[-1] // heads
+    scale = head_dim**-0.5 if scale is None else scale
+    if isinstance(mask, PackedBatch):
+        if need_weights or cache is not None or bias is not None or rotary is not None or window is not None:
+            raise InputError("Packed (unpadded) attention takes no weights, cache, bias, rotary or window.")
+        return mask.attend(query, key, value, heads, kv_heads, scale, softcap, dropout), None
+    batch, seq = query.shape[:2]
+    q = query.view(batch, seq, heads, head_dim).transpose(1, 2)
+    k, v = (x.view(batch, x.shape[1], kv_heads, head_dim).transpose(1, 2) for x in (key, value))
+    if rotary is not None:
+        q, k = rotate(q, *rotary), rotate(k, *rotary)
+    if cache is not None:
+        k, v = cache.update(layer, k, v)
+    grid = None if mask is None else mask.grid(seq, k.shape[2], window, query.device)
+    is_causal = False
+    if mask is not None and mask.causal and mask.keep is None and window is None and mask.offset == 0 and bias is None:
+        grid, is_causal = None, seq == k.shape[2]  # SDPA's built-in causal mask is cheaper than a grid
+        if not is_causal:
+            grid = mask.grid(seq, k.shape[2], None, query.device)
+    if bias is not None:
+        if grid is not None:
+            bias = bias.masked_fill(~grid, torch.finfo(bias.dtype).min)
+        grid = bias.to(q.dtype)
+    context, weights = _core(q, k, v, grid, scale, softcap, dropout, need_weights, is_causal)
     return context.transpose(1, 2).reshape(batch, seq, -1), weights
 
 
 # -- unpadded ("packed") execution ----------------------------------------------------------------
 
-# The cost model that decides how to pack, in multiply-adds: a token costs the layer's per-token
-# work (``macs_per_token``, projections and feed-forward); one attention call costs a fixed
-# overhead, per thread, since each call is a parallel region whose threads must start and meet,
-# and small calls run the attention kernel far below its rate on large ones. Tuned on the 2-core
-# CI machine (BERT-base classifier, 32 texts, 27 distinct lengths, torch 2.13): per forward, 2M per
-# thread (27 buckets) took 1.50 s on two threads, 10M per thread (16 buckets) 1.38 s, 40M (9) 1.43 s,
-# one padded bucket 2.50 s; on one thread 2M gave 2.71 s, 10M 2.59 s, 40M 2.55 s, 200M 2.86 s.
+# The packing cost model, in multiply-adds: a token costs the layer's per-token work (projections
+# and feed-forward); one attention call costs a fixed overhead per thread (its threads must start
+# and meet, and small calls run far below the rate of large ones). Tuning: benchmarks/RESULTS.md.
 PACK_CALL_COST_MACS = 8_000_000
 # Below this share of padding, packing's saving is within timing noise: the automatic choice stays dense.
 PACK_MIN_PAD_SHARE = 0.1
@@ -164,11 +266,10 @@ def plan_buckets(lengths: list[int], macs_per_token: int, call_cost: int) -> lis
     """Cut the sorted row lengths into buckets, each padded to its longest row and attended with one
     SDPA call, minimising tokens x ``macs_per_token`` + buckets x ``call_cost`` (exact, by dynamic
     programming over the distinct lengths). Returns (number of rows, padded length) per bucket,
-    shortest first. One bucket per distinct length means no padding at all; one bucket for all is
-    the padded batch."""
+    shortest first."""
     distinct = sorted(set(lengths))
     counts = [lengths.count(length) for length in distinct]
-    best = [0.0] + [float("inf")] * len(distinct)  # best[j]: cost of the first j distinct lengths
+    best = [0.0] + [math.inf] * len(distinct)  # best[j]: cost of the first j distinct lengths
     cut = [0] * (len(distinct) + 1)
     for j in range(1, len(distinct) + 1):
         rows = 0
@@ -185,29 +286,14 @@ def plan_buckets(lengths: list[int], macs_per_token: int, call_cost: int) -> lis
     return buckets[::-1]
 
 
-def native_attention_ready(x: torch.Tensor, head_dim: int | None) -> bool:
-    """Whether the native kernel will attend for activations like ``x``: it is built and on, the
-    head size is one it has, nothing needs gradients, and ``x`` is float32 on the CPU."""
-    return (
-        NATIVE
-        and head_dim in _NATIVE_HEAD_DIMS
-        and not torch.is_grad_enabled()
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-    )
-
-
 class PackedBatch:
     """The tokens of a padded batch regrouped as one (slots, hidden) matrix of length buckets.
 
-    Rows are sorted by length and cut into buckets (``plan_buckets``); in the packed matrix each
-    bucket is a dense (rows, bucket length) block, so attention for a bucket is one SDPA call on a
-    view of it, masked only where a row is shorter than its bucket. A row's slots hold its real
-    tokens first, then (to fill its bucket) some of its own padded positions, whose values are
-    finite and masked out as keys, as in the dense path. Everything else in an encoder layer
-    (projections, feed-forward, residuals, layer norms, dropout) is per token and runs on the packed
-    matrix unchanged. ``index`` holds each slot's flat position in the (batch * seq) grid; ``real``
-    the slots that are real tokens (all of them when every bucket holds one length).
+    Each bucket is a dense (rows, bucket length) block of the packed matrix, so attention for it is
+    one SDPA call on a view, masked only where a row is shorter than its bucket. A row's slots hold
+    its real tokens first, then (to fill its bucket) some of its own padded positions, finite and
+    masked out as keys. ``index`` holds each slot's flat position in the (batch * seq) grid;
+    ``real`` the slots that are real tokens (None when every slot is).
     """
 
     def __init__(
@@ -217,24 +303,12 @@ class PackedBatch:
         groups: list[tuple[int, int, int, torch.Tensor | None]],
         batch: int,
         seq: int,
-        row_lengths: list[int] | None = None,
     ) -> None:
         self.index = index
         self.real = real
         self.groups = groups  # (first slot, rows, bucket length, key mask or None), one per bucket
         self.batch, self.seq = batch, seq
         self.real_index = index if real is None else index[real]
-        self.row_lengths = row_lengths
-
-    @functools.cached_property
-    def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For the native kernel: each packed row's first slot, slot count and real length, in order."""
-        starts, spans = [], []
-        for start, rows, length, _ in self.groups:
-            starts.extend(range(start, start + rows * length, length))
-            spans.extend([length] * rows)
-        lengths = self.row_lengths if self.row_lengths is not None else spans
-        return np.array(starts, np.int64), np.array(spans, np.int64), np.array(lengths, np.int64)
 
     def pack(self, hidden: torch.Tensor) -> torch.Tensor:
         """(batch, seq, hidden) -> (slots, hidden)."""
@@ -249,25 +323,17 @@ class PackedBatch:
         return grid.index_copy(0, self.real_index, packed).view(self.batch, self.seq, width)
 
     def attend(
-        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, head_dim: int, dropout: float
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int, kv_heads: int,
+        scale: float, softcap: float | None, dropout: float,
     ) -> torch.Tensor:
-        """Self-attention of each row over its own real tokens; (slots, heads * head_dim) in and out."""
-        if (dropout == 0.0 and native_attention_ready(query, head_dim)
-                and all(x.dim() == 2 and x.is_contiguous() and x.dtype == query.dtype for x in (query, key, value))):
-            out = torch.empty_like(query)
-            _attention.attend(
-                query.numpy(), key.numpy(), value.numpy(), out.numpy(), *self.rows,
-                query.shape[1] // head_dim, head_dim, head_dim**-0.5, torch.get_num_threads(),
-            )
-            return out
+        """Self-attention of each row over its own real tokens; (slots, width) in and out."""
+        head_dim = query.shape[-1] // heads
         contexts = []
         for start, rows, length, key_mask in self.groups:
             # One bucket as a dense (rows, heads, length, head_dim) view of the packed matrix.
-            q, k, v = (x[start : start + rows * length].view(rows, length, -1, head_dim).transpose(1, 2)
-                       for x in (query, key, value))
-            context = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=key_mask, dropout_p=dropout, scale=head_dim**-0.5
-            )
+            q, k, v = (x[start : start + rows * length].view(rows, length, n, head_dim).transpose(1, 2)
+                       for x, n in ((query, heads), (key, kv_heads), (value, kv_heads)))
+            context, _ = _core(q, k, v, key_mask, scale, softcap, dropout, False)
             contexts.append(context.transpose(1, 2).reshape(rows * length, -1))
         return contexts[0] if len(contexts) == 1 else torch.cat(contexts)
 
@@ -279,17 +345,13 @@ def pack_batch(
     device: torch.device,
     unpad_inputs: bool | None,
     macs_per_token: int,
-    native: bool = False,
 ) -> PackedBatch | None:
     """A ``PackedBatch`` when the encoder should run unpadded, else None (run the dense path).
 
-    ``unpad_inputs`` is the config's switch: False never packs, True packs every padded batch it can,
-    None (the default) packs when it is expected to be faster: at least ``PACK_MIN_PAD_SHARE`` of the
-    grid is padding and the bucket plan costs less than the padded batch (``plan_buckets``; per
-    token ``macs_per_token`` multiply-adds per layer). ``native``: the layers will attend with the
-    native kernel, whose calls cost nothing extra, so every row keeps its own length. A batch is
-    never packed when a row's first position is padding (heads read position 0, and a row with no
-    real token has no packed form).
+    ``unpad_inputs``: False never packs, True packs every padded batch it can, None (the default)
+    packs when it is expected to be faster: at least ``PACK_MIN_PAD_SHARE`` of the grid is padding and
+    the bucket plan costs less than the padded batch. Never packed when a row's first position is
+    padding (heads read position 0, and a row with no real token has no packed form).
     """
     if attention_mask is None or unpad_inputs is False:
         return None
@@ -301,8 +363,7 @@ def pack_batch(
     padded = batch * seq - sum(row_lengths)
     if padded == 0 or not bool(keep[:, 0].all()):
         return None
-    # The native kernel attends over every row in one call per layer: no reason left to pad.
-    call_cost = 0 if native else PACK_CALL_COST_MACS * torch.get_num_threads()
+    call_cost = PACK_CALL_COST_MACS * torch.get_num_threads()
     buckets = plan_buckets(row_lengths, macs_per_token, call_cost)
     if unpad_inputs is None:
         slots = sum(rows * length for rows, length in buckets)
@@ -327,10 +388,7 @@ def pack_batch(
         groups.append((start, rows, length, None if exact else real[:, None, None, :]))
         start += rows * length
         first_row += rows
-    index = torch.cat(index_parts)
-    return PackedBatch(
-        index, None if all_real else torch.cat(real_parts), groups, batch, seq, sorted_lengths.tolist()
-    )
+    return PackedBatch(torch.cat(index_parts), None if all_real else torch.cat(real_parts), groups, batch, seq)
 
 
 def real_positions_only(
@@ -340,9 +398,8 @@ def real_positions_only(
     padding_in_output: bool,
 ) -> torch.Tensor:
     """``head(hidden)`` for a (batch, seq, hidden) input. When the caller reads no padded position
-    (``padding_in_output=False``) the head runs on the real positions only, and padded positions
-    hold zeros. That matters for a masked LM, whose vocabulary projection costs more per token than
-    the whole encoder does."""
+    (``padding_in_output=False``) the head runs on the real positions only and padded positions hold
+    zeros: a masked LM's vocabulary projection costs more per token than the whole encoder."""
     if padding_in_output or attention_mask is None:
         return head(hidden)
     real = _checked_mask(attention_mask, *hidden.shape[:2], hidden.device)
@@ -361,9 +418,9 @@ def run_layers(
     output_attentions: bool,
     output_hidden_states: bool,
 ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-    """Run ``layer(hidden, *layer_args, output_attentions) -> (hidden, weights)`` for each layer in
-    turn. Returns the last hidden state, the hidden states (the input, then every layer's output)
-    when asked for, and every layer's attention weights when asked for (None otherwise)."""
+    """Run ``layer(hidden, *layer_args, output_attentions) -> (hidden, weights)`` for each layer.
+    Returns the last hidden state, the hidden states (the input, then every layer's output) and every
+    layer's attention weights, the last two None unless asked for."""
     all_hidden = (hidden,) if output_hidden_states else None
     all_weights = () if output_attentions else None
     for layer in layers:
@@ -384,29 +441,22 @@ def run_encoder(
     unpad_inputs: bool | None,
     macs_per_token: int,
     padding_in_output: bool,
-    head_dim: int | None = None,
 ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-    """Run a layer stack ``encoder(hidden, mask, output_attentions, output_hidden_states)`` over the
-    embeddings, packed (``pack_batch``) or dense, and return (last hidden state, hidden states,
-    attentions) in the (batch, seq, ...) layout either way. Packed, ``hidden_states[0]`` is the dense
-    embedding output and the later states are zero at padded positions.
+    """Run ``encoder(hidden, mask, output_attentions, output_hidden_states)`` over the embeddings,
+    packed (``pack_batch``) or dense, and return (last hidden state, hidden states, attentions) in the
+    (batch, seq, ...) layout either way. Packed, ``hidden_states[0]`` is the dense embedding output
+    and later states are zero at padded positions.
 
     ``padding_in_output``: whether the caller hands values at padded positions back to the user (a
-    base model's last_hidden_state, per-token logits). The automatic choice (``unpad_inputs=None``)
-    then stays dense, so what a user sees never changes unless they opt in with True. ``head_dim``:
-    the layers' head size, which says whether the native attention kernel can run."""
+    base model's last_hidden_state, per-token logits); the automatic choice then stays dense."""
     batch, seq = hidden.shape[:2]
     if unpad_inputs is None and (padding_in_output or output_hidden_states):
         unpad_inputs = False
-    # Attention weights are (batch, heads, seq, seq) grids, so asking for them keeps the dense path.
     packing = None if output_attentions else pack_batch(
-        attention_mask, batch, seq, hidden.device, unpad_inputs, macs_per_token,
-        native=native_attention_ready(hidden, head_dim),
+        attention_mask, batch, seq, hidden.device, unpad_inputs, macs_per_token
     )
     if packing is None:
-        mask = padding_mask(attention_mask, batch, seq, hidden.device)
-        if output_attentions:
-            mask = additive_mask(mask, hidden.dtype)
+        mask = Mask.padding(attention_mask, batch, seq, hidden.device)
         return encoder(hidden, mask, output_attentions, output_hidden_states)
     packed, all_hidden, _ = encoder(packing.pack(hidden), packing, False, output_hidden_states)
     if all_hidden is not None:

@@ -22,11 +22,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .. import threads
 from ..configuration import PretrainedConfig, load_config
 from ..errors import ConfigError, InputError, WeightsError
 from ..hub import Source, split_source_options, temporary_path
-from . import linear
 from .loading import SAFE_WEIGHTS, map_keys, open_weights
 
 logger = logging.getLogger("leanformers")
@@ -250,10 +248,6 @@ class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
         if device is not None:
             model.to(device)
         model.eval()
-        if linear.AUTO_PREPACK:
-            linear.prepack(model, file_backed_only=True)
-        # Loading is where a run starts using torch's threads: fit them to the CPUs this process has.
-        threads.fit_torch_threads()
         report.log(cls.__name__, source.describe())
         if output_loading_info:
             return model, report.as_dict()
@@ -328,35 +322,6 @@ class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
                 if (id(store), name) in kept:
                     store[name] = kept[(id(store), name)]
 
-    # -- inference ----------------------------------------------------------------------------
-    def prepack_weights(self, enabled: bool = True) -> "PreTrainedModel":
-        """Keep every linear weight in oneDNN's blocked layout for CPU inference (float32, ``no_grad``
-        / ``inference_mode``), in any mode: about 5% faster on BERT-base-sized encoders. Models from
-        ``from_pretrained`` already do this, in eval mode, for the weights still mapped from their
-        safetensors file, whose plain pages are then handed back to the OS; this call adds the rest
-        (weights converted on load or made in memory), each for one more copy of it in memory (see
-        ``modeling/linear.py``). Copies are made on each layer's first such call and remade when its
-        weight changes; ``prepack_weights(False)`` drops them all, the default ones included.
-        Outputs are the same function to float rounding. Returns the model."""
-        if not isinstance(enabled, bool):
-            raise InputError(f"prepack_weights(enabled) takes True or False, got {enabled!r}.")
-        linear.prepack(self, enabled)
-        return self
-
-    def train(self, mode: bool = True) -> PreTrainedModel:
-        """``nn.Module.train``; entering training mode also frees the model's prepacked weight copies
-        (remade on the next packed call), which training would make stale at every step."""
-        super().train(mode)
-        if mode:
-            linear.drop_packed(self)
-        return self
-
-    def _apply(self, fn, recurse: bool = True):
-        # .to(), .half(), .cuda() ... replace the weights: free the packed copies made from the old ones.
-        result = super()._apply(fn, recurse)
-        linear.drop_packed(self, stale_only=True)
-        return result
-
     # -- saving -------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True) -> None:
         """Write config.json and model.safetensors, each through a temporary name and a rename."""
@@ -392,31 +357,47 @@ _INIT_FUNCTIONS = (
     "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
     "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_",
 )
+_guard_lock = threading.Lock()
+_guarded = False
+
+
+def _skippable(fn: Any) -> Any:
+    """``fn``, except in a thread that is building a model to load (``_BUILD.skip``), where it
+    leaves its tensor as it is."""
+
+    def initialiser(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        return tensor if getattr(_BUILD, "skip", False) else fn(tensor, *args, **kwargs)
+
+    initialiser.__wrapped__ = fn
+    return initialiser
+
+
+def _guard_initialisers() -> None:
+    """Route torch's initialisers through ``_skippable`` (once per process). The switch is per
+    thread, so another thread building or training a model meanwhile initialises as usual."""
+    global _guarded
+    with _guard_lock:
+        if _guarded:
+            return
+        for name in _INIT_FUNCTIONS:
+            if hasattr(nn.init, name):
+                setattr(nn.init, name, _skippable(getattr(nn.init, name)))
+        nn.Embedding._fill_padding_idx_with_zero = _skippable(nn.Embedding._fill_padding_idx_with_zero)
+        _guarded = True
 
 
 @contextmanager
 def _skipping_init() -> Iterator[None]:
-    """Make torch's initialisers no-ops while a model is built on the meta device: they would
-    initialise tensors about to be replaced, and random ops on meta tensors are slow to dispatch
-    (the first one imports torch's compiler stack)."""
-    saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS if hasattr(nn.init, name)}
-    fill_padding = nn.Embedding._fill_padding_idx_with_zero
+    """Skip torch's initialisers in this thread while a model is built on the meta device: they
+    would initialise tensors about to be replaced, and random ops on meta tensors are slow to
+    dispatch (the first one imports torch's compiler stack)."""
+    _guard_initialisers()
     skipping = getattr(_BUILD, "skip", False)
     _BUILD.skip = True
     try:
-        for name in saved:
-            setattr(nn.init, name, _keep)
-        nn.Embedding._fill_padding_idx_with_zero = lambda self: None
         yield
     finally:
-        for name, fn in saved.items():
-            setattr(nn.init, name, fn)
-        nn.Embedding._fill_padding_idx_with_zero = fill_padding
         _BUILD.skip = skipping
-
-
-def _keep(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    return tensor
 
 
 def _placeholder(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -7,14 +7,11 @@ index; ``pytorch_model.bin`` is only ever opened with ``torch.load(weights_only=
 
 from __future__ import annotations
 
-import ctypes
 import json
 import mmap
 import os
 import re
 import struct
-import sys
-import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -44,110 +41,6 @@ _SAFETENSORS_DTYPES = {
 }
 _MAX_HEADER = 100 * 1024 * 1024
 
-# Linux's "reclaim these pages now" advice (5.4+; Python 3.11 does not name it). It never loses
-# data: clean file-backed pages are read again from the file when touched, and pages this process
-# wrote (copy-on-write) are only swapped out, never dropped.
-_MADV_PAGEOUT = getattr(mmap, "MADV_PAGEOUT", 21 if sys.platform.startswith("linux") else None)
-_can_release: bool | None = None
-# Our live weight maps on disk-backed filesystems: base address -> (length, weak reference to the
-# map). A tensor whose memory lies in one is backed by its file until written to.
-_MAPS: dict[int, tuple[int, weakref.ref]] = {}
-
-
-def in_memory_filesystem(path: str) -> bool:
-    """Whether ``path`` lies on tmpfs/ramfs (per /proc/mounts), whose pages are memory themselves:
-    handing them back frees nothing."""
-    real, best, kind = os.path.realpath(path), "", ""
-    try:
-        with open("/proc/mounts", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                fields = line.split()
-                if len(fields) < 3:
-                    continue
-                point = fields[1].replace("\\040", " ")
-                if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
-                    best, kind = point, fields[2]
-    except OSError:
-        return False
-    return kind in ("tmpfs", "ramfs")
-
-
-def _register_map(mapped: mmap.mmap, path: str) -> None:
-    if in_memory_filesystem(path):
-        return  # its tensors are not file-backed in the sense that matters here
-    view = ctypes.c_char.from_buffer(mapped)
-    base = ctypes.addressof(view)
-    del view  # the export would keep the map from ever closing
-    _MAPS[base] = (len(mapped), weakref.ref(mapped, lambda _, base=base: _MAPS.pop(base, None)))
-
-
-def can_release_pages() -> bool:
-    """Whether this system takes the page-out advice (probed once, on a scratch page)."""
-    global _can_release
-    if _can_release is None:
-        _can_release = False
-        if _MADV_PAGEOUT is not None and hasattr(mmap.mmap, "madvise"):
-            scratch = mmap.mmap(-1, mmap.PAGESIZE)
-            try:
-                scratch.madvise(_MADV_PAGEOUT, 0, mmap.PAGESIZE)
-                _can_release = True
-            except (OSError, ValueError):
-                pass
-            finally:
-                scratch.close()
-    return _can_release
-
-
-def file_pages(tensor: torch.Tensor) -> tuple[mmap.mmap, int, int] | None:
-    """The whole pages of ``tensor``'s memory that lie in a weights file this module mapped, as
-    (map, offset, length), or None (not from such a file, not contiguous, or under one page)."""
-    if tensor.device.type != "cpu" or tensor.layout != torch.strided or not tensor.is_contiguous():
-        return None
-    start = tensor.data_ptr()
-    end = start + tensor.numel() * tensor.element_size()
-    for base, (length, ref) in list(_MAPS.items()):
-        if base <= start and end <= base + length:
-            mapped = ref()
-            if mapped is None:
-                return None
-            page = mmap.PAGESIZE
-            first = -(-(start - base) // page) * page
-            last = (end - base) // page * page
-            return (mapped, first, last - first) if last > first else None
-    return None
-
-
-def release_pages(pages: tuple[mmap.mmap, int, int]) -> int:
-    """Hand pages found by ``file_pages`` back to the OS; they are read again from the file if
-    touched. For a weight only a prepacked copy reads now. Returns the bytes advised (0 on refusal)."""
-    mapped, offset, length = pages
-    try:
-        mapped.madvise(_MADV_PAGEOUT, offset, length)
-    except (OSError, ValueError):
-        return 0
-    return length
-
-
-_malloc_trim: object = None
-
-
-def trim_heap() -> None:
-    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``; nothing elsewhere).
-
-    Why: packed weight copies are made during a model's first forward, between its activations,
-    and the small long-lived allocations that go with them split the freed activation blocks, so
-    the heap grows in holes it keeps resident. Measured for BERT-base on 32 mixed-length texts,
-    that held 250-350 MB of free heap after the first forwards."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            _malloc_trim = ctypes.CDLL(None).malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
 class SafetensorsFile(Mapping):
     """A read-only mapping of tensor names to tensors backed by a private memory map.
 
@@ -171,8 +64,6 @@ class SafetensorsFile(Mapping):
                     )
                 header = json.loads(handle.read(header_len))
                 self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY) if size > 0 else None
-                if self._map is not None and can_release_pages():
-                    _register_map(self._map, path)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise WeightsError(f"{path} has a header that is not valid JSON; the file is corrupt: {exc}") from exc
         except OSError as exc:

@@ -16,14 +16,7 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
 from ..modeling.activations import get_activation
-from ..modeling.attention import (
-    PackedBatch,
-    attend,
-    real_positions_only,
-    run_encoder,
-    run_layers,
-    split_heads,
-)
+from ..modeling.attention import Mask, PackedBatch, attend, run_encoder, run_layers
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import (
     check_positions,
@@ -31,20 +24,8 @@ from ..modeling.checks import (
     embedding_lookup,
     validate_encoder_config,
 )
-from ..modeling.linear import feed_forward, fused_linear, linear_residual
-from ..modeling.losses import (
-    masked_lm_loss,
-    question_answering_loss,
-    sequence_classification_loss,
-    token_classification_loss,
-)
-from ..modeling.outputs import (
-    BaseModelOutputWithPoolingAndCrossAttentions,
-    MaskedLMOutput,
-    QuestionAnsweringModelOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
-)
+from ..modeling.heads import ForMaskedLM, ForQuestionAnswering, ForSequenceClassification, ForTokenClassification
+from ..modeling.outputs import BaseModelOutputWithPoolingAndCrossAttentions
 
 
 class BertConfig(PretrainedConfig):
@@ -132,21 +113,19 @@ class BertEmbeddings(nn.Module):
 class BertSelfAttention(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.heads = config.num_attention_heads
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = config.attention_probs_dropout_prob
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
+        self, hidden: torch.Tensor, mask: Mask | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        dropout = self.dropout if self.training else 0.0
-        query, key, value = (fused_linear(hidden, layer) for layer in (self.query, self.key, self.value))
-        if isinstance(mask, PackedBatch):
-            return mask.attend(query, key, value, self.head_dim, dropout), None
-        query, key, value = (split_heads(x, self.head_dim) for x in (query, key, value))
-        return attend(query, key, value, mask, dropout, need_weights)
+        return attend(
+            self.query(hidden), self.key(hidden), self.value(hidden), mask, heads=self.heads,
+            dropout=self.dropout if self.training else 0.0, need_weights=need_weights,
+        )
 
 
 class BertSelfOutput(nn.Module):
@@ -159,7 +138,7 @@ class BertSelfOutput(nn.Module):
         self.dropout = config.hidden_dropout_prob
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return linear_residual(hidden, self.dense, residual, self.dropout, self.training, self.LayerNorm)
+        return self.LayerNorm(F.dropout(self.dense(hidden), self.dropout, self.training) + residual)
 
 
 class BertAttention(nn.Module):
@@ -169,7 +148,7 @@ class BertAttention(nn.Module):
         self.output = BertSelfOutput(config)
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
+        self, hidden: torch.Tensor, mask: Mask | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         context, weights = self.self(hidden, mask, need_weights)
         return self.output(context, hidden), weights
@@ -179,11 +158,10 @@ class BertIntermediate(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act_name = config.hidden_act
-        get_activation(self.act_name)  # an unknown name fails here, at build time
+        self.act = get_activation(config.hidden_act)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return fused_linear(hidden, self.dense, self.act_name)
+        return self.act(self.dense(hidden))
 
 
 class BertOutput(BertSelfOutput):
@@ -201,13 +179,10 @@ class BertLayer(nn.Module):
         self.output = BertOutput(config)
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
+        self, hidden: torch.Tensor, mask: Mask | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, weights = self.attention(hidden, mask, need_weights)
-        return feed_forward(attended, self._feed_forward), weights
-
-    def _feed_forward(self, attended: torch.Tensor) -> torch.Tensor:
-        return self.output(self.intermediate(attended), attended)
+        return self.output(self.intermediate(attended), attended), weights
 
 
 class BertEncoder(nn.Module):
@@ -218,7 +193,7 @@ class BertEncoder(nn.Module):
     def forward(
         self,
         hidden: torch.Tensor,
-        mask: torch.Tensor | PackedBatch | None,
+        mask: Mask | PackedBatch | None,
         output_attentions: bool,
         output_hidden_states: bool,
     ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
@@ -341,7 +316,6 @@ class BertModel(BertPreTrainedModel):
             unpad_inputs=getattr(config, "unpad_inputs", None),
             macs_per_token=config.hidden_size * (4 * config.hidden_size + 2 * config.intermediate_size),
             padding_in_output=padding_in_output,
-            head_dim=config.hidden_size // config.num_attention_heads,
         )
         output = BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=hidden,
@@ -354,174 +328,32 @@ class BertModel(BertPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class BertForSequenceClassification(BertPreTrainedModel):
-    """Pooled output -> dropout -> linear classifier (or regressor when num_labels == 1)."""
-
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.bert = BertModel(config)
-        dropout = config.classifier_dropout
-        self.dropout = config.hidden_dropout_prob if dropout is None else dropout
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        *,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> SequenceClassifierOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        outputs = self.bert(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-            padding_in_output=False,  # the pooler reads position 0 only
-        )
-        logits = self.classifier(F.dropout(outputs.pooler_output, self.dropout, self.training))
-        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
-        output = SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
-        return output if return_dict else output.to_tuple()
+class BertForSequenceClassification(ForSequenceClassification, BertPreTrainedModel):
+    base_model_class = BertModel
+    dropout_keys = ("classifier_dropout", "hidden_dropout_prob")
 
 
-class BertForTokenClassification(BertPreTrainedModel):
-    """Every token's hidden state -> dropout -> linear classifier."""
-
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=False)
-        dropout = config.classifier_dropout
-        self.dropout = config.hidden_dropout_prob if dropout is None else dropout
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        *,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        padding_in_output: bool = True,
-    ) -> TokenClassifierOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        outputs = self.bert(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-            padding_in_output=padding_in_output,
-        )
-        logits = self.classifier(F.dropout(outputs.last_hidden_state, self.dropout, self.training))
-        loss = token_classification_loss(logits, labels, self.num_labels) if labels is not None else None
-        output = TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
-        return output if return_dict else output.to_tuple()
+class BertForTokenClassification(ForTokenClassification, BertPreTrainedModel):
+    base_model_class = BertModel
+    base_model_kwargs = {"add_pooling_layer": False}
+    dropout_keys = ("classifier_dropout", "hidden_dropout_prob")
 
 
-class BertForQuestionAnswering(BertPreTrainedModel):
-    """Extractive QA: a linear layer gives every token a start and an end logit."""
-
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        if config.num_labels != 2:
-            raise ConfigError(
-                f"BertForQuestionAnswering needs num_labels=2 (start and end logits), got {config.num_labels}."
-            )
-        self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        *,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        padding_in_output: bool = True,
-    ) -> QuestionAnsweringModelOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        outputs = self.bert(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-            padding_in_output=padding_in_output,
-        )
-        logits = self.qa_outputs(outputs.last_hidden_state)
-        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = question_answering_loss(start_logits, end_logits, start_positions, end_positions)
-        output = QuestionAnsweringModelOutput(
-            loss=loss,
-            start_logits=start_logits,
-            end_logits=end_logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
-        return output if return_dict else output.to_tuple()
+class BertForQuestionAnswering(ForQuestionAnswering, BertPreTrainedModel):
+    base_model_class = BertModel
+    base_model_kwargs = {"add_pooling_layer": False}
 
 
-class BertForMaskedLM(BertPreTrainedModel):
+class BertForMaskedLM(ForMaskedLM, BertPreTrainedModel):
     """Masked-token prediction over the vocabulary, the output matrix tied to the word embeddings."""
 
+    base_model_class = BertModel
+    base_model_kwargs = {"add_pooling_layer": False}
+    lm_head_name, lm_head_class = "cls", BertOnlyMLMHead
     _tied_weights = {
         "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
         "cls.predictions.decoder.bias": "cls.predictions.bias",
     }
-
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.cls = BertOnlyMLMHead(config)
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.cls.predictions.decoder
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        *,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        padding_in_output: bool = True,
-    ) -> MaskedLMOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        outputs = self.bert(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-            padding_in_output=padding_in_output,
-        )
-        logits = real_positions_only(self.cls, outputs.last_hidden_state, attention_mask, padding_in_output)
-        loss = masked_lm_loss(logits, labels) if labels is not None else None
-        output = MaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
-        return output if return_dict else output.to_tuple()
 
 
 __all__ = [

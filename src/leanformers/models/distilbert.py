@@ -14,16 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..configuration import PretrainedConfig
-from ..errors import ConfigError
 from ..modeling.activations import get_activation
-from ..modeling.attention import (
-    PackedBatch,
-    attend,
-    real_positions_only,
-    run_encoder,
-    run_layers,
-    split_heads,
-)
+from ..modeling.attention import Mask, PackedBatch, attend, run_encoder, run_layers
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import (
     check_positions,
@@ -31,20 +23,8 @@ from ..modeling.checks import (
     embedding_lookup,
     validate_encoder_config,
 )
-from ..modeling.linear import feed_forward, fused_linear, linear_residual
-from ..modeling.losses import (
-    masked_lm_loss,
-    question_answering_loss,
-    sequence_classification_loss,
-    token_classification_loss,
-)
-from ..modeling.outputs import (
-    BaseModelOutput,
-    MaskedLMOutput,
-    QuestionAnsweringModelOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
-)
+from ..modeling.heads import ForMaskedLM, ForQuestionAnswering, ForSequenceClassification, ForTokenClassification
+from ..modeling.outputs import BaseModelOutput, ModelOutput
 
 # DistilBERT's LayerNorms use a fixed epsilon; its config has no key for it.
 LAYER_NORM_EPS = 1e-12
@@ -125,7 +105,7 @@ class Embeddings(nn.Module):
 class DistilBertSelfAttention(nn.Module):
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__()
-        self.head_dim = config.dim // config.n_heads
+        self.heads = config.n_heads
         self.q_lin = nn.Linear(config.dim, config.dim)
         self.k_lin = nn.Linear(config.dim, config.dim)
         self.v_lin = nn.Linear(config.dim, config.dim)
@@ -133,23 +113,13 @@ class DistilBertSelfAttention(nn.Module):
         self.dropout = config.attention_dropout
 
     def forward(
-        self,
-        hidden: torch.Tensor,
-        mask: torch.Tensor | PackedBatch | None,
-        need_weights: bool,
-        norm: nn.Module | None = None,
+        self, hidden: torch.Tensor, mask: Mask | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The attention output plus the residual ``hidden`` (one fused step; no dropout between),
-        then ``norm`` if given."""
-        dropout = self.dropout if self.training else 0.0
-        residual = hidden
-        query, key, value = (fused_linear(hidden, layer) for layer in (self.q_lin, self.k_lin, self.v_lin))
-        if isinstance(mask, PackedBatch):
-            context = mask.attend(query, key, value, self.head_dim, dropout)
-            return fused_linear(context, self.out_lin, residual=residual, norm=norm), None
-        query, key, value = (split_heads(x, self.head_dim) for x in (query, key, value))
-        context, weights = attend(query, key, value, mask, dropout, need_weights)
-        return fused_linear(context, self.out_lin, residual=residual, norm=norm), weights
+        context, weights = attend(
+            self.q_lin(hidden), self.k_lin(hidden), self.v_lin(hidden), mask, heads=self.heads,
+            dropout=self.dropout if self.training else 0.0, need_weights=need_weights,
+        )
+        return self.out_lin(context), weights
 
 
 class FFN(nn.Module):
@@ -157,14 +127,11 @@ class FFN(nn.Module):
         super().__init__()
         self.lin1 = nn.Linear(config.dim, config.hidden_dim)
         self.lin2 = nn.Linear(config.hidden_dim, config.dim)
-        self.act_name = config.activation
-        get_activation(self.act_name, "activation")  # an unknown name fails here, at build time
+        self.act = get_activation(config.activation, "activation")
         self.dropout = config.dropout
 
-    def forward(self, hidden: torch.Tensor, norm: nn.Module | None = None) -> torch.Tensor:
-        """The feed-forward output plus the residual ``hidden``, then ``norm`` if given."""
-        inner = fused_linear(hidden, self.lin1, self.act_name)
-        return linear_residual(inner, self.lin2, hidden, self.dropout, self.training, norm)
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.dropout(self.lin2(self.act(self.lin1(hidden))), self.dropout, self.training)
 
 
 class TransformerBlock(nn.Module):
@@ -178,13 +145,11 @@ class TransformerBlock(nn.Module):
         self.output_layer_norm = nn.LayerNorm(config.dim, eps=LAYER_NORM_EPS)
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | PackedBatch | None, need_weights: bool
+        self, hidden: torch.Tensor, mask: Mask | PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attention(hidden, mask, need_weights, self.sa_layer_norm)
-        return feed_forward(attended, self._feed_forward), weights
-
-    def _feed_forward(self, attended: torch.Tensor) -> torch.Tensor:
-        return self.ffn(attended, self.output_layer_norm)
+        attended, weights = self.attention(hidden, mask, need_weights)
+        attended = self.sa_layer_norm(attended + hidden)
+        return self.output_layer_norm(self.ffn(attended) + attended), weights
 
 
 class Transformer(nn.Module):
@@ -195,7 +160,7 @@ class Transformer(nn.Module):
     def forward(
         self,
         hidden: torch.Tensor,
-        mask: torch.Tensor | PackedBatch | None,
+        mask: Mask | PackedBatch | None,
         output_attentions: bool,
         output_hidden_states: bool,
     ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
@@ -216,16 +181,6 @@ class DistilBertPreTrainedModel(PreTrainedModel):
         if isinstance(module, nn.Embedding) and getattr(module, "sinusoidal", False):
             with torch.no_grad():
                 module.weight.copy_(sinusoidal_positions(module.num_embeddings, module.embedding_dim))
-
-    def _base_outputs(
-        self, input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states,
-        padding_in_output=True,
-    ):
-        return self.distilbert(
-            input_ids, attention_mask, inputs_embeds, position_ids,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-            padding_in_output=padding_in_output,
-        )
 
 
 class DistilBertModel(DistilBertPreTrainedModel):
@@ -269,179 +224,51 @@ class DistilBertModel(DistilBertPreTrainedModel):
             unpad_inputs=getattr(config, "unpad_inputs", None),
             macs_per_token=config.dim * (4 * config.dim + 2 * config.hidden_dim),
             padding_in_output=padding_in_output,
-            head_dim=config.dim // config.n_heads,
         )
         output = BaseModelOutput(last_hidden_state=hidden, hidden_states=all_hidden, attentions=all_weights)
         return output if return_dict else output.to_tuple()
 
 
-class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
+class DistilBertForSequenceClassification(ForSequenceClassification, DistilBertPreTrainedModel):
     """First token -> pre_classifier -> ReLU -> dropout -> classifier."""
 
-    def __init__(self, config: DistilBertConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.distilbert = DistilBertModel(config)
+    base_model_class = DistilBertModel
+    dropout_keys = ("seq_classif_dropout",)
+
+    def build_head(self, config: DistilBertConfig) -> None:
         self.pre_classifier = nn.Linear(config.dim, config.dim)
-        self.classifier = nn.Linear(config.dim, config.num_labels)
-        self.dropout = config.seq_classif_dropout
+        super().build_head(config)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        *,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        token_type_ids: torch.Tensor | None = None,
-    ) -> SequenceClassifierOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        outputs = self._base_outputs(
-            input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states,
-            padding_in_output=False,  # the head reads position 0 only
-        )
+    def classify(self, outputs: ModelOutput) -> torch.Tensor:
         pooled = F.relu(self.pre_classifier(outputs.last_hidden_state[:, 0]))
-        logits = self.classifier(F.dropout(pooled, self.dropout, self.training))
-        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
-        output = SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
-        return output if return_dict else output.to_tuple()
+        return self.classifier(F.dropout(pooled, self.dropout, self.training))
 
 
-class DistilBertForTokenClassification(DistilBertPreTrainedModel):
-    """Every token's hidden state -> dropout -> linear classifier."""
-
-    def __init__(self, config: DistilBertConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.distilbert = DistilBertModel(config)
-        self.dropout = config.dropout
-        self.classifier = nn.Linear(config.dim, config.num_labels)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        *,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        padding_in_output: bool = True,
-    ) -> TokenClassifierOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        outputs = self._base_outputs(
-            input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states,
-            padding_in_output,
-        )
-        logits = self.classifier(F.dropout(outputs.last_hidden_state, self.dropout, self.training))
-        loss = token_classification_loss(logits, labels, self.num_labels) if labels is not None else None
-        output = TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
-        return output if return_dict else output.to_tuple()
+class DistilBertForTokenClassification(ForTokenClassification, DistilBertPreTrainedModel):
+    base_model_class = DistilBertModel
+    dropout_keys = ("dropout",)
 
 
-class DistilBertForQuestionAnswering(DistilBertPreTrainedModel):
-    """Extractive QA: dropout, then a linear layer gives every token a start and an end logit."""
-
-    def __init__(self, config: DistilBertConfig) -> None:
-        super().__init__(config)
-        if config.num_labels != 2:
-            raise ConfigError(
-                f"DistilBertForQuestionAnswering needs num_labels=2 (start and end logits), got {config.num_labels}."
-            )
-        self.distilbert = DistilBertModel(config)
-        self.qa_outputs = nn.Linear(config.dim, config.num_labels)
-        self.dropout = config.qa_dropout
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        *,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        padding_in_output: bool = True,
-    ) -> QuestionAnsweringModelOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        outputs = self._base_outputs(
-            input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states,
-            padding_in_output,
-        )
-        logits = self.qa_outputs(F.dropout(outputs.last_hidden_state, self.dropout, self.training))
-        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = question_answering_loss(start_logits, end_logits, start_positions, end_positions)
-        output = QuestionAnsweringModelOutput(
-            loss=loss,
-            start_logits=start_logits,
-            end_logits=end_logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
-        return output if return_dict else output.to_tuple()
+class DistilBertForQuestionAnswering(ForQuestionAnswering, DistilBertPreTrainedModel):
+    base_model_class = DistilBertModel
+    dropout_keys = ("qa_dropout",)
 
 
-class DistilBertForMaskedLM(DistilBertPreTrainedModel):
-    """vocab_transform -> activation -> vocab_layer_norm -> vocab_projector (tied to the word embeddings)."""
+class DistilBertForMaskedLM(ForMaskedLM, DistilBertPreTrainedModel):
+    """vocab_transform -> activation -> vocab_layer_norm -> vocab_projector (tied to the word embeddings);
+    the three layers sit at the top level, as the checkpoint keys have them."""
 
+    base_model_class = DistilBertModel
     _tied_weights = {"vocab_projector.weight": "distilbert.embeddings.word_embeddings.weight"}
 
-    def __init__(self, config: DistilBertConfig) -> None:
-        super().__init__(config)
+    def build_head(self, config: DistilBertConfig) -> None:
         self.act = get_activation(config.activation, "activation")
-        self.distilbert = DistilBertModel(config)
         self.vocab_transform = nn.Linear(config.dim, config.dim)
         self.vocab_layer_norm = nn.LayerNorm(config.dim, eps=LAYER_NORM_EPS)
         self.vocab_projector = nn.Linear(config.dim, config.vocab_size)
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.vocab_projector
-
-    def _vocab_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+    def predict(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.vocab_projector(self.vocab_layer_norm(self.act(self.vocab_transform(hidden))))
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        *,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        padding_in_output: bool = True,
-    ) -> MaskedLMOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        outputs = self._base_outputs(
-            input_ids, attention_mask, inputs_embeds, position_ids, output_attentions, output_hidden_states,
-            padding_in_output,
-        )
-        logits = real_positions_only(self._vocab_logits, outputs.last_hidden_state, attention_mask, padding_in_output)
-        loss = masked_lm_loss(logits, labels) if labels is not None else None
-        output = MaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
-        return output if return_dict else output.to_tuple()
 
 
 __all__ = [

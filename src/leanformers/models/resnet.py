@@ -27,7 +27,6 @@ from ..modeling.backbone import (
 )
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_pixel_values
-from ..modeling.linear import fused_conv_bn
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import (
     BaseModelOutputWithPoolingAndNoAttention,
@@ -108,10 +107,10 @@ class ResNetConvLayer(nn.Module):
             in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False
         )
         self.normalization = nn.BatchNorm2d(out_channels)
-        self.activation_name = activation
+        self.activation = nn.Identity() if activation is None else get_activation(activation)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return fused_conv_bn(hidden, self.convolution, self.normalization, self.activation_name)
+        return self.activation(self.normalization(self.convolution(hidden)))
 
 
 class ResNetEmbeddings(nn.Module):
@@ -137,7 +136,7 @@ class ResNetShortCut(nn.Module):
         self.normalization = nn.BatchNorm2d(out_channels)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return fused_conv_bn(hidden, self.convolution, self.normalization)
+        return self.normalization(self.convolution(hidden))
 
 
 class _ResidualLayer(nn.Module):
@@ -147,16 +146,13 @@ class _ResidualLayer(nn.Module):
         super().__init__()
         needs_projection = in_channels != out_channels or stride != 1
         self.shortcut = ResNetShortCut(in_channels, out_channels, stride) if needs_projection else nn.Identity()
-        self.activation_name = activation
+        self.activation = get_activation(activation)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        # The last convolution has no activation of its own: its BatchNorm, the sum and this layer's
-        # activation run in one call.
-        *inner, last = self.layer
         out = hidden
-        for layer in inner:
+        for layer in self.layer:
             out = layer(out)
-        return fused_conv_bn(out, last.convolution, last.normalization, self.activation_name, self.shortcut(hidden))
+        return self.activation(out + self.shortcut(hidden))
 
 
 class ResNetBasicLayer(_ResidualLayer):

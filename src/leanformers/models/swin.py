@@ -31,7 +31,7 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
-from ..modeling.attention import attend, split_heads
+from ..modeling.attention import attend
 from ..modeling.backbone import (
     BackboneConfigMixin,
     BackboneMixin,
@@ -40,7 +40,6 @@ from ..modeling.backbone import (
 )
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_masked_patches, check_pixel_values
-from ..modeling.linear import feed_forward, fused_linear, linear_residual
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import ModelOutput
 
@@ -302,7 +301,6 @@ class SwinSelfAttention(nn.Module):
         window = config.window_size
         self.window_size = window
         self.num_heads = num_heads
-        self.head_dim = dim // num_heads
         self.query = nn.Linear(dim, dim, bias=config.qkv_bias)
         self.key = nn.Linear(dim, dim, bias=config.qkv_bias)
         self.value = nn.Linear(dim, dim, bias=config.qkv_bias)
@@ -320,8 +318,6 @@ class SwinSelfAttention(nn.Module):
     def forward(
         self, windows: torch.Tensor, shift_mask: torch.Tensor | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        query, key, value = (split_heads(fused_linear(windows, layer), self.head_dim)
-                             for layer in (self.query, self.key, self.value))
         bias = self.position_bias().unsqueeze(0)
         if shift_mask is not None:
             # Every image of the batch has the same windows: (windows, ...) repeats over the batch.
@@ -329,7 +325,10 @@ class SwinSelfAttention(nn.Module):
             images = windows.shape[0] // count
             bias = (bias.unsqueeze(0) + shift_mask[None, :, None]).expand(images, -1, -1, -1, -1)
             bias = bias.reshape(-1, self.num_heads, tokens, tokens)
-        return attend(query, key, value, bias, self.dropout if self.training else 0.0, need_weights)
+        return attend(
+            self.query(windows), self.key(windows), self.value(windows), None, heads=self.num_heads, bias=bias,
+            dropout=self.dropout if self.training else 0.0, need_weights=need_weights,
+        )
 
 
 class SwinSelfOutput(nn.Module):
@@ -339,7 +338,7 @@ class SwinSelfOutput(nn.Module):
         self.dropout = config.hidden_dropout_prob
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.dropout(fused_linear(hidden, self.dense), self.dropout, self.training)
+        return F.dropout(self.dense(hidden), self.dropout, self.training)
 
 
 class SwinAttention(nn.Module):
@@ -359,11 +358,10 @@ class SwinIntermediate(nn.Module):
     def __init__(self, config: SwinConfig, dim: int) -> None:
         super().__init__()
         self.dense = nn.Linear(dim, int(config.mlp_ratio * dim))
-        self.act_name = config.hidden_act
-        get_activation(self.act_name)  # an unknown name fails here, at build time
+        self.act = get_activation(config.hidden_act)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return fused_linear(hidden, self.dense, self.act_name)
+        return self.act(self.dense(hidden))
 
 
 class SwinOutput(nn.Module):
@@ -374,7 +372,7 @@ class SwinOutput(nn.Module):
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """The projection plus ``residual``."""
-        return linear_residual(hidden, self.dense, residual, self.dropout, self.training)
+        return F.dropout(self.dense(hidden), self.dropout, self.training) + residual
 
 
 class SwinLayer(nn.Module):
@@ -419,10 +417,7 @@ class SwinLayer(nn.Module):
         if pad_bottom or pad_right:
             grid = grid[:, :height, :width]
         hidden = hidden + drop_path(grid.reshape(batch, tokens, channels), self.drop_path_rate, self.training)
-        return feed_forward(hidden, self._feed_forward), weights
-
-    def _feed_forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.output(self.intermediate(self.layernorm_after(hidden)), hidden)
+        return self.output(self.intermediate(self.layernorm_after(hidden)), hidden), weights
 
 
 class SwinPatchMerging(nn.Module):

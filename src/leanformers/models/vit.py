@@ -19,10 +19,9 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
-from ..modeling.attention import attend, run_layers, split_heads
+from ..modeling.attention import attend, run_layers
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_masked_patches, check_pixel_values
-from ..modeling.linear import feed_forward, fused_linear, linear_residual
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 
@@ -165,20 +164,22 @@ def attention_width(config: ViTConfig) -> tuple[int, int]:
 class ViTSelfAttention(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
-        self.head_dim, inner = attention_width(config)
+        self.heads = config.num_attention_heads
+        _, inner = attention_width(config)
         self.query = nn.Linear(config.hidden_size, inner, bias=config.qkv_bias)
         self.key = nn.Linear(config.hidden_size, inner, bias=config.qkv_bias)
         self.value = nn.Linear(config.hidden_size, inner, bias=config.qkv_bias)
         self.dropout = config.attention_probs_dropout_prob
 
     def forward(self, hidden: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        query, key, value = (split_heads(fused_linear(hidden, layer), self.head_dim)
-                             for layer in (self.query, self.key, self.value))
-        return attend(query, key, value, None, self.dropout if self.training else 0.0, need_weights)
+        return attend(
+            self.query(hidden), self.key(hidden), self.value(hidden), None, heads=self.heads,
+            dropout=self.dropout if self.training else 0.0, need_weights=need_weights,
+        )
 
 
 class ViTOutput(nn.Module):
-    """A projection back to ``hidden_size``, dropout, plus the residual (one fused step in eval)."""
+    """A projection back to ``hidden_size``, dropout, plus the residual."""
 
     def __init__(self, config: ViTConfig, in_features: int | None = None) -> None:
         super().__init__()
@@ -186,7 +187,7 @@ class ViTOutput(nn.Module):
         self.dropout = config.hidden_dropout_prob
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return linear_residual(hidden, self.dense, residual, self.dropout, self.training)
+        return F.dropout(self.dense(hidden), self.dropout, self.training) + residual
 
 
 class ViTSelfOutput(ViTOutput):
@@ -213,11 +214,10 @@ class ViTIntermediate(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act_name = config.hidden_act
-        get_activation(self.act_name)  # an unknown name fails here, at build time
+        self.act = get_activation(config.hidden_act)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return fused_linear(hidden, self.dense, self.act_name)
+        return self.act(self.dense(hidden))
 
 
 class ViTLayer(nn.Module):
@@ -233,10 +233,7 @@ class ViTLayer(nn.Module):
 
     def forward(self, hidden: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         hidden, weights = self.attention(self.layernorm_before(hidden), need_weights, residual=hidden)
-        return feed_forward(hidden, self._feed_forward), weights
-
-    def _feed_forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.output(self.intermediate(self.layernorm_after(hidden)), hidden)
+        return self.output(self.intermediate(self.layernorm_after(hidden)), hidden), weights
 
 
 class ViTEncoder(nn.Module):

@@ -27,15 +27,8 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
-from ..modeling.attention import (
-    additive_mask,
-    attend,
-    padding_mask,
-    run_layers,
-    split_heads,
-)
+from ..modeling.attention import Mask, attend, run_layers
 from ..modeling.base import PreTrainedModel
-from ..modeling.linear import fused_conv1d, fused_linear, linear_residual
 from ..modeling.outputs import ModelOutput, SequenceClassifierOutput
 
 
@@ -266,12 +259,9 @@ class Wav2Vec2ConvLayer(nn.Module):
         elif norm == "layer":
             self.layer_norm = nn.LayerNorm(out_dim, elementwise_affine=True)
         self.norm = norm
-        self.act_name = config.feat_extract_activation
-        self.act = get_activation(self.act_name, "feat_extract_activation")
+        self.act = get_activation(config.feat_extract_activation, "feat_extract_activation")
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self.norm is None:  # nothing between the convolution and the activation: fuse them
-            return fused_conv1d(hidden, self.conv, self.act_name)
         hidden = self.conv(hidden)
         if self.norm == "group":
             hidden = self.layer_norm(hidden)
@@ -387,7 +377,7 @@ class Wav2Vec2Attention(nn.Module):
     def __init__(self, config: Wav2Vec2Config) -> None:
         super().__init__()
         width = config.hidden_size
-        self.head_dim = width // config.num_attention_heads
+        self.heads = config.num_attention_heads
         self.q_proj = nn.Linear(width, width)
         self.k_proj = nn.Linear(width, width)
         self.v_proj = nn.Linear(width, width)
@@ -395,15 +385,13 @@ class Wav2Vec2Attention(nn.Module):
         self.dropout = config.attention_dropout
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool,
-        residual: torch.Tensor | None = None,
+        self, hidden: torch.Tensor, mask: Mask | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Self-attention; with ``residual`` (eval mode only: no dropout may sit in between), the
-        output projection plus ``residual``."""
-        query, key, value = (split_heads(fused_linear(hidden, layer), self.head_dim)
-                             for layer in (self.q_proj, self.k_proj, self.v_proj))
-        context, weights = attend(query, key, value, mask, self.dropout if self.training else 0.0, need_weights)
-        return fused_linear(context, self.out_proj, residual=residual), weights
+        context, weights = attend(
+            self.q_proj(hidden), self.k_proj(hidden), self.v_proj(hidden), mask, heads=self.heads,
+            dropout=self.dropout if self.training else 0.0, need_weights=need_weights,
+        )
+        return self.out_proj(context), weights
 
 
 class Wav2Vec2FeedForward(nn.Module):
@@ -411,16 +399,15 @@ class Wav2Vec2FeedForward(nn.Module):
         super().__init__()
         self.intermediate_dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.output_dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.act_name = config.hidden_act
-        get_activation(self.act_name)  # an unknown name fails here, at build time
+        self.act = get_activation(config.hidden_act)
         self.activation_dropout = config.activation_dropout
         self.hidden_dropout = config.hidden_dropout
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """The feed-forward output plus ``residual``."""
-        hidden = fused_linear(hidden, self.intermediate_dense, self.act_name)
+        hidden = self.act(self.intermediate_dense(hidden))
         hidden = F.dropout(hidden, self.activation_dropout, self.training)
-        return linear_residual(hidden, self.output_dense, residual, self.hidden_dropout, self.training)
+        return F.dropout(self.output_dense(hidden), self.hidden_dropout, self.training) + residual
 
 
 class Wav2Vec2EncoderLayer(nn.Module):
@@ -437,14 +424,10 @@ class Wav2Vec2EncoderLayer(nn.Module):
         self.dropout = config.hidden_dropout
 
     def forward(
-        self, hidden: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
+        self, hidden: torch.Tensor, mask: Mask | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        normed = self.layer_norm(hidden) if self.stable else hidden
-        if self.training:  # dropout between the attention and its residual
-            attended, weights = self.attention(normed, mask, need_weights)
-            summed = hidden + F.dropout(attended, self.dropout, self.training)
-        else:
-            summed, weights = self.attention(normed, mask, need_weights, residual=hidden)
+        attended, weights = self.attention(self.layer_norm(hidden) if self.stable else hidden, mask, need_weights)
+        summed = hidden + F.dropout(attended, self.dropout, self.training)
         if self.stable:
             return self.feed_forward(self.final_layer_norm(summed), summed), weights
         hidden = self.layer_norm(summed)
@@ -473,9 +456,7 @@ class Wav2Vec2Encoder(nn.Module):
         if frames is not None:
             # Padded frames enter the position convolution as zeros, so padding never leaks into real frames.
             hidden = hidden.masked_fill(~frames[:, :, None], 0.0)
-        mask = padding_mask(frames, batch, length, hidden.device)
-        if output_attentions:
-            mask = additive_mask(mask, hidden.dtype)
+        mask = Mask.padding(frames, batch, length, hidden.device)
         hidden = hidden + self.pos_conv_embed(hidden)
         if not self.stable:
             hidden = self.layer_norm(hidden)
