@@ -1,22 +1,14 @@
 """Task pipelines: ``pipeline("text-classification", model=folder)("I love it")``.
 
-Each task is one small class over :class:`Pipeline`, which does the shared work:
-inputs -> ``_preprocess`` (one item -> one or more *features*, e.g. several windows of a long
-context) -> padded forward over many features at once -> ``_postprocess`` (an item's features and
-their outputs -> the result). Batching is therefore the same for every task: ``run_batch(items)``
-preprocesses the items, pads their features into one batch, runs the model once under
-``torch.inference_mode()`` and splits the outputs back, stripping the padding, so a result never
-depends on what it was batched with (up to float rounding).
+Each task is one small class over :class:`Pipeline`, which does the shared work: an item ->
+``_preprocess`` -> one or more *features* (e.g. the windows of a long context) -> one padded
+forward over many features -> ``_postprocess`` (an item's features and outputs -> its result).
+Batching is therefore the same for every task, and a result never depends on what it was batched
+with (up to float rounding). The task tables live in :mod:`leanformers.tasks`.
 
-The task table (:data:`TASKS`) and the architecture-suffix table (:data:`ARCHITECTURE_TASKS`) are
-data; :func:`pipeline` only reads them.
-
-Options beyond the reference:
-- feature-extraction: ``pooling="mean"`` (masked mean over real tokens, as sentence-transformers
-  does), ``"cls"`` (first token) or ``None`` (token embeddings, the default, as the reference);
-  ``normalize=True`` L2-normalises a pooled vector. Pooled results are one list of floats per text.
-- every pipeline: ``input_length(item)`` (tokens for text, samples for audio, 1 for images) and
-  ``run_batch(items)`` (one padded forward for the given items) for callers that bucket by length.
+Beyond the reference: feature-extraction's ``pooling="mean"`` (masked mean over real tokens, as
+sentence-transformers does) or ``"cls"``, with ``normalize=True`` for unit vectors; and, on every
+pipeline, ``input_length(item)`` and ``run_batch(items)`` for callers that bucket by length.
 """
 
 from __future__ import annotations
@@ -27,119 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InputError, UnknownNameError, UnsupportedModelError
+from .errors import InputError
+from .tasks import TASKS, infer_task, resolve_task
 
-# ----------------------------------------------------------------------------------------------
-# The tables
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """How to build a task's pipeline: its class (a name in this module), the Auto model class (a
-    name in ``leanformers.auto``), the processors it needs, and, for backbone checkpoints, the Auto
-    class that loads them instead."""
-
-    pipeline_class: str
-    auto_model: str
-    processors: tuple[str, ...]
-    backbone_auto_model: str | None = None
-
-
-TASKS: dict[str, TaskSpec] = {
-    "text-classification": TaskSpec("TextClassificationPipeline", "AutoModelForSequenceClassification", ("tokenizer",)),
-    "token-classification": TaskSpec("TokenClassificationPipeline", "AutoModelForTokenClassification", ("tokenizer",)),
-    "question-answering": TaskSpec("QuestionAnsweringPipeline", "AutoModelForQuestionAnswering", ("tokenizer",)),
-    "feature-extraction": TaskSpec("FeatureExtractionPipeline", "AutoModel", ("tokenizer",)),
-    "fill-mask": TaskSpec("FillMaskPipeline", "AutoModelForMaskedLM", ("tokenizer",)),
-    "image-classification": TaskSpec(
-        "ImageClassificationPipeline", "AutoModelForImageClassification", ("image_processor",)
-    ),
-    "image-feature-extraction": TaskSpec(
-        "ImageFeatureExtractionPipeline", "AutoModel", ("image_processor",), backbone_auto_model="AutoBackbone"
-    ),
-    "audio-classification": TaskSpec(
-        "AudioClassificationPipeline", "AutoModelForAudioClassification", ("feature_extractor",)
-    ),
-    "automatic-speech-recognition": TaskSpec(
-        "AutomaticSpeechRecognitionPipeline", "AutoModelForCTC", ("feature_extractor", "tokenizer")
-    ),
-}
-
-TASK_ALIASES: dict[str, str] = {
-    "sentiment-analysis": "text-classification",
-    "ner": "token-classification",
-}
-
-# How a model type's inputs look; text unless listed.
-MODALITIES: dict[str, str] = {
-    "vit": "vision",
-    "swin": "vision",
-    "resnet": "vision",
-    "wav2vec2": "audio",
-    "hubert": "audio",
-}
-
-# config.architectures[0] suffix -> {modality: task}; the first suffix that matches wins.
-ARCHITECTURE_TASKS: tuple[tuple[str, dict[str, str]], ...] = (
-    ("ForSequenceClassification", {"text": "text-classification", "audio": "audio-classification"}),
-    ("ForAudioClassification", {"audio": "audio-classification"}),
-    ("ForTokenClassification", {"text": "token-classification"}),
-    ("ForQuestionAnswering", {"text": "question-answering"}),
-    ("ForMaskedLM", {"text": "fill-mask"}),
-    ("ForImageClassification", {"vision": "image-classification"}),
-    ("ForCTC", {"audio": "automatic-speech-recognition"}),
-    ("Backbone", {"vision": "image-feature-extraction"}),
-    ("Model", {"text": "feature-extraction", "vision": "image-feature-extraction"}),
-)
-
-# Model input name -> value that pads it.
+# Model input name -> the value that pads it.
 _PAD_VALUES: dict[str, float] = {"attention_mask": 0, "token_type_ids": 0, "input_values": 0.0}
-
-
-def supported_tasks() -> list[str]:
-    return sorted(TASKS)
-
-
-def _task_list() -> str:
-    aliases = ", ".join(f"{alias!r} (= {task!r})" for alias, task in TASK_ALIASES.items())
-    return f"{', '.join(repr(t) for t in supported_tasks())}; aliases: {aliases}"
-
-
-def resolve_task(task: str) -> str:
-    if not isinstance(task, str):
-        raise InputError(f"task must be a string, got {type(task).__name__}. Supported tasks: {_task_list()}.")
-    task = TASK_ALIASES.get(task, task)
-    if task not in TASKS:
-        raise UnknownNameError(f"Unknown pipeline task {task!r}. Supported tasks: {_task_list()}.")
-    return task
-
-
-def infer_task(config: Any) -> str:
-    """The task a checkpoint's ``config.architectures`` implies (see :data:`ARCHITECTURE_TASKS`)."""
-    architectures = getattr(config, "architectures", None) or []
-    model_type = getattr(config, "model_type", None)
-    modality = MODALITIES.get(model_type, "text")
-    if not architectures:
-        raise UnsupportedModelError(
-            f"Cannot infer the task: the config (model_type {model_type!r}) lists no 'architectures'. "
-            f"Pass task=, one of {_task_list()}."
-        )
-    architecture = architectures[0]
-    for suffix, by_modality in ARCHITECTURE_TASKS:
-        if architecture.endswith(suffix):
-            if modality in by_modality:
-                return by_modality[modality]
-            break
-    raise UnsupportedModelError(
-        f"Cannot infer a pipeline task for architecture {architecture!r} ({modality} model). "
-        f"Pass task=, one of {_task_list()}."
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# Small helpers
-# ----------------------------------------------------------------------------------------------
+_ABSENT = object()
 
 
 def _describe(value: Any) -> str:
@@ -152,20 +37,16 @@ def _describe(value: Any) -> str:
 def _device_of(device: Any) -> Any:
     import torch
 
-    if device is None:
-        return None
-    if isinstance(device, torch.device):
+    if device is None or isinstance(device, torch.device):
         return device
-    if isinstance(device, bool):
-        raise InputError(f"device must be 'cpu', 'cuda', 'cuda:N', an int or a torch.device, got {device!r}.")
-    if isinstance(device, int):
+    if isinstance(device, int) and not isinstance(device, bool):
         return torch.device("cpu") if device < 0 else torch.device("cuda", device)
     if isinstance(device, str):
         try:
             return torch.device(device)
         except RuntimeError as exc:
             raise InputError(f"Unknown device {device!r}: {exc}") from None
-    raise InputError(f"device must be 'cpu', 'cuda', 'cuda:N', an int or a torch.device, got {_describe(device)}.")
+    raise InputError(f"device must be 'cpu', 'cuda', 'cuda:N', an int or a torch.device, got {device!r}.")
 
 
 def _dtype_of(dtype: Any) -> Any:
@@ -184,6 +65,10 @@ def _positive_int(value: Any, name: str, allow_none: bool = False) -> int | None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InputError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}.")
     return value
+
+
+def _count(name: str, allow_none: bool = False) -> Callable[[Any], int | None]:
+    return lambda value: _positive_int(value, name, allow_none)
 
 
 def _softmax(x: Any) -> Any:
@@ -208,20 +93,24 @@ def _score_function(name: Any) -> str:
     raise InputError(f"function_to_apply must be one of {sorted(_SCORE_FUNCTIONS)}, got {name!r}.")
 
 
-def _default_score_function(config: Any, single_label_is_sigmoid: bool = True) -> str:
-    """The reference's rule: regression -> none; multi-label (or, for text and images, one label)
-    -> sigmoid; otherwise softmax."""
-    problem_type = getattr(config, "problem_type", None)
-    if problem_type == "regression":
-        return "none"
-    if problem_type == "multi_label_classification" or (single_label_is_sigmoid and config.num_labels == 1):
-        return "sigmoid"
-    return "softmax"
-
-
 def _label(config: Any, index: int) -> str:
     id2label = getattr(config, "id2label", None) or {}
     return id2label.get(index, id2label.get(str(index), f"LABEL_{index}"))
+
+
+def _ranked(logits: Any, config: Any, function: str | None, single_label_is_sigmoid: bool = True) -> list[tuple[float, str]]:
+    """``(score, label)`` for every label, best first. With no ``function`` the reference's rule:
+    regression -> none; multi-label (or, for text and images, one label) -> sigmoid; else softmax."""
+    import numpy as np
+
+    if function is None:
+        problem = getattr(config, "problem_type", None)
+        one_label = single_label_is_sigmoid and config.num_labels == 1
+        function = "none" if problem == "regression" else (
+            "sigmoid" if problem == "multi_label_classification" or one_label else "softmax"
+        )
+    scores = _SCORE_FUNCTIONS[function](logits.numpy().astype(np.float32))
+    return [(float(scores[i]), _label(config, int(i))) for i in np.argsort(-scores, kind="stable")]
 
 
 @dataclass
@@ -232,16 +121,14 @@ class Feature:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-# ----------------------------------------------------------------------------------------------
-# The shared base
-# ----------------------------------------------------------------------------------------------
-
-
 class Pipeline:
-    """Base of every task pipeline. Subclasses set ``task`` and implement ``_is_single``,
-    ``_check_item``, ``_preprocess``, ``_postprocess`` and ``_parameters``."""
+    """Base of every task pipeline. Subclasses set ``task`` and ``options`` and implement
+    ``_preprocess`` and ``_postprocess`` (and, where their inputs differ, ``_is_single``,
+    ``_check_item``, ``_shape``)."""
 
     task: str = ""
+    # Call options: name -> (check, whether None is a value rather than "not given").
+    options: dict[str, tuple[Callable[[Any], Any], bool]] = {}
     # True where _postprocess reads per-token outputs only at each item's own positions, never at
     # the padding a batch adds: the model may then run on the real tokens only.
     skips_batch_padding: bool = False
@@ -258,10 +145,8 @@ class Pipeline:
     ) -> None:
         import torch
 
-        self.model = model
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
-        self.feature_extractor = feature_extractor
+        self.model, self.tokenizer = model, tokenizer
+        self.image_processor, self.feature_extractor = image_processor, feature_extractor
         self.batch_size = _positive_int(batch_size, "batch_size")
         device = _device_of(device)
         if device is not None:
@@ -282,13 +167,18 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(task={self.task!r}, model={type(self.model).__name__}, device={self.device})"
 
-    # -- what subclasses provide ----------------------------------------------------------------
+    # -- what subclasses may change ---------------------------------------------------------------
 
     def _parameters(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Validate call / construction options; return those given, normalised."""
+        """The call / construction options given, checked (see ``options``); unknown ones refused."""
+        params = {}
+        for name, (check, keep_none) in self.options.items():
+            value = kwargs.pop(name, _ABSENT)
+            if value is not _ABSENT and (value is not None or keep_none):
+                params[name] = check(value)
         if kwargs:
             raise InputError(f"The {self.task} pipeline got unknown option(s) {sorted(kwargs)}.")
-        return {}
+        return params
 
     def _is_single(self, inputs: Any, params: dict[str, Any]) -> bool:
         return not isinstance(inputs, (list, tuple))
@@ -312,20 +202,17 @@ class Pipeline:
         self._check_item(item, self._defaults)
         return 1
 
-    # -- the shared machinery --------------------------------------------------------------------
+    # -- the shared machinery ---------------------------------------------------------------------
 
-    def _items(self, inputs: Any, params: dict[str, Any]) -> tuple[list[Any], bool]:
+    def __call__(self, inputs: Any = None, *, batch_size: int | None = None, **kwargs: Any) -> Any:
+        params = {**self._defaults, **self._parameters(kwargs)}
         if inputs is None:
             raise InputError(f"The {self.task} pipeline needs inputs, got None.")
         single = self._is_single(inputs, params)
         items = [inputs] if single else list(inputs)
         if not items:
             raise InputError(f"The {self.task} pipeline got an empty list of inputs.")
-        return [self._check_item(item, params) for item in items], single
-
-    def __call__(self, inputs: Any = None, *, batch_size: int | None = None, **kwargs: Any) -> Any:
-        params = {**self._defaults, **self._parameters(kwargs)}
-        items, single = self._items(inputs, params)
+        items = [self._check_item(item, params) for item in items]
         size = self.batch_size if batch_size is None else _positive_int(batch_size, "batch_size")
         results: list[Any] = []
         for start in range(0, len(items), size):
@@ -341,8 +228,7 @@ class Pipeline:
 
     def _run(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
         per_item = [self._preprocess(item, params) for item in items]
-        flat = [feature for features in per_item for feature in features]
-        outputs = self._forward(flat)
+        outputs = self._forward([feature for features in per_item for feature in features])
         results, start = [], 0
         for item, features in zip(items, per_item):
             results.append(self._postprocess(item, features, outputs[start : start + len(features)], params))
@@ -359,8 +245,9 @@ class Pipeline:
             rows = [feature.inputs[name] for feature in features]
             if rows[0].dim() == 1 and len({row.shape[0] for row in rows}) > 1:
                 pad = self.tokenizer.pad_token_id if name == "input_ids" else _PAD_VALUES.get(name, 0)
-                longest = max(row.shape[0] for row in rows)
-                stacked = torch.full((len(rows), longest), pad if pad is not None else 0, dtype=rows[0].dtype)
+                stacked = torch.full(
+                    (len(rows), max(row.shape[0] for row in rows)), pad if pad is not None else 0, dtype=rows[0].dtype
+                )
                 for index, row in enumerate(rows):
                     stacked[index, : row.shape[0]] = row
             else:
@@ -371,6 +258,8 @@ class Pipeline:
         return batch
 
     def _forward(self, features: list[Feature]) -> list[dict[str, Any]]:
+        """The model over ``features`` as one batch; every tensor output (and tuple of tensors, e.g.
+        feature maps) split back into one dict per feature, on the CPU in float32."""
         import torch
 
         if not features:
@@ -391,7 +280,6 @@ class Pipeline:
                 return tuple(on_cpu(v) for v in value)
             return None
 
-        # Every tensor output (and tuple of tensors, e.g. feature maps), split back into rows.
         fields = {key: on_cpu(value) for key, value in output.items()}
         fields = {key: value for key, value in fields.items() if value is not None}
         return [
@@ -400,23 +288,20 @@ class Pipeline:
         ]
 
 
-# ----------------------------------------------------------------------------------------------
-# Text
-# ----------------------------------------------------------------------------------------------
+# -- text -----------------------------------------------------------------------------------------
 
 
 def _check_text(item: Any, task: str) -> str:
     if not isinstance(item, str):
-        raise InputError(
-            f"The {task} pipeline takes a string or a list of strings; got an item of type {_describe(item)}."
-        )
+        raise InputError(f"The {task} pipeline takes a string or a list of strings; got an item of type {_describe(item)}.")
     return item
 
 
-class _TextPipeline(Pipeline):
-    def _is_single(self, inputs: Any, params: dict[str, Any]) -> bool:
-        return isinstance(inputs, str) or not isinstance(inputs, (list, tuple))
+def _keep(value: Any) -> Any:
+    return value
 
+
+class _TextPipeline(Pipeline):
     def _check_item(self, item: Any, params: dict[str, Any]) -> Any:
         return _check_text(item, self.task)
 
@@ -432,7 +317,10 @@ class _TextPipeline(Pipeline):
         return (item,)
 
 
-_TOKENIZER_OPTIONS = ("truncation", "max_length", "padding")
+def _tokenizer_options(params: dict[str, Any]) -> dict[str, Any]:
+    options = dict(params.get("tokenize_kwargs") or {})
+    options.update({name: params[name] for name in ("truncation", "max_length") if name in params})
+    return options
 
 
 class TextClassificationPipeline(_TextPipeline):
@@ -441,32 +329,20 @@ class TextClassificationPipeline(_TextPipeline):
     ``{"text": ..., "text_pair": ...}``. ``function_to_apply``: "softmax", "sigmoid" or "none"."""
 
     task = "text-classification"
-
-    def _parameters(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        params: dict[str, Any] = {}
-        if "top_k" in kwargs:
-            top_k = kwargs.pop("top_k")
-            params["top_k"] = _positive_int(top_k, "top_k", allow_none=True)
-        if "function_to_apply" in kwargs:
-            value = kwargs.pop("function_to_apply")
-            if value is not None:
-                params["function_to_apply"] = _score_function(value)
-        tokenizer_options = {k: kwargs.pop(k) for k in _TOKENIZER_OPTIONS if k in kwargs}
-        tokenizer_options.pop("padding", None)
-        if tokenizer_options:
-            params["tokenizer_options"] = tokenizer_options
-        return {**params, **super()._parameters(kwargs)}
+    options = {
+        "top_k": (_count("top_k", allow_none=True), True),
+        "function_to_apply": (_score_function, False),
+        "truncation": (_keep, True),
+        "max_length": (_keep, True),
+        "padding": (_keep, True),  # accepted, as the reference; one text is never padded
+    }
 
     def _is_single(self, inputs: Any, params: dict[str, Any]) -> bool:
-        if isinstance(inputs, (str, dict)):
-            return True
-        # [[text, pair]]: the reference's spelling of one pair
-        if isinstance(inputs, list) and len(inputs) == 1 and isinstance(inputs[0], list) and len(inputs[0]) == 2:
-            return True
-        return not isinstance(inputs, (list, tuple))
+        # [[text, pair]] is the reference's spelling of one pair
+        return isinstance(inputs, (str, dict)) or _is_pair_list(inputs) or not isinstance(inputs, (list, tuple))
 
     def _check_item(self, item: Any, params: dict[str, Any]) -> Any:
-        if isinstance(item, list) and len(item) == 1 and isinstance(item[0], list) and len(item[0]) == 2:
+        if _is_pair_list(item):
             item = {"text": item[0][0], "text_pair": item[0][1]}
         if isinstance(item, dict):
             unknown = set(item) - {"text", "text_pair"}
@@ -481,7 +357,7 @@ class TextClassificationPipeline(_TextPipeline):
             return item
         if isinstance(item, (list, tuple)):
             raise InputError(
-                'The text-classification pipeline got a list where a text was expected; to classify a text pair, '
+                "The text-classification pipeline got a list where a text was expected; to classify a text pair, "
                 'pass {"text": "My text", "text_pair": "My pair"}.'
             )
         return _check_text(item, self.task)
@@ -492,23 +368,13 @@ class TextClassificationPipeline(_TextPipeline):
         return (item,)
 
     def _preprocess(self, item: Any, params: dict[str, Any]) -> list[Feature]:
-        return [self._encode_one(*self._texts(item), **params.get("tokenizer_options", {}))]
+        return [self._encode_one(*self._texts(item), **_tokenizer_options(params))]
 
     def _postprocess(self, item, features, outputs, params):
-        import numpy as np
-
-        config = self.model.config
-        function = params.get("function_to_apply") or _default_score_function(config)
-        scores = _SCORE_FUNCTIONS[function](outputs[0]["logits"].numpy().astype(np.float32))
+        ranked = _ranked(outputs[0]["logits"], self.model.config, params.get("function_to_apply"))
         if "top_k" not in params:
-            best = int(scores.argmax())
-            return {"label": _label(config, best), "score": float(scores[best])}
-        ranked = sorted(
-            ({"label": _label(config, i), "score": float(s)} for i, s in enumerate(scores)),
-            key=lambda entry: entry["score"],
-            reverse=True,
-        )
-        return ranked if params["top_k"] is None else ranked[: params["top_k"]]
+            return {"label": ranked[0][1], "score": ranked[0][0]}
+        return [{"label": label, "score": score} for score, label in ranked[: params["top_k"]]]
 
     def _shape(self, results, items, single, params):
         # the reference wraps a lone string's best label in a list (its legacy format), not a pair's
@@ -517,7 +383,36 @@ class TextClassificationPipeline(_TextPipeline):
         return results[0] if single else results
 
 
+def _is_pair_list(inputs: Any) -> bool:
+    return isinstance(inputs, list) and len(inputs) == 1 and isinstance(inputs[0], list) and len(inputs[0]) == 2
+
+
 _AGGREGATIONS = ("none", "simple", "first", "average", "max")
+
+
+def _aggregation(value: Any) -> str:
+    name = getattr(value, "value", value)
+    if not isinstance(name, str) or name.lower() not in _AGGREGATIONS:
+        raise InputError(f"aggregation_strategy must be one of {list(_AGGREGATIONS)}, got {value!r}.")
+    return name.lower()
+
+
+def _label_list(value: Any) -> list[str]:
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"ignore_labels must be a list of label names, got {value!r}.")
+    return list(value)
+
+
+def _stride(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"stride must be a non-negative integer, got {value!r}.")
+    return value
+
+
+def _delimiter(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"delimiter must be a string, got {_describe(value)}.")
+    return value
 
 
 class TokenClassificationPipeline(_TextPipeline):
@@ -530,6 +425,22 @@ class TokenClassificationPipeline(_TextPipeline):
 
     task = "token-classification"
     skips_batch_padding = True
+    options = {
+        "aggregation_strategy": (_aggregation, False),
+        "ignore_labels": (_label_list, False),
+        "stride": (_stride, False),
+        "is_split_into_words": (bool, True),
+        "delimiter": (_delimiter, False),
+    }
+
+    def _parameters(self, kwargs):
+        params = super()._parameters(kwargs)
+        if params.get("stride") is not None:
+            if params["stride"] >= self.tokenizer.model_max_length:
+                raise InputError("stride must be less than tokenizer.model_max_length.")
+            if params.get("aggregation_strategy") == "none":
+                raise InputError('stride needs an aggregation_strategy other than "none".')
+        return params
 
     def _is_single(self, inputs: Any, params: dict[str, Any]) -> bool:
         if params.get("is_split_into_words"):
@@ -552,43 +463,11 @@ class TokenClassificationPipeline(_TextPipeline):
 
     def _encode(self, item: Any, params: dict[str, Any], **options: Any) -> Any:
         if params.get("is_split_into_words"):
-            return self.tokenizer(item, is_split_into_words=True, **options)
+            options["is_split_into_words"] = True
         return self.tokenizer(item, **options)
 
-    def _parameters(self, kwargs):
-        params: dict[str, Any] = {}
-        if "aggregation_strategy" in kwargs:
-            value = kwargs.pop("aggregation_strategy")
-            if value is not None:
-                name = getattr(value, "value", value)
-                if not isinstance(name, str) or name.lower() not in _AGGREGATIONS:
-                    raise InputError(f"aggregation_strategy must be one of {list(_AGGREGATIONS)}, got {value!r}.")
-                params["aggregation_strategy"] = name.lower()
-        if "ignore_labels" in kwargs:
-            value = kwargs.pop("ignore_labels")
-            if value is not None:
-                if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-                    raise InputError(f"ignore_labels must be a list of label names, got {value!r}.")
-                params["ignore_labels"] = list(value)
-        if "stride" in kwargs:
-            stride = kwargs.pop("stride")
-            if stride is not None:
-                if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
-                    raise InputError(f"stride must be a non-negative integer, got {stride!r}.")
-                if stride >= self.tokenizer.model_max_length:
-                    raise InputError("stride must be less than tokenizer.model_max_length.")
-                params["stride"] = stride
-        if params.get("stride") is not None and params.get("aggregation_strategy") == "none":
-            raise InputError('stride needs an aggregation_strategy other than "none".')
-        if "is_split_into_words" in kwargs:
-            params["is_split_into_words"] = bool(kwargs.pop("is_split_into_words"))
-        if kwargs.get("delimiter") is not None:
-            delimiter = kwargs.pop("delimiter")
-            if not isinstance(delimiter, str):
-                raise InputError(f"delimiter must be a string, got {_describe(delimiter)}.")
-            params["delimiter"] = delimiter
-        kwargs.pop("delimiter", None)
-        return {**params, **super()._parameters(kwargs)}
+    def input_length(self, item):
+        return len(self._encode(self._check_item(item, self._defaults), self._defaults)["input_ids"])
 
     def _preprocess(self, item, params):
         max_length = self.tokenizer.model_max_length
@@ -612,10 +491,9 @@ class TokenClassificationPipeline(_TextPipeline):
         for index in range(len(encoded["input_ids"])):
             offsets = encoded["offset_mapping"][index].tolist()
             if word_starts is not None:
-                word_ids = encoded.word_ids(index)
                 offsets = [
                     (a + word_starts[w], b + word_starts[w]) if w is not None else (a, b)
-                    for (a, b), w in zip(offsets, word_ids)
+                    for (a, b), w in zip(offsets, encoded.word_ids(index))
                 ]
             meta = {
                 "sentence": sentence,
@@ -623,16 +501,9 @@ class TokenClassificationPipeline(_TextPipeline):
                 "special": encoded["special_tokens_mask"][index].tolist(),
                 "ids": encoded["input_ids"][index].tolist(),
             }
-            inputs = {
-                name: value[index]
-                for name, value in encoded.items()
-                if name not in ("offset_mapping", "special_tokens_mask", "overflow_to_sample_mapping")
-            }
-            features.append(Feature(inputs, meta))
+            unused = ("offset_mapping", "special_tokens_mask", "overflow_to_sample_mapping")
+            features.append(Feature({k: v[index] for k, v in encoded.items() if k not in unused}, meta))
         return features
-
-    def input_length(self, item):
-        return len(self._encode(self._check_item(item, self._defaults), self._defaults)["input_ids"])
 
     def _postprocess(self, item, features, outputs, params):
         import numpy as np
@@ -641,21 +512,14 @@ class TokenClassificationPipeline(_TextPipeline):
         ignore = params.get("ignore_labels", ["O"])
         entities: list[dict[str, Any]] = []
         for feature, output in zip(features, outputs):
-            length = len(feature.meta["ids"])
-            scores = _softmax(output["logits"][:length].numpy().astype(np.float32))
-            pre = self._pre_entities(feature.meta["sentence"], feature.meta, scores)
-            grouped = self._aggregate(pre, strategy)
-            entities.extend(
-                e for e in grouped if e.get("entity") not in ignore and e.get("entity_group") not in ignore
-            )
-        if len(features) > 1:
-            entities = _merge_overlapping(entities)
-        return entities
+            scores = _softmax(output["logits"][: len(feature.meta["ids"])].numpy().astype(np.float32))
+            grouped = self._aggregate(self._pre_entities(feature.meta, scores), strategy)
+            entities.extend(e for e in grouped if e.get("entity") not in ignore and e.get("entity_group") not in ignore)
+        return _merge_overlapping(entities) if len(features) > 1 else entities
 
-    def _pre_entities(self, sentence: str, meta: dict[str, Any], scores: Any) -> list[dict[str, Any]]:
+    def _pre_entities(self, meta: dict[str, Any], scores: Any) -> list[dict[str, Any]]:
         prefix = getattr(getattr(self.tokenizer.backend_tokenizer, "model", None), "continuing_subword_prefix", None)
-        unk = self.tokenizer.unk_token_id
-        out = []
+        sentence, out = meta["sentence"], []
         for index, token_scores in enumerate(scores):
             if meta["special"][index]:
                 continue
@@ -667,42 +531,32 @@ class TokenClassificationPipeline(_TextPipeline):
                 is_subword = len(word) != len(text)
             else:
                 is_subword = start > 0 and " " not in sentence[start - 1 : start + 1]
-            if token_id == unk:
+            if token_id == self.tokenizer.unk_token_id:
                 word, is_subword = text, False
-            out.append({
-                "word": word,
-                "scores": token_scores,
-                "start": start,
-                "end": end,
-                "index": index,
-                "is_subword": is_subword,
-            })
+            out.append(
+                {"word": word, "scores": token_scores, "start": start, "end": end, "index": index, "is_subword": is_subword}
+            )
         return out
 
     def _aggregate(self, pre: list[dict[str, Any]], strategy: str) -> list[dict[str, Any]]:
-        config = self.model.config
-        if strategy in ("none", "simple"):
-            entities = []
-            for p in pre:
-                best = int(p["scores"].argmax())
-                entities.append({
-                    "entity": _label(config, best),
-                    "score": float(p["scores"][best]),
-                    "index": p["index"],
-                    "word": p["word"],
-                    "start": p["start"],
-                    "end": p["end"],
-                })
-            if strategy == "none":
-                return entities
-        else:
-            entities = [self._aggregate_word(group, strategy) for group in _word_groups(pre)]
-        return self._group_entities(entities)
+        if strategy not in ("none", "simple"):
+            return self._group_entities([self._aggregate_word(group, strategy) for group in _word_groups(pre)])
+        entities = []
+        for p in pre:
+            best = int(p["scores"].argmax())
+            entities.append({
+                "entity": _label(self.model.config, best),
+                "score": float(p["scores"][best]),
+                "index": p["index"],
+                "word": p["word"],
+                "start": p["start"],
+                "end": p["end"],
+            })
+        return entities if strategy == "none" else self._group_entities(entities)
 
     def _aggregate_word(self, tokens: list[dict[str, Any]], strategy: str) -> dict[str, Any]:
         import numpy as np
 
-        config = self.model.config
         if strategy == "first":
             scores = tokens[0]["scores"]
         elif strategy == "max":
@@ -711,7 +565,7 @@ class TokenClassificationPipeline(_TextPipeline):
             scores = np.nanmean(np.stack([t["scores"] for t in tokens]), axis=0)
         best = int(scores.argmax())
         return {
-            "entity": _label(config, best),
+            "entity": _label(self.model.config, best),
             "score": float(scores[best]),
             "word": self.tokenizer.convert_tokens_to_string([t["word"] for t in tokens]),
             "start": tokens[0]["start"],
@@ -725,8 +579,7 @@ class TokenClassificationPipeline(_TextPipeline):
         for entity in entities:
             if groups:
                 bi, tag = _bio(entity["entity"])
-                _, last_tag = _bio(groups[-1][-1]["entity"])
-                if tag == last_tag and bi != "B":
+                if tag == _bio(groups[-1][-1]["entity"])[1] and bi != "B":
                     groups[-1].append(entity)
                     continue
             groups.append([entity])
@@ -776,6 +629,10 @@ def _merge_overlapping(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return merged
 
 
+def _doc_stride(value: Any) -> int:
+    return 0 if value == 0 and not isinstance(value, bool) else _positive_int(value, "doc_stride")
+
+
 class QuestionAnsweringPipeline(_TextPipeline):
     """``pipe(question=..., context=...)`` or ``pipe({"question", "context"})`` ->
     ``{"score", "start", "end", "answer"}`` (a list of ``top_k`` of them when ``top_k > 1``).
@@ -786,45 +643,35 @@ class QuestionAnsweringPipeline(_TextPipeline):
 
     task = "question-answering"
     skips_batch_padding = True
-
-    def _parameters(self, kwargs):
-        params: dict[str, Any] = {}
-        for name in ("top_k", "max_answer_len", "max_seq_len", "doc_stride"):
-            if kwargs.get(name) is not None:
-                value = kwargs.pop(name)
-                params[name] = value if name == "doc_stride" and value == 0 else _positive_int(value, name)
-            kwargs.pop(name, None)
-        for name in ("handle_impossible_answer", "align_to_words"):
-            if name in kwargs:
-                params[name] = bool(kwargs.pop(name))
-        return {**params, **super()._parameters(kwargs)}
+    options = {
+        "top_k": (_count("top_k"), False),
+        "max_answer_len": (_count("max_answer_len"), False),
+        "max_seq_len": (_count("max_seq_len"), False),
+        "doc_stride": (_doc_stride, False),
+        "handle_impossible_answer": (bool, True),
+        "align_to_words": (bool, True),
+    }
 
     def __call__(
         self, *args: Any, question: Any = None, context: Any = None, batch_size: int | None = None, **kwargs: Any
     ) -> Any:
-        if question is not None or context is not None:
-            if args:
-                raise InputError("Give the question-answering pipeline either inputs or question=/context=, not both.")
-            if isinstance(question, str) and isinstance(context, str):
-                inputs: Any = {"question": question, "context": context}
-            elif isinstance(question, (list, tuple)) and isinstance(context, (list, tuple)):
-                if len(question) != len(context):
-                    raise InputError(
-                        f"question and context lists differ in length ({len(question)} vs {len(context)})."
-                    )
-                inputs = [{"question": q, "context": c} for q, c in zip(question, context)]
-            elif isinstance(question, (list, tuple)) and isinstance(context, str):
-                inputs = [{"question": q, "context": context} for q in question]
-            else:
-                raise InputError("question= and context= must both be given, as strings or lists of strings.")
-        elif len(args) == 1:
-            inputs = args[0]
+        if question is None and context is None:
+            if len(args) != 1:
+                raise InputError("The question-answering pipeline takes one input, or question= and context=.")
+            return super().__call__(args[0], batch_size=batch_size, **kwargs)
+        if args:
+            raise InputError("Give the question-answering pipeline either inputs or question=/context=, not both.")
+        if isinstance(question, str) and isinstance(context, str):
+            inputs: Any = {"question": question, "context": context}
+        elif isinstance(question, (list, tuple)) and isinstance(context, (list, tuple)):
+            if len(question) != len(context):
+                raise InputError(f"question and context lists differ in length ({len(question)} vs {len(context)}).")
+            inputs = [{"question": q, "context": c} for q, c in zip(question, context)]
+        elif isinstance(question, (list, tuple)) and isinstance(context, str):
+            inputs = [{"question": q, "context": context} for q in question]
         else:
-            raise InputError("The question-answering pipeline takes one input, or question= and context=.")
+            raise InputError("question= and context= must both be given, as strings or lists of strings.")
         return super().__call__(inputs, batch_size=batch_size, **kwargs)
-
-    def _is_single(self, inputs: Any, params: dict[str, Any]) -> bool:
-        return not isinstance(inputs, (list, tuple))
 
     def _check_item(self, item: Any, params: dict[str, Any]) -> Any:
         if not isinstance(item, dict) or "question" not in item or "context" not in item:
@@ -842,46 +689,26 @@ class QuestionAnsweringPipeline(_TextPipeline):
     def _texts(self, item):
         return (item["question"], item["context"])
 
-    def _sizes(self, params: dict[str, Any]) -> tuple[int, int]:
+    def _preprocess(self, item, params):
         max_len = params.get("max_seq_len") or min(self.tokenizer.model_max_length, 384)
         stride = params.get("doc_stride")
         stride = min(max_len // 2, 128) if stride is None else stride
         if stride > max_len:
             raise InputError(f"doc_stride ({stride}) must not exceed max_seq_len ({max_len}).")
-        return max_len, stride
-
-    def _preprocess(self, item, params):
-        max_len, stride = self._sizes(params)
         encoded = self.tokenizer(
-            item["question"],
-            item["context"],
-            truncation="only_second",
-            padding=True,
-            max_length=max_len,
-            stride=stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            return_tensors="pt",
+            item["question"], item["context"], truncation="only_second", padding=True, max_length=max_len,
+            stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True, return_tensors="pt",
         )
         cls_id = self.tokenizer.cls_token_id
         features = []
         for index in range(len(encoded["input_ids"])):
             ids = encoded["input_ids"][index].tolist()
-            allowed = [1 if s == 1 else 0 for s in encoded.sequence_ids(index)]  # context tokens
-            if cls_id is not None:
-                for position, token in enumerate(ids):
-                    if token == cls_id:
-                        allowed[position] = 1
-            inputs = {
-                name: value[index]
-                for name, value in encoded.items()
-                if name not in ("offset_mapping", "overflow_to_sample_mapping")
-            }
-            meta = {
-                "allowed": allowed,
-                "encoding": encoded.encodings[index],
-                "offsets": encoded["offset_mapping"][index].tolist(),
-            }
+            # an answer may start and end on context tokens, or on [CLS] (no answer)
+            allowed = [1 if s == 1 or (cls_id is not None and t == cls_id) else 0
+                       for s, t in zip(encoded.sequence_ids(index), ids)]
+            inputs = {k: v[index] for k, v in encoded.items() if k not in ("offset_mapping", "overflow_to_sample_mapping")}
+            meta = {"allowed": allowed, "encoding": encoded.encodings[index],
+                    "offsets": encoded["offset_mapping"][index].tolist()}
             features.append(Feature(inputs, meta))
         return features
 
@@ -889,40 +716,35 @@ class QuestionAnsweringPipeline(_TextPipeline):
         import numpy as np
 
         top_k = params.get("top_k", 1)
-        max_answer_len = params.get("max_answer_len", 15)
         impossible = params.get("handle_impossible_answer", False)
-        align = params.get("align_to_words", True)
-        min_null = 1_000_000.0
-        answers = []
+        min_null, answers = 1_000_000.0, []
         for feature, output in zip(features, outputs):
             allowed = np.array(feature.meta["allowed"])
-            length = len(allowed)
-            start = output["start_logits"][:length].numpy().astype(np.float32)
-            end = output["end_logits"][:length].numpy().astype(np.float32)
-            start = _softmax(np.where(allowed == 0, -10000.0, start))
-            end = _softmax(np.where(allowed == 0, -10000.0, end))
+            start, end = (
+                _softmax(np.where(allowed == 0, -10000.0, output[name][: len(allowed)].numpy().astype(np.float32)))
+                for name in ("start_logits", "end_logits")
+            )
             if impossible:
                 min_null = min(min_null, float(start[0] * end[0]))
             start[0] = end[0] = 0.0
-            for s, e, score in _best_spans(start, end, top_k, max_answer_len, allowed):
-                begin, finish = self._char_span(feature.meta, s, e, align)
+            for s, e, score in _best_spans(start, end, top_k, params.get("max_answer_len", 15), allowed):
+                begin, finish = _char_span(feature.meta, s, e, params.get("align_to_words", True))
                 answers.append({"score": score, "start": begin, "end": finish, "answer": item["context"][begin:finish]})
         if impossible:
             answers.append({"score": min_null, "start": 0, "end": 0, "answer": ""})
         answers = sorted(answers, key=lambda a: a["score"], reverse=True)[:top_k]
         return answers[0] if len(answers) == 1 else answers
 
-    @staticmethod
-    def _char_span(meta: dict[str, Any], s: int, e: int, align: bool) -> tuple[int, int]:
-        encoding = meta["encoding"]
-        if align:
-            start_word, end_word = encoding.token_to_word(s), encoding.token_to_word(e)
-            if start_word is not None and end_word is not None:
-                first = encoding.word_to_chars(start_word, 1)
-                last = encoding.word_to_chars(end_word, 1)
-                if first is not None and last is not None:
-                    return first[0], last[1]
-        return meta["offsets"][s][0], meta["offsets"][e][1]
+
+def _char_span(meta: dict[str, Any], s: int, e: int, align: bool) -> tuple[int, int]:
+    encoding = meta["encoding"]
+    if align:
+        start_word, end_word = encoding.token_to_word(s), encoding.token_to_word(e)
+        if start_word is not None and end_word is not None:
+            first, last = encoding.word_to_chars(start_word, 1), encoding.word_to_chars(end_word, 1)
+            if first is not None and last is not None:
+                return first[0], last[1]
+    return meta["offsets"][s][0], meta["offsets"][e][1]
 
 
 def _best_spans(start: Any, end: Any, top_k: int, max_answer_len: int, allowed: Any) -> list[tuple[int, int, float]]:
@@ -940,11 +762,13 @@ def _best_spans(start: Any, end: Any, top_k: int, max_answer_len: int, allowed: 
         candidates = np.argpartition(-flat, top_k)[:top_k]
         order = candidates[np.argsort(-flat[candidates])]
     starts, ends = np.unravel_index(order, outer.shape)
-    return [
-        (int(s), int(e), float(outer[s, e]))
-        for s, e in zip(starts, ends)
-        if allowed[s] and allowed[e]
-    ]
+    return [(int(s), int(e), float(outer[s, e])) for s, e in zip(starts, ends) if allowed[s] and allowed[e]]
+
+
+def _pooling(value: Any) -> str | None:
+    if value not in (None, "mean", "cls"):
+        raise InputError(f"pooling must be None, 'mean' or 'cls', got {value!r}.")
+    return value
 
 
 class FeatureExtractionPipeline(_TextPipeline):
@@ -954,26 +778,17 @@ class FeatureExtractionPipeline(_TextPipeline):
 
     task = "feature-extraction"
     skips_batch_padding = True
-
-    def _parameters(self, kwargs):
-        params: dict[str, Any] = {}
-        if "pooling" in kwargs:
-            pooling = kwargs.pop("pooling")
-            if pooling not in (None, "mean", "cls"):
-                raise InputError(f"pooling must be None, 'mean' or 'cls', got {pooling!r}.")
-            params["pooling"] = pooling
-        if "normalize" in kwargs:
-            params["normalize"] = bool(kwargs.pop("normalize"))
-        if "return_tensors" in kwargs:
-            params["return_tensors"] = bool(kwargs.pop("return_tensors"))
-        tokenizer_options = dict(kwargs.pop("tokenize_kwargs", None) or {})
-        tokenizer_options.update({k: kwargs.pop(k) for k in ("truncation", "max_length") if k in kwargs})
-        if tokenizer_options:
-            params["tokenizer_options"] = tokenizer_options
-        return {**params, **super()._parameters(kwargs)}
+    options = {
+        "pooling": (_pooling, True),
+        "normalize": (bool, True),
+        "return_tensors": (bool, True),
+        "tokenize_kwargs": (_keep, False),
+        "truncation": (_keep, True),
+        "max_length": (_keep, True),
+    }
 
     def _preprocess(self, item, params):
-        return [self._encode_one(item, **params.get("tokenizer_options", {}))]
+        return [self._encode_one(item, **_tokenizer_options(params))]
 
     def _postprocess(self, item, features, outputs, params):
         import torch
@@ -986,10 +801,10 @@ class FeatureExtractionPipeline(_TextPipeline):
                 raise InputError("normalize=True needs pooling='mean' or 'cls'.")
             result = hidden[None]
         else:
-            mask = features[0].inputs.get("attention_mask")
             if pooling == "cls":
                 result = hidden[0]
             else:
+                mask = features[0].inputs.get("attention_mask")
                 weights = (mask if mask is not None else torch.ones(length)).to(hidden.dtype)[:, None]
                 result = (hidden * weights).sum(0) / weights.sum().clamp(min=1e-9)
             if params.get("normalize"):
@@ -1004,38 +819,32 @@ class FillMaskPipeline(_TextPipeline):
 
     task = "fill-mask"
     skips_batch_padding = True
+    options = {"top_k": (_count("top_k"), False), "targets": (_keep, False)}
 
     def _parameters(self, kwargs):
-        params: dict[str, Any] = {}
-        if kwargs.get("top_k") is not None:
-            params["top_k"] = _positive_int(kwargs.pop("top_k"), "top_k")
-        kwargs.pop("top_k", None)
-        if kwargs.get("targets") is not None:
-            params["target_ids"] = self._target_ids(kwargs.pop("targets"))
-        kwargs.pop("targets", None)
         if self.tokenizer.mask_token_id is None:
             raise InputError("The fill-mask pipeline needs a tokenizer with a mask token; this one has none.")
-        return {**params, **super()._parameters(kwargs)}
+        params = super()._parameters(kwargs)
+        if "targets" in params:
+            params["target_ids"] = self._target_ids(params.pop("targets"))
+        return params
 
     def _target_ids(self, targets: Any) -> list[int]:
         if isinstance(targets, str):
             targets = [targets]
         if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
             raise InputError(f"targets must be a string or a list of strings, got {targets!r}.")
-        vocab = self.tokenizer.get_vocab()
-        ids = []
+        vocab, ids = self.tokenizer.get_vocab(), set()
         for target in targets:
             token_id = vocab.get(target)
-            if token_id is None:
+            if token_id is None:  # not one token: its first piece, as the reference
                 pieces = self.tokenizer(target, add_special_tokens=False, return_attention_mask=False)["input_ids"]
-                if not pieces:
-                    continue
-                token_id = pieces[0]
-            ids.append(token_id)
-        ids = sorted(set(ids))
+                token_id = pieces[0] if pieces else None
+            if token_id is not None:
+                ids.add(token_id)
         if not ids:
             raise InputError("At least one target must be a word the tokenizer knows.")
-        return ids
+        return sorted(ids)
 
     def _preprocess(self, item, params):
         feature = self._encode_one(item)
@@ -1052,10 +861,8 @@ class FillMaskPipeline(_TextPipeline):
         targets = params.get("target_ids")
         if targets is not None:
             probs = probs[..., torch.tensor(targets)]
-        top_k = min(params.get("top_k", 5), probs.shape[-1])
-        values, predictions = probs.topk(top_k)
-        single = len(positions) == 1
-        pad = self.tokenizer.pad_token_id
+        values, predictions = probs.topk(min(params.get("top_k", 5), probs.shape[-1]))
+        single, pad = len(positions) == 1, self.tokenizer.pad_token_id
         rows = []
         for position, row_values, row_predictions in zip(positions.tolist(), values.tolist(), predictions.tolist()):
             row = []
@@ -1074,19 +881,17 @@ class FillMaskPipeline(_TextPipeline):
         return rows[0] if single else rows
 
     def _shape(self, results, items, single, params):
-        if single or len(results) == 1:
-            return results[0]
-        return results
+        return results[0] if single or len(results) == 1 else results
 
 
-# ----------------------------------------------------------------------------------------------
-# Images
-# ----------------------------------------------------------------------------------------------
+# -- images ---------------------------------------------------------------------------------------
 
 
 class _ImagePipeline(Pipeline):
-    def _is_single(self, inputs: Any, params: dict[str, Any]) -> bool:
-        return not isinstance(inputs, (list, tuple))
+    def __call__(self, inputs: Any = None, **kwargs: Any) -> Any:
+        if "images" in kwargs:
+            inputs = kwargs.pop("images")
+        return super().__call__(inputs, **kwargs)
 
     def _check_item(self, item: Any, params: dict[str, Any]) -> Any:
         import numpy as np
@@ -1112,35 +917,15 @@ class ImageClassificationPipeline(_ImagePipeline):
     images -> one such list each. ``function_to_apply``: "softmax", "sigmoid" or "none"."""
 
     task = "image-classification"
-
-    def _parameters(self, kwargs):
-        params: dict[str, Any] = {}
-        if kwargs.get("top_k") is not None:
-            params["top_k"] = _positive_int(kwargs.pop("top_k"), "top_k")
-        kwargs.pop("top_k", None)
-        if kwargs.get("function_to_apply") is not None:
-            params["function_to_apply"] = _score_function(kwargs.pop("function_to_apply"))
-        kwargs.pop("function_to_apply", None)
-        kwargs.pop("timeout", None)
-        return {**params, **super()._parameters(kwargs)}
-
-    def __call__(self, inputs: Any = None, **kwargs: Any) -> Any:
-        if "images" in kwargs:
-            inputs = kwargs.pop("images")
-        return super().__call__(inputs, **kwargs)
+    options = {
+        "top_k": (_count("top_k"), False),
+        "function_to_apply": (_score_function, False),
+        "timeout": (_keep, False),  # the reference's download timeout: images here are local
+    }
 
     def _postprocess(self, item, features, outputs, params):
-        import numpy as np
-
-        config = self.model.config
-        function = params.get("function_to_apply") or _default_score_function(config)
-        scores = _SCORE_FUNCTIONS[function](outputs[0]["logits"].numpy().astype(np.float32))
-        ranked = sorted(
-            ({"label": _label(config, i), "score": float(s)} for i, s in enumerate(scores)),
-            key=lambda entry: entry["score"],
-            reverse=True,
-        )
-        return ranked[: min(params.get("top_k", 5), config.num_labels)]
+        ranked = _ranked(outputs[0]["logits"], self.model.config, params.get("function_to_apply"))
+        return [{"label": label, "score": score} for score, label in ranked[: params.get("top_k", 5)]]
 
 
 class ImageFeatureExtractionPipeline(_ImagePipeline):
@@ -1149,15 +934,7 @@ class ImageFeatureExtractionPipeline(_ImagePipeline):
     one ``[1, C, H, W]`` nested list per stage. ``return_tensors=True`` returns torch tensors."""
 
     task = "image-feature-extraction"
-
-    def _parameters(self, kwargs):
-        params: dict[str, Any] = {}
-        if "pool" in kwargs:
-            params["pool"] = bool(kwargs.pop("pool"))
-        if "return_tensors" in kwargs:
-            params["return_tensors"] = bool(kwargs.pop("return_tensors"))
-        kwargs.pop("timeout", None)
-        return {**params, **super()._parameters(kwargs)}
+    options = {"pool": (bool, True), "return_tensors": (bool, True), "timeout": (_keep, False)}
 
     def _postprocess(self, item, features, outputs, params):
         output = outputs[0]
@@ -1174,36 +951,24 @@ class ImageFeatureExtractionPipeline(_ImagePipeline):
         return [v.tolist() for v in values] if isinstance(values, list) else values.tolist()
 
 
-# ----------------------------------------------------------------------------------------------
-# Audio
-# ----------------------------------------------------------------------------------------------
+# -- audio ----------------------------------------------------------------------------------------
 
 
 class _AudioPipeline(Pipeline):
     _attention_mask: bool | None = None
 
-    def _is_single(self, inputs: Any, params: dict[str, Any]) -> bool:
-        return not isinstance(inputs, (list, tuple))
-
     def _check_item(self, item: Any, params: dict[str, Any]) -> Any:
-        import numpy as np
-
         if isinstance(item, (str, os.PathLike, bytes, bytearray)):
             return item
         if isinstance(item, dict):
             if "sampling_rate" not in item or not ("raw" in item or "array" in item):
-                raise InputError(
-                    'An audio dict needs a "raw" (or "array") key with the samples and a "sampling_rate" key.'
-                )
-            samples = item["raw"] if item.get("raw") is not None else item.get("array")
-            self._check_samples(samples)
+                raise InputError('An audio dict needs a "raw" (or "array") key with the samples and a "sampling_rate" key.')
+            self._checked_samples(item["raw"] if item.get("raw") is not None else item.get("array"))
             return item
-        self._check_samples(item)
-        if not isinstance(item, np.ndarray):
-            item = item.detach().cpu().numpy()
-        return item
+        return self._checked_samples(item)
 
-    def _check_samples(self, samples: Any) -> None:
+    def _checked_samples(self, samples: Any) -> Any:
+        """``samples`` as a 1-D numpy array, or :class:`InputError` saying what audio may be."""
         import numpy as np
 
         if type(samples).__module__.startswith("torch") and hasattr(samples, "numpy"):
@@ -1217,8 +982,10 @@ class _AudioPipeline(Pipeline):
             raise InputError(f"The {self.task} pipeline takes single-channel (1-D) audio, got shape {samples.shape}.")
         if samples.size == 0:
             raise InputError(f"The {self.task} pipeline got an empty audio array.")
+        return samples
 
     def _samples(self, item: Any) -> Any:
+        """A checked item's samples at the extractor's rate (decoded / resampled as needed)."""
         import numpy as np
 
         from .processing.audio import load_audio
@@ -1226,28 +993,26 @@ class _AudioPipeline(Pipeline):
         rate = self.feature_extractor.sampling_rate
         if isinstance(item, (str, os.PathLike, bytes, bytearray)):
             return load_audio(item, rate)
-        if isinstance(item, dict):
-            samples = item["raw"] if item.get("raw") is not None else item["array"]
-            if not isinstance(samples, np.ndarray):
-                samples = samples.detach().cpu().numpy()
-            given = item["sampling_rate"]
-            if given != rate:
-                import soxr
+        if not isinstance(item, dict):
+            return item
+        samples = self._checked_samples(item["raw"] if item.get("raw") is not None else item["array"])
+        if item["sampling_rate"] != rate:
+            import soxr
 
-                samples = soxr.resample(samples.astype(np.float32), given, rate, quality="HQ")
-            return samples
-        return item
+            samples = soxr.resample(samples.astype(np.float32), item["sampling_rate"], rate, quality="HQ")
+        return samples
 
     def input_length(self, item: Any) -> int:
         return int(self._samples(self._check_item(item, self._defaults)).shape[0])
 
-    def _preprocess(self, item, params):
-        samples = self._samples(item)
+    def _features(self, samples: Any, meta: dict[str, Any] | None = None) -> Feature:
         options = {} if self._attention_mask is None else {"return_attention_mask": self._attention_mask}
-        processed = self.feature_extractor(
-            samples, sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt", **options
-        )
-        return [Feature({name: value[0] for name, value in processed.items()}, {"samples": int(samples.shape[0])})]
+        rate = self.feature_extractor.sampling_rate
+        processed = self.feature_extractor(samples, sampling_rate=rate, return_tensors="pt", **options)
+        return Feature({name: value[0] for name, value in processed.items()}, {"samples": int(samples.shape[0]), **(meta or {})})
+
+    def _preprocess(self, item, params):
+        return [self._features(self._samples(item))]
 
 
 class AudioClassificationPipeline(_AudioPipeline):
@@ -1256,25 +1021,33 @@ class AudioClassificationPipeline(_AudioPipeline):
     (resampled), or a file path / bytes (decoded with ``load_audio``)."""
 
     task = "audio-classification"
-
-    def _parameters(self, kwargs):
-        params: dict[str, Any] = {}
-        if "top_k" in kwargs:
-            params["top_k"] = _positive_int(kwargs.pop("top_k"), "top_k", allow_none=True)
-        if kwargs.get("function_to_apply") is not None:
-            params["function_to_apply"] = _score_function(kwargs.pop("function_to_apply"))
-        kwargs.pop("function_to_apply", None)
-        return {**params, **super()._parameters(kwargs)}
+    options = {"top_k": (_count("top_k", allow_none=True), True), "function_to_apply": (_score_function, False)}
 
     def _postprocess(self, item, features, outputs, params):
-        config = self.model.config
-        function = params.get("function_to_apply") or _default_score_function(config, single_label_is_sigmoid=False)
-        logits = outputs[0]["logits"]
-        probs = logits.softmax(-1) if function == "softmax" else logits.sigmoid() if function == "sigmoid" else logits
-        top_k = params.get("top_k", 5)
-        top_k = config.num_labels if top_k is None else min(top_k, config.num_labels)
-        scores, ids = probs.topk(top_k)
-        return [{"score": s, "label": _label(config, i)} for s, i in zip(scores.tolist(), ids.tolist())]
+        function = params.get("function_to_apply")
+        ranked = _ranked(outputs[0]["logits"], self.model.config, function, single_label_is_sigmoid=False)
+        return [{"score": score, "label": label} for score, label in ranked[: params.get("top_k", 5)]]
+
+
+def _timestamps(value: Any) -> str:
+    if value not in ("char", "word"):
+        raise InputError(f"CTC models give character or word timestamps: return_timestamps='char' or 'word', got {value!r}.")
+    return value
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise InputError(f"chunk_length_s must be a positive number of seconds, got {value!r}.")
+    return value
+
+
+def _stride_pair(value: Any) -> list[float]:
+    pair = [value, value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in pair
+    ):
+        raise InputError(f"stride_length_s must be a number or a (left, right) pair, got {value!r}.")
+    return list(pair)
 
 
 class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
@@ -1286,34 +1059,11 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
 
     task = "automatic-speech-recognition"
     _attention_mask = True
-
-    def _parameters(self, kwargs):
-        params: dict[str, Any] = {}
-        if kwargs.get("return_timestamps") is not None:
-            value = kwargs.pop("return_timestamps")
-            if value not in ("char", "word"):
-                raise InputError(
-                    "CTC models give character or word timestamps: return_timestamps='char' or 'word', "
-                    f"got {value!r}."
-                )
-            params["return_timestamps"] = value
-        kwargs.pop("return_timestamps", None)
-        if kwargs.get("chunk_length_s"):
-            value = kwargs.pop("chunk_length_s")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise InputError(f"chunk_length_s must be a positive number of seconds, got {value!r}.")
-            params["chunk_length_s"] = value
-        kwargs.pop("chunk_length_s", None)
-        if kwargs.get("stride_length_s") is not None:
-            value = kwargs.pop("stride_length_s")
-            pair = [value, value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in pair
-            ):
-                raise InputError(f"stride_length_s must be a number or a (left, right) pair, got {value!r}.")
-            params["stride_length_s"] = list(pair)
-        kwargs.pop("stride_length_s", None)
-        return {**params, **super()._parameters(kwargs)}
+    options = {
+        "return_timestamps": (_timestamps, False),
+        "chunk_length_s": (_seconds, False),
+        "stride_length_s": (_stride_pair, False),
+    }
 
     @property
     def _align_to(self) -> int:
@@ -1321,50 +1071,43 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
         return getattr(self.model.config, "inputs_to_logits_ratio", 1)
 
     def _preprocess(self, item, params):
+        samples = self._samples(item)
         chunk_s = params.get("chunk_length_s")
         if not chunk_s:
-            return super()._preprocess(item, params)
-        samples = self._samples(item)
+            return [self._features(samples)]
         rate, align = self.feature_extractor.sampling_rate, self._align_to
         left_s, right_s = params.get("stride_length_s") or [chunk_s / 6, chunk_s / 6]
-        chunk_len = int(round(chunk_s * rate / align) * align)
-        left = int(round(left_s * rate / align) * align)
-        right = int(round(right_s * rate / align) * align)
+        chunk_len, left, right = (int(round(s * rate / align) * align) for s in (chunk_s, left_s, right_s))
         if chunk_len <= left + right:
-            raise InputError(
-                f"chunk_length_s ({chunk_s}) must be longer than the two strides together ({left_s} + {right_s})."
-            )
+            raise InputError(f"chunk_length_s ({chunk_s}) must be longer than the two strides together ({left_s} + {right_s}).")
         features = []
         for start in range(0, samples.shape[0], chunk_len - left - right):
             chunk = samples[start : start + chunk_len]
             is_last = start + chunk_len >= samples.shape[0]
             stride = (chunk.shape[0], 0 if start == 0 else left, 0 if is_last else right)
             if chunk.shape[0] > stride[1]:
-                processed = self.feature_extractor(
-                    chunk, sampling_rate=rate, return_tensors="pt", return_attention_mask=True
-                )
-                inputs = {name: value[0] for name, value in processed.items()}
-                features.append(Feature(inputs, {"samples": int(chunk.shape[0]), "stride": stride}))
+                features.append(self._features(chunk, {"stride": stride}))
             if is_last:
                 break
         return features
 
+    def _frames(self, samples: int) -> int:
+        """Frames the model's convolutions make of ``samples`` (unpadded, floor division)."""
+        config = self.model.config
+        for kernel, stride in zip(getattr(config, "conv_kernel", ()), getattr(config, "conv_stride", ())):
+            samples = (samples - kernel) // stride + 1
+        return samples
+
     def _postprocess(self, item, features, outputs, params):
         import torch
 
-        frames_of = getattr(self.model, "_get_feat_extract_output_lengths", None)
         pieces = []
         for feature, output in zip(features, outputs):
-            logits = output["logits"]
-            if frames_of is not None:
-                logits = logits[: int(frames_of(feature.meta["samples"]))]
-            tokens = logits.argmax(dim=-1)
-            if "stride" in feature.meta:
-                # the reference's rounding, from samples to frames
+            tokens = output["logits"][: self._frames(feature.meta["samples"])].argmax(dim=-1)
+            if "stride" in feature.meta:  # the reference's rounding, from samples to frames
                 total, left, right = feature.meta["stride"]
                 frames = round(total / self._align_to)
-                left, right = round(left / total * frames), round(right / total * frames)
-                tokens = tokens[left : frames - right]
+                tokens = tokens[round(left / total * frames) : frames - round(right / total * frames)]
             pieces.append(tokens)
         tokens = torch.cat(pieces).tolist()
         result: dict[str, Any] = {"text": self.tokenizer.decode(tokens, skip_special_tokens=False)}
@@ -1374,23 +1117,14 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
                 tokens, skip_special_tokens=False, output_char_offsets=True, output_word_offsets=kind == "word"
             )
             offsets = decoded.word_offsets if kind == "word" else decoded.char_offsets
-            align, rate = self._align_to, self.feature_extractor.sampling_rate
+            seconds = self._align_to / self.feature_extractor.sampling_rate
             result["chunks"] = [
-                {"text": o[kind], "timestamp": (o["start_offset"] * align / rate, o["end_offset"] * align / rate)}
-                for o in offsets
+                {"text": o[kind], "timestamp": (o["start_offset"] * seconds, o["end_offset"] * seconds)} for o in offsets
             ]
         return result
 
 
-# ----------------------------------------------------------------------------------------------
-# The factory
-# ----------------------------------------------------------------------------------------------
-
-
-def _checkpoint_of(model: Any) -> str | None:
-    config = getattr(model, "config", None)
-    path = getattr(config, "name_or_path", None) if config is not None else None
-    return path or None
+# -- the factory ----------------------------------------------------------------------------------
 
 
 def pipeline(
@@ -1413,72 +1147,51 @@ def pipeline(
     processors; other model loading options go in ``model_kwargs={...}``; remaining keywords are
     the task's call options, used as defaults (e.g. ``top_k=3``)."""
     from . import auto
+    from .hub import split_source_options
 
     if model is None:
         raise InputError(
             "pipeline() needs model= (a checkpoint folder, a hub id or a loaded model); leanformers picks no "
             "default model for a task."
         )
-    from .hub import split_source_options
-
     model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
-    kwargs.pop("trust_remote_code", None)
-    # revision=, token=, local_files_only=... apply to the model and its processors alike
+    kwargs.pop("trust_remote_code", None)  # never honoured: leanformers runs no checkpoint code
     source_options, kwargs = split_source_options(kwargs)
     source_options.update(split_source_options(model_kwargs)[0])
     model_kwargs.update(source_options)
     dtype = _dtype_of(dtype if dtype is not None else kwargs.pop("torch_dtype", None))
     device = _device_of(device)
-    if task is not None:
-        task = resolve_task(task)
-
+    task = resolve_task(task) if task is not None else None
     if isinstance(model, (str, os.PathLike)):
         checkpoint = os.fspath(model)
         config = auto.AutoConfig.from_pretrained(checkpoint, **source_options)
-        if task is None:
-            task = infer_task(config)
+        task = task or infer_task(config)
         spec = TASKS[task]
         architectures = getattr(config, "architectures", None) or []
-        auto_name = spec.auto_model
-        if spec.backbone_auto_model and architectures and architectures[0].endswith("Backbone"):
-            auto_name = spec.backbone_auto_model
-        load_options = dict(model_kwargs)
-        if dtype is not None:
-            load_options["dtype"] = dtype
-        model = getattr(auto, auto_name).from_pretrained(checkpoint, **load_options)
+        is_backbone = spec.backbone_auto_model and architectures and architectures[0].endswith("Backbone")
+        auto_class = getattr(auto, spec.backbone_auto_model if is_backbone else spec.auto_model)
+        model = auto_class.from_pretrained(checkpoint, **{**model_kwargs, **({"dtype": dtype} if dtype is not None else {})})
     else:
         if not hasattr(model, "config") or not callable(getattr(model, "forward", None)):
             raise InputError(f"model must be a checkpoint path, a hub id or a loaded model, got {_describe(model)}.")
-        if task is None:
-            task = infer_task(model.config)
+        task = task or infer_task(model.config)
         spec = TASKS[task]
-        checkpoint = _checkpoint_of(model)
+        checkpoint = getattr(model.config, "name_or_path", None) or None
         if dtype is not None and dtype != "auto":
             model = model.to(dtype)
-
-    given = {"tokenizer": tokenizer, "image_processor": image_processor, "feature_extractor": feature_extractor}
-    loaders = {
-        "tokenizer": auto.AutoTokenizer,
-        "image_processor": auto.AutoImageProcessor,
-        "feature_extractor": auto.AutoFeatureExtractor,
-    }
+    processors = {"tokenizer": tokenizer, "image_processor": image_processor, "feature_extractor": feature_extractor}
+    loaders = {"tokenizer": "AutoTokenizer", "image_processor": "AutoImageProcessor", "feature_extractor": "AutoFeatureExtractor"}
     for name in spec.processors:
-        value = given[name]
+        value = processors[name]
         if value is None or isinstance(value, (str, os.PathLike)):
             source = value if value is not None else checkpoint
             if not source:
-                raise InputError(
-                    f"The {task} pipeline needs a {name}: pass {name}= (the model came without a checkpoint path)."
-                )
-            given[name] = loaders[name].from_pretrained(source, **source_options)
-    pipeline_class = globals()[spec.pipeline_class]
-    return pipeline_class(model, device=device, batch_size=batch_size, **given, **kwargs)
+                raise InputError(f"The {task} pipeline needs a {name}: pass {name}= (the model came without a checkpoint path).")
+            processors[name] = getattr(auto, loaders[name]).from_pretrained(source, **source_options)
+    return globals()[spec.pipeline_class](model, device=device, batch_size=batch_size, **processors, **kwargs)
 
 
 __all__ = [
-    "ARCHITECTURE_TASKS",
-    "TASKS",
-    "TASK_ALIASES",
     "AudioClassificationPipeline",
     "AutomaticSpeechRecognitionPipeline",
     "FeatureExtractionPipeline",
@@ -1487,11 +1200,9 @@ __all__ = [
     "ImageFeatureExtractionPipeline",
     "Pipeline",
     "QuestionAnsweringPipeline",
-    "TaskSpec",
     "TextClassificationPipeline",
     "TokenClassificationPipeline",
     "infer_task",
     "pipeline",
     "resolve_task",
-    "supported_tasks",
 ]

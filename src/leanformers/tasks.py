@@ -1,0 +1,141 @@
+"""The pipeline tasks, and which of them a checkpoint serves.
+
+One table says what each task needs (its pipeline class, Auto class, processors, input kind) and
+one function, :func:`task_of`, says which task an architecture serves. The pipelines, the command
+line, the batch engine and the Ray engine all ask these, so a checkpoint means the same task
+everywhere. Light: no torch, no architecture imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InputError, UnknownNameError, UnsupportedModelError
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task's pipeline class (a name in ``leanformers.pipelines``), its Auto model class (a name
+    in ``leanformers.auto``), the processors it loads, what one input is ("text", "image" or
+    "audio"), and the Auto class that loads a backbone checkpoint instead, where one may."""
+
+    pipeline_class: str
+    auto_model: str
+    processors: tuple[str, ...]
+    inputs: str
+    backbone_auto_model: str | None = None
+
+
+TASKS: dict[str, TaskSpec] = {
+    "text-classification": TaskSpec(
+        "TextClassificationPipeline", "AutoModelForSequenceClassification", ("tokenizer",), "text"
+    ),
+    "token-classification": TaskSpec(
+        "TokenClassificationPipeline", "AutoModelForTokenClassification", ("tokenizer",), "text"
+    ),
+    "question-answering": TaskSpec(
+        "QuestionAnsweringPipeline", "AutoModelForQuestionAnswering", ("tokenizer",), "text"
+    ),
+    "feature-extraction": TaskSpec("FeatureExtractionPipeline", "AutoModel", ("tokenizer",), "text"),
+    "fill-mask": TaskSpec("FillMaskPipeline", "AutoModelForMaskedLM", ("tokenizer",), "text"),
+    "image-classification": TaskSpec(
+        "ImageClassificationPipeline", "AutoModelForImageClassification", ("image_processor",), "image"
+    ),
+    "image-feature-extraction": TaskSpec(
+        "ImageFeatureExtractionPipeline", "AutoModel", ("image_processor",), "image", "AutoBackbone"
+    ),
+    "audio-classification": TaskSpec(
+        "AudioClassificationPipeline", "AutoModelForAudioClassification", ("feature_extractor",), "audio"
+    ),
+    "automatic-speech-recognition": TaskSpec(
+        "AutomaticSpeechRecognitionPipeline", "AutoModelForCTC", ("feature_extractor", "tokenizer"), "audio"
+    ),
+}
+
+TASK_ALIASES: dict[str, str] = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
+
+# Architecture class-name suffix -> {modality: task}; the first suffix that matches decides.
+ARCHITECTURE_TASKS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("ForSequenceClassification", {"text": "text-classification", "audio": "audio-classification"}),
+    ("ForAudioClassification", {"audio": "audio-classification"}),
+    ("ForTokenClassification", {"text": "token-classification"}),
+    ("ForQuestionAnswering", {"text": "question-answering"}),
+    ("ForMaskedLM", {"text": "fill-mask"}),
+    ("ForImageClassification", {"vision": "image-classification"}),
+    ("ForCTC", {"audio": "automatic-speech-recognition"}),
+    ("Backbone", {"vision": "image-feature-extraction"}),
+    ("Model", {"text": "feature-extraction", "vision": "image-feature-extraction"}),
+)
+
+
+def supported_tasks() -> list[str]:
+    return sorted(TASKS)
+
+
+def _task_list() -> str:
+    aliases = ", ".join(f"{alias!r} (= {task!r})" for alias, task in TASK_ALIASES.items())
+    return f"{', '.join(repr(t) for t in supported_tasks())}; aliases: {aliases}"
+
+
+def resolve_task(task: Any) -> str:
+    """``task`` with its alias resolved; :class:`UnknownNameError` for a task with no pipeline."""
+    if not isinstance(task, str):
+        raise InputError(f"task must be a string, got {type(task).__name__}. Supported tasks: {_task_list()}.")
+    task = TASK_ALIASES.get(task, task)
+    if task not in TASKS:
+        raise UnknownNameError(f"Unknown pipeline task {task!r}. Supported tasks: {_task_list()}.")
+    return task
+
+
+def registered_architectures(model_type: str | None) -> list[str]:
+    """The model classes the registry offers for ``model_type`` (none for an unknown type)."""
+    from . import registry
+
+    return list(registry.MODELS.get(model_type, ("", "", {}))[2].values())
+
+
+def modality(model_type: str | None) -> str:
+    """"vision", "audio" or "text": what a model type reads, told by the heads registered for it,
+    so a new family needs no entry here."""
+    names = registered_architectures(model_type)
+    if any(name.endswith(("ForImageClassification", "Backbone")) for name in names):
+        return "vision"
+    if any(name.endswith("ForCTC") for name in names):
+        return "audio"
+    return "text"
+
+
+def task_of(architecture: str, model_type: str | None) -> str | None:
+    """THE answer to "which pipeline task does this model serve": the task of ``architecture``
+    (a class name such as ``BertForMaskedLM``) for a ``model_type`` model, or None."""
+    kind = modality(model_type)
+    for suffix, by_modality in ARCHITECTURE_TASKS:
+        if architecture.endswith(suffix):
+            return by_modality.get(kind)
+    return None
+
+
+def infer_task(config: Any) -> str:
+    """The task a checkpoint's ``config.architectures[0]`` serves; :class:`UnsupportedModelError`
+    saying which ``task=`` to pass where it serves none."""
+    architectures = getattr(config, "architectures", None) or []
+    model_type = getattr(config, "model_type", None)
+    if not architectures:
+        raise UnsupportedModelError(
+            f"Cannot infer the task: the config (model_type {model_type!r}) lists no 'architectures'. "
+            f"Pass task=, one of {_task_list()}."
+        )
+    task = task_of(architectures[0], model_type)
+    if task is None:
+        raise UnsupportedModelError(
+            f"Cannot infer a pipeline task for architecture {architectures[0]!r} ({modality(model_type)} model). "
+            f"Pass task=, one of {_task_list()}."
+        )
+    return task
+
+
+def input_kind(task: str | None) -> str:
+    """What one input of ``task`` is: "text" (also for an unknown or no task), "image" or "audio"."""
+    spec = TASKS.get(TASK_ALIASES.get(task or "", task or ""))
+    return spec.inputs if spec is not None else "text"
