@@ -65,13 +65,14 @@ MODELS: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 
 # Tokenizer class names a checkpoint may name -> how to build one from a bare vocabulary file
-# when there is no tokenizer.json. Every name is served by the one tokenizer engine.
+# when there is no tokenizer.json: a builder of the tokenizer engine, or "module:function" for one
+# that builds on it (imported on first use). Every name is served by the one tokenizer engine.
 TOKENIZERS: dict[str, str] = {
     "BertTokenizer": "wordpiece",
     "BertTokenizerFast": "wordpiece",
     "DistilBertTokenizer": "wordpiece",
     "DistilBertTokenizerFast": "wordpiece",
-    "Wav2Vec2CTCTokenizer": "ctc-characters",
+    "Wav2Vec2CTCTokenizer": "leanformers.processing.ctc:build_ctc_tokenizer",
 }
 
 # The tokenizer class to assume when tokenizer_config.json names none.

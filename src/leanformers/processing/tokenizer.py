@@ -14,6 +14,7 @@ them). ``torch`` and ``numpy`` are imported only when tensors are asked for.
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import logging
 import operator
@@ -552,8 +553,11 @@ class PreTrainedTokenizer:
         backend.encode_special_tokens = self.split_special_tokens
         self._backend_split = self.split_special_tokens
 
-        # Register the added tokens and every special token as added tokens of the backend, in
-        # the reference's order, so that new ones get the same ids.
+        self._register_added_tokens(added_tokens_decoder)
+
+    def _register_added_tokens(self, added_tokens_decoder: Mapping[Any, Any]) -> None:
+        """Make the saved added tokens and every special token added tokens of the backend, in the
+        reference's order, so that new ones get the same ids."""
         to_add: list[str | AddedToken] = [
             token for _, token in sorted(added_tokens_decoder.items(), key=lambda item: int(item[0]))
         ]
@@ -563,16 +567,16 @@ class PreTrainedTokenizer:
                 continue
             known.add(str(value))
             to_add.append(value)
-        if to_add:
-            named = {str(value) for value in self._special_tokens_map.values() if value}
-            tokens = []
-            for token in to_add:
-                if isinstance(token, str):
-                    token = AddedToken(token, special=True)
-                elif not token.special and str(token) in named:
-                    token.special = True
-                tokens.append(token)
-            backend.add_tokens(tokens)
+        named = {str(value) for value in self._special_tokens_map.values() if value}
+        tokens = []
+        for token in to_add:
+            if isinstance(token, str):
+                token = AddedToken(token, special=True)
+            elif not token.special and str(token) in named:
+                token.special = True
+            tokens.append(token)
+        if tokens:
+            self._backend.add_tokens(tokens)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> "PreTrainedTokenizer":
@@ -971,7 +975,7 @@ class PreTrainedTokenizer:
         """
         if unexpected:
             raise InputError(
-                f"Unexpected argument(s) {sorted(unexpected)} for the tokenizer call. Accepted: text, text_pair, "
+                f"The tokenizer call got unexpected keyword argument(s) {sorted(unexpected)}. Accepted: text, text_pair, "
                 f"{_CALL_OPTIONS}."
             )
         if text is None:
@@ -1489,9 +1493,11 @@ class PreTrainedTokenizer:
 
     # -- saving ----------------------------------------------------------------------------------
 
-    def save_pretrained(self, save_directory: str | os.PathLike, filename_prefix: str | None = None, **kwargs: Any) -> tuple[str, ...]:
-        """Write ``tokenizer_config.json`` and ``tokenizer.json`` (each atomically) so that this
-        library and the reference load the same tokenizer back; returns the paths written."""
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, filename_prefix: str | None = None, **kwargs: Any
+    ) -> tuple[str, ...]:
+        """Write the tokenizer's files (each atomically) so that this library and the reference
+        load the same tokenizer back; returns the paths written."""
         if kwargs.pop("push_to_hub", False):
             raise TokenizerError("save_pretrained cannot push to the hub; save to a folder and upload it yourself.")
         kwargs.pop("legacy_format", None)
@@ -1502,21 +1508,24 @@ class PreTrainedTokenizer:
         if os.path.isfile(save_directory):
             raise InputError(f"save_pretrained needs a folder, but {save_directory!r} is a file.")
         os.makedirs(save_directory, exist_ok=True)
-        prefix = f"{filename_prefix}-" if filename_prefix else ""
-        config_path = os.path.join(save_directory, prefix + TOKENIZER_CONFIG_FILE)
-        tokenizer_path = os.path.join(save_directory, prefix + TOKENIZER_FILE)
-        written = [config_path]
+        written = []
+        for name, text in self._files_to_save().items():
+            path = os.path.join(save_directory, (f"{filename_prefix}-" if filename_prefix else "") + name)
+            atomic_write(path, text)
+            written.append(path)
+        return tuple(written)
 
+    def _files_to_save(self) -> dict[str, str]:
+        """File name -> contents: tokenizer_config.json, the chat template, tokenizer.json."""
+        files = {}
         config = self._config_to_save()
         if isinstance(self.chat_template, str):
-            template_path = os.path.join(save_directory, prefix + CHAT_TEMPLATE_FILE)
-            atomic_write(template_path, self.chat_template)
             config.pop("chat_template", None)
-            written.append(template_path)
         elif isinstance(self.chat_template, dict):
             config["chat_template"] = [{"name": k, "template": v} for k, v in self.chat_template.items()]
-        atomic_write(config_path, json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-
+        files[TOKENIZER_CONFIG_FILE] = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        if isinstance(self.chat_template, str):
+            files[CHAT_TEMPLATE_FILE] = self.chat_template
         # Save the padding/truncation the checkpoint came with, not whatever the last call left.
         backend = self._backend
         with self._backend_lock:
@@ -1529,9 +1538,8 @@ class PreTrainedTokenizer:
                 backend.enable_padding(**self._loaded_padding)
             else:
                 backend.no_padding()
-            atomic_write(tokenizer_path, backend.to_str(pretty=True))
-        written.append(tokenizer_path)
-        return tuple(written)
+            files[TOKENIZER_FILE] = backend.to_str(pretty=True)
+        return files
 
     # Saving writes the live value of these attributes over the loaded config, as the reference
     # does for every config key that is also an attribute of its tokenizer.
@@ -1902,12 +1910,13 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
 
     if builder == "wordpiece":
         return _build_wordpiece(source, class_name, init_kwargs, tokenizer_file, tokenizer_data)
-    if builder == "ctc-characters":
-        from .ctc import build_ctc_tokenizer
-
-        return build_ctc_tokenizer(source, class_name, init_kwargs)
     if builder is not None:
-        raise TokenizerError(f"No builder named {builder!r} for tokenizer class {class_name!r}.")
+        # Other builders are named "module:function" by the registry and imported on first use,
+        # so this module never imports the modules that build on it.
+        module, _, function = builder.partition(":")
+        if not function:
+            raise TokenizerError(f"No builder named {builder!r} for tokenizer class {class_name!r}.")
+        return getattr(importlib.import_module(module), function)(source, class_name, init_kwargs)
     return _build_generic(tokenizer_file, init_kwargs)
 
 
