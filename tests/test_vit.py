@@ -45,7 +45,7 @@ def pixels(batch: int = 3, height: int = 32, width: int = 32, seed: int = 1) -> 
 
 def file_key(key: str) -> str:
     """A key of the reference's in-memory layout (``layers.0.attention.q_proj``) as the file names it."""
-    return rename_key(key, vit.ViTPreTrainedModel._checkpoint_renames)
+    return rename_key(key, vit.ViTPreTrainedModel._conversion.renames)
 
 
 def assert_same_parameters(ours: torch.nn.Module, ref: torch.nn.Module, keys: set[str]) -> None:

@@ -170,7 +170,8 @@ def _explicit(query, key, value, mask, scale, softcap, dropout):
         if mask.dtype == torch.bool:
             mask = torch.where(mask, torch.zeros((), dtype=scores.dtype, device=mask.device), torch.finfo(scores.dtype).min)
         scores = scores + mask
-    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    # Half-precision scores are normalised in float32, as the reference's decoders do.
+    weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(query.dtype)
     if dropout:
         weights = F.dropout(weights, p=dropout, training=True)
     return torch.matmul(weights, value), weights

@@ -4,7 +4,8 @@ what is missing, tie, and save files the reference library loads.
 An architecture subclass declares:
 - ``config_class`` and ``base_model_prefix`` (the attribute holding the base model in head models);
 - ``_tied_weights``: {target key: source key}, tied when ``config.tie_word_embeddings`` is true;
-- ``_checkpoint_renames``: [(regex, replacement)] for checkpoint keys that differ from module paths;
+- ``_conversion``: how checkpoint keys and tensors differ from module paths (``loading.Conversion``:
+  renames, transposed weights, fused tensors), used to load and, backwards, to save;
 - ``_ignore_on_load``: regexes of checkpoint keys dropped silently (buffers older files carry);
 - ``_init_weights(module)`` when it needs more than the default initialisation.
 """
@@ -25,7 +26,7 @@ from torch import nn
 from ..configuration import PretrainedConfig, load_config
 from ..errors import ConfigError, InputError, WeightsError
 from ..hub import Source, split_source_options, temporary_path
-from .loading import SAFE_WEIGHTS, map_keys, open_weights
+from .loading import NO_CONVERSION, SAFE_WEIGHTS, Conversion, convert_keys, open_weights, to_checkpoint
 
 logger = logging.getLogger("leanformers")
 
@@ -75,7 +76,7 @@ class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
     config_class: ClassVar[type[PretrainedConfig]] = PretrainedConfig
     base_model_prefix: ClassVar[str] = ""
     _tied_weights: ClassVar[dict[str, str]] = {}
-    _checkpoint_renames: ClassVar[list[tuple[str, str]]] = []
+    _conversion: ClassVar[Conversion] = NO_CONVERSION
     _ignore_on_load: ClassVar[list[str]] = []
 
     def __init__(self, config: PretrainedConfig) -> None:
@@ -256,22 +257,30 @@ class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
     def _load_checkpoint(self, tensors, dtype: torch.dtype, ignore_mismatched_sizes: bool) -> "LoadReport":
         state = self.state_dict(keep_vars=True)
         tied = self._tied_targets()
-        expected = set(state)
-        mapping = map_keys(list(tensors), expected, self.base_model_prefix, self._checkpoint_renames)
+        shapes = {key: tuple(tensor.shape) for key, tensor in state.items()}
+        sources = convert_keys(list(tensors), shapes, self.base_model_prefix, self._conversion)
         for target in tied:
             # a checkpoint that kept only the tied copy fills the source from it
-            if target in mapping and self._tied_weights[target] not in mapping:
-                mapping[self._tied_weights[target]] = mapping[target]
+            if target in sources and self._tied_weights[target] not in sources:
+                sources[self._tied_weights[target]] = sources[target]
         report = LoadReport()
-        used = set(mapping.values())
+        used = {ckpt_key for ckpt_key, _ in sources.values()}
         ignored = [re.compile(p) for p in self._ignore_on_load]
         report.unexpected = sorted(k for k in tensors if k not in used and not any(p.search(k) for p in ignored))
         assign: dict[str, torch.Tensor] = {}
-        for model_key, ckpt_key in mapping.items():
-            if model_key in tied and self._tied_weights[model_key] in mapping:
+        for model_key, (ckpt_key, piece) in sources.items():
+            if model_key in tied and self._tied_weights[model_key] in sources:
                 continue  # a tied copy: the source tensor fills it
             tensor = tensors[ckpt_key]
-            want = tuple(state[model_key].shape)
+            if piece is not None:
+                try:
+                    tensor = piece(tensor)
+                except (IndexError, RuntimeError) as exc:
+                    raise WeightsError(
+                        f"The checkpoint's {ckpt_key!r} of shape {tuple(tensor.shape)} cannot be converted to "
+                        f"{model_key!r} ({exc}); the checkpoint is for another configuration."
+                    ) from exc
+            want = shapes[model_key]
             if tuple(tensor.shape) != want:
                 if not ignore_mismatched_sizes:
                     raise WeightsError(
@@ -291,7 +300,7 @@ class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
             assign[model_key] = tensor
         self.load_state_dict(assign, strict=False, assign=True)
         mismatched = {k for k, _, _ in report.mismatched}
-        report.missing = sorted(k for k in expected if k not in assign and k not in tied and k not in mismatched)
+        report.missing = sorted(k for k in state if k not in assign and k not in tied and k not in mismatched)
         # Tie first so a tied copy (an MLM decoder the size of the vocabulary) is never allocated and
         # initialised only to be thrown away; tie again for sources that were themselves missing.
         self.tie_weights()
@@ -303,24 +312,16 @@ class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
         """Give every tensor still on the meta device real memory and its initial value, without
         touching the loaded tensors that share its module."""
         for module in self.modules():
-            slots = [(store, name) for store in (module._parameters, module._buffers) for name in store]
-            meta = [(s, n) for s, n in slots if s[n] is not None and s[n].is_meta]
-            if not meta:
+            own = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+            if not any(tensor.is_meta for _, tensor in own):
                 continue
-            kept = {}
-            for store, name in slots:
-                tensor = store[name]
-                if tensor is None:
-                    continue
-                if not tensor.is_meta:
-                    kept[(id(store), name)] = tensor
-                    store[name] = _placeholder(tensor, tensor.dtype)
-                else:
-                    store[name] = _placeholder(tensor, dtype if tensor.is_floating_point() else tensor.dtype)
+            kept = {name: tensor for name, tensor in own if not tensor.is_meta}
+            for name, tensor in own:
+                wanted = dtype if tensor.is_meta and tensor.is_floating_point() else tensor.dtype
+                setattr(module, name, _placeholder(tensor, wanted))
             self._init_weights(module)
-            for store, name in slots:
-                if (id(store), name) in kept:
-                    store[name] = kept[(id(store), name)]
+            for name, tensor in kept.items():
+                setattr(module, name, tensor)
 
     # -- saving -------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True) -> None:
@@ -333,11 +334,8 @@ class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
             raise InputError(f"save_pretrained needs a folder, but {os.fspath(save_directory)!r} is a file.")
         os.makedirs(save_directory, exist_ok=True)
         tied = self._tied_targets()
-        state = {}
-        for key, tensor in self.state_dict().items():
-            if key in tied:
-                continue
-            state[key] = tensor.detach().to("cpu").contiguous()
+        state = {key: tensor.detach().to("cpu") for key, tensor in self.state_dict().items() if key not in tied}
+        state = {key: tensor.contiguous() for key, tensor in to_checkpoint(state, self._conversion).items()}
         weights = os.path.join(save_directory, SAFE_WEIGHTS)
         tmp = temporary_path(weights)
         try:
@@ -382,7 +380,6 @@ def _guard_initialisers() -> None:
         for name in _INIT_FUNCTIONS:
             if hasattr(nn.init, name):
                 setattr(nn.init, name, _skippable(getattr(nn.init, name)))
-        nn.Embedding._fill_padding_idx_with_zero = _skippable(nn.Embedding._fill_padding_idx_with_zero)
         _guarded = True
 
 

@@ -7,13 +7,15 @@ index; ``pytorch_model.bin`` is only ever opened with ``torch.load(weights_only=
 
 from __future__ import annotations
 
+import itertools
 import json
 import mmap
 import os
 import re
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -235,12 +237,36 @@ def _is_zip(path: str) -> bool:
         return handle.read(4) == b"PK\x03\x04"
 
 
-# -- key mapping ---------------------------------------------------------------------------------
+# -- the conversion hook: checkpoint keys and tensors <-> module paths ----------------------------
 
 _LEGACY = [(re.compile(r"\.gamma$"), ".weight"), (re.compile(r"\.beta$"), ".bias")]
 
 
-def rename_key(key: str, renames: list[tuple[str, str]]) -> str:
+@dataclass(frozen=True)
+class Conversion:
+    """How one family's checkpoint tensors become its modules' tensors, and back on save.
+
+    ``renames``: (regex, replacement) pairs for checkpoint keys, after the legacy ``gamma``/``beta``
+    ones; loading only (files are written with the module paths, the current names).
+    ``transposed``: regexes of module keys whose tensor the checkpoint stores transposed (GPT-2's
+    ``Conv1D`` keeps linear weights as (in, out)).
+    ``fused``: (fused name, part names, dim): a checkpoint key with the path component ``fused`` holds
+    the parts' tensors concatenated along ``dim`` (``qkv_proj`` -> ``q_proj``, ``k_proj``, ``v_proj``);
+    each part's size is its module tensor's.
+    """
+
+    renames: tuple[tuple[str, str], ...] = ()
+    transposed: tuple[str, ...] = ()
+    fused: tuple[tuple[str, tuple[str, ...], int], ...] = ()
+
+    def is_transposed(self, key: str) -> bool:
+        return any(re.search(pattern, key) for pattern in self.transposed)
+
+
+NO_CONVERSION = Conversion()
+
+
+def rename_key(key: str, renames: Iterable[tuple[str, str]]) -> str:
     """Apply legacy renames, then the architecture's own (regex, replacement) pairs."""
     for pattern, repl in _LEGACY:
         key = pattern.sub(repl, key)
@@ -249,24 +275,83 @@ def rename_key(key: str, renames: list[tuple[str, str]]) -> str:
     return key
 
 
-def map_keys(
-    checkpoint_keys: list[str], expected: set[str], prefix: str, renames: list[tuple[str, str]]
-) -> dict[str, str]:
-    """model key -> checkpoint key, adding or stripping the base-model prefix as needed.
+def _prefixer(candidates: Iterable[str], expected: Mapping[str, Any], prefix: str) -> Callable[[str], str]:
+    """A key mapper that adds or strips the base-model prefix where the checkpoint and the model
+    disagree on it (a base checkpoint into a head model, a head checkpoint into a base model)."""
+    dotted = prefix + "."
+    ckpt_has = bool(prefix) and any(k.startswith(dotted) for k in candidates)
+    model_has = bool(prefix) and any(k.startswith(dotted) for k in expected)
+    if model_has and not ckpt_has:
+        return lambda k: dotted + k if dotted + k in expected else k
+    if ckpt_has and not model_has:
+        return lambda k: k[len(dotted):] if k.startswith(dotted) else k
+    return lambda k: k
 
-    Checkpoint keys that do not map to a model key are left out (the caller reports them).
-    """
-    renamed = {rename_key(k, renames): k for k in checkpoint_keys}
-    mapping: dict[str, str] = {}
-    if prefix:
-        dotted = prefix + "."
-        ckpt_has = any(k.startswith(dotted) for k in renamed)
-        model_has = any(k.startswith(dotted) for k in expected)
-        if model_has and not ckpt_has:
-            renamed = {(dotted + k if dotted + k in expected else k): v for k, v in renamed.items()}
-        elif ckpt_has and not model_has:
-            renamed = {(k[len(dotted):] if k.startswith(dotted) else k): v for k, v in renamed.items()}
-    for model_key, ckpt_key in renamed.items():
-        if model_key in expected:
-            mapping[model_key] = ckpt_key
-    return mapping
+
+def _swap_component(key: str, old: str, new: str) -> str | None:
+    parts = key.split(".")
+    if old not in parts:
+        return None
+    return ".".join(new if part == old else part for part in parts)
+
+
+Piece = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _part(tensor: torch.Tensor, dim: int, start: int, size: int, total: int) -> torch.Tensor:
+    if tensor.dim() <= dim or tensor.shape[dim] != total:
+        raise RuntimeError(f"a fused tensor of {total} along dim {dim} was expected")
+    return tensor.narrow(dim, start, size)
+
+
+def convert_keys(
+    checkpoint_keys: Iterable[str], shapes: Mapping[str, tuple[int, ...]], prefix: str, conversion: Conversion
+) -> dict[str, tuple[str, Piece | None]]:
+    """module key -> (checkpoint key, transform or None) for every module key the checkpoint fills.
+
+    Renames first; a fused tensor stands for its parts; then the base-model prefix; the parts are
+    cut at their module tensors' sizes (``shapes``), and transposes apply last. Checkpoint keys
+    that fill nothing are left out (the caller reports them)."""
+    groups: dict[str, tuple[list[str], int]] = {}  # checkpoint key -> (candidate module keys, fused dim)
+    for ckpt_key in checkpoint_keys:
+        key = rename_key(ckpt_key, conversion.renames)
+        groups[ckpt_key] = ([key], -1)
+        for fused, parts, dim in conversion.fused:
+            if _swap_component(key, fused, fused):
+                groups[ckpt_key] = ([_swap_component(key, fused, part) for part in parts], dim)
+                break
+    fix = _prefixer((k for keys, _ in groups.values() for k in keys), shapes, prefix)
+    sources: dict[str, tuple[str, Piece | None]] = {}
+    for ckpt_key, (keys, dim) in groups.items():
+        keys = [fix(k) for k in keys]
+        if not all(k in shapes for k in keys):
+            continue
+        if dim < 0:
+            sources[keys[0]] = (ckpt_key, None)
+            continue
+        sizes = [shapes[key][dim] for key in keys]
+        for key, start, size in zip(keys, itertools.accumulate([0, *sizes]), sizes):
+            sources[key] = (ckpt_key, lambda t, d=dim, a=start, n=size, total=sum(sizes): _part(t, d, a, n, total))
+    for key, (ckpt_key, piece) in list(sources.items()):
+        if conversion.is_transposed(key):
+            sources[key] = (ckpt_key, (lambda t: t.t()) if piece is None else (lambda t, p=piece: p(t).t()))
+    return sources
+
+
+def map_keys(
+    checkpoint_keys: list[str], expected: set[str], prefix: str, renames: Iterable[tuple[str, str]] = ()
+) -> dict[str, str]:
+    """module key -> checkpoint key for a family without transposes or fused tensors."""
+    shapes = {key: () for key in expected}
+    return {k: v for k, (v, _) in convert_keys(checkpoint_keys, shapes, prefix, Conversion(tuple(renames))).items()}
+
+
+def to_checkpoint(state: Mapping[str, torch.Tensor], conversion: Conversion) -> dict[str, torch.Tensor]:
+    """Module tensors as the checkpoint stores them: transposed back, fused parts concatenated."""
+    out = {key: (t.t() if conversion.is_transposed(key) else t) for key, t in state.items()}
+    for fused, parts, dim in conversion.fused:
+        for key in [k for k in out if _swap_component(k, parts[0], parts[0])]:
+            names = [_swap_component(key, parts[0], part) for part in parts]
+            if all(name in out for name in names):
+                out[_swap_component(key, parts[0], fused)] = torch.cat([out.pop(name) for name in names], dim)
+    return out

@@ -39,6 +39,7 @@ from ..modeling.backbone import (
     align_backbone_config,
 )
 from ..modeling.base import PreTrainedModel
+from ..modeling.loading import Conversion
 from ..modeling.checks import check_masked_patches, check_pixel_values
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import ModelOutput
@@ -547,7 +548,7 @@ class SwinPreTrainedModel(PreTrainedModel):
     base_model_prefix = "swin"
     # Checkpoints written by older versions of the reference saved this derived index.
     _ignore_on_load = [r"(^|\.)relative_position_index$"]
-    _checkpoint_renames = [
+    _conversion = Conversion(renames=(
         # The reference writes a freshly built SwinBackbone without the "swin." prefix on these
         # (but with it on "swin.layernorm"); base-model checkpoints have none at all.
         (r"^(embeddings|encoder|layernorm)\.", r"swin.\1."),
@@ -562,7 +563,7 @@ class SwinPreTrainedModel(PreTrainedModel):
         ),
         (r"\.mlp\.fc1\.", ".intermediate.dense."),
         (r"\.mlp\.fc2\.", ".output.dense."),
-    ]
+    ))
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)

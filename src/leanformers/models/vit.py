@@ -5,7 +5,7 @@ Module paths equal the keys of the files the reference library reads and writes
 (``vit.encoder.layer.0.attention.attention.query.weight``, ``vit.layernorm.weight``,
 ``classifier.weight``). The reference's in-memory layout since v5 uses other names
 (``vit.layers.0.attention.q_proj.weight``, ``mlp.fc1``); files saved in that layout
-(``save_original_format=False``) load through ``_checkpoint_renames``.
+(``save_original_format=False``) load through ``_conversion``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
 from ..modeling.attention import attend, run_layers
 from ..modeling.base import PreTrainedModel
+from ..modeling.loading import Conversion
 from ..modeling.checks import check_masked_patches, check_pixel_values
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import BaseModelOutputWithPooling, ImageClassifierOutput
@@ -266,7 +267,7 @@ class ViTPreTrainedModel(PreTrainedModel):
     config_class = ViTConfig
     base_model_prefix = "vit"
     # The reference's in-memory names (written with save_original_format=False) -> the file names.
-    _checkpoint_renames = [
+    _conversion = Conversion(renames=(
         (r"(^|\.)layers\.(\d+)\.", r"\1encoder.layer.\2."),
         (r"\.attention\.q_proj\.", ".attention.attention.query."),
         (r"\.attention\.k_proj\.", ".attention.attention.key."),
@@ -274,7 +275,7 @@ class ViTPreTrainedModel(PreTrainedModel):
         (r"\.attention\.o_proj\.", ".attention.output.dense."),
         (r"\.mlp\.fc1\.", ".intermediate.dense."),
         (r"\.mlp\.fc2\.", ".output.dense."),
-    ]
+    ))
 
     def _init_weights(self, module: nn.Module) -> None:
         """The default scheme, plus truncated normals for the [CLS] token and position table and a

@@ -7,7 +7,7 @@ Module paths equal the keys of the files the reference library reads and writes
 files store the pair either the way ``torch.nn.utils.parametrizations.weight_norm`` names it
 (``pos_conv_embed.conv.parametrizations.weight.original0`` / ``original1``, what the reference writes
 today) or the older way (``pos_conv_embed.conv.weight_g`` / ``weight_v``). The module paths use the
-newer names, so ``save_pretrained`` writes them; older files load through ``_checkpoint_renames``.
+newer names, so ``save_pretrained`` writes them; older files load through ``_conversion``.
 
 HuBERT (``hubert.py``) reuses every module here and differs only in its config, a few switches and
 its initialisation scheme. The pre-training objective (quantizer, contrastive loss), the output
@@ -29,6 +29,7 @@ from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
 from ..modeling.attention import Mask, attend, run_layers
 from ..modeling.base import PreTrainedModel
+from ..modeling.loading import Conversion
 from ..modeling.outputs import ModelOutput, SequenceClassifierOutput
 
 
@@ -321,9 +322,8 @@ class WeightNormParameters(nn.Module):
         self.original1 = nn.Parameter(torch.empty(shape))
 
     def weight(self) -> torch.Tensor:
-        """g * v / ||v||, the norm taken over every dimension but ``dim``. torch's own weight-norm op (the
-        one its parametrization calls) computes it, so the kernel is bitwise the reference's."""
-        return torch._weight_norm(self.original1, self.original0, self.dim)
+        """g * v / ||v||, the norm taken over every dimension but ``dim``."""
+        return self.original1 * (self.original0 / torch.norm_except_dim(self.original1, 2, self.dim))
 
 
 class WeightNormConv1d(nn.Module):
@@ -483,10 +483,10 @@ class Wav2Vec2PreTrainedModel(PreTrainedModel):
     config_class = Wav2Vec2Config
     base_model_prefix = "wav2vec2"
     # Files written with torch's older weight_norm hook store g and v under these names.
-    _checkpoint_renames = [
+    _conversion = Conversion(renames=(
         (_WEIGHT_NORM + r"weight_g$", r"\1pos_conv_embed.conv.parametrizations.weight.original0"),
         (_WEIGHT_NORM + r"weight_v$", r"\1pos_conv_embed.conv.parametrizations.weight.original1"),
-    ]
+    ))
 
     def _new_base_model(self, config: Wav2Vec2Config) -> "Wav2Vec2Model":
         return Wav2Vec2Model(config)
