@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from leanformers import batch
+from leanformers import batch, files
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -147,20 +147,20 @@ def write_inputs(folder: Path, texts: list[str]) -> dict[str, Path]:
 def test_readers(tmp_path):
     texts = ["plain", 'with "quotes", commas', "ünïcode ✓", "multi\nline? no: one line"][:3]
     paths = write_inputs(tmp_path, texts)
-    assert [r["text"] for r in batch.read_rows(paths["txt"])] == texts
-    assert [r["text"] for r in batch.read_rows(paths["jsonl"])] == texts
-    assert [r["text"] for r in batch.read_rows(paths["csv"])] == texts
-    assert [r["id"] for r in batch.read_rows(paths["csv"])] == ["0", "1", "2"]
-    assert all(batch.count_rows(p) == 3 for p in paths.values())
+    assert [r["text"] for r in files.read_rows(paths["txt"])] == texts
+    assert [r["text"] for r in files.read_rows(paths["jsonl"])] == texts
+    assert [r["text"] for r in files.read_rows(paths["csv"])] == texts
+    assert [r["id"] for r in files.read_rows(paths["csv"])] == ["0", "1", "2"]
+    assert all(files.count_rows(p) == 3 for p in paths.values())
 
 
 def test_reader_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{oops\n')
     with pytest.raises(batch.InputError, match="line 2"):
-        list(batch.read_rows(bad))
+        list(files.read_rows(bad))
     with pytest.raises(batch.InputError, match="extension"):
-        batch.file_format(tmp_path / "x.docx")
+        files.file_format(tmp_path / "x.docx")
     with pytest.raises(batch.InputError, match="--column"):
         batch.make_item({"body": "x"}, "text-classification", "text")
 
@@ -170,7 +170,7 @@ def test_job_writes_partial_then_renames(tmp_path, fmt):
     texts = mixed_texts(50)
     paths = write_inputs(tmp_path, texts)
     out = tmp_path / f"out.{fmt}"
-    job = batch.Job(pipe=FakePipeline(), rows=lambda: batch.read_rows(paths["jsonl"]), column="text",
+    job = batch.Job(pipe=FakePipeline(), rows=lambda: files.read_rows(paths["jsonl"]), column="text",
                     output=str(out), batch_size=4, window_batches=2)
     stats = batch.run(job)
     assert stats.items == 50 and out.exists() and not Path(str(out) + ".partial").exists()
@@ -224,7 +224,7 @@ def test_resume_appends_without_redoing(tmp_path):
     paths = write_inputs(tmp_path, texts)
     out = tmp_path / "out.csv"
     full = tmp_path / "full.csv"
-    batch.run(batch.Job(pipe=FakePipeline(), rows=lambda: batch.read_rows(paths["csv"]), column="text",
+    batch.run(batch.Job(pipe=FakePipeline(), rows=lambda: files.read_rows(paths["csv"]), column="text",
                         output=str(full), batch_size=4, window_batches=1))
 
     class Dies(FakePipeline):
@@ -237,15 +237,15 @@ def test_resume_appends_without_redoing(tmp_path):
             return super().run_batch(items, **kwargs)
 
     with pytest.raises(KeyboardInterrupt):
-        batch.run(batch.Job(pipe=Dies(), rows=lambda: batch.read_rows(paths["csv"]), column="text",
+        batch.run(batch.Job(pipe=Dies(), rows=lambda: files.read_rows(paths["csv"]), column="text",
                             output=str(out), batch_size=4, window_batches=1))
     partial = Path(str(out) + ".partial")
     assert not out.exists() and batch.complete_rows(str(partial), "csv")[0] == 12
     with pytest.raises(batch.PartialOutputExists):
-        batch.run(batch.Job(pipe=FakePipeline(), rows=lambda: batch.read_rows(paths["csv"]), column="text",
+        batch.run(batch.Job(pipe=FakePipeline(), rows=lambda: files.read_rows(paths["csv"]), column="text",
                             output=str(out)))
     again = FakePipeline()
-    stats = batch.run(batch.Job(pipe=again, rows=lambda: batch.read_rows(paths["csv"]), column="text",
+    stats = batch.run(batch.Job(pipe=again, rows=lambda: files.read_rows(paths["csv"]), column="text",
                                 output=str(out), batch_size=4, window_batches=1, resume=True))
     assert stats.skipped == 12 and stats.items == 28
     assert sum(len(b) for b in again.batches) == 28  # finished rows are not redone
@@ -261,7 +261,7 @@ def test_parquet_round_trip(tmp_path):  # pragma: no cover - runs only with pyar
     source = tmp_path / "in.parquet"
     pq.write_table(pa.table({"text": texts}), source)
     out = tmp_path / "out.parquet"
-    batch.run(batch.Job(pipe=FakePipeline(), rows=lambda: batch.read_rows(source), column="text", output=str(out),
+    batch.run(batch.Job(pipe=FakePipeline(), rows=lambda: files.read_rows(source), column="text", output=str(out),
                         batch_size=4, window_batches=2))
     assert pq.read_table(out).column("text").to_pylist() == texts
 

@@ -137,32 +137,16 @@ def test_predict_jsonl_column(tiny_classifier, tmp_path, capsys):
     assert [r["body"] for r in rows] == ["x", "y"] and all("label" in r for r in rows)
 
 
-@pytest.mark.parametrize("prepack", [False, True])
-def test_predict_sentence_embeddings(minilm_dir, tmp_path, capsys, monkeypatch, prepack):
-    """The README demo: mean-pooled, normalised MiniLM sentence embeddings (and with --prepack, the
-    same numbers from the prepacked linears)."""
+def test_predict_sentence_embeddings(minilm_dir, tmp_path, capsys):
+    """The README demo: mean-pooled, normalised MiniLM sentence embeddings."""
     import transformers
 
-    from leanformers.modeling import linear
-    from leanformers.modeling.base import PreTrainedModel
-
-    packed_models = []
-    real_prepack = PreTrainedModel.prepack_weights
-
-    def spy(self, enabled=True):
-        packed_models.append(self)
-        return real_prepack(self, enabled)
-
-    monkeypatch.setattr(PreTrainedModel, "prepack_weights", spy)
     texts = ["A man is eating food.", "A cat sleeps."]
     out = tmp_path / "emb.jsonl"
     source = tmp_path / "in.txt"
     source.write_text("\n".join(texts) + "\n")
     assert cli.main(["predict", str(minilm_dir), "--task", "feature-extraction", "--pooling", "mean", "--normalize",
-                     "-i", str(source), "-o", str(out)] + (["--prepack"] if prepack else [])) == 0
-    assert len(packed_models) == prepack
-    if prepack:  # the encoder's linears were packed and used
-        assert any(linear._PACKED.get(m) is not None for m in packed_models[0].modules())
+                     "-i", str(source), "-o", str(out)]) == 0
     rows = read_output(out)
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir)
     model = transformers.AutoModel.from_pretrained(minilm_dir).eval()
@@ -172,6 +156,25 @@ def test_predict_sentence_embeddings(minilm_dir, tmp_path, capsys, monkeypatch, 
             hidden = model(**enc).last_hidden_state[0]
         expected = torch.nn.functional.normalize(hidden.mean(0), dim=-1)
         torch.testing.assert_close(torch.tensor(row["embedding"]), expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("command", ["predict", "search"])
+def test_compile_flag_compiles_the_model(tiny_classifier, minilm_dir, monkeypatch, capsys, command):
+    """--compile calls the loaded model's compile() (nn.Module.compile: torch.compile in place);
+    without it the model is left alone. The call is recorded, not made: compiling is slow."""
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
+    if command == "predict":
+        args = ["predict", str(tiny_classifier), "good", "--format", "json"]
+    else:
+        args = ["search", str(minilm_dir), "snow", "--corpus", str(EXAMPLES / "corpus.txt"), "--format", "json"]
+    assert cli.main(args) == 0 and compiled == []
+    assert cli.main(args + ["--compile"]) == 0
+    assert compiled == ["BertForSequenceClassification" if command == "predict" else "BertModel"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    assert "torch.compile" in capsys.readouterr().out
 
 
 def test_search_example_corpus(minilm_dir):

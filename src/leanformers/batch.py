@@ -1,31 +1,23 @@
 """Streaming batch prediction: rows in from a file, predictions out to a file, in input order.
 
-The engine needs only three things of a pipeline: ``task`` (a name), ``input_length(item)`` (a
-cost, e.g. a token count) and ``run_batch(items, **kwargs)`` (one padded forward over ``items``,
-results in the order given).
+Of a pipeline the engine needs only ``task``, ``input_length(item)`` (a cost, e.g. tokens) and
+``run_batch(items, **kwargs)``. Rows are read lazily (see :mod:`leanformers.files`) a *window* at
+a time (``window_batches`` x ``batch_size`` rows); inside a window the items are sorted by length
+and cut into batches, so each batch pads little; results go back in input order and are written
+before the next window is read, so memory stays flat in the number of rows.
 
-How a run goes:
-
-* Input is read lazily, one row at a time (``.txt``: a line per item, blank lines skipped;
-  ``.jsonl``: an object, or a bare string, per line; ``.csv``: a header row then records;
-  ``.parquet`` when pyarrow is installed). Memory stays flat in the number of rows.
-* Rows are taken a *window* at a time (``window_batches`` x ``batch_size`` rows). Inside a window
-  the items are sorted by ``input_length`` and cut into batches, so each batch holds items of
-  similar length and padding is small; the window's results are put back in input order, written
-  and flushed before the next window is read.
-* Output is written to ``OUT.partial`` while the run goes, and renamed to ``OUT`` when every row is
-  done, so a file named ``OUT`` is always complete. Each window is encoded first and appended with
-  one ``os.write`` loop on an ``O_APPEND`` descriptor, so an interrupted run (Ctrl-C, SIGTERM,
-  SIGKILL) leaves only whole rows behind in practice; ``--resume`` additionally cuts any torn
-  tail (a power cut mid-write), counts the complete rows, skips that many input rows and appends.
-  A ``.parquet`` output is staged as JSON lines (``OUT.partial``) and converted at the end, one
-  row group per window.
+Output goes to ``OUT.partial``, renamed to ``OUT`` once every row is done, so a file named ``OUT``
+is always complete. Each window is appended with one ``os.write`` loop on an ``O_APPEND``
+descriptor, so an interrupted run leaves whole rows behind; ``resume`` cuts any torn tail (a power
+cut mid-write), skips the rows already done and appends. Parquet output is staged as JSON lines
+and converted at the end.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -33,21 +25,11 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-
-FORMATS = ("txt", "jsonl", "csv", "parquet")
-TEXT_TASKS = {
-    "text-classification",
-    "token-classification",
-    "feature-extraction",
-    "fill-mask",
-    "question-answering",
-}
-IMAGE_TASKS = {"image-classification", "image-feature-extraction"}
-AUDIO_TASKS = {"audio-classification", "automatic-speech-recognition"}
+from .files import file_format, parquet
+from .tasks import input_kind
 
 # Non-dict results (lists, arrays) go into one field named by the task.
 _RESULT_FIELD = {
@@ -59,91 +41,6 @@ _RESULT_FIELD = {
     "image-classification": "labels",
     "audio-classification": "labels",
 }
-
-
-def default_column(task: str) -> str:
-    if task in IMAGE_TASKS:
-        return "image"
-    if task in AUDIO_TASKS:
-        return "audio"
-    return "text"
-
-
-def file_format(path: str | os.PathLike, what: str = "file") -> str:
-    """The format of ``path`` from its extension; :class:`InputError` for an unknown one."""
-    suffix = Path(path).suffix.lower().lstrip(".")
-    suffix = {"ndjson": "jsonl"}.get(suffix, suffix)
-    if suffix not in FORMATS:
-        raise InputError(
-            f"cannot tell the format of the {what} {os.fspath(path)!r} from its extension; "
-            f"use one of: {', '.join('.' + f for f in FORMATS)}."
-        )
-    if suffix == "parquet":
-        _pyarrow(path)
-    return suffix
-
-
-def _pyarrow(path: Any) -> Any:
-    try:
-        import pyarrow  # noqa: F401
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise InputError(f"{os.fspath(path)!r} is a .parquet file, which needs pyarrow: pip install pyarrow.") from exc
-    return pq
-
-
-# ---------------------------------------------------------------------------------------- reading
-
-
-def read_rows(path: str | os.PathLike, column: str = "text") -> Iterator[dict[str, Any]]:
-    """The rows of an input file, one dict at a time (``.txt`` lines become ``{column: line}``)."""
-    fmt = file_format(path, "input file")
-    name = os.fspath(path)
-    if fmt == "txt":
-        with open(name, encoding="utf-8") as handle:
-            for line in handle:
-                line = line.rstrip("\r\n")
-                if line.strip():
-                    yield {column: line}
-    elif fmt == "jsonl":
-        with open(name, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"line {number} of {name!r} is not valid JSON ({exc.msg}).") from None
-                if isinstance(value, str):
-                    value = {column: value}
-                if not isinstance(value, dict):
-                    raise InputError(
-                        f"line {number} of {name!r} holds a JSON {type(value).__name__}; each line must be an "
-                        f"object (or a string)."
-                    )
-                yield value
-    elif fmt == "csv":
-        with open(name, encoding="utf-8", newline="") as handle:
-            try:
-                yield from csv.DictReader(handle)
-            except csv.Error as exc:
-                raise InputError(f"{name!r} is not a valid CSV file: {exc}.") from None
-    else:
-        pq = _pyarrow(path)
-        for batch in pq.ParquetFile(name).iter_batches(batch_size=1024):
-            yield from batch.to_pylist()
-
-
-def count_rows(path: str | os.PathLike) -> int | None:
-    """The number of rows ``read_rows`` will give (a cheap streaming pass; for a progress total)."""
-    fmt = file_format(path, "input file")
-    if fmt == "parquet":
-        return _pyarrow(path).ParquetFile(os.fspath(path)).metadata.num_rows
-    if fmt == "csv":
-        with open(path, encoding="utf-8", newline="") as handle:
-            return max(0, sum(1 for _ in csv.reader(handle)) - 1)
-    with open(path, encoding="utf-8") as handle:
-        return sum(1 for line in handle if line.strip())
 
 
 def make_item(row: dict[str, Any], task: str, column: str, base_dir: str | None = None) -> Any:
@@ -162,7 +59,7 @@ def make_item(row: dict[str, Any], task: str, column: str, base_dir: str | None 
             f"pick one with --column."
         )
     value = row[column]
-    if task in IMAGE_TASKS or task in AUDIO_TASKS:
+    if input_kind(task) != "text":  # a file path, found beside the input file when relative
         value = str(value)
         if base_dir and not os.path.isabs(value) and not os.path.exists(value):
             candidate = os.path.join(base_dir, value)
@@ -172,7 +69,7 @@ def make_item(row: dict[str, Any], task: str, column: str, base_dir: str | None 
     return "" if value is None else str(value)
 
 
-# ------------------------------------------------------------------------------------- results
+# -- results --------------------------------------------------------------------------------------
 
 
 def plain(value: Any) -> Any:
@@ -204,7 +101,7 @@ def output_row(row: dict[str, Any], result: Any, task: str) -> dict[str, Any]:
     return out
 
 
-# ---------------------------------------------------------------------------------------- engine
+# -- the engine -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -249,14 +146,7 @@ def predict_windows(
     stats = stats if stats is not None else Stats()
     window_size = batch_size * max(1, window_batches)
     iterator = iter(rows)
-    while True:
-        window = []
-        for row in iterator:
-            window.append(row)
-            if len(window) >= window_size:
-                break
-        if not window:
-            return
+    while window := list(itertools.islice(iterator, window_size)):
         items = [item_of(row) for row in window]
         lengths = [int(pipe.input_length(item)) for item in items]
         if bucket:
@@ -279,14 +169,7 @@ def predict_windows(
         yield list(zip(window, results))
 
 
-# ---------------------------------------------------------------------------------------- writing
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+# -- writing ------------------------------------------------------------------------------------
 
 
 def _csv_cell(value: Any) -> Any:
@@ -296,33 +179,28 @@ def _csv_cell(value: Any) -> Any:
 
 
 class RowWriter:
-    """Appends complete rows to a file, one flushed ``os.write`` per window."""
+    """Appends complete rows to a file: each window encoded first, then one ``os.write`` loop."""
 
     def __init__(self, path: str, fmt: str, append: bool = False, fields: list[str] | None = None) -> None:
         self.path, self.fmt, self.fields = path, fmt, fields
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if append else os.O_TRUNC)
-        self.fd = os.open(path, flags, 0o644)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if append else os.O_TRUNC), 0o644)
 
     def write(self, rows: list[dict[str, Any]], predictions: list[Any]) -> None:
         if not rows:
             return
         buffer = io.StringIO()
         if self.fmt == "csv":
-            if self.fields is None:
-                self.fields = list(rows[0])
-                for row in rows[1:]:
-                    self.fields += [key for key in row if key not in self.fields]
+            if self.fields is None:  # the header: every key of the first window, in order of appearance
+                self.fields = list(dict.fromkeys(key for row in rows for key in row))
                 csv.writer(buffer).writerow(self.fields)
             writer = csv.DictWriter(buffer, self.fields, restval="", extrasaction="ignore")
-            for row in rows:
-                writer.writerow({k: _csv_cell(v) for k, v in row.items()})
-        elif self.fmt == "txt":
-            for prediction in predictions:
-                buffer.write(json.dumps(prediction, ensure_ascii=False) + "\n")
-        else:
-            for row in rows:
+            writer.writerows({k: _csv_cell(v) for k, v in row.items()} for row in rows)
+        else:  # a .txt output holds the predictions only, a JSON object per line
+            for row in predictions if self.fmt == "txt" else rows:
                 buffer.write(json.dumps(row, ensure_ascii=False) + "\n")
-        _write_all(self.fd, buffer.getvalue().encode("utf-8"))
+        view = memoryview(buffer.getvalue().encode("utf-8"))
+        while view:
+            view = view[os.write(self.fd, view) :]
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -343,89 +221,67 @@ def complete_rows(path: str, fmt: str) -> tuple[int, list[str] | None]:
     """
     with open(path, "rb") as handle:
         data = handle.read()
-    good_end = 0
-    rows = 0
-    header: list[str] | None = None
+    good_end, rows, header = 0, 0, None
+    # physical lines split on b"\n" only (str.splitlines also splits on \x1c, \u2028, ...)
+    lines = data.split(b"\n")
+    lines = [line + b"\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
     if fmt == "csv":
-        # physical lines split on b"\n" only (str.splitlines also splits on \x1c, \u2028, ...)
-        raw_lines = data.split(b"\n")
-        raw_lines = [line + b"\n" for line in raw_lines[:-1]] + ([raw_lines[-1]] if raw_lines[-1] else [])
-        text_lines = [line.decode("utf-8", errors="replace") for line in raw_lines]
-        offsets, total = [], 0
-        for line in raw_lines:  # byte offset of each physical line's end
-            total += len(line)
-            offsets.append(total)
-        reader = csv.reader(iter(text_lines), strict=True)
+        ends = list(itertools.accumulate(len(line) for line in lines))  # byte offset of each line's end
+        text = [line.decode("utf-8", errors="replace") for line in lines]
+        reader = csv.reader(iter(text), strict=True)
         try:
             for record in reader:
-                consumed = reader.line_num
-                if not text_lines[consumed - 1].endswith("\n"):
+                if not text[reader.line_num - 1].endswith("\n") or (header is not None and len(record) != len(header)):
                     break
                 if header is None:
                     header = record
-                elif len(record) != len(header):
-                    break
                 else:
                     rows += 1
-                good_end = offsets[consumed - 1]
+                good_end = ends[reader.line_num - 1]
         except csv.Error:
             pass
     else:
-        position = 0
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
+        for line in lines:
+            if not line.endswith(b"\n") or not _parses(line):
                 break
-            try:
-                json.loads(line)
-            except ValueError:
-                break
-            position += len(line)
-            rows += 1
-            good_end = position
+            good_end, rows = good_end + len(line), rows + 1
     if good_end < len(data):
         with open(path, "r+b") as handle:
             handle.truncate(good_end)
     return rows, header
 
 
+def _parses(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
 def _parquet_from_jsonl(staged: str, target: str, rows_per_group: int) -> None:
-    pq = _pyarrow(target)
+    """The staged JSON lines as a parquet file, one row group per ``rows_per_group`` rows; nested
+    values are stored as JSON text."""
     import pyarrow as pa
 
-    writer = None
-    tmp = target + ".tmp"
+    pq, tmp, writer = parquet(target), target + ".tmp", None
     try:
-        chunk: list[dict[str, Any]] = []
-
-        def flush() -> None:
-            nonlocal writer
-            if not chunk:
-                return
-            table = pa.Table.from_pylist(
-                [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()} for row in chunk]
-            )
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table.cast(writer.schema))
-            chunk.clear()
-
         with open(staged, encoding="utf-8") as handle:
-            for line in handle:
-                chunk.append(json.loads(line))
-                if len(chunk) >= rows_per_group:
-                    flush()
-        flush()
+            while chunk := [json.loads(line) for _, line in zip(range(rows_per_group), handle)]:
+                table = pa.Table.from_pylist(
+                    [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()} for row in chunk]
+                )
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table.cast(writer.schema))
     finally:
         if writer is not None:
             writer.close()
     if writer is None:
-        import pyarrow as pa
-
         pq.write_table(pa.table({}), tmp)
     os.replace(tmp, target)
 
 
-# ----------------------------------------------------------------------------------------- runs
+# -- runs -----------------------------------------------------------------------------------------
 
 
 class PartialOutputExists(InputError):
@@ -439,7 +295,7 @@ class Job:
     pipe: Any
     rows: Callable[[], Iterable[dict[str, Any]]]  # a fresh iterator of input rows
     column: str
-    output: str | None = None  # None: results go to ``emit``
+    output: str | None = None  # None: results go to ``emit`` only
     emit: Callable[[list[dict[str, Any]], list[Any]], None] | None = None
     batch_size: int = 8
     window_batches: int = 64
@@ -450,46 +306,47 @@ class Job:
     task_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+def _open_output(job: Job) -> tuple[RowWriter, int]:
+    """The writer of ``job.output + ".partial"``, and how many input rows it already holds."""
+    partial = job.output + ".partial"
+    stage_fmt = staging_format(file_format(job.output, "output file"))
+    skip, header = 0, None
+    if os.path.exists(partial):
+        if not job.resume:
+            raise PartialOutputExists(
+                f"{partial!r} holds the partial output of an earlier run; pass --resume to continue it, "
+                f"or delete it to start over."
+            )
+        skip, header = complete_rows(partial, stage_fmt)
+    elif job.resume and os.path.exists(job.output):
+        raise InputError(f"{job.output!r} is already complete (no {os.path.basename(partial)!r} to resume).")
+    return RowWriter(partial, stage_fmt, append=skip > 0 or header is not None, fields=header), skip
+
+
+def _progress_bar(job: Job, skip: int) -> Any:
+    if not job.progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    total = None if job.total is None else max(0, job.total - skip)
+    return tqdm(total=total, unit="item", dynamic_ncols=True, file=sys.stderr)
+
+
 def run(job: Job) -> Stats:
     """Run a job; on an interruption the partial output keeps every finished window."""
     task = job.pipe.task
-    stats = Stats()
-    writer = None
-    partial = None
-    skip = 0
-    if job.output is not None:
-        fmt = file_format(job.output, "output file")
-        stage_fmt = staging_format(fmt)
-        partial = job.output + ".partial"
-        header = None
-        if os.path.exists(partial):
-            if not job.resume:
-                raise PartialOutputExists(
-                    f"{partial!r} holds the partial output of an earlier run; pass --resume to continue it, "
-                    f"or delete it to start over."
-                )
-            skip, header = complete_rows(partial, stage_fmt)
-        elif job.resume and os.path.exists(job.output):
-            raise InputError(f"{job.output!r} is already complete (no {os.path.basename(partial)!r} to resume).")
-        writer = RowWriter(partial, stage_fmt, append=skip > 0 or header is not None, fields=header)
-    stats.skipped = skip
+    writer, skip = _open_output(job) if job.output is not None else (None, 0)
+    stats = Stats(skipped=skip)
     rows = iter(job.rows())
     for _ in range(skip):
         if next(rows, None) is None:
             break
-
-    bar = None
-    if job.progress:
-        try:
-            from tqdm.auto import tqdm
-
-            total = None if job.total is None else max(0, job.total - skip)
-            bar = tqdm(total=total, unit="item", dynamic_ncols=True, file=sys.stderr)
-        except ImportError:
-            bar = None
+    bar = _progress_bar(job, skip)
     start = time.perf_counter()
     try:
-        windows = predict_windows(
+        for window in predict_windows(
             job.pipe,
             rows,
             batch_size=job.batch_size,
@@ -497,8 +354,7 @@ def run(job: Job) -> Stats:
             item_of=lambda row: make_item(row, task, job.column, job.base_dir),
             stats=stats,
             **job.task_kwargs,
-        )
-        for window in windows:
+        ):
             out_rows = [output_row(row, result, task) for row, result in window]
             predictions = [prediction_fields(result, task) for _, result in window]
             if writer is not None:
@@ -509,25 +365,22 @@ def run(job: Job) -> Stats:
                 bar.update(len(window))
     finally:
         stats.seconds = time.perf_counter() - start
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
-    if job.output is not None and partial is not None:
-        fmt = file_format(job.output, "output file")
-        if fmt == "parquet":
-            _parquet_from_jsonl(partial, job.output, job.batch_size * job.window_batches)
-            os.remove(partial)
+        for closing in (bar, writer):
+            if closing is not None:
+                closing.close()
+    if writer is not None:
+        if file_format(job.output, "output file") == "parquet":
+            _parquet_from_jsonl(writer.path, job.output, job.batch_size * job.window_batches)
+            os.remove(writer.path)
         else:
-            os.replace(partial, job.output)
+            os.replace(writer.path, job.output)
     return stats
 
 
 def summary(stats: Stats, output: str | None = None) -> str:
+    """One line for stderr: items, time, rate, resumed rows, the output."""
     rate = f"{stats.rate:.1f} items/s" if not math.isnan(stats.rate) else "-"
     line = f"predicted {stats.items} items in {stats.seconds:.2f} s ({rate})"
     if stats.skipped:
         line += f", {stats.skipped} already done (resumed)"
-    if output:
-        line += f" -> {output}"
-    return line
+    return line + (f" -> {output}" if output else "")

@@ -2,8 +2,8 @@
 
     leanformers inspect MODEL [--format table|json]
     leanformers predict MODEL [INPUT ...] [--input FILE] [--output FILE] [--task T] [--top-k K]
-                              [--batch-size N] [--device D] [--resume] [--format table|json]
-    leanformers search MODEL --corpus FILE QUERY [--top-k K]
+                              [--batch-size N] [--device D] [--compile] [--resume] [--format table|json]
+    leanformers search MODEL --corpus FILE QUERY [--top-k K] [--compile]
     leanformers download MODEL [--revision R]
 
 Exit codes: 0 success; 1 an error while doing the work (checkpoint not found or unreadable, bad
@@ -22,46 +22,25 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .errors import LeanformersError
 
-# registry head -> the pipeline task it serves
-_HEAD_TASKS = {
-    "sequence-classification": "text-classification",
-    "token-classification": "token-classification",
-    "question-answering": "question-answering",
-    "masked-lm": "fill-mask",
-    "image-classification": "image-classification",
-    "audio-classification": "audio-classification",
-    "ctc": "automatic-speech-recognition",
-}
-# files a checkpoint may use, in the order they are looked for
+# files a checkpoint may use, in the order inspect lists them
 _CHECKPOINT_FILES = (
-    "config.json",
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.txt",
-    "special_tokens_map.json",
-    "preprocessor_config.json",
+    "config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "tokenizer.json",
+    "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "preprocessor_config.json",
 )
 DOWNLOAD_PATTERNS = [
-    "config.json",
-    "*.safetensors",
-    "model.safetensors.index.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "preprocessor_config.json",
+    "config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "preprocessor_config.json",
 ]
+_CONFIG_SUMMARY_KEYS = (
+    "hidden_size", "dim", "num_hidden_layers", "n_layers", "num_attention_heads", "n_heads", "intermediate_size",
+    "hidden_dim", "max_position_embeddings", "vocab_size", "image_size", "patch_size", "num_channels",
+    "hidden_sizes", "depths", "embed_dim",
+)
 
 
 class UsageError(Exception):
@@ -73,80 +52,56 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: Any) -> str:
     return " ".join(str(text).split())
 
 
-# ------------------------------------------------------------------------------------------ inspect
-
-
-def _modality(heads: dict[str, str]) -> str:
-    if "image-classification" in heads:
-        return "vision"
-    if "ctc" in heads or "audio-classification" in heads:
-        return "audio"
-    return "text"
-
-
-def serveable_tasks(model_type: str) -> list[str]:
-    """The pipeline tasks the registry's heads for ``model_type`` can serve."""
-    from . import registry
-
-    heads = registry.MODELS.get(model_type, ("", "", {}))[2]
-    modality = _modality(heads)
-    tasks = []
-    for head in heads:
-        if head == "base":
-            task = {"text": "feature-extraction", "vision": "image-feature-extraction"}.get(modality)
-        else:
-            task = _HEAD_TASKS.get(head)
-        if task and task not in tasks:
-            tasks.append(task)
-    return tasks
+# -- inspect --------------------------------------------------------------------------------------
 
 
 def inspect_model(name: str) -> dict[str, Any]:
     """What ``name`` resolves to: architecture, tasks, config, model, preprocessing, files."""
     from . import registry
     from .auto import AutoConfig
-    from .hub import Source
+    from .tasks import registered_architectures, task_of
 
     config = AutoConfig.from_pretrained(name)
     model_type = config.model_type
     heads = registry.MODELS.get(model_type, ("", "", {}))[2]
     architectures = list(config.architectures or []) if "architectures" in config else []
-    head = next((h for h, cls in heads.items() if cls in architectures), "base")
+    served = (task_of(architecture, model_type) for architecture in registered_architectures(model_type))
     info: dict[str, Any] = {
         "model": name,
         "config_class": type(config).__name__,
         "model_type": model_type,
         "architectures": architectures,
         "heads": dict(heads),
-        "tasks": serveable_tasks(model_type),
+        "tasks": list(dict.fromkeys(task for task in served if task)),
+        "config": _config_summary(config),
     }
-    summary_keys = (
-        "hidden_size", "dim", "num_hidden_layers", "n_layers", "num_attention_heads", "n_heads",
-        "intermediate_size", "hidden_dim", "max_position_embeddings", "vocab_size", "image_size",
-        "patch_size", "num_channels", "hidden_sizes", "depths", "embed_dim",
-    )
-    summary: dict[str, Any] = {}
-    for key in summary_keys:
-        if key in config:
-            summary[key] = getattr(config, key)
+    head = next((h for h, cls in heads.items() if cls in architectures), "base")
+    model = registry.model_class_for(model_type, head, where=name).from_pretrained(name, config=config)
+    info["model_class"] = type(model).__name__
+    info["parameters"] = sum(p.numel() for p in model.parameters())
+    info["dtype"] = str(model.dtype).removeprefix("torch.")
+    info["files"] = _checkpoint_files(name)
+    info["preprocessing"] = _preprocessing(name, info["files"], model_type)
+    return info
+
+
+def _config_summary(config: Any) -> dict[str, Any]:
+    summary = {key: getattr(config, key) for key in _CONFIG_SUMMARY_KEYS if key in config}
     summary["num_labels"] = config.num_labels
     if config.id2label:
         labels = [config.id2label[i] for i in sorted(config.id2label)]
         summary["labels"] = labels if len(labels) <= 20 else labels[:20] + [f"... ({len(labels)} in all)"]
-    info["config"] = summary
+    return summary
 
-    model_class = registry.model_class_for(model_type, head, where=name)
-    model = model_class.from_pretrained(name, config=config)
-    info["model_class"] = type(model).__name__
-    info["parameters"] = sum(p.numel() for p in model.parameters())
-    info["dtype"] = str(model.dtype).removeprefix("torch.")
 
-    source = Source.of(name)
-    files = {}
+def _checkpoint_files(name: str) -> dict[str, str]:
+    from .hub import Source
+
+    source, files = Source.of(name), {}
     for filename in _CHECKPOINT_FILES:
         try:
             path = source.resolve(filename, required=False)
@@ -154,14 +109,18 @@ def inspect_model(name: str) -> dict[str, Any]:
             path = None
         if path:
             files[filename] = os.path.abspath(path)
-    info["files"] = files
+    return files
 
-    modality = _modality(heads)
+
+def _preprocessing(name: str, files: dict[str, str], model_type: str) -> dict[str, Any]:
+    """The tokenizer's and the image / audio processor's settings, or the error loading them."""
+    from .auto import AutoFeatureExtractor, AutoImageProcessor, AutoTokenizer
+    from .tasks import modality
+
+    kind = modality(model_type)
     preprocessing: dict[str, Any] = {}
     if any(f in files for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
         try:
-            from .auto import AutoTokenizer
-
             tok = AutoTokenizer.from_pretrained(name)
             preprocessing["tokenizer"] = {
                 "class": getattr(tok, "class_name", type(tok).__name__),
@@ -170,26 +129,17 @@ def inspect_model(name: str) -> dict[str, Any]:
             }
         except LeanformersError as exc:
             preprocessing["tokenizer"] = {"error": _one_line(exc)}
-    if "preprocessor_config.json" in files and modality != "text":
+    if "preprocessor_config.json" in files and kind != "text":
         try:
-            if modality == "vision":
-                from .auto import AutoImageProcessor
-
-                proc = AutoImageProcessor.from_pretrained(name)
-                preprocessing["image_processor"] = _settings(
-                    proc, ("size", "crop_size", "image_mean", "image_std", "resample")
-                )
+            if kind == "vision":
+                keys = ("size", "crop_size", "image_mean", "image_std", "resample")
+                preprocessing["image_processor"] = _settings(AutoImageProcessor.from_pretrained(name), keys)
             else:
-                from .auto import AutoFeatureExtractor
-
-                proc = AutoFeatureExtractor.from_pretrained(name)
-                preprocessing["feature_extractor"] = _settings(
-                    proc, ("sampling_rate", "feature_size", "do_normalize", "return_attention_mask")
-                )
+                keys = ("sampling_rate", "feature_size", "do_normalize", "return_attention_mask")
+                preprocessing["feature_extractor"] = _settings(AutoFeatureExtractor.from_pretrained(name), keys)
         except LeanformersError as exc:
             preprocessing["processor"] = {"error": _one_line(exc)}
-    info["preprocessing"] = preprocessing
-    return info
+    return preprocessing
 
 
 def _settings(processor: Any, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -228,14 +178,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------ predict
+# -- predict --------------------------------------------------------------------------------------
 
 
 def _canonical_task(task: str | None) -> str | None:
+    from .tasks import TASKS, TASK_ALIASES
+
     if task is None:
         return None
-    from .pipelines import TASK_ALIASES, TASKS
-
     task = TASK_ALIASES.get(task, task)
     if task not in TASKS:
         raise UsageError(f"unknown task {task!r}; choose one of: {', '.join(sorted(TASKS))}.")
@@ -270,8 +220,7 @@ class _TableEmitter:
     def __call__(self, rows: list[dict[str, Any]], predictions: list[Any]) -> None:
         cells = [{k: _cell(v) for k, v in row.items()} for row in rows]
         if self.widths is None:
-            keys = list(rows[0])
-            self.widths = {k: max(len(k), *(len(c.get(k, "")) for c in cells)) for k in keys}
+            self.widths = {k: max(len(k), *(len(c.get(k, "")) for c in cells)) for k in rows[0]}
             print("  ".join(k.ljust(w) for k, w in self.widths.items()).rstrip())
             print("  ".join("-" * w for w in self.widths.values()))
         for c in cells:
@@ -285,7 +234,7 @@ def _emit_jsonl(rows: list[dict[str, Any]], predictions: list[Any]) -> None:
     sys.stdout.flush()
 
 
-def _task_kwargs(args: argparse.Namespace, task: str) -> dict[str, Any]:
+def _task_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if args.top_k is not None:
         kwargs["top_k"] = args.top_k
@@ -296,22 +245,28 @@ def _task_kwargs(args: argparse.Namespace, task: str) -> dict[str, Any]:
     return kwargs
 
 
-# Items per forward pass when --batch-size is not given. Text: the engine sorts by length, so larger
-# batches pad little and give the matmuls more rows (BERT-base, 640 mixed texts, 2-core CPU: 35.8
-# items/s at 8, 38.1 at 32, 40.1 at 64); images and audio hold more activation memory per item.
-DEFAULT_BATCH_SIZES = {"image": 16, "audio": 8}
+# Items per forward pass when --batch-size is not given, by what an input is. Text batches are
+# sorted by length, so they pad little; images and audio hold more activation memory per item.
+DEFAULT_BATCH_SIZES = {"text": 32, "image": 16, "audio": 8}
 
 
 def default_batch_size(task: str | None) -> int:
-    from . import batch
+    from .tasks import input_kind
 
-    return DEFAULT_BATCH_SIZES.get(batch.default_column(task or ""), 32)
+    return DEFAULT_BATCH_SIZES[input_kind(task)]
 
 
 def _load_pipeline(
-    model: str, task: str | None, device: str | None, batch_size: int, dtype: str | None, thread_count: int | None,
-    prepack: bool = False,
+    model: str,
+    task: str | None,
+    device: str | None,
+    batch_size: int,
+    dtype: str | None,
+    thread_count: int | None,
+    compile: bool = False,
 ) -> Any:
+    """The pipeline, with the thread budget set first; ``compile``: the model's forward compiled
+    in place with torch.compile (the first batches pay the compilation)."""
     from . import threads
     from .pipelines import pipeline
 
@@ -320,9 +275,23 @@ def _load_pipeline(
             raise UsageError(f"--threads must be a positive integer, got {thread_count}.")
         threads.set_num_threads(thread_count)
     pipe = pipeline(task=task, model=model, device=device, batch_size=batch_size, dtype=dtype)
-    if prepack:
-        pipe.model.prepack_weights()
+    if compile:
+        pipe.model.compile()
     return pipe
+
+
+def _checked_file(path: str, what: str) -> None:
+    """A usage error unless ``path`` is a readable file of a format we read."""
+    from .files import file_format
+
+    if not os.path.isfile(path):
+        raise UsageError(f"{what} {path!r} does not exist or is not a file.")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{what} {path!r} is not readable.")
+    try:
+        file_format(path, what)
+    except LeanformersError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _predict_with_ray(args: argparse.Namespace, task: str | None) -> int:
@@ -330,106 +299,96 @@ def _predict_with_ray(args: argparse.Namespace, task: str | None) -> int:
         raise UsageError("--engine ray needs --input FILE and --output FILE (and no --resume or inline inputs).")
     if args.workers < 1:
         raise UsageError(f"--workers must be a positive integer, got {args.workers}.")
-    if not os.path.isfile(args.input):
-        raise UsageError(f"input file {args.input!r} does not exist or is not a file.")
+    _checked_file(args.input, "input file")
     from .distributed import run_cli_prediction, summary_line
 
     summary = run_cli_prediction(
-        args.model, args.input, args.output, task=task, column=args.column, batch_size=args.batch_size,
-        device=args.device, address=args.address, workers=args.workers, top_k=args.top_k,
-        task_kwargs=_task_kwargs(args, task or ""), dtype=args.dtype, prepack=args.prepack,
+        args.model, args.input, args.output, task=task, column=args.column,
+        batch_size=args.batch_size or default_batch_size(task), device=args.device, address=args.address,
+        workers=args.workers, task_kwargs=_task_kwargs(args), dtype=args.dtype, compile=args.compile,
     )
     if not args.quiet:
         print(summary_line(summary), file=sys.stderr)
     return 0
 
 
+def _check_local_predict(args: argparse.Namespace) -> bool:
+    """Usage errors of a local predict, before the model loads; False when there is nothing to do."""
+    from .files import file_format
+
+    if args.input and args.inputs:
+        raise UsageError("give inputs on the command line or with --input FILE, not both.")
+    if args.input:
+        _checked_file(args.input, "input file")
+    if args.output:
+        try:
+            file_format(args.output, "output file")
+        except LeanformersError as exc:
+            raise UsageError(str(exc)) from None
+        if args.input and os.path.abspath(args.output) == os.path.abspath(args.input):
+            raise UsageError("--output must differ from --input.")
+    if args.resume and not args.output:
+        raise UsageError("--resume needs --output FILE (it continues FILE.partial).")
+    partial = f"{args.output}.partial"
+    if args.resume and os.path.exists(args.output) and not os.path.exists(partial):
+        print(f"{args.output} is already complete; nothing to resume.", file=sys.stderr)
+        return False
+    if not args.input and not args.inputs and sys.stdin.isatty():
+        raise UsageError("no inputs: give them on the command line, with --input FILE, or on stdin.")
+    if args.output and not args.resume and os.path.exists(partial):
+        raise UsageError(
+            f"{partial!r} holds the partial output of an earlier run; pass --resume to continue it, or delete it "
+            f"to start over."
+        )
+    return True
+
+
+def _input_rows(args: argparse.Namespace, task: str, column: str) -> Callable[[], Iterable[dict[str, Any]]]:
+    """A maker of fresh row iterators over the input: the file, the command line, or stdin."""
+    from .files import read_rows
+
+    if args.input:
+        return lambda: read_rows(args.input, column)
+    if not args.inputs:
+        lines = (line.rstrip("\r\n") for line in sys.stdin)  # read once: stdin cannot be rewound
+        return lambda: ({column: line} for line in lines if line.strip())
+    if task != "question-answering":
+        return lambda: ({column: value} for value in args.inputs)
+    if not args.context:
+        raise UsageError("question-answering needs --context TEXT for questions given on the command line.")
+    return lambda: ({"question": q, "context": args.context} for q in args.inputs)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from . import batch
+    from .files import count_rows, default_column
 
     task = _canonical_task(args.task)
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}.")
     if args.engine == "ray":
-        args.batch_size = args.batch_size or default_batch_size(task)
         return _predict_with_ray(args, task)
-    if args.input and args.inputs:
-        raise UsageError("give inputs on the command line or with --input FILE, not both.")
-    try:
-        if args.input:
-            if not os.path.isfile(args.input):
-                raise UsageError(f"input file {args.input!r} does not exist or is not a file.")
-            if not os.access(args.input, os.R_OK):
-                raise UsageError(f"input file {args.input!r} is not readable.")
-            batch.file_format(args.input, "input file")
-        if args.output:
-            batch.file_format(args.output, "output file")
-            if args.input and os.path.abspath(args.output) == os.path.abspath(args.input):
-                raise UsageError("--output must differ from --input.")
-    except batch.InputError as exc:
-        raise UsageError(str(exc)) from None
-    if args.resume and not args.output:
-        raise UsageError("--resume needs --output FILE (it continues FILE.partial).")
-    if args.resume and os.path.exists(args.output) and not os.path.exists(args.output + ".partial"):
-        print(f"{args.output} is already complete; nothing to resume.", file=sys.stderr)
+    if not _check_local_predict(args):
         return 0
-    if not args.input and not args.inputs and sys.stdin.isatty():
-        raise UsageError("no inputs: give them on the command line, with --input FILE, or on stdin.")
-    if args.output and not args.resume and os.path.exists(args.output + ".partial"):
-        raise UsageError(
-            f"{args.output + '.partial'!r} holds the partial output of an earlier run; pass --resume to continue "
-            f"it, or delete it to start over."
-        )
-
-    pipe = _load_pipeline(args.model, task, args.device, args.batch_size or 1, args.dtype, args.threads, args.prepack)
+    pipe = _load_pipeline(args.model, task, args.device, args.batch_size or 1, args.dtype, args.threads, args.compile)
     task = pipe.task
-    if args.batch_size is None:
-        args.batch_size = pipe.batch_size = default_batch_size(task)
-    column = args.column or batch.default_column(task)
-    base_dir = None
-    if args.input:
-        input_path = args.input
-        base_dir = os.path.dirname(os.path.abspath(input_path))
-
-        def rows() -> Any:
-            return batch.read_rows(input_path, column)
-
-    elif args.inputs:
-        if task == "question-answering":
-            if not args.context:
-                raise UsageError("question-answering needs --context TEXT for questions given on the command line.")
-            given = [{"question": q, "context": args.context} for q in args.inputs]
-        else:
-            given = [{column: value} for value in args.inputs]
-
-        def rows() -> Any:
-            return iter(given)
-
-    else:
-        stdin_lines = (line.rstrip("\r\n") for line in sys.stdin)
-
-        def rows() -> Any:
-            return ({column: line} for line in stdin_lines if line.strip())
-
+    pipe.batch_size = args.batch_size or default_batch_size(task)
+    column = args.column or default_column(task)
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
-    emit = None
-    if not args.output:
-        emit = _TableEmitter() if fmt == "table" else _emit_jsonl
     progress = sys.stderr.isatty() and not args.quiet
-    total = batch.count_rows(args.input) if (progress and args.input) else None
     job = batch.Job(
         pipe=pipe,
-        rows=rows,
+        rows=_input_rows(args, task, column),
         column=column,
         output=args.output,
-        emit=emit,
-        batch_size=args.batch_size,
+        emit=None if args.output else _TableEmitter() if fmt == "table" else _emit_jsonl,
+        batch_size=pipe.batch_size,
         window_batches=args.window,
         resume=args.resume,
-        total=total,
+        total=count_rows(args.input) if progress and args.input else None,
         progress=progress,
-        base_dir=base_dir,
-        task_kwargs=_task_kwargs(args, task),
+        base_dir=os.path.dirname(os.path.abspath(args.input)) if args.input else None,
+        task_kwargs=_task_kwargs(args),
     )
     stats = batch.run(job)
     if not args.quiet and (args.output or args.input):
@@ -437,58 +396,53 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------- search
+# -- search ---------------------------------------------------------------------------------------
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     import torch
 
     from . import batch
+    from .files import read_rows
 
-    if not os.path.isfile(args.corpus):
-        raise UsageError(f"corpus file {args.corpus!r} does not exist or is not a file.")
-    try:
-        batch.file_format(args.corpus, "corpus file")
-    except batch.InputError as exc:
-        raise UsageError(str(exc)) from None
+    _checked_file(args.corpus, "corpus file")
     if args.top_k is not None and args.top_k < 1:
         raise UsageError("--top-k must be a positive integer.")
-    pipe = _load_pipeline(args.model, "feature-extraction", args.device, args.batch_size, None, args.threads,
-                          args.prepack)
+    pipe = _load_pipeline(
+        args.model, "feature-extraction", args.device, args.batch_size, None, args.threads, args.compile
+    )
     column = args.column or "text"
-    texts: list[str] = []
-    vectors: list[Any] = []
+
+    def vector(result: Any) -> Any:
+        return torch.as_tensor(batch.plain(result), dtype=torch.float32).reshape(-1)
+
+    texts, vectors = [], []
     for window in batch.predict_windows(
         pipe,
-        batch.read_rows(args.corpus, column),
+        read_rows(args.corpus, column),
         batch_size=args.batch_size,
         item_of=lambda row: batch.make_item(row, "feature-extraction", column),
         pooling="mean",
         normalize=True,
     ):
-        for row, vector in window:
+        for row, result in window:
             texts.append(str(row[column]))
-            vectors.append(torch.as_tensor(batch.plain(vector), dtype=torch.float32).reshape(-1))
+            vectors.append(vector(result))
     if not texts:
         raise UsageError(f"corpus file {args.corpus!r} holds no texts.")
-    query = pipe.run_batch([args.query], pooling="mean", normalize=True)[0]
-    query = torch.as_tensor(batch.plain(query), dtype=torch.float32).reshape(-1)
-    matrix = torch.stack(vectors)
-    scores = torch.nn.functional.cosine_similarity(matrix, query.unsqueeze(0), dim=-1)
-    k = min(args.top_k or 5, len(texts))
-    top = torch.topk(scores, k)
-    results = [{"rank": r + 1, "score": round(float(s), 4), "text": texts[i]}
-               for r, (s, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()))]
-    fmt = args.format or ("table" if sys.stdout.isatty() else "json")
-    for result in results:
-        if fmt == "json":
-            print(json.dumps(result, ensure_ascii=False))
+    query = vector(pipe.run_batch([args.query], pooling="mean", normalize=True)[0])
+    scores = torch.nn.functional.cosine_similarity(torch.stack(vectors), query.unsqueeze(0), dim=-1)
+    top = torch.topk(scores, min(args.top_k or 5, len(texts)))
+    json_lines = (args.format or ("table" if sys.stdout.isatty() else "json")) == "json"
+    for rank, (score, index) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
+        if json_lines:
+            print(json.dumps({"rank": rank, "score": round(score, 4), "text": texts[index]}, ensure_ascii=False))
         else:
-            print(f"{result['rank']:>2}. {result['score']:.4f}  {result['text']}")
+            print(f"{rank:>2}. {score:.4f}  {texts[index]}")
     return 0
 
 
-# ----------------------------------------------------------------------------------------- download
+# -- download -------------------------------------------------------------------------------------
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -507,10 +461,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         raise LeanformersError("downloading needs huggingface_hub: pip install huggingface_hub.") from exc
     try:
         path = snapshot_download(
-            args.model,
-            revision=args.revision,
-            allow_patterns=DOWNLOAD_PATTERNS,
-            cache_dir=hub_cache_dir(args.cache_dir),
+            args.model, revision=args.revision, allow_patterns=DOWNLOAD_PATTERNS, cache_dir=hub_cache_dir(args.cache_dir)
         )
     except Exception as exc:  # huggingface_hub raises many types (HTTP, offline, not found, gated)
         raise LeanformersError(f"could not download {args.model!r}: {type(exc).__name__}: {_one_line(exc)}") from exc
@@ -518,16 +469,13 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------- parser
+# -- the parser -----------------------------------------------------------------------------------
 
 
-_PREPACK_HELP = (
-    "CPU: keep every linear weight in oneDNN's layout, also those not mapped from a safetensors file "
-    "(those already are, by default): one more copy in memory of each such weight"
-)
 _THREADS_HELP = (
     "CPU threads for the model and preprocessing (default: the CPUs this process may use, or LEANFORMERS_NUM_THREADS)"
 )
+_COMPILE_HELP = "opt-in: compile the model with torch.compile; the first batches pay the compilation time"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -566,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps ...")
     p.add_argument("--dtype", help="float32, float16, bfloat16 (default: the checkpoint's)")
     p.add_argument("--threads", type=int, help=_THREADS_HELP)
-    p.add_argument("--prepack", action="store_true", help=_PREPACK_HELP)
+    p.add_argument("--compile", action="store_true", help=_COMPILE_HELP)
     p.add_argument("--resume", action="store_true", help="continue OUTPUT.partial from an interrupted run")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process; ray: a Ray cluster (pip install 'leanformers[ray]')")
@@ -580,12 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", parents=[common], help="semantic search over a text corpus")
     p.add_argument("model", help="a sentence-embedding checkpoint (folder or hub id)")
     p.add_argument("query")
-    p.add_argument("--corpus", required=True, help="a .txt (a text per line), .jsonl or .csv file")
-    p.add_argument("--column", help="the text field of a .jsonl / .csv corpus (default: text)")
+    p.add_argument("--corpus", required=True, help="a .txt (a text per line), .jsonl, .csv or .parquet file")
+    p.add_argument("--column", help="the text field of a .jsonl / .csv / .parquet corpus (default: text)")
     p.add_argument("--top-k", type=int, dest="top_k", default=5)
     p.add_argument("--batch-size", "-b", type=int, default=32, dest="batch_size")
     p.add_argument("--threads", type=int, help=_THREADS_HELP)
-    p.add_argument("--prepack", action="store_true", help=_PREPACK_HELP)
+    p.add_argument("--compile", action="store_true", help=_COMPILE_HELP)
     p.add_argument("--device")
     p.add_argument("--format", choices=("table", "json"), default=None)
     p.set_defaults(func=cmd_search)

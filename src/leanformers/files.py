@@ -1,0 +1,134 @@
+"""Input files: their format, their rows, and which column a task reads.
+
+The command line, the streaming batch engine and the Ray engine read files through this one module,
+so ``.txt``, ``.jsonl``, ``.csv`` and ``.parquet`` (and directories of one of them) mean the same
+rows everywhere: a ``.txt`` line is ``{column: line}`` (blank lines skipped), a JSON line is an
+object (or a bare string), a CSV record is keyed by the header, parquet needs pyarrow.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+FORMATS = ("txt", "jsonl", "csv", "parquet")
+_SUFFIX_FORMATS = {"txt": "txt", "jsonl": "jsonl", "ndjson": "jsonl", "json": "jsonl", "csv": "csv", "parquet": "parquet"}
+
+
+def _suffix_format(name: str) -> str | None:
+    return _SUFFIX_FORMATS.get(Path(name.rstrip("/")).suffix.lower().lstrip("."))
+
+
+def file_format(
+    path: str | os.PathLike, what: str = "file", given: str | None = None, formats: Sequence[str] = FORMATS
+) -> str:
+    """The format of ``path`` (``given``, else its extension; for a local directory, the one
+    format its files share); :class:`InputError` for one not in ``formats``, or parquet without
+    pyarrow."""
+    name = os.fspath(path)
+    fmt = _SUFFIX_FORMATS.get(given, given) if given else _suffix_format(name)
+    if fmt is None and "://" not in name and os.path.isdir(name):
+        found = {_suffix_format(entry) for entry in os.listdir(name)} - {None}
+        fmt = found.pop() if len(found) == 1 else None
+    if fmt not in formats:
+        raise InputError(
+            f"cannot tell the format of the {what} {name!r} from its extension; use one of: "
+            f"{', '.join('.' + f for f in formats)} (or pass the format)."
+        )
+    if fmt == "parquet":
+        parquet(name)
+    return fmt
+
+
+def parquet(path: Any) -> Any:
+    """``pyarrow.parquet``, or :class:`InputError` with the install command."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise InputError(f"{os.fspath(path)!r} is a .parquet file, which needs pyarrow: pip install pyarrow.") from exc
+    return pq
+
+
+def _files(path: str, fmt: str) -> list[str]:
+    if not os.path.isdir(path):
+        return [path]
+    return sorted(os.path.join(path, name) for name in os.listdir(path) if _suffix_format(name) == fmt)
+
+
+def read_rows(path: str | os.PathLike, column: str = "text") -> Iterator[dict[str, Any]]:
+    """The rows of an input file (or of a directory's files, in name order), one dict at a time,
+    read lazily: memory stays flat in the number of rows."""
+    fmt = file_format(path, "input file")
+    for name in _files(os.fspath(path), fmt):
+        if fmt == "parquet":
+            for batch in parquet(name).ParquetFile(name).iter_batches(batch_size=1024):
+                yield from batch.to_pylist()
+        elif fmt == "csv":
+            with open(name, encoding="utf-8", newline="") as handle:
+                try:
+                    yield from csv.DictReader(handle)
+                except csv.Error as exc:
+                    raise InputError(f"{name!r} is not a valid CSV file: {exc}.") from None
+        else:
+            with open(name, encoding="utf-8") as handle:
+                for number, line in enumerate(handle, 1):
+                    if line.strip():
+                        yield {column: line.rstrip("\r\n")} if fmt == "txt" else _json_row(line, number, name, column)
+
+
+def _json_row(line: str, number: int, name: str, column: str) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"line {number} of {name!r} is not valid JSON ({exc.msg}).") from None
+    if isinstance(value, str):
+        return {column: value}
+    if not isinstance(value, dict):
+        raise InputError(
+            f"line {number} of {name!r} holds a JSON {type(value).__name__}; each line must be an object "
+            f"(or a string)."
+        )
+    return value
+
+
+def count_rows(path: str | os.PathLike) -> int:
+    """How many rows :func:`read_rows` gives, by a cheap streaming pass (for a progress total)."""
+    fmt = file_format(path, "input file")
+    total = 0
+    for name in _files(os.fspath(path), fmt):
+        if fmt == "parquet":
+            total += parquet(name).ParquetFile(name).metadata.num_rows
+        elif fmt == "csv":
+            with open(name, encoding="utf-8", newline="") as handle:
+                total += max(0, sum(1 for _ in csv.reader(handle)) - 1)
+        else:
+            with open(name, encoding="utf-8") as handle:
+                total += sum(1 for line in handle if line.strip())
+    return total
+
+
+def default_column(
+    task: str | None, columns: Sequence[str] | None = None, id_column: str | None = None
+) -> str | list[str]:
+    """The input column ``task`` reads: ``text``, ``image`` or ``audio`` by what its inputs are.
+    Given the input's ``columns``: question-answering reads ``["question", "context"]``, a task
+    whose column is absent (or no task) reads the one column there is besides ``id_column``."""
+    from .tasks import input_kind
+
+    wanted = input_kind(task)
+    if columns is None:
+        return wanted
+    if task == "question-answering" and {"question", "context"} <= set(columns):
+        return ["question", "context"]
+    if wanted in columns:
+        return wanted
+    others = [c for c in columns if c != id_column]
+    if len(others) == 1:
+        return others[0]
+    raise InputError(f"cannot tell which input column to predict on; pass column= (one of {others}).")
