@@ -174,3 +174,23 @@ def test_every_save_path_writes_through_a_rename(source, tmp_path, monkeypatch):
     written = {p.relative_to(tmp_path).name for p in tmp_path.rglob("*") if p.is_file()}
     assert written <= set(replaced), f"written directly, without a rename: {written - set(replaced)}"
     assert not [p for p in tmp_path.rglob(".*.tmp")], "a temporary file was left behind"
+
+
+def test_next_save_removes_temporaries_of_a_killed_save(source, tmp_path):
+    folder = tmp_path / "out"
+    model = AutoModel.from_config(AutoConfig.from_pretrained(source))
+    model.save_pretrained(folder)
+    # A save killed mid-write leaves its hidden temporary behind, named after its (now gone) process.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = folder / f".model.safetensors.{dead.pid}.0123456789ab.tmp"
+    stale.write_bytes(b"half a file")
+    live = folder / f".model.safetensors.{os.getppid()}.0123456789ab.tmp"  # a saver still running
+    live.write_bytes(b"being written")
+    other = folder / f".config.json.{dead.pid}.0123456789ab.tmp"  # another file's: removed by its own save
+    other.write_bytes(b"{")
+    model.save_pretrained(folder)
+    assert not stale.exists() and live.exists()
+    assert not other.exists()  # save_pretrained writes config.json too
+    AutoTokenizer.from_pretrained(source).save_pretrained(folder)
+    assert sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp")) == [live.name]

@@ -109,16 +109,30 @@ def test_torch_default_is_lowered_to_the_budget_only(monkeypatch):
     assert threads.fit_torch_threads() == 1
 
 
-def test_from_pretrained_fits_torch_threads(tmp_path, monkeypatch):
+def test_from_pretrained_leaves_torch_threads_alone(tmp_path, monkeypatch):
     from leanformers import AutoModel
     from leanformers.models.bert import BertConfig, BertModel
 
     BertModel(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=16)).save_pretrained(tmp_path)
     monkeypatch.setenv(threads.ENV_VAR, "1")
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
-    AutoModel.from_pretrained(tmp_path)
-    assert torch.get_num_threads() == 1
+    try:
+        AutoModel.from_pretrained(tmp_path)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_import_writes_nothing_to_the_environment():
+    import subprocess
+    import sys
+
+    code = ("import os; before = dict(os.environ); import leanformers, leanformers.processing.tokenizer; "
+            "from leanformers import AutoTokenizer; print(sorted(set(os.environ.items()) ^ set(before.items())))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_cli_threads_option(tmp_path, capsys):

@@ -8,6 +8,7 @@ download it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -295,9 +296,34 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
 
 def temporary_path(path: str | os.PathLike) -> Path:
     """A sibling temporary name for ``path``, unique to this call (two threads or processes saving
-    the same file never share one); the caller writes it, then ``os.replace``s it."""
+    the same file never share one); the caller writes it, then ``os.replace``s it. Temporary files
+    for ``path`` left by a process that no longer runs (a killed save) are removed first."""
     path = Path(path)
+    _remove_stale_temporaries(path)
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return
+    stem = f".{path.name}."
+    for name in names:
+        pid = name[len(stem):].split(".")[0] if name.startswith(stem) and name.endswith(".tmp") else ""
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(path.parent / name)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists but belongs to someone else
+    return True
 
 
 def read_json(path: str, what: str = "", error: type[Exception] = ConfigError, object_only: bool = True) -> Any:

@@ -2,7 +2,7 @@
 
 One budget, ``num_threads()``, serves every parallel step the library runs itself (image decoding
 and resizing), sizes the Rust tokenizer's pool when chosen explicitly, and caps torch's intra-op
-threads when a model is loaded:
+threads where a pipeline runs a model (never at import or load):
 
 * the CPUs this process may actually run on: the affinity mask (``taskset``, a job scheduler's
   CPU set), further capped by a cgroup CPU quota (a container given 2 CPUs on a 64-core host);
@@ -100,43 +100,18 @@ _RAYON = "RAYON_NUM_THREADS"  # the Rust tokenizer's pool size, read once, when 
 _rayon_set_by_us = False
 
 
-def limit_tokenizer_threads(count: int | None = None) -> None:
-    """Size the Rust tokenizer's thread pool (rayon; it starts on the first batch encode) to an
-    explicit budget: ``count``, else ``LEANFORMERS_NUM_THREADS``. Without one it sizes itself to the
-    CPUs the process may use, as the budget does. A ``RAYON_NUM_THREADS`` the user set wins, and a
-    pool that already started keeps its size (tokenising and the model never run at once, so that
-    oversubscribes nothing)."""
-    global _rayon_set_by_us
-    if _RAYON in os.environ and not _rayon_set_by_us:
-        return
-    if count is None:
-        try:
-            count = _env_budget()
-        except ConfigError:
-            return  # reported where the budget is used
-        if count is None:
-            return
-    os.environ[_RAYON] = str(count)
-    _rayon_set_by_us = True
-
-
-def _forget_rayon() -> None:
-    global _rayon_set_by_us
-    os.environ.pop(_RAYON, None)
-    _rayon_set_by_us = False
-    limit_tokenizer_threads()  # LEANFORMERS_NUM_THREADS may still ask for a size
-
-
 def set_num_threads(count: int | None) -> None:
-    """Set the thread budget for this process. If torch is already imported, its intra-op threads
-    are set to the same number. ``None`` goes back to the default budget, and torch back to the
-    count it had before leanformers first changed it (lowered to the budget if larger)."""
-    global _chosen
+    """Set the thread budget for this process: torch's intra-op threads (if torch is imported) and
+    the Rust tokenizer's pool (if it has not started, and ``RAYON_NUM_THREADS`` is not the user's).
+    ``None`` goes back to the default budget, and torch back to the count it had before
+    leanformers first changed it (lowered to the budget if larger)."""
+    global _chosen, _rayon_set_by_us
     chosen = None if count is None else _parse(count, "set_num_threads(count)", InputError)
-    if chosen is not None:
-        limit_tokenizer_threads(chosen)
-    elif _rayon_set_by_us:  # back to the default: let the pool size itself again (if not started)
-        _forget_rayon()
+    if chosen is not None and (_RAYON not in os.environ or _rayon_set_by_us):
+        os.environ[_RAYON], _rayon_set_by_us = str(chosen), True
+    elif chosen is None and _rayon_set_by_us:
+        os.environ.pop(_RAYON, None)
+        _rayon_set_by_us = False
     if "torch" not in sys.modules:
         _chosen = chosen
         return
@@ -150,6 +125,21 @@ def set_num_threads(count: int | None) -> None:
         torch.set_num_threads(min(_torch_default, num_threads()))
 
 
+def size_tokenizer_pool() -> None:
+    """Called before the Rust tokenizer's batch work (its pool starts on the first batch and keeps
+    its size): an explicit budget (``set_num_threads`` or ``LEANFORMERS_NUM_THREADS``) sizes the
+    pool, unless ``RAYON_NUM_THREADS`` is the user's. Without one the pool sizes itself."""
+    global _rayon_set_by_us
+    if _RAYON in os.environ and not _rayon_set_by_us:
+        return
+    try:
+        count = _chosen if _chosen is not None else _env_budget()
+    except ConfigError:
+        return  # reported where the budget is used
+    if count is not None:
+        os.environ[_RAYON], _rayon_set_by_us = str(count), True
+
+
 def _remember_torch_default(torch) -> None:
     global _torch_default
     if _torch_default is None:
@@ -157,13 +147,14 @@ def _remember_torch_default(torch) -> None:
 
 
 def fit_torch_threads() -> int:
-    """Make torch's intra-op thread count fit the budget and return it.
+    """Make torch's intra-op thread count fit the budget and return it; called where a pipeline or
+    the command line runs a model, never when one is loaded.
 
-    Called when a model is loaded. Torch's default (one thread per core it sees) is lowered to the
-    budget when it is larger, so a container or a CPU set with fewer CPUs than the host is not
-    oversubscribed; a count the user chose (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, or
-    ``torch.set_num_threads`` to anything but torch's default) is left alone, unless
-    ``set_num_threads`` / ``LEANFORMERS_NUM_THREADS`` chose the budget (explicit choices win).
+    Torch's default (one thread per core it sees) is lowered to the budget when it is larger, so a
+    container or a CPU set with fewer CPUs than the host is not oversubscribed; a count the user
+    chose (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, or ``torch.set_num_threads`` to anything but
+    torch's default) is left alone, unless ``set_num_threads`` / ``LEANFORMERS_NUM_THREADS`` chose
+    the budget (explicit choices win).
     """
     import torch
 
@@ -182,4 +173,4 @@ def fit_torch_threads() -> int:
     return target
 
 
-__all__ = ["ENV_VAR", "available_cpus", "fit_torch_threads", "limit_tokenizer_threads", "num_threads", "set_num_threads"]
+__all__ = ["ENV_VAR", "available_cpus", "fit_torch_threads", "num_threads", "set_num_threads", "size_tokenizer_pool"]
