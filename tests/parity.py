@@ -16,10 +16,6 @@ transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 
-# The largest absolute difference seen per comparison label, for reporting (see max_differences()).
-_MAX_DIFF: dict[str, float] = {}
-
-
 def tolerance(ref: torch.Tensor) -> dict[str, float]:
     """fp32 tolerance: rtol 1e-5, atol scaled to the reference's magnitude, never looser than 1e-4."""
     scale = ref.detach().abs().max().item() if ref.numel() else 0.0
@@ -44,10 +40,6 @@ def assert_tensors_close(ours: Any, ref: Any, what: str, tol: dict[str, float] |
     assert ours.shape == ref.shape, f"{what}: shape {tuple(ours.shape)} != reference {tuple(ref.shape)}"
     assert ours.dtype == ref.dtype, f"{what}: dtype {ours.dtype} != reference {ref.dtype}"
     ours, ref = ours.detach(), ref.detach()
-    if ref.numel():
-        diff = (ours.double() - ref.double()).abs().max().item()
-        label = what.split("[")[0]
-        _MAX_DIFF[label] = max(_MAX_DIFF.get(label, 0.0), diff)
     torch.testing.assert_close(ours, ref, **(tol or tolerance(ref)), msg=lambda m: f"{what}: {m}")
 
 
@@ -60,10 +52,6 @@ def assert_outputs_close(ours: Any, ref: Any, what: str = "", tol: dict[str, flo
     assert list(ours.keys()) == ref_keys, f"{what}: fields {list(ours.keys())} != reference {ref_keys}"
     for key in ref_keys:
         assert_tensors_close(ours[key], ref[key], f"{what}.{key}" if what else key, tol)
-
-
-def max_differences() -> dict[str, float]:
-    return dict(_MAX_DIFF)
 
 
 def save_reference(ref_model: Any, path: Path, **save_kwargs: Any) -> Path:

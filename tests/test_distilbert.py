@@ -379,11 +379,3 @@ def test_invalid_config_raises_config_error(overrides):
 def test_question_answering_needs_two_labels():
     with pytest.raises(ConfigError, match="num_labels=2"):
         distilbert.DistilBertForQuestionAnswering.from_config(distilbert.DistilBertConfig(**TINY, num_labels=3))
-
-
-def test_report_max_differences():
-    """Not a check: prints the largest difference seen in the comparisons so far (run with -s)."""
-    diffs = parity.max_differences()
-    if diffs:
-        worst = max(diffs, key=diffs.get)
-        print(f"\n{len(diffs)} compared outputs; largest |ours - reference| = {diffs[worst]:.3g} ({worst})")

@@ -261,11 +261,3 @@ def test_bad_inputs(ckpts):
         model(torch.zeros(1, 800, dtype=torch.long))
     with pytest.raises(InputError, match="vocabulary"):
         model(torch.zeros(1, 800), labels=torch.tensor([[12]]))
-
-
-def test_report_max_differences():
-    """Not a check: prints the largest difference seen in this file's comparisons (run with -s)."""
-    diffs = parity.max_differences()
-    if diffs:
-        worst = max(diffs, key=diffs.get)
-        print(f"\n{len(diffs)} compared outputs; largest |ours - reference| = {diffs[worst]:.3g} ({worst})")

@@ -613,11 +613,3 @@ def test_package_does_not_import_the_reference():
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
-
-
-def test_report_max_differences():
-    """Not a check: prints the largest difference seen in this file's comparisons (run with -s)."""
-    diffs = parity.max_differences()
-    if diffs:
-        worst = max(diffs, key=diffs.get)
-        print(f"\n{len(diffs)} compared outputs; largest |ours - reference| = {diffs[worst]:.3g} ({worst})")
