@@ -14,7 +14,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import parity
 from parity import (
     BF16_TOLERANCE,
     assert_outputs_close,

@@ -10,7 +10,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import parity
 from parity import assert_outputs_close, assert_tensors_close, build_reference, load_reference, run, transformers
 
 from leanformers import auto
