@@ -51,7 +51,7 @@ class AutoConfig:
         override its values (``num_labels=3``), as in the reference."""
         _drop_remote_code_flag(kwargs)
         return_unused = kwargs.pop("return_unused_kwargs", False)
-        config, unused = load_config(None, pretrained_model_name_or_path, **kwargs)
+        config, unused = load_config(registry.config_class_for, pretrained_model_name_or_path, **kwargs)
         if return_unused:
             return config, unused
         for key, value in unused.items():
@@ -84,7 +84,7 @@ class _AutoModel:
         load_options = {k: kwargs.pop(k) for k in _LOAD_OPTIONS if k in kwargs}
         config = kwargs.pop("config", None)
         if config is None:
-            config, model_kwargs = load_config(None, source, **kwargs)
+            config, model_kwargs = load_config(registry.config_class_for, source, **kwargs)
         elif isinstance(config, PretrainedConfig):
             model_kwargs = kwargs
         else:

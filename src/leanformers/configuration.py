@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .errors import ConfigError
@@ -221,20 +222,18 @@ def read_config_dict(source: Source) -> dict[str, Any]:
 
 
 def load_config(
-    config_class: type[PretrainedConfig] | None, name_or_path: Any, **kwargs: Any
+    config_class: type[PretrainedConfig] | Callable[..., type[PretrainedConfig]], name_or_path: Any, **kwargs: Any
 ) -> tuple[PretrainedConfig, dict[str, Any]]:
     """Load a config; keyword arguments naming config keys override the file's values.
 
-    Returns the config and the keyword arguments that were not config keys. With no
-    ``config_class`` the class is chosen by the file's ``model_type``.
+    Returns the config and the keyword arguments that were not config keys. ``config_class`` is
+    the class, or a function choosing it from the file's contents (``registry.config_class_for``).
     """
     options, kwargs = split_source_options(dict(kwargs))
     source = Source.of(name_or_path, **options)
     data = read_config_dict(source)
-    if config_class is None:
-        from .registry import config_class_for
-
-        config_class = config_class_for(data, where=source.describe())
+    if not isinstance(config_class, type):
+        config_class = config_class(data, where=source.describe())
     overrides = {}
     unused = {}
     probe = config_class()
