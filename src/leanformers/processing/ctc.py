@@ -200,7 +200,7 @@ class CTCTokenizer(PreTrainedTokenizer):
         self._added = {index: token for index, token in self._added.items() if index not in self._encoder.values()}
         self._backend = self._new_backend(self.unk_token)
         self._backend.add_tokens([self._added[index] for index in sorted(self._added)])
-        self._applied = None
+        self._forget_call_settings()
         self._mark_multichar_tokens()
 
     @property

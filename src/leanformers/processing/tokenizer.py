@@ -36,7 +36,7 @@ from tokenizers import (
 )
 from tokenizers.models import WordPiece
 
-from .. import registry, threads
+from .. import registry
 from ..errors import ConfigError, InputError, TokenizerError
 from ..hub import (
     IGNORED_LOAD_OPTIONS,
@@ -48,7 +48,6 @@ from ..hub import (
     split_source_options,
 )
 
-threads.limit_tokenizer_threads()  # before the tokenizer's pool starts (its first batch)
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +85,8 @@ _WORDPIECE_SPECIAL_DEFAULTS = (
 )
 
 
-_PADDING = {"longest": "longest", "max_length": "max_length", "do_not_pad": "do_not_pad"}
-_TRUNCATION = {
-    "longest_first": "longest_first",
-    "only_first": "only_first",
-    "only_second": "only_second",
-    "do_not_truncate": "do_not_truncate",
-}
+_PADDING = ("longest", "max_length", "do_not_pad")
+_TRUNCATION = ("longest_first", "only_first", "only_second", "do_not_truncate")
 _NO_PAD = "do_not_pad"
 _NO_TRUNCATE = "do_not_truncate"
 _TENSOR_TYPES = ("pt", "np")
@@ -108,7 +102,14 @@ _CALL_OPTIONS = (
 TextOrBatch = Union[str, Sequence[str], Sequence[Sequence[str]], Sequence[tuple]]
 
 
-_LOCK_CREATION = threading.Lock()
+class _Plan(NamedTuple):
+    """What a call's options ask for, settled once per distinct set of options."""
+
+    backend_state: tuple  # (truncation, padding) to configure on the Rust tokenizer
+    pad_spec: tuple | None  # (length, side, pad_id, pad_token, multiple) when padding
+    split: bool  # split_special_tokens
+    tensor_type: str | None
+    warn_if_long: bool
 
 
 class CharSpan(NamedTuple):
@@ -445,6 +446,7 @@ class PreTrainedTokenizer:
                 f"Use PreTrainedTokenizer.from_pretrained(path) to load a checkpoint."
             )
         object.__setattr__(self, "_backend", tokenizer_object)
+        object.__setattr__(self, "_lock", threading.RLock())
         self.class_name = class_name
         self._init_from_kwargs(kwargs)
 
@@ -547,7 +549,7 @@ class PreTrainedTokenizer:
             raise ConfigError(f"chat_template must be a string, got {type(self.chat_template).__name__}.")
         self.backend = kwargs.pop("backend", "tokenizers")
         self._warned_too_long = False
-        self._applied: tuple | None = None
+        self._forget_call_settings()
         self._single_type_ids_zero: bool | None = None
 
         backend.encode_special_tokens = self.split_special_tokens
@@ -591,7 +593,7 @@ class PreTrainedTokenizer:
             raise InputError(f"{name} must be a str or tokenizers.AddedToken, got {type(value).__name__}.")
         self._special_tokens_map[name] = value
         # The pad token is part of the backend's padding settings.
-        self._applied = None
+        self._forget_call_settings()
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names not found normally: model-specific special tokens
@@ -648,7 +650,7 @@ class PreTrainedTokenizer:
     @property
     def backend_tokenizer(self) -> Tokenizer:
         """The Rust tokenizer. Whoever takes it may change it, so settings are re-checked after."""
-        self._applied = None
+        self._forget_call_settings()
         self._single_type_ids_zero = None
         self._backend_split = None
         return self._backend
@@ -804,12 +806,20 @@ class PreTrainedTokenizer:
 
     # -- settings --------------------------------------------------------------------------------
 
+    # Changing one of these changes how calls are configured (see ``_plan``).
+    _CALL_SETTINGS = frozenset({"padding_side", "truncation_side", "model_max_length", "split_special_tokens"})
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name in ("padding_side", "truncation_side") and value not in ("right", "left"):
             raise InputError(f"{name} must be 'right' or 'left', got {value!r}.")
-        if name in ("padding_side", "truncation_side", "model_max_length"):
-            self.__dict__["_applied"] = None
+        if name in self._CALL_SETTINGS:
+            self._forget_call_settings()
         object.__setattr__(self, name, value)
+
+    def _forget_call_settings(self) -> None:
+        """Drop the cached call plans and the record of the backend's state (settings changed)."""
+        self.__dict__["_applied"] = None
+        self.__dict__["_plans"] = {}
 
     @property
     def single_sequence_type_ids_are_zero(self) -> bool:
@@ -821,30 +831,26 @@ class PreTrainedTokenizer:
     # -- encoding --------------------------------------------------------------------------------
 
     def _strategies(
-        self,
-        padding: Any,
-        truncation: Any,
-        max_length: int | None,
-        pad_to_multiple_of: int | None,
-        verbose: bool,
+        self, padding: Any, truncation: Any, max_length: int | None, pad_to_multiple_of: int | None, verbose: bool
     ) -> tuple[str, str, int | None]:
+        """(padding strategy, truncation strategy, max_length) with the reference's defaults."""
         if max_length is not None and padding is False and truncation is None:
             truncation = "longest_first"
         if padding is False:
             pad = _NO_PAD
         elif padding is True:
-            if verbose and max_length is not None and (truncation is None or truncation is False or truncation == _NO_TRUNCATE):
+            if verbose and max_length is not None and truncation in (None, False, _NO_TRUNCATE):
                 warnings.warn(
                     "max_length is ignored when padding=True and there is no truncation strategy; "
                     "to pad to max_length use padding='max_length'.",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
             pad = "longest"
         else:
             # Enum members (the reference's PaddingStrategy) hash by name, so look up their value.
             padding = getattr(padding, "value", padding)
-            pad = _PADDING.get(padding) if isinstance(padding, str) else None
+            pad = padding if padding in _PADDING else None
             if pad is None:
                 raise InputError(
                     f"padding={padding!r} is not valid: use True/'longest', 'max_length', or False/'do_not_pad'."
@@ -855,7 +861,7 @@ class PreTrainedTokenizer:
             trunc = "longest_first"
         else:
             truncation = getattr(truncation, "value", truncation)
-            trunc = _TRUNCATION.get(truncation) if isinstance(truncation, str) else None
+            trunc = truncation if truncation in _TRUNCATION else None
             if trunc is None:
                 raise InputError(
                     f"truncation={truncation!r} is not valid: use True/'longest_first', 'only_first', "
@@ -864,15 +870,9 @@ class PreTrainedTokenizer:
         if max_length is None:
             limit = self.model_max_length
             if pad == "max_length":
-                if limit > LARGE_INTEGER:
-                    pad = _NO_PAD
-                else:
-                    max_length = limit
+                pad, max_length = (_NO_PAD, None) if limit > LARGE_INTEGER else (pad, limit)
             if trunc != _NO_TRUNCATE:
-                if limit > LARGE_INTEGER:
-                    trunc = _NO_TRUNCATE
-                else:
-                    max_length = limit
+                trunc, max_length = (_NO_TRUNCATE, max_length) if limit > LARGE_INTEGER else (trunc, limit)
         else:
             max_length = _non_negative(max_length, "max_length")
         if pad != _NO_PAD:
@@ -887,25 +887,44 @@ class PreTrainedTokenizer:
             pad_to_multiple_of = _non_negative(pad_to_multiple_of, "pad_to_multiple_of")
             if pad_to_multiple_of == 0:
                 raise InputError("pad_to_multiple_of must be a positive integer (or None).")
-            if (
-                trunc != _NO_TRUNCATE
-                and pad != _NO_PAD
-                and max_length is not None
-                and max_length % pad_to_multiple_of != 0
-            ):
+            if trunc != _NO_TRUNCATE and pad != _NO_PAD and max_length is not None and max_length % pad_to_multiple_of:
                 raise InputError(
                     f"Truncation and padding are both on, but the truncation length ({max_length}) is not a "
                     f"multiple of pad_to_multiple_of ({pad_to_multiple_of}). Pick a max_length that is."
                 )
         return pad, trunc, max_length
 
-    @property
-    def _backend_lock(self) -> threading.RLock:
-        lock = self.__dict__.get("_lock")
-        if lock is None:
-            with _LOCK_CREATION:
-                lock = self.__dict__.setdefault("_lock", threading.RLock())
-        return lock
+    def _plan(
+        self,
+        padding: Any,
+        truncation: Any,
+        max_length: int | None,
+        stride: int,
+        pad_to_multiple_of: int | None,
+        padding_side: str | None,
+        return_tensors: Any,
+        verbose: bool,
+        split_special_tokens: bool | None,
+    ) -> _Plan:
+        """What a call with these options asks of the backend and of the output; checked once and
+        cached, since most programs call with the same few option sets over and over."""
+        pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of, verbose)
+        tensor_type = None if return_tensors is None else _check_tensor_type(return_tensors)
+        if padding_side is not None and padding_side not in ("right", "left"):
+            raise InputError(f"padding_side must be 'right' or 'left' (or None), got {padding_side!r}.")
+        stride = _non_negative(stride, "stride") if stride else 0
+        truncation_key = None if trunc == _NO_TRUNCATE else (max_length, stride, trunc, self.truncation_side)
+        pad_spec = None
+        if pad != _NO_PAD:
+            pad_token = str(self._special_tokens_map["pad_token"])
+            length = max_length if pad == "max_length" else None
+            side = padding_side if padding_side is not None else self.padding_side
+            pad_spec = (length, side, self._token_to_id(pad_token), pad_token, pad_to_multiple_of)
+        # Tensors of a padded batch are padded in numpy, much cheaper than having Rust pad every
+        # row and reading the padding back; lists come straight from padded encodings.
+        padding_key = pad_spec if tensor_type is None else None
+        split = self.split_special_tokens if split_special_tokens is None else bool(split_special_tokens)
+        return _Plan((truncation_key, padding_key), pad_spec, split, tensor_type, verbose and max_length is None)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -914,14 +933,13 @@ class PreTrainedTokenizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__["_lock"] = threading.RLock()
 
-    def _configure(self, truncation: tuple | None, padding: tuple | None) -> None:
-        """Put the Rust tokenizer in the wanted state, touching it only when the state changes."""
-        key = (truncation, padding)
-        if key == self._applied:
-            return
+    def _configure(self, state: tuple) -> None:
+        """Put the Rust tokenizer in the wanted padding/truncation state (caller holds the lock)."""
         backend = self._backend
         self._applied = None
+        truncation, padding = state
         try:
             if truncation is None:
                 backend.no_truncation()
@@ -933,16 +951,12 @@ class PreTrainedTokenizer:
             else:
                 length, direction, pad_id, pad_token, multiple = padding
                 backend.enable_padding(
-                    direction=direction,
-                    pad_id=pad_id,
-                    pad_type_id=0,
-                    pad_token=pad_token,
-                    length=length,
+                    direction=direction, pad_id=pad_id, pad_type_id=0, pad_token=pad_token, length=length,
                     pad_to_multiple_of=multiple,
                 )
         except Exception as exc:
             raise InputError(f"The tokenizer rejected these padding/truncation settings: {exc}") from exc
-        self._applied = key
+        self._applied = state
 
     def __call__(
         self,
@@ -975,129 +989,37 @@ class PreTrainedTokenizer:
         """
         if unexpected:
             raise InputError(
-                f"The tokenizer call got unexpected keyword argument(s) {sorted(unexpected)}. Accepted: text, text_pair, "
-                f"{_CALL_OPTIONS}."
+                f"The tokenizer call got unexpected keyword argument(s) {sorted(unexpected)}. Accepted: text, "
+                f"text_pair, {_CALL_OPTIONS}."
             )
-        if text is None:
-            raise InputError("The tokenizer needs text: a string, a list of strings, or pre-split words.")
-        pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of, verbose)
-        return self._encode(
-            text,
-            text_pair,
-            add_special_tokens,
-            pad,
-            trunc,
-            max_length,
-            stride,
-            is_split_into_words,
-            pad_to_multiple_of,
-            padding_side,
-            return_tensors,
-            return_token_type_ids,
-            return_attention_mask,
-            return_overflowing_tokens,
-            return_special_tokens_mask,
-            return_offsets_mapping,
-            return_length,
-            verbose,
-            split_special_tokens,
-        )
-
-    def _encode(
-        self,
-        text: Any,
-        text_pair: Any,
-        add_special_tokens: bool,
-        pad: str,
-        trunc: str,
-        max_length: int | None,
-        stride: int,
-        is_split_into_words: bool,
-        pad_to_multiple_of: int | None,
-        padding_side: str | None,
-        return_tensors: str | None,
-        return_token_type_ids: bool | None,
-        return_attention_mask: bool | None,
-        return_overflowing_tokens: bool,
-        return_special_tokens_mask: bool,
-        return_offsets_mapping: bool,
-        return_length: bool,
-        verbose: bool,
-        split_special_tokens: bool | None,
-    ) -> BatchEncoding:
-        if not _valid_text(text):
-            raise InputError(_TEXT_TYPES_MESSAGE.format(name="text", got=_describe(text)))
-        if text_pair is not None and not _valid_text(text_pair):
-            raise InputError(_TEXT_TYPES_MESSAGE.format(name="text_pair", got=_describe(text_pair)))
-        if return_tensors is not None:
-            return_tensors = _check_tensor_type(return_tensors)
-        if padding_side is not None and padding_side not in ("right", "left"):
-            raise InputError(f"padding_side must be 'right' or 'left' (or None), got {padding_side!r}.")
-        if stride:
-            stride = _non_negative(stride, "stride")
-
-        if is_split_into_words:
-            batched = isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
+        options = (padding, truncation, max_length, stride, pad_to_multiple_of, padding_side, return_tensors, verbose, split_special_tokens)
+        try:
+            plan = self._plans[options]
+        except (KeyError, TypeError):
+            plan = self._plan(*options)
+            if len(self._plans) < 64:
+                try:
+                    self._plans[options] = plan
+                except TypeError:  # an unhashable option value: fine, just not cached
+                    pass
+        if type(text) is str and text_pair is None and not is_split_into_words:
+            batched, batch, pair = False, None, None
         else:
-            batched = isinstance(text, (list, tuple))
-        if batched:
-            if isinstance(text_pair, str):
-                raise InputError(
-                    "text is a batch, so text_pair must be a batch too: a list with one pair text per text."
-                )
-            if text_pair is not None:
-                if len(text) != len(text_pair):
-                    raise InputError(
-                        f"text has {len(text)} items but text_pair has {len(text_pair)}; give one pair per text."
-                    )
-                batch = list(zip(text, text_pair))
-            else:
-                batch = text if isinstance(text, list) else list(text)
-            if not batch:
-                raise InputError("text is an empty list: there is nothing to tokenize.")
-            pair = None
-        else:
-            # A falsy pair (e.g. "") means no pair, as in the reference.
-            pair = text_pair if text_pair else None
+            batched, batch, pair = self._batch(text, text_pair, is_split_into_words)
 
-        # Tensors of a padded batch are padded in numpy, which is much cheaper than having Rust pad
-        # every row and then reading the padding back; lists come straight from padded encodings.
-        numpy_padding = return_tensors is not None and pad != _NO_PAD
-        truncation_key = (
-            None
-            if trunc == _NO_TRUNCATE
-            else (max_length, stride, trunc, self.truncation_side)
-        )
-        if pad == _NO_PAD:
-            padding_key = None
-            pad_spec = None
-        else:
-            side = padding_side if padding_side is not None else self.padding_side
-            pad_token = str(self._special_tokens_map["pad_token"])
-            pad_id = self._token_to_id(pad_token)
-            length = max_length if pad == "max_length" else None
-            pad_spec = (length, side, pad_id, pad_token, pad_to_multiple_of)
-            padding_key = None if numpy_padding else pad_spec
         # The Rust tokenizer holds padding/truncation as mutable state: configuring it and encoding
         # must be one step, or a thread calling with other settings could slip in between.
-        with self._backend_lock:
-            self._configure(truncation_key, padding_key)
-
-            split = self.split_special_tokens if split_special_tokens is None else bool(split_special_tokens)
-            if split != self._backend_split:
-                self._backend.encode_special_tokens = split
-                self._backend_split = split
-
-            backend = self._backend
+        backend = self._backend
+        with self._lock:
+            if plan.backend_state != self._applied:
+                self._configure(plan.backend_state)
+            if plan.split != self._backend_split:
+                backend.encode_special_tokens = self._backend_split = plan.split
             try:
                 if batched:
-                    encodings = backend.encode_batch(
-                        batch, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
-                    )
+                    rows = backend.encode_batch(batch, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words)
                 else:
-                    encodings = [
-                        backend.encode(text, pair, is_pretokenized=is_split_into_words, add_special_tokens=add_special_tokens)
-                    ]
+                    rows = [backend.encode(text, pair, is_pretokenized=is_split_into_words, add_special_tokens=add_special_tokens)]
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as exc:
@@ -1105,128 +1027,121 @@ class PreTrainedTokenizer:
                 raise InputError(f"Could not tokenize the input: {exc}") from exc
 
         names = self.model_input_names
-        want_types = ("token_type_ids" in names) if return_token_type_ids is None else return_token_type_ids
-        want_mask = ("attention_mask" in names) if return_attention_mask is None else return_attention_mask
-
+        wanted = (
+            ("token_type_ids" in names) if return_token_type_ids is None else return_token_type_ids,
+            ("attention_mask" in names) if return_attention_mask is None else return_attention_mask,
+            return_special_tokens_mask,
+            return_offsets_mapping,
+            return_length,
+        )
+        sample_of_row = None
         if return_overflowing_tokens:
-            rows = []
-            sample_of_row = []
-            for index, encoding in enumerate(encodings):
-                rows.append(encoding)
-                rows.extend(encoding.overflowing)
-                sample_of_row.extend([index] * (len(rows) - len(sample_of_row)))
+            pieces, sample_of_row = [], []
+            for index, encoding in enumerate(rows):
+                pieces += [encoding, *encoding.overflowing]
+                sample_of_row += [index] * (1 + len(encoding.overflowing))
+            rows = pieces
+        zero_types = wanted[0] and self.single_sequence_type_ids_are_zero and _single_sequences(batch, pair, text_pair, is_split_into_words)
+        if plan.tensor_type is not None:
+            return self._tensors(rows, plan, wanted, sample_of_row, zero_types)
+        return self._lists(rows, plan, wanted, sample_of_row, zero_types, batched or return_overflowing_tokens)
+
+    def _batch(self, text: Any, text_pair: Any, is_split_into_words: bool) -> tuple[bool, list | None, Any]:
+        """Check the text arguments: (whether they are a batch, the batch to encode, the single pair)."""
+        if text is None:
+            raise InputError("The tokenizer needs text: a string, a list of strings, or pre-split words.")
+        if not _valid_text(text):
+            raise InputError(_TEXT_TYPES_MESSAGE.format(name="text", got=_describe(text)))
+        if text_pair is not None and not _valid_text(text_pair):
+            raise InputError(_TEXT_TYPES_MESSAGE.format(name="text_pair", got=_describe(text_pair)))
+        if is_split_into_words:
+            batched = isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
         else:
-            rows = encodings
-            sample_of_row = None
+            batched = isinstance(text, (list, tuple))
+        if not batched:
+            # A falsy pair (e.g. "") means no pair, as in the reference.
+            return False, None, text_pair if text_pair else None
+        if isinstance(text_pair, str):
+            raise InputError("text is a batch, so text_pair must be a batch too: a list with one pair text per text.")
+        if text_pair is not None:
+            if len(text) != len(text_pair):
+                raise InputError(f"text has {len(text)} items but text_pair has {len(text_pair)}; give one pair per text.")
+            return True, list(zip(text, text_pair)), None
+        if not text:
+            raise InputError("text is an empty list: there is nothing to tokenize.")
+        return True, text if isinstance(text, list) else list(text), None
 
-        if pair is None and not batched:
-            single = True
-        elif pair is None and text_pair is None:
-            # Only an optimisation hint: a str subclass just takes the slower exact path.
-            single = (
-                set(map(type, batch)) == {str}
-                if not is_split_into_words
-                else all(not item or isinstance(item[0], str) for item in batch)
-            )
-        else:
-            single = False
-        zero_types = single and self.single_sequence_type_ids_are_zero
-
-        if return_tensors is not None:
-            return self._tensors(
-                rows,
-                want_types,
-                want_mask,
-                return_special_tokens_mask,
-                return_offsets_mapping,
-                return_length,
-                sample_of_row,
-                pad_spec,
-                zero_types,
-                return_tensors,
-                max_length,
-                verbose,
-            )
-
+    def _lists(
+        self,
+        rows: list[Encoding],
+        plan: _Plan,
+        wanted: tuple,
+        sample_of_row: list[int] | None,
+        zero_types: bool,
+        keep_batch: bool,
+        tensor_type: str | None = None,
+    ) -> BatchEncoding:
+        want_types, want_mask, want_special, want_offsets, want_length = wanted
         ids = [row.ids for row in rows]
         data: dict[str, Any] = {"input_ids": ids}
-        unpadded = pad == _NO_PAD
         if want_types:
-            data["token_type_ids"] = (
-                [[0] * len(row) for row in ids] if zero_types else [row.type_ids for row in rows]
-            )
+            data["token_type_ids"] = [[0] * len(row) for row in ids] if zero_types else [row.type_ids for row in rows]
         if want_mask:
-            data["attention_mask"] = [[1] * len(row) for row in ids] if unpadded else [row.attention_mask for row in rows]
-        if return_special_tokens_mask:
+            data["attention_mask"] = [row.attention_mask for row in rows] if plan.pad_spec else [[1] * len(row) for row in ids]
+        if want_special:
             data["special_tokens_mask"] = [row.special_tokens_mask for row in rows]
-        if return_offsets_mapping:
+        if want_offsets:
             data["offset_mapping"] = [row.offsets for row in rows]
-        if return_length:
+        if want_length:
             data["length"] = [len(row) for row in ids]
         if sample_of_row is not None:
             data["overflow_to_sample_mapping"] = sample_of_row
-        if max_length is None and verbose:
+        if plan.warn_if_long and not self._warned_too_long:
             self._warn_if_too_long(max(map(len, ids)))
-        if not batched and not return_overflowing_tokens:
+        if not keep_batch:
             data = {key: (value[0] if value and isinstance(value[0], list) else value) for key, value in data.items()}
-        return BatchEncoding(data, rows)
+        return BatchEncoding(data, rows, tensor_type=tensor_type)
 
     def _tensors(
-        self,
-        rows: list[Encoding],
-        want_types: bool,
-        want_mask: bool,
-        want_special: bool,
-        want_offsets: bool,
-        want_length: bool,
-        sample_of_row: list[int] | None,
-        pad_spec: tuple | None,
-        zero_types: bool,
-        tensor_type: str,
-        max_length: int | None,
-        verbose: bool,
+        self, rows: list[Encoding], plan: _Plan, wanted: tuple, sample_of_row: list[int] | None, zero_types: bool
     ) -> BatchEncoding:
         """Model inputs as arrays/tensors, padding unpadded rows in numpy."""
         import numpy as np
 
+        want_types, want_mask, want_special, want_offsets, want_length = wanted
         ids = [row.ids for row in rows]
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        longest = int(lengths.max())
-        if max_length is None and verbose:
+        lengths = [len(row) for row in ids]
+        longest = max(lengths)
+        if plan.warn_if_long and not self._warned_too_long:
             self._warn_if_too_long(longest)
-        if pad_spec is not None:
-            fixed, side, pad_id, pad_token, multiple = pad_spec
+        target, side = longest, "right"
+        if plan.pad_spec is not None:
+            fixed, side, pad_id, pad_token, multiple = plan.pad_spec
             target = fixed if fixed is not None else longest
             if multiple and target % multiple:
                 target += multiple - target % multiple
-            if longest > target:
-                # Rows longer than a fixed padding length stay ragged; let the exact path handle it.
+        if longest > target or target == 0 or (plan.pad_spec is None and min(lengths) != longest):
+            # Ragged rows, or rows longer than a fixed padding length: the reference's exact path.
+            if plan.pad_spec is not None:
                 for row in rows:
                     row.pad(target, direction=side, pad_id=pad_id, pad_type_id=0, pad_token=pad_token)
-                return self._tensors_from_lists(rows, want_types, want_mask, want_special, want_offsets, want_length, sample_of_row, tensor_type)
-        else:
-            target = longest
-            if int(lengths.min()) != target:
-                return self._tensors_from_lists(rows, want_types, want_mask, want_special, want_offsets, want_length, sample_of_row, tensor_type)
-        if target == 0:
-            return self._tensors_from_lists(rows, want_types, want_mask, want_special, want_offsets, want_length, sample_of_row, tensor_type)
+            return self._lists(rows, plan._replace(pad_spec=True), wanted, sample_of_row, False, True, plan.tensor_type)
 
         batch = len(rows)
-        total = int(lengths.sum())
+        total = sum(lengths)
         full = total == batch * target
         if full:
             real = None
-        elif side == "right":
-            real = np.arange(target)[None, :] < lengths[:, None]
         else:
-            real = np.arange(target)[None, :] >= (target - lengths)[:, None]
+            lengths = np.array(lengths)
+            positions = np.arange(target)[None, :]
+            real = positions < lengths[:, None] if side == "right" else positions >= (target - lengths)[:, None]
 
         def padded(values: list[list[int]], fill: int) -> Any:
-            flat = np.fromiter(chain.from_iterable(values), dtype=np.int64, count=total)
             if full:
-                return flat.reshape(batch, target)
+                return np.array(values, dtype=np.int64)
             out = np.full((batch, target), fill, dtype=np.int64)
-            out[real] = flat
+            out[real] = np.fromiter(chain.from_iterable(values), dtype=np.int64, count=total)
             return out
 
         data: dict[str, Any] = {"input_ids": padded(ids, 0 if full else pad_id)}
@@ -1235,59 +1150,33 @@ class PreTrainedTokenizer:
                 np.zeros((batch, target), dtype=np.int64) if zero_types else padded([row.type_ids for row in rows], 0)
             )
         if want_mask:
-            data["attention_mask"] = np.ones((batch, target), dtype=np.int64) if full else real.astype(np.int64)
+            if full:
+                data["attention_mask"] = np.empty((batch, target), dtype=np.int64)
+                data["attention_mask"].fill(1)
+            else:
+                data["attention_mask"] = real.astype(np.int64)
         if want_special:
             data["special_tokens_mask"] = padded([row.special_tokens_mask for row in rows], 1)
         if want_offsets:
-            flat = np.fromiter(
-                chain.from_iterable(chain.from_iterable(row.offsets for row in rows)), dtype=np.int64, count=2 * total
-            ).reshape(total, 2)
+            flat = np.array([pair for row in rows for pair in row.offsets], dtype=np.int64).reshape(total, 2)
             if full:
-                offsets = flat.reshape(batch, target, 2)
+                data["offset_mapping"] = flat.reshape(batch, target, 2)
             else:
-                offsets = np.zeros((batch, target, 2), dtype=np.int64)
-                offsets[real] = flat
-            data["offset_mapping"] = offsets
+                data["offset_mapping"] = np.zeros((batch, target, 2), dtype=np.int64)
+                data["offset_mapping"][real] = flat
         if want_length:
             data["length"] = np.full(batch, target, dtype=np.int64)
         if sample_of_row is not None:
             data["overflow_to_sample_mapping"] = np.asarray(sample_of_row, dtype=np.int64)
-        if tensor_type == "pt":
+        if plan.tensor_type == "pt":
             import torch
 
             data = {key: torch.from_numpy(value) for key, value in data.items()}
         output = BatchEncoding(data, rows)
-        if pad_spec is not None:
+        if plan.pad_spec is not None:
             # Even full-length rows may hold shorter overflow pieces that Rust would have padded.
             output._pending_pad = (target, side, pad_id, 0, pad_token)
         return output
-
-    def _tensors_from_lists(
-        self,
-        rows: list[Encoding],
-        want_types: bool,
-        want_mask: bool,
-        want_special: bool,
-        want_offsets: bool,
-        want_length: bool,
-        sample_of_row: list[int] | None,
-        tensor_type: str,
-    ) -> BatchEncoding:
-        ids = [row.ids for row in rows]
-        data: dict[str, Any] = {"input_ids": ids}
-        if want_types:
-            data["token_type_ids"] = [row.type_ids for row in rows]
-        if want_mask:
-            data["attention_mask"] = [row.attention_mask for row in rows]
-        if want_special:
-            data["special_tokens_mask"] = [row.special_tokens_mask for row in rows]
-        if want_offsets:
-            data["offset_mapping"] = [row.offsets for row in rows]
-        if want_length:
-            data["length"] = [len(row) for row in ids]
-        if sample_of_row is not None:
-            data["overflow_to_sample_mapping"] = sample_of_row
-        return BatchEncoding(data, rows, tensor_type=tensor_type)
 
     def _warn_if_too_long(self, longest: int) -> None:
         if longest > self.model_max_length and self.model_max_length != 0 and not self._warned_too_long:
@@ -1528,8 +1417,8 @@ class PreTrainedTokenizer:
             files[CHAT_TEMPLATE_FILE] = self.chat_template
         # Save the padding/truncation the checkpoint came with, not whatever the last call left.
         backend = self._backend
-        with self._backend_lock:
-            self._applied = None
+        with self._lock:
+            self._forget_call_settings()
             if self._loaded_truncation is not None:
                 backend.enable_truncation(**self._loaded_truncation)
             else:
@@ -1636,6 +1525,18 @@ _TEXT_TYPES_MESSAGE = (
     "is_split_into_words=True), a list of lists of str (pre-split batch) or a list of (text, pair) "
     "tuples; got {got}."
 )
+
+
+def _single_sequences(batch: list | None, pair: Any, text_pair: Any, is_split_into_words: bool) -> bool:
+    """Whether a call encodes single sequences only (no pairs). Only an optimisation hint: a str
+    subclass just takes the slower exact path."""
+    if batch is None:
+        return pair is None
+    if text_pair is not None:
+        return False
+    if is_split_into_words:
+        return all(not item or isinstance(item[0], str) for item in batch)
+    return set(map(type, batch)) == {str}
 
 
 def _valid_text(value: Any) -> bool:
