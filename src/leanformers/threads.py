@@ -1,21 +1,11 @@
 """How many CPU threads leanformers' own work may use, and torch's share of them.
 
-One budget, ``num_threads()``, serves every parallel step the library runs itself (image decoding
-and resizing), sizes the Rust tokenizer's pool when chosen explicitly, and caps torch's intra-op
-threads where a pipeline runs a model (never at import or load):
-
-* the CPUs this process may actually run on: the affinity mask (``taskset``, a job scheduler's
-  CPU set), further capped by a cgroup CPU quota (a container given 2 CPUs on a 64-core host);
-  ``os.cpu_count()`` would count the host's cores and oversubscribe;
-* unless ``LEANFORMERS_NUM_THREADS`` or :func:`set_num_threads` says otherwise.
-
-The steps never overlap (text is tokenised, then the model runs; images are prepared, then the
-model runs), so each may use the whole budget without oversubscribing the other. Torch keeps its
-own setting when the user chose one (``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` or
-``torch.set_num_threads`` before loading); leanformers only lowers torch's default when that
-default counts more CPUs than the process has (:func:`fit_torch_threads`).
-
-Importing this module imports neither torch nor numpy.
+One budget, ``num_threads()``: ``set_num_threads``, else ``LEANFORMERS_NUM_THREADS``, else the CPUs
+this process may run on (affinity mask, capped by a cgroup CPU quota; ``os.cpu_count()`` counts the
+host's cores and would oversubscribe a container). It serves the parallel steps the library runs
+itself (image decoding and resizing), sizes the Rust tokenizer's pool when chosen explicitly, and
+caps torch's intra-op threads where a pipeline runs a model; nothing changes at import or load.
+Steps never overlap (tokenise, then run the model), so each may use the whole budget.
 """
 
 from __future__ import annotations

@@ -1,22 +1,13 @@
 """The attention interface: every model attends through ``attend`` and nothing else.
 
-A model projects its queries, keys and values and hands them over in the layout its hidden states
-have; ``attend`` splits the heads, applies rotary positions, updates a key/value cache, builds the
-mask and runs ``F.scaled_dot_product_attention`` (or, when attention weights or logit soft-capping
-are asked for, the explicit softmax the reference calls "eager"). What ``mask`` is decides the rest:
-
-- ``None``: dense, every query sees every key.
-- ``Mask``: dense, with padding (a (batch, keys) 0/1 mask), causal order, a sliding window per call,
-  and the position offset of a cache; built once per forward and shared by the layers.
-- ``PackedBatch``: unpadded execution. A padded batch's real tokens are gathered once into a
-  (tokens, hidden) matrix, sorted by length and cut into length buckets (``plan_buckets`` weighs a
-  few pad tokens against an extra call); attention runs one SDPA call per bucket, and every other
-  per-token op runs on the packed matrix unchanged. Models never see the difference.
-
-Unpadded execution is automatic only where no output shows a padded position (``run_encoder``:
-``padding_in_output=False`` and no hidden states asked for); ``config.unpad_inputs=True`` opts every
-head in (padded positions then read zero), ``False`` opts out. Batches whose first column holds
-padding, and calls asking for attention weights, stay dense.
+A model hands over its projected queries, keys and values in its hidden states' layout; ``attend``
+splits heads, applies rotary positions, updates the ``KVCache``, masks and runs
+``F.scaled_dot_product_attention`` (or the explicit softmax, for attention weights or soft-capping).
+``mask`` decides the layout: ``None`` (dense, all keys), a ``Mask`` (dense with padding, causal
+order, a cache offset; a sliding window per call), or a ``PackedBatch``: a padded batch's real tokens
+gathered once into (tokens, hidden), cut into length buckets, one SDPA call per bucket. Packing is
+automatic only where no output shows a padded position (``run_encoder``); ``config.unpad_inputs``
+True opts every head in (padded positions then read zero), False opts out.
 """
 
 from __future__ import annotations

@@ -1,22 +1,12 @@
 """Swin Transformer (Liu et al., 2021): attention inside local windows, shifted every other block,
 with patch merging between stages; an image classifier and a multi-scale backbone on top.
 
-Module paths equal the checkpoint keys the reference library writes by default
-(``swin.encoder.layers.0.blocks.0.attention.self.query.weight``,
-``...attention.self.relative_position_bias_table``). A small rename table also reads the two other
-layouts the reference produces: a freshly built backbone saved without the ``swin.`` prefix, and its
-in-memory names (``attention.q_proj``, ``mlp.fc1``; ``save_original_format=False``).
-``relative_position_index`` is derived from ``window_size`` and never saved; older checkpoints that
-carry it have it ignored on load.
-
-Window sizes follow the reference:
-- The base model and classifier stop shifting a stage whose grid's shorter side is exactly one
-  window. A grid *smaller* than the window cannot use the learned relative-position table (the
-  reference fails with a shape error), so such inputs are refused with the smallest usable size.
-- The backbone always partitions into full windows (padding the grid), at any input size.
-The choice is made per call from the input size. The reference instead stores the reduced window on
-its modules the first time it sees a small input and keeps using it for later, larger inputs;
-leanformers matches a freshly loaded reference model at every size.
+Module paths equal the checkpoint keys the reference writes by default; ``_conversion`` also reads
+its two other layouts (a backbone saved without the ``swin.`` prefix, and the in-memory names
+``attention.q_proj``, ``mlp.fc1``). Window sizes are chosen per call from the input size, as a
+freshly loaded reference model chooses them (the reference keeps a reduced window once it has seen
+a small input); a grid smaller than the window, which the learned relative-position table cannot
+serve, is refused with the smallest usable size, except in the backbone, which pads to full windows.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """wav2vec 2.0 (Baevski et al., 2020): a convolutional feature encoder over the raw waveform, a
 Transformer encoder with a convolutional position embedding, and the audio task heads.
 
-Module paths equal the keys of the files the reference library reads and writes
-(``wav2vec2.feature_extractor.conv_layers.0.conv.weight``, ``wav2vec2.encoder.layers.0.attention.q_proj.weight``,
-``lm_head.weight``). The position convolution is weight-normalised (magnitude ``g`` and direction ``v``);
-files store the pair either the way ``torch.nn.utils.parametrizations.weight_norm`` names it
-(``pos_conv_embed.conv.parametrizations.weight.original0`` / ``original1``, what the reference writes
-today) or the older way (``pos_conv_embed.conv.weight_g`` / ``weight_v``). The module paths use the
-newer names, so ``save_pretrained`` writes them; older files load through ``_conversion``.
-
-HuBERT (``hubert.py``) reuses every module here and differs only in its config, a few switches and
-its initialisation scheme. The pre-training objective (quantizer, contrastive loss), the output
-adapter (``add_adapter``) and the MMS attention adapters (``adapter_attn_dim``) are not provided.
+Module paths equal the reference's keys. The weight-normalised position convolution is stored the
+way ``torch.nn.utils.parametrizations.weight_norm`` names it (``...parametrizations.weight.original0``
+/ ``original1``, what the reference writes); older ``weight_g`` / ``weight_v`` files load through
+``_conversion``. HuBERT (``hubert.py``) reuses these modules. Not provided: pre-training (quantizer,
+contrastive loss), ``add_adapter`` and the MMS attention adapters.
 """
 
 from __future__ import annotations
