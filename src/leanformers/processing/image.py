@@ -60,7 +60,7 @@ from ..hub import (
     split_source_options,
 )
 from .features import BatchFeature, SavedSettings, tensor_type_name
-from .resample import native_pixels, resize_center_crop, resize_crop_native
+from .resample import native_pixels, resize_crop_native
 
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"
@@ -586,9 +586,8 @@ def resize_image(
 def resize_and_crop(
     image: PIL.Image.Image | np.ndarray, height: int, width: int, resample: int, crop: tuple[int, int] | None
 ) -> np.ndarray:
-    """``resize_image`` then, when ``crop`` (height, width) is given, ``center_crop``. The crop's part
-    alone is resampled where that is exact (``resample.py``): by the native engine for 8-bit RGB and
-    grey pixels, else by Pillow for what its ``box`` allows."""
+    """``resize_image`` then, when ``crop`` (height, width) is given, ``center_crop``. The native
+    engine (``resample.py``) resamples the crop's part alone where it gives Pillow's bytes."""
     native = native_pixels(image)
     if native is not None and height > 0 and width > 0:
         fits = crop is None or (crop[0] <= height and crop[1] <= width)
@@ -596,10 +595,6 @@ def resize_and_crop(
         kept = resize_crop_native(pixels, height, width, resample, crop if fits else None, channels)
         if kept is not None:
             return kept if fits else center_crop(kept, *crop)
-    if crop is not None and isinstance(image, PIL.Image.Image):
-        kept = resize_center_crop(image, height, width, resample, *crop)
-        if kept is not None:
-            return _as_array(kept)
     resized = _as_array(resize_image(image, height, width, resample))
     return center_crop(resized, *crop) if crop is not None else resized
 
