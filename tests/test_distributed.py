@@ -267,7 +267,6 @@ def test_run_cli_prediction(ray_local, classifier_dir, reference, tmp_path):
         address=None,
         workers=2,
         top_k=None,
-        prepack=True,  # the workers' models prepacked: same predictions
     )
     assert summary["rows"] == len(texts) and summary["workers"] == 2 and summary["output"] == str(output)
     assert "predicted 120 items" in summary_line(summary)
@@ -276,16 +275,19 @@ def test_run_cli_prediction(ray_local, classifier_dir, reference, tmp_path):
     check_same(rows, texts, reference(texts))
 
 
-def test_predictor_prepacks_its_model(classifier_dir):
+def test_predictor_compiles_its_model(classifier_dir, monkeypatch):
+    """compile=True calls the worker model's compile() (torch.compile in place); recorded, not made."""
     from leanformers.distributed import Predictor
-    from leanformers.modeling import linear
 
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
     options = {"model": str(classifier_dir), "task": None, "device": None, "column": "text", "id_column": "id",
                "task_kwargs": {}, "num_threads": torch.get_num_threads(), "pipeline_factory": None}
-    for prepack in (False, True):
-        predictor = Predictor(**options, prepack=prepack)
-        linears = [m for m in predictor.pipe.model.modules() if isinstance(m, torch.nn.Linear)]
-        assert linears and all(linear.is_prepacked(m) == prepack for m in linears)
+    Predictor(**options)
+    assert compiled == []
+    predictor = Predictor(**options, compile=True)
+    assert compiled == ["BertForSequenceClassification"]
+    assert predictor.pipe.run_batch(["fine"])[0]["label"].startswith("LABEL_")
 
 
 @needs_ray

@@ -1,34 +1,15 @@
 """Batch prediction scaled out with Ray Data: many workers, one machine or a cluster.
 
-Ray Data does the scheduling, the queueing, the data transfer and the fault tolerance; this module
-only says what one worker does. Install the extra with ``pip install "leanformers[ray]"``.
-
     ds = predict_dataset("reviews.jsonl", "path/to/checkpoint", concurrency=4)
     write_predictions(ds, "predictions.parquet")
 
-How a run goes:
-
-* The input is a ``ray.data.Dataset``, or a path Ray Data reads (``.parquet``, ``.jsonl`` /
-  ``.json``, ``.csv``, ``.txt``; a local path, a directory of such files, or any URI a pyarrow
-  filesystem understands, e.g. ``s3://bucket/prefix/``).
-* Every output row carries the input's id column (``id_column``, default ``"id"``). When the input
-  has no such column one is added: the row's position in the input, counting from 0 in the order
-  Ray Data reads it (for one file: its line / row order; for several: file after file in the order
-  Ray Data lists them). Adding it streams the input once through the calling process, in order,
-  into Ray's object store (spilled to disk when large) before prediction starts; give the input an
-  id column of its own to skip that pass (and to read it on every node in parallel).
-* ``map_batches`` with a callable class: each worker (a Ray actor) loads the model once with
-  :func:`leanformers.pipelines.pipeline` and answers every batch with one ``pipe.run_batch``
-  (one padded forward pass). ``concurrency`` workers run at once, each holding ``num_cpus`` CPUs,
-  or ``num_gpus`` GPUs (1 when ``device`` is ``"cuda"``).
-* A worker whose process dies (killed, out of memory, a lost node) is restarted by Ray, which loads
-  the model again and re-runs the batches it held (``max_retries`` times); the output still has
-  every row exactly once. An exception raised by the model code is not retried: it fails the run.
-* Results become columns: a result that is a flat dict (``{"label", "score"}``, a QA answer) gives
-  one column per key; anything nested (``top_k`` lists, entities, embeddings) is one ``prediction``
-  column holding JSON text.
-
-Nothing here is imported by ``import leanformers``; ``ray`` is imported on first use only.
+Ray Data does the scheduling, queueing, data transfer and fault tolerance; this module only says
+what one worker does: load the pipeline once (a :class:`Predictor` actor) and answer each batch
+with one ``pipe.run_batch``. Every output row carries the input's id column (added, as the row's
+position in the input, where the input has none). A worker whose process dies is restarted and its
+batches re-run, so the output still has every row exactly once. Flat dict results become one
+column per key; anything nested becomes one ``prediction`` column of JSON text. ``ray`` is
+imported on first use only (``pip install "leanformers[ray]"``).
 """
 
 from __future__ import annotations
@@ -42,18 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .files import default_column, file_format, read_rows
 
 INSTALL_HINT = 'Ray is not installed; install the extra with: pip install "leanformers[ray]"'
-READ_FORMATS = ("parquet", "jsonl", "csv", "txt")
 WRITE_FORMATS = ("parquet", "jsonl", "csv")
-_SUFFIXES = {
-    "parquet": "parquet",
-    "jsonl": "jsonl",
-    "ndjson": "jsonl",
-    "json": "jsonl",
-    "csv": "csv",
-    "txt": "txt",
-}
 PREDICTION_COLUMN = "prediction"
 
 
@@ -71,9 +44,7 @@ def require_ray() -> Any:
     return ray
 
 
-# ------------------------------------------------------------------------------------------------
-# What one worker does
-# ------------------------------------------------------------------------------------------------
+# -- what one worker does -------------------------------------------------------------------------
 
 
 def _flatten(results: list[Any]) -> dict[str, list[Any]]:
@@ -97,8 +68,9 @@ def _items(table: Any, column: str | Sequence[str]) -> list[Any]:
 
 
 class Predictor:
-    """The callable class Ray Data runs in each worker: loads the pipeline once, then maps batches
-    (pyarrow tables) to prediction tables."""
+    """The callable class Ray Data runs in each worker: loads the pipeline once (``compile``: its
+    model's forward compiled in place with torch.compile), then maps batches (pyarrow tables) to
+    prediction tables."""
 
     def __init__(
         self,
@@ -111,7 +83,7 @@ class Predictor:
         num_threads: int,
         pipeline_factory: Callable[..., Any] | None,
         dtype: Any = None,
-        prepack: bool = False,
+        compile: bool = False,
     ) -> None:
         import torch
 
@@ -120,8 +92,8 @@ class Predictor:
             from .pipelines import pipeline as pipeline_factory
         options = {"dtype": dtype} if dtype is not None else {}
         self.pipe = pipeline_factory(task, model=model, device=device, **options)
-        if prepack:
-            self.pipe.model.prepack_weights()
+        if compile:
+            self.pipe.model.compile()
         self.column = column
         self.id_column = id_column
         self.task_kwargs = task_kwargs
@@ -140,24 +112,7 @@ class Predictor:
         return pa.table(columns)
 
 
-# ------------------------------------------------------------------------------------------------
-# Reading, ids, prediction
-# ------------------------------------------------------------------------------------------------
-
-
-def _format_of(path: str, given: str | None, allowed: Sequence[str], what: str) -> str:
-    fmt = given or _SUFFIXES.get(Path(path.rstrip("/")).suffix.lower().lstrip("."))
-    if fmt is None and "://" not in path and os.path.isdir(path):
-        # a local directory: the one format its files share
-        found = {_SUFFIXES.get(Path(name).suffix.lower().lstrip(".")) for name in os.listdir(path)} - {None}
-        fmt = found.pop() if len(found) == 1 else None
-    fmt = _SUFFIXES.get(fmt, fmt) if fmt else None
-    if fmt not in allowed:
-        raise InputError(
-            f"cannot tell the format of the {what} {path!r}; name a file ending in "
-            f"{', '.join('.' + f for f in allowed)}, or pass format= (one of {', '.join(allowed)})."
-        )
-    return fmt
+# -- reading, ids, prediction ---------------------------------------------------------------------
 
 
 def read_dataset(
@@ -168,65 +123,40 @@ def read_dataset(
     on_this_node: bool = False,
     rows_per_block: int = 1024,
 ) -> Any:
-    """A Ray Dataset over ``path`` (a file, a directory of files or a URI), by extension or ``format``.
+    """A Ray Dataset over ``path`` (a file, a directory of files or a URI such as ``s3://...``),
+    by extension or ``format``.
 
-    ``on_this_node``: a local path is read here, by this process (pyarrow), and handed to Ray in
-    blocks of ``rows_per_block`` rows, for a cluster whose other machines do not have the file (the
-    command line's case); otherwise Ray Data's read tasks read it wherever they run."""
+    ``on_this_node``: a local path is read here, by this process, with the same reader as the
+    local engine (:func:`leanformers.files.read_rows`), and handed to Ray in blocks of
+    ``rows_per_block`` rows: for a cluster whose other machines do not have the file (the command
+    line's case). Otherwise Ray Data's read tasks read it wherever they run."""
     ray = require_ray()
     path = os.fspath(path)
-    fmt = _format_of(path, format, READ_FORMATS, "input")
+    fmt = file_format(path, "input", given=format)
     if "://" not in path:
         if not os.path.exists(path):
             raise InputError(f"input {path!r} does not exist.")
         if on_this_node and filesystem is None:
-            table = _read_here(path, fmt)
-            if table.num_rows == 0:
-                raise InputError(f"input {path!r} has no rows.")
-            step = max(1, rows_per_block)
-            return ray.data.from_arrow([table.slice(i, step) for i in range(0, table.num_rows, step)])
+            return ray.data.from_arrow(_blocks(path, max(1, rows_per_block)))
     # Reading reserves no CPU: otherwise workers holding every CPU (2 workers x 1 CPU on 2 cores)
     # leave none for the read tasks that feed them, and Ray Data waits forever.
-    options: dict[str, Any] = {"num_cpus": 0}
-    if filesystem is not None:
-        options["filesystem"] = filesystem
-    if fmt == "parquet":
-        return ray.data.read_parquet(path, **options)
+    options: dict[str, Any] = {"num_cpus": 0, **({"filesystem": filesystem} if filesystem is not None else {})}
     if fmt == "jsonl":
         return ray.data.read_json(path, lines=True, **options)
-    if fmt == "csv":
-        return ray.data.read_csv(path, **options)
-    return ray.data.read_text(path, **options)
+    read = {"parquet": ray.data.read_parquet, "csv": ray.data.read_csv, "txt": ray.data.read_text}[fmt]
+    return read(path, **options)
 
 
-def _read_here(path: str, fmt: str) -> Any:
-    """A local file, or a directory's files of that format in name order, as one pyarrow table."""
+def _blocks(path: str, rows_per_block: int) -> list[Any]:
+    """The rows of a local input as pyarrow tables of ``rows_per_block`` rows, with one schema."""
     import pyarrow as pa
-    import pyarrow.csv as pa_csv
-    import pyarrow.json as pa_json
-    import pyarrow.parquet as pq
 
-    if os.path.isdir(path):
-        files = sorted(
-            os.path.join(path, name)
-            for name in os.listdir(path)
-            if _SUFFIXES.get(Path(name).suffix.lower().lstrip(".")) == fmt
-        )
-    else:
-        files = [path]
-    tables = []
-    for file in files:
-        if fmt == "parquet":
-            tables.append(pq.read_table(file))
-        elif fmt == "jsonl":
-            tables.append(pa_json.read_json(file))
-        elif fmt == "csv":
-            tables.append(pa_csv.read_csv(file))
-        else:
-            with open(file, encoding="utf-8") as handle:
-                lines = [line.rstrip("\r\n") for line in handle]
-            tables.append(pa.table({"text": [line for line in lines if line.strip()]}))
-    return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    rows = list(read_rows(path))
+    if not rows:
+        raise InputError(f"input {path!r} has no rows.")
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    table = pa.table({name: [row.get(name) for row in rows] for name in names})
+    return [table.slice(start, rows_per_block) for start in range(0, table.num_rows, rows_per_block)]
 
 
 def with_row_ids(dataset: Any, id_column: str = "id") -> Any:
@@ -234,8 +164,7 @@ def with_row_ids(dataset: Any, id_column: str = "id") -> Any:
 
     The blocks stream through the calling process once, in order (this sets ``preserve_order`` on
     ``dataset``'s context), get their ids and are put back in Ray's object store (spilled to disk
-    when large), so the ids stay the same on every later pass (a retried batch keeps its rows' ids).
-    Only public Ray Data API: ``iter_batches``, ``ray.put``, ``ray.data.from_arrow_refs``."""
+    when large), so the ids stay the same on every later pass (a retried batch keeps its rows' ids)."""
     ray = require_ray()
     import pyarrow as pa
 
@@ -250,32 +179,6 @@ def with_row_ids(dataset: Any, id_column: str = "id") -> Any:
     if not refs:
         raise InputError("the input has no rows.")
     return ray.data.from_arrow_refs(refs)
-
-
-def _default_column(task: str | None, columns: list[str], id_column: str) -> str | list[str]:
-    if task == "question-answering" and {"question", "context"} <= set(columns):
-        return ["question", "context"]
-    if task is not None:
-        from .batch import default_column
-
-        wanted = default_column(task)
-        if wanted in columns:
-            return wanted
-    elif "text" in columns:
-        return "text"
-    others = [c for c in columns if c != id_column]
-    if len(others) == 1:
-        return others[0]
-    raise InputError(f"cannot tell which input column to predict on; pass column= (one of {others}).")
-
-
-def _infer_task(model: Any) -> str | None:
-    if not isinstance(model, (str, os.PathLike)):
-        return None
-    from .auto import AutoConfig
-    from .pipelines import infer_task
-
-    return infer_task(AutoConfig.from_pretrained(os.fspath(model)))
 
 
 def predict_dataset(
@@ -297,48 +200,35 @@ def predict_dataset(
     read_on_this_node: bool = False,
     max_retries: int = 3,
     pipeline_factory: Callable[..., Any] | None = None,
-    prepack: bool = False,
+    compile: bool = False,
 ) -> Any:
     """A lazy Ray Dataset of predictions for ``data`` (a Ray Dataset or a path, see :func:`read_dataset`).
 
     ``model`` is a checkpoint folder or hub id, loaded once per worker; ``column`` names the input
     column (a list of names gives each item as a dict, e.g. ``["question", "context"]``; default:
-    ``text`` / ``image`` / ``audio`` by task); ``task_kwargs`` go to every ``run_batch`` call
+    see :func:`leanformers.files.default_column`); ``task_kwargs`` go to every ``run_batch`` call
     (e.g. ``{"top_k": 3}``). ``batch_size`` rows make one padded forward pass. ``concurrency``
     workers, each with ``num_cpus`` CPUs and ``num_gpus`` GPUs (default 1 when ``device`` starts
     with ``"cuda"``). A worker process that dies is restarted and its batches re-run up to
-    ``max_retries`` times. ``read_on_this_node``: see :func:`read_dataset`. ``dtype`` (e.g.
-    ``"bfloat16"``) goes to the pipeline when given; ``prepack`` calls each worker model's
-    ``prepack_weights()`` (also packs weights not mapped from a file, for more memory). ``pipeline_factory(task, model=, device=[, dtype=])`` replaces
-    :func:`leanformers.pipelines.pipeline` (for tests and custom pipelines).
-    Nothing runs until the result is consumed (``write_predictions``, ``take_all``, ``iter_batches``)."""
+    ``max_retries`` times. ``dtype`` (e.g. ``"bfloat16"``) goes to the pipeline when given;
+    ``compile=True`` compiles each worker's model with torch.compile (its first batches pay the
+    compilation). ``pipeline_factory(task, model=, device=[, dtype=])`` replaces
+    :func:`leanformers.pipelines.pipeline` (for tests and custom pipelines). Nothing runs until the
+    result is consumed (``write_predictions``, ``take_all``, ``iter_batches``)."""
     ray = require_ray()
-    for name, value in (
-        ("batch_size", batch_size),
-        ("concurrency", concurrency),
-        ("max_retries", max_retries),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "max_retries" else 1):
+    for name, value, least in (("batch_size", batch_size, 1), ("concurrency", concurrency, 1), ("max_retries", max_retries, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise InputError(f"{name} must be a positive integer, got {value!r}.")
     if isinstance(data, (str, os.PathLike)):
         data = read_dataset(
-            data,
-            format=input_format,
-            filesystem=filesystem,
-            on_this_node=read_on_this_node,
-            rows_per_block=4 * batch_size,
+            data, format=input_format, filesystem=filesystem, on_this_node=read_on_this_node, rows_per_block=4 * batch_size
         )
     elif not isinstance(data, ray.data.Dataset):
         raise InputError(f"data must be a ray.data.Dataset or a path, got {type(data).__name__}.")
-    if task is None and pipeline_factory is None:
-        task = _infer_task(model)
-    if task is not None and pipeline_factory is None:
-        from .pipelines import resolve_task
-
-        task = resolve_task(task)
+    if pipeline_factory is None:
+        task = _task_for(model, task)
     columns = list(data.columns() or [])
-    if column is None:
-        column = _default_column(task, columns, id_column)
+    column = column if column is not None else default_column(task, columns, id_column)
     missing = [c for c in ([column] if isinstance(column, str) else column) if c not in columns]
     if missing:
         raise InputError(f"the input has no column {missing[0]!r}; its columns are {columns}.")
@@ -356,11 +246,11 @@ def predict_dataset(
         "num_threads": int(num_cpus) or 1,
         "pipeline_factory": pipeline_factory,
         "dtype": dtype,
-        "prepack": bool(prepack),
+        "compile": bool(compile),
     }
     with warnings.catch_warnings():
-        # Ray 2.60 flags max_restarts / max_task_retries given as remote args as deprecated (to go in
-        # 2.64) without naming a replacement for actors; they are still what it applies.
+        # Ray flags max_restarts / max_task_retries given as remote args as deprecated without
+        # naming a replacement for actors; they are still what it applies.
         warnings.simplefilter("ignore", DeprecationWarning)
         return data.map_batches(
             Predictor,
@@ -375,18 +265,23 @@ def predict_dataset(
         )
 
 
-# ------------------------------------------------------------------------------------------------
-# Writing
-# ------------------------------------------------------------------------------------------------
+def _task_for(model: Any, task: str | None) -> str | None:
+    """``task`` resolved, or the task a checkpoint path serves (None for anything else)."""
+    from .tasks import infer_task, resolve_task
+
+    if task is not None:
+        return resolve_task(task)
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    from .auto import AutoConfig
+
+    return infer_task(AutoConfig.from_pretrained(os.fspath(model)))
 
 
-def write_predictions(
-    dataset: Any,
-    path: str | os.PathLike,
-    *,
-    format: str | None = None,
-    ordered: bool = True,
-) -> int:
+# -- writing --------------------------------------------------------------------------------------
+
+
+def write_predictions(dataset: Any, path: str | os.PathLike, *, format: str | None = None, ordered: bool = True) -> int:
     """Write ``dataset`` to ONE file at ``path`` (``.parquet``, ``.jsonl`` or ``.csv``, by extension
     or ``format``); returns the number of rows. Batches stream to the caller's process and are
     appended as they come (``ordered``: in input order), to ``path + ".partial"``, renamed to
@@ -400,7 +295,7 @@ def write_predictions(
     import pyarrow.parquet as pq
 
     path = os.fspath(path)
-    fmt = _format_of(path, format, WRITE_FORMATS, "output")
+    fmt = file_format(path, "output", given=format, formats=WRITE_FORMATS)
     if ordered:
         dataset.context.execution_options.preserve_order = True
     remote = "://" in path
@@ -411,19 +306,16 @@ def write_predictions(
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         target = path + ".partial"
         stream = pa.OSFile(target, "wb")
-    rows = 0
-    writer = None
+    rows, writer = 0, None
     try:
         for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            rows += table.num_rows
             if table.num_rows == 0:
                 continue
-            rows += table.num_rows
             if fmt == "jsonl":
-                lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_pylist())
-                stream.write(lines.encode("utf-8"))
+                stream.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_pylist()).encode())
                 continue
-            if writer is None:
-                writer = (pq.ParquetWriter if fmt == "parquet" else pa_csv.CSVWriter)(stream, table.schema)
+            writer = writer or (pq.ParquetWriter if fmt == "parquet" else pa_csv.CSVWriter)(stream, table.schema)
             writer.write_table(table.cast(writer.schema) if fmt == "parquet" else table)
         if writer is not None:
             writer.close()
@@ -434,9 +326,7 @@ def write_predictions(
     return rows
 
 
-# ------------------------------------------------------------------------------------------------
-# The CLI's one call
-# ------------------------------------------------------------------------------------------------
+# -- the command line's one call ------------------------------------------------------------------
 
 
 def run_cli_prediction(
@@ -454,39 +344,23 @@ def run_cli_prediction(
     task_kwargs: dict[str, Any] | None = None,
     num_cpus: float = 1,
     dtype: str | None = None,
-    prepack: bool = False,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """``leanformers predict MODEL --input IN --output OUT --engine ray``: connect to (``address``:
     ``"auto"``, ``"ray://host:10001"``, ``"host:6379"``) or start a local Ray, predict ``input_path``
     with ``workers`` workers, write ``output_path`` (one file, rows in input order) and return a
     summary ``{"rows", "seconds", "rows_per_s", "output", "workers", "address"}``."""
     ray = require_ray()
-    kwargs = dict(task_kwargs or {})
-    if top_k is not None:
-        kwargs["top_k"] = top_k
+    kwargs = {**(task_kwargs or {}), **({"top_k": top_k} if top_k is not None else {})}
     started = time.perf_counter()
     own = not ray.is_initialized()
     if own:
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False
         predictions = predict_dataset(
-            input_path,
-            model,
-            task,
-            batch_size=batch_size,
-            concurrency=workers,
-            num_cpus=num_cpus,
-            device=device,
-            dtype=dtype,
-            prepack=prepack,
-            column=column,
-            task_kwargs=kwargs,
+            input_path, model, task, batch_size=batch_size, concurrency=workers, num_cpus=num_cpus, device=device,
+            dtype=dtype, compile=compile, column=column, task_kwargs=kwargs,
             read_on_this_node=True,  # the command's input file need not exist on the other machines
         )
         rows = write_predictions(predictions, output_path)
