@@ -43,7 +43,6 @@ import numpy as np
 
 from .. import registry
 from ..errors import (
-    CheckpointNotFoundError,
     ConfigError,
     InputError,
     RemoteCodeError,
@@ -54,14 +53,11 @@ from ..hub import (
     SOURCE_OPTIONS,
     Source,
     read_json,
-    split_source_options,
 )
-from .features import BatchFeature, SavedSettings, tensor_type_name
+from .features import BatchFeature, Preprocessor, tensor_type_name
 
 logger = logging.getLogger(__name__)
 
-FEATURE_EXTRACTOR_FILE = "preprocessor_config.json"
-PROCESSOR_FILE = "processor_config.json"
 CONFIG_FILE = "config.json"
 
 # The settings a feature extractor holds, with each profile's defaults.
@@ -290,7 +286,7 @@ def _check_settings(settings: Mapping[str, Any]) -> None:
             raise ConfigError(f"{name} must be true or false, got {settings[name]!r}.")
 
 
-class FeatureExtractor(SavedSettings):
+class FeatureExtractor(Preprocessor):
     """Turns raw speech into ``input_values`` (and ``attention_mask``), like the reference's
     ``Wav2Vec2FeatureExtractor``.
 
@@ -301,6 +297,8 @@ class FeatureExtractor(SavedSettings):
     """
 
     model_input_names: ClassVar[list[str]] = ["input_values", "attention_mask"]
+    bundle_keys = ("feature_extractor", "audio_processor")
+    kind = "feature extractor"
 
     def __init__(self, feature_extractor_type: str = "Wav2Vec2FeatureExtractor", **settings: Any) -> None:
         defaults = profile_for(feature_extractor_type)
@@ -318,19 +316,18 @@ class FeatureExtractor(SavedSettings):
     # -- loading and saving ----------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
-        """The feature extractor of a checkpoint folder, hub repository or preprocessor_config.json file."""
-        return load_feature_extractor(pretrained_model_name_or_path, **kwargs)
-
-    @classmethod
-    def from_dict(cls, feature_extractor_dict: Mapping[str, Any], **kwargs: Any) -> Any:
-        """Build from a settings dict (``to_dict()``'s form); keyword arguments override settings."""
-        data = dict(feature_extractor_dict)
-        class_name = data.pop("feature_extractor_type", "Wav2Vec2FeatureExtractor")
-        return cls._from_settings(class_name, data, dict(kwargs), "the settings dict")
+    def _class_name_from(cls, data: Mapping[str, Any], source: Source | None, where: str, config: Any) -> str:
+        if source is None and config is None and where == "the settings dict":
+            return data.get("feature_extractor_type", "Wav2Vec2FeatureExtractor")
+        return _class_name_from(data, source, where, config)
 
     @classmethod
     def _from_settings(cls, class_name: str, data: Mapping[str, Any], kwargs: dict[str, Any], where: str) -> Any:
+        if registry.image_processor_profile(class_name) is not None:
+            # An image class named as a feature extractor: the reference hands it to the image processor.
+            from .image import ImageProcessor
+
+            return ImageProcessor._from_settings(class_name, data, kwargs, where)
         return_unused = kwargs.pop("return_unused_kwargs", False)
         settings = {key: value for key, value in data.items() if key != "feature_extractor_type"}
         # Unlike the reference (which only overrides keys already in the file), a known setting
@@ -358,11 +355,6 @@ class FeatureExtractor(SavedSettings):
         output = {key: copy.deepcopy(value) for key, value in self.__dict__.items() if not key.startswith("_")}
         output["feature_extractor_type"] = self._class_name
         return output
-
-    @property
-    def class_name(self) -> str:
-        """The class the checkpoint names (``Wav2Vec2FeatureExtractor``), shown by repr and saved."""
-        return self._class_name
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FeatureExtractor):
@@ -598,24 +590,6 @@ class FeatureExtractor(SavedSettings):
 # ----------------------------------------------------------------------------------------------
 
 
-def _settings_of(source: Source) -> tuple[dict[str, Any], str]:
-    """The feature extractor settings of a checkpoint and the file they came from:
-    processor_config.json's nested entry first, else preprocessor_config.json."""
-    processor_path = source.resolve(PROCESSOR_FILE, required=False)
-    if processor_path is not None:
-        bundled = read_json(processor_path)
-        for key in ("feature_extractor", "audio_processor"):
-            if isinstance(bundled.get(key), dict):
-                return dict(bundled[key]), f"{processor_path} ({key})"
-    path = source.resolve(FEATURE_EXTRACTOR_FILE, required=False)
-    if path is None:
-        raise CheckpointNotFoundError(
-            f"{source.describe()} has no {FEATURE_EXTRACTOR_FILE} (nor a {PROCESSOR_FILE} with a feature_extractor "
-            f"entry), so it has no feature extractor settings. Is it an audio (or image) model checkpoint?"
-        )
-    return read_json(path), path
-
-
 def _model_config_value(config: Any, source: Source | None, key: str) -> Any:
     if config is not None:
         return config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
@@ -672,36 +646,13 @@ def load_feature_extractor(source: Source | str | os.PathLike, **kwargs: Any) ->
     processor, as the reference's AutoFeatureExtractor does. Keyword arguments override settings;
     ``config=`` supplies the model config instead of reading config.json.
     """
-    json_file = None
     if not isinstance(source, Source):
-        options, kwargs = split_source_options(kwargs)
-        if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
-            json_file = os.fspath(source)
-        else:
-            source = Source.of(source, **options)
-    elif os.path.isfile(source.name_or_path):
-        json_file = source.name_or_path
+        return FeatureExtractor.from_pretrained(source, **kwargs)
+    if os.path.isfile(source.name_or_path):
+        return FeatureExtractor.from_pretrained(source.name_or_path, **kwargs)
     for key in IGNORED_LOAD_OPTIONS + SOURCE_OPTIONS:
         kwargs.pop(key, None)
-    config = kwargs.pop("config", None)
-
-    if json_file is not None:
-        data, where = read_json(json_file), json_file
-        folder = os.path.dirname(os.path.abspath(json_file))
-        class_name = _class_name_from(data, None, where, config)
-        if registry.image_processor_profile(class_name) is not None:
-            from .image import load_image_processor
-
-            kwargs.setdefault("image_processor_filename", os.path.basename(json_file))
-            return load_image_processor(Source.of(folder), config=config, **kwargs)
-    else:
-        data, where = _settings_of(source)
-        class_name = _class_name_from(data, source, where, config)
-        if registry.image_processor_profile(class_name) is not None:
-            from .image import load_image_processor
-
-            return load_image_processor(source, config=config, **kwargs)
-    return FeatureExtractor._from_settings(class_name, data, kwargs, where)
+    return FeatureExtractor._load(source, config=kwargs.pop("config", None), **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,10 +17,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import InputError
-from ..hub import atomic_write
+from ..errors import CheckpointNotFoundError, InputError
+from ..hub import IGNORED_LOAD_OPTIONS, SOURCE_OPTIONS, Source, atomic_write, read_json, split_source_options
 
 TENSOR_TYPES = ("pt", "np")
+PROCESSOR_FILE = "processor_config.json"
 
 
 def tensor_type_name(tensor_type: Any) -> str | None:
@@ -88,19 +89,87 @@ def _to_torch(value: Any):
     return torch.tensor(value)
 
 
-class SavedSettings:
-    """Saving, shared by the image processor and the audio feature extractor: the settings
-    (``to_dict()``, from the subclass) as one JSON file, ``settings_file``, written atomically."""
+class Preprocessor:
+    """What the image processor and the audio feature extractor share: settings held as
+    attributes, loaded from a checkpoint (``processor_config.json``'s entry, else
+    ``preprocessor_config.json``), a dict or a JSON file, and saved back as one JSON file written
+    atomically. Subclasses say how a class name is resolved (``_class_name_from``) and how
+    settings plus keyword overrides become an object (``_from_settings``)."""
 
     settings_file: ClassVar[str] = "preprocessor_config.json"
+    # Keys of processor_config.json that may hold these settings, and what they are called.
+    bundle_keys: ClassVar[tuple[str, ...]] = ()
+    kind: ClassVar[str] = "preprocessor"
     _class_name: str
+
+    @classmethod
+    def _class_name_from(cls, data: Mapping[str, Any], source: Any, where: str, config: Any) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def _from_settings(cls, class_name: str, data: Mapping[str, Any], kwargs: dict[str, Any], where: str) -> Any:
+        raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
+        """The settings of a checkpoint folder, hub repository or settings JSON file; keyword
+        arguments override them."""
+        path = pretrained_model_name_or_path
+        options, kwargs = split_source_options(kwargs)
+        for key in (*IGNORED_LOAD_OPTIONS, *SOURCE_OPTIONS, "backend"):
+            kwargs.pop(key, None)
+        if isinstance(path, (str, os.PathLike)) and os.path.isfile(path):
+            data = read_json(os.fspath(path))
+            name = cls._class_name_from(data, None, os.fspath(path), kwargs.pop("config", None))
+            return cls._from_settings(name, data, kwargs, os.fspath(path))
+        return cls._load(Source.of(path, **options), **kwargs)
+
+    @classmethod
+    def _load(cls, source: Source, filename: str | None = None, config: Any = None, **kwargs: Any) -> Any:
+        data, where = cls._read_settings(source, filename or cls.settings_file)
+        return cls._from_settings(cls._class_name_from(data, source, where, config), data, kwargs, where)
+
+    @classmethod
+    def _read_settings(cls, source: Source, filename: str) -> tuple[dict[str, Any], str]:
+        """The settings of a checkpoint and where they came from: processor_config.json's
+        entry first, else ``filename``."""
+        bundle_path = source.resolve(PROCESSOR_FILE, required=False)
+        if bundle_path is not None:
+            bundle = read_json(bundle_path)
+            for key in cls.bundle_keys:
+                if isinstance(bundle.get(key), dict):
+                    return dict(bundle[key]), f"{bundle_path} ({key})"
+        path = source.resolve(filename, required=False)
+        if path is None:
+            raise CheckpointNotFoundError(
+                f"{source.describe()} has no {filename} (nor a {PROCESSOR_FILE} with a {cls.bundle_keys[0]} entry), "
+                f"so it has no {cls.kind} settings. Is it the right kind of checkpoint?"
+            )
+        return read_json(path), path
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any], **kwargs: Any) -> Any:
+        """Build from a settings dict (``to_dict()``'s form); keyword arguments override settings."""
+        if not isinstance(settings, Mapping):
+            raise InputError(f"from_dict expects a dict of settings, got {type(settings).__name__}.")
+        name = kwargs.pop("class_name", None) or cls._class_name_from(settings, None, "the settings dict", None)
+        return cls._from_settings(name, dict(settings), kwargs, "the settings dict")
+
+    @classmethod
+    def from_json_file(cls, json_file: str | os.PathLike) -> Any:
+        data = read_json(os.fspath(json_file))
+        return cls._from_settings(cls._class_name_from(data, None, os.fspath(json_file), None), data, {}, os.fspath(json_file))
+
+    @property
+    def class_name(self) -> str:
+        """The reference class this object stands for (``ViTImageProcessor``, ``Wav2Vec2FeatureExtractor``...)."""
+        return self._class_name
+
     def to_json_string(self) -> str:
-        data = {key: value.tolist() if isinstance(value, np.ndarray) else value
-                for key, value in self.to_dict().items()}
+        data = {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in self.to_dict().items()}
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def to_json_file(self, json_file_path: str | os.PathLike) -> None:
@@ -231,4 +300,4 @@ class BatchFeature(dict):
         return self
 
 
-__all__ = ["BatchFeature", "TENSOR_TYPES", "tensor_type_name"]
+__all__ = ["BatchFeature", "Preprocessor", "TENSOR_TYPES", "tensor_type_name"]

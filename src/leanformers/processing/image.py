@@ -46,7 +46,6 @@ import PIL.ImageOps
 
 from .. import registry, threads
 from ..errors import (
-    CheckpointNotFoundError,
     ConfigError,
     InputError,
     RemoteCodeError,
@@ -54,16 +53,12 @@ from ..errors import (
 )
 from ..hub import (
     IGNORED_LOAD_OPTIONS,
-    SOURCE_OPTIONS,
     Source,
     read_json,
-    split_source_options,
 )
-from .features import BatchFeature, SavedSettings, tensor_type_name
+from .features import BatchFeature, Preprocessor, tensor_type_name
 from .resample import native_pixels, resize_crop_native
 
-IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
-PROCESSOR_FILE = "processor_config.json"
 CONFIG_FILE = "config.json"
 
 IMAGENET_DEFAULT_MEAN = [0.485, 0.456, 0.406]
@@ -821,7 +816,7 @@ def profile_for(class_name: str, where: str = "the checkpoint") -> Profile:
     return PROFILES[profile]
 
 
-class ImageProcessor(SavedSettings):
+class ImageProcessor(Preprocessor):
     """Images -> ``BatchFeature(pixel_values=...)``, configured like one of the reference's image
     processor classes (``class_name``, e.g. ``"ViTImageProcessor"``).
 
@@ -830,6 +825,8 @@ class ImageProcessor(SavedSettings):
     """
 
     model_input_names: ClassVar[list[str]] = ["pixel_values"]
+    bundle_keys = ("image_processor",)
+    kind = "image processor"
     backend = "pil"
 
     def __init__(self, class_name: str, **settings: Any) -> None:
@@ -856,53 +853,24 @@ class ImageProcessor(SavedSettings):
             return self.__dict__["_profile"].default_to_square
         raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
 
-    @property
-    def class_name(self) -> str:
-        """The reference class this processor stands for (``ViTImageProcessor``, ``CLIPImageProcessor``...)."""
-        return self._class_name
-
     # -- loading ---------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> ImageProcessor:
-        """The image processor of a checkpoint folder, hub id, or a ``preprocessor_config.json`` path;
-        keyword arguments override its settings (``size=...``, ``do_resize=False``)."""
-        path = pretrained_model_name_or_path
-        if isinstance(path, (str, os.PathLike)) and os.path.isfile(path):
-            for key in _IGNORED_LOAD_OPTIONS + SOURCE_OPTIONS:
-                kwargs.pop(key, None)
-            data = read_json(os.fspath(path))
-            name = _class_name_from(data, None, os.fspath(path), kwargs.pop("config", None))
-            return cls._from_settings(name, data, kwargs)
-        options, kwargs = split_source_options(kwargs)
-        return load_image_processor(Source.of(path, **options), **kwargs)
+    def _class_name_from(cls, data: Mapping[str, Any], source: Source | None, where: str, config: Any) -> str:
+        return _class_name_from(data, source, where, config)
 
     @classmethod
-    def from_dict(cls, image_processor_dict: Mapping[str, Any], **kwargs: Any) -> ImageProcessor:
-        """A processor from a settings dictionary (as ``to_dict`` gives) naming its class in
-        ``image_processor_type`` (or pass ``class_name=``); keyword arguments override settings."""
-        if not isinstance(image_processor_dict, Mapping):
-            raise InputError(f"from_dict expects a dict of settings, got {type(image_processor_dict).__name__}.")
-        data = dict(image_processor_dict)
-        name = kwargs.pop("class_name", None) or _class_name_from(data, None, "the settings dict", None)
-        return cls._from_settings(name, data, kwargs)
-
-    @classmethod
-    def from_json_file(cls, json_file: str | os.PathLike) -> ImageProcessor:
-        data = read_json(os.fspath(json_file))
-        return cls._from_settings(_class_name_from(data, None, os.fspath(json_file), None), data, {})
-
-    @classmethod
-    def _from_settings(cls, class_name: str, data: dict[str, Any], kwargs: dict[str, Any]):
-        """Build from file settings plus ``from_pretrained`` keyword overrides, as the reference does:
-        settings it knows override; other keywords only replace existing attributes."""
+    def _from_settings(cls, class_name: str, data: Mapping[str, Any], kwargs: dict[str, Any], where: str = "") -> Any:
+        """Build from file settings plus keyword overrides, as the reference does: settings it
+        knows override; other keywords only replace existing attributes."""
         return_unused = kwargs.pop("return_unused_kwargs", False)
         class_name = canonical_class_name(class_name)
-        profile = profile_for(class_name)
-        settable = set(SETTING_KEYS) | set(profile.extra_keys)
-        data = dict(data)
-        data.update({key: value for key, value in kwargs.items() if key in settable})
-        processor = cls(class_name, **data)
+        settable = set(SETTING_KEYS) | set(profile_for(class_name).extra_keys)
+        data = {**data, **{key: value for key, value in kwargs.items() if key in settable}}
+        try:
+            processor = cls(class_name, **data)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}" if where else str(exc)) from exc
         unused = {}
         for key, value in kwargs.items():
             if key in settable:
@@ -1079,29 +1047,7 @@ def load_image_processor(source: Source | str | os.PathLike, **kwargs: Any) -> I
     source = source if isinstance(source, Source) else Source.of(source)
     for key in _IGNORED_LOAD_OPTIONS:
         kwargs.pop(key, None)
-    config = kwargs.pop("config", None)
-    filename = kwargs.pop("image_processor_filename", IMAGE_PROCESSOR_FILE)
-
-    data = None
-    where = ""
-    processor_path = source.resolve(PROCESSOR_FILE, required=False)
-    if processor_path is not None:
-        bundled = read_json(processor_path).get("image_processor")
-        if isinstance(bundled, dict):
-            data, where = dict(bundled), f"{processor_path} (image_processor)"
-    if data is None:
-        path = source.resolve(filename, required=False)
-        if path is None:
-            raise CheckpointNotFoundError(
-                f"{source.describe()} has no {filename} (nor a {PROCESSOR_FILE} with an image_processor entry), "
-                f"so it has no image processor settings. Is it an image model checkpoint?"
-            )
-        data, where = read_json(path), path
-    class_name = _class_name_from(data, source, where, config)
-    try:
-        return ImageProcessor._from_settings(class_name, data, kwargs)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+    return ImageProcessor._load(source, kwargs.pop("image_processor_filename", None), kwargs.pop("config", None), **kwargs)
 
 
 __all__ = [
