@@ -91,11 +91,6 @@ _CALL_OPTIONS = (
 )
 
 
-# ----------------------------------------------------------------------------------------------
-# Input checks
-# ----------------------------------------------------------------------------------------------
-
-
 def _is_torch_tensor(value: Any) -> bool:
     import sys
 
@@ -244,11 +239,6 @@ def _stack_rows(rows: list[np.ndarray]) -> np.ndarray:
     for index, row in enumerate(rows):
         ragged[index] = row
     return ragged
-
-
-# ----------------------------------------------------------------------------------------------
-# Settings
-# ----------------------------------------------------------------------------------------------
 
 
 def _supported_names() -> str:
@@ -585,11 +575,6 @@ class FeatureExtractor(Preprocessor):
         return BatchFeature(data, tensor_type=return_tensors)
 
 
-# ----------------------------------------------------------------------------------------------
-# Loading from a checkpoint
-# ----------------------------------------------------------------------------------------------
-
-
 def _model_config_value(config: Any, source: Source | None, key: str) -> Any:
     if config is not None:
         return config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
@@ -653,11 +638,6 @@ def load_feature_extractor(source: Source | str | os.PathLike, **kwargs: Any) ->
     for key in IGNORED_LOAD_OPTIONS + SOURCE_OPTIONS:
         kwargs.pop(key, None)
     return FeatureExtractor._load(source, config=kwargs.pop("config", None), **kwargs)
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading audio files
-# ----------------------------------------------------------------------------------------------
 
 
 def load_audio(path: str | os.PathLike | bytes, sampling_rate: int = 16000) -> np.ndarray:

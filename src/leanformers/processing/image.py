@@ -29,13 +29,12 @@ Non-finite float inputs (NaN, inf) are refused when the image must be resized (P
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 import numbers
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -206,11 +205,6 @@ PROFILES: dict[str, Profile] = {
 _INTERNAL_ATTRIBUTES = ("_class_name", "_profile")
 
 
-# ----------------------------------------------------------------------------------------------
-# Settings: reading and checking them
-# ----------------------------------------------------------------------------------------------
-
-
 def _size_dict(value: Any, name: str, default_to_square: bool, error: type[Exception]) -> dict[str, int] | None:
     """A size setting as a dictionary: an int follows ``default_to_square`` (crop and pad sizes
     are always square), a pair is (height, width)."""
@@ -298,11 +292,6 @@ def _standardize(settings: dict[str, Any], default_to_square: bool, where: str, 
     _check_settings(settings, where, error)
 
 
-# ----------------------------------------------------------------------------------------------
-# Output sizes (the reference's arithmetic, including its int() truncations)
-# ----------------------------------------------------------------------------------------------
-
-
 def _shortest_edge_size(height: int, width: int, shortest_edge: int) -> tuple[int, int]:
     short, long = (width, height) if width <= height else (height, width)
     new_short, new_long = shortest_edge, int(shortest_edge * long / short)
@@ -342,10 +331,6 @@ def resize_output_size(height: int, width: int, size: dict[str, int]) -> tuple[i
         f"{{'shortest_edge', 'longest_edge'}} or {{'max_height', 'max_width'}}."
     )
 
-
-# ----------------------------------------------------------------------------------------------
-# Inputs -> pixels
-# ----------------------------------------------------------------------------------------------
 
 # A working image is either a PIL image in one of these modes (Pillow resizes it exactly as the
 # reference's array round trip would) or a channels-last numpy array (H, W, C) of any dtype.
@@ -697,10 +682,6 @@ def _pad(array: np.ndarray, size: dict[str, int]) -> np.ndarray:
     return np.pad(array, ((0, 0), (0, extra_rows), (0, extra_cols)), mode="constant", constant_values=0)
 
 
-# ----------------------------------------------------------------------------------------------
-# Batches on several threads (Pillow's decode and resize release the GIL)
-# ----------------------------------------------------------------------------------------------
-
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _pool_lock = threading.Lock()
@@ -729,67 +710,12 @@ def _loaded_twice_lazily(images: list[Any]) -> bool:
     return False
 
 
-def _process_in_parallel(
-    images: list[Any], prepare: Callable[[Any], np.ndarray], opts: dict[str, Any], budget: int
-) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """``prepare`` every image on ``min(budget, len(images))`` threads, the caller's included.
-
-    While the prepared images agree on shape and dtype, each thread also finishes its image into
-    that image's slot of one batch array, saving a second pass. Returns the prepared images and
-    the batch, or None for the batch when they disagree or one cannot be finished (the sequential
-    pass then redoes the finishing and raises as it would have). A failure to prepare raises the
-    lowest-index image's error, as a sequential loop does.
-    """
-    count = len(images)
-    prepared: list[Any] = [None] * count
-    errors: dict[int, Exception] = {}
-    next_index = itertools.count()
-    lock = threading.Lock()
-    batch: dict[str, Any] = {"array": None, "key": None, "whole": not opts["do_pad"]}
-
-    def work() -> None:
-        # Indices are handed out in increasing order, so once one fails every lower index is
-        # already being prepared and the lowest failure is known when all threads are done.
-        while not errors:
-            with lock:
-                index = next(next_index)
-            if index >= count:
-                return
-            try:
-                pixels = prepared[index] = prepare(images[index])
-            except Exception as exc:  # noqa: BLE001 -- re-raised by the calling thread, in index order
-                errors[index] = exc
-                return
-            if not batch["whole"]:
-                continue
-            key = (pixels.shape, _output_dtype(pixels, opts))
-            with lock:
-                if batch["array"] is None:
-                    (height, width, channels), dtype = key
-                    batch["array"], batch["key"] = np.empty((count, channels, height, width), dtype), key
-                batch["whole"] = batch["whole"] and key == batch["key"]
-                out = batch["array"][index] if batch["whole"] else None
-            if out is not None:
-                try:
-                    _finish(pixels, opts, out=out)
-                except Exception:  # noqa: BLE001 -- the sequential pass raises it, in order
-                    batch["whole"] = False
-
-    pool = _executor(budget)
-    helpers = [pool.submit(work) for _ in range(min(budget, count) - 1)]
-    work()
-    for helper in helpers:
-        # A helper still queued behind another call's work has nothing left to do.
-        if not helper.cancel():
-            helper.result()
-    if errors:
-        raise errors[min(errors)]
-    return prepared, batch["array"] if batch["whole"] else None
-
-
-# ----------------------------------------------------------------------------------------------
-# The processor
-# ----------------------------------------------------------------------------------------------
+def _map(function: Callable[[Any], Any], items: Sequence[Any], budget: int) -> list[Any]:
+    """``function`` over ``items``, in order, on up to ``budget`` of the shared image threads; the
+    lowest-index failure is raised, as a sequential loop would."""
+    if budget <= 1 or len(items) < 2:
+        return [function(item) for item in items]
+    return list(_executor(budget).map(function, items))
 
 
 def canonical_class_name(name: str) -> str:
@@ -970,20 +896,13 @@ class ImageProcessor(Preprocessor):
 
         flat = flatten_images(images)
         budget = threads.num_threads() if len(flat) > 1 and not _loaded_twice_lazily(flat) else 1
-        batch: np.ndarray | None = None
-        if budget > 1:
-            cropped, batch = _process_in_parallel(flat, prepare, opts, budget)
-        else:
-            cropped = [prepare(image) for image in flat]
-
-        if batch is None and not opts["do_pad"]:
-            shapes = {(p.shape, _output_dtype(p, opts)) for p in cropped}
-            if len(shapes) == 1:
-                # One size: write every image straight into the batch array.
-                (height, width, channels), dtype = next(iter(shapes))
-                batch = np.empty((len(cropped), channels, height, width), dtype=dtype)
-                for index, pixels in enumerate(cropped):
-                    _finish(pixels, opts, out=batch[index])
+        cropped = _map(prepare, flat, budget)
+        batch = None
+        if not opts["do_pad"] and len({(p.shape, _output_dtype(p, opts)) for p in cropped}) == 1:
+            # One size: write every image straight into the batch array.
+            height, width, channels = cropped[0].shape
+            batch = np.empty((len(cropped), channels, height, width), dtype=_output_dtype(cropped[0], opts))
+            _map(lambda index: _finish(cropped[index], opts, out=batch[index]), range(len(cropped)), budget)
         if batch is not None:
             pixel_values: Any = batch if opts["return_tensors"] else list(batch)
         else:
@@ -993,11 +912,6 @@ class ImageProcessor(Preprocessor):
         return BatchFeature({"pixel_values": pixel_values}, tensor_type=opts["return_tensors"])
 
     preprocess = __call__
-
-
-# ----------------------------------------------------------------------------------------------
-# Loading from a checkpoint
-# ----------------------------------------------------------------------------------------------
 
 
 def _class_name_from(data: dict[str, Any], source: Source | None, where: str, config: Any) -> str:

@@ -36,7 +36,7 @@ from tokenizers import (
 )
 from tokenizers.models import WordPiece
 
-from .. import registry
+from .. import registry, threads
 from ..errors import ConfigError, InputError, TokenizerError
 from ..hub import (
     IGNORED_LOAD_OPTIONS,
@@ -102,6 +102,17 @@ _CALL_OPTIONS = (
 TextOrBatch = Union[str, Sequence[str], Sequence[Sequence[str]], Sequence[tuple]]
 
 
+_pool_sized = False
+
+
+def _size_pool_once() -> None:
+    """Size the Rust tokenizer's thread pool to an explicit thread budget before its first batch
+    starts it (the pool keeps its size); nothing happens without a budget."""
+    global _pool_sized
+    threads.size_tokenizer_pool()
+    _pool_sized = True
+
+
 class _Plan(NamedTuple):
     """What a call's options ask for, settled once per distinct set of options."""
 
@@ -124,11 +135,6 @@ class TokenSpan(NamedTuple):
 
     start: int
     end: int
-
-
-# ----------------------------------------------------------------------------------------------
-# BatchEncoding
-# ----------------------------------------------------------------------------------------------
 
 
 class BatchEncoding(dict):
@@ -394,11 +400,6 @@ def _as_tensor(value: Any, tensor_type: str, key: str) -> Any:
             f"truncation=True for texts longer than the model allows) to get rows of one length, or "
             f"return_tensors=None for lists."
         ) from exc
-
-
-# ----------------------------------------------------------------------------------------------
-# The tokenizer
-# ----------------------------------------------------------------------------------------------
 
 
 def _token_property(name: str) -> property:
@@ -1007,6 +1008,8 @@ class PreTrainedTokenizer:
         else:
             batched, batch, pair = self._batch(text, text_pair, is_split_into_words)
 
+        if batched and not _pool_sized:
+            _size_pool_once()
         # The Rust tokenizer holds padding/truncation as mutable state: configuring it and encoding
         # must be one step, or a thread calling with other settings could slip in between.
         backend = self._backend
@@ -1516,10 +1519,6 @@ def clean_up_tokenization(text: str) -> str:
     )
 
 
-# ----------------------------------------------------------------------------------------------
-# Input checks and conversions
-# ----------------------------------------------------------------------------------------------
-
 _TEXT_TYPES_MESSAGE = (
     "{name} must be a str (one text), a list of str (a batch, or one pre-split text with "
     "is_split_into_words=True), a list of lists of str (pre-split batch) or a list of (text, pair) "
@@ -1653,11 +1652,6 @@ def _state_single_zero(state: dict) -> bool:
     if kind == "Sequence":
         return all(_state_single_zero(sub) for sub in state.get("processors", []))
     return False
-
-
-# ----------------------------------------------------------------------------------------------
-# Loading
-# ----------------------------------------------------------------------------------------------
 
 
 def _read_json(path: str, what: str, error: type[Exception] = ConfigError) -> Any:
