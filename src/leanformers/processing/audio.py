@@ -1,31 +1,13 @@
 """Audio: the sequence feature extractor (wav2vec2-style) and reading audio files.
 
-One engine turns raw waveforms into model inputs::
-
-    float32 rows -> truncate -> pad (left/right, to the longest / max_length / a multiple)
-                 -> attention mask (int32) -> per-utterance zero-mean unit-variance normalisation
-
-A class name in ``preprocessor_config.json`` (``feature_extractor_type``) selects a *profile* in
-``PROFILES``: plain data giving the default settings. The output equals the reference library's
-``Wav2Vec2FeatureExtractor`` bit for bit: inputs become float32 before anything else, padding comes
-first, and the statistics of each utterance are those of its real samples when an attention mask
-is produced (of the whole padded row otherwise), with the reference's epsilon of 1e-7.
-
-Where the reference silently produces garbage, this raises or does the evident thing instead:
-
-* a 2-D array that looks like ``(frames, channels)`` (soundfile's layout: at most 8 columns and
-  more rows than columns) is refused as multi-channel audio instead of being read as a batch of
-  tiny utterances; any other 2-D array is a batch, one utterance per row, as in the reference;
-* with ``padding_side="left"`` the statistics are taken over the real samples (the reference takes
-  the first ``length`` values of the padded row and then overwrites the end of the real audio);
-* every real dtype (int16 PCM, float16, float64...) becomes float32 first, so the output is always
-  float32 (the reference keeps integer and float16 inputs in their own dtype);
-* a 2-D torch tensor is a batch, like a 2-D numpy array;
-* empty utterances, non-numeric data and unknown keyword arguments raise :class:`InputError`.
-
-``load_audio`` reads a file with soundfile and resamples it with soxr's "HQ" quality (the
-``soxr_hq`` setting librosa and the reference's soundfile backend use), averaging the channels of
-a multi-channel file into one.
+One engine: float32 rows -> truncate -> pad -> attention mask -> per-utterance zero-mean,
+unit-variance normalisation; ``feature_extractor_type`` selects a profile of default settings
+(``PROFILES``). The output equals the reference's ``Wav2Vec2FeatureExtractor`` bit for bit.
+Where the reference silently produces garbage this raises or does the evident thing instead:
+(frames, channels)-looking 2-D arrays are refused as multi-channel audio, left padding takes the
+statistics over the real samples, every real dtype becomes float32 first, and empty or
+non-numeric input raises :class:`InputError`. ``load_audio`` reads files with soundfile and
+resamples with soxr "HQ" (librosa's ``soxr_hq``), averaging channels into one.
 """
 
 from __future__ import annotations

@@ -1,29 +1,17 @@
 """The image processor: one pipeline, configured by ``preprocessor_config.json``.
 
-Every checkpoint class this library covers (ViT, DeiT, ConvNeXT, BiT, CLIP, and the legacy
-``...FeatureExtractor`` names) runs the same steps with different settings::
+RGB conversion -> resize -> center crop -> rescale + normalize -> (pad) -> channels first, for
+every class covered (ViT, DeiT, ConvNeXT, BiT, CLIP and the legacy ``...FeatureExtractor`` names);
+a class name selects a *profile* (``PROFILES``: default settings, how an int ``size`` is read,
+which resize rule applies). The output equals the reference's PIL backend to the last float32
+bit: Pillow resizes 8-bit images exactly where the reference does (``resample.py`` resamples
+only the kept pixels of a resize + crop, with Pillow's bytes), and 8-bit pixels are rescaled and
+normalised through a 256-entry table per channel computed with the reference's arithmetic.
 
-    RGB conversion -> resize -> center crop -> rescale + normalize -> (pad) -> channels first
-
-A class name selects a *profile* (``PROFILES``, plain data: the class's default settings, how an
-int ``size`` is read, and which resize rule applies). The output equals the reference library's
-PIL backend (``...ImageProcessorPil``) to the last float32 bit:
-
-* resizing is done by Pillow on 8-bit images, exactly where the reference does it (it turns arrays
-  into PIL images with the same rules, including its handling of float arrays); a resize followed
-  by a center crop resamples only the kept pixels where that gives the same bits (``resample.py``);
-* rescale and normalize of 8-bit pixels go through a 256-entry table per channel computed with the
-  reference's own float64/float32 arithmetic, so the result is bit-identical while the per-pixel
-  work is one table look-up writing straight into the output batch.
-
-One deliberate difference: when ``do_convert_rgb`` is not set (ViT, DeiT and ConvNeXT leave it
-unset) and an image's channel count does not fit a three-value ``image_mean``/``image_std``
-(grayscale, grayscale+alpha, RGBA, CMYK, palette, 16-bit, bilevel), the reference raises; here the
-image is converted to RGB the way ``do_convert_rgb=True`` converts it. Wherever the reference
-returns a result, this returns the same one.
-
-Non-finite float inputs (NaN, inf) are refused when the image must be resized (Pillow needs
-8-bit pixels); without resizing they pass through, as in the reference.
+One deliberate difference: when ``do_convert_rgb`` is unset and an image's channels do not fit a
+three-value mean/std (grayscale, RGBA, CMYK, palette, 16-bit...), the reference raises; here the
+image is converted to RGB as ``do_convert_rgb=True`` would. Non-finite floats are refused when
+the image must be resized (Pillow needs 8-bit pixels).
 """
 
 from __future__ import annotations

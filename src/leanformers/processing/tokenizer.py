@@ -1,14 +1,10 @@
 """The tokenizer: one engine over ``tokenizers.Tokenizer`` (the Rust library) for every checkpoint.
 
-A checkpoint's ``tokenizer_config.json`` names a tokenizer class; that name selects *settings*
-(how to build the pipeline from a bare vocabulary, which model inputs to return), never a new code
-path. Outputs, special-token handling, saving and the printed form follow the reference library's
-v5 ``BertTokenizer`` / ``DistilBertTokenizer`` exactly, so the two can be swapped.
-
-Speed matters as much as parity: padding and truncation are configured on the Rust tokenizer only
-when they change, batches go through ``encode_batch``, and tensors are built with numpy from
-unpadded rows (the ``tokenizers.Encoding`` objects are padded lazily, only if someone asks for
-them). ``torch`` and ``numpy`` are imported only when tensors are asked for.
+A checkpoint's ``tokenizer_config.json`` names a tokenizer class; the name selects *settings* (how
+to build the pipeline from a bare vocabulary, which model inputs to return), never a new code
+path. Outputs, special tokens, saving and the printed form follow the reference's v5 tokenizers.
+Each distinct set of call options is checked once (a cached plan); the Rust tokenizer's padding
+and truncation are reset only when they change; tensors of a batch are padded in numpy.
 """
 
 from __future__ import annotations
