@@ -127,14 +127,8 @@ def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 
 def predict_windows(
-    pipe: Any,
-    rows: Iterable[Any],
-    *,
-    batch_size: int = 8,
-    window_batches: int = 64,
-    item_of: Callable[[Any], Any] = lambda row: row,
-    stats: Stats | None = None,
-    bucket: bool = True,
+    pipe: Any, rows: Iterable[Any], *, batch_size: int = 8, window_batches: int = 64,
+    item_of: Callable[[Any], Any] = lambda row: row, stats: Stats | None = None, bucket: bool = True,
     **task_kwargs: Any,
 ) -> Iterator[list[tuple[Any, Any]]]:
     """Yield ``[(row, result), ...]`` a window at a time, in input order.
@@ -347,13 +341,8 @@ def run(job: Job) -> Stats:
     start = time.perf_counter()
     try:
         for window in predict_windows(
-            job.pipe,
-            rows,
-            batch_size=job.batch_size,
-            window_batches=job.window_batches,
-            item_of=lambda row: make_item(row, task, job.column, job.base_dir),
-            stats=stats,
-            **job.task_kwargs,
+            job.pipe, rows, batch_size=job.batch_size, window_batches=job.window_batches,
+            item_of=lambda row: make_item(row, task, job.column, job.base_dir), stats=stats, **job.task_kwargs,
         ):
             out_rows = [output_row(row, result, task) for row, result in window]
             predictions = [prediction_fields(result, task) for _, result in window]

@@ -257,12 +257,7 @@ def default_batch_size(task: str | None) -> int:
 
 
 def _load_pipeline(
-    model: str,
-    task: str | None,
-    device: str | None,
-    batch_size: int,
-    dtype: str | None,
-    thread_count: int | None,
+    model: str, task: str | None, device: str | None, batch_size: int, dtype: str | None, thread_count: int | None,
     compile: bool = False,
 ) -> Any:
     """The pipeline, with the thread budget set first; ``compile``: the model's forward compiled
@@ -377,16 +372,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
     progress = sys.stderr.isatty() and not args.quiet
     job = batch.Job(
-        pipe=pipe,
-        rows=_input_rows(args, task, column),
-        column=column,
-        output=args.output,
-        emit=None if args.output else _TableEmitter() if fmt == "table" else _emit_jsonl,
-        batch_size=pipe.batch_size,
-        window_batches=args.window,
-        resume=args.resume,
-        total=count_rows(args.input) if progress and args.input else None,
-        progress=progress,
+        pipe=pipe, rows=_input_rows(args, task, column), column=column, output=args.output,
+        emit=None if args.output else _TableEmitter() if fmt == "table" else _emit_jsonl, batch_size=pipe.batch_size,
+        window_batches=args.window, resume=args.resume,
+        total=count_rows(args.input) if progress and args.input else None, progress=progress,
         base_dir=os.path.dirname(os.path.abspath(args.input)) if args.input else None,
         task_kwargs=_task_kwargs(args),
     )
@@ -418,12 +407,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     texts, vectors = [], []
     for window in batch.predict_windows(
-        pipe,
-        read_rows(args.corpus, column),
-        batch_size=args.batch_size,
-        item_of=lambda row: batch.make_item(row, "feature-extraction", column),
-        pooling="mean",
-        normalize=True,
+        pipe, read_rows(args.corpus, column), batch_size=args.batch_size,
+        item_of=lambda row: batch.make_item(row, "feature-extraction", column), pooling="mean", normalize=True,
     ):
         for row, result in window:
             texts.append(str(row[column]))

@@ -73,17 +73,9 @@ class Predictor:
     prediction tables."""
 
     def __init__(
-        self,
-        model: Any,
-        task: str | None,
-        device: Any,
-        column: str | Sequence[str],
-        id_column: str,
-        task_kwargs: dict[str, Any],
-        num_threads: int,
-        pipeline_factory: Callable[..., Any] | None,
-        dtype: Any = None,
-        compile: bool = False,
+        self, model: Any, task: str | None, device: Any, column: str | Sequence[str], id_column: str,
+        task_kwargs: dict[str, Any], num_threads: int, pipeline_factory: Callable[..., Any] | None,
+        dtype: Any = None, compile: bool = False,
     ) -> None:
         import torch
 
@@ -116,11 +108,7 @@ class Predictor:
 
 
 def read_dataset(
-    path: str | os.PathLike,
-    *,
-    format: str | None = None,
-    filesystem: Any = None,
-    on_this_node: bool = False,
+    path: str | os.PathLike, *, format: str | None = None, filesystem: Any = None, on_this_node: bool = False,
     rows_per_block: int = 1024,
 ) -> Any:
     """A Ray Dataset over ``path`` (a file, a directory of files or a URI such as ``s3://...``),
@@ -182,25 +170,11 @@ def with_row_ids(dataset: Any, id_column: str = "id") -> Any:
 
 
 def predict_dataset(
-    data: Any,
-    model: Any,
-    task: str | None = None,
-    *,
-    batch_size: int = 32,
-    concurrency: int = 1,
-    num_cpus: float = 1,
-    num_gpus: float = 0,
-    device: Any = None,
-    dtype: Any = None,
-    column: str | Sequence[str] | None = None,
-    id_column: str = "id",
-    task_kwargs: dict[str, Any] | None = None,
-    input_format: str | None = None,
-    filesystem: Any = None,
-    read_on_this_node: bool = False,
-    max_retries: int = 3,
-    pipeline_factory: Callable[..., Any] | None = None,
-    compile: bool = False,
+    data: Any, model: Any, task: str | None = None, *, batch_size: int = 32, concurrency: int = 1,
+    num_cpus: float = 1, num_gpus: float = 0, device: Any = None, dtype: Any = None,
+    column: str | Sequence[str] | None = None, id_column: str = "id", task_kwargs: dict[str, Any] | None = None,
+    input_format: str | None = None, filesystem: Any = None, read_on_this_node: bool = False, max_retries: int = 3,
+    pipeline_factory: Callable[..., Any] | None = None, compile: bool = False,
 ) -> Any:
     """A lazy Ray Dataset of predictions for ``data`` (a Ray Dataset or a path, see :func:`read_dataset`).
 
@@ -253,15 +227,9 @@ def predict_dataset(
         # naming a replacement for actors; they are still what it applies.
         warnings.simplefilter("ignore", DeprecationWarning)
         return data.map_batches(
-            Predictor,
-            fn_constructor_kwargs=constructor,
-            batch_size=batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=concurrency),
-            num_cpus=num_cpus,
-            num_gpus=num_gpus or None,
-            max_restarts=max_retries,
-            max_task_retries=max_retries,
+            Predictor, fn_constructor_kwargs=constructor, batch_size=batch_size, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus, num_gpus=num_gpus or None,
+            max_restarts=max_retries, max_task_retries=max_retries,
         )
 
 
@@ -330,21 +298,10 @@ def write_predictions(dataset: Any, path: str | os.PathLike, *, format: str | No
 
 
 def run_cli_prediction(
-    model: str,
-    input_path: str,
-    output_path: str,
-    *,
-    task: str | None = None,
-    column: str | None = None,
-    batch_size: int = 32,
-    device: str | None = None,
-    address: str | None = None,
-    workers: int = 1,
-    top_k: int | None = None,
-    task_kwargs: dict[str, Any] | None = None,
-    num_cpus: float = 1,
-    dtype: str | None = None,
-    compile: bool = False,
+    model: str, input_path: str, output_path: str, *, task: str | None = None, column: str | None = None,
+    batch_size: int = 32, device: str | None = None, address: str | None = None, workers: int = 1,
+    top_k: int | None = None, task_kwargs: dict[str, Any] | None = None, num_cpus: float = 1,
+    dtype: str | None = None, compile: bool = False,
 ) -> dict[str, Any]:
     """``leanformers predict MODEL --input IN --output OUT --engine ray``: connect to (``address``:
     ``"auto"``, ``"ray://host:10001"``, ``"host:6379"``) or start a local Ray, predict ``input_path``

@@ -67,30 +67,41 @@ def _positive_int(value: Any, name: str, allow_none: bool = False) -> int | None
     return value
 
 
-def _count(name: str, allow_none: bool = False) -> Callable[[Any], int | None]:
-    return lambda value: _positive_int(value, name, allow_none)
+def _must(wanted: str, ok: Callable[[Any], bool] = lambda value: True, convert: Callable[[Any], Any] = lambda v: v):
+    """An option's check: ``convert(value)`` where ``ok(value)``, else "NAME must be WANTED"."""
+
+    def check(name: str, value: Any) -> Any:
+        if not ok(value):
+            raise InputError(f"{name} must be {wanted}, got {value!r}.")
+        return convert(value)
+
+    return check
 
 
-def _softmax(x: Any) -> Any:
-    import numpy as np
-
-    shifted = np.exp(x - x.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
+def _is_int(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
-def _sigmoid(x: Any) -> Any:
-    import numpy as np
-
-    return 1.0 / (1.0 + np.exp(-x))
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
 
 
-_SCORE_FUNCTIONS: dict[str, Callable[[Any], Any]] = {"softmax": _softmax, "sigmoid": _sigmoid, "none": lambda x: x}
+_COUNT = _must("a positive integer", lambda v: _is_int(v, 1))
+_COUNT_OR_ALL = _must("a positive integer or None", lambda v: v is None or _is_int(v, 1))
+_NON_NEGATIVE = _must("a non-negative integer", lambda v: _is_int(v, 0))
+_FLAG = _must("True or False", convert=bool)
+_ANY = _must("anything")
 
 
-def _score_function(name: Any) -> str:
-    if isinstance(name, str) and name.lower() in _SCORE_FUNCTIONS:
-        return name.lower()
-    raise InputError(f"function_to_apply must be one of {sorted(_SCORE_FUNCTIONS)}, got {name!r}.")
+# Scores from a torch tensor of logits.
+_SCORE_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
+    "softmax": lambda x: x.softmax(-1), "sigmoid": lambda x: x.sigmoid(), "none": lambda x: x
+}
+
+
+_SCORE_FUNCTION = _must(
+    f"one of {sorted(_SCORE_FUNCTIONS)}", lambda v: isinstance(v, str) and v.lower() in _SCORE_FUNCTIONS, str.lower
+)
 
 
 def _label(config: Any, index: int) -> str:
@@ -101,16 +112,14 @@ def _label(config: Any, index: int) -> str:
 def _ranked(logits: Any, config: Any, function: str | None, single_label_is_sigmoid: bool = True) -> list[tuple[float, str]]:
     """``(score, label)`` for every label, best first. With no ``function`` the reference's rule:
     regression -> none; multi-label (or, for text and images, one label) -> sigmoid; else softmax."""
-    import numpy as np
-
     if function is None:
         problem = getattr(config, "problem_type", None)
         one_label = single_label_is_sigmoid and config.num_labels == 1
         function = "none" if problem == "regression" else (
             "sigmoid" if problem == "multi_label_classification" or one_label else "softmax"
         )
-    scores = _SCORE_FUNCTIONS[function](logits.numpy().astype(np.float32))
-    return [(float(scores[i]), _label(config, int(i))) for i in np.argsort(-scores, kind="stable")]
+    scores = _SCORE_FUNCTIONS[function](logits.float())
+    return [(float(scores[i]), _label(config, i)) for i in scores.argsort(descending=True, stable=True).tolist()]
 
 
 @dataclass
@@ -128,20 +137,14 @@ class Pipeline:
 
     task: str = ""
     # Call options: name -> (check, whether None is a value rather than "not given").
-    options: dict[str, tuple[Callable[[Any], Any], bool]] = {}
+    options: dict[str, tuple[Callable[[str, Any], Any], bool]] = {}
     # True where _postprocess reads per-token outputs only at each item's own positions, never at
     # the padding a batch adds: the model may then run on the real tokens only.
     skips_batch_padding: bool = False
 
     def __init__(
-        self,
-        model: Any,
-        tokenizer: Any = None,
-        image_processor: Any = None,
-        feature_extractor: Any = None,
-        device: Any = None,
-        batch_size: int = 1,
-        **kwargs: Any,
+        self, model: Any, tokenizer: Any = None, image_processor: Any = None, feature_extractor: Any = None,
+        device: Any = None, batch_size: int = 1, **kwargs: Any,
     ) -> None:
         import torch
 
@@ -175,7 +178,7 @@ class Pipeline:
         for name, (check, keep_none) in self.options.items():
             value = kwargs.pop(name, _ABSENT)
             if value is not _ABSENT and (value is not None or keep_none):
-                params[name] = check(value)
+                params[name] = check(name, value)
         if kwargs:
             raise InputError(f"The {self.task} pipeline got unknown option(s) {sorted(kwargs)}.")
         return params
@@ -297,10 +300,6 @@ def _check_text(item: Any, task: str) -> str:
     return item
 
 
-def _keep(value: Any) -> Any:
-    return value
-
-
 class _TextPipeline(Pipeline):
     def _check_item(self, item: Any, params: dict[str, Any]) -> Any:
         return _check_text(item, self.task)
@@ -330,11 +329,11 @@ class TextClassificationPipeline(_TextPipeline):
 
     task = "text-classification"
     options = {
-        "top_k": (_count("top_k", allow_none=True), True),
-        "function_to_apply": (_score_function, False),
-        "truncation": (_keep, True),
-        "max_length": (_keep, True),
-        "padding": (_keep, True),  # accepted, as the reference; one text is never padded
+        "top_k": (_COUNT_OR_ALL, True),
+        "function_to_apply": (_SCORE_FUNCTION, False),
+        "truncation": (_ANY, True),
+        "max_length": (_ANY, True),
+        "padding": (_ANY, True),  # accepted, as the reference; one text is never padded
     }
 
     def _is_single(self, inputs: Any, params: dict[str, Any]) -> bool:
@@ -388,31 +387,11 @@ def _is_pair_list(inputs: Any) -> bool:
 
 
 _AGGREGATIONS = ("none", "simple", "first", "average", "max")
-
-
-def _aggregation(value: Any) -> str:
-    name = getattr(value, "value", value)
-    if not isinstance(name, str) or name.lower() not in _AGGREGATIONS:
-        raise InputError(f"aggregation_strategy must be one of {list(_AGGREGATIONS)}, got {value!r}.")
-    return name.lower()
-
-
-def _label_list(value: Any) -> list[str]:
-    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-        raise InputError(f"ignore_labels must be a list of label names, got {value!r}.")
-    return list(value)
-
-
-def _stride(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(f"stride must be a non-negative integer, got {value!r}.")
-    return value
-
-
-def _delimiter(value: Any) -> str:
-    if not isinstance(value, str):
-        raise InputError(f"delimiter must be a string, got {_describe(value)}.")
-    return value
+_AGGREGATION = _must(
+    f"one of {list(_AGGREGATIONS)}",
+    lambda v: isinstance(getattr(v, "value", v), str) and getattr(v, "value", v).lower() in _AGGREGATIONS,
+    lambda v: getattr(v, "value", v).lower(),
+)
 
 
 class TokenClassificationPipeline(_TextPipeline):
@@ -426,11 +405,12 @@ class TokenClassificationPipeline(_TextPipeline):
     task = "token-classification"
     skips_batch_padding = True
     options = {
-        "aggregation_strategy": (_aggregation, False),
-        "ignore_labels": (_label_list, False),
-        "stride": (_stride, False),
-        "is_split_into_words": (bool, True),
-        "delimiter": (_delimiter, False),
+        "aggregation_strategy": (_AGGREGATION, False),
+        "ignore_labels": (_must("a list of label names", lambda v: isinstance(v, (list, tuple)) and all(
+            isinstance(label, str) for label in v), list), False),
+        "stride": (_NON_NEGATIVE, False),
+        "is_split_into_words": (_FLAG, True),
+        "delimiter": (_must("a string", lambda v: isinstance(v, str)), False),
     }
 
     def _parameters(self, kwargs):
@@ -506,13 +486,11 @@ class TokenClassificationPipeline(_TextPipeline):
         return features
 
     def _postprocess(self, item, features, outputs, params):
-        import numpy as np
-
         strategy = params.get("aggregation_strategy", "none")
         ignore = params.get("ignore_labels", ["O"])
         entities: list[dict[str, Any]] = []
         for feature, output in zip(features, outputs):
-            scores = _softmax(output["logits"][: len(feature.meta["ids"])].numpy().astype(np.float32))
+            scores = output["logits"][: len(feature.meta["ids"])].softmax(-1).numpy()
             grouped = self._aggregate(self._pre_entities(feature.meta, scores), strategy)
             entities.extend(e for e in grouped if e.get("entity") not in ignore and e.get("entity_group") not in ignore)
         return _merge_overlapping(entities) if len(features) > 1 else entities
@@ -544,14 +522,8 @@ class TokenClassificationPipeline(_TextPipeline):
         entities = []
         for p in pre:
             best = int(p["scores"].argmax())
-            entities.append({
-                "entity": _label(self.model.config, best),
-                "score": float(p["scores"][best]),
-                "index": p["index"],
-                "word": p["word"],
-                "start": p["start"],
-                "end": p["end"],
-            })
+            entities.append({"entity": _label(self.model.config, best), "score": float(p["scores"][best]),
+                             "index": p["index"], "word": p["word"], "start": p["start"], "end": p["end"]})
         return entities if strategy == "none" else self._group_entities(entities)
 
     def _aggregate_word(self, tokens: list[dict[str, Any]], strategy: str) -> dict[str, Any]:
@@ -629,10 +601,6 @@ def _merge_overlapping(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return merged
 
 
-def _doc_stride(value: Any) -> int:
-    return 0 if value == 0 and not isinstance(value, bool) else _positive_int(value, "doc_stride")
-
-
 class QuestionAnsweringPipeline(_TextPipeline):
     """``pipe(question=..., context=...)`` or ``pipe({"question", "context"})`` ->
     ``{"score", "start", "end", "answer"}`` (a list of ``top_k`` of them when ``top_k > 1``).
@@ -644,12 +612,12 @@ class QuestionAnsweringPipeline(_TextPipeline):
     task = "question-answering"
     skips_batch_padding = True
     options = {
-        "top_k": (_count("top_k"), False),
-        "max_answer_len": (_count("max_answer_len"), False),
-        "max_seq_len": (_count("max_seq_len"), False),
-        "doc_stride": (_doc_stride, False),
-        "handle_impossible_answer": (bool, True),
-        "align_to_words": (bool, True),
+        "top_k": (_COUNT, False),
+        "max_answer_len": (_COUNT, False),
+        "max_seq_len": (_COUNT, False),
+        "doc_stride": (_NON_NEGATIVE, False),
+        "handle_impossible_answer": (_FLAG, True),
+        "align_to_words": (_FLAG, True),
     }
 
     def __call__(
@@ -713,15 +681,16 @@ class QuestionAnsweringPipeline(_TextPipeline):
         return features
 
     def _postprocess(self, item, features, outputs, params):
-        import numpy as np
+        import torch
 
         top_k = params.get("top_k", 1)
         impossible = params.get("handle_impossible_answer", False)
         min_null, answers = 1_000_000.0, []
         for feature, output in zip(features, outputs):
-            allowed = np.array(feature.meta["allowed"])
+            allowed = feature.meta["allowed"]
+            masked = torch.tensor(allowed) == 0
             start, end = (
-                _softmax(np.where(allowed == 0, -10000.0, output[name][: len(allowed)].numpy().astype(np.float32)))
+                output[name][: len(allowed)].masked_fill(masked, -10000.0).softmax(-1).numpy()
                 for name in ("start_logits", "end_logits")
             )
             if impossible:
@@ -765,12 +734,6 @@ def _best_spans(start: Any, end: Any, top_k: int, max_answer_len: int, allowed: 
     return [(int(s), int(e), float(outer[s, e])) for s, e in zip(starts, ends) if allowed[s] and allowed[e]]
 
 
-def _pooling(value: Any) -> str | None:
-    if value not in (None, "mean", "cls"):
-        raise InputError(f"pooling must be None, 'mean' or 'cls', got {value!r}.")
-    return value
-
-
 class FeatureExtractionPipeline(_TextPipeline):
     """``pipe("text")`` -> the last hidden state as nested lists, ``[1][tokens][hidden]`` as the
     reference. ``pooling="mean"`` (masked mean) or ``"cls"`` gives one vector per text instead;
@@ -779,12 +742,12 @@ class FeatureExtractionPipeline(_TextPipeline):
     task = "feature-extraction"
     skips_batch_padding = True
     options = {
-        "pooling": (_pooling, True),
-        "normalize": (bool, True),
-        "return_tensors": (bool, True),
-        "tokenize_kwargs": (_keep, False),
-        "truncation": (_keep, True),
-        "max_length": (_keep, True),
+        "pooling": (_must("None, 'mean' or 'cls'", lambda v: v in (None, "mean", "cls")), True),
+        "normalize": (_FLAG, True),
+        "return_tensors": (_FLAG, True),
+        "tokenize_kwargs": (_ANY, False),
+        "truncation": (_ANY, True),
+        "max_length": (_ANY, True),
     }
 
     def _preprocess(self, item, params):
@@ -819,7 +782,7 @@ class FillMaskPipeline(_TextPipeline):
 
     task = "fill-mask"
     skips_batch_padding = True
-    options = {"top_k": (_count("top_k"), False), "targets": (_keep, False)}
+    options = {"top_k": (_COUNT, False), "targets": (_ANY, False)}
 
     def _parameters(self, kwargs):
         if self.tokenizer.mask_token_id is None:
@@ -871,12 +834,8 @@ class FillMaskPipeline(_TextPipeline):
                 tokens = ids.clone()
                 tokens[position] = token
                 tokens = tokens[tokens != pad] if pad is not None else tokens
-                row.append({
-                    "score": score,
-                    "token": token,
-                    "token_str": self.tokenizer.decode([token]),
-                    "sequence": self.tokenizer.decode(tokens.tolist(), skip_special_tokens=single),
-                })
+                sequence = self.tokenizer.decode(tokens.tolist(), skip_special_tokens=single)
+                row.append({"score": score, "token": token, "token_str": self.tokenizer.decode([token]), "sequence": sequence})
             rows.append(row)
         return rows[0] if single else rows
 
@@ -918,9 +877,9 @@ class ImageClassificationPipeline(_ImagePipeline):
 
     task = "image-classification"
     options = {
-        "top_k": (_count("top_k"), False),
-        "function_to_apply": (_score_function, False),
-        "timeout": (_keep, False),  # the reference's download timeout: images here are local
+        "top_k": (_COUNT, False),
+        "function_to_apply": (_SCORE_FUNCTION, False),
+        "timeout": (_ANY, False),  # the reference's download timeout: images here are local
     }
 
     def _postprocess(self, item, features, outputs, params):
@@ -934,7 +893,7 @@ class ImageFeatureExtractionPipeline(_ImagePipeline):
     one ``[1, C, H, W]`` nested list per stage. ``return_tensors=True`` returns torch tensors."""
 
     task = "image-feature-extraction"
-    options = {"pool": (bool, True), "return_tensors": (bool, True), "timeout": (_keep, False)}
+    options = {"pool": (_FLAG, True), "return_tensors": (_FLAG, True), "timeout": (_ANY, False)}
 
     def _postprocess(self, item, features, outputs, params):
         output = outputs[0]
@@ -1021,33 +980,12 @@ class AudioClassificationPipeline(_AudioPipeline):
     (resampled), or a file path / bytes (decoded with ``load_audio``)."""
 
     task = "audio-classification"
-    options = {"top_k": (_count("top_k", allow_none=True), True), "function_to_apply": (_score_function, False)}
+    options = {"top_k": (_COUNT_OR_ALL, True), "function_to_apply": (_SCORE_FUNCTION, False)}
 
     def _postprocess(self, item, features, outputs, params):
         function = params.get("function_to_apply")
         ranked = _ranked(outputs[0]["logits"], self.model.config, function, single_label_is_sigmoid=False)
         return [{"score": score, "label": label} for score, label in ranked[: params.get("top_k", 5)]]
-
-
-def _timestamps(value: Any) -> str:
-    if value not in ("char", "word"):
-        raise InputError(f"CTC models give character or word timestamps: return_timestamps='char' or 'word', got {value!r}.")
-    return value
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise InputError(f"chunk_length_s must be a positive number of seconds, got {value!r}.")
-    return value
-
-
-def _stride_pair(value: Any) -> list[float]:
-    pair = [value, value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-    if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in pair
-    ):
-        raise InputError(f"stride_length_s must be a number or a (left, right) pair, got {value!r}.")
-    return list(pair)
 
 
 class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
@@ -1060,9 +998,11 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
     task = "automatic-speech-recognition"
     _attention_mask = True
     options = {
-        "return_timestamps": (_timestamps, False),
-        "chunk_length_s": (_seconds, False),
-        "stride_length_s": (_stride_pair, False),
+        "return_timestamps": (_must("'char' or 'word' (CTC models give character or word timestamps)",
+                                    lambda v: v in ("char", "word")), False),
+        "chunk_length_s": (_must("a positive number of seconds", _is_number), False),
+        "stride_length_s": (_must("a number or a (left, right) pair of numbers", lambda v: _is_number(v) or (
+            isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_is_number, v)))), False),
     }
 
     @property
@@ -1076,7 +1016,8 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
         if not chunk_s:
             return [self._features(samples)]
         rate, align = self.feature_extractor.sampling_rate, self._align_to
-        left_s, right_s = params.get("stride_length_s") or [chunk_s / 6, chunk_s / 6]
+        strides = params.get("stride_length_s", chunk_s / 6)
+        left_s, right_s = (strides, strides) if _is_number(strides) else strides
         chunk_len, left, right = (int(round(s * rate / align) * align) for s in (chunk_s, left_s, right_s))
         if chunk_len <= left + right:
             raise InputError(f"chunk_length_s ({chunk_s}) must be longer than the two strides together ({left_s} + {right_s}).")
@@ -1128,16 +1069,8 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
 
 
 def pipeline(
-    task: str | None = None,
-    model: Any = None,
-    *,
-    tokenizer: Any = None,
-    image_processor: Any = None,
-    feature_extractor: Any = None,
-    device: Any = None,
-    batch_size: int = 1,
-    dtype: Any = None,
-    **kwargs: Any,
+    task: str | None = None, model: Any = None, *, tokenizer: Any = None, image_processor: Any = None,
+    feature_extractor: Any = None, device: Any = None, batch_size: int = 1, dtype: Any = None, **kwargs: Any,
 ) -> Pipeline:
     """A ready pipeline for ``task`` (inferred from the checkpoint's ``config.architectures`` when
     None) over ``model``: a checkpoint folder / hub id, or a loaded model. Processors not given are
@@ -1170,7 +1103,9 @@ def pipeline(
         architectures = getattr(config, "architectures", None) or []
         is_backbone = spec.backbone_auto_model and architectures and architectures[0].endswith("Backbone")
         auto_class = getattr(auto, spec.backbone_auto_model if is_backbone else spec.auto_model)
-        model = auto_class.from_pretrained(checkpoint, **{**model_kwargs, **({"dtype": dtype} if dtype is not None else {})})
+        if dtype is not None:
+            model_kwargs["dtype"] = dtype
+        model = auto_class.from_pretrained(checkpoint, **model_kwargs)
     else:
         if not hasattr(model, "config") or not callable(getattr(model, "forward", None)):
             raise InputError(f"model must be a checkpoint path, a hub id or a loaded model, got {_describe(model)}.")
@@ -1180,29 +1115,22 @@ def pipeline(
         if dtype is not None and dtype != "auto":
             model = model.to(dtype)
     processors = {"tokenizer": tokenizer, "image_processor": image_processor, "feature_extractor": feature_extractor}
-    loaders = {"tokenizer": "AutoTokenizer", "image_processor": "AutoImageProcessor", "feature_extractor": "AutoFeatureExtractor"}
+    loaders = {"tokenizer": auto.AutoTokenizer, "image_processor": auto.AutoImageProcessor,
+               "feature_extractor": auto.AutoFeatureExtractor}
     for name in spec.processors:
         value = processors[name]
         if value is None or isinstance(value, (str, os.PathLike)):
             source = value if value is not None else checkpoint
             if not source:
-                raise InputError(f"The {task} pipeline needs a {name}: pass {name}= (the model came without a checkpoint path).")
-            processors[name] = getattr(auto, loaders[name]).from_pretrained(source, **source_options)
-    return globals()[spec.pipeline_class](model, device=device, batch_size=batch_size, **processors, **kwargs)
+                raise InputError(
+                    f"The {task} pipeline needs a {name}: pass {name}= (the model came without a checkpoint path)."
+                )
+            processors[name] = loaders[name].from_pretrained(source, **source_options)
+    return globals()[spec.pipeline_class(task)](model, device=device, batch_size=batch_size, **processors, **kwargs)
 
 
 __all__ = [
-    "AudioClassificationPipeline",
-    "AutomaticSpeechRecognitionPipeline",
-    "FeatureExtractionPipeline",
-    "FillMaskPipeline",
-    "ImageClassificationPipeline",
-    "ImageFeatureExtractionPipeline",
-    "Pipeline",
-    "QuestionAnsweringPipeline",
-    "TextClassificationPipeline",
-    "TokenClassificationPipeline",
-    "infer_task",
-    "pipeline",
-    "resolve_task",
+    "AudioClassificationPipeline", "AutomaticSpeechRecognitionPipeline", "FeatureExtractionPipeline", "FillMaskPipeline",
+    "ImageClassificationPipeline", "ImageFeatureExtractionPipeline", "Pipeline", "QuestionAnsweringPipeline",
+    "TextClassificationPipeline", "TokenClassificationPipeline", "infer_task", "pipeline", "resolve_task",
 ]

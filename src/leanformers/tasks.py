@@ -16,41 +16,31 @@ from .errors import InputError, UnknownNameError, UnsupportedModelError
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A task's pipeline class (a name in ``leanformers.pipelines``), its Auto model class (a name
-    in ``leanformers.auto``), the processors it loads, what one input is ("text", "image" or
-    "audio"), and the Auto class that loads a backbone checkpoint instead, where one may."""
+    """A task's Auto model class (a name in ``leanformers.auto``), the processors it loads, what
+    one input is ("text", "image" or "audio"), and the Auto class that loads a backbone checkpoint
+    instead, where one may. Its pipeline class is named after the task (``fill-mask`` ->
+    ``FillMaskPipeline``)."""
 
-    pipeline_class: str
     auto_model: str
     processors: tuple[str, ...]
     inputs: str
     backbone_auto_model: str | None = None
 
+    @staticmethod
+    def pipeline_class(task: str) -> str:
+        return "".join(word.capitalize() for word in task.split("-")) + "Pipeline"
+
 
 TASKS: dict[str, TaskSpec] = {
-    "text-classification": TaskSpec(
-        "TextClassificationPipeline", "AutoModelForSequenceClassification", ("tokenizer",), "text"
-    ),
-    "token-classification": TaskSpec(
-        "TokenClassificationPipeline", "AutoModelForTokenClassification", ("tokenizer",), "text"
-    ),
-    "question-answering": TaskSpec(
-        "QuestionAnsweringPipeline", "AutoModelForQuestionAnswering", ("tokenizer",), "text"
-    ),
-    "feature-extraction": TaskSpec("FeatureExtractionPipeline", "AutoModel", ("tokenizer",), "text"),
-    "fill-mask": TaskSpec("FillMaskPipeline", "AutoModelForMaskedLM", ("tokenizer",), "text"),
-    "image-classification": TaskSpec(
-        "ImageClassificationPipeline", "AutoModelForImageClassification", ("image_processor",), "image"
-    ),
-    "image-feature-extraction": TaskSpec(
-        "ImageFeatureExtractionPipeline", "AutoModel", ("image_processor",), "image", "AutoBackbone"
-    ),
-    "audio-classification": TaskSpec(
-        "AudioClassificationPipeline", "AutoModelForAudioClassification", ("feature_extractor",), "audio"
-    ),
-    "automatic-speech-recognition": TaskSpec(
-        "AutomaticSpeechRecognitionPipeline", "AutoModelForCTC", ("feature_extractor", "tokenizer"), "audio"
-    ),
+    "text-classification": TaskSpec("AutoModelForSequenceClassification", ("tokenizer",), "text"),
+    "token-classification": TaskSpec("AutoModelForTokenClassification", ("tokenizer",), "text"),
+    "question-answering": TaskSpec("AutoModelForQuestionAnswering", ("tokenizer",), "text"),
+    "feature-extraction": TaskSpec("AutoModel", ("tokenizer",), "text"),
+    "fill-mask": TaskSpec("AutoModelForMaskedLM", ("tokenizer",), "text"),
+    "image-classification": TaskSpec("AutoModelForImageClassification", ("image_processor",), "image"),
+    "image-feature-extraction": TaskSpec("AutoModel", ("image_processor",), "image", "AutoBackbone"),
+    "audio-classification": TaskSpec("AutoModelForAudioClassification", ("feature_extractor",), "audio"),
+    "automatic-speech-recognition": TaskSpec("AutoModelForCTC", ("feature_extractor", "tokenizer"), "audio"),
 }
 
 TASK_ALIASES: dict[str, str] = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
