@@ -27,20 +27,17 @@ from .. import registry
 from ..errors import (
     ConfigError,
     InputError,
-    RemoteCodeError,
     UnsupportedModelError,
 )
 from ..hub import (
     IGNORED_LOAD_OPTIONS,
     SOURCE_OPTIONS,
     Source,
-    read_json,
 )
 from .features import BatchFeature, Preprocessor, tensor_type_name
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
 
 # The settings a feature extractor holds, with each profile's defaults.
 PROFILES: dict[str, dict[str, Any]] = {
@@ -271,6 +268,10 @@ class FeatureExtractor(Preprocessor):
     model_input_names: ClassVar[list[str]] = ["input_values", "attention_mask"]
     bundle_keys = ("feature_extractor", "audio_processor")
     kind = "feature extractor"
+    type_keys = ("feature_extractor_type", "image_processor_type")
+    config_type_key = "feature_extractor_type"
+    default_tables = ("DEFAULT_FEATURE_EXTRACTOR", "DEFAULT_IMAGE_PROCESSOR")
+    auto_map_keys = ("AutoFeatureExtractor",)
 
     def __init__(self, feature_extractor_type: str = "Wav2Vec2FeatureExtractor", **settings: Any) -> None:
         defaults = profile_for(feature_extractor_type)
@@ -291,7 +292,15 @@ class FeatureExtractor(Preprocessor):
     def _class_name_from(cls, data: Mapping[str, Any], source: Source | None, where: str, config: Any) -> str:
         if source is None and config is None and where == "the settings dict":
             return data.get("feature_extractor_type", "Wav2Vec2FeatureExtractor")
-        return _class_name_from(data, source, where, config)
+        return super()._class_name_from(data, source, where, config)
+
+    @classmethod
+    def _known(cls, name: str) -> bool:
+        return name in registry.FEATURE_EXTRACTORS or registry.image_processor_profile(name) is not None
+
+    @classmethod
+    def _supported_names(cls) -> str:
+        return _supported_names()
 
     @classmethod
     def _from_settings(cls, class_name: str, data: Mapping[str, Any], kwargs: dict[str, Any], where: str) -> Any:
@@ -555,53 +564,6 @@ class FeatureExtractor(Preprocessor):
         if masks is not None:
             data["attention_mask"] = masks
         return BatchFeature(data, tensor_type=return_tensors)
-
-
-def _model_config_value(config: Any, source: Source | None, key: str) -> Any:
-    if config is not None:
-        return config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
-    if source is None:
-        return None
-    path = source.resolve(CONFIG_FILE, required=False)
-    return read_json(path).get(key) if path is not None else None
-
-
-def _class_name_from(data: Mapping[str, Any], source: Source | None, where: str, config: Any) -> str:
-    """The class a checkpoint asks for: feature_extractor_type (or image_processor_type), else the
-    model config's feature_extractor_type, else the default of its model_type."""
-    name = data.get("feature_extractor_type") or data.get("image_processor_type")
-    if name is not None and not isinstance(name, str):
-        raise ConfigError(f"feature_extractor_type in {where} must be a class name string, got {name!r}.")
-    auto_map = data.get("auto_map") if isinstance(data.get("auto_map"), Mapping) else {}
-    if name is None:
-        name = _model_config_value(config, source, "feature_extractor_type")
-        if name is None:
-            model_type = _model_config_value(config, source, "model_type")
-            if isinstance(model_type, str):
-                name = registry.DEFAULT_FEATURE_EXTRACTOR.get(model_type) or registry.DEFAULT_IMAGE_PROCESSOR.get(
-                    model_type
-                )
-            if name is None:
-                if auto_map.get("AutoFeatureExtractor"):
-                    raise RemoteCodeError(
-                        f"{where} names its feature extractor only through auto_map ({dict(auto_map)}), which means "
-                        f"running code from the checkpoint; leanformers never does. Supported: {_supported_names()}."
-                    )
-                found = f"model_type {model_type!r}" if model_type else "no model_type (or no config.json)"
-                raise UnsupportedModelError(
-                    f"{where} has no feature_extractor_type and the checkpoint has {found}, so the feature extractor "
-                    f'cannot be chosen. Add "feature_extractor_type" ({_supported_names()}) to the file.'
-                )
-    if name in registry.FEATURE_EXTRACTORS or registry.image_processor_profile(name) is not None:
-        return name
-    if auto_map.get("AutoFeatureExtractor"):
-        raise RemoteCodeError(
-            f"{where} asks for the feature extractor {name!r} from its own code (auto_map); leanformers never runs "
-            f"code from a checkpoint. Supported: {_supported_names()}."
-        )
-    raise UnsupportedModelError(
-        f"{where} names the feature extractor {name!r}, which leanformers does not provide. Supported: {_supported_names()}."
-    )
 
 
 def load_feature_extractor(source: Source | str | os.PathLike, **kwargs: Any) -> Any:

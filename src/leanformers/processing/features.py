@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import CheckpointNotFoundError, InputError
+from .. import registry
+from ..errors import CheckpointNotFoundError, ConfigError, InputError, RemoteCodeError, UnsupportedModelError
 from ..hub import IGNORED_LOAD_OPTIONS, SOURCE_OPTIONS, Source, atomic_write, read_json, split_source_options
 
 TENSOR_TYPES = ("pt", "np")
@@ -89,6 +90,14 @@ def _to_torch(value: Any):
     return torch.tensor(value)
 
 
+def _model_config_value(config: Any, source: Source | None, key: str) -> Any:
+    """A value of the model config given, else of the checkpoint's config.json (None if neither)."""
+    if config is not None:
+        return config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
+    path = source.resolve("config.json", required=False) if source is not None else None
+    return read_json(path).get(key) if path is not None else None
+
+
 class Preprocessor:
     """What the image processor and the audio feature extractor share: settings held as
     attributes, loaded from a checkpoint (``processor_config.json``'s entry, else
@@ -102,9 +111,56 @@ class Preprocessor:
     kind: ClassVar[str] = "preprocessor"
     _class_name: str
 
+    # Where a class name is looked for: the settings' keys, the model config's key (or None), the
+    # registry tables giving a default by model_type, and the auto_map entries that mean remote code.
+    type_keys: ClassVar[tuple[str, ...]] = ()
+    config_type_key: ClassVar[str | None] = None
+    default_tables: ClassVar[tuple[str, ...]] = ()
+    auto_map_keys: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
-    def _class_name_from(cls, data: Mapping[str, Any], source: Any, where: str, config: Any) -> str:
+    def _known(cls, name: str) -> bool:
         raise NotImplementedError
+
+    @classmethod
+    def _supported_names(cls) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def _class_name_from(cls, data: Mapping[str, Any], source: Source | None, where: str, config: Any) -> str:
+        """The class a checkpoint asks for: the settings' type key, else the model config's, else
+        the default for its model_type. A checkpoint's own code (auto_map) is never run."""
+        name = next((data[key] for key in cls.type_keys if data.get(key)), None)
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(f"{cls.type_keys[0]} in {where} must be a class name string, got {name!r}.")
+        auto_map = data.get("auto_map") if isinstance(data.get("auto_map"), Mapping) else {}
+        remote = any(auto_map.get(key) for key in cls.auto_map_keys)
+        supported = cls._supported_names()
+        if name is None:
+            if cls.config_type_key is not None:
+                name = _model_config_value(config, source, cls.config_type_key)
+            model_type = _model_config_value(config, source, "model_type")
+            if name is None and isinstance(model_type, str):
+                name = next((getattr(registry, t)[model_type] for t in cls.default_tables if model_type in getattr(registry, t)), None)
+            if name is None and remote:
+                raise RemoteCodeError(
+                    f"{where} names its {cls.kind} only through auto_map ({dict(auto_map)}), which means running "
+                    f"code from the checkpoint; leanformers never runs code from a checkpoint. Supported: {supported}."
+                )
+            if name is None:
+                found = f"model_type {model_type!r}" if model_type else "no model_type (or no config.json)"
+                raise UnsupportedModelError(
+                    f"{where} has no {cls.type_keys[0]} and the checkpoint has {found}, so the {cls.kind} cannot be "
+                    f'chosen. Add "{cls.type_keys[0]}" (one of: {supported}) to the file.'
+                )
+        if cls._known(name):
+            return name
+        if remote:
+            raise RemoteCodeError(
+                f"{where} asks for the {cls.kind} {name!r} from its own code (auto_map); leanformers never runs "
+                f"code from a checkpoint. Supported: {supported}."
+            )
+        raise UnsupportedModelError(f"{where} names the {cls.kind} {name!r}, which leanformers does not provide. Supported: {supported}.")
 
     @classmethod
     def _from_settings(cls, class_name: str, data: Mapping[str, Any], kwargs: dict[str, Any], where: str) -> Any:

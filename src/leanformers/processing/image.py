@@ -35,18 +35,15 @@ from .. import registry, threads
 from ..errors import (
     ConfigError,
     InputError,
-    RemoteCodeError,
     UnsupportedModelError,
 )
 from ..hub import (
     IGNORED_LOAD_OPTIONS,
     Source,
-    read_json,
 )
 from .features import BatchFeature, Preprocessor, tensor_type_name
 from .resample import native_pixels, resize_crop_native
 
-CONFIG_FILE = "config.json"
 
 IMAGENET_DEFAULT_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_DEFAULT_STD = [0.229, 0.224, 0.225]
@@ -741,6 +738,9 @@ class ImageProcessor(Preprocessor):
     model_input_names: ClassVar[list[str]] = ["pixel_values"]
     bundle_keys = ("image_processor",)
     kind = "image processor"
+    type_keys = ("image_processor_type", "feature_extractor_type")
+    default_tables = ("DEFAULT_IMAGE_PROCESSOR",)
+    auto_map_keys = ("AutoImageProcessor", "AutoFeatureExtractor")
     backend = "pil"
 
     def __init__(self, class_name: str, **settings: Any) -> None:
@@ -771,7 +771,15 @@ class ImageProcessor(Preprocessor):
 
     @classmethod
     def _class_name_from(cls, data: Mapping[str, Any], source: Source | None, where: str, config: Any) -> str:
-        return _class_name_from(data, source, where, config)
+        return canonical_class_name(super()._class_name_from(data, source, where, config))
+
+    @classmethod
+    def _known(cls, name: str) -> bool:
+        return registry.image_processor_profile(canonical_class_name(name)) is not None
+
+    @classmethod
+    def _supported_names(cls) -> str:
+        return _supported_names()
 
     @classmethod
     def _from_settings(cls, class_name: str, data: Mapping[str, Any], kwargs: dict[str, Any], where: str = "") -> Any:
@@ -900,43 +908,6 @@ class ImageProcessor(Preprocessor):
         return BatchFeature({"pixel_values": pixel_values}, tensor_type=opts["return_tensors"])
 
     preprocess = __call__
-
-
-def _class_name_from(data: dict[str, Any], source: Source | None, where: str, config: Any) -> str:
-    """The image processor class a checkpoint asks for: ``image_processor_type``, else the legacy
-    ``feature_extractor_type``, else the default for config.json's ``model_type``."""
-    name = data.get("image_processor_type") or data.get("feature_extractor_type")
-    auto_map = data.get("auto_map") if isinstance(data.get("auto_map"), Mapping) else {}
-    if name is not None and not isinstance(name, str):
-        raise ConfigError(f"image_processor_type in {where} must be a class name string, got {name!r}.")
-    if name is None:
-        model_type = getattr(config, "model_type", None)
-        if model_type is None and source is not None:
-            config_path = source.resolve(CONFIG_FILE, required=False)
-            if config_path is not None:
-                model_type = read_json(config_path).get("model_type")
-        name = registry.DEFAULT_IMAGE_PROCESSOR.get(model_type) if model_type else None
-        if name is None:
-            if auto_map.get("AutoImageProcessor") or auto_map.get("AutoFeatureExtractor"):
-                raise RemoteCodeError(
-                    f"{where} names its image processor only through auto_map ({dict(auto_map)}), which means "
-                    f"running code from the checkpoint; leanformers never does. Supported: {_supported_names()}."
-                )
-            found = f"model_type {model_type!r}" if model_type else "no model_type (or no config.json)"
-            raise UnsupportedModelError(
-                f"{where} has no image_processor_type and the checkpoint has {found}, so the image processor "
-                f"cannot be chosen. Add \"image_processor_type\" (one of: {_supported_names()}) to the file."
-            )
-    name = canonical_class_name(name)
-    if registry.image_processor_profile(name) is None and (
-        auto_map.get("AutoImageProcessor") or auto_map.get("AutoFeatureExtractor")
-    ):
-        raise RemoteCodeError(
-            f"{where} asks for the image processor {name!r} from its own code (auto_map); leanformers never runs "
-            f"code from a checkpoint. Supported image processors: {_supported_names()}."
-        )
-    profile_for(name, where)
-    return name
 
 
 def load_image_processor(source: Source | str | os.PathLike, **kwargs: Any) -> ImageProcessor:
