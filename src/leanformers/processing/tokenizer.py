@@ -450,9 +450,23 @@ class PreTrainedTokenizer:
     # -- construction ----------------------------------------------------------------------------
 
     def _init_from_kwargs(self, kwargs: dict[str, Any]) -> None:
-        """Settle the backend's truncation/padding defaults, the special tokens and the added
-        tokens from the loaded configuration, the way the reference's constructors do, so that
-        ids, the printed form and the saved config all agree with it."""
+        """Settle the backend's truncation/padding defaults, the special tokens, the options and
+        the added tokens from the loaded configuration, the way the reference's constructors do,
+        so that ids, the printed form and the saved config all agree with it."""
+        self._settle_backend_defaults(kwargs)
+        kwargs.setdefault("backend", "tokenizers")
+        added_tokens_decoder = kwargs.get("added_tokens_decoder") or {}
+        if "additional_special_tokens" in kwargs and "extra_special_tokens" not in kwargs:
+            kwargs["extra_special_tokens"] = kwargs.pop("additional_special_tokens")
+        self.init_kwargs = copy.deepcopy(kwargs)
+        self.name_or_path = str(kwargs.pop("name_or_path", ""))
+        self.verbose = bool(kwargs.pop("verbose", False))
+        self._read_special_tokens(kwargs)
+        self._read_options(kwargs)
+        self._register_added_tokens(added_tokens_decoder)
+
+    def _settle_backend_defaults(self, kwargs: dict[str, Any]) -> None:
+        """The padding/truncation a tokenizer.json holds become defaults of the options."""
         backend = self._backend
         json_truncation = kwargs.pop("_json_truncation", None)
         json_padding = kwargs.pop("_json_padding", None)
@@ -476,15 +490,9 @@ class PreTrainedTokenizer:
         # What the backend held on loading; saving writes it back, whatever calls did since.
         self._loaded_truncation = truncation
         self._loaded_padding = padding
-        kwargs.setdefault("backend", "tokenizers")
-        added_tokens_decoder = kwargs.get("added_tokens_decoder") or {}
 
-        if "additional_special_tokens" in kwargs and "extra_special_tokens" not in kwargs:
-            kwargs["extra_special_tokens"] = kwargs.pop("additional_special_tokens")
-        self.init_kwargs = copy.deepcopy(kwargs)
-        self.name_or_path = str(kwargs.pop("name_or_path", ""))
-        self.verbose = bool(kwargs.pop("verbose", False))
-
+    def _read_special_tokens(self, kwargs: dict[str, Any]) -> None:
+        """The named, extra and model-specific special tokens (taken out of ``kwargs``)."""
         self._special_tokens_map: dict[str, str | AddedToken | None] = dict.fromkeys(SPECIAL_TOKENS_ATTRIBUTES)
         self._extra_special_tokens: list[str | AddedToken] = []
         model_specific = kwargs.pop("model_specific_special_tokens", None) or {}
@@ -515,6 +523,8 @@ class PreTrainedTokenizer:
         for key, value in {**auto_specific, **model_specific}.items():
             self._special_tokens_map[key] = _as_token(value, key)
 
+    def _read_options(self, kwargs: dict[str, Any]) -> None:
+        """Lengths, sides, input names and the other options, checked."""
         for side in ("padding_side", "truncation_side"):
             if kwargs.get(side, "right") not in ("right", "left"):
                 raise ConfigError(f"{side} must be 'right' or 'left', got {kwargs[side]!r}.")
@@ -548,11 +558,8 @@ class PreTrainedTokenizer:
         self._warned_too_long = False
         self._forget_call_settings()
         self._single_type_ids_zero: bool | None = None
-
-        backend.encode_special_tokens = self.split_special_tokens
+        self._backend.encode_special_tokens = self.split_special_tokens
         self._backend_split = self.split_special_tokens
-
-        self._register_added_tokens(added_tokens_decoder)
 
     def _register_added_tokens(self, added_tokens_decoder: Mapping[Any, Any]) -> None:
         """Make the saved added tokens and every special token added tokens of the backend, in the
