@@ -1718,6 +1718,32 @@ def _class_name(
     return name.removesuffix("Fast") if name else None
 
 
+def _generic_class(source: Source, class_name: str | None, tokenizer_config: dict[str, Any], tokenizer_file: str | None) -> str:
+    """A class this library does not rebuild is used as its tokenizer.json stands, under the
+    reference's generic name; without a tokenizer.json there is nothing to use."""
+    if tokenizer_file is None:
+        supported = ", ".join(sorted({name.removesuffix("Fast") for name in registry.TOKENIZERS}))
+        if class_name is None:
+            raise TokenizerError(
+                f"Cannot tell which tokenizer {source.describe()} needs: it has no tokenizer.json, its "
+                f"tokenizer_config.json names no tokenizer_class, and no config.json model_type maps to one. "
+                f"Add \"tokenizer_class\" (one of: {supported}) to tokenizer_config.json."
+            )
+        remote = " (its auto_map code is never run)" if "auto_map" in tokenizer_config else ""
+        raise TokenizerError(
+            f"{source.describe()} asks for tokenizer class {class_name!r}{remote}, which leanformers cannot "
+            f"build without a tokenizer.json. Supported classes: {supported}. Provide a tokenizer.json "
+            f"(any tokenizers-library file works) or use one of those classes."
+        )
+    if class_name is not None:
+        logger.info(
+            "%s names tokenizer class %r, which leanformers does not rebuild; using its tokenizer.json as is.",
+            source.describe(),
+            class_name,
+        )
+    return GENERIC_CLASS
+
+
 def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrainedTokenizer:
     """Build the tokenizer of a checkpoint (a local folder, or a hub repository in the cache).
 
@@ -1741,27 +1767,7 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
     builder = registry.tokenizer_builder(class_name) if class_name else None
 
     if builder is None:
-        if tokenizer_file is None:
-            supported = ", ".join(sorted({name.removesuffix("Fast") for name in registry.TOKENIZERS}))
-            if class_name is None:
-                raise TokenizerError(
-                    f"Cannot tell which tokenizer {source.describe()} needs: it has no tokenizer.json, its "
-                    f"tokenizer_config.json names no tokenizer_class, and no config.json model_type maps to one. "
-                    f"Add \"tokenizer_class\" (one of: {supported}) to tokenizer_config.json."
-                )
-            remote = " (its auto_map code is never run)" if "auto_map" in tokenizer_config else ""
-            raise TokenizerError(
-                f"{source.describe()} asks for tokenizer class {class_name!r}{remote}, which leanformers cannot "
-                f"build without a tokenizer.json. Supported classes: {supported}. Provide a tokenizer.json "
-                f"(any tokenizers-library file works) or use one of those classes."
-            )
-        if class_name is not None:
-            logger.info(
-                "%s names tokenizer class %r, which leanformers does not rebuild; using its tokenizer.json as is.",
-                source.describe(),
-                class_name,
-            )
-        class_name = GENERIC_CLASS
+        class_name = _generic_class(source, class_name, tokenizer_config, tokenizer_file)
 
     init_kwargs = dict(tokenizer_config)
     for key in ("tokenizer_class", "init_inputs", "auto_map"):
