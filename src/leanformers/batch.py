@@ -33,12 +33,8 @@ from .tasks import input_kind
 
 # Non-dict results (lists, arrays) go into one field named by the task.
 _RESULT_FIELD = {
-    "token-classification": "entities",
-    "fill-mask": "predictions",
-    "feature-extraction": "embedding",
-    "image-feature-extraction": "embedding",
-    "text-classification": "labels",
-    "image-classification": "labels",
+    "token-classification": "entities", "fill-mask": "predictions", "feature-extraction": "embedding",
+    "image-feature-extraction": "embedding", "text-classification": "labels", "image-classification": "labels",
     "audio-classification": "labels",
 }
 

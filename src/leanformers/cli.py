@@ -71,13 +71,9 @@ def inspect_model(name: str) -> dict[str, Any]:
     architectures = list(config.architectures or []) if "architectures" in config else []
     served = (task_of(architecture, model_type) for architecture in registered_architectures(model_type))
     info: dict[str, Any] = {
-        "model": name,
-        "config_class": type(config).__name__,
-        "model_type": model_type,
-        "architectures": architectures,
-        "heads": dict(heads),
-        "tasks": list(dict.fromkeys(task for task in served if task)),
-        "config": _config_summary(config),
+        "model": name, "config_class": type(config).__name__, "model_type": model_type,
+        "architectures": architectures, "heads": dict(heads),
+        "tasks": list(dict.fromkeys(task for task in served if task)), "config": _config_summary(config),
     }
     head = next((h for h, cls in heads.items() if cls in architectures), "base")
     model = registry.model_class_for(model_type, head, where=name).from_pretrained(name, config=config)
@@ -123,8 +119,7 @@ def _preprocessing(name: str, files: dict[str, str], model_type: str) -> dict[st
         try:
             tok = AutoTokenizer.from_pretrained(name)
             preprocessing["tokenizer"] = {
-                "class": getattr(tok, "class_name", type(tok).__name__),
-                "vocab_size": tok.vocab_size,
+                "class": getattr(tok, "class_name", type(tok).__name__), "vocab_size": tok.vocab_size,
                 "model_max_length": tok.model_max_length if tok.model_max_length < 10**12 else None,
             }
         except LeanformersError as exc:
@@ -151,7 +146,8 @@ def _settings(processor: Any, keys: tuple[str, ...]) -> dict[str, Any]:
 
 def _format_inspect(info: dict[str, Any]) -> str:
     lines = [f"model          {info['model']}"]
-    lines.append(f"architecture   {info['model_class']} (config {info['config_class']}, model_type {info['model_type']!r})")
+    config = f"config {info['config_class']}, model_type {info['model_type']!r}"
+    lines.append(f"architecture   {info['model_class']} ({config})")
     if info["architectures"]:
         lines.append(f"architectures  {', '.join(info['architectures'])}")
     lines.append(f"tasks          {', '.join(info['tasks']) or '-'}")
@@ -161,20 +157,15 @@ def _format_inspect(info: dict[str, Any]) -> str:
         lines.append(f"  {key:<24} {value if not isinstance(value, list) else ', '.join(map(str, value))}")
     for kind, entry in info["preprocessing"].items():
         lines.append(kind.replace("_", " "))
-        for key, value in entry.items():
-            lines.append(f"  {key:<24} {value}")
+        lines.extend(f"  {key:<24} {value}" for key, value in entry.items())
     lines.append("files")
-    for key, value in info["files"].items():
-        lines.append(f"  {key:<24} {value}")
+    lines.extend(f"  {key:<24} {value}" for key, value in info["files"].items())
     return "\n".join(lines)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     info = inspect_model(args.model)
-    if args.format == "json":
-        print(json.dumps(info, indent=2, default=str))
-    else:
-        print(_format_inspect(info))
+    print(json.dumps(info, indent=2, default=str) if args.format == "json" else _format_inspect(info))
     return 0
 
 
@@ -446,7 +437,8 @@ def cmd_download(args: argparse.Namespace) -> int:
         raise LeanformersError("downloading needs huggingface_hub: pip install huggingface_hub.") from exc
     try:
         path = snapshot_download(
-            args.model, revision=args.revision, allow_patterns=DOWNLOAD_PATTERNS, cache_dir=hub_cache_dir(args.cache_dir)
+            args.model, revision=args.revision, allow_patterns=DOWNLOAD_PATTERNS,
+            cache_dir=hub_cache_dir(args.cache_dir),
         )
     except Exception as exc:  # huggingface_hub raises many types (HTTP, offline, not found, gated)
         raise LeanformersError(f"could not download {args.model!r}: {type(exc).__name__}: {_one_line(exc)}") from exc
@@ -489,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="output file: .txt, .jsonl, .csv, .parquet (by extension)")
     p.add_argument("--column", help="the input field to read (default: text / image / audio by task)")
     p.add_argument("--context", help="the context for question-answering questions given on the command line")
-    p.add_argument("--task", help="e.g. text-classification, feature-extraction, fill-mask (default: from the checkpoint)")
+    p.add_argument("--task", help="e.g. text-classification, feature-extraction (default: from the checkpoint)")
     p.add_argument("--top-k", type=int, dest="top_k")
     p.add_argument("--pooling", choices=("mean", "cls", "none"), help="feature-extraction: pool token vectors")
     p.add_argument("--normalize", action="store_true", help="feature-extraction: L2-normalise pooled vectors")
@@ -573,10 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # stdout closed early (e.g. piped into head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except LeanformersError as exc:
-        _report(prog, exc, debug)
-        return 1
-    except OSError as exc:
+    except (LeanformersError, OSError) as exc:
         _report(prog, exc, debug)
         return 1
     except Exception as exc:  # noqa: BLE001 - an unexpected failure: still one line, unless --debug
@@ -596,6 +585,3 @@ def _report(prog: str, exc: BaseException, debug: bool, unexpected: bool = False
     hint = "" if debug else " (rerun with --debug for the traceback)" if unexpected else ""
     print(f"{prog}: error: {message}{hint}", file=sys.stderr)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

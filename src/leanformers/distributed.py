@@ -190,12 +190,14 @@ def predict_dataset(
     :func:`leanformers.pipelines.pipeline` (for tests and custom pipelines). Nothing runs until the
     result is consumed (``write_predictions``, ``take_all``, ``iter_batches``)."""
     ray = require_ray()
-    for name, value, least in (("batch_size", batch_size, 1), ("concurrency", concurrency, 1), ("max_retries", max_retries, 0)):
+    for name, value, least in (("batch_size", batch_size, 1), ("concurrency", concurrency, 1),
+                               ("max_retries", max_retries, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise InputError(f"{name} must be a positive integer, got {value!r}.")
     if isinstance(data, (str, os.PathLike)):
         data = read_dataset(
-            data, format=input_format, filesystem=filesystem, on_this_node=read_on_this_node, rows_per_block=4 * batch_size
+            data, format=input_format, filesystem=filesystem, on_this_node=read_on_this_node,
+            rows_per_block=4 * batch_size,
         )
     elif not isinstance(data, ray.data.Dataset):
         raise InputError(f"data must be a ray.data.Dataset or a path, got {type(data).__name__}.")
@@ -211,15 +213,9 @@ def predict_dataset(
     if device is not None and str(device).startswith("cuda") and not num_gpus:
         num_gpus = 1
     constructor = {
-        "model": os.fspath(model) if isinstance(model, os.PathLike) else model,
-        "task": task,
-        "device": device,
-        "column": column,
-        "id_column": id_column,
-        "task_kwargs": dict(task_kwargs or {}),
-        "num_threads": int(num_cpus) or 1,
-        "pipeline_factory": pipeline_factory,
-        "dtype": dtype,
+        "model": os.fspath(model) if isinstance(model, os.PathLike) else model, "task": task, "device": device,
+        "column": column, "id_column": id_column, "task_kwargs": dict(task_kwargs or {}),
+        "num_threads": int(num_cpus) or 1, "pipeline_factory": pipeline_factory, "dtype": dtype,
         "compile": bool(compile),
     }
     with warnings.catch_warnings():
@@ -326,12 +322,8 @@ def run_cli_prediction(
             ray.shutdown()
     seconds = time.perf_counter() - started
     return {
-        "rows": rows,
-        "seconds": round(seconds, 3),
-        "rows_per_s": round(rows / seconds, 1) if seconds > 0 else None,
-        "output": output_path,
-        "workers": workers,
-        "address": address or "local",
+        "rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds, 1) if seconds > 0 else None,
+        "output": output_path, "workers": workers, "address": address or "local",
     }
 
 
@@ -344,13 +336,6 @@ def summary_line(summary: dict[str, Any]) -> str:
 
 
 __all__ = [
-    "Predictor",
-    "RayNotInstalledError",
-    "predict_dataset",
-    "read_dataset",
-    "require_ray",
-    "run_cli_prediction",
-    "summary_line",
-    "with_row_ids",
-    "write_predictions",
+    "Predictor", "RayNotInstalledError", "predict_dataset", "read_dataset", "require_ray", "run_cli_prediction",
+    "summary_line", "with_row_ids", "write_predictions",
 ]

@@ -18,7 +18,7 @@ from typing import Any
 from .errors import InputError
 
 FORMATS = ("txt", "jsonl", "csv", "parquet")
-_SUFFIX_FORMATS = {"txt": "txt", "jsonl": "jsonl", "ndjson": "jsonl", "json": "jsonl", "csv": "csv", "parquet": "parquet"}
+_SUFFIX_FORMATS = {"ndjson": "jsonl", "json": "jsonl", **{fmt: fmt for fmt in FORMATS}}
 
 
 def _suffix_format(name: str) -> str | None:

@@ -109,7 +109,7 @@ def _label(config: Any, index: int) -> str:
     return id2label.get(index, id2label.get(str(index), f"LABEL_{index}"))
 
 
-def _ranked(logits: Any, config: Any, function: str | None, single_label_is_sigmoid: bool = True) -> list[tuple[float, str]]:
+def _ranked(logits: Any, config: Any, function: str | None, single_label_is_sigmoid: bool = True) -> list[tuple]:
     """``(score, label)`` for every label, best first. With no ``function`` the reference's rule:
     regression -> none; multi-label (or, for text and images, one label) -> sigmoid; else softmax."""
     if function is None:
@@ -296,7 +296,7 @@ class Pipeline:
 
 def _check_text(item: Any, task: str) -> str:
     if not isinstance(item, str):
-        raise InputError(f"The {task} pipeline takes a string or a list of strings; got an item of type {_describe(item)}.")
+        raise InputError(f"The {task} pipeline takes a string or a list of strings; got an item of {_describe(item)}.")
     return item
 
 
@@ -452,8 +452,7 @@ class TokenClassificationPipeline(_TextPipeline):
     def _preprocess(self, item, params):
         max_length = self.tokenizer.model_max_length
         options: dict[str, Any] = {
-            "truncation": bool(max_length and max_length > 0),
-            "return_special_tokens_mask": True,
+            "truncation": bool(max_length and max_length > 0), "return_special_tokens_mask": True,
             "return_offsets_mapping": True,
         }
         if params.get("stride") is not None:
@@ -476,9 +475,7 @@ class TokenClassificationPipeline(_TextPipeline):
                     for (a, b), w in zip(offsets, encoded.word_ids(index))
                 ]
             meta = {
-                "sentence": sentence,
-                "offsets": offsets,
-                "special": encoded["special_tokens_mask"][index].tolist(),
+                "sentence": sentence, "offsets": offsets, "special": encoded["special_tokens_mask"][index].tolist(),
                 "ids": encoded["input_ids"][index].tolist(),
             }
             unused = ("offset_mapping", "special_tokens_mask", "overflow_to_sample_mapping")
@@ -512,7 +509,8 @@ class TokenClassificationPipeline(_TextPipeline):
             if token_id == self.tokenizer.unk_token_id:
                 word, is_subword = text, False
             out.append(
-                {"word": word, "scores": token_scores, "start": start, "end": end, "index": index, "is_subword": is_subword}
+                {"word": word, "scores": token_scores, "start": start, "end": end, "index": index,
+                 "is_subword": is_subword}
             )
         return out
 
@@ -537,11 +535,9 @@ class TokenClassificationPipeline(_TextPipeline):
             scores = np.nanmean(np.stack([t["scores"] for t in tokens]), axis=0)
         best = int(scores.argmax())
         return {
-            "entity": _label(self.model.config, best),
-            "score": float(scores[best]),
+            "entity": _label(self.model.config, best), "score": float(scores[best]),
             "word": self.tokenizer.convert_tokens_to_string([t["word"] for t in tokens]),
-            "start": tokens[0]["start"],
-            "end": tokens[-1]["end"],
+            "start": tokens[0]["start"], "end": tokens[-1]["end"],
         }
 
     def _group_entities(self, entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -560,8 +556,7 @@ class TokenClassificationPipeline(_TextPipeline):
                 "entity_group": group[0]["entity"].split("-", 1)[-1],
                 "score": float(np.nanmean(np.array([e["score"] for e in group], dtype=np.float32))),
                 "word": self.tokenizer.convert_tokens_to_string([e["word"] for e in group]),
-                "start": group[0]["start"],
-                "end": group[-1]["end"],
+                "start": group[0]["start"], "end": group[-1]["end"],
             }
             for group in groups
         ]
@@ -612,11 +607,8 @@ class QuestionAnsweringPipeline(_TextPipeline):
     task = "question-answering"
     skips_batch_padding = True
     options = {
-        "top_k": (_COUNT, False),
-        "max_answer_len": (_COUNT, False),
-        "max_seq_len": (_COUNT, False),
-        "doc_stride": (_NON_NEGATIVE, False),
-        "handle_impossible_answer": (_FLAG, True),
+        "top_k": (_COUNT, False), "max_answer_len": (_COUNT, False), "max_seq_len": (_COUNT, False),
+        "doc_stride": (_NON_NEGATIVE, False), "handle_impossible_answer": (_FLAG, True),
         "align_to_words": (_FLAG, True),
     }
 
@@ -674,7 +666,8 @@ class QuestionAnsweringPipeline(_TextPipeline):
             # an answer may start and end on context tokens, or on [CLS] (no answer)
             allowed = [1 if s == 1 or (cls_id is not None and t == cls_id) else 0
                        for s, t in zip(encoded.sequence_ids(index), ids)]
-            inputs = {k: v[index] for k, v in encoded.items() if k not in ("offset_mapping", "overflow_to_sample_mapping")}
+            unused = ("offset_mapping", "overflow_to_sample_mapping")
+            inputs = {k: v[index] for k, v in encoded.items() if k not in unused}
             meta = {"allowed": allowed, "encoding": encoded.encodings[index],
                     "offsets": encoded["offset_mapping"][index].tolist()}
             features.append(Feature(inputs, meta))
@@ -743,11 +736,8 @@ class FeatureExtractionPipeline(_TextPipeline):
     skips_batch_padding = True
     options = {
         "pooling": (_must("None, 'mean' or 'cls'", lambda v: v in (None, "mean", "cls")), True),
-        "normalize": (_FLAG, True),
-        "return_tensors": (_FLAG, True),
-        "tokenize_kwargs": (_ANY, False),
-        "truncation": (_ANY, True),
-        "max_length": (_ANY, True),
+        "normalize": (_FLAG, True), "return_tensors": (_FLAG, True), "tokenize_kwargs": (_ANY, False),
+        "truncation": (_ANY, True), "max_length": (_ANY, True),
     }
 
     def _preprocess(self, item, params):
@@ -835,7 +825,8 @@ class FillMaskPipeline(_TextPipeline):
                 tokens[position] = token
                 tokens = tokens[tokens != pad] if pad is not None else tokens
                 sequence = self.tokenizer.decode(tokens.tolist(), skip_special_tokens=single)
-                row.append({"score": score, "token": token, "token_str": self.tokenizer.decode([token]), "sequence": sequence})
+                word = self.tokenizer.decode([token])
+                row.append({"score": score, "token": token, "token_str": word, "sequence": sequence})
             rows.append(row)
         return rows[0] if single else rows
 
@@ -921,7 +912,7 @@ class _AudioPipeline(Pipeline):
             return item
         if isinstance(item, dict):
             if "sampling_rate" not in item or not ("raw" in item or "array" in item):
-                raise InputError('An audio dict needs a "raw" (or "array") key with the samples and a "sampling_rate" key.')
+                raise InputError('An audio dict needs a "raw" (or "array") key with the samples and "sampling_rate".')
             self._checked_samples(item["raw"] if item.get("raw") is not None else item.get("array"))
             return item
         return self._checked_samples(item)
@@ -968,7 +959,8 @@ class _AudioPipeline(Pipeline):
         options = {} if self._attention_mask is None else {"return_attention_mask": self._attention_mask}
         rate = self.feature_extractor.sampling_rate
         processed = self.feature_extractor(samples, sampling_rate=rate, return_tensors="pt", **options)
-        return Feature({name: value[0] for name, value in processed.items()}, {"samples": int(samples.shape[0]), **(meta or {})})
+        inputs = {name: value[0] for name, value in processed.items()}
+        return Feature(inputs, {"samples": int(samples.shape[0]), **(meta or {})})
 
     def _preprocess(self, item, params):
         return [self._features(self._samples(item))]
@@ -1020,7 +1012,7 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
         left_s, right_s = (strides, strides) if _is_number(strides) else strides
         chunk_len, left, right = (int(round(s * rate / align) * align) for s in (chunk_s, left_s, right_s))
         if chunk_len <= left + right:
-            raise InputError(f"chunk_length_s ({chunk_s}) must be longer than the two strides together ({left_s} + {right_s}).")
+            raise InputError(f"chunk_length_s ({chunk_s}) must be longer than the two strides ({left_s} + {right_s}).")
         features = []
         for start in range(0, samples.shape[0], chunk_len - left - right):
             chunk = samples[start : start + chunk_len]
@@ -1060,7 +1052,8 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
             offsets = decoded.word_offsets if kind == "word" else decoded.char_offsets
             seconds = self._align_to / self.feature_extractor.sampling_rate
             result["chunks"] = [
-                {"text": o[kind], "timestamp": (o["start_offset"] * seconds, o["end_offset"] * seconds)} for o in offsets
+                {"text": o[kind], "timestamp": (o["start_offset"] * seconds, o["end_offset"] * seconds)}
+                for o in offsets
             ]
         return result
 
@@ -1130,7 +1123,7 @@ def pipeline(
 
 
 __all__ = [
-    "AudioClassificationPipeline", "AutomaticSpeechRecognitionPipeline", "FeatureExtractionPipeline", "FillMaskPipeline",
-    "ImageClassificationPipeline", "ImageFeatureExtractionPipeline", "Pipeline", "QuestionAnsweringPipeline",
+    "AudioClassificationPipeline", "AutomaticSpeechRecognitionPipeline", "FeatureExtractionPipeline",
+    "FillMaskPipeline", "ImageClassificationPipeline", "ImageFeatureExtractionPipeline", "Pipeline", "QuestionAnsweringPipeline",
     "TextClassificationPipeline", "TokenClassificationPipeline", "infer_task", "pipeline", "resolve_task",
 ]
