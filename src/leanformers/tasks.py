@@ -50,9 +50,11 @@ ARCHITECTURE_TASKS: tuple[tuple[str, dict[str, str]], ...] = (
     ("ForSequenceClassification", {"text": "text-classification", "audio": "audio-classification"}),
     ("ForAudioClassification", {"audio": "audio-classification"}),
     ("ForTokenClassification", {"text": "token-classification"}),
-    ("ForQuestionAnswering", {"text": "question-answering"}), ("ForMaskedLM", {"text": "fill-mask"}),
+    ("ForQuestionAnswering", {"text": "question-answering"}),
+    ("ForMaskedLM", {"text": "fill-mask"}),
     ("ForImageClassification", {"vision": "image-classification"}),
-    ("ForCTC", {"audio": "automatic-speech-recognition"}), ("Backbone", {"vision": "image-feature-extraction"}),
+    ("ForCTC", {"audio": "automatic-speech-recognition"}),
+    ("Backbone", {"vision": "image-feature-extraction"}),
     ("Model", {"text": "feature-extraction", "vision": "image-feature-extraction"}),
 )
 
