@@ -164,7 +164,7 @@ class Pipeline:
         signature = inspect.signature(self.model.forward).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values())
         self._forward_names = None if takes_any else set(signature)
-        self._unpadded = self.skips_batch_padding and "padding_in_output" in (self._forward_names or ())
+        self._unpadded = self.skips_batch_padding and "padding_in_output" in signature
         self._defaults = self._parameters(kwargs)
 
     def __repr__(self) -> str:
