@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,7 +30,14 @@ from .losses import (
     sequence_classification_loss,
     token_classification_loss,
 )
-from .outputs import MaskedLMOutput, ModelOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput, TokenClassifierOutput
+from .outputs import (
+    ImageClassifierOutput,
+    MaskedLMOutput,
+    ModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 
 
 class TaskHead(PreTrainedModel):
@@ -77,6 +86,32 @@ class ForSequenceClassification(TaskHead):
         return self.finish(SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         ), return_dict)
+
+
+class ForImageClassification(TaskHead):
+    """Pooled features (the base's pooler, else the first token) -> linear classifier (or regressor
+    when num_labels == 1). ``output_class`` names the output type; its fields besides loss and logits
+    come from the base model's output."""
+
+    output_class: ClassVar[type[ModelOutput]] = ImageClassifierOutput
+
+    def build_head(self, config: Any) -> None:
+        self.num_labels = config.num_labels
+        self.classifier = nn.Linear(self.features_width(config), config.num_labels)
+
+    def features_width(self, config: Any) -> int:
+        return config.hidden_size
+
+    def forward(
+        self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+        return_dict: bool | None = None, **kwargs: Any,
+    ) -> ModelOutput | tuple:
+        outputs = self.base_model(pixel_values, return_dict=True, **kwargs)
+        pooled = outputs.get("pooler_output")
+        logits = self.classifier(outputs.last_hidden_state[:, 0] if pooled is None else pooled)
+        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
+        passed = {f.name: outputs.get(f.name) for f in dataclasses.fields(self.output_class)}
+        return self.finish(self.output_class(**{**passed, "loss": loss, "logits": logits}), return_dict)
 
 
 class ForTokenClassification(TaskHead):
@@ -155,4 +190,4 @@ class ForMaskedLM(TaskHead):
         ), return_dict)
 
 
-__all__ = ["ForMaskedLM", "ForQuestionAnswering", "ForSequenceClassification", "ForTokenClassification", "TaskHead"]
+__all__ = ["ForImageClassification", "ForMaskedLM", "ForQuestionAnswering", "ForSequenceClassification", "ForTokenClassification", "TaskHead"]

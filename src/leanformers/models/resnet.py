@@ -26,8 +26,8 @@ from ..modeling.backbone import (
     align_backbone_config,
 )
 from ..modeling.base import PreTrainedModel
+from ..modeling.heads import ForImageClassification
 from ..modeling.checks import check_pixel_values
-from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import (
     BaseModelOutputWithPoolingAndNoAttention,
     ImageClassifierOutputWithNoAttention,
@@ -285,29 +285,16 @@ class ResNetModel(ResNetPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class ResNetForImageClassification(ResNetPreTrainedModel):
+class ResNetForImageClassification(ForImageClassification, ResNetPreTrainedModel):
     """Pooled features -> flatten -> linear classifier (or regressor when num_labels == 1)."""
 
-    def __init__(self, config: ResNetConfig) -> None:
-        super().__init__(config)
+    base_model_class = ResNetModel
+    output_class = ImageClassifierOutputWithNoAttention
+
+    def build_head(self, config: ResNetConfig) -> None:
         self.num_labels = config.num_labels
-        self.resnet = ResNetModel(config)
         # A Sequential so the weights keep the reference's keys, classifier.1.weight / classifier.1.bias.
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(config.hidden_sizes[-1], config.num_labels))
-
-    def forward(
-        self,
-        pixel_values: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> ImageClassifierOutputWithNoAttention | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        outputs = self.resnet(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
-        logits = self.classifier(outputs.pooler_output)
-        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
-        output = ImageClassifierOutputWithNoAttention(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
-        return output if return_dict else output.to_tuple()
 
 
 class ResNetBackbone(BackboneMixin, ResNetPreTrainedModel):

@@ -29,9 +29,9 @@ from ..modeling.backbone import (
     align_backbone_config,
 )
 from ..modeling.base import PreTrainedModel
+from ..modeling.heads import ForImageClassification
 from ..modeling.loading import Conversion
 from ..modeling.checks import check_masked_patches, check_pixel_values
-from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import ModelOutput
 
 # Score added to attention between tokens that a cyclic shift made neighbours but that are not
@@ -642,43 +642,14 @@ class SwinModel(SwinPreTrainedModel):
         check_masked_patches(bool_masked_pos, self.embeddings.mask_token is not None, batch, patches, "SwinModel")
 
 
-class SwinForImageClassification(SwinPreTrainedModel):
+class SwinForImageClassification(ForImageClassification, SwinPreTrainedModel):
     """Average-pooled final tokens -> linear classifier (or regressor when num_labels == 1)."""
 
-    def __init__(self, config: SwinConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.swin = SwinModel(config)
-        self.classifier = nn.Linear(self.swin.num_features, config.num_labels)
+    base_model_class = SwinModel
+    output_class = SwinImageClassifierOutput
 
-    def forward(
-        self,
-        pixel_values: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        interpolate_pos_encoding: bool = False,
-        *,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> SwinImageClassifierOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        outputs = self.swin(
-            pixel_values,
-            interpolate_pos_encoding=interpolate_pos_encoding,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        logits = self.classifier(outputs.pooler_output)
-        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
-        output = SwinImageClassifierOutput(
-            loss=loss,
-            logits=logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-            reshaped_hidden_states=outputs.reshaped_hidden_states,
-        )
-        return output if return_dict else output.to_tuple()
+    def features_width(self, config: SwinConfig) -> int:
+        return self.swin.num_features
 
 
 class SwinBackbone(BackboneMixin, SwinPreTrainedModel):

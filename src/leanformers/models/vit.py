@@ -21,10 +21,10 @@ from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
 from ..modeling.attention import attend, run_layers
 from ..modeling.base import PreTrainedModel
+from ..modeling.heads import ForImageClassification
 from ..modeling.loading import Conversion
 from ..modeling.checks import check_masked_patches, check_pixel_values
-from ..modeling.losses import sequence_classification_loss
-from ..modeling.outputs import BaseModelOutputWithPooling, ImageClassifierOutput
+from ..modeling.outputs import BaseModelOutputWithPooling
 
 
 class ViTConfig(PretrainedConfig):
@@ -370,38 +370,11 @@ class ViTModel(ViTPreTrainedModel):
         check_masked_patches(bool_masked_pos, self.embeddings.mask_token is not None, batch, patches, "ViTModel")
 
 
-class ViTForImageClassification(ViTPreTrainedModel):
+class ViTForImageClassification(ForImageClassification, ViTPreTrainedModel):
     """A linear classifier (or regressor when num_labels == 1) over the final [CLS] hidden state."""
 
-    def __init__(self, config: ViTConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.vit = ViTModel(config, add_pooling_layer=False)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(
-        self,
-        pixel_values: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        interpolate_pos_encoding: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> ImageClassifierOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        outputs = self.vit(
-            pixel_values,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            interpolate_pos_encoding=interpolate_pos_encoding,
-            return_dict=True,
-        )
-        logits = self.classifier(outputs.last_hidden_state[:, 0])
-        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
-        output = ImageClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
-        return output if return_dict else output.to_tuple()
+    base_model_class = ViTModel
+    base_model_kwargs = {"add_pooling_layer": False}
 
 
 __all__ = ["ViTConfig", "ViTModel", "ViTForImageClassification"]
