@@ -206,17 +206,28 @@ def test_nested_results_are_json_in_csv(tmp_path):
 
 def test_complete_rows_cuts_torn_tails(tmp_path):
     jsonl = tmp_path / "a.jsonl"
-    jsonl.write_text('{"a": 1}\n{"a": 2}\n{"a": 3, "b": [1, 2')
-    assert batch.complete_rows(str(jsonl), "jsonl") == (2, None)
-    assert jsonl.read_text() == '{"a": 1}\n{"a": 2}\n'
-    table = tmp_path / "a.csv"
-    table.write_bytes(b'text,label\r\n"x, y",A\r\n"multi\nline",B\r\n"torn\nrow,A')
-    rows, header = batch.complete_rows(str(table), "csv")
-    assert (rows, header) == (2, ["text", "label"])
-    assert table.read_bytes().endswith(b'"multi\nline",B\r\n')
-    short = tmp_path / "b.csv"
-    short.write_bytes(b"text,label\r\nx,A\r\ny")
-    assert batch.complete_rows(str(short), "csv") == (1, ["text", "label"])
+    jsonl.write_text('{"a": 1}\n{"a": "x\u2028y"}\n{"a": 3, "b": [1, 2')
+    assert batch.complete_rows(str(jsonl)) == 2
+    assert jsonl.read_text() == '{"a": 1}\n{"a": "x\u2028y"}\n'
+
+
+def test_csv_output_bytes(tmp_path):
+    """CSV is staged as JSON lines and converted at the end: header = the first window's keys in
+    order of appearance, nested values as JSON text, None as an empty cell, RFC 4180 quoting."""
+
+    class Mixed(FakePipeline):
+        def run_batch(self, items, **kwargs):
+            return [{"label": t, "score": 0.5, "none": None, "nested": {"a": [1, 2.5]}} if "d" in t
+                    else [{"word": t, "score": float("nan")}] for t in items]
+
+    rows = [{"text": "d a,b", "id": 1}, {"text": 'q"x\nü', "extra": None}, {"text": "d", "big": 2**70}]
+    out = tmp_path / "out.csv"
+    batch.run(batch.Job(pipe=Mixed(), rows=lambda: iter(rows), column="text", output=str(out), batch_size=1,
+                        window_batches=2))
+    assert out.read_bytes() == (
+        'text,id,label,score,none,nested,extra,labels\r\n"d a,b",1,"d a,b",0.5,,"{""a"": [1, 2.5]}",,\r\n'
+        '"q""x\nü",,,,,,,"[{""word"": ""q\\""x\\nü"", ""score"": NaN}]"\r\nd,,d,0.5,,"{""a"": [1, 2.5]}",,\r\n'
+    ).encode()
 
 
 def test_resume_appends_without_redoing(tmp_path):
@@ -240,7 +251,7 @@ def test_resume_appends_without_redoing(tmp_path):
         batch.run(batch.Job(pipe=Dies(), rows=lambda: files.read_rows(paths["csv"]), column="text",
                             output=str(out), batch_size=4, window_batches=1))
     partial = Path(str(out) + ".partial")
-    assert not out.exists() and batch.complete_rows(str(partial), "csv")[0] == 12
+    assert not out.exists() and batch.complete_rows(str(partial)) == 12
     with pytest.raises(batch.PartialOutputExists):
         batch.run(batch.Job(pipe=FakePipeline(), rows=lambda: files.read_rows(paths["csv"]), column="text",
                             output=str(out)))
@@ -334,6 +345,6 @@ def test_sigterm_keeps_finished_rows(tmp_path, tiny_classifier):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert err.strip().splitlines()[-1].endswith("rerun with --resume to continue")
-    rows, header = batch.complete_rows(str(partial), "csv")
-    assert header == ["text", "label", "score"] and rows >= 49
+    assert batch.complete_rows(str(partial)) >= 50  # staged as JSON lines: a row per line
+    assert list(json.loads(partial.read_text().splitlines()[0])) == ["text", "label", "score"]
     assert partial.read_text().endswith("\n")

@@ -9,14 +9,13 @@ before the next window is read, so memory stays flat in the number of rows.
 Output goes to ``OUT.partial``, renamed to ``OUT`` once every row is done, so a file named ``OUT``
 is always complete. Each window is appended with one ``os.write`` loop on an ``O_APPEND``
 descriptor, so an interrupted run leaves whole rows behind; ``resume`` cuts any torn tail (a power
-cut mid-write), skips the rows already done and appends. Parquet output is staged as JSON lines
-and converted at the end.
+cut mid-write), skips the rows already done and appends. Every format is staged as JSON lines (so
+resuming reads one format) and CSV / parquet are converted at the end.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import json
 import math
@@ -162,33 +161,17 @@ def predict_windows(
 # -- writing ------------------------------------------------------------------------------------
 
 
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, ensure_ascii=False)
-    return "" if value is None else value
-
-
 class RowWriter:
-    """Appends complete rows to a file: each window encoded first, then one ``os.write`` loop."""
+    """Appends complete rows to a JSON-lines file: each window encoded first, then one ``os.write`` loop."""
 
-    def __init__(self, path: str, fmt: str, append: bool = False, fields: list[str] | None = None) -> None:
-        self.path, self.fmt, self.fields = path, fmt, fields
+    def __init__(self, path: str, fmt: str, append: bool = False) -> None:
+        self.path, self.fmt = path, fmt  # fmt: the final output's; every format is staged as JSON lines
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if append else os.O_TRUNC), 0o644)
 
-    def write(self, rows: list[dict[str, Any]], predictions: list[Any]) -> None:
-        if not rows:
-            return
-        buffer = io.StringIO()
-        if self.fmt == "csv":
-            if self.fields is None:  # the header: every key of the first window, in order of appearance
-                self.fields = list(dict.fromkeys(key for row in rows for key in row))
-                csv.writer(buffer).writerow(self.fields)
-            writer = csv.DictWriter(buffer, self.fields, restval="", extrasaction="ignore")
-            writer.writerows({k: _csv_cell(v) for k, v in row.items()} for row in rows)
-        else:  # a .txt output holds the predictions only, a JSON object per line
-            for row in predictions if self.fmt == "txt" else rows:
-                buffer.write(json.dumps(row, ensure_ascii=False) + "\n")
-        view = memoryview(buffer.getvalue().encode("utf-8"))
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        # default=str: values JSON has no type for (dates from parquet input) spelled as CSV spells them
+        text = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
+        view = memoryview(text.encode("utf-8"))
         while view:
             view = view[os.write(self.fd, view) :]
 
@@ -198,47 +181,17 @@ class RowWriter:
             self.fd = -1
 
 
-def staging_format(fmt: str) -> str:
-    """The format a ``.partial`` file is written in (parquet is staged as JSON lines)."""
-    return "jsonl" if fmt == "parquet" else fmt
-
-
-def complete_rows(path: str, fmt: str) -> tuple[int, list[str] | None]:
-    """Count the complete rows of a (partial) output, cutting any torn tail; also the CSV header.
-
-    A row is complete when its line ends with a newline and parses (JSON lines), or when the CSV
-    record is closed with a newline and has as many fields as the header.
-    """
-    with open(path, "rb") as handle:
-        data = handle.read()
-    good_end, rows, header = 0, 0, None
-    # physical lines split on b"\n" only (str.splitlines also splits on \x1c, \u2028, ...)
-    lines = data.split(b"\n")
-    lines = [line + b"\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
-    if fmt == "csv":
-        ends = list(itertools.accumulate(len(line) for line in lines))  # byte offset of each line's end
-        text = [line.decode("utf-8", errors="replace") for line in lines]
-        reader = csv.reader(iter(text), strict=True)
-        try:
-            for record in reader:
-                if not text[reader.line_num - 1].endswith("\n") or (header is not None and len(record) != len(header)):
-                    break
-                if header is None:
-                    header = record
-                else:
-                    rows += 1
-                good_end = ends[reader.line_num - 1]
-        except csv.Error:
-            pass
-    else:
-        for line in lines:
+def complete_rows(path: str) -> int:
+    """Count the complete rows of a staged (JSON lines) output, cutting any torn tail: a row is
+    complete when its line ends with a newline and parses."""
+    good_end = rows = 0
+    with open(path, "r+b") as handle:
+        for line in handle:  # binary lines split on b"\n" only, not on \x1c or \u2028
             if not line.endswith(b"\n") or not _parses(line):
                 break
             good_end, rows = good_end + len(line), rows + 1
-    if good_end < len(data):
-        with open(path, "r+b") as handle:
-            handle.truncate(good_end)
-    return rows, header
+        handle.truncate(good_end)
+    return rows
 
 
 def _parses(line: bytes) -> bool:
@@ -249,20 +202,43 @@ def _parses(line: bytes) -> bool:
     return True
 
 
+def _staged_chunks(staged: str, size: int) -> Iterator[list[dict[str, Any]]]:
+    with open(staged, encoding="utf-8") as handle:
+        while chunk := [json.loads(line) for _, line in zip(range(size), handle)]:
+            yield chunk
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else value
+
+
+def _csv_from_jsonl(staged: str, target: str, rows_per_window: int) -> None:
+    """The staged rows as CSV; the header is every key of the first window, in order of appearance."""
+    with open(target + ".tmp", "w", encoding="utf-8", newline="") as handle:
+        writer = None
+        for chunk in _staged_chunks(staged, rows_per_window):
+            if writer is None:
+                fields = list(dict.fromkeys(key for row in chunk for key in row))
+                writer = csv.DictWriter(handle, fields, restval="", extrasaction="ignore")
+                writer.writeheader()
+            writer.writerows({k: _csv_cell(v) for k, v in row.items()} for row in chunk)
+    os.replace(target + ".tmp", target)
+
+
 def _parquet_from_jsonl(staged: str, target: str, rows_per_group: int) -> None:
-    """The staged JSON lines as a parquet file, one row group per ``rows_per_group`` rows; nested
-    values are stored as JSON text."""
+    """The staged rows as parquet, a row group per ``rows_per_group`` rows; nested values as JSON text."""
     import pyarrow as pa
 
     pq, tmp, writer = parquet(target), target + ".tmp", None
     try:
-        with open(staged, encoding="utf-8") as handle:
-            while chunk := [json.loads(line) for _, line in zip(range(rows_per_group), handle)]:
-                table = pa.Table.from_pylist(
-                    [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()} for row in chunk]
-                )
-                writer = writer or pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table.cast(writer.schema))
+        for chunk in _staged_chunks(staged, rows_per_group):
+            table = pa.Table.from_pylist(
+                [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()} for row in chunk]
+            )
+            writer = writer or pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table.cast(writer.schema))
     finally:
         if writer is not None:
             writer.close()
@@ -286,7 +262,7 @@ class Job:
     rows: Callable[[], Iterable[dict[str, Any]]]  # a fresh iterator of input rows
     column: str
     output: str | None = None  # None: results go to ``emit`` only
-    emit: Callable[[list[dict[str, Any]], list[Any]], None] | None = None
+    emit: Callable[[list[dict[str, Any]]], None] | None = None
     batch_size: int = 8
     window_batches: int = 64
     resume: bool = False
@@ -299,18 +275,17 @@ class Job:
 def _open_output(job: Job) -> tuple[RowWriter, int]:
     """The writer of ``job.output + ".partial"``, and how many input rows it already holds."""
     partial = job.output + ".partial"
-    stage_fmt = staging_format(file_format(job.output, "output file"))
-    skip, header = 0, None
+    fmt, skip = file_format(job.output, "output file"), 0
     if os.path.exists(partial):
         if not job.resume:
             raise PartialOutputExists(
                 f"{partial!r} holds the partial output of an earlier run; pass --resume to continue it, "
                 f"or delete it to start over."
             )
-        skip, header = complete_rows(partial, stage_fmt)
+        skip = complete_rows(partial)
     elif job.resume and os.path.exists(job.output):
         raise InputError(f"{job.output!r} is already complete (no {os.path.basename(partial)!r} to resume).")
-    return RowWriter(partial, stage_fmt, append=skip > 0 or header is not None, fields=header), skip
+    return RowWriter(partial, fmt, append=skip > 0), skip
 
 
 def _progress_bar(job: Job, skip: int) -> Any:
@@ -341,11 +316,11 @@ def run(job: Job) -> Stats:
             item_of=lambda row: make_item(row, task, job.column, job.base_dir), stats=stats, **job.task_kwargs,
         ):
             out_rows = [output_row(row, result, task) for row, result in window]
-            predictions = [prediction_fields(result, task) for _, result in window]
-            if writer is not None:
-                writer.write(out_rows, predictions)
+            if writer is not None:  # a .txt output holds the predictions only, a JSON object per line
+                txt = writer.fmt == "txt"
+                writer.write([prediction_fields(result, task) for _, result in window] if txt else out_rows)
             if job.emit is not None:
-                job.emit(out_rows, predictions)
+                job.emit(out_rows)
             if bar is not None:
                 bar.update(len(window))
     finally:
@@ -354,11 +329,12 @@ def run(job: Job) -> Stats:
             if closing is not None:
                 closing.close()
     if writer is not None:
-        if file_format(job.output, "output file") == "parquet":
-            _parquet_from_jsonl(writer.path, job.output, job.batch_size * job.window_batches)
-            os.remove(writer.path)
-        else:
+        convert = {"csv": _csv_from_jsonl, "parquet": _parquet_from_jsonl}.get(writer.fmt)
+        if convert is None:
             os.replace(writer.path, job.output)
+        else:
+            convert(writer.path, job.output, job.batch_size * job.window_batches)
+            os.remove(writer.path)
     return stats
 
 

@@ -208,7 +208,7 @@ class _TableEmitter:
     def __init__(self) -> None:
         self.widths: dict[str, int] | None = None
 
-    def __call__(self, rows: list[dict[str, Any]], predictions: list[Any]) -> None:
+    def __call__(self, rows: list[dict[str, Any]]) -> None:
         cells = [{k: _cell(v) for k, v in row.items()} for row in rows]
         if self.widths is None:
             self.widths = {k: max(len(k), *(len(c.get(k, "")) for c in cells)) for k in rows[0]}
@@ -219,7 +219,7 @@ class _TableEmitter:
         sys.stdout.flush()
 
 
-def _emit_jsonl(rows: list[dict[str, Any]], predictions: list[Any]) -> None:
+def _emit_jsonl(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
     sys.stdout.flush()
