@@ -1,16 +1,15 @@
 """The tokenizer: one engine over ``tokenizers.Tokenizer`` (the Rust library) for every checkpoint.
 
-A checkpoint's ``tokenizer_config.json`` names a tokenizer class; the name selects *settings* (how
-to build the pipeline from a bare vocabulary, which model inputs to return), never a new code
-path. Outputs, special tokens, saving and the printed form follow the reference's v5 tokenizers.
-Each distinct set of call options is checked once (a cached plan); the Rust tokenizer's padding
-and truncation are reset only when they change; tensors of a batch are padded in numpy.
+A checkpoint's tokenizer class name selects settings (how to build the pipeline from a bare
+vocabulary, which inputs to return), never a new code path. Outputs, special tokens, saving and the
+printed form follow the reference's v5 tokenizers.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import json
 import logging
 import operator
@@ -85,28 +84,14 @@ _PADDING = ("longest", "max_length", "do_not_pad")
 _TRUNCATION = ("longest_first", "only_first", "only_second", "do_not_truncate")
 _NO_PAD = "do_not_pad"
 _NO_TRUNCATE = "do_not_truncate"
-_TENSOR_TYPES = ("pt", "np")
 
 _JSON_TRUNCATION_STRATEGY = {"LongestFirst": "longest_first", "OnlyFirst": "only_first", "OnlySecond": "only_second"}
 
-_CALL_OPTIONS = (
-    "add_special_tokens, padding, truncation, max_length, stride, is_split_into_words, pad_to_multiple_of, "
-    "padding_side, return_tensors, return_token_type_ids, return_attention_mask, return_overflowing_tokens, "
-    "return_special_tokens_mask, return_offsets_mapping, return_length, verbose, split_special_tokens"
-)
-
 TextOrBatch = Union[str, Sequence[str], Sequence[Sequence[str]], Sequence[tuple]]
 
-
+# The Rust pool keeps the size it starts with, so an explicit thread budget must be set before the
+# first batch.
 _pool_sized = False
-
-
-def _size_pool_once() -> None:
-    """Size the Rust tokenizer's thread pool to an explicit thread budget before its first batch
-    starts it (the pool keeps its size); nothing happens without a budget."""
-    global _pool_sized
-    threads.size_tokenizer_pool()
-    _pool_sized = True
 
 
 class _Plan(NamedTuple):
@@ -137,7 +122,7 @@ class BatchEncoding(dict):
     """The output of a tokenizer call: a dict of model inputs with the Rust encodings beside it.
 
     Keys read as attributes too (``enc.input_ids``); an integer index gives the
-    ``tokenizers.Encoding`` of that batch row; the ``word_ids`` / ``char_to_token`` family maps
+    ``tokenizers.Encoding`` of that batch row; ``word_ids`` / ``char_to_token`` and the like map
     between characters, words and tokens.
     """
 
@@ -150,9 +135,7 @@ class BatchEncoding(dict):
         n_sequences: int | None = None,
     ) -> None:
         super().__init__(data or {})
-        if isinstance(encoding, Encoding):
-            encoding = [encoding]
-        self._encodings = encoding
+        self._encodings = [encoding] if isinstance(encoding, Encoding) else encoding
         self._n_sequences = n_sequences
         # (length, direction, pad_id, pad_type_id, pad_token) still owed to the encodings: tensors
         # were padded in numpy, and the Rust objects are only padded if someone looks at them.
@@ -235,14 +218,15 @@ class BatchEncoding(dict):
         try:
             return encodings[batch_index]
         except IndexError:
-            raise InputError(
-                f"{what}(): batch index {batch_index} is out of range for a batch of {len(encodings)}."
-            ) from None
+            raise InputError(f"{what}(): batch index {batch_index} is out of range for a batch of {len(encodings)}.") from None
 
-    @staticmethod
-    def _split(first: int, second: int | None) -> tuple[int, int]:
-        # Callers give (index) for a batch of one, or (batch_index, index).
-        return (0, first) if second is None else (first, second)
+    def _lookup(self, what: str, batch_or_index: int, index: int | None, *sequence_index: int) -> Any:
+        """``Encoding.<what>`` of ``(index)`` in a batch of one, or of ``(batch_index, index)``."""
+        batch_index, index = (0, batch_or_index) if index is None else (batch_or_index, index)
+        encoding = self._encoding(batch_index, what)
+        if index < 0 and what in ("token_to_sequence", "token_to_word"):
+            index += len(encoding)  # as the reference: only these two count from the end
+        return getattr(encoding, what)(index, *sequence_index)
 
     def tokens(self, batch_index: int = 0) -> list[str]:
         return self._encoding(batch_index, "tokens").tokens
@@ -254,49 +238,28 @@ class BatchEncoding(dict):
         return self._encoding(batch_index, "word_ids").word_ids
 
     def token_to_sequence(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
-        batch_index, token_index = self._split(batch_or_token_index, token_index)
-        encoding = self._encoding(batch_index, "token_to_sequence")
-        if token_index < 0:
-            token_index += len(encoding)
-        return encoding.token_to_sequence(token_index)
+        return self._lookup("token_to_sequence", batch_or_token_index, token_index)
 
     def token_to_word(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
-        batch_index, token_index = self._split(batch_or_token_index, token_index)
-        encoding = self._encoding(batch_index, "token_to_word")
-        if token_index < 0:
-            token_index += len(encoding)
-        return encoding.token_to_word(token_index)
-
-    def word_to_tokens(
-        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
-    ) -> TokenSpan | None:
-        batch_index, word_index = self._split(batch_or_word_index, word_index)
-        span = self._encoding(batch_index, "word_to_tokens").word_to_tokens(word_index, sequence_index)
-        return TokenSpan(*span) if span is not None else None
+        return self._lookup("token_to_word", batch_or_token_index, token_index)
 
     def token_to_chars(self, batch_or_token_index: int, token_index: int | None = None) -> CharSpan | None:
-        batch_index, token_index = self._split(batch_or_token_index, token_index)
-        span = self._encoding(batch_index, "token_to_chars").token_to_chars(token_index)
+        span = self._lookup("token_to_chars", batch_or_token_index, token_index)
         return CharSpan(*span) if span is not None else None
 
-    def char_to_token(
-        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
-    ) -> int | None:
-        batch_index, char_index = self._split(batch_or_char_index, char_index)
-        return self._encoding(batch_index, "char_to_token").char_to_token(char_index, sequence_index)
+    def word_to_tokens(self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0) -> TokenSpan | None:
+        span = self._lookup("word_to_tokens", batch_or_word_index, word_index, sequence_index)
+        return TokenSpan(*span) if span is not None else None
 
-    def word_to_chars(
-        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
-    ) -> CharSpan | None:
-        batch_index, word_index = self._split(batch_or_word_index, word_index)
-        span = self._encoding(batch_index, "word_to_chars").word_to_chars(word_index, sequence_index)
+    def word_to_chars(self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0) -> CharSpan | None:
+        span = self._lookup("word_to_chars", batch_or_word_index, word_index, sequence_index)
         return CharSpan(*span) if span is not None else None
 
-    def char_to_word(
-        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
-    ) -> int | None:
-        batch_index, char_index = self._split(batch_or_char_index, char_index)
-        return self._encoding(batch_index, "char_to_word").char_to_word(char_index, sequence_index)
+    def char_to_token(self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0) -> int | None:
+        return self._lookup("char_to_token", batch_or_char_index, char_index, sequence_index)
+
+    def char_to_word(self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0) -> int | None:
+        return self._lookup("char_to_word", batch_or_char_index, char_index, sequence_index)
 
     def convert_to_tensors(self, tensor_type: str | None = None, prepend_batch_axis: bool = False) -> "BatchEncoding":
         """Turn every list value into a numpy array (``"np"``) or torch tensor (``"pt"``), in place."""
@@ -304,31 +267,26 @@ class BatchEncoding(dict):
             return self
         tensor_type = _check_tensor_type(tensor_type)
         for key, value in list(self.items()):
-            if prepend_batch_axis:
-                value = [value]
-            if _is_tensor(value, tensor_type):
-                continue
-            dict.__setitem__(self, key, _as_tensor(value, tensor_type, key))
+            value = [value] if prepend_batch_axis else value
+            if not _is_tensor(value, tensor_type):
+                dict.__setitem__(self, key, _as_tensor(value, tensor_type, key))
         return self
 
     def to(self, device: Any, *, non_blocking: bool = False) -> "BatchEncoding":
         """Move every torch tensor to ``device`` (other values are left as they are)."""
-        is_device = isinstance(device, (str, int)) or (
-            type(device).__name__ == "device" and type(device).__module__.startswith("torch")
-        )
-        if not is_device:
+        kind = type(device)
+        if not isinstance(device, (str, int)) and not (kind.__name__ == "device" and kind.__module__.startswith("torch")):
             logger.warning("BatchEncoding.to() expects a device (str, int or torch.device), got %r; nothing moved.", device)
             return self
         for key, value in list(self.items()):
-            move = getattr(value, "to", None)
-            if callable(move):
-                dict.__setitem__(self, key, move(device=device, non_blocking=non_blocking))
+            if callable(getattr(value, "to", None)):
+                dict.__setitem__(self, key, value.to(device=device, non_blocking=non_blocking))
         return self
 
 
 def _check_tensor_type(tensor_type: Any) -> str:
     value = getattr(tensor_type, "value", tensor_type)
-    if value not in _TENSOR_TYPES:
+    if value not in ("pt", "np"):
         raise InputError(
             f"return_tensors={tensor_type!r} is not supported: use 'pt' (torch tensors), 'np' (numpy arrays) "
             f"or None (Python lists)."
@@ -341,33 +299,17 @@ def _is_tensor(value: Any, tensor_type: str) -> bool:
         import numpy as np
 
         return isinstance(value, np.ndarray)
-    module = type(value).__module__
-    return module.startswith("torch") and type(value).__name__ == "Tensor"
+    return type(value).__module__.startswith("torch") and type(value).__name__ == "Tensor"
 
 
 def _has_items(value: Any) -> bool:
     """Whether nested lists hold any leaf value (empty data becomes int64, as in the reference)."""
     if isinstance(value, (list, tuple)):
-        if not value:
-            return False
-        if isinstance(value[0], (list, tuple)):
-            return any(_has_items(item) for item in value)
-        return True
+        return bool(value) and (not isinstance(value[0], (list, tuple)) or any(map(_has_items, value)))
     try:
         return len(value) > 0
     except TypeError:
         return True
-
-
-def _as_array(value: Any, dtype: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray)):
-        if dtype is None and len({len(row) for row in value}) > 1:
-            value = _as_array([np.asarray(row) for row in value], object)
-    if dtype is None and not _has_items(value):
-        dtype = np.int64
-    return np.asarray(value, dtype=dtype)
 
 
 def _as_tensor(value: Any, tensor_type: str, key: str) -> Any:
@@ -377,19 +319,18 @@ def _as_tensor(value: Any, tensor_type: str, key: str) -> Any:
 
     if tensor_type == "np":
         try:
-            return _as_array(value, None)
+            if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray)):
+                if len({len(row) for row in value}) > 1:
+                    return np.asarray([np.asarray(row) for row in value], dtype=object)
+            return np.asarray(value, dtype=None if _has_items(value) else np.int64)
         except ValueError as exc:
-            raise InputError(
-                f"Cannot make an array of {key!r}: {exc}. Pass padding=True to get rows of one length."
-            ) from exc
+            raise InputError(f"Cannot make an array of {key!r}: {exc}. Pass padding=True to get rows of one length.") from exc
     import torch
 
     try:
         if isinstance(value, list) and value and isinstance(value[0], np.ndarray):
             return torch.from_numpy(np.array(value))
-        if not _has_items(value):
-            return torch.tensor(value, dtype=torch.int64)
-        return torch.tensor(value)
+        return torch.tensor(value) if _has_items(value) else torch.tensor(value, dtype=torch.int64)
     except (ValueError, TypeError, RuntimeError) as exc:
         raise InputError(
             f"Cannot make a tensor of {key!r}: its rows have different lengths. Pass padding=True (and "
@@ -840,38 +781,17 @@ class PreTrainedTokenizer:
         """(padding strategy, truncation strategy, max_length) with the reference's defaults."""
         if max_length is not None and padding is False and truncation is None:
             truncation = "longest_first"
-        if padding is False:
-            pad = _NO_PAD
-        elif padding is True:
-            if verbose and max_length is not None and truncation in (None, False, _NO_TRUNCATE):
-                warnings.warn(
-                    "max_length is ignored when padding=True and there is no truncation strategy; "
-                    "to pad to max_length use padding='max_length'.",
-                    UserWarning,
-                    stacklevel=4,
-                )
-            pad = "longest"
-        else:
-            # Enum members (the reference's PaddingStrategy) hash by name, so look up their value.
-            padding = getattr(padding, "value", padding)
-            pad = padding if padding in _PADDING else None
-            if pad is None:
-                raise InputError(
-                    f"padding={padding!r} is not valid: use True/'longest', 'max_length', or False/'do_not_pad'."
-                )
-        if truncation is None or truncation is False:
-            trunc = _NO_TRUNCATE
-        elif truncation is True:
-            trunc = "longest_first"
-        else:
-            truncation = getattr(truncation, "value", truncation)
-            trunc = truncation if truncation in _TRUNCATION else None
-            if trunc is None:
-                raise InputError(
-                    f"truncation={truncation!r} is not valid: use True/'longest_first', 'only_first', "
-                    f"'only_second', or False/'do_not_truncate'."
-                )
+        if verbose and padding is True and max_length is not None and truncation in (None, False, _NO_TRUNCATE):
+            warnings.warn(
+                "max_length is ignored when padding=True and there is no truncation strategy; "
+                "to pad to max_length use padding='max_length'.",
+                UserWarning,
+                stacklevel=4,
+            )
+        pad = _strategy(padding, _PADDING, "padding")
+        trunc = _strategy(False if truncation is None else truncation, _TRUNCATION, "truncation")
         if max_length is None:
+            # A model_max_length above LARGE_INTEGER means "no limit": nothing to pad or truncate to.
             limit = self.model_max_length
             if pad == "max_length":
                 pad, max_length = (_NO_PAD, None) if limit > LARGE_INTEGER else (pad, limit)
@@ -898,21 +818,11 @@ class PreTrainedTokenizer:
                 )
         return pad, trunc, max_length
 
-    def _plan(
-        self,
-        padding: Any,
-        truncation: Any,
-        max_length: int | None,
-        stride: int,
-        pad_to_multiple_of: int | None,
-        padding_side: str | None,
-        return_tensors: Any,
-        verbose: bool,
-        split_special_tokens: bool | None,
-    ) -> _Plan:
+    def _plan(self, options: tuple) -> _Plan:
         """What a call with these options asks of the backend and of the output; checked once and
         cached, since most programs call with the same few option sets over and over."""
-        pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of, verbose)
+        padding, truncation, max_length, stride, multiple, padding_side, return_tensors, verbose, split = options
+        pad, trunc, max_length = self._strategies(padding, truncation, max_length, multiple, verbose)
         tensor_type = None if return_tensors is None else _check_tensor_type(return_tensors)
         if padding_side is not None and padding_side not in ("right", "left"):
             raise InputError(f"padding_side must be 'right' or 'left' (or None), got {padding_side!r}.")
@@ -921,14 +831,19 @@ class PreTrainedTokenizer:
         pad_spec = None
         if pad != _NO_PAD:
             pad_token = str(self._special_tokens_map["pad_token"])
-            length = max_length if pad == "max_length" else None
             side = padding_side if padding_side is not None else self.padding_side
-            pad_spec = (length, side, self._token_to_id(pad_token), pad_token, pad_to_multiple_of)
+            pad_spec = (max_length if pad == "max_length" else None, side, self._token_to_id(pad_token), pad_token, multiple)
+        split = self.split_special_tokens if split is None else bool(split)
         # Tensors of a padded batch are padded in numpy, much cheaper than having Rust pad every
         # row and reading the padding back; lists come straight from padded encodings.
-        padding_key = pad_spec if tensor_type is None else None
-        split = self.split_special_tokens if split_special_tokens is None else bool(split_special_tokens)
-        return _Plan((truncation_key, padding_key), pad_spec, split, tensor_type, verbose and max_length is None)
+        plan = _Plan((truncation_key, pad_spec if tensor_type is None else None), pad_spec, split, tensor_type,
+                     verbose and max_length is None)
+        if len(self._plans) < 64:
+            try:
+                self._plans[options] = plan
+            except TypeError:  # an unhashable option value: fine, just not cached
+                pass
+        return plan
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -992,54 +907,23 @@ class PreTrainedTokenizer:
         truncates (longest first), while ``truncation=False`` keeps everything.
         """
         if unexpected:
-            raise InputError(
-                f"The tokenizer call got unexpected keyword argument(s) {sorted(unexpected)}. Accepted: text, "
-                f"text_pair, {_CALL_OPTIONS}."
-            )
+            accepted = ", ".join(list(inspect.signature(PreTrainedTokenizer.__call__).parameters)[1:-1])
+            raise InputError(f"The tokenizer call got unexpected keyword argument(s) {sorted(unexpected)}. Accepted: {accepted}.")
         options = (padding, truncation, max_length, stride, pad_to_multiple_of, padding_side, return_tensors, verbose, split_special_tokens)
         try:
             plan = self._plans[options]
         except (KeyError, TypeError):
-            plan = self._plan(*options)
-            if len(self._plans) < 64:
-                try:
-                    self._plans[options] = plan
-                except TypeError:  # an unhashable option value: fine, just not cached
-                    pass
+            plan = self._plan(options)
         if type(text) is str and text_pair is None and not is_split_into_words:
-            batched, batch, pair = False, None, None
+            batch = pair = None
         else:
-            batched, batch, pair = self._batch(text, text_pair, is_split_into_words)
-
-        if batched and not _pool_sized:
-            _size_pool_once()
-        # The Rust tokenizer holds padding/truncation as mutable state: configuring it and encoding
-        # must be one step, or a thread calling with other settings could slip in between.
-        backend = self._backend
-        with self._lock:
-            if plan.backend_state != self._applied:
-                self._configure(plan.backend_state)
-            if plan.split != self._backend_split:
-                backend.encode_special_tokens = self._backend_split = plan.split
-            try:
-                if batched:
-                    rows = backend.encode_batch(batch, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words)
-                else:
-                    rows = [backend.encode(text, pair, is_pretokenized=is_split_into_words, add_special_tokens=add_special_tokens)]
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as exc:
-                # BaseException: the Rust side reports some bad settings as a panic, which is not an Exception.
-                raise InputError(f"Could not tokenize the input: {exc}") from exc
+            batch, pair = self._batch(text, text_pair, is_split_into_words)
+        rows = self._encode(plan, text, batch, pair, add_special_tokens, is_split_into_words)
 
         names = self.model_input_names
-        wanted = (
-            ("token_type_ids" in names) if return_token_type_ids is None else return_token_type_ids,
-            ("attention_mask" in names) if return_attention_mask is None else return_attention_mask,
-            return_special_tokens_mask,
-            return_offsets_mapping,
-            return_length,
-        )
+        want_types = ("token_type_ids" in names) if return_token_type_ids is None else return_token_type_ids
+        want_mask = ("attention_mask" in names) if return_attention_mask is None else return_attention_mask
+        wanted = (want_types, want_mask, return_special_tokens_mask, return_offsets_mapping, return_length)
         sample_of_row = None
         if return_overflowing_tokens:
             pieces, sample_of_row = [], []
@@ -1047,35 +931,61 @@ class PreTrainedTokenizer:
                 pieces += [encoding, *encoding.overflowing]
                 sample_of_row += [index] * (1 + len(encoding.overflowing))
             rows = pieces
-        zero_types = wanted[0] and self.single_sequence_type_ids_are_zero and _single_sequences(batch, pair, text_pair, is_split_into_words)
+        zero_types = want_types and self.single_sequence_type_ids_are_zero and _single_sequences(
+            batch, pair, text_pair, is_split_into_words
+        )
         if plan.tensor_type is not None:
             return self._tensors(rows, plan, wanted, sample_of_row, zero_types)
-        return self._lists(rows, plan, wanted, sample_of_row, zero_types, batched or return_overflowing_tokens)
+        return self._lists(rows, plan, wanted, sample_of_row, zero_types, batch is not None or return_overflowing_tokens)
 
-    def _batch(self, text: Any, text_pair: Any, is_split_into_words: bool) -> tuple[bool, list | None, Any]:
-        """Check the text arguments: (whether they are a batch, the batch to encode, the single pair)."""
+    def _batch(self, text: Any, text_pair: Any, is_split_into_words: bool) -> tuple[list | None, Any]:
+        """Check the text arguments: (the batch to encode, or None for one text; the pair of one text)."""
         if text is None:
             raise InputError("The tokenizer needs text: a string, a list of strings, or pre-split words.")
-        if not _valid_text(text):
-            raise InputError(_TEXT_TYPES_MESSAGE.format(name="text", got=_describe(text)))
-        if text_pair is not None and not _valid_text(text_pair):
-            raise InputError(_TEXT_TYPES_MESSAGE.format(name="text_pair", got=_describe(text_pair)))
+        for name, value in (("text", text), ("text_pair", text_pair)):
+            if value is not None and not _valid_text(value):
+                raise InputError(_TEXT_TYPES_MESSAGE.format(name=name, got=_describe(value)))
         if is_split_into_words:
             batched = isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
         else:
             batched = isinstance(text, (list, tuple))
         if not batched:
-            # A falsy pair (e.g. "") means no pair, as in the reference.
-            return False, None, text_pair if text_pair else None
+            return None, text_pair if text_pair else None  # a falsy pair (e.g. "") means none, as in the reference
         if isinstance(text_pair, str):
             raise InputError("text is a batch, so text_pair must be a batch too: a list with one pair text per text.")
         if text_pair is not None:
             if len(text) != len(text_pair):
                 raise InputError(f"text has {len(text)} items but text_pair has {len(text_pair)}; give one pair per text.")
-            return True, list(zip(text, text_pair)), None
+            return list(zip(text, text_pair)), None
         if not text:
             raise InputError("text is an empty list: there is nothing to tokenize.")
-        return True, text if isinstance(text, list) else list(text), None
+        return text if isinstance(text, list) else list(text), None
+
+    def _encode(
+        self, plan: _Plan, text: Any, batch: list | None, pair: Any, add_special_tokens: bool, split_into_words: bool
+    ) -> list[Encoding]:
+        """The Rust encodings of one text (``batch`` None) or of a batch."""
+        global _pool_sized
+        if batch is not None and not _pool_sized:
+            threads.size_tokenizer_pool()
+            _pool_sized = True
+        backend = self._backend
+        # The Rust tokenizer holds padding/truncation as mutable state: configuring it and encoding
+        # must be one step, or a thread calling with other settings could slip in between.
+        with self._lock:
+            if plan.backend_state != self._applied:
+                self._configure(plan.backend_state)
+            if plan.split != self._backend_split:
+                backend.encode_special_tokens = self._backend_split = plan.split
+            try:
+                if batch is not None:
+                    return backend.encode_batch(batch, add_special_tokens=add_special_tokens, is_pretokenized=split_into_words)
+                return [backend.encode(text, pair, is_pretokenized=split_into_words, add_special_tokens=add_special_tokens)]
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:
+                # BaseException: the Rust side reports some bad settings as a panic, which is not an Exception.
+                raise InputError(f"Could not tokenize the input: {exc}") from exc
 
     def _lists(
         self,
@@ -1133,34 +1043,26 @@ class PreTrainedTokenizer:
                     row.pad(target, direction=side, pad_id=pad_id, pad_type_id=0, pad_token=pad_token)
             return self._lists(rows, plan._replace(pad_spec=True), wanted, sample_of_row, False, True, plan.tensor_type)
 
-        batch = len(rows)
-        total = sum(lengths)
+        batch, total = len(rows), sum(lengths)
+        shape = (batch, target)
         full = total == batch * target
-        if full:
-            real = None
-        else:
-            lengths = np.array(lengths)
+        if not full:
             positions = np.arange(target)[None, :]
-            real = positions < lengths[:, None] if side == "right" else positions >= (target - lengths)[:, None]
+            lengths = np.array(lengths)[:, None]
+            real = positions < lengths if side == "right" else positions >= target - lengths
 
         def padded(values: list[list[int]], fill: int) -> Any:
             if full:
                 return np.array(values, dtype=np.int64)
-            out = np.full((batch, target), fill, dtype=np.int64)
+            out = np.full(shape, fill, dtype=np.int64)
             out[real] = np.fromiter(chain.from_iterable(values), dtype=np.int64, count=total)
             return out
 
         data: dict[str, Any] = {"input_ids": padded(ids, 0 if full else pad_id)}
         if want_types:
-            data["token_type_ids"] = (
-                np.zeros((batch, target), dtype=np.int64) if zero_types else padded([row.type_ids for row in rows], 0)
-            )
+            data["token_type_ids"] = np.zeros(shape, dtype=np.int64) if zero_types else padded([r.type_ids for r in rows], 0)
         if want_mask:
-            if full:
-                data["attention_mask"] = np.empty((batch, target), dtype=np.int64)
-                data["attention_mask"].fill(1)
-            else:
-                data["attention_mask"] = real.astype(np.int64)
+            data["attention_mask"] = np.ones(shape, dtype=np.int64) if full else real.astype(np.int64)
         if want_special:
             data["special_tokens_mask"] = padded([row.special_tokens_mask for row in rows], 1)
         if want_offsets:
@@ -1175,9 +1077,9 @@ class PreTrainedTokenizer:
         if sample_of_row is not None:
             data["overflow_to_sample_mapping"] = np.asarray(sample_of_row, dtype=np.int64)
         if plan.tensor_type == "pt":
-            import torch
+            from torch import from_numpy
 
-            data = {key: torch.from_numpy(value) for key, value in data.items()}
+            data = {key: from_numpy(value) for key, value in data.items()}
         output = BatchEncoding(data, rows)
         if plan.pad_spec is not None:
             # Even full-length rows may hold shorter overflow pieces that Rust would have padded.
@@ -1185,7 +1087,7 @@ class PreTrainedTokenizer:
         return output
 
     def _warn_if_too_long(self, longest: int) -> None:
-        if longest > self.model_max_length and self.model_max_length != 0 and not self._warned_too_long:
+        if longest > self.model_max_length and self.model_max_length != 0:
             logger.warning(
                 "Token indices sequence length is longer than the specified maximum sequence length for this "
                 "model (%d > %d). Running this sequence through the model will result in indexing errors",
@@ -1559,6 +1461,17 @@ def _valid_text(value: Any) -> bool:
     if isinstance(inner, (list, tuple)):
         return not inner or isinstance(inner[0], str)
     return False
+
+
+def _strategy(value: Any, choices: tuple[str, ...], name: str) -> str:
+    """A padding/truncation argument as a strategy: True is the first choice, False the last."""
+    if value is True or value is False:
+        return choices[0] if value else choices[-1]
+    value = getattr(value, "value", value)  # the reference's enums hash by name, so use the value
+    if value not in choices:
+        others = ", ".join(map(repr, choices[:-1]))
+        raise InputError(f"{name}={value!r} is not valid: use True/{others}, or False/{choices[-1]!r}.")
+    return value
 
 
 def _describe(value: Any) -> str:
