@@ -85,6 +85,11 @@ _TRUNCATION = ("longest_first", "only_first", "only_second", "do_not_truncate")
 _NO_PAD = "do_not_pad"
 _NO_TRUNCATE = "do_not_truncate"
 
+# Loading options and file names the reference leaves out of a saved tokenizer_config.json.
+_NOT_SAVED = (
+    "add_bos_token", "add_eos_token", "added_tokens_decoder", "additional_special_tokens", "name_or_path", "special_tokens_map_file", "tokenizer_file",
+    "vocab_file", "device_map", "slow_tokenizer_class", "files_loaded",
+)
 _JSON_TRUNCATION_STRATEGY = {"LongestFirst": "longest_first", "OnlyFirst": "only_first", "OnlySecond": "only_second"}
 
 TextOrBatch = Union[str, Sequence[str], Sequence[Sequence[str]], Sequence[tuple]]
@@ -770,7 +775,11 @@ class PreTrainedTokenizer:
     def single_sequence_type_ids_are_zero(self) -> bool:
         """Whether every token of a single sequence gets type id 0 (so they need not be read back)."""
         if self._single_type_ids_zero is None:
-            self._single_type_ids_zero = _single_type_ids_zero(self._backend.post_processor)
+            processor = self._backend.post_processor
+            try:
+                self._single_type_ids_zero = processor is None or _single_type_ids_zero(json.loads(processor.__getstate__()))
+            except Exception:
+                self._single_type_ids_zero = False
         return self._single_type_ids_zero
 
     # -- encoding --------------------------------------------------------------------------------
@@ -1147,19 +1156,16 @@ class PreTrainedTokenizer:
         if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
             encoded_inputs = {key: [row[key] for row in encoded_inputs] for key in encoded_inputs[0].keys()}
         if not isinstance(encoded_inputs, Mapping):
-            raise InputError(
-                f"pad() takes a dict of model inputs or a list of such dicts, got {_describe(encoded_inputs)}."
-            )
+            raise InputError(f"pad() takes a dict of model inputs or a list of such dicts, got {_describe(encoded_inputs)}.")
         main = self.model_input_names[0]
         if main not in encoded_inputs:
             raise InputError(f"pad() needs {main!r} among the inputs, got {list(encoded_inputs.keys())}.")
-        encoded_inputs = dict(encoded_inputs)
-        required = encoded_inputs[main]
+        inputs = dict(encoded_inputs)
+        required = inputs[main]
         if required is None or (hasattr(required, "__len__") and len(required) == 0):
             if return_attention_mask:
-                encoded_inputs["attention_mask"] = []
-            return BatchEncoding(encoded_inputs)
-
+                inputs["attention_mask"] = []
+            return BatchEncoding(inputs)
         first = required[0]
         if isinstance(first, (list, tuple)):
             first = next((row[0] for row in required if len(row)), first)
@@ -1167,70 +1173,35 @@ class PreTrainedTokenizer:
             module = type(first).__module__
             if return_tensors is None:
                 return_tensors = "pt" if module.startswith("torch") else "np" if module.startswith("numpy") else None
-            encoded_inputs = {key: _to_python(value) for key, value in encoded_inputs.items()}
+            inputs = {key: _to_python(value) for key, value in inputs.items()}
 
         pad, _, max_length = self._strategies(padding, None, max_length, None, verbose)
         if pad_to_multiple_of is not None:
             pad_to_multiple_of = _non_negative(pad_to_multiple_of, "pad_to_multiple_of")
-        required = encoded_inputs[main]
-        if required and not isinstance(required[0], (list, tuple)):
-            return BatchEncoding(
-                self._pad_row(encoded_inputs, max_length, pad, pad_to_multiple_of, padding_side, return_attention_mask),
-                tensor_type=return_tensors,
-            )
-        rows = len(required)
-        for key, value in encoded_inputs.items():
-            if len(value) != rows:
-                raise InputError(f"pad(): {key!r} has {len(value)} rows but {main!r} has {rows}.")
-        if pad == "longest":
-            max_length = max(len(row) for row in required)
-            pad = "max_length"
-        outputs: dict[str, list] = {}
-        for index in range(rows):
-            row = {key: value[index] for key, value in encoded_inputs.items()}
-            row = self._pad_row(row, max_length, pad, pad_to_multiple_of, padding_side, return_attention_mask)
-            for key, value in row.items():
-                outputs.setdefault(key, []).append(value)
-        return BatchEncoding(outputs, tensor_type=return_tensors)
-
-    def _pad_row(
-        self,
-        row: dict[str, Any],
-        max_length: int | None,
-        pad: str,
-        pad_to_multiple_of: int | None,
-        padding_side: str | None,
-        return_attention_mask: bool | None,
-    ) -> dict[str, Any]:
         if return_attention_mask is None:
             return_attention_mask = "attention_mask" in self.model_input_names
-        main = self.model_input_names[0]
-        ids = list(row[main])
-        if pad == "longest":
-            max_length = len(ids)
-        if max_length is not None and pad_to_multiple_of and max_length % pad_to_multiple_of:
-            max_length += pad_to_multiple_of - max_length % pad_to_multiple_of
-        if return_attention_mask and "attention_mask" not in row:
-            row["attention_mask"] = [1] * len(ids)
-        missing = (max_length or 0) - len(ids)
-        if pad == _NO_PAD or missing <= 0:
-            return row
-        side = padding_side if padding_side is not None else self.padding_side
-        if side not in ("right", "left"):
-            raise InputError(f"padding_side must be 'right' or 'left', got {side!r}.")
-
-        def extend(values: Any, fill: int) -> list:
-            filler = [fill] * missing
-            return list(values) + filler if side == "right" else filler + list(values)
-
-        if return_attention_mask:
-            row["attention_mask"] = extend(row["attention_mask"], 0)
-        if "token_type_ids" in row:
-            row["token_type_ids"] = extend(row["token_type_ids"], self.pad_token_type_id)
-        if "special_tokens_mask" in row:
-            row["special_tokens_mask"] = extend(row["special_tokens_mask"], 1)
-        row[main] = extend(ids, self.pad_token_id)
-        return row
+        single = not isinstance(inputs[main][0], (list, tuple))
+        inputs = {key: [value] if single else list(value) for key, value in inputs.items()}
+        lengths = [len(row) for row in inputs[main]]
+        for key, value in inputs.items():
+            if len(value) != len(lengths):
+                raise InputError(f"pad(): {key!r} has {len(value)} rows but {main!r} has {len(lengths)}.")
+        if return_attention_mask and "attention_mask" not in inputs:
+            inputs["attention_mask"] = [[1] * length for length in lengths]
+        target = max(lengths) if pad == "longest" else max_length
+        if pad != _NO_PAD and target is not None:
+            if pad_to_multiple_of and target % pad_to_multiple_of:
+                target += pad_to_multiple_of - target % pad_to_multiple_of
+            side = padding_side if padding_side is not None else self.padding_side
+            fills = {main: self.pad_token_id, "token_type_ids": self.pad_token_type_id, "special_tokens_mask": 1}
+            if return_attention_mask:
+                fills["attention_mask"] = 0
+            for key, fill in fills.items():
+                if key in inputs:
+                    inputs[key] = [_pad_values(row, fill, target - n, side) for row, n in zip(inputs[key], lengths)]
+        if single:
+            inputs = {key: value[0] for key, value in inputs.items()}
+        return BatchEncoding(inputs, tensor_type=return_tensors)
 
     # -- decoding --------------------------------------------------------------------------------
 
@@ -1242,18 +1213,24 @@ class PreTrainedTokenizer:
         **kwargs: Any,
     ) -> str | list[str]:
         """Text of a sequence of ids, or a list of texts for a batch of sequences."""
+        kwargs.pop("use_source_tokenizer", None)
         if kwargs:
-            kwargs.pop("use_source_tokenizer", None)
-            if kwargs:
-                raise InputError(f"Unexpected argument(s) {sorted(kwargs)} for decode.")
+            raise InputError(f"Unexpected argument(s) {sorted(kwargs)} for decode.")
         token_ids = _to_python(token_ids)
-        if isinstance(token_ids, (list, tuple)) and token_ids and isinstance(token_ids[0], (list, tuple)):
-            try:
+        batched = isinstance(token_ids, (list, tuple)) and bool(token_ids) and isinstance(token_ids[0], (list, tuple))
+        if isinstance(token_ids, int):
+            token_ids = [token_ids]
+        elif isinstance(token_ids, Mapping):
+            token_ids = token_ids["input_ids"]
+        try:
+            if batched:
                 texts = self._backend.decode_batch([list(ids) for ids in token_ids], skip_special_tokens=skip_special_tokens)
-            except Exception as exc:
-                raise InputError(f"Could not decode these ids: {exc}. Ids must be non-negative integers.") from exc
-            return [self._clean_up(text, clean_up_tokenization_spaces) for text in texts]
-        return self._decode_one(token_ids, skip_special_tokens, clean_up_tokenization_spaces)
+            else:
+                texts = [self._backend.decode(token_ids, skip_special_tokens=skip_special_tokens)]
+        except Exception as exc:
+            raise InputError(f"Could not decode {_describe(token_ids)}: {exc}. Ids must be non-negative integers.") from exc
+        texts = [self._clean_up(text, clean_up_tokenization_spaces) for text in texts]
+        return texts if batched else texts[0]
 
     def batch_decode(
         self,
@@ -1265,17 +1242,6 @@ class PreTrainedTokenizer:
         """Texts of a batch of id sequences (a single sequence gives a list of one text)."""
         result = self.decode(sequences, skip_special_tokens, clean_up_tokenization_spaces, **kwargs)
         return [result] if isinstance(result, str) else result
-
-    def _decode_one(self, token_ids: Any, skip_special_tokens: bool, clean_up: bool | None) -> str:
-        if isinstance(token_ids, int):
-            token_ids = [token_ids]
-        elif isinstance(token_ids, Mapping):
-            token_ids = token_ids["input_ids"]
-        try:
-            text = self._backend.decode(token_ids, skip_special_tokens=skip_special_tokens)
-        except Exception as exc:
-            raise InputError(f"Could not decode {_describe(token_ids)}: {exc}. Ids must be non-negative integers.") from exc
-        return self._clean_up(text, clean_up)
 
     def _clean_up(self, text: str, clean_up: bool | None) -> str:
         if clean_up is None:
@@ -1340,29 +1306,16 @@ class PreTrainedTokenizer:
 
     # Saving writes the live value of these attributes over the loaded config, as the reference
     # does for every config key that is also an attribute of its tokenizer.
-    _LIVE_ATTRIBUTES = frozenset(
-        {
-            "model_max_length",
-            "padding_side",
-            "truncation_side",
-            "model_input_names",
-            "clean_up_tokenization_spaces",
-            "split_special_tokens",
-            "chat_template",
-            "backend",
-            "verbose",
-            "pad_token_type_id",
-            "extra_special_tokens",
-        }
-    )
+    _LIVE_ATTRIBUTES = frozenset({
+        "model_max_length", "padding_side", "truncation_side", "model_input_names", "clean_up_tokenization_spaces",
+        "split_special_tokens", "chat_template", "backend", "verbose", "pad_token_type_id", "extra_special_tokens",
+    })
     # Set only on tokenizers built from a vocabulary (the reference's BertTokenizer has them).
     _BUILDER_ATTRIBUTES = frozenset({"do_lower_case", "tokenize_chinese_chars", "strip_accents"})
 
     def _config_to_save(self) -> dict[str, Any]:
         config = copy.deepcopy(self.init_kwargs)
-        config.pop("add_bos_token", None)
-        config.pop("add_eos_token", None)
-        for key in (set(self.init_kwargs) - {"add_bos_token", "add_eos_token"}) | {"model_max_length"}:
+        for key in set(self.init_kwargs) | {"model_max_length"}:
             if key in self._special_tokens_map:
                 value = self._special_tokens_map[key]
                 config[key] = None if value is None else str(value)
@@ -1372,17 +1325,7 @@ class PreTrainedTokenizer:
         if self._extra_special_tokens:
             config["extra_special_tokens"] = self.extra_special_tokens
         config = _added_tokens_to_json(config)
-        for key in (
-            "added_tokens_decoder",
-            "additional_special_tokens",
-            "name_or_path",
-            "special_tokens_map_file",
-            "tokenizer_file",
-            "vocab_file",
-            "device_map",
-            "slow_tokenizer_class",
-            "files_loaded",
-        ):
+        for key in _NOT_SAVED:
             config.pop(key, None)
         config["tokenizer_class"] = self.class_name
         return config
@@ -1408,20 +1351,18 @@ for _name in SPECIAL_TOKENS_ATTRIBUTES:
 del _name
 
 
+# The spaces a WordPiece-style decode leaves before punctuation and contractions.
+_CLEAN_UP = (
+    (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"),
+    (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+)
+
+
 def clean_up_tokenization(text: str) -> str:
     """Undo the spaces a WordPiece-style decode leaves before punctuation and contractions."""
-    return (
-        text.replace(" .", ".")
-        .replace(" ?", "?")
-        .replace(" !", "!")
-        .replace(" ,", ",")
-        .replace(" ' ", "'")
-        .replace(" n't", "n't")
-        .replace(" 'm", "'m")
-        .replace(" 's", "'s")
-        .replace(" 've", "'ve")
-        .replace(" 're", "'re")
-    )
+    for spaced, joined in _CLEAN_UP:
+        text = text.replace(spaced, joined)
+    return text
 
 
 _TEXT_TYPES_MESSAGE = (
@@ -1443,24 +1384,14 @@ def _single_sequences(batch: list | None, pair: Any, text_pair: Any, is_split_in
     return set(map(type, batch)) == {str}
 
 
-def _valid_text(value: Any) -> bool:
-    # The reference's rule: look at the first element of each nesting level only; a wrong element
-    # further on is caught when the Rust tokenizer reads the batch.
+def _valid_text(value: Any, depth: int = 0) -> bool:
+    """The reference's rule: str leaves under at most three list levels, judged by the first element
+    of each level only (a wrong element further on is caught when the Rust tokenizer reads it)."""
     if isinstance(value, str):
         return True
-    if not isinstance(value, (list, tuple)):
+    if depth == 3 or not isinstance(value, (list, tuple)):
         return False
-    if not value or isinstance(value[0], str):
-        return True
-    first = value[0]
-    if not isinstance(first, (list, tuple)):
-        return False
-    if not first or isinstance(first[0], str):
-        return True
-    inner = first[0]
-    if isinstance(inner, (list, tuple)):
-        return not inner or isinstance(inner[0], str)
-    return False
+    return not value or _valid_text(value[0], depth + 1)
 
 
 def _strategy(value: Any, choices: tuple[str, ...], name: str) -> str:
@@ -1472,6 +1403,15 @@ def _strategy(value: Any, choices: tuple[str, ...], name: str) -> str:
         others = ", ".join(map(repr, choices[:-1]))
         raise InputError(f"{name}={value!r} is not valid: use True/{others}, or False/{choices[-1]!r}.")
     return value
+
+
+def _pad_values(values: Any, fill: int, missing: int, side: str) -> Any:
+    if missing <= 0:
+        return values
+    if side not in ("right", "left"):
+        raise InputError(f"padding_side must be 'right' or 'left', got {side!r}.")
+    filler = [fill] * missing
+    return list(values) + filler if side == "right" else filler + list(values)
 
 
 def _describe(value: Any) -> str:
@@ -1544,38 +1484,14 @@ def _added_tokens_to_json(value: Any) -> Any:
     return value
 
 
-def _single_type_ids_zero(post_processor: Any) -> bool:
-    """Whether a post-processor gives type id 0 to every token of a single sequence."""
-    if post_processor is None:
-        return True
-    try:
-        state = json.loads(post_processor.__getstate__())
-    except Exception:
-        return False
-    return _state_single_zero(state)
-
-
-def _state_single_zero(state: dict) -> bool:
+def _single_type_ids_zero(state: dict[str, Any]) -> bool:
+    """Whether a post-processor (its JSON state) gives type id 0 to every token of a single sequence."""
     kind = state.get("type")
-    if kind in ("BertProcessing", "RobertaProcessing", "ByteLevel"):
-        return True
     if kind == "TemplateProcessing":
-        for piece in state.get("single", []):
-            body = next(iter(piece.values()), {})
-            if body.get("type_id", 0) != 0:
-                return False
-        return True
+        return all(next(iter(piece.values()), {}).get("type_id", 0) == 0 for piece in state.get("single", []))
     if kind == "Sequence":
-        return all(_state_single_zero(sub) for sub in state.get("processors", []))
-    return False
-
-
-def _read_json(path: str, what: str, error: type[Exception] = ConfigError) -> Any:
-    return read_json(path, what, error, object_only=False)
-
-
-def _read_json_object(path: str, what: str, error: type[Exception] = ConfigError) -> dict[str, Any]:
-    return read_json(path, what, error)
+        return all(_single_type_ids_zero(sub) for sub in state.get("processors", []))
+    return kind in ("BertProcessing", "RobertaProcessing", "ByteLevel")
 
 
 def _truncation_from_json(value: Any) -> dict[str, Any] | None:
@@ -1620,7 +1536,7 @@ def _class_name(
     if name is None:
         if config is None:
             path = source.resolve("config.json", required=False)
-            config = _read_json_object(path, "config.json") if path else {}
+            config = read_json(path, "config.json") if path else {}
         read = config.get if isinstance(config, dict) else lambda key: getattr(config, key, None)
         name = read("tokenizer_class")
         if name is None:
@@ -1674,7 +1590,7 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
     model_config = kwargs.pop("config", None)
 
     config_path = source.resolve(TOKENIZER_CONFIG_FILE, required=False)
-    tokenizer_config = _read_json_object(config_path, TOKENIZER_CONFIG_FILE) if config_path else {}
+    tokenizer_config = read_json(config_path, TOKENIZER_CONFIG_FILE) if config_path else {}
     tokenizer_file = source.resolve(TOKENIZER_FILE, required=False)
     class_name = _class_name(source, tokenizer_config, tokenizer_type, model_config)
     builder = registry.tokenizer_builder(class_name) if class_name else None
@@ -1709,7 +1625,7 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
 
     # Parsed once here: the vocabulary builder and the legacy added-tokens lookup both read it.
     tokenizer_data = (
-        _read_json_object(tokenizer_file, TOKENIZER_FILE, TokenizerError)
+        read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)
         if tokenizer_file is not None and builder == "wordpiece"
         else None
     )
@@ -1768,7 +1684,7 @@ def _added_tokens(
 
     map_path = source.resolve(SPECIAL_TOKENS_MAP_FILE, required=False)
     if map_path is not None:
-        special_map = _read_json_object(map_path, SPECIAL_TOKENS_MAP_FILE)
+        special_map = read_json(map_path, SPECIAL_TOKENS_MAP_FILE)
         for key, value in special_map.items():
             if key in user_kwargs and user_kwargs[key]:
                 continue
@@ -1789,7 +1705,7 @@ def _added_tokens(
 
     added_path = source.resolve(ADDED_TOKENS_FILE, required=False)
     if added_path is not None:
-        added = _read_json_object(added_path, ADDED_TOKENS_FILE)
+        added = read_json(added_path, ADDED_TOKENS_FILE)
         special = {str(init_kwargs[k]) for k in SPECIAL_TOKENS_ATTRIBUTES if init_kwargs.get(k)}
         special.update(str(t) for t in (init_kwargs.get("extra_special_tokens") or []))
         for content, index in added.items():
@@ -1799,7 +1715,7 @@ def _added_tokens(
             by_content[content] = token
 
     if tokenizer_file is not None:
-        data = tokenizer_data or _read_json_object(tokenizer_file, TOKENIZER_FILE, TokenizerError)
+        data = tokenizer_data or read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)
         entries = data.get("added_tokens") or []
         if not isinstance(entries, list):
             raise TokenizerError(f"{tokenizer_file!r}: added_tokens must be a list of token entries, got {entries!r}.")
