@@ -2,17 +2,14 @@
 
 One engine: float32 rows -> truncate -> pad -> attention mask -> per-utterance zero-mean,
 unit-variance normalisation; ``feature_extractor_type`` selects a profile of default settings
-(``PROFILES``). The output equals the reference's ``Wav2Vec2FeatureExtractor`` bit for bit.
-Where the reference silently produces garbage this raises or does the evident thing instead:
-(frames, channels)-looking 2-D arrays are refused as multi-channel audio, left padding takes the
-statistics over the real samples, every real dtype becomes float32 first, and empty or
-non-numeric input raises :class:`InputError`. ``load_audio`` reads files with soundfile and
-resamples with soxr "HQ" (librosa's ``soxr_hq``), averaging channels into one.
+(``PROFILES``). The output equals the reference's ``Wav2Vec2FeatureExtractor`` bit for bit. Where
+the reference silently produces garbage this raises or does the evident thing instead: 2-D arrays
+shaped like (frames, channels) are refused as multi-channel audio, left padding takes the
+statistics over the real samples, and empty or non-numeric input raises :class:`InputError`.
 """
 
 from __future__ import annotations
 
-import copy
 import io
 import logging
 import math
@@ -24,20 +21,22 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import registry
-from ..errors import (
-    ConfigError,
-    InputError,
-    UnsupportedModelError,
+from ..errors import ConfigError, InputError, UnsupportedModelError
+from .features import (
+    BatchFeature,
+    Preprocessor,
+    check_settings,
+    describe,
+    is_flag,
+    is_integer,
+    is_number,
+    is_tensor,
+    tensor_to_numpy,
+    tensor_type_name,
+    to_numpy,
 )
-from ..hub import (
-    IGNORED_LOAD_OPTIONS,
-    SOURCE_OPTIONS,
-    Source,
-)
-from .features import BatchFeature, Preprocessor, tensor_type_name
 
 logger = logging.getLogger(__name__)
-
 
 # The settings a feature extractor holds, with each profile's defaults.
 PROFILES: dict[str, dict[str, Any]] = {
@@ -51,6 +50,15 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 SETTING_NAMES = tuple(PROFILES["wav2vec2"])
+# What each setting must be.
+_RULES = {
+    "feature_size": (lambda value: is_integer(value) and value >= 1, "a positive integer"),
+    "sampling_rate": (lambda value: is_number(value) and value > 0, "a positive number of Hz"),
+    "padding_value": (lambda value: value is None or is_number(value), "a finite number (or null)"),
+    "padding_side": (lambda value: value in ("right", "left"), "'right' or 'left'"),
+    "return_attention_mask": (is_flag, "true or false"),
+    "do_normalize": (is_flag, "true or false"),
+}
 
 # Added to the variance before the square root, as the reference does.
 NORMALIZATION_EPSILON = 1e-7
@@ -70,32 +78,6 @@ _CALL_OPTIONS = (
 )
 
 
-def _is_torch_tensor(value: Any) -> bool:
-    import sys
-
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(value, torch.Tensor)
-
-
-def _torch_to_numpy(tensor: Any) -> np.ndarray:
-    tensor = tensor.detach().cpu()
-    if tensor.is_floating_point() and tensor.dtype not in (_torch_dtype("float32"), _torch_dtype("float64")):
-        tensor = tensor.float()  # bfloat16 has no numpy dtype
-    return tensor.numpy()
-
-
-def _torch_dtype(name: str) -> Any:
-    import torch
-
-    return getattr(torch, name)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, np.ndarray) or _is_torch_tensor(value):
-        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return type(value).__name__
-
-
 def _multichannel_hint(shape: tuple[int, ...]) -> str:
     return (
         f"Audio of shape {shape} looks like multi-channel (frames, channels) audio, but the model takes mono. "
@@ -106,8 +88,8 @@ def _multichannel_hint(shape: tuple[int, ...]) -> str:
 
 def _as_row(value: Any, where: str) -> np.ndarray:
     """One utterance as a fresh 1-D float32 array, or a clear InputError."""
-    if _is_torch_tensor(value):
-        value = _torch_to_numpy(value)
+    if is_tensor(value):
+        value = tensor_to_numpy(value)
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as exc:
@@ -115,7 +97,7 @@ def _as_row(value: Any, where: str) -> np.ndarray:
     if array.dtype.kind not in "biuf":
         raise InputError(
             f"{where} must hold real numbers (audio samples), got an array of dtype {array.dtype} "
-            f"({_describe(value)}). Pass floats, e.g. the array load_audio(path) returns."
+            f"({describe(value)}). Pass floats, e.g. the array load_audio(path) returns."
         )
     if array.ndim == 0:
         raise InputError(f"{where} is a single number, not audio: pass a 1-D sequence of samples.")
@@ -138,9 +120,9 @@ def _as_row(value: Any, where: str) -> np.ndarray:
 
 def _utterances(raw_speech: Any) -> tuple[list[np.ndarray], bool]:
     """The utterances of a call as 1-D float32 arrays, and whether they came as a torch tensor."""
-    from_torch = _is_torch_tensor(raw_speech)
+    from_torch = is_tensor(raw_speech)
     if from_torch:
-        raw_speech = _torch_to_numpy(raw_speech)
+        raw_speech = tensor_to_numpy(raw_speech)
     if isinstance(raw_speech, np.ndarray):
         if raw_speech.ndim == 2:
             frames, columns = raw_speech.shape
@@ -157,7 +139,7 @@ def _utterances(raw_speech: Any) -> tuple[list[np.ndarray], bool]:
         if not raw_speech:
             raise InputError("raw_speech is empty: pass at least one utterance (a 1-D array of samples).")
         first = raw_speech[0]
-        if isinstance(first, (np.ndarray, list, tuple)) or _is_torch_tensor(first):
+        if isinstance(first, (np.ndarray, list, tuple)) or is_tensor(first):
             return [_as_row(item, f"raw_speech[{i}]") for i, item in enumerate(raw_speech)], from_torch
         return [_as_row(raw_speech, "raw_speech")], from_torch
     if isinstance(raw_speech, (str, os.PathLike)):
@@ -167,14 +149,14 @@ def _utterances(raw_speech: Any) -> tuple[list[np.ndarray], bool]:
         )
     raise InputError(
         f"raw_speech must be a 1-D float array, a list of floats, a list of 1-D arrays or a torch tensor, "
-        f"got {_describe(raw_speech)}."
+        f"got {describe(raw_speech)}."
     )
 
 
 def _positive_int(value: Any, name: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+    if not is_integer(value) or value <= 0:
         raise InputError(f"{name} must be a positive integer, got {value!r}.")
     return int(value)
 
@@ -199,25 +181,19 @@ def _round_up(length: int, multiple: int | None) -> int:
     return (length // multiple + 1) * multiple
 
 
-def _check_stackable(rows: list[np.ndarray], tensor_type: str | None) -> None:
-    # numpy takes ragged rows as an object array (as in the reference); torch cannot.
-    lengths = sorted({len(row) for row in rows})
-    if tensor_type == "pt" and len(lengths) > 1:
+def _batch(rows: Any, masks: list[np.ndarray] | None, others: dict[str, Any], tensor_type: Any) -> BatchFeature:
+    if tensor_type_name(tensor_type) == "pt" and len({len(row) for row in rows}) > 1:
+        # numpy takes ragged rows as an object array (as in the reference); torch cannot.
+        lengths = sorted({len(row) for row in rows})
         raise InputError(
             f"Cannot return one torch tensor for utterances of different lengths ({lengths[0]} to "
             f"{lengths[-1]} samples): pass padding=True (or padding='max_length', max_length=...), or "
             f"return_tensors=None for a list of arrays."
         )
-
-
-def _stack_rows(rows: list[np.ndarray]) -> np.ndarray:
-    """Rows as one 2-D array, or an object array of rows when their lengths differ."""
-    if len({row.shape for row in rows}) == 1:
-        return np.stack(rows)
-    ragged = np.empty(len(rows), dtype=object)
-    for index, row in enumerate(rows):
-        ragged[index] = row
-    return ragged
+    data = {"input_values": rows, **others}
+    if masks is not None:
+        data["attention_mask"] = masks
+    return BatchFeature(data, tensor_type=tensor_type)
 
 
 def _supported_names() -> str:
@@ -237,33 +213,11 @@ def profile_for(class_name: Any, where: str = "the feature extractor") -> dict[s
     return PROFILES[profile]
 
 
-def _check_settings(settings: Mapping[str, Any]) -> None:
-    """Refuse settings the engine cannot use (ConfigError, caller adds where they came from)."""
-    size = settings["feature_size"]
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-        raise ConfigError(f"feature_size must be a positive integer, got {size!r}.")
-    rate = settings["sampling_rate"]
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 < rate < math.inf:
-        raise ConfigError(f"sampling_rate must be a positive number of Hz, got {rate!r}.")
-    value = settings["padding_value"]
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)):
-        raise ConfigError(f"padding_value must be a finite number (or null), got {value!r}.")
-    if settings["padding_side"] not in ("right", "left"):
-        raise ConfigError(f"padding_side must be 'right' or 'left', got {settings['padding_side']!r}.")
-    for name in ("return_attention_mask", "do_normalize"):
-        if not isinstance(settings[name], bool):
-            raise ConfigError(f"{name} must be true or false, got {settings[name]!r}.")
-
-
 class FeatureExtractor(Preprocessor):
     """Turns raw speech into ``input_values`` (and ``attention_mask``), like the reference's
-    ``Wav2Vec2FeatureExtractor``.
-
-    ``FeatureExtractor(**json.load(open("preprocessor_config.json")))`` builds one from a saved
-    config; usually :func:`load_feature_extractor` (``AutoFeatureExtractor.from_pretrained``) does.
-    Settings are plain attributes (``fe.do_normalize = False``); keys this engine does not use are
-    kept and saved back, as the reference does.
-    """
+    ``Wav2Vec2FeatureExtractor``. ``FeatureExtractor(**settings)`` builds one from a saved config;
+    usually ``AutoFeatureExtractor.from_pretrained`` does. Settings are plain attributes; keys this
+    engine does not use are kept and saved back, as the reference does."""
 
     model_input_names: ClassVar[list[str]] = ["input_values", "attention_mask"]
     bundle_keys = ("feature_extractor", "audio_processor")
@@ -274,22 +228,12 @@ class FeatureExtractor(Preprocessor):
     auto_map_keys = ("AutoFeatureExtractor",)
 
     def __init__(self, feature_extractor_type: str = "Wav2Vec2FeatureExtractor", **settings: Any) -> None:
-        defaults = profile_for(feature_extractor_type)
-        object.__setattr__(self, "_class_name", feature_extractor_type)
-        settings.pop("processor_class", None)
-        values = {**defaults, **settings}
-        _check_settings(values)
-        for key, value in values.items():
-            if key.startswith("_") or callable(getattr(type(self), key, None)):
-                raise ConfigError(
-                    f"{key!r} cannot be a feature extractor setting: it names a method or a private field."
-                )
-            setattr(self, key, value)
-
-    # -- loading and saving ----------------------------------------------------------------------
+        values = {**profile_for(feature_extractor_type), **settings}
+        check_settings(values, _RULES, f"the {feature_extractor_type} settings", ConfigError)
+        self._set_settings(feature_extractor_type, values)
 
     @classmethod
-    def _class_name_from(cls, data: Mapping[str, Any], source: Source | None, where: str, config: Any) -> str:
+    def _class_name_from(cls, data: Mapping[str, Any], source: Any, where: str, config: Any) -> str:
         if source is None and config is None and where == "the settings dict":
             return data.get("feature_extractor_type", "Wav2Vec2FeatureExtractor")
         return super()._class_name_from(data, source, where, config)
@@ -303,39 +247,17 @@ class FeatureExtractor(Preprocessor):
         return _supported_names()
 
     @classmethod
+    def _settable(cls, class_name: str) -> tuple[str, ...]:
+        return SETTING_NAMES
+
+    @classmethod
     def _from_settings(cls, class_name: str, data: Mapping[str, Any], kwargs: dict[str, Any], where: str) -> Any:
         if registry.image_processor_profile(class_name) is not None:
             # An image class named as a feature extractor: the reference hands it to the image processor.
             from .image import ImageProcessor
 
             return ImageProcessor._from_settings(class_name, data, kwargs, where)
-        return_unused = kwargs.pop("return_unused_kwargs", False)
-        settings = {key: value for key, value in data.items() if key != "feature_extractor_type"}
-        # Unlike the reference (which only overrides keys already in the file), a known setting
-        # passed as a keyword always applies, even when the file leaves it at its default.
-        for key in list(kwargs):
-            if key in settings or key in SETTING_NAMES:
-                settings[key] = kwargs.pop(key)
-        try:
-            extractor = cls(feature_extractor_type=class_name, **settings)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
-        if return_unused:
-            return extractor, kwargs
-        if kwargs:
-            logger.warning(
-                "Ignored keyword arguments %s: they are not settings of %s (%s).",
-                sorted(kwargs),
-                class_name,
-                ", ".join(SETTING_NAMES),
-            )
-        return extractor
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings, as saved in preprocessor_config.json."""
-        output = {key: copy.deepcopy(value) for key, value in self.__dict__.items() if not key.startswith("_")}
-        output["feature_extractor_type"] = self._class_name
-        return output
+        return super()._from_settings(class_name, data, kwargs, where)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FeatureExtractor):
@@ -354,7 +276,7 @@ class FeatureExtractor(Preprocessor):
                 self._class_name,
             )
             return
-        if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, numbers.Real):
+        if not is_number(sampling_rate):
             raise InputError(f"sampling_rate must be a number of Hz, got {sampling_rate!r}.")
         if sampling_rate != self.sampling_rate:
             expected = self.sampling_rate
@@ -369,21 +291,25 @@ class FeatureExtractor(Preprocessor):
         self,
         rows: list[np.ndarray],
         masks: list[np.ndarray] | None,
-        strategy: str,
-        max_length: int | None,
-        truncation: bool,
-        pad_to_multiple_of: int | None,
-        with_mask: bool,
+        padding: Any,
+        max_length: Any,
+        truncation: Any,
+        pad_to_multiple_of: Any,
+        return_attention_mask: bool | None,
     ) -> tuple[list[np.ndarray], list[np.ndarray] | None, list[tuple[int, int]]]:
-        """Truncate and pad float32 rows; returns the rows, their int32 masks (or None) and, per
-        row, the ``(start, end)`` of its real samples."""
+        """Truncate and pad float32 rows as a call's arguments say; returns the rows, their int32
+        masks (or None) and, per row, the ``(start, end)`` of its real samples."""
+        strategy = _padding_strategy(padding)
+        max_length = _positive_int(max_length, "max_length")
+        pad_to_multiple_of = _positive_int(pad_to_multiple_of, "pad_to_multiple_of")
+        with_mask = self.return_attention_mask if return_attention_mask is None else bool(return_attention_mask)
+        # The settings are attributes a caller may have changed since loading.
+        check_settings(self.__dict__, _RULES, self._class_name, ConfigError)
         if self.feature_size != 1:
             raise ConfigError(
                 f"{self._class_name} here handles raw waveforms (feature_size 1); this one has "
                 f"feature_size={self.feature_size}."
             )
-        if self.padding_side not in ("right", "left"):
-            raise ConfigError(f"padding_side must be 'right' or 'left', got {self.padding_side!r}.")
         if strategy == _MAX_LENGTH and max_length is None:
             raise InputError("padding='max_length' needs max_length=... (the length to pad every utterance to).")
         if strategy != _DO_NOT_PAD and self.padding_value is None:
@@ -396,52 +322,42 @@ class FeatureExtractor(Preprocessor):
                 raise InputError("truncation=True needs max_length=... (the length to cut utterances to).")
             limit = _round_up(max_length, pad_to_multiple_of)
             rows = [row[:limit] for row in rows]
-            if masks is not None:
-                masks = [mask[:limit] for mask in masks]
+            masks = [mask[:limit] for mask in masks] if masks is not None else None
         if masks is None and with_mask:
             masks = [np.ones(len(row), dtype=np.int32) for row in rows]
+        target = 0
+        if strategy != _DO_NOT_PAD:
+            longest = max_length if strategy == _MAX_LENGTH else max(len(row) for row in rows)
+            target = _round_up(longest, pad_to_multiple_of)
 
-        target = None
-        if strategy == _LONGEST:
-            target = max(len(row) for row in rows)
-        elif strategy == _MAX_LENGTH:
-            target = max_length
-        if target is not None:
-            target = _round_up(target, pad_to_multiple_of)
-
-        padded, padded_masks, spans = [], [] if masks is not None else None, []
+        padded, padded_masks, spans = [], [], []
         for index, row in enumerate(rows):
             length = len(row)
-            if target is None or length >= target:
-                padded.append(row)
-                spans.append((0, length))
-                if masks is not None:
-                    padded_masks.append(np.asarray(masks[index], dtype=np.int32))
-                continue
-            start = target - length if self.padding_side == "left" else 0
-            out = np.full(target, self.padding_value, dtype=np.float32)
-            out[start : start + length] = row
-            padded.append(out)
+            size = max(target, length)
+            start = size - length if self.padding_side == "left" else 0
+            if size > length:
+                out = np.full(size, self.padding_value, dtype=np.float32)
+                out[start : start + length] = row
+                row = out
+            padded.append(row)
             spans.append((start, start + length))
             if masks is not None:
-                mask = np.zeros(target, dtype=np.int32)
+                mask = np.zeros(size, dtype=np.int32)
                 mask[start : start + length] = masks[index]
                 padded_masks.append(mask)
-        return padded, padded_masks, spans
+        return padded, padded_masks if masks is not None else None, spans
 
     def _normalize(self, rows: list[np.ndarray], spans: list[tuple[int, int]] | None) -> list[np.ndarray]:
         """Zero mean, unit variance per row: over its real samples (``spans``, padding reset to
         ``padding_value``) or, without spans, over the whole row."""
         normalized = []
         for index, row in enumerate(rows):
-            if spans is None:
-                normalized.append((row - row.mean()) / np.sqrt(row.var() + NORMALIZATION_EPSILON))
-                continue
-            start, end = spans[index]
+            start, end = spans[index] if spans is not None else (0, len(row))
             real = row[start:end]
             out = (row - real.mean()) / np.sqrt(real.var() + NORMALIZATION_EPSILON)
-            out[:start] = self.padding_value
-            out[end:] = self.padding_value
+            if spans is not None:
+                out[:start] = self.padding_value
+                out[end:] = self.padding_value
             normalized.append(out)
         return normalized
 
@@ -458,39 +374,27 @@ class FeatureExtractor(Preprocessor):
         **kwargs: Any,
     ) -> BatchFeature:
         """Featurize one utterance or a batch: ``fe(audio, sampling_rate=16000, padding=True, return_tensors="pt")``.
-
         ``raw_speech``: a 1-D array / list of floats (one utterance), a list of 1-D arrays (a batch of
-        any lengths), a 2-D array (a batch, one row each) or a torch tensor. Always returns a batch.
-        ``return_tensors``: "pt", "np", or None for a list of numpy arrays per key (without
-        normalisation the reference gives ``input_values`` as one numpy array; so does this).
-        """
+        any lengths), a 2-D array (a batch, one row each) or a torch tensor. Always returns a batch."""
         if kwargs:
             raise InputError(
                 f"{self._class_name}() got unexpected keyword arguments {sorted(kwargs)}; it takes {_CALL_OPTIONS}."
             )
         self._check_sampling_rate(sampling_rate)
         tensor_type = tensor_type_name(return_tensors)
-        strategy = _padding_strategy(padding)
-        max_length = _positive_int(max_length, "max_length")
-        pad_to_multiple_of = _positive_int(pad_to_multiple_of, "pad_to_multiple_of")
-        with_mask = self.return_attention_mask if return_attention_mask is None else bool(return_attention_mask)
         rows, from_torch = _utterances(raw_speech)
-
         rows, masks, spans = self._pad_rows(
-            rows, None, strategy, max_length, bool(truncation), pad_to_multiple_of, with_mask
+            rows, None, padding, max_length, truncation, pad_to_multiple_of, return_attention_mask
         )
         if self.do_normalize:
             # As in the reference: the real samples define the statistics only when an attention
             # mask says where they are and padding was asked for.
-            rows = self._normalize(rows, spans if masks is not None and strategy != _DO_NOT_PAD else None)
-        _check_stackable(rows, tensor_type)
-        data: dict[str, Any] = {"input_values": rows}
-        if masks is not None:
-            data["attention_mask"] = masks
-        if tensor_type is None and not self.do_normalize and not from_torch:
+            padded = _padding_strategy(padding) != _DO_NOT_PAD
+            rows = self._normalize(rows, spans if masks is not None and padded else None)
+        elif tensor_type is None and not from_torch:
             # The reference returns un-normalised numpy/list input as one array (object array if ragged).
-            data["input_values"] = _stack_rows(rows)
-        return BatchFeature(data, tensor_type=tensor_type)
+            rows = to_numpy(rows)
+        return _batch(rows, masks, {}, tensor_type)
 
     def pad(
         self,
@@ -504,97 +408,55 @@ class FeatureExtractor(Preprocessor):
     ) -> BatchFeature:
         """Pad already extracted features (a dict / BatchFeature of ``input_values`` rows, or a list
         of such dicts, as a data collator gets them) to one length. No normalisation."""
-        if (
-            isinstance(processed_features, (list, tuple))
-            and processed_features
-            and isinstance(processed_features[0], Mapping)
-        ):
-            keys = list(processed_features[0].keys())
-            processed_features = {key: [example[key] for example in processed_features] for key in keys}
-        if not isinstance(processed_features, Mapping) or "input_values" not in processed_features:
-            found = (
-                list(processed_features.keys())
-                if isinstance(processed_features, Mapping)
-                else _describe(processed_features)
-            )
+        features = processed_features
+        if isinstance(features, (list, tuple)) and features and isinstance(features[0], Mapping):
+            features = {key: [example[key] for example in features] for key in features[0]}
+        if not isinstance(features, Mapping) or "input_values" not in features:
+            found = list(features.keys()) if isinstance(features, Mapping) else describe(features)
             raise InputError(
                 f"pad() needs a dict or BatchFeature with 'input_values' (or a list of them), got {found}."
             )
-        values = processed_features["input_values"]
-        with_mask = self.return_attention_mask if return_attention_mask is None else bool(return_attention_mask)
+        values = features["input_values"]
         if len(values) == 0:
-            output = dict(processed_features)
-            if with_mask:
-                output["attention_mask"] = []
-            return BatchFeature(output)
+            with_mask = self.return_attention_mask if return_attention_mask is None else return_attention_mask
+            return BatchFeature({**features, "attention_mask": []} if with_mask else dict(features))
         first = values[0]
         if tensor_type_name(return_tensors) is None:
             # Like the reference: tensors in, tensors out; anything else becomes numpy.
-            return_tensors = (
-                "pt"
-                if _is_torch_tensor(first)
-                or (isinstance(first, (list, tuple)) and first and _is_torch_tensor(first[0]))
-                else "np"
-            )
+            nested = isinstance(first, (list, tuple)) and first and is_tensor(first[0])
+            return_tensors = "pt" if is_tensor(first) or nested else "np"
         if isinstance(first, numbers.Number) or (isinstance(values, np.ndarray) and values.ndim == 1):
             values = [values]
         rows = [_as_row(row, f"input_values[{i}]") for i, row in enumerate(values)]
-        masks = processed_features.get("attention_mask")
+        masks = features.get("attention_mask")
         if masks is not None:
-            masks = [np.asarray(_torch_to_numpy(m) if _is_torch_tensor(m) else m).reshape(-1) for m in masks]
+            masks = [np.asarray(tensor_to_numpy(mask)).reshape(-1) for mask in masks]
             if len(masks) != len(rows) or any(len(m) != len(r) for m, r in zip(masks, rows)):
                 raise InputError("pad(): attention_mask must have one row per input_values row, of the same length.")
-        others = {
-            key: value for key, value in processed_features.items() if key not in ("input_values", "attention_mask")
-        }
+        others = {key: value for key, value in features.items() if key not in ("input_values", "attention_mask")}
         for key, value in others.items():
             if len(value) != len(rows):
                 raise InputError(f"pad(): {key!r} has {len(value)} rows but input_values has {len(rows)}.")
         rows, masks, _ = self._pad_rows(
-            rows,
-            masks,
-            _padding_strategy(padding),
-            _positive_int(max_length, "max_length"),
-            bool(truncation),
-            _positive_int(pad_to_multiple_of, "pad_to_multiple_of"),
-            with_mask,
+            rows, masks, padding, max_length, truncation, pad_to_multiple_of, return_attention_mask
         )
-        _check_stackable(rows, tensor_type_name(return_tensors))
-        data: dict[str, Any] = {"input_values": rows, **others}
-        if masks is not None:
-            data["attention_mask"] = masks
-        return BatchFeature(data, tensor_type=return_tensors)
+        return _batch(rows, masks, others, return_tensors)
 
 
-def load_feature_extractor(source: Source | str | os.PathLike, **kwargs: Any) -> Any:
-    """The feature extractor of a checkpoint (``AutoFeatureExtractor.from_pretrained`` lands here).
-
-    ``source``: a checkpoint folder, a hub repository in the cache, or a preprocessor_config.json
-    file. The class comes from ``feature_extractor_type`` (else config.json's ``model_type``); an
-    image class name (``ViTFeatureExtractor``, ``ViTImageProcessor``...) is handed to the image
-    processor, as the reference's AutoFeatureExtractor does. Keyword arguments override settings;
-    ``config=`` supplies the model config instead of reading config.json.
-    """
-    if not isinstance(source, Source):
-        return FeatureExtractor.from_pretrained(source, **kwargs)
-    if os.path.isfile(source.name_or_path):
-        return FeatureExtractor.from_pretrained(source.name_or_path, **kwargs)
-    for key in IGNORED_LOAD_OPTIONS + SOURCE_OPTIONS:
-        kwargs.pop(key, None)
-    return FeatureExtractor._load(source, config=kwargs.pop("config", None), **kwargs)
+# ``AutoFeatureExtractor.from_pretrained`` lands here: a checkpoint folder, a hub repository or a
+# preprocessor_config.json file; an image class name is handed to the image processor, as the
+# reference's AutoFeatureExtractor does.
+load_feature_extractor = FeatureExtractor.from_pretrained
 
 
 def load_audio(path: str | os.PathLike | bytes, sampling_rate: int = 16000) -> np.ndarray:
-    """Read an audio file as mono float32 samples at ``sampling_rate`` Hz.
-
-    ``path``: a file path (or the bytes of an encoded file). soundfile decodes what libsndfile reads
-    (WAV, FLAC, OGG/Vorbis, MP3, AIFF...). A multi-channel file is downmixed by averaging its
-    channels. A different native rate is converted with soxr at "HQ" quality, the output being
-    exactly ``ceil(frames * sampling_rate / native_rate)`` samples long (librosa's convention).
-    """
+    """Read an audio file (a path, or the bytes of an encoded file: whatever libsndfile reads) as
+    mono float32 samples at ``sampling_rate`` Hz: channels are averaged, and a different native
+    rate is converted with soxr "HQ" to exactly ``ceil(frames * sampling_rate / native_rate)``
+    samples (librosa's convention)."""
     import soundfile
 
-    if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, numbers.Integral) or sampling_rate <= 0:
+    if not is_integer(sampling_rate) or sampling_rate <= 0:
         raise InputError(f"load_audio: sampling_rate must be a positive integer (Hz), got {sampling_rate!r}.")
     if isinstance(path, (bytes, bytearray)):
         what, handle = "the audio bytes given", io.BytesIO(path)
@@ -608,7 +470,7 @@ def load_audio(path: str | os.PathLike | bytes, sampling_rate: int = 16000) -> n
             raise InputError(f"load_audio: {what!r} is a directory, not an audio file.")
     else:
         raise InputError(
-            f"load_audio takes a file path (or the bytes of an audio file), got {_describe(path)}. "
+            f"load_audio takes a file path (or the bytes of an audio file), got {describe(path)}. "
             f"Arrays of samples go straight to the feature extractor."
         )
     try:
@@ -633,10 +495,4 @@ def load_audio(path: str | os.PathLike | bytes, sampling_rate: int = 16000) -> n
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
-__all__ = [
-    "PROFILES",
-    "FeatureExtractor",
-    "load_audio",
-    "load_feature_extractor",
-    "profile_for",
-]
+__all__ = ["PROFILES", "FeatureExtractor", "load_audio", "load_feature_extractor", "profile_for"]

@@ -1,25 +1,28 @@
-"""``BatchFeature``: what image processors and feature extractors return.
-
-A plain ``dict`` of model inputs (``pixel_values``, ``input_values``, ``attention_mask``...) whose keys
-also read as attributes, which can turn its values into numpy arrays or torch tensors, and move or
-cast them with ``.to(...)``. It behaves like the reference library's ``BatchFeature``; it is a real
-``dict`` subclass, so ``model(**inputs)`` and ``isinstance(inputs, dict)`` both work.
+"""What the image processor and the audio feature extractor share: ``BatchFeature`` (the dict of
+model inputs they return), the ``Preprocessor`` base (load, validate, save settings) and helpers.
 
 numpy is imported here; torch only when tensors are asked for.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
+import math
+import numbers
 import os
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
 from .. import registry
 from ..errors import CheckpointNotFoundError, ConfigError, InputError, RemoteCodeError, UnsupportedModelError
-from ..hub import IGNORED_LOAD_OPTIONS, SOURCE_OPTIONS, Source, atomic_write, read_json, split_source_options
+from ..hub import IGNORED_LOAD_OPTIONS, Source, atomic_write, read_json, split_source_options
+
+logger = logging.getLogger(__name__)
 
 TENSOR_TYPES = ("pt", "np")
 PROCESSOR_FILE = "processor_config.json"
@@ -38,22 +41,61 @@ def tensor_type_name(tensor_type: Any) -> str | None:
     )
 
 
+def is_tensor(value: Any) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def tensor_to_numpy(value: Any) -> Any:
+    """A torch tensor as a numpy array (bfloat16 and other types numpy lacks become float32); else ``value``."""
+    if not is_tensor(value):
+        return value
+    tensor = value.detach().cpu()
+    try:
+        return tensor.numpy()
+    except TypeError:
+        return tensor.float().numpy()
+
+
+def describe(value: Any) -> str:
+    if isinstance(value, np.ndarray) or is_tensor(value):
+        return f"a {type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return f"a {type(value).__name__}"
+
+
+# Tests for settings; ``check_settings`` pairs each with what a value must be.
+def is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_flag(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+Rules = Mapping[str, tuple[Callable[[Any], bool], str]]
+
+
+def check_settings(settings: Mapping[str, Any], rules: Rules, where: str, error: type[Exception],
+                   optional: bool = False) -> None:
+    """Refuse a value its rule (key -> (test, what it must be)) does not pass; ``optional``: None passes."""
+    for key, (test, expected) in rules.items():
+        value = settings.get(key)
+        if not (optional and value is None) and not test(value):
+            raise error(f"{key}={value!r} in {where} must be {expected}.")
+
+
 def _is_array_like(value: Any) -> bool:
     """Whether a value can become a tensor: arrays, tensors, numbers, and (nested) lists of them."""
     while isinstance(value, (list, tuple)):
         if not value:
             return True
         value = value[0]
-    if isinstance(value, (np.ndarray, np.number, bool, int, float)):
-        return True
-    return _is_torch_tensor(value)
-
-
-def _is_torch_tensor(value: Any) -> bool:
-    import sys
-
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(value, torch.Tensor)
+    return isinstance(value, (np.ndarray, np.number, bool, int, float)) or is_tensor(value)
 
 
 def _shapes(value: Any) -> str:
@@ -61,18 +103,18 @@ def _shapes(value: Any) -> str:
     return ", ".join(str(shape) for shape in shapes[:4]) + (", ..." if len(shapes) > 4 else "")
 
 
-def _to_numpy(value: Any) -> np.ndarray:
-    if _is_torch_tensor(value):
-        return value.detach().cpu().numpy()
-    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray)):
-        if len({len(item) for item in value}) > 1:
-            # Rows of different lengths become an object array, one entry per row, as in the reference.
+def to_numpy(value: Any) -> np.ndarray:
+    """One numpy array; rows of different lengths become an object array of rows, as in the reference."""
+    if is_tensor(value):
+        return tensor_to_numpy(value)
+    if isinstance(value, (list, tuple)) and value:
+        if isinstance(value[0], (list, tuple, np.ndarray)) and len({len(item) for item in value}) > 1:
             ragged = np.empty(len(value), dtype=object)
             for index, item in enumerate(value):
                 ragged[index] = np.asarray(item)
             return ragged
-    if isinstance(value, (list, tuple)) and value and _is_torch_tensor(value[0]):
-        return np.stack([item.detach().cpu().numpy() for item in value])
+        if is_tensor(value[0]):
+            return np.stack([tensor_to_numpy(item) for item in value])
     return np.asarray(value)
 
 
@@ -99,24 +141,26 @@ def _model_config_value(config: Any, source: Source | None, key: str) -> Any:
 
 
 class Preprocessor:
-    """What the image processor and the audio feature extractor share: settings held as
-    attributes, loaded from a checkpoint (``processor_config.json``'s entry, else
-    ``preprocessor_config.json``), a dict or a JSON file, and saved back as one JSON file written
-    atomically. Subclasses say how a class name is resolved (``_class_name_from``) and how
-    settings plus keyword overrides become an object (``_from_settings``)."""
+    """What the image processor and the audio feature extractor share: settings held as attributes,
+    loaded from a checkpoint (``processor_config.json``'s entry, else ``preprocessor_config.json``),
+    a dict or a JSON file, and saved back as one JSON file written atomically. A subclass names its
+    class tables and says which class names it knows, which settings a class takes
+    (``_settable``) and how to build one (``__init__(class_name, **settings)``)."""
 
     settings_file: ClassVar[str] = "preprocessor_config.json"
-    # Keys of processor_config.json that may hold these settings, and what they are called.
+    # Keys of processor_config.json that may hold these settings.
     bundle_keys: ClassVar[tuple[str, ...]] = ()
     kind: ClassVar[str] = "preprocessor"
-    _class_name: str
-
-    # Where a class name is looked for: the settings' keys, the model config's key (or None), the
-    # registry tables giving a default by model_type, and the auto_map entries that mean remote code.
+    # Where a class name is looked for: the settings' keys (the first is the one saved), the model
+    # config's key (or None), the registry tables giving a default by model_type, and the auto_map
+    # entries that mean remote code.
     type_keys: ClassVar[tuple[str, ...]] = ()
     config_type_key: ClassVar[str | None] = None
     default_tables: ClassVar[tuple[str, ...]] = ()
     auto_map_keys: ClassVar[tuple[str, ...]] = ()
+    # The from_pretrained keyword that names another settings file, if any.
+    filename_option: ClassVar[str | None] = None
+    _class_name: str
 
     @classmethod
     def _known(cls, name: str) -> bool:
@@ -125,6 +169,23 @@ class Preprocessor:
     @classmethod
     def _supported_names(cls) -> str:
         raise NotImplementedError
+
+    @classmethod
+    def _settable(cls, class_name: str) -> Iterable[str]:
+        """The settings a keyword argument of from_pretrained / from_dict may override."""
+        raise NotImplementedError
+
+    def _set_settings(self, class_name: str, values: Mapping[str, Any]) -> None:
+        """Hold ``values`` as attributes; keys naming the class, and the reference's bookkeeping
+        (``_...``), are not settings."""
+        object.__setattr__(self, "_class_name", class_name)
+        for key, value in values.items():
+            if key.startswith("_") or key in (*self.type_keys, "processor_class"):
+                continue
+            member = getattr(type(self), key, None)
+            if callable(member) or isinstance(member, property):
+                raise ConfigError(f"{key!r} cannot be a setting of {class_name}: it would hide a method; remove it.")
+            setattr(self, key, value)
 
     @classmethod
     def _class_name_from(cls, data: Mapping[str, Any], source: Source | None, where: str, config: Any) -> str:
@@ -140,8 +201,9 @@ class Preprocessor:
             if cls.config_type_key is not None:
                 name = _model_config_value(config, source, cls.config_type_key)
             model_type = _model_config_value(config, source, "model_type")
+            tables = [getattr(registry, table) for table in cls.default_tables]
             if name is None and isinstance(model_type, str):
-                name = next((getattr(registry, t)[model_type] for t in cls.default_tables if model_type in getattr(registry, t)), None)
+                name = next((table[model_type] for table in tables if model_type in table), None)
             if name is None and remote:
                 raise RemoteCodeError(
                     f"{where} names its {cls.kind} only through auto_map ({dict(auto_map)}), which means running "
@@ -160,38 +222,50 @@ class Preprocessor:
                 f"{where} asks for the {cls.kind} {name!r} from its own code (auto_map); leanformers never runs "
                 f"code from a checkpoint. Supported: {supported}."
             )
-        raise UnsupportedModelError(f"{where} names the {cls.kind} {name!r}, which leanformers does not provide. Supported: {supported}.")
+        raise UnsupportedModelError(
+            f"{where} names the {cls.kind} {name!r}, which leanformers does not provide. Supported: {supported}."
+        )
 
     @classmethod
     def _from_settings(cls, class_name: str, data: Mapping[str, Any], kwargs: dict[str, Any], where: str) -> Any:
-        raise NotImplementedError
-
-    def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """Build from file settings plus keyword overrides: a keyword overrides a setting the class
+        takes or the file holds; the others are returned (``return_unused_kwargs``) or logged."""
+        return_unused = kwargs.pop("return_unused_kwargs", False)
+        settable = set(cls._settable(class_name)) | set(data)
+        settings = {**data, **{key: kwargs.pop(key) for key in list(kwargs) if key in settable}}
+        try:
+            made = cls(class_name, **{key: value for key, value in settings.items() if key not in cls.type_keys})
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        if return_unused:
+            return made, kwargs
+        if kwargs:
+            logger.warning("Ignored keyword arguments %s: they are not settings of %s.", sorted(kwargs), class_name)
+        return made
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | Source, **kwargs: Any) -> Any:
         """The settings of a checkpoint folder, hub repository or settings JSON file; keyword
-        arguments override them."""
+        arguments override them (``Auto...from_pretrained`` lands here too)."""
         path = pretrained_model_name_or_path
         options, kwargs = split_source_options(kwargs)
-        for key in (*IGNORED_LOAD_OPTIONS, *SOURCE_OPTIONS, "backend"):
+        filename = kwargs.pop(cls.filename_option, None) if cls.filename_option else None
+        config = kwargs.pop("config", None)
+        for key in (*IGNORED_LOAD_OPTIONS, "backend"):
             kwargs.pop(key, None)
-        if isinstance(path, (str, os.PathLike)) and os.path.isfile(path):
-            data = read_json(os.fspath(path))
-            name = cls._class_name_from(data, None, os.fspath(path), kwargs.pop("config", None))
-            return cls._from_settings(name, data, kwargs, os.fspath(path))
-        return cls._load(Source.of(path, **options), **kwargs)
-
-    @classmethod
-    def _load(cls, source: Source, filename: str | None = None, config: Any = None, **kwargs: Any) -> Any:
-        data, where = cls._read_settings(source, filename or cls.settings_file)
+        name = path.name_or_path if isinstance(path, Source) else path
+        if isinstance(name, (str, os.PathLike)) and os.path.isfile(name):
+            source, where = None, os.fspath(name)
+            data = read_json(where)
+        else:
+            source = Source.of(path, **options)
+            data, where = cls._read_settings(source, filename or cls.settings_file)
         return cls._from_settings(cls._class_name_from(data, source, where, config), data, kwargs, where)
 
     @classmethod
     def _read_settings(cls, source: Source, filename: str) -> tuple[dict[str, Any], str]:
-        """The settings of a checkpoint and where they came from: processor_config.json's
-        entry first, else ``filename``."""
+        """The settings of a checkpoint and where they came from: processor_config.json's entry
+        first, else ``filename``."""
         bundle_path = source.resolve(PROCESSOR_FILE, required=False)
         if bundle_path is not None:
             bundle = read_json(bundle_path)
@@ -216,16 +290,32 @@ class Preprocessor:
 
     @classmethod
     def from_json_file(cls, json_file: str | os.PathLike) -> Any:
-        data = read_json(os.fspath(json_file))
-        return cls._from_settings(cls._class_name_from(data, None, os.fspath(json_file), None), data, {}, os.fspath(json_file))
+        path = os.fspath(json_file)
+        data = read_json(path)
+        return cls._from_settings(cls._class_name_from(data, None, path, None), data, {}, path)
 
     @property
     def class_name(self) -> str:
         """The reference class this object stands for (``ViTImageProcessor``, ``Wav2Vec2FeatureExtractor``...)."""
         return self._class_name
 
+    def _saves(self, key: str, value: Any) -> bool:
+        """Whether to_dict keeps a setting."""
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as saved, the class name under ``type_keys[0]``."""
+        output = {
+            key: copy.deepcopy(value)
+            for key, value in self.__dict__.items()
+            if not key.startswith("_") and self._saves(key, value)
+        }
+        output[self.type_keys[0]] = self._class_name
+        return output
+
     def to_json_string(self) -> str:
-        data = {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in self.to_dict().items()}
+        data = self.to_dict()
+        data = {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in data.items()}
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def to_json_file(self, json_file_path: str | os.PathLike) -> None:
@@ -249,10 +339,8 @@ class Preprocessor:
 
 class BatchFeature(dict):
     """Model inputs by name; ``inputs.pixel_values`` and ``inputs["pixel_values"]`` are the same.
-
-    ``tensor_type`` ('pt', 'np' or None) converts array-like values on construction;
-    ``skip_tensor_conversion`` names keys to leave as they are.
-    """
+    A real ``dict``, so ``model(**inputs)`` works. ``tensor_type`` ('pt', 'np' or None) converts
+    array-like values on construction; ``skip_tensor_conversion`` names keys to leave as they are."""
 
     def __init__(
         self,
@@ -296,15 +384,14 @@ class BatchFeature(dict):
         if name is None:
             return self
         skip = set(skip_tensor_conversion if skip_tensor_conversion is not None else self.skip_tensor_conversion or ())
-        convert = _to_torch if name == "pt" else _to_numpy
         if name == "pt":
             import torch
 
-            is_done = lambda value: isinstance(value, torch.Tensor)  # noqa: E731
+            convert, done = _to_torch, torch.Tensor
         else:
-            is_done = lambda value: isinstance(value, np.ndarray)  # noqa: E731
+            convert, done = to_numpy, np.ndarray
         for key, value in list(self.items()):
-            if key in skip or not _is_array_like(value) or is_done(value):
+            if key in skip or not _is_array_like(value) or isinstance(value, done):
                 continue
             try:
                 dict.__setitem__(self, key, convert(value))
@@ -320,36 +407,27 @@ class BatchFeature(dict):
 
     def to(self, *args: Any, **kwargs: Any) -> "BatchFeature":
         """Move / cast the torch tensors: ``.to("cuda")``, ``.to(torch.float16)``, ``.to(device=..., dtype=...)``.
-
         A dtype casts only floating-point tensors (integer masks and ids keep their type); a device
-        moves every tensor. Lists and tuples of tensors are handled item by item.
-        """
+        moves every tensor, in lists and tuples too."""
         import torch
 
         device = kwargs.get("device")
-        non_blocking = kwargs.get("non_blocking", False)
-        if device is None and args:
-            first = args[0]
-            if isinstance(first, torch.dtype):
-                pass
-            elif isinstance(first, (str, int, torch.device)):
-                device = first
-            else:
+        if device is None and args and not isinstance(args[0], torch.dtype):
+            if not isinstance(args[0], (str, int, torch.device)):
                 raise InputError(
                     f"BatchFeature.to() takes a device ('cpu', 'cuda:0', torch.device) or a torch dtype, "
-                    f"not {type(first).__name__} ({first!r})."
+                    f"not {type(args[0]).__name__} ({args[0]!r})."
                 )
+            device = args[0]
 
         def move(value: Any) -> Any:
-            if isinstance(value, torch.Tensor):
-                if torch.is_floating_point(value):
-                    return value.to(*args, **kwargs)
-                if device is not None:
-                    return value.to(device=device, non_blocking=non_blocking)
-                return value
             if isinstance(value, (list, tuple)):
                 return type(value)(move(item) for item in value)
-            return value
+            if not isinstance(value, torch.Tensor):
+                return value
+            if torch.is_floating_point(value):
+                return value.to(*args, **kwargs)
+            return value if device is None else value.to(device=device, non_blocking=kwargs.get("non_blocking", False))
 
         for key, value in list(self.items()):
             dict.__setitem__(self, key, move(value))

@@ -1,26 +1,22 @@
 """The image processor: one pipeline, configured by ``preprocessor_config.json``.
 
-RGB conversion -> resize -> center crop -> rescale + normalize -> (pad) -> channels first, for
-every class covered (ViT, DeiT, ConvNeXT, BiT, CLIP and the legacy ``...FeatureExtractor`` names);
-a class name selects a *profile* (``PROFILES``: default settings, how an int ``size`` is read,
-which resize rule applies). The output equals the reference's PIL backend to the last float32
-bit: Pillow resizes 8-bit images exactly where the reference does (``resample.py`` resamples
-only the kept pixels of a resize + crop, with Pillow's bytes), and 8-bit pixels are rescaled and
-normalised through a 256-entry table per channel computed with the reference's arithmetic.
+RGB conversion -> resize -> center crop -> rescale + normalize -> (pad) -> channels first. A class
+name (ViT, DeiT, ConvNeXT, BiT, CLIP, and the legacy ``...FeatureExtractor`` names) selects a
+*profile*: default settings, how an int ``size`` is read, which resize rule applies. The output
+equals the reference's PIL backend bit for bit: Pillow resizes 8-bit images (``resample.py``
+computes only the pixels a crop keeps, with Pillow's bytes), and 8-bit pixels are rescaled and
+normalised through a 256-entry table per channel built with the reference's arithmetic.
 
 One deliberate difference: when ``do_convert_rgb`` is unset and an image's channels do not fit a
-three-value mean/std (grayscale, RGBA, CMYK, palette, 16-bit...), the reference raises; here the
-image is converted to RGB as ``do_convert_rgb=True`` would. Non-finite floats are refused when
-the image must be resized (Pillow needs 8-bit pixels).
+three-value mean/std (grayscale, RGBA, CMYK...), the reference raises; here the image is converted
+to RGB as ``do_convert_rgb=True`` would.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import numbers
 import os
-import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,18 +28,20 @@ import PIL.Image
 import PIL.ImageOps
 
 from .. import registry, threads
-from ..errors import (
-    ConfigError,
-    InputError,
-    UnsupportedModelError,
+from ..errors import ConfigError, InputError, UnsupportedModelError
+from .features import (
+    BatchFeature,
+    Preprocessor,
+    check_settings,
+    describe,
+    is_flag,
+    is_integer,
+    is_number,
+    is_tensor,
+    tensor_to_numpy,
+    tensor_type_name,
 )
-from ..hub import (
-    IGNORED_LOAD_OPTIONS,
-    Source,
-)
-from .features import BatchFeature, Preprocessor, tensor_type_name
 from .resample import native_pixels, resize_crop_native
-
 
 IMAGENET_DEFAULT_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_DEFAULT_STD = [0.229, 0.224, 0.225]
@@ -58,26 +56,9 @@ RESAMPLE_NAMES = {0: "NEAREST", 1: "LANCZOS", 2: "BILINEAR", 3: "BICUBIC", 4: "B
 
 # The settings a processor holds and a call may override (the reference's ``ImagesKwargs``).
 SETTING_KEYS = (
-    "do_convert_rgb",
-    "do_resize",
-    "size",
-    "default_to_square",
-    "crop_size",
-    "resample",
-    "do_rescale",
-    "rescale_factor",
-    "do_normalize",
-    "image_mean",
-    "image_std",
-    "do_pad",
-    "pad_size",
-    "do_center_crop",
-    "data_format",
-    "input_data_format",
-    "device",
-    "return_tensors",
-    "disable_grouping",
-    "image_seq_length",
+    "do_convert_rgb", "do_resize", "size", "default_to_square", "crop_size", "resample", "do_rescale",
+    "rescale_factor", "do_normalize", "image_mean", "image_std", "do_pad", "pad_size", "do_center_crop",
+    "data_format", "input_data_format", "device", "return_tensors", "disable_grouping", "image_seq_length",
 )
 _FLAGS = ("do_convert_rgb", "do_resize", "do_rescale", "do_normalize", "do_pad", "do_center_crop", "default_to_square")
 _SIZE_KEYS = ("size", "crop_size", "pad_size")
@@ -90,13 +71,27 @@ _SIZE_KEY_SETS = (
     {"max_height", "max_width"},
     {"min_pixels", "max_pixels"},
 )
-# Keys of a config file that name the class rather than configure it.
-_CLASS_KEYS = ("image_processor_type", "feature_extractor_type", "processor_class")
-# Bookkeeping the reference may have written into old config files; never part of the settings.
-_DROPPED_KEYS = ("_valid_processor_keys", "_valid_kwargs_names")
-# from_pretrained options the reference reads and this engine does not need (``backend``: one
-# engine serves both of the reference's backends).
-_IGNORED_LOAD_OPTIONS = (*IGNORED_LOAD_OPTIONS, "backend")
+
+
+def _channel_format(value: Any) -> str | None:
+    name = getattr(value, "value", value)
+    return name if name in ("channels_first", "channels_last") else None
+
+
+# What each scalar setting must be (None always passes: the setting is unset).
+_RULES = {
+    **dict.fromkeys(_FLAGS, (is_flag, "true, false or null")),
+    "resample": (
+        lambda value: is_integer(value) and int(value) in RESAMPLE_NAMES,
+        "a Pillow filter: " + ", ".join(f"{code} ({label})" for code, label in RESAMPLE_NAMES.items()),
+    ),
+    "rescale_factor": (is_number, "a number"),
+    "crop_pct": (lambda value: is_number(value) and value > 0, "a positive number (ConvNeXT uses 0.875)"),
+    "input_data_format": (
+        lambda value: _channel_format(value) is not None,
+        "'channels_first' (C, H, W) or 'channels_last' (H, W, C)",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -113,81 +108,26 @@ class Profile:
     extra_keys: tuple[str, ...] = ()
 
 
-_RESCALE = {"do_rescale": True, "rescale_factor": 1 / 255}
-
+_SCALED = {"do_resize": True, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True}
+_STANDARD = {**_SCALED, "image_mean": IMAGENET_STANDARD_MEAN, "image_std": IMAGENET_STANDARD_STD}
+_CROP_224 = {"do_center_crop": True, "crop_size": {"height": 224, "width": 224}}
+_CLIP = Profile(
+    {**_SCALED, **_CROP_224, "do_convert_rgb": True, "size": {"shortest_edge": 224}, "resample": BICUBIC,
+     "image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD},
+    default_to_square=False,
+)
 PROFILES: dict[str, Profile] = {
-    "vit": Profile(
-        defaults={
-            "do_resize": True,
-            "size": {"height": 224, "width": 224},
-            "resample": BILINEAR,
-            **_RESCALE,
-            "do_normalize": True,
-            "image_mean": IMAGENET_STANDARD_MEAN,
-            "image_std": IMAGENET_STANDARD_STD,
-        },
-    ),
-    "deit": Profile(
-        defaults={
-            "do_resize": True,
-            "size": {"height": 256, "width": 256},
-            "resample": BICUBIC,
-            "do_center_crop": True,
-            "crop_size": {"height": 224, "width": 224},
-            **_RESCALE,
-            "do_normalize": True,
-            "image_mean": IMAGENET_STANDARD_MEAN,
-            "image_std": IMAGENET_STANDARD_STD,
-        },
-    ),
+    "vit": Profile({**_STANDARD, "size": {"height": 224, "width": 224}, "resample": BILINEAR}),
+    "deit": Profile({**_STANDARD, **_CROP_224, "size": {"height": 256, "width": 256}, "resample": BICUBIC}),
     "convnext": Profile(
-        defaults={
-            "do_resize": True,
-            "size": {"shortest_edge": 384},
-            "resample": BICUBIC,
-            **_RESCALE,
-            "do_normalize": True,
-            "image_mean": IMAGENET_STANDARD_MEAN,
-            "image_std": IMAGENET_STANDARD_STD,
-            "crop_pct": 224 / 256,
-        },
+        {**_STANDARD, "size": {"shortest_edge": 384}, "resample": BICUBIC, "crop_pct": 224 / 256},
         default_to_square=False,
         resize_rule="crop_pct",
         extra_keys=("crop_pct",),
     ),
-    "bit": Profile(
-        defaults={
-            "do_convert_rgb": True,
-            "do_resize": True,
-            "size": {"shortest_edge": 224},
-            "resample": BICUBIC,
-            "do_center_crop": True,
-            "crop_size": {"height": 224, "width": 224},
-            **_RESCALE,
-            "do_normalize": True,
-            "image_mean": OPENAI_CLIP_MEAN,
-            "image_std": OPENAI_CLIP_STD,
-        },
-        default_to_square=False,
-    ),
-    "clip": Profile(
-        defaults={
-            "do_convert_rgb": True,
-            "do_resize": True,
-            "size": {"shortest_edge": 224},
-            "resample": BICUBIC,
-            "do_center_crop": True,
-            "crop_size": {"height": 224, "width": 224},
-            **_RESCALE,
-            "do_normalize": True,
-            "image_mean": OPENAI_CLIP_MEAN,
-            "image_std": OPENAI_CLIP_STD,
-        },
-        default_to_square=False,
-    ),
+    "bit": _CLIP,
+    "clip": _CLIP,
 }
-
-_INTERNAL_ATTRIBUTES = ("_class_name", "_profile")
 
 
 def _size_dict(value: Any, name: str, default_to_square: bool, error: type[Exception]) -> dict[str, int] | None:
@@ -197,7 +137,7 @@ def _size_dict(value: Any, name: str, default_to_square: bool, error: type[Excep
         return None
     if isinstance(value, Mapping):
         size = dict(value)
-    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    elif is_integer(value):
         size = {"height": int(value), "width": int(value)} if default_to_square else {"shortest_edge": int(value)}
     elif isinstance(value, (list, tuple)) and len(value) == 2:
         size = {"height": value[0], "width": value[1]}
@@ -210,7 +150,7 @@ def _size_dict(value: Any, name: str, default_to_square: bool, error: type[Excep
         allowed = " | ".join("{" + ", ".join(sorted(keys)) + "}" for keys in _SIZE_KEY_SETS)
         raise error(f"{name}={value!r} has keys {sorted(size)}; a size dict has one of these key sets: {allowed}.")
     for key, number in size.items():
-        if not isinstance(number, numbers.Integral) or isinstance(number, bool) or number < 1:
+        if not is_integer(number) or number < 1:
             raise error(f"{name}[{key!r}] must be a positive int (a number of pixels), got {number!r}.")
     return {key: int(number) for key, number in size.items()}
 
@@ -218,50 +158,13 @@ def _size_dict(value: Any, name: str, default_to_square: bool, error: type[Excep
 def _mean_or_std(value: Any, name: str, error: type[Exception]) -> Any:
     if value is None:
         return value
-    if isinstance(value, (list, tuple, np.ndarray)) and all(
-        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value
-    ):
-        values = tuple(value.tolist() if isinstance(value, np.ndarray) else value)
-    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        values = (value,)
-    else:
-        raise error(f"{name}={value!r} must be a number or a list of numbers (one per channel).")
-    if not all(math.isfinite(v) for v in values):
-        raise error(f"{name}={value!r} must hold finite numbers.")
+    values = value.tolist() if isinstance(value, np.ndarray) else value
+    values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
+    if not all(is_number(v) for v in values):
+        raise error(f"{name}={value!r} must be a number or a list of finite numbers (one per channel).")
     if name == "image_std" and 0 in values:
         raise error(f"image_std={value!r} holds a 0, and normalizing divides by it; use the model's std (e.g. 0.5).")
     return values if isinstance(value, (list, tuple, np.ndarray)) else value
-
-
-def _check_settings(settings: dict[str, Any], where: str, error: type[Exception]) -> None:
-    """Refuse values the pipeline cannot use, saying which setting and how to fix it."""
-    for key in _FLAGS:
-        value = settings.get(key)
-        if value is not None and not isinstance(value, (bool, np.bool_)):
-            raise error(f"{key} in {where} must be true, false or null, got {value!r}.")
-    resample = settings.get("resample")
-    if resample is not None and (
-        not isinstance(resample, numbers.Integral) or isinstance(resample, bool) or int(resample) not in RESAMPLE_NAMES
-    ):
-        codes = ", ".join(f"{code} ({label})" for code, label in RESAMPLE_NAMES.items())
-        raise error(f"resample={resample!r} in {where} is not a Pillow filter; use one of {codes}.")
-    for key in ("rescale_factor", "crop_pct"):
-        value = settings.get(key)
-        if value is not None and (not isinstance(value, numbers.Real) or isinstance(value, bool)):
-            raise error(f"{key}={value!r} in {where} must be a number.")
-    if settings.get("crop_pct") is not None and not settings["crop_pct"] > 0:
-        raise error(f"crop_pct={settings['crop_pct']!r} in {where} must be positive (ConvNeXT uses 0.875).")
-    input_format = settings.get("input_data_format")
-    if input_format is not None and _channel_format(input_format) is None:
-        raise error(
-            f"input_data_format={input_format!r} in {where} must be 'channels_first' (C, H, W) or "
-            f"'channels_last' (H, W, C)."
-        )
-
-
-def _channel_format(value: Any) -> str | None:
-    name = getattr(value, "value", value)
-    return name if name in ("channels_first", "channels_last") else None
 
 
 def _standardize(settings: dict[str, Any], default_to_square: bool, where: str, error: type[Exception]) -> None:
@@ -274,7 +177,7 @@ def _standardize(settings: dict[str, Any], default_to_square: bool, where: str, 
     for key in ("image_mean", "image_std"):
         if key in settings:
             settings[key] = _mean_or_std(settings[key], key, error)
-    _check_settings(settings, where, error)
+    check_settings(settings, _RULES, where, error, optional=True)
 
 
 def _shortest_edge_size(height: int, width: int, shortest_edge: int) -> tuple[int, int]:
@@ -284,21 +187,16 @@ def _shortest_edge_size(height: int, width: int, shortest_edge: int) -> tuple[in
 
 
 def _size_with_longest_edge(height: int, width: int, size: int, max_size: int) -> tuple[int, int]:
-    raw_size = None
     low, high = float(min(height, width)), float(max(height, width))
+    short = size  # the short side before rounding
     if high / low * size > max_size:
-        raw_size = max_size * low / high
-        size = round(raw_size)
+        short = max_size * low / high
+        size = round(short)
     if (height <= width and height == size) or (width <= height and width == size):
         return height, width
     if width < height:
-        return (int(raw_size * height / width) if raw_size is not None else int(size * height / width)), size
-    return size, (int(raw_size * width / height) if raw_size is not None else int(size * width / height))
-
-
-def _fit_within(height: int, width: int, max_height: int, max_width: int) -> tuple[int, int]:
-    scale = min(max_height / height, max_width / width)
-    return int(height * scale), int(width * scale)
+        return int(short * height / width), size
+    return size, int(short * width / height)
 
 
 def resize_output_size(height: int, width: int, size: dict[str, int]) -> tuple[int, int]:
@@ -308,7 +206,8 @@ def resize_output_size(height: int, width: int, size: dict[str, int]) -> tuple[i
     if size.get("shortest_edge"):
         return _shortest_edge_size(height, width, size["shortest_edge"])
     if size.get("max_height") and size.get("max_width"):
-        return _fit_within(height, width, size["max_height"], size["max_width"])
+        scale = min(size["max_height"] / height, size["max_width"] / width)
+        return int(height * scale), int(width * scale)
     if size.get("height") and size.get("width"):
         return size["height"], size["width"]
     raise InputError(
@@ -322,17 +221,10 @@ def resize_output_size(height: int, width: int, size: dict[str, int]) -> tuple[i
 _DIRECT_PIL_MODES = ("RGB", "L", "RGBA")
 
 
-def _is_tensor(value: Any) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(value, torch.Tensor)
-
-
 def _describe(value: Any) -> str:
     if isinstance(value, PIL.Image.Image):
         return f"a PIL image ({value.mode}, {value.size[0]}x{value.size[1]})"
-    if isinstance(value, np.ndarray) or _is_tensor(value):
-        return f"a {type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return f"a {type(value).__name__}"
+    return describe(value)
 
 
 def _open_path(path: str | os.PathLike) -> PIL.Image.Image:
@@ -362,7 +254,7 @@ def _is_image_input(value: Any) -> bool:
     """Whether a (non-list) input is an image or a 4-D batch of them."""
     if isinstance(value, (PIL.Image.Image, str, os.PathLike)):
         return True
-    return (isinstance(value, np.ndarray) or _is_tensor(value)) and value.ndim in (2, 3, 4)
+    return (isinstance(value, np.ndarray) or is_tensor(value)) and value.ndim in (2, 3, 4)
 
 
 def flatten_images(images: Any) -> list[Any]:
@@ -380,7 +272,7 @@ def flatten_images(images: Any) -> list[Any]:
                     f"list of lists of images."
                 )
             if not _is_image_input(image):
-                if isinstance(image, np.ndarray) or _is_tensor(image):
+                if isinstance(image, np.ndarray) or is_tensor(image):
                     raise InputError(
                         f"Item {position} is {_describe(image)}; an image array has 2 (H, W), 3 (H, W, C or "
                         f"C, H, W) or 4 (a batch) dimensions."
@@ -389,7 +281,7 @@ def flatten_images(images: Any) -> list[Any]:
                     f"Item {position} is {_describe(image)}, not an image. Pass PIL images, numpy arrays, "
                     f"torch tensors or image file paths (or a list of them)."
                 )
-            if (isinstance(image, np.ndarray) or _is_tensor(image)) and image.ndim == 4:
+            if (isinstance(image, np.ndarray) or is_tensor(image)) and image.ndim == 4:
                 flat.extend(image[i] for i in range(len(image)))
             else:
                 flat.append(image)
@@ -404,10 +296,8 @@ def _infer_channels_last(array: np.ndarray, explicit: str | None) -> bool:
     if explicit is not None:
         return explicit == "channels_last"
     first, last = array.shape[0] in (1, 3, 4), array.shape[-1] in (1, 3, 4)
-    if first:
-        return False
-    if last:
-        return True
+    if first or last:
+        return not first
     raise InputError(
         f"Cannot tell which axis of an image array of shape {array.shape} holds the channels (expected 1, 3 "
         f"or 4 channels first or last). Pass input_data_format='channels_first' or 'channels_last'."
@@ -443,20 +333,6 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
     return np.round(blended).astype(array.dtype) if integer else blended.astype(array.dtype)
 
 
-def _channel_count(image: PIL.Image.Image | np.ndarray) -> int:
-    return len(image.getbands()) if isinstance(image, PIL.Image.Image) else image.shape[-1]
-
-
-def _to_array(value: Any) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        return value
-    tensor = value.detach().cpu()
-    try:
-        return tensor.numpy()
-    except TypeError:  # bfloat16 and other dtypes numpy has no type for
-        return tensor.float().numpy()
-
-
 def prepare_image(
     image: Any, convert_rgb: bool | None, wants_rgb: bool, input_format: str | None
 ) -> PIL.Image.Image | np.ndarray:
@@ -467,13 +343,13 @@ def prepare_image(
     if isinstance(image, PIL.Image.Image):
         if image.width == 0 or image.height == 0:
             raise InputError(f"Got {_describe(image)}: an image needs at least one pixel.")
-        if convert_rgb or (convert_rgb is None and wants_rgb and _channel_count(image) != 3):
+        if convert_rgb or (convert_rgb is None and wants_rgb and len(image.getbands()) != 3):
             image = _pil_to_rgb(image)
         if image.mode in _DIRECT_PIL_MODES:
             return image
         array = np.array(image)
         return array[..., None] if array.ndim == 2 else array
-    array = _to_array(image)
+    array = tensor_to_numpy(image)
     if array.ndim == 2:
         array = array[..., None]
     elif not _infer_channels_last(array, input_format):
@@ -483,12 +359,6 @@ def prepare_image(
     if convert_rgb or (convert_rgb is None and wants_rgb and array.shape[-1] in (1, 4)):
         array = _array_to_rgb(array)
     return array
-
-
-def _height_width(image: PIL.Image.Image | np.ndarray) -> tuple[int, int]:
-    if isinstance(image, PIL.Image.Image):
-        return image.height, image.width
-    return image.shape[0], image.shape[1]
 
 
 def _as_array(image: PIL.Image.Image | np.ndarray) -> np.ndarray:
@@ -589,29 +459,6 @@ def _per_channel(value: Any, channels: int, name: str) -> list[float]:
     return [value] * channels
 
 
-def _lookup_table(opts: dict[str, Any], channels: int) -> np.ndarray | None:
-    """(channels, 256) float32: every 8-bit value rescaled and normalised with the reference's
-    arithmetic (float64 rescale rounded to float32, then float32 subtract and divide)."""
-    if not (opts["do_rescale"] or opts["do_normalize"]):
-        return None
-    # opts lives for one call: build each table once per call rather than once per image
-    # (a race between worker threads only builds an identical table twice).
-    tables = opts.setdefault("_tables", {})
-    if channels not in tables:
-        tables[channels] = _build_table(opts, channels)
-    return tables[channels]
-
-
-def _build_table(opts: dict[str, Any], channels: int) -> np.ndarray:
-    values = np.arange(256, dtype=np.float64)
-    values = (values * opts["rescale_factor"]).astype(np.float32) if opts["do_rescale"] else values.astype(np.float32)
-    if not opts["do_normalize"]:
-        return np.broadcast_to(values, (channels, 256))
-    mean = np.array(_per_channel(opts["image_mean"], channels, "image_mean"), dtype=np.float32)
-    std = np.array(_per_channel(opts["image_std"], channels, "image_std"), dtype=np.float32)
-    return (values[None, :] - mean[:, None]) / std[:, None]
-
-
 def _rescale_and_normalize(array: np.ndarray, opts: dict[str, Any]) -> np.ndarray:
     """The reference's rescale and normalize for non-8-bit pixels, operation by operation."""
     if opts["do_rescale"]:
@@ -626,17 +473,27 @@ def _rescale_and_normalize(array: np.ndarray, opts: dict[str, Any]) -> np.ndarra
     return array
 
 
+def _lookup_table(opts: dict[str, Any], channels: int) -> np.ndarray:
+    """(channels, 256): every 8-bit value rescaled and normalised as the reference would."""
+    # opts lives for one call: each table is built once per call, not once per image (a race
+    # between worker threads only builds an identical table twice).
+    tables = opts.setdefault("_tables", {})
+    if channels not in tables:
+        values = np.repeat(np.arange(256, dtype=np.uint8)[:, None], channels, axis=1)
+        tables[channels] = np.ascontiguousarray(_rescale_and_normalize(values, opts).T)
+    return tables[channels]
+
+
 def _finish(array: np.ndarray, opts: dict[str, Any], out: np.ndarray | None = None) -> np.ndarray:
     """Rescale + normalize a channels-last array into a channels-first one (into ``out`` if given)."""
-    if array.dtype == np.uint8:
+    if array.dtype == np.uint8 and (opts["do_rescale"] or opts["do_normalize"]):
         table = _lookup_table(opts, array.shape[-1])
-        if table is not None:
-            if out is None:
-                out = np.empty((array.shape[-1],) + array.shape[:2], dtype=np.float32)
-            for channel in range(array.shape[-1]):
-                # "wrap" never has to adjust an 8-bit index into 256 entries, and is faster than "clip"
-                np.take(table[channel], array[..., channel], out=out[channel], mode="wrap")
-            return out
+        if out is None:
+            out = np.empty((array.shape[-1],) + array.shape[:2], dtype=np.float32)
+        for channel in range(array.shape[-1]):
+            # "wrap" never has to adjust an 8-bit index into 256 entries, and is cheaper than "clip"
+            np.take(table[channel], array[..., channel], out=out[channel], mode="wrap")
+        return out
     result = np.moveaxis(_rescale_and_normalize(array, opts), -1, 0)
     if out is None:
         return np.ascontiguousarray(result)
@@ -662,8 +519,6 @@ def _pad(array: np.ndarray, size: dict[str, int]) -> np.ndarray:
             f"pad_size {size} is smaller than a processed image ({rows}x{cols}); pad_size must be at least "
             f"the image size."
         )
-    if extra_rows == 0 and extra_cols == 0:
-        return array
     return np.pad(array, ((0, 0), (0, extra_rows), (0, extra_cols)), mode="constant", constant_values=0)
 
 
@@ -727,13 +582,11 @@ def profile_for(class_name: str, where: str = "the checkpoint") -> Profile:
     return PROFILES[profile]
 
 
+
 class ImageProcessor(Preprocessor):
     """Images -> ``BatchFeature(pixel_values=...)``, configured like one of the reference's image
-    processor classes (``class_name``, e.g. ``"ViTImageProcessor"``).
-
-    Settings are attributes (``processor.size``, ``processor.do_resize``...) and any of them can be
-    overridden for one call: ``processor(images, size={"height": 384, "width": 384}, return_tensors="pt")``.
-    """
+    processor classes (``class_name``, e.g. ``"ViTImageProcessor"``). Settings are attributes, and
+    any of them can be overridden for one call: ``processor(images, size=384, return_tensors="pt")``."""
 
     model_input_names: ClassVar[list[str]] = ["pixel_values"]
     bundle_keys = ("image_processor",)
@@ -741,25 +594,17 @@ class ImageProcessor(Preprocessor):
     type_keys = ("image_processor_type", "feature_extractor_type")
     default_tables = ("DEFAULT_IMAGE_PROCESSOR",)
     auto_map_keys = ("AutoImageProcessor", "AutoFeatureExtractor")
+    filename_option = "image_processor_filename"
     backend = "pil"
 
     def __init__(self, class_name: str, **settings: Any) -> None:
         class_name = canonical_class_name(class_name)
-        profile = profile_for(class_name, where="ImageProcessor(...)")
-        for key in _CLASS_KEYS + _DROPPED_KEYS:
-            settings.pop(key, None)
-        self._class_name = class_name
-        self._profile = profile
+        self._profile = profile_for(class_name, where="ImageProcessor(...)")
         values = {key: None for key in SETTING_KEYS if key != "default_to_square"}
-        values.update(copy.deepcopy(profile.defaults))
+        values.update(copy.deepcopy(self._profile.defaults))
         values.update(settings)
-        where = f"the {class_name} settings"
-        _standardize(values, profile.default_to_square, where, ConfigError)
-        for key, value in values.items():
-            member = getattr(type(self), key, None)
-            if key.startswith("__") or callable(member) or isinstance(member, property):
-                raise ConfigError(f"{where} hold a key {key!r} that would hide a method of the processor; remove it.")
-            setattr(self, key, value)
+        _standardize(values, self._profile.default_to_square, f"the {class_name} settings", ConfigError)
+        self._set_settings(class_name, values)
 
     def __getattr__(self, name: str) -> Any:
         # default_to_square is a class-level rule unless a config sets it
@@ -767,10 +612,8 @@ class ImageProcessor(Preprocessor):
             return self.__dict__["_profile"].default_to_square
         raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
 
-    # -- loading ---------------------------------------------------------------------------
-
     @classmethod
-    def _class_name_from(cls, data: Mapping[str, Any], source: Source | None, where: str, config: Any) -> str:
+    def _class_name_from(cls, data: Mapping[str, Any], source: Any, where: str, config: Any) -> str:
         return canonical_class_name(super()._class_name_from(data, source, where, config))
 
     @classmethod
@@ -782,48 +625,18 @@ class ImageProcessor(Preprocessor):
         return _supported_names()
 
     @classmethod
-    def _from_settings(cls, class_name: str, data: Mapping[str, Any], kwargs: dict[str, Any], where: str = "") -> Any:
-        """Build from file settings plus keyword overrides, as the reference does: settings it
-        knows override; other keywords only replace existing attributes."""
-        return_unused = kwargs.pop("return_unused_kwargs", False)
-        class_name = canonical_class_name(class_name)
-        settable = set(SETTING_KEYS) | set(profile_for(class_name).extra_keys)
-        data = {**data, **{key: value for key, value in kwargs.items() if key in settable}}
-        try:
-            processor = cls(class_name, **data)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}" if where else str(exc)) from exc
-        unused = {}
-        for key, value in kwargs.items():
-            if key in settable:
-                continue
-            if key in processor.__dict__ and not key.startswith("_"):
-                setattr(processor, key, value)
-            else:
-                unused[key] = value
-        return (processor, unused) if return_unused else processor
+    def _settable(cls, class_name: str) -> tuple[str, ...]:
+        return SETTING_KEYS + profile_for(canonical_class_name(class_name)).extra_keys
 
-    # -- saving ----------------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as saved: unset (None) settings left out, ``image_processor_type`` added."""
-        defaults = self._profile.defaults
-        output: dict[str, Any] = {}
-        for key, value in self.__dict__.items():
-            if key in _INTERNAL_ATTRIBUTES:
-                continue
-            if value is None:
-                class_default = self._profile.default_to_square if key == "default_to_square" else defaults.get(key)
-                if class_default is None:
-                    continue
-            output[key] = copy.deepcopy(value)
-        output["image_processor_type"] = self._class_name
-        return output
+    def _saves(self, key: str, value: Any) -> bool:
+        # An unset setting is left out, unless it overrides a class default.
+        default = self._profile.default_to_square if key == "default_to_square" else self._profile.defaults.get(key)
+        return value is not None or default is not None
 
     # -- processing ------------------------------------------------------------------------
 
     def _call_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        allowed = SETTING_KEYS + self._profile.extra_keys
+        allowed = self._settable(self._class_name)
         unknown = sorted(set(kwargs) - set(allowed))
         if unknown:
             raise InputError(
@@ -837,14 +650,14 @@ class ImageProcessor(Preprocessor):
             raise InputError("do_rescale=True needs a rescale_factor (usually 1/255).")
         if opts["do_normalize"] and (opts["image_mean"] is None or opts["image_std"] is None):
             raise InputError("do_normalize=True needs both image_mean and image_std.")
-        if opts["do_center_crop"] and not {"height", "width"} <= set(opts["crop_size"] or ()):
-            raise InputError(
-                f"do_center_crop=True needs a crop_size {{'height': h, 'width': w}}, got {opts['crop_size']}."
-            )
         if opts["do_resize"] and (opts["size"] is None or opts["resample"] is None):
             raise InputError("do_resize=True needs a size and a resample filter.")
         if opts["do_pad"] and opts["pad_size"] is None:
             raise InputError("do_pad=True needs a pad_size, e.g. {'height': 224, 'width': 224}.")
+        if opts["do_center_crop"] and not {"height", "width"} <= set(opts["crop_size"] or ()):
+            raise InputError(
+                f"do_center_crop=True needs a crop_size {{'height': h, 'width': w}}, got {opts['crop_size']}."
+            )
         if opts["do_resize"] and self._profile.resize_rule == "crop_pct":
             if not opts["size"].get("shortest_edge"):
                 raise InputError(
@@ -858,7 +671,7 @@ class ImageProcessor(Preprocessor):
         self, image: PIL.Image.Image | np.ndarray, opts: dict[str, Any], crop: tuple[int, int] | None
     ) -> np.ndarray:
         """The resized image, center-cropped to ``crop`` (height, width) when given."""
-        height, width = _height_width(image)
+        height, width = (image.height, image.width) if isinstance(image, PIL.Image.Image) else image.shape[:2]
         size, resample = opts["size"], int(opts["resample"])
         if self._profile.resize_rule == "crop_pct":
             edge = size["shortest_edge"]
@@ -880,7 +693,6 @@ class ImageProcessor(Preprocessor):
         mean = opts["image_mean"]
         wants_rgb = bool(opts["do_normalize"]) and isinstance(mean, tuple) and len(mean) == 3
         input_format = _channel_format(opts["input_data_format"])
-
         crop = (opts["crop_size"]["height"], opts["crop_size"]["width"]) if opts["do_center_crop"] else None
 
         def prepare(image: Any) -> np.ndarray:
@@ -893,13 +705,11 @@ class ImageProcessor(Preprocessor):
         flat = flatten_images(images)
         budget = threads.num_threads() if len(flat) > 1 and not _loaded_twice_lazily(flat) else 1
         cropped = _map(prepare, flat, budget)
-        batch = None
         if not opts["do_pad"] and len({(p.shape, _output_dtype(p, opts)) for p in cropped}) == 1:
-            # One size: write every image straight into the batch array.
+            # One size: every image is written straight into the batch array.
             height, width, channels = cropped[0].shape
             batch = np.empty((len(cropped), channels, height, width), dtype=_output_dtype(cropped[0], opts))
             _map(lambda index: _finish(cropped[index], opts, out=batch[index]), range(len(cropped)), budget)
-        if batch is not None:
             pixel_values: Any = batch if opts["return_tensors"] else list(batch)
         else:
             pixel_values = [_finish(pixels, opts) for pixels in cropped]
@@ -910,29 +720,8 @@ class ImageProcessor(Preprocessor):
     preprocess = __call__
 
 
-def load_image_processor(source: Source | str | os.PathLike, **kwargs: Any) -> ImageProcessor:
-    """The image processor of a checkpoint (``AutoImageProcessor.from_pretrained`` lands here).
+# ``AutoImageProcessor.from_pretrained`` lands here; ``use_fast`` and ``backend`` are accepted and
+# ignored: one engine serves both of the reference's backends.
+load_image_processor = ImageProcessor.from_pretrained
 
-    Settings come from ``processor_config.json`` (its ``image_processor`` entry) or
-    ``preprocessor_config.json``; keyword arguments override them. ``use_fast`` and ``backend``
-    are accepted and ignored: one engine serves both of the reference's backends.
-    """
-    source = source if isinstance(source, Source) else Source.of(source)
-    for key in _IGNORED_LOAD_OPTIONS:
-        kwargs.pop(key, None)
-    return ImageProcessor._load(source, kwargs.pop("image_processor_filename", None), kwargs.pop("config", None), **kwargs)
-
-
-__all__ = [
-    "IMAGENET_DEFAULT_MEAN",
-    "IMAGENET_DEFAULT_STD",
-    "IMAGENET_STANDARD_MEAN",
-    "IMAGENET_STANDARD_STD",
-    "OPENAI_CLIP_MEAN",
-    "OPENAI_CLIP_STD",
-    "PROFILES",
-    "BatchFeature",
-    "ImageProcessor",
-    "Profile",
-    "load_image_processor",
-]
+__all__ = ["PROFILES", "BatchFeature", "ImageProcessor", "Profile", "load_image_processor"]
