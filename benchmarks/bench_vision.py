@@ -1,25 +1,28 @@
-"""Image preprocessing: 32 photo-like 640x480 images to 224x224 tensors, leanformers against the
-reference's PIL path, same inputs, one process. Also timed: leanformers with the native resampler
-off (Pillow's passes, the previous default).
+"""Image preprocessing: 32 photo-like 640x480 PIL images to 224x224 tensors, leanformers'
+``AutoImageProcessor`` against the reference's PIL-backend processor with the same settings, one process.
 
     .venv/bin/python benchmarks/bench_vision.py [--repeat N]
+
+Three processors' settings (ViT, ConvNeXt as resnet-50 uses it, CLIP), each written once as a
+``preprocessor_config.json`` under benchmarks/.cache/ and loaded with
+``leanformers.AutoImageProcessor.from_pretrained``; the reference is its ``*ImageProcessorPil`` class
+built from the same settings. leanformers runs with its thread budget (``leanformers.num_threads()``)
+and with one thread (``leanformers.set_num_threads(1)``). Interleaved rounds, best of each; the
+largest difference of the pixel values from the reference's is printed too.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import os
-import platform
-import time
+import sys
+from pathlib import Path
 
-import numpy as np
-from PIL import Image
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common
 
 SETTINGS = {
-    "vit": ({"image_processor_type": "ViTImageProcessor", "size": {"height": 224, "width": 224},
-             "image_mean": [0.5] * 3, "image_std": [0.5] * 3, "resample": 2, "do_normalize": True, "do_resize": True},
-            "ViTImageProcessorPil"),
+    "vit": (common.VIT_PROCESSOR, "ViTImageProcessorPil"),
     "convnext (resnet-50)": ({"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 224},
                               "crop_pct": 0.875, "resample": 3, "do_normalize": True, "do_resize": True,
                               "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]},
@@ -30,72 +33,47 @@ SETTINGS = {
 }
 
 
-def photos(n: int) -> list[Image.Image]:
-    """Smooth gradients plus sensor-like noise: resampling cost as for real photos."""
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:480, 0:640]
-    images = []
-    for i in range(n):
-        base = np.stack([(x + 7 * i) % 256, (y + 3 * i) % 256, ((x + y) // 2 + i) % 256], axis=-1)
-        noisy = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
-        images.append(Image.fromarray(noisy, "RGB"))
-    return images
+def on_one_thread(processor, images) -> None:
+    import leanformers
 
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    leanformers.set_num_threads(1)
+    try:
+        processor(images, return_tensors="pt")
+    finally:
+        leanformers.set_num_threads(None)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
-    import torch
     import transformers
 
-    from leanformers import threads
-    from leanformers.processing import resample
-    from leanformers.processing.image import ImageProcessor
+    import leanformers
 
-    images = photos(32)
-    budget = threads.num_threads()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"torch threads {torch.get_num_threads()}, leanformers thread budget {budget}")
+    images = common.photos(32)
+    budget = leanformers.num_threads()
+    print(common.machine_line() + f"; leanformers thread budget {budget}")
     print(f"| processor | leanformers ({budget} threads) | leanformers (1 thread) | reference (PIL path) "
-          f"| speed-up ({budget} threads) | speed-up (1 thread) | speed-up, Pillow engine ({budget} threads) "
-          "| max abs diff |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          f"| speed-up ({budget} threads) | speed-up (1 thread) | max abs diff |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, (settings, ref_class) in SETTINGS.items():
-        ours = ImageProcessor.from_dict(dict(settings))
+        folder = common.processor_dir(f"processor-{name.split()[0]}", settings)
+        ours = leanformers.AutoImageProcessor.from_pretrained(folder)
         ref = getattr(transformers, ref_class)(**{k: v for k, v in settings.items() if k != "image_processor_type"})
-        a = ours(images, return_tensors="pt")["pixel_values"]
-        b = ref(images, return_tensors="pt")["pixel_values"]
-        diff = (a - b).abs().max().item()
-        threads.set_num_threads(1)
-        one = ours(images, return_tensors="pt")["pixel_values"]
-        diff = max(diff, (one - b).abs().max().item())
-        threads.set_num_threads(None)
-        # Interleaved rounds, best of each: a slow moment of the (shared) machine hits every variant.
-        runs = {"many": [], "one": [], "pillow": [], "ref": []}
-        for _ in range(args.repeat):
-            runs["many"].append(best(functools.partial(ours, images, return_tensors="pt"), 1))
-            threads.set_num_threads(1)
-            runs["one"].append(best(functools.partial(ours, images, return_tensors="pt"), 1))
-            threads.set_num_threads(None)
-            # The previous default: Pillow's own passes, cropped through its box where exact.
-            native, resample.NATIVE = resample.NATIVE, False
-            runs["pillow"].append(best(functools.partial(ours, images, return_tensors="pt"), 1))
-            resample.NATIVE = native
-            runs["ref"].append(best(functools.partial(ref, images, return_tensors="pt"), 1))
-        many_s, one_s, pillow_s, ref_s = (min(runs[key]) for key in ("many", "one", "pillow", "ref"))
+        expected = ref(images, return_tensors="pt")["pixel_values"]
+        diff = (ours(images, return_tensors="pt")["pixel_values"] - expected).abs().max().item()
+        leanformers.set_num_threads(1)
+        diff = max(diff, (ours(images, return_tensors="pt")["pixel_values"] - expected).abs().max().item())
+        leanformers.set_num_threads(None)
+        variants = {"many": common.stopwatch(ours, images, return_tensors="pt"),
+                    "one": common.stopwatch(on_one_thread, ours, images),
+                    "ref": common.stopwatch(ref, images, return_tensors="pt")}
+        runs = common.interleaved(variants, rounds=args.repeat, warmup=0)
+        many_s, one_s, ref_s = (min(runs[key]) for key in ("many", "one", "ref"))
         n = len(images)
         print(f"| {name} | {n / many_s:.0f} img/s | {n / one_s:.0f} img/s | {n / ref_s:.0f} img/s | "
-              f"{ref_s / many_s:.2f}x | {ref_s / one_s:.2f}x | {ref_s / pillow_s:.2f}x | {diff:.1e} |")
+              f"{ref_s / many_s:.2f}x | {ref_s / one_s:.2f}x | {diff:.1e} |")
 
 
 if __name__ == "__main__":
