@@ -344,26 +344,19 @@ def _as_tensor(value: Any, tensor_type: str, key: str) -> Any:
         ) from exc
 
 
-def _token_property(name: str) -> property:
-    def get(self: "PreTrainedTokenizer") -> str | None:
+def _special_token_property(name: str, as_id: bool) -> property:
+    """``tokenizer.<name>`` (the token as a string) or ``tokenizer.<name>_id`` (its id); None if unset."""
+
+    def get(self: "PreTrainedTokenizer") -> str | int | None:
         value = self._special_tokens_map.get(name)
-        return None if value is None else str(value)
+        if value is None:
+            return None
+        return self.convert_tokens_to_ids(str(value)) if as_id else str(value)
 
-    def set_(self: "PreTrainedTokenizer", value: str | AddedToken | None) -> None:
-        self._set_special_token(name, value)
+    def set_(self: "PreTrainedTokenizer", value: Any) -> None:
+        self._set_special_token(name, self.convert_ids_to_tokens(value) if as_id and value is not None else value)
 
-    return property(get, set_, doc=f"The {name.replace('_', ' ')} as a string, or None if unset.")
-
-
-def _token_id_property(name: str) -> property:
-    def get(self: "PreTrainedTokenizer") -> int | None:
-        value = self._special_tokens_map.get(name)
-        return None if value is None else self.convert_tokens_to_ids(str(value))
-
-    def set_(self: "PreTrainedTokenizer", value: int | None) -> None:
-        self._set_special_token(name, None if value is None else self.convert_ids_to_tokens(value))
-
-    return property(get, set_, doc=f"The id of the {name.replace('_', ' ')}, or None if unset.")
+    return property(get, set_)
 
 
 class PreTrainedTokenizer:
@@ -376,13 +369,10 @@ class PreTrainedTokenizer:
     padding_side: str
     truncation_side: str
 
-    def __init__(
-        self,
-        tokenizer_object: Tokenizer,
-        *,
-        class_name: str = GENERIC_CLASS,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, tokenizer_object: Tokenizer, *, class_name: str = GENERIC_CLASS, **kwargs: Any) -> None:
+        """Settle the backend's truncation/padding defaults, the special tokens, the options and the
+        added tokens from the loaded configuration as the reference's constructors do, so that ids,
+        the printed form and the saved config all agree with it."""
         if not isinstance(tokenizer_object, Tokenizer):
             raise InputError(
                 f"PreTrainedTokenizer wraps a tokenizers.Tokenizer, got {type(tokenizer_object).__name__}. "
@@ -391,14 +381,6 @@ class PreTrainedTokenizer:
         object.__setattr__(self, "_backend", tokenizer_object)
         object.__setattr__(self, "_lock", threading.RLock())
         self.class_name = class_name
-        self._init_from_kwargs(kwargs)
-
-    # -- construction ----------------------------------------------------------------------------
-
-    def _init_from_kwargs(self, kwargs: dict[str, Any]) -> None:
-        """Settle the backend's truncation/padding defaults, the special tokens, the options and
-        the added tokens from the loaded configuration, the way the reference's constructors do,
-        so that ids, the printed form and the saved config all agree with it."""
         self._settle_backend_defaults(kwargs)
         kwargs.setdefault("backend", "tokenizers")
         added_tokens_decoder = kwargs.get("added_tokens_decoder") or {}
@@ -448,19 +430,15 @@ class PreTrainedTokenizer:
         for key in list(kwargs):
             value = kwargs[key]
             if key in SPECIAL_TOKENS_ATTRIBUTES:
-                kwargs.pop(key)
-                if value is None:
-                    continue
-                self._special_tokens_map[key] = _as_token(value, key)
+                if kwargs.pop(key) is not None:
+                    self._special_tokens_map[key] = _as_token(value, key)
             elif key == "extra_special_tokens":
                 kwargs.pop(key)
-                if value is None:
-                    continue
                 if isinstance(value, dict):
                     model_specific = {**value, **model_specific}
                 elif isinstance(value, (list, tuple)):
                     self._extra_special_tokens = [_as_token(token, key) for token in value]
-                else:
+                elif value is not None:
                     raise ConfigError(
                         f"extra_special_tokens must be a list of tokens or a dict of named tokens, got {value!r}."
                     )
@@ -510,15 +488,12 @@ class PreTrainedTokenizer:
     def _register_added_tokens(self, added_tokens_decoder: Mapping[Any, Any]) -> None:
         """Make the saved added tokens and every special token added tokens of the backend, in the
         reference's order, so that new ones get the same ids."""
-        to_add: list[str | AddedToken] = [
-            token for _, token in sorted(added_tokens_decoder.items(), key=lambda item: int(item[0]))
-        ]
+        to_add = [token for _, token in sorted(added_tokens_decoder.items(), key=lambda item: int(item[0]))]
         known = {str(token) for token in to_add}
-        for value in list(self._special_tokens_map.values()) + self._extra_special_tokens:
-            if value is None or str(value) in known:
-                continue
-            known.add(str(value))
-            to_add.append(value)
+        for value in [*self._special_tokens_map.values(), *self._extra_special_tokens]:
+            if value is not None and str(value) not in known:
+                known.add(str(value))
+                to_add.append(value)
         named = {str(value) for value in self._special_tokens_map.values() if value}
         tokens = []
         for token in to_add:
@@ -664,13 +639,7 @@ class PreTrainedTokenizer:
         if isinstance(ids, int):
             return self._backend.id_to_token(ids)
         skip = set(self.all_special_ids) if skip_special_tokens else ()
-        tokens = []
-        for index in ids:
-            index = int(index)
-            if index in skip:
-                continue
-            tokens.append(self._backend.id_to_token(index))
-        return tokens
+        return [self._backend.id_to_token(int(index)) for index in ids if int(index) not in skip]
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         decoder = self._backend.decoder
@@ -701,32 +670,25 @@ class PreTrainedTokenizer:
         special_tokens_dict = dict(special_tokens_dict)
         if "additional_special_tokens" in special_tokens_dict and not special_tokens_dict.get("extra_special_tokens"):
             special_tokens_dict["extra_special_tokens"] = special_tokens_dict.pop("additional_special_tokens")
-        allowed = set(SPECIAL_TOKENS_ATTRIBUTES) | {"extra_special_tokens"}
+        allowed = (*SPECIAL_TOKENS_ATTRIBUTES, "extra_special_tokens")
         to_add: list[AddedToken] = []
         for key, value in special_tokens_dict.items():
             if key not in allowed:
                 raise InputError(f"{key!r} is not a special token name; use one of {sorted(allowed)}.")
-            if key == "extra_special_tokens":
-                if not isinstance(value, (list, tuple)) or not all(isinstance(t, (str, AddedToken)) for t in value):
-                    raise InputError("extra_special_tokens must be a list of str or tokenizers.AddedToken.")
-                current = self.extra_special_tokens
-                new = [
-                    AddedToken(t, rstrip=False, lstrip=False, normalized=False, special=True) if isinstance(t, str) else t
-                    for t in value
-                    if replace_extra_special_tokens or str(t) not in current
-                ]
-                if replace_extra_special_tokens and new:
-                    self._extra_special_tokens = list(new)
-                else:
-                    self._extra_special_tokens.extend(new)
-                to_add.extend(new)
-            else:
-                if not isinstance(value, (str, AddedToken)):
-                    raise InputError(f"{key} must be a str or tokenizers.AddedToken, got {type(value).__name__}.")
-                if isinstance(value, str):
-                    value = AddedToken(value, rstrip=False, lstrip=False, normalized=False, special=True)
-                self._set_special_token(key, value)
-                to_add.append(value)
+            extra = key == "extra_special_tokens"
+            tokens = value if extra else [value]
+            if not isinstance(tokens, (list, tuple)) or not all(isinstance(t, (str, AddedToken)) for t in tokens):
+                kind = "a list of str or tokenizers.AddedToken" if extra else "a str or tokenizers.AddedToken"
+                raise InputError(f"{key} must be {kind}, got {value!r}.")
+            tokens = [AddedToken(t, normalized=False, special=True) if isinstance(t, str) else t for t in tokens]
+            if not extra:
+                self._set_special_token(key, tokens[0])
+            elif replace_extra_special_tokens and tokens:
+                self._extra_special_tokens = tokens
+            elif not replace_extra_special_tokens:
+                tokens = [token for token in tokens if str(token) not in self.extra_special_tokens]
+                self._extra_special_tokens.extend(tokens)
+            to_add.extend(tokens)
         return self.add_tokens(to_add, special_tokens=True)
 
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
@@ -997,14 +959,8 @@ class PreTrainedTokenizer:
                 raise InputError(f"Could not tokenize the input: {exc}") from exc
 
     def _lists(
-        self,
-        rows: list[Encoding],
-        plan: _Plan,
-        wanted: tuple,
-        sample_of_row: list[int] | None,
-        zero_types: bool,
-        keep_batch: bool,
-        tensor_type: str | None = None,
+        self, rows: list[Encoding], plan: _Plan, wanted: tuple, sample_of_row: list[int] | None, zero_types: bool,
+        keep_batch: bool, tensor_type: str | None = None,
     ) -> BatchEncoding:
         want_types, want_mask, want_special, want_offsets, want_length = wanted
         ids = [row.ids for row in rows]
@@ -1106,31 +1062,14 @@ class PreTrainedTokenizer:
             self._warned_too_long = True
 
     def encode(
-        self,
-        text: TextOrBatch,
-        text_pair: TextOrBatch | None = None,
-        add_special_tokens: bool = True,
-        padding: bool | str = False,
-        truncation: bool | str | None = None,
-        max_length: int | None = None,
-        stride: int = 0,
-        padding_side: str | None = None,
-        return_tensors: str | None = None,
-        **kwargs: Any,
+        self, text: TextOrBatch, text_pair: TextOrBatch | None = None, add_special_tokens: bool = True,
+        padding: bool | str = False, truncation: bool | str | None = None, max_length: int | None = None,
+        stride: int = 0, padding_side: str | None = None, return_tensors: str | None = None, **kwargs: Any,
     ) -> Any:
         """The input ids of ``text`` (and ``text_pair``): a list, or a tensor with ``return_tensors``."""
-        return self(
-            text,
-            text_pair,
-            add_special_tokens=add_special_tokens,
-            padding=padding,
-            truncation=truncation,
-            max_length=max_length,
-            stride=stride,
-            padding_side=padding_side,
-            return_tensors=return_tensors,
-            **kwargs,
-        )["input_ids"]
+        options = dict(add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
+                       max_length=max_length, stride=stride, padding_side=padding_side, return_tensors=return_tensors)
+        return self(text, text_pair, **options, **kwargs)["input_ids"]
 
     def tokenize(self, text: TextOrBatch, pair: TextOrBatch | None = None, add_special_tokens: bool = False, **kwargs: Any) -> list[str]:
         """The token strings of ``text`` (of its first item, for a batch)."""
@@ -1346,8 +1285,8 @@ class PreTrainedTokenizer:
 
 
 for _name in SPECIAL_TOKENS_ATTRIBUTES:
-    setattr(PreTrainedTokenizer, _name, _token_property(_name))
-    setattr(PreTrainedTokenizer, _name + "_id", _token_id_property(_name))
+    setattr(PreTrainedTokenizer, _name, _special_token_property(_name, as_id=False))
+    setattr(PreTrainedTokenizer, _name + "_id", _special_token_property(_name, as_id=True))
 del _name
 
 
@@ -1598,48 +1537,22 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
     if builder is None:
         class_name = _generic_class(source, class_name, tokenizer_config, tokenizer_file)
 
-    init_kwargs = dict(tokenizer_config)
-    for key in ("tokenizer_class", "init_inputs", "auto_map"):
-        init_kwargs.pop(key, None)
-    if tokenizer_file is not None:
-        init_kwargs.pop("add_bos_token", None)
-        init_kwargs.pop("add_eos_token", None)
-    if "chat_template" not in kwargs:
-        template_path = source.resolve(CHAT_TEMPLATE_FILE, required=False)
-        if template_path is not None:
-            with open(template_path, encoding="utf-8") as handle:
-                init_kwargs["chat_template"] = handle.read()
-    init_kwargs.update(kwargs)
-    if "additional_special_tokens" in init_kwargs and not init_kwargs.get("extra_special_tokens"):
-        init_kwargs["extra_special_tokens"] = init_kwargs.pop("additional_special_tokens")
-
-    specific = {
-        key: init_kwargs.pop(key)
-        for key in list(init_kwargs)
-        if key not in SPECIAL_TOKENS_ATTRIBUTES and key.endswith("_token") and isinstance(init_kwargs[key], (str, AddedToken))
-    }
-    if isinstance(init_kwargs.get("extra_special_tokens"), dict):
-        specific.update(init_kwargs.pop("extra_special_tokens"))
-    if specific:
-        init_kwargs["model_specific_special_tokens"] = specific
-
+    init_kwargs = _init_kwargs(source, tokenizer_config, tokenizer_file, kwargs)
     # Parsed once here: the vocabulary builder and the legacy added-tokens lookup both read it.
     tokenizer_data = (
         read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)
         if tokenizer_file is not None and builder == "wordpiece"
         else None
     )
-    added_tokens_decoder, added_tokens_map = _added_tokens(source, init_kwargs, kwargs, tokenizer_file, tokenizer_data)
-    init_kwargs["added_tokens_decoder"] = added_tokens_decoder
+    init_kwargs["added_tokens_decoder"] = _added_tokens(source, init_kwargs, kwargs, tokenizer_file, tokenizer_data)
     init_kwargs = _added_tokens_from_json(init_kwargs)
+    by_content = {str(token): token for token in init_kwargs["added_tokens_decoder"].values()}
     for key in SPECIAL_TOKENS_ATTRIBUTES:
-        value = init_kwargs.get(key)
-        if value is not None and added_tokens_map:
-            init_kwargs[key] = added_tokens_map.get(str(value), value)
-
-    init_kwargs["name_or_path"] = source.name_or_path
-    init_kwargs["is_local"] = source.is_local
-    init_kwargs["local_files_only"] = source.local_files_only or is_offline()
+        if init_kwargs.get(key) is not None:
+            init_kwargs[key] = by_content.get(str(init_kwargs[key]), init_kwargs[key])
+    init_kwargs.update(
+        name_or_path=source.name_or_path, is_local=source.is_local, local_files_only=source.local_files_only or is_offline()
+    )
 
     if builder == "wordpiece":
         return _build_wordpiece(source, class_name, init_kwargs, tokenizer_file, tokenizer_data)
@@ -1653,20 +1566,47 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
     return _build_generic(tokenizer_file, init_kwargs)
 
 
+def _init_kwargs(
+    source: Source, tokenizer_config: dict[str, Any], tokenizer_file: str | None, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """The constructor options: the saved config, the chat template file, then the caller's options."""
+    init_kwargs = dict(tokenizer_config)
+    for key in ("tokenizer_class", "init_inputs", "auto_map"):
+        init_kwargs.pop(key, None)
+    for key in ("add_bos_token", "add_eos_token") if tokenizer_file is not None else ():
+        init_kwargs.pop(key, None)
+    if "chat_template" not in kwargs:
+        template_path = source.resolve(CHAT_TEMPLATE_FILE, required=False)
+        if template_path is not None:
+            with open(template_path, encoding="utf-8") as handle:
+                init_kwargs["chat_template"] = handle.read()
+    init_kwargs.update(kwargs)
+    if "additional_special_tokens" in init_kwargs and not init_kwargs.get("extra_special_tokens"):
+        init_kwargs["extra_special_tokens"] = init_kwargs.pop("additional_special_tokens")
+
+    # Other "*_token" options are model-specific special tokens (e.g. image_token).
+    named = [key for key, value in init_kwargs.items() if key.endswith("_token") and isinstance(value, (str, AddedToken))]
+    specific = {key: init_kwargs.pop(key) for key in named if key not in SPECIAL_TOKENS_ATTRIBUTES}
+    if isinstance(init_kwargs.get("extra_special_tokens"), dict):
+        specific.update(init_kwargs.pop("extra_special_tokens"))
+    if specific:
+        init_kwargs["model_specific_special_tokens"] = specific
+    return init_kwargs
+
+
 def _added_tokens(
     source: Source,
     init_kwargs: dict[str, Any],
     user_kwargs: dict[str, Any],
     tokenizer_file: str | None,
     tokenizer_data: dict[str, Any] | None,
-) -> tuple[dict[int, AddedToken], dict[str, AddedToken]]:
-    """The added tokens to register, by id, and the same by content.
+) -> dict[int, AddedToken]:
+    """The added tokens to register, by id.
 
     A saved ``added_tokens_decoder`` is authoritative; older checkpoints spread the same facts over
     ``special_tokens_map.json``, ``added_tokens.json`` and tokenizer.json's ``added_tokens``.
     """
     decoder: dict[int, AddedToken] = {}
-    by_content: dict[str, AddedToken] = {}
     saved = init_kwargs.get("added_tokens_decoder")
     if saved is not None:
         if not isinstance(saved, dict):
@@ -1679,8 +1619,7 @@ def _added_tokens(
                 decoder[int(index)] = token
             except ValueError:
                 raise ConfigError(f"added_tokens_decoder has a non-integer id {index!r}.") from None
-            by_content[str(token)] = token
-        return decoder, by_content
+        return decoder
 
     map_path = source.resolve(SPECIAL_TOKENS_MAP_FILE, required=False)
     if map_path is not None:
@@ -1712,7 +1651,6 @@ def _added_tokens(
             is_special = content in special
             token = AddedToken(content, rstrip=False, lstrip=False, normalized=not is_special, special=is_special)
             decoder[int(index)] = token
-            by_content[content] = token
 
     if tokenizer_file is not None:
         data = tokenizer_data or read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)
@@ -1726,8 +1664,7 @@ def _added_tokens(
             index = entry.pop("id")
             token = _as_token(entry, "added token")
             decoder[int(index)] = token
-            by_content[str(token)] = token
-    return decoder, by_content
+    return decoder
 
 
 def _build_wordpiece(
