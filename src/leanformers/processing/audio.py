@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import registry
-from ..errors import ConfigError, InputError, UnsupportedModelError
+from ..errors import ConfigError, InputError
 from .features import (
     BatchFeature,
     Preprocessor,
@@ -196,23 +196,6 @@ def _batch(rows: Any, masks: list[np.ndarray] | None, others: dict[str, Any], te
     return BatchFeature(data, tensor_type=tensor_type)
 
 
-def _supported_names() -> str:
-    audio = ", ".join(sorted(registry.FEATURE_EXTRACTORS))
-    image = ", ".join(sorted(registry.IMAGE_PROCESSORS))
-    return f"audio: {audio}; image (delegated to the image processor): {image}"
-
-
-def profile_for(class_name: Any, where: str = "the feature extractor") -> dict[str, Any]:
-    """The default settings of an audio feature extractor class name."""
-    profile = registry.FEATURE_EXTRACTORS.get(class_name) if isinstance(class_name, str) else None
-    if profile is None:
-        raise UnsupportedModelError(
-            f"{where} names the feature extractor {class_name!r}, which leanformers does not provide. "
-            f"Supported: {_supported_names()}."
-        )
-    return PROFILES[profile]
-
-
 class FeatureExtractor(Preprocessor):
     """Turns raw speech into ``input_values`` (and ``attention_mask``), like the reference's
     ``Wav2Vec2FeatureExtractor``. ``FeatureExtractor(**settings)`` builds one from a saved config;
@@ -226,9 +209,11 @@ class FeatureExtractor(Preprocessor):
     config_type_key = "feature_extractor_type"
     default_tables = ("DEFAULT_FEATURE_EXTRACTOR", "DEFAULT_IMAGE_PROCESSOR")
     auto_map_keys = ("AutoFeatureExtractor",)
+    profiles = PROFILES
+    class_table = "FEATURE_EXTRACTORS"
 
     def __init__(self, feature_extractor_type: str = "Wav2Vec2FeatureExtractor", **settings: Any) -> None:
-        values = {**profile_for(feature_extractor_type), **settings}
+        values = {**self._profile_of(feature_extractor_type), **settings}
         check_settings(values, _RULES, f"the {feature_extractor_type} settings", ConfigError)
         self._set_settings(feature_extractor_type, values)
 
@@ -244,7 +229,9 @@ class FeatureExtractor(Preprocessor):
 
     @classmethod
     def _supported_names(cls) -> str:
-        return _supported_names()
+        audio = ", ".join(sorted(registry.FEATURE_EXTRACTORS))
+        image = ", ".join(sorted(registry.IMAGE_PROCESSORS))
+        return f"audio: {audio}; image (delegated to the image processor): {image}"
 
     @classmethod
     def _settable(cls, class_name: str) -> tuple[str, ...]:
@@ -495,4 +482,4 @@ def load_audio(path: str | os.PathLike | bytes, sampling_rate: int = 16000) -> n
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
-__all__ = ["PROFILES", "FeatureExtractor", "load_audio", "load_feature_extractor", "profile_for"]
+__all__ = ["PROFILES", "FeatureExtractor", "load_audio", "load_feature_extractor"]

@@ -144,8 +144,8 @@ class Preprocessor:
     """What the image processor and the audio feature extractor share: settings held as attributes,
     loaded from a checkpoint (``processor_config.json``'s entry, else ``preprocessor_config.json``),
     a dict or a JSON file, and saved back as one JSON file written atomically. A subclass names its
-    class tables and says which class names it knows, which settings a class takes
-    (``_settable``) and how to build one (``__init__(class_name, **settings)``)."""
+    tables and says which class names it knows (``_known``, ``_supported_names``), which settings
+    a class takes (``_settable``) and how to build one (``__init__(class_name, **settings)``)."""
 
     settings_file: ClassVar[str] = "preprocessor_config.json"
     # Keys of processor_config.json that may hold these settings.
@@ -160,20 +160,20 @@ class Preprocessor:
     auto_map_keys: ClassVar[tuple[str, ...]] = ()
     # The from_pretrained keyword that names another settings file, if any.
     filename_option: ClassVar[str | None] = None
+    # The engine's profiles, and the registry table from a class name to one of them.
+    profiles: ClassVar[Mapping[str, Any]] = {}
+    class_table: ClassVar[str] = ""
     _class_name: str
 
     @classmethod
-    def _known(cls, name: str) -> bool:
-        raise NotImplementedError
-
-    @classmethod
-    def _supported_names(cls) -> str:
-        raise NotImplementedError
-
-    @classmethod
-    def _settable(cls, class_name: str) -> Iterable[str]:
-        """The settings a keyword argument of from_pretrained / from_dict may override."""
-        raise NotImplementedError
+    def _profile_of(cls, class_name: Any) -> Any:
+        table = getattr(registry, cls.class_table)
+        if not isinstance(class_name, str) or class_name not in table:
+            raise UnsupportedModelError(
+                f"{cls.__name__}(...) names the {cls.kind} {class_name!r}, which leanformers does not provide. "
+                f"Supported: {cls._supported_names()}."
+            )
+        return cls.profiles[table[class_name]]
 
     def _set_settings(self, class_name: str, values: Mapping[str, Any]) -> None:
         """Hold ``values`` as attributes; keys naming the class, and the reference's bookkeeping
@@ -369,7 +369,7 @@ class BatchFeature(dict):
             raise AttributeError(f"'BatchFeature' has no attribute or key {item!r}") from None
 
     @property
-    def data(self) -> "BatchFeature":
+    def data(self) -> BatchFeature:
         """The contents (the reference keeps them in ``.data``; here the object is the dict)."""
         return self
 
@@ -405,7 +405,7 @@ class BatchFeature(dict):
                 ) from exc
         return self
 
-    def to(self, *args: Any, **kwargs: Any) -> "BatchFeature":
+    def to(self, *args: Any, **kwargs: Any) -> BatchFeature:
         """Move / cast the torch tensors: ``.to("cuda")``, ``.to(torch.float16)``, ``.to(device=..., dtype=...)``.
         A dtype casts only floating-point tensors (integer masks and ids keep their type); a device
         moves every tensor, in lists and tuples too."""

@@ -28,7 +28,7 @@ import PIL.Image
 import PIL.ImageOps
 
 from .. import registry, threads
-from ..errors import ConfigError, InputError, UnsupportedModelError
+from ..errors import ConfigError, InputError
 from .features import (
     BatchFeature,
     Preprocessor,
@@ -568,20 +568,6 @@ def canonical_class_name(name: str) -> str:
     return name
 
 
-def _supported_names() -> str:
-    return ", ".join(sorted({canonical_class_name(name) for name in registry.IMAGE_PROCESSORS}))
-
-
-def profile_for(class_name: str, where: str = "the checkpoint") -> Profile:
-    profile = registry.image_processor_profile(class_name)
-    if profile is None:
-        raise UnsupportedModelError(
-            f"{where} uses the image processor {class_name!r}, which leanformers does not provide. "
-            f"Supported image processors: {_supported_names()}."
-        )
-    return PROFILES[profile]
-
-
 
 class ImageProcessor(Preprocessor):
     """Images -> ``BatchFeature(pixel_values=...)``, configured like one of the reference's image
@@ -595,11 +581,13 @@ class ImageProcessor(Preprocessor):
     default_tables = ("DEFAULT_IMAGE_PROCESSOR",)
     auto_map_keys = ("AutoImageProcessor", "AutoFeatureExtractor")
     filename_option = "image_processor_filename"
+    profiles = PROFILES
+    class_table = "IMAGE_PROCESSORS"
     backend = "pil"
 
     def __init__(self, class_name: str, **settings: Any) -> None:
         class_name = canonical_class_name(class_name)
-        self._profile = profile_for(class_name, where="ImageProcessor(...)")
+        self._profile = self._profile_of(class_name)
         values = {key: None for key in SETTING_KEYS if key != "default_to_square"}
         values.update(copy.deepcopy(self._profile.defaults))
         values.update(settings)
@@ -618,15 +606,15 @@ class ImageProcessor(Preprocessor):
 
     @classmethod
     def _known(cls, name: str) -> bool:
-        return registry.image_processor_profile(canonical_class_name(name)) is not None
+        return canonical_class_name(name) in registry.IMAGE_PROCESSORS
 
     @classmethod
     def _supported_names(cls) -> str:
-        return _supported_names()
+        return ", ".join(sorted({canonical_class_name(name) for name in registry.IMAGE_PROCESSORS}))
 
     @classmethod
     def _settable(cls, class_name: str) -> tuple[str, ...]:
-        return SETTING_KEYS + profile_for(canonical_class_name(class_name)).extra_keys
+        return SETTING_KEYS + cls._profile_of(canonical_class_name(class_name)).extra_keys
 
     def _saves(self, key: str, value: Any) -> bool:
         # An unset setting is left out, unless it overrides a class default.

@@ -1,18 +1,13 @@
-"""Resize followed by a centre crop, computing only the pixels the crop keeps, with the same
-bytes as Pillow's resize followed by the crop.
+"""Resize then centre crop, computing only the pixels the crop keeps, with Pillow's bytes.
 
-Pillow resizes in two separable passes, one along each axis, through an 8-bit intermediate image,
-giving every output sample integer weights (its filter's values, normalised, scaled by 2**22 and
-rounded) and summing pixel x weight in 32-bit integers. ``_axis_weights`` computes those weights
-with the same double arithmetic, step for step, and the C passes (``_resample.c``) do the same
-integer sums for the kept samples only, so a centre crop costs nothing for what it throws away.
-Integer sums do not depend on their order, so the bytes are Pillow's. x86-64 only: there Pillow's
-C, like Python, rounds every double operation (the baseline instruction set has no fused
-multiply-add for a compiler to contract into); elsewhere it might not.
-
-Whatever the engine cannot do exactly returns None and the caller runs Pillow's plain resize:
-alpha modes (Pillow premultiplies around the resize), NEAREST (it does not convolve), a crop larger
-than the image, Pillow versions whose pass order is not known here, or no compiled engine.
+Pillow resizes in two separable 8-bit passes with integer weights (its filter's values,
+normalised, scaled by 2**22, rounded) and 32-bit integer sums. ``_axis_weights`` computes those
+weights with the same double arithmetic, and the C passes (``_resample.c``) do the same integer
+sums for the kept samples only; integer sums do not depend on their order, so the bytes are
+Pillow's. x86-64 only: there C rounds every double operation, as Python does (no fused
+multiply-add in the baseline instruction set). What the engine cannot do exactly (alpha modes,
+NEAREST, a crop larger than the image, an unknown Pillow) returns None: the caller then runs
+Pillow's plain resize.
 """
 
 from __future__ import annotations
@@ -47,9 +42,8 @@ _PILLOW_MAJOR = int(PIL.__version__.split(".")[0])
 
 
 def _vertical_first(in_width: int, in_height: int, width: int, height: int) -> bool | None:
-    """Whether Pillow resizes columns before rows; None for a Pillow version not checked here.
-    Up to 12.x the horizontal pass always runs first; 13.x runs the vertical one first when the
-    height shrinks by more than twice what the width does (read from its Resample.c)."""
+    """Whether Pillow resizes columns before rows (None: a Pillow version not checked here). 13.x
+    does so when the height shrinks by more than twice what the width does (its Resample.c)."""
     if 10 <= _PILLOW_MAJOR <= 12:
         return False
     if _PILLOW_MAJOR == 13:
@@ -71,10 +65,8 @@ def _sinc(x: float) -> float:
 
 
 def _filter(resample: int, x: np.ndarray) -> np.ndarray:
-    """Pillow's filter at offsets ``x`` (float64), each value by the same operations in the same
-    order as its C. The polynomial filters are evaluated elementwise by numpy (each operation
-    rounded, as in C); the sine-based ones call the C library's sin and cos through ``math``, as
-    Pillow does, rather than numpy's own vectorised sine."""
+    """Pillow's filter at offsets ``x`` (float64), by the same operations in the same order as its
+    C; the sine-based ones call the C library's sin and cos (``math``), as Pillow does, not numpy's."""
     if resample == PIL.Image.Resampling.BOX:
         return np.where((x > -0.5) & (x <= 0.5), 1.0, 0.0)
     ax = np.abs(x)
@@ -107,9 +99,8 @@ def _filter(resample: int, x: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=512)
 def _axis_weights(size: int, out: int, resample: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pillow's integer weights for resampling ``size`` samples to ``out``: ``bounds`` (out, 2) holds
-    each output's first input and tap count, ``weights`` (out, taps) the weights, zero past the
-    count."""
+    """Pillow's integer weights for resampling ``size`` samples to ``out``: ``bounds`` (out, 2), each
+    output's first input and tap count; ``weights`` (out, taps), zero past the count."""
     scale = size / out
     filterscale = max(scale, 1.0)
     support = _SUPPORT[resample] * filterscale
@@ -183,9 +174,8 @@ def _horizontal_pass(
 
 
 def pillow_pixels(image: PIL.Image.Image) -> np.ndarray | None:
-    """The pixel memory of an RGB or L image as a read-only (rows, columns, bytes per pixel) array,
-    without copying it (Pillow stores RGB as 4 bytes a pixel, the 4th unused); None where Pillow
-    cannot export it so (before 11.2, or an image spread over several memory blocks)."""
+    """The pixel memory of an RGB (4 bytes a pixel, the 4th unused) or L image as a read-only
+    (rows, columns, bytes) array, uncopied; None where Pillow cannot export it so."""
     if _resample is None or not hasattr(image, "__arrow_c_array__") or PIL.Image.core.get_alignment() != 1:
         return None
     try:
@@ -201,9 +191,8 @@ def pillow_pixels(image: PIL.Image.Image) -> np.ndarray | None:
 
 def native_pixels(image: PIL.Image.Image | np.ndarray) -> tuple[np.ndarray, int] | None:
     """``(pixels, channels)`` for ``resize_crop_native`` when Pillow would resize ``image`` as an 8-bit
-    RGB or grey image, else None: a Pillow image's own memory where Pillow exports it (RGB then has
-    a 4th, unused byte per pixel), else a copy of its pixels; a uint8 array of 1 or 3 channels as
-    it is (made contiguous). None too where the native engine is off: no copy is made for nothing."""
+    RGB or grey image (its own memory where Pillow exports it, else a copy), else None; None too
+    where the native engine is off, so that no copy is made for nothing."""
     if not NATIVE:
         return None
     if isinstance(image, PIL.Image.Image):
@@ -230,11 +219,9 @@ def resize_crop_native(
     channels: int | None = None,
 ) -> np.ndarray | None:
     """``Image.fromarray(pixels).resize((width, height), resample)`` as an array, cut to its centre
-    ``crop`` (height, width; offsets rounded down) when given, for uint8 ``pixels`` (rows, columns,
-    bytes per pixel; C-contiguous) of which the first ``channels`` (1 or 3; default all) are the
-    image. None where the native engine cannot give Pillow's bytes: it is not built or not trusted
-    here, another filter, another pixel format, a crop larger than the image, or a Pillow version
-    whose pass order is not known."""
+    ``crop`` (height, width) when given, for C-contiguous uint8 ``pixels`` (rows, columns, bytes)
+    whose first ``channels`` (1 or 3; default all) are the image; None where it cannot give
+    Pillow's bytes."""
     if not NATIVE or resample not in _SUPPORT or pixels.dtype != np.uint8 or pixels.ndim != 3:
         return None
     channels = pixels.shape[2] if channels is None else channels
@@ -250,8 +237,7 @@ def resize_crop_native(
     x = _cut(in_width, width, (width - crop_width) // 2, crop_width, int(resample))
     y = _cut(in_height, height, (height - crop_height) // 2, crop_height, int(resample))
     # The window of the input still to be read; each pass narrows it to its own output. An axis that
-    # keeps its size is not resampled (Pillow skips that pass too), only cropped.
-    # The vertical pass keeps the bytes per pixel it is given; the horizontal one keeps `channels`.
+    # keeps its size is only cropped (Pillow skips that pass too).
     rows, columns = (y.low, y.high), (x.low, x.high)
     order = ((y, _vertical_pass), (x, functools.partial(_horizontal_pass, channels=channels)))
     for cut, run in order if vertical_first else order[::-1]:
