@@ -1,22 +1,13 @@
-"""The character-level CTC tokenizer (the reference's ``Wav2Vec2CTCTokenizer``) on the shared
-tokenizer engine.
+"""The character-level CTC tokenizer (the reference's ``Wav2Vec2CTCTokenizer``) on the shared engine.
 
-Text becomes characters (spaces become the word delimiter ``|``); decoding reads a CTC output:
-runs of one id collapse (``group_tokens``), the pad token is the blank and is dropped, and the
-delimiter turns back into a space. The characters are cut here, in Python, because the reference
-upper-cases only the text between added tokens (the Rust library has no upper-casing step to do
-it); the cut tokens then go through the shared engine as pre-split words (a ``WordLevel`` model
-holds the vocabulary), so padding, truncation, tensors and special tokens are the base class's.
-
-Deliberate differences, each where the reference is evidently wrong:
-
-* a ``word_delimiter_token`` other than ``|`` in tokenizer_config.json is used (the reference
-  loads it as a special token but keeps splitting words with ``|``);
-* ``is_split_into_words=True`` puts the delimiter before every word (the reference's v5 code
-  path loses it, gluing the words together);
-* ``decode`` of a single id decodes that one token, and ``decode`` of a batch returns a list;
-* a nested multi-lingual vocabulary without ``target_lang`` is refused with a clear error;
-* ``save_pretrained`` returns only the files it wrote.
+Text becomes characters (spaces become the word delimiter ``|``), cut here in Python because the
+reference upper-cases only the text between added tokens; the characters then go through the base
+class as pre-split words over a ``WordLevel`` vocabulary. Decoding reads a CTC output: repeats
+collapse, the pad token is the blank, the delimiter becomes a space. Deliberate differences, where
+the reference is evidently wrong: a custom ``word_delimiter_token`` is used for splitting;
+``is_split_into_words=True`` keeps a delimiter before every word; ``decode`` of one id gives that
+token and of a batch a list; a multi-lingual vocabulary without ``target_lang`` is refused;
+``save_pretrained`` returns only the files it wrote.
 """
 
 from __future__ import annotations
@@ -102,23 +93,20 @@ class CTCTokenizer(PreTrainedTokenizer):
         specific = kwargs.get("model_specific_special_tokens") or {}
         word_delimiter_token = specific.get("word_delimiter_token", word_delimiter_token)
         kwargs.setdefault("backend", "custom")
-        options = {
-            "unk_token": unk_token,
-            "bos_token": bos_token,
-            "eos_token": eos_token,
-            "pad_token": pad_token,
-            "do_lower_case": do_lower_case,
-            "word_delimiter_token": None if word_delimiter_token is None else str(word_delimiter_token),
-            "replace_word_delimiter_char": replace_word_delimiter_char,
-            "target_lang": target_lang,
-            **kwargs,
-        }
-        self._encoder = self._language_vocab(target_lang)
-        super().__init__(self._new_backend(str(unk_token) if unk_token is not None else None), class_name=class_name, **options)
+        delimiter = None if word_delimiter_token is None else str(word_delimiter_token)
+        options = dict(
+            unk_token=unk_token, bos_token=bos_token, eos_token=eos_token, pad_token=pad_token, do_lower_case=do_lower_case,
+            word_delimiter_token=delimiter, replace_word_delimiter_char=replace_word_delimiter_char, target_lang=target_lang,
+        )
+        self._select_language(target_lang)
+        backend = self._new_backend(str(unk_token) if unk_token is not None else None)
+        super().__init__(backend, class_name=class_name, **{**options, **kwargs})
+        self._special_tokens_map.setdefault("word_delimiter_token", None)
 
     # -- vocabulary and added tokens ----------------------------------------------------------
 
-    def _language_vocab(self, target_lang: str | None) -> dict[str, int]:
+    def _select_language(self, target_lang: str | None) -> None:
+        """Set the vocabulary in force: the whole one, or one language of a multi-lingual one."""
         vocab = self._raw_vocab
         nested = bool(vocab) and all(isinstance(value, Mapping) for value in vocab.values())
         if target_lang is not None:
@@ -137,7 +125,8 @@ class CTCTokenizer(PreTrainedTokenizer):
         for token, index in encoder.items():
             if isinstance(index, bool) or not isinstance(index, int):
                 raise TokenizerError(f"{self._where} must map characters to integer ids; found {token!r}: {index!r}.")
-        return dict(encoder)
+        self._encoder = dict(encoder)
+        self._id_tokens = {index: token for token, index in encoder.items()}
 
     def _new_backend(self, unk_token: str | None) -> Tokenizer:
         backend = Tokenizer(WordLevel(self._encoder, unk_token=unk_token or "<unk>"))
@@ -194,7 +183,7 @@ class CTCTokenizer(PreTrainedTokenizer):
         """Switch a multi-lingual vocabulary (e.g. MMS) to another language."""
         if self._encoder == self._raw_vocab:
             raise TokenizerError("This vocabulary is not multi-lingual, so it has no target language to set.")
-        self._encoder = self._language_vocab(target_lang)
+        self._select_language(target_lang)
         self.target_lang = self.init_kwargs["target_lang"] = target_lang
         # Vocabulary entries take precedence over added tokens that share their ids.
         self._added = {index: token for index, token in self._added.items() if index not in self._encoder.values()}
@@ -232,20 +221,6 @@ class CTCTokenizer(PreTrainedTokenizer):
     def added_tokens_decoder(self) -> dict[int, AddedToken]:
         return dict(sorted(self._added.items()))
 
-    @property
-    def word_delimiter_token(self) -> str | None:
-        value = self._special_tokens_map.get("word_delimiter_token")
-        return None if value is None else str(value)
-
-    @word_delimiter_token.setter
-    def word_delimiter_token(self, value: str | AddedToken | None) -> None:
-        self._set_special_token("word_delimiter_token", value)
-
-    @property
-    def word_delimiter_token_id(self) -> int | None:
-        token = self.word_delimiter_token
-        return None if token is None else self.convert_tokens_to_ids(token)
-
     def convert_ids_to_tokens(self, ids: Any, skip_special_tokens: bool = False) -> str | list[str] | None:
         """Tokens of ids: the vocabulary first, then added tokens, else the unknown token."""
         ids = _to_python(ids)
@@ -255,17 +230,10 @@ class CTCTokenizer(PreTrainedTokenizer):
         return [self._id_to_token(int(index)) for index in ids if int(index) not in skip]
 
     def _id_to_token(self, index: int) -> str | None:
-        token = self._encoder_by_id().get(index)
-        if token is None:
-            added = self._added.get(index)
-            token = added.content if added is not None else self.unk_token
-        return token
-
-    def _encoder_by_id(self) -> dict[int, str]:
-        cached = self.__dict__.get("_by_id")
-        if cached is None or cached[0] is not self._encoder:
-            cached = self.__dict__["_by_id"] = (self._encoder, self.decoder)
-        return cached[1]
+        if index in self._id_tokens:
+            return self._id_tokens[index]
+        added = self._added.get(index)
+        return added.content if added is not None else self.unk_token
 
     # -- encoding -------------------------------------------------------------------------------
 
@@ -348,16 +316,9 @@ class CTCTokenizer(PreTrainedTokenizer):
         return super()._strategies(padding, *args)
 
     def __call__(
-        self,
-        text: Any = None,
-        text_pair: Any = None,
-        text_target: Any = None,
-        text_pair_target: Any = None,
-        *,
-        is_split_into_words: bool = False,
-        split_special_tokens: bool | None = None,
-        max_target_length: int | None = None,
-        **options: Any,
+        self, text: Any = None, text_pair: Any = None, text_target: Any = None, text_pair_target: Any = None, *,
+        is_split_into_words: bool = False, split_special_tokens: bool | None = None,
+        max_target_length: int | None = None, **options: Any,
     ) -> BatchEncoding:
         """Encode text (or a batch) to ``input_ids`` and ``attention_mask``; ``text_target`` gives
         ``labels`` (for CTC training), alone or beside ``text``."""
@@ -372,7 +333,8 @@ class CTCTokenizer(PreTrainedTokenizer):
         def encode(first: Any, second: Any, max_length: Any) -> BatchEncoding:
             for name, value in (("text", first), ("text_pair", second)):
                 if value is not None and not _valid_text(value):
-                    raise InputError(f"{name} must be a str, a list of str, or (text, pair) tuples; got {type(value).__name__}.")
+                    kind = type(value).__name__
+                    raise InputError(f"{name} must be a str, a list of str, or (text, pair) tuples; got {kind}.")
             pair = None if second is None else self._tokens_of(second, is_split_into_words, split_special_tokens)
             tokens = self._tokens_of(first, is_split_into_words, split_special_tokens)
             output = super(CTCTokenizer, self).__call__(
@@ -388,9 +350,7 @@ class CTCTokenizer(PreTrainedTokenizer):
             # ... and its keys come in this order, the mask added by padding.
             order = ["input_ids", "token_type_ids", "special_tokens_mask"]
             order += ["length", "attention_mask"] if batched else ["attention_mask", "length"]
-            data = dict(output)
-            dict.clear(output)
-            dict.update(output, {key: data[key] for key in order if key in data})
+            output.data = {key: output[key] for key in order if key in output}
             return output
 
         max_length = options.pop("max_length", None)
@@ -406,12 +366,8 @@ class CTCTokenizer(PreTrainedTokenizer):
     # -- decoding -------------------------------------------------------------------------------
 
     def convert_tokens_to_string(
-        self,
-        tokens: list[str],
-        group_tokens: bool = True,
-        spaces_between_special_tokens: bool = False,
-        output_char_offsets: bool = False,
-        output_word_offsets: bool = False,
+        self, tokens: list[str], group_tokens: bool = True, spaces_between_special_tokens: bool = False,
+        output_char_offsets: bool = False, output_word_offsets: bool = False,
     ) -> dict[str, Any]:
         """CTC decoding of tokens: collapse repeats, drop the blank (pad), delimiter -> space."""
         if not tokens:
@@ -434,28 +390,16 @@ class CTCTokenizer(PreTrainedTokenizer):
         }
 
     def decode(
-        self,
-        token_ids: Any,
-        skip_special_tokens: bool = False,
-        clean_up_tokenization_spaces: bool | None = None,
-        output_char_offsets: bool = False,
-        output_word_offsets: bool = False,
-        group_tokens: bool = True,
+        self, token_ids: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None,
+        output_char_offsets: bool = False, output_word_offsets: bool = False, group_tokens: bool = True,
         spaces_between_special_tokens: bool = False,
     ) -> Any:
         """Text of a CTC id sequence (e.g. the argmax of the logits). ``skip_special_tokens``
         removes special tokens (except the word delimiter) *before* repeats are collapsed."""
-        options = dict(
-            skip_special_tokens=skip_special_tokens,
-            clean_up_tokenization_spaces=clean_up_tokenization_spaces,
-            output_char_offsets=output_char_offsets,
-            output_word_offsets=output_word_offsets,
-            group_tokens=group_tokens,
-            spaces_between_special_tokens=spaces_between_special_tokens,
-        )
         token_ids = _to_python(token_ids)
         if isinstance(token_ids, (list, tuple)) and token_ids and isinstance(token_ids[0], (list, tuple)):
-            return [self.decode(row, **options) for row in token_ids]
+            options = (clean_up_tokenization_spaces, output_char_offsets, output_word_offsets, group_tokens)
+            return [self.decode(row, skip_special_tokens, *options, spaces_between_special_tokens) for row in token_ids]
         tokens = self.convert_ids_to_tokens(token_ids if isinstance(token_ids, (list, tuple)) else [token_ids])
         if skip_special_tokens:
             special = set(self.all_special_tokens) - {self.word_delimiter_token}
@@ -469,19 +413,12 @@ class CTCTokenizer(PreTrainedTokenizer):
         return text
 
     def batch_decode(
-        self,
-        sequences: Any,
-        skip_special_tokens: bool = False,
-        clean_up_tokenization_spaces: bool | None = None,
-        output_char_offsets: bool = False,
-        output_word_offsets: bool = False,
-        **kwargs: Any,
+        self, sequences: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None,
+        output_char_offsets: bool = False, output_word_offsets: bool = False, **kwargs: Any,
     ) -> Any:
         """Decode each row; with offsets, one :class:`CTCTokenizerOutput` holding lists."""
-        offsets = {"output_char_offsets": output_char_offsets, "output_word_offsets": output_word_offsets}
-        decoded = [
-            self.decode(row, skip_special_tokens, clean_up_tokenization_spaces, **offsets, **kwargs) for row in sequences
-        ]
+        options = (skip_special_tokens, clean_up_tokenization_spaces, output_char_offsets, output_word_offsets)
+        decoded = [self.decode(row, *options, **kwargs) for row in sequences]
         if not (output_char_offsets or output_word_offsets):
             return decoded
         return CTCTokenizerOutput(
@@ -489,10 +426,6 @@ class CTCTokenizer(PreTrainedTokenizer):
             char_offsets=[item.char_offsets for item in decoded] if output_char_offsets else None,
             word_offsets=[item.word_offsets for item in decoded] if output_word_offsets else None,
         )
-
-    def _clean_up(self, text: str, clean_up: bool | None) -> str:
-        clean = self.clean_up_tokenization_spaces if clean_up is None else clean_up
-        return clean_up_tokenization(text) if clean else text
 
     # -- saving ---------------------------------------------------------------------------------
 

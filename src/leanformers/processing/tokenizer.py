@@ -726,7 +726,10 @@ class PreTrainedTokenizer:
             raise InputError(f"{name} must be 'right' or 'left', got {value!r}.")
         if name in self._CALL_SETTINGS:
             self._forget_call_settings()
-        object.__setattr__(self, name, value)
+        if name in self.__dict__.get("_special_tokens_map", ()):
+            self._set_special_token(name, value)  # model-specific ones too, e.g. image_token
+        else:
+            object.__setattr__(self, name, value)
 
     def _forget_call_settings(self) -> None:
         """Drop the cached call plans and the record of the backend's state (settings changed)."""
