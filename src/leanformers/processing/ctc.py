@@ -12,9 +12,9 @@ token and of a batch a list; a multi-lingual vocabulary without ``target_lang`` 
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
@@ -32,7 +32,7 @@ from .tokenizer import (
     _as_token,
     _to_python,
     _valid_text,
-    clean_up_tokenization,
+    json_text,
 )
 
 CLASS_NAME = "Wav2Vec2CTCTokenizer"
@@ -51,9 +51,7 @@ class CTCTokenizerOutput(ModelOutput):
 
 
 def _with(token: AddedToken, **changes: Any) -> AddedToken:
-    state = token.__getstate__()
-    state.update(changes)
-    return AddedToken(**state)
+    return AddedToken(**{**token.__getstate__(), **changes})
 
 
 class CTCTokenizer(PreTrainedTokenizer):
@@ -82,7 +80,8 @@ class CTCTokenizer(PreTrainedTokenizer):
             self._where = repr(os.fspath(vocab))
             vocab = read_json(os.fspath(vocab), VOCAB_FILE, TokenizerError, object_only=False)
         if not isinstance(vocab, Mapping):
-            raise TokenizerError(f"{self._where} must be a JSON object mapping characters to ids, got {type(vocab).__name__}.")
+            kind = type(vocab).__name__
+            raise TokenizerError(f"{self._where} must be a JSON object mapping characters to ids, got {kind}.")
         self._raw_vocab = dict(vocab)
         self.do_lower_case = do_lower_case
         self.replace_word_delimiter_char = replace_word_delimiter_char
@@ -95,8 +94,9 @@ class CTCTokenizer(PreTrainedTokenizer):
         kwargs.setdefault("backend", "custom")
         delimiter = None if word_delimiter_token is None else str(word_delimiter_token)
         options = dict(
-            unk_token=unk_token, bos_token=bos_token, eos_token=eos_token, pad_token=pad_token, do_lower_case=do_lower_case,
-            word_delimiter_token=delimiter, replace_word_delimiter_char=replace_word_delimiter_char, target_lang=target_lang,
+            unk_token=unk_token, bos_token=bos_token, eos_token=eos_token, pad_token=pad_token,
+            do_lower_case=do_lower_case, word_delimiter_token=delimiter,
+            replace_word_delimiter_char=replace_word_delimiter_char, target_lang=target_lang,
         )
         self._select_language(target_lang)
         backend = self._new_backend(str(unk_token) if unk_token is not None else None)
@@ -135,9 +135,8 @@ class CTCTokenizer(PreTrainedTokenizer):
         return backend
 
     def _register_added_tokens(self, added_tokens_decoder: Mapping[Any, Any]) -> None:
-        # As the reference: the saved added tokens, then the special tokens, then every
-        # multi-character vocabulary entry as a token that is never split and eats the spaces
-        # around it. Flags live here (the Rust side only needs the ids).
+        # As the reference: saved added tokens, special tokens, then every multi-character vocabulary
+        # entry as a token never split that eats the spaces around it. Flags live here, ids in Rust.
         self._added: dict[int, AddedToken] = {}
         for index, token in added_tokens_decoder.items():
             token = _as_token(token, f"added_tokens_decoder[{index}]")
@@ -147,13 +146,14 @@ class CTCTokenizer(PreTrainedTokenizer):
         self._mark_multichar_tokens()
 
     def _mark_multichar_tokens(self) -> None:
-        self.add_tokens([AddedToken(t, rstrip=True, lstrip=True, normalized=False) for t in self._encoder if len(t) > 1])
+        multichar = [token for token in self._encoder if len(token) > 1]
+        self.add_tokens([AddedToken(token, rstrip=True, lstrip=True, normalized=False) for token in multichar])
 
     @property
     def _added_encoder(self) -> dict[str, int]:
         return {token.content: index for index, token in self._added.items()}
 
-    def add_tokens(self, new_tokens: str | AddedToken | Sequence[str | AddedToken], special_tokens: bool = False) -> int:
+    def add_tokens(self, new_tokens: Any, special_tokens: bool = False) -> int:
         """Add tokens (kept whole when tokenizing); returns how many were new to the vocabulary."""
         if not new_tokens:
             return 0
@@ -245,18 +245,10 @@ class CTCTokenizer(PreTrainedTokenizer):
 
     def _split_on_added_tokens(self, text: str) -> list[str]:
         """``text`` cut around every added token (leftmost, longest match first)."""
-        candidates = sorted(self._added_encoder, key=len, reverse=True)
-        pieces: list[str] = []
-        start = position = 0
-        while position < len(text):
-            match = next((c for c in candidates if c and text.startswith(c, position)), None)
-            if match is None:
-                position += 1
-                continue
-            pieces += [text[start:position], match]
-            position = start = position + len(match)
-        pieces.append(text[start:])
-        return [piece for piece in pieces if piece]
+        candidates = sorted((token for token in self._added_encoder if token), key=len, reverse=True)
+        if not candidates:
+            return [text] if text else []
+        return [piece for piece in re.split(f"({'|'.join(map(re.escape, candidates))})", text) if piece]
 
     def tokenize(self, text: str, **kwargs: Any) -> list[str]:
         """Characters of ``text`` (upper-cased if do_lower_case; spaces as the word delimiter),
@@ -299,7 +291,8 @@ class CTCTokenizer(PreTrainedTokenizer):
         if isinstance(text, str):
             return self.tokenize(text, split_special_tokens=split)
         if split_into_words and text and all(isinstance(word, str) for word in text):
-            return [t for word in text for t in self.tokenize(word, split_special_tokens=split, is_split_into_words=True)]
+            words = [self.tokenize(word, split_special_tokens=split, is_split_into_words=True) for word in text]
+            return [token for word in words for token in word]
         return [
             tuple(self._tokens_of(part, split_into_words, split) for part in item)
             if isinstance(item, tuple) and len(item) == 2
@@ -309,10 +302,7 @@ class CTCTokenizer(PreTrainedTokenizer):
 
     def _strategies(self, padding: Any, *args: Any) -> tuple[str, str, int | None]:
         if padding not in (False, None, "do_not_pad") and self.pad_token_id is None:
-            raise TokenizerError(
-                "Padding was asked for but this tokenizer has no pad token in its vocabulary; set one, e.g. "
-                "tokenizer.pad_token = '<pad>'."
-            )
+            raise TokenizerError("Padding was asked for but this tokenizer has no pad token; set tokenizer.pad_token.")
         return super()._strategies(padding, *args)
 
     def __call__(
@@ -322,6 +312,7 @@ class CTCTokenizer(PreTrainedTokenizer):
     ) -> BatchEncoding:
         """Encode text (or a batch) to ``input_ids`` and ``attention_mask``; ``text_target`` gives
         ``labels`` (for CTC training), alone or beside ``text``."""
+        return_tensors = options.get("return_tensors")
         if options.get("return_overflowing_tokens") or options.get("return_offsets_mapping"):
             raise InputError(
                 "return_overflowing_tokens and return_offsets_mapping are not available for the CTC character "
@@ -344,7 +335,7 @@ class CTCTokenizer(PreTrainedTokenizer):
             if "length" in output and batched:
                 # The reference counts a batch row's length before padding (a single text's after).
                 lengths = [sum(row.attention_mask) for row in output.encodings]
-                output["length"] = BatchEncoding({"length": lengths}, tensor_type=options.get("return_tensors"))["length"]
+                output["length"] = BatchEncoding({"length": lengths}, tensor_type=return_tensors)["length"]
             elif isinstance(output.get("length"), list):
                 output["length"] = output["length"][0]
             # ... and its keys come in this order, the mask added by padding.
@@ -357,7 +348,8 @@ class CTCTokenizer(PreTrainedTokenizer):
         encodings = None if text is None else encode(text, text_pair, max_length)
         if text_target is None:
             return encodings
-        targets = encode(text_target, text_pair_target, max_target_length if max_target_length is not None else max_length)
+        target_length = max_target_length if max_target_length is not None else max_length
+        targets = encode(text_target, text_pair_target, target_length)
         if encodings is None:
             return targets
         encodings["labels"] = targets["input_ids"]
@@ -409,7 +401,7 @@ class CTCTokenizer(PreTrainedTokenizer):
         )
         text = self._clean_up(output["text"], clean_up_tokenization_spaces)
         if output_char_offsets or output_word_offsets:
-            return CTCTokenizerOutput(text=text, char_offsets=output["char_offsets"], word_offsets=output["word_offsets"])
+            return CTCTokenizerOutput(text, output["char_offsets"], output["word_offsets"])
         return text
 
     def batch_decode(
@@ -435,19 +427,16 @@ class CTCTokenizer(PreTrainedTokenizer):
             if key in self.init_kwargs:
                 config[key] = getattr(self, key)
         # Integer keys, so that the saved file lists them in numeric order as the reference's does.
-        config["added_tokens_decoder"] = {index: token.__getstate__() for index, token in self.added_tokens_decoder.items()}
+        config["added_tokens_decoder"] = {index: token.__getstate__() for index, token in sorted(self._added.items())}
         if self._processor_class is not None:
             config["processor_class"] = self._processor_class
         return config
 
     def _files_to_save(self) -> dict[str, str]:
-        def dump(data: Any) -> str:
-            return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-        files = {TOKENIZER_CONFIG_FILE: dump(self._config_to_save()), VOCAB_FILE: dump(self._raw_vocab)}
+        files = {TOKENIZER_CONFIG_FILE: json_text(self._config_to_save()), VOCAB_FILE: json_text(self._raw_vocab)}
         beyond = {token.content: index for index, token in sorted(self._added.items()) if index >= self.vocab_size}
         if beyond:
-            files[ADDED_TOKENS_FILE] = dump(beyond)
+            files[ADDED_TOKENS_FILE] = json_text(beyond)
         return files
 
 

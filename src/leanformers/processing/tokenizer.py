@@ -1228,7 +1228,7 @@ class PreTrainedTokenizer:
             config.pop("chat_template", None)
         elif isinstance(self.chat_template, dict):
             config["chat_template"] = [{"name": k, "template": v} for k, v in self.chat_template.items()]
-        files[TOKENIZER_CONFIG_FILE] = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        files[TOKENIZER_CONFIG_FILE] = json_text(config)
         if isinstance(self.chat_template, str):
             files[CHAT_TEMPLATE_FILE] = self.chat_template
         # Save the padding/truncation the checkpoint came with, not whatever the last call left.
@@ -1354,6 +1354,11 @@ def _pad_values(values: Any, fill: int, missing: int, side: str) -> Any:
         raise InputError(f"padding_side must be 'right' or 'left', got {side!r}.")
     filler = [fill] * missing
     return list(values) + filler if side == "right" else filler + list(values)
+
+
+def json_text(data: Any) -> str:
+    """A config file's text, laid out as the reference writes it."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def _describe(value: Any) -> str:
