@@ -256,18 +256,7 @@ def test_run_cli_prediction(ray_local, classifier_dir, reference, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     output = tmp_path / "out.csv"
-    summary = run_cli_prediction(
-        str(classifier_dir),
-        str(source),
-        str(output),
-        task=None,
-        column=None,
-        batch_size=16,
-        device=None,
-        address=None,
-        workers=2,
-        top_k=None,
-    )
+    summary = run_cli_prediction(str(classifier_dir), str(source), str(output), batch_size=16, workers=2)
     assert summary["rows"] == len(texts) and summary["workers"] == 2 and summary["output"] == str(output)
     assert "predicted 120 items" in summary_line(summary)
     with output.open() as handle:

@@ -1,16 +1,14 @@
 """Streaming batch prediction: rows in from a file, predictions out to a file, in input order.
 
-Of a pipeline the engine needs only ``task``, ``input_length(item)`` (a cost, e.g. tokens) and
-``run_batch(items, **kwargs)``. Rows are read lazily (see :mod:`leanformers.files`) a *window* at
-a time (``window_batches`` x ``batch_size`` rows); inside a window the items are sorted by length
-and cut into batches, so each batch pads little; results go back in input order and are written
-before the next window is read, so memory stays flat in the number of rows.
+Of a pipeline the engine needs only ``task``, ``input_length(item)`` and ``run_batch(items)``.
+Rows are read lazily a *window* at a time; inside a window items are sorted by length and cut into
+batches, so each batch pads little; results are written in input order before the next window is
+read, so memory stays flat in the number of rows.
 
-Output goes to ``OUT.partial``, renamed to ``OUT`` once every row is done, so a file named ``OUT``
-is always complete. Each window is appended with one ``os.write`` loop on an ``O_APPEND``
-descriptor, so an interrupted run leaves whole rows behind; ``resume`` cuts any torn tail (a power
-cut mid-write), skips the rows already done and appends. Every format is staged as JSON lines (so
-resuming reads one format) and CSV / parquet are converted at the end.
+Output goes to ``OUT.partial`` (JSON lines, whatever the format), a window per ``os.write`` loop on
+an ``O_APPEND`` descriptor, so an interrupted run leaves whole rows; ``resume`` cuts a torn tail and
+appends. At the end it is renamed (or converted, for CSV and parquet) to ``OUT``, which is thus
+always complete.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,15 +51,11 @@ def make_item(row: dict[str, Any], task: str, column: str, base_dir: str | None 
             f"an input row has no field {column!r} (its fields: {', '.join(map(str, row)) or 'none'}); "
             f"pick one with --column."
         )
-    value = row[column]
-    if input_kind(task) != "text":  # a file path, found beside the input file when relative
-        value = str(value)
-        if base_dir and not os.path.isabs(value) and not os.path.exists(value):
-            candidate = os.path.join(base_dir, value)
-            if os.path.exists(candidate):
-                value = candidate
-        return value
-    return "" if value is None else str(value)
+    value = "" if row[column] is None else str(row[column])
+    if input_kind(task) != "text" and base_dir and not os.path.exists(value):  # a path relative to the input file
+        beside = os.path.join(base_dir, value)
+        return beside if os.path.exists(beside) else value
+    return value
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -115,12 +109,6 @@ class Stats:
         return self.items / self.seconds if self.seconds > 0 else float("nan")
 
 
-def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices of one window grouped into batches of similar length (longest first)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 def predict_windows(
     pipe: Any, rows: Iterable[Any], *, batch_size: int = 8, window_batches: int = 64,
     item_of: Callable[[Any], Any] = lambda row: row, stats: Stats | None = None, bucket: bool = True,
@@ -138,10 +126,8 @@ def predict_windows(
     while window := list(itertools.islice(iterator, window_size)):
         items = [item_of(row) for row in window]
         lengths = [int(pipe.input_length(item)) for item in items]
-        if bucket:
-            batches = plan_batches(lengths, batch_size)
-        else:
-            batches = [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
+        order = sorted(range(len(items)), key=lambda i: -lengths[i]) if bucket else list(range(len(items)))
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         results: list[Any] = [None] * len(items)
         for batch in batches:
             outputs = pipe.run_batch([items[i] for i in batch], **task_kwargs)

@@ -17,12 +17,13 @@ traceback too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import LeanformersError
@@ -63,13 +64,13 @@ def inspect_model(name: str) -> dict[str, Any]:
     """What ``name`` resolves to: architecture, tasks, config, model, preprocessing, files."""
     from . import registry
     from .auto import AutoConfig
-    from .tasks import registered_architectures, task_of
+    from .tasks import task_of
 
     config = AutoConfig.from_pretrained(name)
     model_type = config.model_type
     heads = registry.MODELS.get(model_type, ("", "", {}))[2]
     architectures = list(config.architectures or []) if "architectures" in config else []
-    served = (task_of(architecture, model_type) for architecture in registered_architectures(model_type))
+    served = (task_of(architecture, model_type) for architecture in heads.values())
     info: dict[str, Any] = {
         "model": name, "config_class": type(config).__name__, "model_type": model_type,
         "architectures": architectures, "heads": dict(heads),
@@ -81,7 +82,7 @@ def inspect_model(name: str) -> dict[str, Any]:
     info["parameters"] = sum(p.numel() for p in model.parameters())
     info["dtype"] = str(model.dtype).removeprefix("torch.")
     info["files"] = _checkpoint_files(name)
-    info["preprocessing"] = _preprocessing(name, info["files"], model_type)
+    info["preprocessing"] = _preprocessing(name, info["tasks"])
     return info
 
 
@@ -108,40 +109,34 @@ def _checkpoint_files(name: str) -> dict[str, str]:
     return files
 
 
-def _preprocessing(name: str, files: dict[str, str], model_type: str) -> dict[str, Any]:
-    """The tokenizer's and the image / audio processor's settings, or the error loading them."""
-    from .auto import AutoFeatureExtractor, AutoImageProcessor, AutoTokenizer
-    from .tasks import modality
+# what inspect shows of each processor
+_PROCESSOR_KEYS = {
+    "tokenizer": ("vocab_size", "model_max_length"),
+    "image_processor": ("size", "crop_size", "image_mean", "image_std", "resample"),
+    "feature_extractor": ("sampling_rate", "feature_size", "do_normalize", "return_attention_mask"),
+}
 
-    kind = modality(model_type)
+
+def _preprocessing(name: str, tasks: list[str]) -> dict[str, Any]:
+    """The settings of the processors ``tasks`` load (tokenizer, image / audio processor), or the
+    error loading them."""
+    from . import auto
+    from .tasks import PROCESSOR_CLASSES, TASKS
+
     preprocessing: dict[str, Any] = {}
-    if any(f in files for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+    for kind in dict.fromkeys(kind for task in tasks for kind in TASKS[task].processors):
         try:
-            tok = AutoTokenizer.from_pretrained(name)
-            preprocessing["tokenizer"] = {
-                "class": getattr(tok, "class_name", type(tok).__name__), "vocab_size": tok.vocab_size,
-                "model_max_length": tok.model_max_length if tok.model_max_length < 10**12 else None,
-            }
+            processor = getattr(auto, PROCESSOR_CLASSES[kind]).from_pretrained(name)
         except LeanformersError as exc:
-            preprocessing["tokenizer"] = {"error": _one_line(exc)}
-    if "preprocessor_config.json" in files and kind != "text":
-        try:
-            if kind == "vision":
-                keys = ("size", "crop_size", "image_mean", "image_std", "resample")
-                preprocessing["image_processor"] = _settings(AutoImageProcessor.from_pretrained(name), keys)
-            else:
-                keys = ("sampling_rate", "feature_size", "do_normalize", "return_attention_mask")
-                preprocessing["feature_extractor"] = _settings(AutoFeatureExtractor.from_pretrained(name), keys)
-        except LeanformersError as exc:
-            preprocessing["processor"] = {"error": _one_line(exc)}
+            preprocessing[kind] = {"error": _one_line(exc)}
+            continue
+        entry = {"class": getattr(processor, "class_name", type(processor).__name__)}
+        for key in _PROCESSOR_KEYS[kind]:
+            value = getattr(processor, key, None)
+            if value is not None and not (key == "model_max_length" and value >= 10**12):  # 10**30: no limit
+                entry[key] = value
+        preprocessing[kind] = entry
     return preprocessing
-
-
-def _settings(processor: Any, keys: tuple[str, ...]) -> dict[str, Any]:
-    """A processor's class and those of ``keys`` it has set, for ``inspect``."""
-    entry = {"class": getattr(processor, "class_name", type(processor).__name__)}
-    entry.update({key: value for key in keys if (value := getattr(processor, key, None)) is not None})
-    return entry
 
 
 def _format_inspect(info: dict[str, Any]) -> str:
@@ -172,15 +167,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 # -- predict --------------------------------------------------------------------------------------
 
 
-def _canonical_task(task: str | None) -> str | None:
-    from .tasks import TASKS, TASK_ALIASES
-
-    if task is None:
-        return None
-    task = TASK_ALIASES.get(task, task)
-    if task not in TASKS:
-        raise UsageError(f"unknown task {task!r}; choose one of: {', '.join(sorted(TASKS))}.")
-    return task
+@contextlib.contextmanager
+def _usage_errors() -> Iterator[None]:
+    """A :class:`LeanformersError` raised inside (a bad file name, task...) reported as a usage error."""
+    try:
+        yield
+    except LeanformersError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _cell(value: Any, width: int = 48) -> str:
@@ -226,10 +219,8 @@ def _emit_jsonl(rows: list[dict[str, Any]]) -> None:
 
 
 def _task_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    if args.top_k is not None:
-        kwargs["top_k"] = args.top_k
-    if getattr(args, "pooling", None) and args.pooling != "none":
+    kwargs: dict[str, Any] = {"top_k": args.top_k} if args.top_k is not None else {}
+    if getattr(args, "pooling", None) not in (None, "none"):
         kwargs["pooling"] = args.pooling
     if getattr(args, "normalize", False):
         kwargs["normalize"] = True
@@ -247,21 +238,24 @@ def default_batch_size(task: str | None) -> int:
     return DEFAULT_BATCH_SIZES[input_kind(task)]
 
 
-def _load_pipeline(
-    model: str, task: str | None, device: str | None, batch_size: int, dtype: str | None, thread_count: int | None,
-    compile: bool = False,
-) -> Any:
-    """The pipeline, with the thread budget set first; ``compile``: the model's forward compiled
-    in place with torch.compile (the first batches pay the compilation)."""
+def _check_positive(args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}.")
+
+
+def _load_pipeline(args: argparse.Namespace) -> Any:
+    """The pipeline of ``args`` (model, task, device, dtype, batch size), the thread budget set
+    first; ``--compile``: the model's forward compiled in place with torch.compile."""
     from . import threads
     from .pipelines import pipeline
 
-    if thread_count is not None:
-        if thread_count < 1:
-            raise UsageError(f"--threads must be a positive integer, got {thread_count}.")
-        threads.set_num_threads(thread_count)
-    pipe = pipeline(task=task, model=model, device=device, batch_size=batch_size, dtype=dtype)
-    if compile:
+    if args.threads is not None:
+        threads.set_num_threads(args.threads)
+    pipe = pipeline(task=args.task, model=args.model, device=args.device, dtype=args.dtype)
+    pipe.batch_size = args.batch_size or default_batch_size(pipe.task)
+    if args.compile:
         pipe.model.compile()
     return pipe
 
@@ -274,17 +268,13 @@ def _checked_file(path: str, what: str) -> None:
         raise UsageError(f"{what} {path!r} does not exist or is not a file.")
     if not os.access(path, os.R_OK):
         raise UsageError(f"{what} {path!r} is not readable.")
-    try:
+    with _usage_errors():
         file_format(path, what)
-    except LeanformersError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def _predict_with_ray(args: argparse.Namespace, task: str | None) -> int:
     if not (args.input and args.output) or args.resume or args.inputs:
         raise UsageError("--engine ray needs --input FILE and --output FILE (and no --resume or inline inputs).")
-    if args.workers < 1:
-        raise UsageError(f"--workers must be a positive integer, got {args.workers}.")
     _checked_file(args.input, "input file")
     from .distributed import run_cli_prediction, summary_line
 
@@ -307,10 +297,8 @@ def _check_local_predict(args: argparse.Namespace) -> bool:
     if args.input:
         _checked_file(args.input, "input file")
     if args.output:
-        try:
+        with _usage_errors():
             file_format(args.output, "output file")
-        except LeanformersError as exc:
-            raise UsageError(str(exc)) from None
         if args.input and os.path.abspath(args.output) == os.path.abspath(args.input):
             raise UsageError("--output must differ from --input.")
     if args.resume and not args.output:
@@ -348,17 +336,17 @@ def _input_rows(args: argparse.Namespace, task: str, column: str) -> Callable[[]
 def cmd_predict(args: argparse.Namespace) -> int:
     from . import batch
     from .files import count_rows, default_column
+    from .tasks import resolve_task
 
-    task = _canonical_task(args.task)
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}.")
+    with _usage_errors():
+        task = args.task = None if args.task is None else resolve_task(args.task)
+    _check_positive(args, "batch_size", "threads", "top_k", "workers")
     if args.engine == "ray":
         return _predict_with_ray(args, task)
     if not _check_local_predict(args):
         return 0
-    pipe = _load_pipeline(args.model, task, args.device, args.batch_size or 1, args.dtype, args.threads, args.compile)
+    pipe = _load_pipeline(args)
     task = pipe.task
-    pipe.batch_size = args.batch_size or default_batch_size(task)
     column = args.column or default_column(task)
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
     progress = sys.stderr.isatty() and not args.quiet
@@ -385,12 +373,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     from . import batch
     from .files import read_rows
 
+    _check_positive(args, "batch_size", "threads", "top_k")
     _checked_file(args.corpus, "corpus file")
-    if args.top_k is not None and args.top_k < 1:
-        raise UsageError("--top-k must be a positive integer.")
-    pipe = _load_pipeline(
-        args.model, "feature-extraction", args.device, args.batch_size, None, args.threads, args.compile
-    )
+    args.task, args.dtype = "feature-extraction", None
+    pipe = _load_pipeline(args)
     column = args.column or "text"
 
     def vector(result: Any) -> Any:
@@ -398,7 +384,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     texts, vectors = [], []
     for window in batch.predict_windows(
-        pipe, read_rows(args.corpus, column), batch_size=args.batch_size,
+        pipe, read_rows(args.corpus, column), batch_size=pipe.batch_size,
         item_of=lambda row: batch.make_item(row, "feature-extraction", column), pooling="mean", normalize=True,
     ):
         for row, result in window:
@@ -431,10 +417,8 @@ def cmd_download(args: argparse.Namespace) -> int:
             f"cannot download {args.model!r}: HF_HUB_OFFLINE is set (offline mode). Unset it and retry with "
             f"network access."
         )
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise LeanformersError("downloading needs huggingface_hub: pip install huggingface_hub.") from exc
+    from huggingface_hub import snapshot_download
+
     try:
         path = snapshot_download(
             args.model, revision=args.revision, allow_patterns=DOWNLOAD_PATTERNS,
@@ -449,70 +433,61 @@ def cmd_download(args: argparse.Namespace) -> int:
 # -- the parser -----------------------------------------------------------------------------------
 
 
-_THREADS_HELP = (
-    "CPU threads for the model and preprocessing (default: the CPUs this process may use, or LEANFORMERS_NUM_THREADS)"
-)
-_COMPILE_HELP = "opt-in: compile the model with torch.compile; the first batches pay the compilation time"
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback on errors")
     parser = _Parser(prog="leanformers", description="Inspect, run and fetch Transformers checkpoints.",
                      epilog="Exit codes: 0 ok, 1 error while working, 2 usage error, 130 interrupted.")
     parser.add_argument("--debug", action="store_true", default=False, help="show the full traceback on errors")
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action="version", version=f"leanformers {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    running = argparse.ArgumentParser(add_help=False, parents=[common])  # predict's and search's options
+    running.add_argument("model", help="a checkpoint folder or hub id")
+    running.add_argument("--column", help="the input field to read (default: text / image / audio by task)")
+    running.add_argument("--top-k", type=int, dest="top_k")
+    running.add_argument("--batch-size", "-b", type=int, dest="batch_size",
+                         help="items per forward pass (default: 32 for text, 16 for images, 8 for audio)")
+    running.add_argument("--device", help="cpu, cuda, cuda:1, mps ...")
+    running.add_argument("--threads", type=int, help="CPU threads for the model and preprocessing (default: the "
+                         "CPUs this process may use, or LEANFORMERS_NUM_THREADS)")
+    running.add_argument("--compile", action="store_true", help="opt-in: compile the model with torch.compile; "
+                         "the first batches pay the compilation time")
+    running.add_argument("--format", choices=("table", "json"), default=None,
+                         help="stdout format (default: table on a terminal, JSON lines otherwise)")
 
     p = sub.add_parser("inspect", parents=[common], help="show what a checkpoint resolves to")
     p.add_argument("model", help="a checkpoint folder or hub id")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("predict", parents=[common], help="run a pipeline over inputs or a file",
+    p = sub.add_parser("predict", parents=[running], help="run a pipeline over inputs or a file",
                        description="Inputs on the command line, from --input FILE (.txt, .jsonl, .csv, .parquet), "
                        "or on stdin. With --output FILE the rows (input fields + predictions) are written to "
                        "FILE.partial while running and renamed to FILE at the end; --resume continues FILE.partial.")
-    p.add_argument("model", help="a checkpoint folder or hub id")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="texts (or image / audio file paths)")
     p.add_argument("--input", "-i", help="input file: .txt (an item per line), .jsonl, .csv, .parquet")
     p.add_argument("--output", "-o", help="output file: .txt, .jsonl, .csv, .parquet (by extension)")
-    p.add_argument("--column", help="the input field to read (default: text / image / audio by task)")
     p.add_argument("--context", help="the context for question-answering questions given on the command line")
     p.add_argument("--task", help="e.g. text-classification, feature-extraction (default: from the checkpoint)")
-    p.add_argument("--top-k", type=int, dest="top_k")
     p.add_argument("--pooling", choices=("mean", "cls", "none"), help="feature-extraction: pool token vectors")
     p.add_argument("--normalize", action="store_true", help="feature-extraction: L2-normalise pooled vectors")
-    p.add_argument("--batch-size", "-b", type=int, default=None, dest="batch_size",
-                   help="items per forward pass (default: 32 for text, 16 for images, 8 for audio)")
     p.add_argument("--window", type=int, default=64, help="batches per sorting window (default 64)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, mps ...")
     p.add_argument("--dtype", help="float32, float16, bfloat16 (default: the checkpoint's)")
-    p.add_argument("--threads", type=int, help=_THREADS_HELP)
-    p.add_argument("--compile", action="store_true", help=_COMPILE_HELP)
     p.add_argument("--resume", action="store_true", help="continue OUTPUT.partial from an interrupted run")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process; ray: a Ray cluster (pip install 'leanformers[ray]')")
     p.add_argument("--address", help="with --engine ray: the cluster address, e.g. auto (default: start a local one)")
     p.add_argument("--workers", type=int, default=1, help="with --engine ray: how many model workers")
-    p.add_argument("--format", choices=("table", "json"), default=None,
-                   help="stdout format (default: table on a terminal, JSON lines otherwise)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary line")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("search", parents=[common], help="semantic search over a text corpus")
-    p.add_argument("model", help="a sentence-embedding checkpoint (folder or hub id)")
+    p = sub.add_parser("search", parents=[running], help="semantic search over a text corpus (default: top 5)")
     p.add_argument("query")
     p.add_argument("--corpus", required=True, help="a .txt (a text per line), .jsonl, .csv or .parquet file")
-    p.add_argument("--column", help="the text field of a .jsonl / .csv / .parquet corpus (default: text)")
-    p.add_argument("--top-k", type=int, dest="top_k", default=5)
-    p.add_argument("--batch-size", "-b", type=int, default=32, dest="batch_size")
-    p.add_argument("--threads", type=int, help=_THREADS_HELP)
-    p.add_argument("--compile", action="store_true", help=_COMPILE_HELP)
-    p.add_argument("--device")
-    p.add_argument("--format", choices=("table", "json"), default=None)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("download", parents=[common], help="fetch a model's files into the hub cache")
@@ -521,12 +496,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", dest="cache_dir")
     p.set_defaults(func=cmd_download)
     return parser
-
-
-def _version() -> str:
-    from . import __version__
-
-    return f"leanformers {__version__}"
 
 
 class _Terminated(KeyboardInterrupt):

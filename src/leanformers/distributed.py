@@ -3,13 +3,11 @@
     ds = predict_dataset("reviews.jsonl", "path/to/checkpoint", concurrency=4)
     write_predictions(ds, "predictions.parquet")
 
-Ray Data does the scheduling, queueing, data transfer and fault tolerance; this module only says
-what one worker does: load the pipeline once (a :class:`Predictor` actor) and answer each batch
-with one ``pipe.run_batch``. Every output row carries the input's id column (added, as the row's
-position in the input, where the input has none). A worker whose process dies is restarted and its
-batches re-run, so the output still has every row exactly once. Flat dict results become one
-column per key; anything nested becomes one ``prediction`` column of JSON text. ``ray`` is
-imported on first use only (``pip install "leanformers[ray]"``).
+Ray Data does the scheduling, data transfer and fault tolerance (a dead worker is restarted and
+its batches re-run); this module says what one worker does: load the pipeline once (a
+:class:`Predictor` actor) and answer each batch with one ``pipe.run_batch``. Every output row
+carries the input's id column (its position in the input where it has none). ``ray`` is imported
+on first use only (``pip install "leanformers[ray]"``).
 """
 
 from __future__ import annotations
@@ -48,8 +46,7 @@ def require_ray() -> Any:
 
 
 def _flatten(results: list[Any]) -> dict[str, list[Any]]:
-    """Results -> columns: flat dicts sharing their keys become one column per key; anything else
-    becomes one JSON text column."""
+    """Flat dicts sharing their keys -> a column per key; anything else -> one JSON text column."""
     scalar = (str, int, float, bool, type(None))
     first = results[0]
     if isinstance(first, dict) and all(
@@ -68,9 +65,8 @@ def _items(table: Any, column: str | Sequence[str]) -> list[Any]:
 
 
 class Predictor:
-    """The callable class Ray Data runs in each worker: loads the pipeline once (``compile``: its
-    model's forward compiled in place with torch.compile), then maps batches (pyarrow tables) to
-    prediction tables."""
+    """What each worker runs: the pipeline, loaded once (``compile``: its model compiled in place),
+    maps pyarrow tables of inputs to tables of predictions."""
 
     def __init__(
         self, model: Any, task: str | None, device: Any, column: str | Sequence[str], id_column: str,
@@ -86,9 +82,7 @@ class Predictor:
         self.pipe = pipeline_factory(task, model=model, device=device, **options)
         if compile:
             self.pipe.model.compile()
-        self.column = column
-        self.id_column = id_column
-        self.task_kwargs = task_kwargs
+        self.column, self.id_column, self.task_kwargs = column, id_column, task_kwargs
 
     def __call__(self, table: Any) -> Any:
         import pyarrow as pa
@@ -111,13 +105,10 @@ def read_dataset(
     path: str | os.PathLike, *, format: str | None = None, filesystem: Any = None, on_this_node: bool = False,
     rows_per_block: int = 1024,
 ) -> Any:
-    """A Ray Dataset over ``path`` (a file, a directory of files or a URI such as ``s3://...``),
-    by extension or ``format``.
-
-    ``on_this_node``: a local path is read here, by this process, with the same reader as the
-    local engine (:func:`leanformers.files.read_rows`), and handed to Ray in blocks of
-    ``rows_per_block`` rows: for a cluster whose other machines do not have the file (the command
-    line's case). Otherwise Ray Data's read tasks read it wherever they run."""
+    """A Ray Dataset over ``path`` (a file, a directory or a URI such as ``s3://...``), by extension
+    or ``format``. ``on_this_node``: a local path is read by this process (with
+    :func:`leanformers.files.read_rows`) and handed to Ray in blocks of ``rows_per_block`` rows, for
+    a cluster whose other machines lack the file; otherwise Ray's read tasks read it where they run."""
     ray = require_ray()
     path = os.fspath(path)
     fmt = file_format(path, "input", given=format)
@@ -148,11 +139,9 @@ def _blocks(path: str, rows_per_block: int) -> list[Any]:
 
 
 def with_row_ids(dataset: Any, id_column: str = "id") -> Any:
-    """``dataset`` plus ``id_column`` = each row's position (0, 1, ...) in the dataset's own order.
-
-    The blocks stream through the calling process once, in order (this sets ``preserve_order`` on
-    ``dataset``'s context), get their ids and are put back in Ray's object store (spilled to disk
-    when large), so the ids stay the same on every later pass (a retried batch keeps its rows' ids)."""
+    """``dataset`` plus ``id_column`` = each row's position in it. The blocks stream through this
+    process once, in order, and go back to Ray's object store with their ids, so a retried batch
+    keeps its rows' ids (this sets ``preserve_order`` on ``dataset``'s context)."""
     ray = require_ray()
     import pyarrow as pa
 
@@ -178,17 +167,12 @@ def predict_dataset(
 ) -> Any:
     """A lazy Ray Dataset of predictions for ``data`` (a Ray Dataset or a path, see :func:`read_dataset`).
 
-    ``model`` is a checkpoint folder or hub id, loaded once per worker; ``column`` names the input
-    column (a list of names gives each item as a dict, e.g. ``["question", "context"]``; default:
-    see :func:`leanformers.files.default_column`); ``task_kwargs`` go to every ``run_batch`` call
-    (e.g. ``{"top_k": 3}``). ``batch_size`` rows make one padded forward pass. ``concurrency``
-    workers, each with ``num_cpus`` CPUs and ``num_gpus`` GPUs (default 1 when ``device`` starts
-    with ``"cuda"``). A worker process that dies is restarted and its batches re-run up to
-    ``max_retries`` times. ``dtype`` (e.g. ``"bfloat16"``) goes to the pipeline when given;
-    ``compile=True`` compiles each worker's model with torch.compile (its first batches pay the
-    compilation). ``pipeline_factory(task, model=, device=[, dtype=])`` replaces
-    :func:`leanformers.pipelines.pipeline` (for tests and custom pipelines). Nothing runs until the
-    result is consumed (``write_predictions``, ``take_all``, ``iter_batches``)."""
+    ``model`` (a checkpoint folder or hub id) is loaded once per worker; ``column`` is the input
+    column (a list gives each item as a dict, e.g. ``["question", "context"]``); ``task_kwargs`` go
+    to every ``run_batch``. ``concurrency`` workers, each with ``num_cpus`` CPUs and ``num_gpus``
+    GPUs (1 when ``device`` is CUDA); a dead worker's batches re-run up to ``max_retries`` times.
+    ``pipeline_factory(task, model=, device=[, dtype=])`` replaces :func:`leanformers.pipeline`.
+    Nothing runs until the result is consumed (``write_predictions``, ``take_all``...)."""
     ray = require_ray()
     for name, value, least in (("batch_size", batch_size, 1), ("concurrency", concurrency, 1),
                                ("max_retries", max_retries, 0)):
@@ -246,12 +230,10 @@ def _task_for(model: Any, task: str | None) -> str | None:
 
 
 def write_predictions(dataset: Any, path: str | os.PathLike, *, format: str | None = None, ordered: bool = True) -> int:
-    """Write ``dataset`` to ONE file at ``path`` (``.parquet``, ``.jsonl`` or ``.csv``, by extension
-    or ``format``); returns the number of rows. Batches stream to the caller's process and are
-    appended as they come (``ordered``: in input order), to ``path + ".partial"``, renamed to
-    ``path`` at the end, so a file named ``path`` is always complete. A URI (``s3://...``) is
-    written through its pyarrow filesystem, without the rename. For output too large for one
-    machine's disk, use Ray's own ``dataset.write_parquet(directory)`` instead."""
+    """Write ``dataset`` to ONE file (``.parquet``, ``.jsonl`` or ``.csv``) and return its row count.
+    Batches stream here and are appended (``ordered``: in input order) to ``path + ".partial"``,
+    renamed to ``path`` at the end; a URI (``s3://...``) is written through its pyarrow filesystem.
+    For output too large for one disk, use Ray's own ``dataset.write_parquet(directory)``."""
     require_ray()
     import pyarrow as pa
     import pyarrow.csv as pa_csv
@@ -296,15 +278,12 @@ def write_predictions(dataset: Any, path: str | os.PathLike, *, format: str | No
 def run_cli_prediction(
     model: str, input_path: str, output_path: str, *, task: str | None = None, column: str | None = None,
     batch_size: int = 32, device: str | None = None, address: str | None = None, workers: int = 1,
-    top_k: int | None = None, task_kwargs: dict[str, Any] | None = None, num_cpus: float = 1,
-    dtype: str | None = None, compile: bool = False,
+    task_kwargs: dict[str, Any] | None = None, num_cpus: float = 1, dtype: str | None = None, compile: bool = False,
 ) -> dict[str, Any]:
-    """``leanformers predict MODEL --input IN --output OUT --engine ray``: connect to (``address``:
-    ``"auto"``, ``"ray://host:10001"``, ``"host:6379"``) or start a local Ray, predict ``input_path``
-    with ``workers`` workers, write ``output_path`` (one file, rows in input order) and return a
-    summary ``{"rows", "seconds", "rows_per_s", "output", "workers", "address"}``."""
+    """``leanformers predict ... --engine ray``: connect to Ray at ``address`` (``"auto"``,
+    ``"ray://host:10001"``...) or start a local one, predict ``input_path`` with ``workers``
+    workers into ``output_path`` (rows in input order) and return a summary of the run."""
     ray = require_ray()
-    kwargs = {**(task_kwargs or {}), **({"top_k": top_k} if top_k is not None else {})}
     started = time.perf_counter()
     own = not ray.is_initialized()
     if own:
@@ -313,7 +292,7 @@ def run_cli_prediction(
         ray.data.DataContext.get_current().enable_progress_bars = False
         predictions = predict_dataset(
             input_path, model, task, batch_size=batch_size, concurrency=workers, num_cpus=num_cpus, device=device,
-            dtype=dtype, compile=compile, column=column, task_kwargs=kwargs,
+            dtype=dtype, compile=compile, column=column, task_kwargs=task_kwargs,
             read_on_this_node=True,  # the command's input file need not exist on the other machines
         )
         rows = write_predictions(predictions, output_path)

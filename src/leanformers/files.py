@@ -1,9 +1,8 @@
 """Input files: their format, their rows, and which column a task reads.
 
-The command line, the streaming batch engine and the Ray engine read files through this one module,
-so ``.txt``, ``.jsonl``, ``.csv`` and ``.parquet`` (and directories of one of them) mean the same
-rows everywhere: a ``.txt`` line is ``{column: line}`` (blank lines skipped), a JSON line is an
-object (or a bare string), a CSV record is keyed by the header, parquet needs pyarrow.
+Every engine reads files here, so ``.txt`` (a line is ``{column: line}``), ``.jsonl`` (an object or
+a string per line), ``.csv`` (keyed by the header) and ``.parquet`` (needs pyarrow), or directories
+of one of them, mean the same rows everywhere.
 """
 
 from __future__ import annotations
@@ -98,19 +97,11 @@ def _json_row(line: str, number: int, name: str, column: str) -> dict[str, Any]:
 
 
 def count_rows(path: str | os.PathLike) -> int:
-    """How many rows :func:`read_rows` gives, by a cheap streaming pass (for a progress total)."""
+    """How many rows :func:`read_rows` gives (parquet's from its metadata), for a progress total."""
     fmt = file_format(path, "input file")
-    total = 0
-    for name in _files(os.fspath(path), fmt):
-        if fmt == "parquet":
-            total += parquet(name).ParquetFile(name).metadata.num_rows
-        elif fmt == "csv":
-            with open(name, encoding="utf-8", newline="") as handle:
-                total += max(0, sum(1 for _ in csv.reader(handle)) - 1)
-        else:
-            with open(name, encoding="utf-8") as handle:
-                total += sum(1 for line in handle if line.strip())
-    return total
+    if fmt == "parquet":
+        return sum(parquet(name).ParquetFile(name).metadata.num_rows for name in _files(os.fspath(path), fmt))
+    return sum(1 for _ in read_rows(path))
 
 
 def default_column(

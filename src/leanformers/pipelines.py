@@ -1,14 +1,10 @@
 """Task pipelines: ``pipeline("text-classification", model=folder)("I love it")``.
 
-Each task is one small class over :class:`Pipeline`, which does the shared work: an item ->
+Each task is a small class over :class:`Pipeline`, which does the shared work: an item ->
 ``_preprocess`` -> one or more *features* (e.g. the windows of a long context) -> one padded
-forward over many features -> ``_postprocess`` (an item's features and outputs -> its result).
-Batching is therefore the same for every task, and a result never depends on what it was batched
-with (up to float rounding). The task tables live in :mod:`leanformers.tasks`.
-
-Beyond the reference: feature-extraction's ``pooling="mean"`` (masked mean over real tokens, as
-sentence-transformers does) or ``"cls"``, with ``normalize=True`` for unit vectors; and, on every
-pipeline, ``input_length(item)`` and ``run_batch(items)`` for callers that bucket by length.
+forward over many features -> ``_postprocess``. Batching is thus the same for every task, and a
+result never depends on what it was batched with. Beyond the reference: feature-extraction's
+``pooling`` / ``normalize``, and ``input_length`` / ``run_batch`` for callers that bucket by length.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputError
-from .tasks import TASKS, infer_task, resolve_task
+from .tasks import PROCESSOR_CLASSES, TASKS, infer_task, resolve_task
 
 # Model input name -> the value that pads it.
 _PAD_VALUES: dict[str, float] = {"attention_mask": 0, "token_type_ids": 0, "input_values": 0.0}
@@ -59,14 +55,6 @@ def _dtype_of(dtype: Any) -> Any:
     raise InputError(f"dtype must be a torch.dtype, its name ('float16'...) or 'auto', got {dtype!r}.")
 
 
-def _positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}.")
-    return value
-
-
 def _must(wanted: str, ok: Callable[[Any], bool] = lambda value: True, convert: Callable[[Any], Any] = lambda v: v):
     """An option's check: ``convert(value)`` where ``ok(value)``, else "NAME must be WANTED"."""
 
@@ -94,11 +82,7 @@ _ANY = _must("anything")
 
 
 # Scores from a torch tensor of logits.
-_SCORE_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
-    "softmax": lambda x: x.softmax(-1), "sigmoid": lambda x: x.sigmoid(), "none": lambda x: x
-}
-
-
+_SCORE_FUNCTIONS = {"softmax": lambda x: x.softmax(-1), "sigmoid": lambda x: x.sigmoid(), "none": lambda x: x}
 _SCORE_FUNCTION = _must(
     f"one of {sorted(_SCORE_FUNCTIONS)}", lambda v: isinstance(v, str) and v.lower() in _SCORE_FUNCTIONS, str.lower
 )
@@ -109,17 +93,18 @@ def _label(config: Any, index: int) -> str:
     return id2label.get(index, id2label.get(str(index), f"LABEL_{index}"))
 
 
-def _ranked(logits: Any, config: Any, function: str | None, single_label_is_sigmoid: bool = True) -> list[tuple]:
-    """``(score, label)`` for every label, best first. With no ``function`` the reference's rule:
-    regression -> none; multi-label (or, for text and images, one label) -> sigmoid; else softmax."""
+def _ranked(logits: Any, config: Any, function: str | None, top_k: int | None, one_label_sigmoid: bool = True):
+    """The ``top_k`` (None: all) ``{"label", "score"}``, best first. With no ``function`` the reference's
+    rule: regression -> none; multi-label (or, for text and images, one label) -> sigmoid; else softmax."""
     if function is None:
         problem = getattr(config, "problem_type", None)
-        one_label = single_label_is_sigmoid and config.num_labels == 1
+        one_label = one_label_sigmoid and config.num_labels == 1
         function = "none" if problem == "regression" else (
             "sigmoid" if problem == "multi_label_classification" or one_label else "softmax"
         )
     scores = _SCORE_FUNCTIONS[function](logits.float())
-    return [(float(scores[i]), _label(config, i)) for i in scores.argsort(descending=True, stable=True).tolist()]
+    order = scores.argsort(descending=True, stable=True)[:top_k].tolist()
+    return [{"label": _label(config, i), "score": float(scores[i])} for i in order]
 
 
 @dataclass
@@ -150,7 +135,7 @@ class Pipeline:
 
         self.model, self.tokenizer = model, tokenizer
         self.image_processor, self.feature_extractor = image_processor, feature_extractor
-        self.batch_size = _positive_int(batch_size, "batch_size")
+        self.batch_size = _COUNT("batch_size", batch_size)
         device = _device_of(device)
         if device is not None:
             try:
@@ -192,9 +177,7 @@ class Pipeline:
     def _preprocess(self, item: Any, params: dict[str, Any]) -> list[Feature]:
         raise NotImplementedError
 
-    def _postprocess(
-        self, item: Any, features: list[Feature], outputs: list[dict[str, Any]], params: dict[str, Any]
-    ) -> Any:
+    def _postprocess(self, item: Any, features: list[Feature], outputs: list[dict], params: dict[str, Any]) -> Any:
         raise NotImplementedError
 
     def _shape(self, results: list[Any], items: list[Any], single: bool, params: dict[str, Any]) -> Any:
@@ -216,11 +199,9 @@ class Pipeline:
         if not items:
             raise InputError(f"The {self.task} pipeline got an empty list of inputs.")
         items = [self._check_item(item, params) for item in items]
-        size = self.batch_size if batch_size is None else _positive_int(batch_size, "batch_size")
-        results: list[Any] = []
-        for start in range(0, len(items), size):
-            results.extend(self._run(items[start : start + size], params))
-        return self._shape(results, items, single, params)
+        size = self.batch_size if batch_size is None else _COUNT("batch_size", batch_size)
+        batches = (self._run(items[start : start + size], params) for start in range(0, len(items), size))
+        return self._shape([result for batch in batches for result in batch], items, single, params)
 
     def run_batch(self, items: list[Any], **kwargs: Any) -> list[Any]:
         """Results for ``items`` (a list of single inputs) from one padded forward pass, in order."""
@@ -248,11 +229,7 @@ class Pipeline:
             rows = [feature.inputs[name] for feature in features]
             if rows[0].dim() == 1 and len({row.shape[0] for row in rows}) > 1:
                 pad = self.tokenizer.pad_token_id if name == "input_ids" else _PAD_VALUES.get(name, 0)
-                stacked = torch.full(
-                    (len(rows), max(row.shape[0] for row in rows)), pad if pad is not None else 0, dtype=rows[0].dtype
-                )
-                for index, row in enumerate(rows):
-                    stacked[index, : row.shape[0]] = row
+                stacked = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad or 0)
             else:
                 stacked = torch.stack(rows)
             if stacked.is_floating_point():
@@ -316,6 +293,14 @@ class _TextPipeline(Pipeline):
         return (item,)
 
 
+def _windows(encoded: Any, meta: Callable[[int], dict[str, Any]]) -> list[Feature]:
+    """A feature per window of a tokenizer output (``return_overflowing_tokens``): its model
+    inputs, and ``meta(window)``."""
+    unused = ("offset_mapping", "special_tokens_mask", "overflow_to_sample_mapping")
+    return [Feature({k: v[index] for k, v in encoded.items() if k not in unused}, meta(index))
+            for index in range(len(encoded["input_ids"]))]
+
+
 def _tokenizer_options(params: dict[str, Any]) -> dict[str, Any]:
     options = dict(params.get("tokenize_kwargs") or {})
     options.update({name: params[name] for name in ("truncation", "max_length") if name in params})
@@ -323,9 +308,8 @@ def _tokenizer_options(params: dict[str, Any]) -> dict[str, Any]:
 
 
 class TextClassificationPipeline(_TextPipeline):
-    """``pipe("text")`` -> ``[{"label", "score"}]``; a list -> one dict per text. With ``top_k``
-    (``None`` = all labels) each text gives a list of dicts, best first. Text pairs:
-    ``{"text": ..., "text_pair": ...}``. ``function_to_apply``: "softmax", "sigmoid" or "none"."""
+    """``pipe("text")`` -> ``[{"label", "score"}]``; a list -> a dict per text; with ``top_k``
+    (``None`` = all) a list per text, best first. Pairs: ``{"text": ..., "text_pair": ...}``."""
 
     task = "text-classification"
     options = {
@@ -343,23 +327,22 @@ class TextClassificationPipeline(_TextPipeline):
     def _check_item(self, item: Any, params: dict[str, Any]) -> Any:
         if _is_pair_list(item):
             item = {"text": item[0][0], "text_pair": item[0][1]}
-        if isinstance(item, dict):
-            unknown = set(item) - {"text", "text_pair"}
-            if "text" not in item or unknown:
-                raise InputError(
-                    'A text pair is given as {"text": ..., "text_pair": ...}'
-                    + (f"; unknown keys {sorted(unknown)}." if unknown else "; 'text' is missing.")
-                )
-            _check_text(item["text"], self.task)
-            if item.get("text_pair") is not None:
-                _check_text(item["text_pair"], self.task)
-            return item
         if isinstance(item, (list, tuple)):
             raise InputError(
                 "The text-classification pipeline got a list where a text was expected; to classify a text pair, "
                 'pass {"text": "My text", "text_pair": "My pair"}.'
             )
-        return _check_text(item, self.task)
+        if not isinstance(item, dict):
+            return _check_text(item, self.task)
+        unknown = set(item) - {"text", "text_pair"}
+        if "text" not in item or unknown:
+            raise InputError(
+                'A text pair is given as {"text": ..., "text_pair": ...}'
+                + (f"; unknown keys {sorted(unknown)}." if unknown else "; 'text' is missing.")
+            )
+        for text in self._texts(item):
+            _check_text(text, self.task)
+        return item
 
     def _texts(self, item: Any) -> tuple[str, ...]:
         if isinstance(item, dict):
@@ -370,10 +353,9 @@ class TextClassificationPipeline(_TextPipeline):
         return [self._encode_one(*self._texts(item), **_tokenizer_options(params))]
 
     def _postprocess(self, item, features, outputs, params):
-        ranked = _ranked(outputs[0]["logits"], self.model.config, params.get("function_to_apply"))
-        if "top_k" not in params:
-            return {"label": ranked[0][1], "score": ranked[0][0]}
-        return [{"label": label, "score": score} for score, label in ranked[: params["top_k"]]]
+        function, top_k = params.get("function_to_apply"), params.get("top_k", 1)
+        ranked = _ranked(outputs[0]["logits"], self.model.config, function, top_k)
+        return ranked if "top_k" in params else ranked[0]
 
     def _shape(self, results, items, single, params):
         # the reference wraps a lone string's best label in a list (its legacy format), not a pair's
@@ -395,12 +377,10 @@ _AGGREGATION = _must(
 
 
 class TokenClassificationPipeline(_TextPipeline):
-    """``pipe("text")`` -> entities. ``aggregation_strategy="none"`` gives one dict per token
-    (``entity, score, index, word, start, end``); "simple" groups adjacent tokens of one entity
-    (``entity_group``), "first"/"average"/"max" first agree on whole words. ``ignore_labels``
-    defaults to ``["O"]``; ``stride=N`` splits long texts into overlapping windows.
-    ``is_split_into_words=True`` takes a list of words (or a list of such lists), joined with
-    ``delimiter`` (default " ") for ``start``/``end``."""
+    """``pipe("text")`` -> entities: a dict per token (``aggregation_strategy="none"``), grouped
+    into ``entity_group``s ("simple"), or first agreed on whole words ("first", "average", "max").
+    ``stride=N`` splits long texts into overlapping windows; ``is_split_into_words=True`` takes
+    lists of words, joined with ``delimiter`` for ``start`` / ``end``."""
 
     task = "token-classification"
     skips_batch_padding = True
@@ -466,21 +446,18 @@ class TokenClassificationPipeline(_TextPipeline):
             for word in item:
                 word_starts.append(position)
                 position += len(word) + len(delimiter)
-        features = []
-        for index in range(len(encoded["input_ids"])):
+
+        def meta(index: int) -> dict[str, Any]:
             offsets = encoded["offset_mapping"][index].tolist()
             if word_starts is not None:
                 offsets = [
                     (a + word_starts[w], b + word_starts[w]) if w is not None else (a, b)
                     for (a, b), w in zip(offsets, encoded.word_ids(index))
                 ]
-            meta = {
-                "sentence": sentence, "offsets": offsets, "special": encoded["special_tokens_mask"][index].tolist(),
-                "ids": encoded["input_ids"][index].tolist(),
-            }
-            unused = ("offset_mapping", "special_tokens_mask", "overflow_to_sample_mapping")
-            features.append(Feature({k: v[index] for k, v in encoded.items() if k not in unused}, meta))
-        return features
+            return {"sentence": sentence, "offsets": offsets, "ids": encoded["input_ids"][index].tolist(),
+                    "special": encoded["special_tokens_mask"][index].tolist()}
+
+        return _windows(encoded, meta)
 
     def _postprocess(self, item, features, outputs, params):
         strategy = params.get("aggregation_strategy", "none")
@@ -508,15 +485,14 @@ class TokenClassificationPipeline(_TextPipeline):
                 is_subword = start > 0 and " " not in sentence[start - 1 : start + 1]
             if token_id == self.tokenizer.unk_token_id:
                 word, is_subword = text, False
-            out.append(
-                {"word": word, "scores": token_scores, "start": start, "end": end, "index": index,
-                 "is_subword": is_subword}
-            )
+            out.append({"word": word, "scores": token_scores, "start": start, "end": end, "index": index,
+                        "is_subword": is_subword})
         return out
 
     def _aggregate(self, pre: list[dict[str, Any]], strategy: str) -> list[dict[str, Any]]:
         if strategy not in ("none", "simple"):
-            return self._group_entities([self._aggregate_word(group, strategy) for group in _word_groups(pre)])
+            words = _runs(pre, lambda run, token: token["is_subword"])
+            return self._group_entities([self._aggregate_word(word, strategy) for word in words])
         entities = []
         for p in pre:
             best = int(p["scores"].argmax())
@@ -543,14 +519,10 @@ class TokenClassificationPipeline(_TextPipeline):
     def _group_entities(self, entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
         import numpy as np
 
-        groups: list[list[dict[str, Any]]] = []
-        for entity in entities:
-            if groups:
-                bi, tag = _bio(entity["entity"])
-                if tag == _bio(groups[-1][-1]["entity"])[1] and bi != "B":
-                    groups[-1].append(entity)
-                    continue
-            groups.append([entity])
+        def continues(run: list[dict[str, Any]], entity: dict[str, Any]) -> bool:
+            bi, tag = _bio(entity["entity"])
+            return bi != "B" and tag == _bio(run[-1]["entity"])[1]
+
         return [
             {
                 "entity_group": group[0]["entity"].split("-", 1)[-1],
@@ -558,18 +530,19 @@ class TokenClassificationPipeline(_TextPipeline):
                 "word": self.tokenizer.convert_tokens_to_string([e["word"] for e in group]),
                 "start": group[0]["start"], "end": group[-1]["end"],
             }
-            for group in groups
+            for group in _runs(entities, continues)
         ]
 
 
-def _word_groups(pre: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    groups: list[list[dict[str, Any]]] = []
-    for token in pre:
-        if groups and token["is_subword"]:
-            groups[-1].append(token)
+def _runs(items: list[dict[str, Any]], joins: Callable[[list, dict], bool]) -> list[list[dict[str, Any]]]:
+    """``items`` cut into runs of neighbours: an item joins the run before it where ``joins(run, item)``."""
+    runs: list[list[dict[str, Any]]] = []
+    for item in items:
+        if runs and joins(runs[-1], item):
+            runs[-1].append(item)
         else:
-            groups.append([token])
-    return groups
+            runs.append([item])
+    return runs
 
 
 def _bio(label: str) -> tuple[str, str]:
@@ -597,12 +570,9 @@ def _merge_overlapping(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class QuestionAnsweringPipeline(_TextPipeline):
-    """``pipe(question=..., context=...)`` or ``pipe({"question", "context"})`` ->
-    ``{"score", "start", "end", "answer"}`` (a list of ``top_k`` of them when ``top_k > 1``).
-    Long contexts are split into windows of ``max_seq_len`` tokens overlapping by ``doc_stride``;
-    answers are at most ``max_answer_len`` tokens, widened to whole words (``align_to_words``);
-    ``handle_impossible_answer=True`` may answer ``""``. Follows the reference's 4.x pipeline
-    (5.x dropped it)."""
+    """``pipe(question=..., context=...)`` -> ``{"score", "start", "end", "answer"}`` (``top_k`` of
+    them when ``top_k > 1``). Long contexts are split into windows of ``max_seq_len`` tokens
+    overlapping by ``doc_stride``. Follows the reference's 4.x pipeline (5.x dropped it)."""
 
     task = "question-answering"
     skips_batch_padding = True
@@ -622,15 +592,14 @@ class QuestionAnsweringPipeline(_TextPipeline):
         if args:
             raise InputError("Give the question-answering pipeline either inputs or question=/context=, not both.")
         if isinstance(question, str) and isinstance(context, str):
-            inputs: Any = {"question": question, "context": context}
-        elif isinstance(question, (list, tuple)) and isinstance(context, (list, tuple)):
-            if len(question) != len(context):
-                raise InputError(f"question and context lists differ in length ({len(question)} vs {len(context)}).")
-            inputs = [{"question": q, "context": c} for q, c in zip(question, context)]
-        elif isinstance(question, (list, tuple)) and isinstance(context, str):
-            inputs = [{"question": q, "context": context} for q in question]
-        else:
+            return super().__call__({"question": question, "context": context}, batch_size=batch_size, **kwargs)
+        if isinstance(question, (list, tuple)) and isinstance(context, str):
+            context = [context] * len(question)
+        if not (isinstance(question, (list, tuple)) and isinstance(context, (list, tuple))):
             raise InputError("question= and context= must both be given, as strings or lists of strings.")
+        if len(question) != len(context):
+            raise InputError(f"question and context lists differ in length ({len(question)} vs {len(context)}).")
+        inputs = [{"question": q, "context": c} for q, c in zip(question, context)]
         return super().__call__(inputs, batch_size=batch_size, **kwargs)
 
     def _check_item(self, item: Any, params: dict[str, Any]) -> Any:
@@ -660,18 +629,15 @@ class QuestionAnsweringPipeline(_TextPipeline):
             stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True, return_tensors="pt",
         )
         cls_id = self.tokenizer.cls_token_id
-        features = []
-        for index in range(len(encoded["input_ids"])):
-            ids = encoded["input_ids"][index].tolist()
+
+        def meta(index: int) -> dict[str, Any]:
             # an answer may start and end on context tokens, or on [CLS] (no answer)
             allowed = [1 if s == 1 or (cls_id is not None and t == cls_id) else 0
-                       for s, t in zip(encoded.sequence_ids(index), ids)]
-            unused = ("offset_mapping", "overflow_to_sample_mapping")
-            inputs = {k: v[index] for k, v in encoded.items() if k not in unused}
-            meta = {"allowed": allowed, "encoding": encoded.encodings[index],
+                       for s, t in zip(encoded.sequence_ids(index), encoded["input_ids"][index].tolist())]
+            return {"allowed": allowed, "encoding": encoded.encodings[index],
                     "offsets": encoded["offset_mapping"][index].tolist()}
-            features.append(Feature(inputs, meta))
-        return features
+
+        return _windows(encoded, meta)
 
     def _postprocess(self, item, features, outputs, params):
         import torch
@@ -728,9 +694,8 @@ def _best_spans(start: Any, end: Any, top_k: int, max_answer_len: int, allowed: 
 
 
 class FeatureExtractionPipeline(_TextPipeline):
-    """``pipe("text")`` -> the last hidden state as nested lists, ``[1][tokens][hidden]`` as the
-    reference. ``pooling="mean"`` (masked mean) or ``"cls"`` gives one vector per text instead;
-    ``normalize=True`` scales it to unit length. ``return_tensors=True`` returns torch tensors."""
+    """``pipe("text")`` -> the last hidden state as nested lists (``[1][tokens][hidden]``), or with
+    ``pooling`` ("mean" or "cls") one vector per text, unit length with ``normalize=True``."""
 
     task = "feature-extraction"
     skips_batch_padding = True
@@ -863,8 +828,7 @@ class _ImagePipeline(Pipeline):
 
 
 class ImageClassificationPipeline(_ImagePipeline):
-    """``pipe(image)`` -> the ``top_k`` (default 5) ``{"label", "score"}``, best first; a list of
-    images -> one such list each. ``function_to_apply``: "softmax", "sigmoid" or "none"."""
+    """``pipe(image)`` -> the ``top_k`` (default 5) ``{"label", "score"}``, best first."""
 
     task = "image-classification"
     options = {
@@ -874,14 +838,12 @@ class ImageClassificationPipeline(_ImagePipeline):
     }
 
     def _postprocess(self, item, features, outputs, params):
-        ranked = _ranked(outputs[0]["logits"], self.model.config, params.get("function_to_apply"))
-        return [{"label": label, "score": score} for score, label in ranked[: params.get("top_k", 5)]]
+        return _ranked(outputs[0]["logits"], self.model.config, params.get("function_to_apply"), params.get("top_k", 5))
 
 
 class ImageFeatureExtractionPipeline(_ImagePipeline):
-    """``pipe(image)`` -> the model's first output as nested lists (``[1, ...]``), as the reference:
-    the last hidden state, or ``pool=True`` for ``pooler_output``. A backbone gives its feature maps,
-    one ``[1, C, H, W]`` nested list per stage. ``return_tensors=True`` returns torch tensors."""
+    """``pipe(image)`` -> the last hidden state as nested lists (``[1, ...]``), ``pooler_output``
+    with ``pool=True``; a backbone gives one ``[1, C, H, W]`` feature map per stage."""
 
     task = "image-feature-extraction"
     options = {"pool": (_FLAG, True), "return_tensors": (_FLAG, True), "timeout": (_ANY, False)}
@@ -910,12 +872,12 @@ class _AudioPipeline(Pipeline):
     def _check_item(self, item: Any, params: dict[str, Any]) -> Any:
         if isinstance(item, (str, os.PathLike, bytes, bytearray)):
             return item
-        if isinstance(item, dict):
-            if "sampling_rate" not in item or not ("raw" in item or "array" in item):
-                raise InputError('An audio dict needs a "raw" (or "array") key with the samples and "sampling_rate".')
-            self._checked_samples(item["raw"] if item.get("raw") is not None else item.get("array"))
-            return item
-        return self._checked_samples(item)
+        if not isinstance(item, dict):
+            return self._checked_samples(item)
+        if "sampling_rate" not in item or not ("raw" in item or "array" in item):
+            raise InputError('An audio dict needs a "raw" (or "array") key with the samples and "sampling_rate".')
+        samples = self._checked_samples(item["raw"] if item.get("raw") is not None else item.get("array"))
+        return {"raw": samples, "sampling_rate": item["sampling_rate"]}
 
     def _checked_samples(self, samples: Any) -> Any:
         """``samples`` as a 1-D numpy array, or :class:`InputError` saying what audio may be."""
@@ -943,14 +905,11 @@ class _AudioPipeline(Pipeline):
         rate = self.feature_extractor.sampling_rate
         if isinstance(item, (str, os.PathLike, bytes, bytearray)):
             return load_audio(item, rate)
-        if not isinstance(item, dict):
-            return item
-        samples = self._checked_samples(item["raw"] if item.get("raw") is not None else item["array"])
-        if item["sampling_rate"] != rate:
-            import soxr
+        if not isinstance(item, dict) or item["sampling_rate"] == rate:
+            return item["raw"] if isinstance(item, dict) else item
+        import soxr
 
-            samples = soxr.resample(samples.astype(np.float32), item["sampling_rate"], rate, quality="HQ")
-        return samples
+        return soxr.resample(item["raw"].astype(np.float32), item["sampling_rate"], rate, quality="HQ")
 
     def input_length(self, item: Any) -> int:
         return int(self._samples(self._check_item(item, self._defaults)).shape[0])
@@ -967,25 +926,22 @@ class _AudioPipeline(Pipeline):
 
 
 class AudioClassificationPipeline(_AudioPipeline):
-    """``pipe(audio)`` -> the ``top_k`` (default 5; ``None`` = all) ``{"score", "label"}``.
-    ``audio``: a 1-D float array at the extractor's rate, ``{"raw": array, "sampling_rate": sr}``
-    (resampled), or a file path / bytes (decoded with ``load_audio``)."""
+    """``pipe(audio)`` -> the ``top_k`` (default 5; ``None`` = all) ``{"score", "label"}``; audio is
+    an array of samples, ``{"raw": array, "sampling_rate": sr}``, or a file path / bytes."""
 
     task = "audio-classification"
     options = {"top_k": (_COUNT_OR_ALL, True), "function_to_apply": (_SCORE_FUNCTION, False)}
 
     def _postprocess(self, item, features, outputs, params):
-        function = params.get("function_to_apply")
-        ranked = _ranked(outputs[0]["logits"], self.model.config, function, single_label_is_sigmoid=False)
-        return [{"score": score, "label": label} for score, label in ranked[: params.get("top_k", 5)]]
+        function, top_k = params.get("function_to_apply"), params.get("top_k", 5)
+        ranked = _ranked(outputs[0]["logits"], self.model.config, function, top_k, one_label_sigmoid=False)
+        return [{"score": r["score"], "label": r["label"]} for r in ranked]  # the reference's key order
 
 
 class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
-    """``pipe(audio)`` -> ``{"text": ...}``: greedy CTC decoding (argmax per frame, repeats and
-    blanks collapsed by the tokenizer). ``return_timestamps="char"`` or ``"word"`` adds
-    ``"chunks": [{"text", "timestamp": (start_s, end_s)}]``. ``chunk_length_s`` splits long audio
-    into windows overlapping by ``stride_length_s`` (default a sixth of the window, each side)
-    whose overlaps are dropped from the frame predictions before decoding, as the reference does."""
+    """``pipe(audio)`` -> ``{"text": ...}`` by greedy CTC decoding; ``return_timestamps`` ("char" or
+    "word") adds timed ``"chunks"``. ``chunk_length_s`` splits long audio into windows overlapping
+    by ``stride_length_s`` (default: a sixth of the window), dropped again before decoding."""
 
     task = "automatic-speech-recognition"
     _attention_mask = True
@@ -1086,44 +1042,39 @@ def pipeline(
     source_options.update(split_source_options(model_kwargs)[0])
     model_kwargs.update(source_options)
     dtype = _dtype_of(dtype if dtype is not None else kwargs.pop("torch_dtype", None))
+    if dtype is not None:
+        model_kwargs["dtype"] = dtype
     device = _device_of(device)
     task = resolve_task(task) if task is not None else None
     if isinstance(model, (str, os.PathLike)):
         checkpoint = os.fspath(model)
         config = auto.AutoConfig.from_pretrained(checkpoint, **source_options)
-        task = task or infer_task(config)
-        spec = TASKS[task]
-        architectures = getattr(config, "architectures", None) or []
-        is_backbone = spec.backbone_auto_model and architectures and architectures[0].endswith("Backbone")
-        auto_class = getattr(auto, spec.backbone_auto_model if is_backbone else spec.auto_model)
-        if dtype is not None:
-            model_kwargs["dtype"] = dtype
-        model = auto_class.from_pretrained(checkpoint, **model_kwargs)
+    elif hasattr(model, "config") and callable(getattr(model, "forward", None)):
+        checkpoint, config = getattr(model.config, "name_or_path", None) or None, model.config
     else:
-        if not hasattr(model, "config") or not callable(getattr(model, "forward", None)):
-            raise InputError(f"model must be a checkpoint path, a hub id or a loaded model, got {_describe(model)}.")
-        task = task or infer_task(model.config)
-        spec = TASKS[task]
-        checkpoint = getattr(model.config, "name_or_path", None) or None
-        if dtype is not None and dtype != "auto":
-            model = model.to(dtype)
+        raise InputError(f"model must be a checkpoint path, a hub id or a loaded model, got {_describe(model)}.")
+    task = task or infer_task(config)
+    spec = TASKS[task]
+    if isinstance(model, (str, os.PathLike)):
+        architectures = getattr(config, "architectures", None) or [""]
+        is_backbone = spec.backbone_auto_model and architectures[0].endswith("Backbone")
+        auto_class = getattr(auto, spec.backbone_auto_model if is_backbone else spec.auto_model)
+        model = auto_class.from_pretrained(checkpoint, **model_kwargs)
+    elif dtype is not None and dtype != "auto":
+        model = model.to(dtype)
     processors = {"tokenizer": tokenizer, "image_processor": image_processor, "feature_extractor": feature_extractor}
-    loaders = {"tokenizer": auto.AutoTokenizer, "image_processor": auto.AutoImageProcessor,
-               "feature_extractor": auto.AutoFeatureExtractor}
     for name in spec.processors:
-        value = processors[name]
-        if value is None or isinstance(value, (str, os.PathLike)):
-            source = value if value is not None else checkpoint
-            if not source:
-                raise InputError(
-                    f"The {task} pipeline needs a {name}: pass {name}= (the model came without a checkpoint path)."
-                )
-            processors[name] = loaders[name].from_pretrained(source, **source_options)
+        source = processors[name] if processors[name] is not None else checkpoint
+        if not source:
+            raise InputError(f"The {task} pipeline needs a {name}: pass {name}= (the model has no checkpoint path).")
+        if isinstance(source, (str, os.PathLike)):
+            processors[name] = getattr(auto, PROCESSOR_CLASSES[name]).from_pretrained(source, **source_options)
     return globals()[spec.pipeline_class(task)](model, device=device, batch_size=batch_size, **processors, **kwargs)
 
 
 __all__ = [
     "AudioClassificationPipeline", "AutomaticSpeechRecognitionPipeline", "FeatureExtractionPipeline",
-    "FillMaskPipeline", "ImageClassificationPipeline", "ImageFeatureExtractionPipeline", "Pipeline", "QuestionAnsweringPipeline",
-    "TextClassificationPipeline", "TokenClassificationPipeline", "infer_task", "pipeline", "resolve_task",
+    "FillMaskPipeline", "ImageClassificationPipeline", "ImageFeatureExtractionPipeline", "Pipeline",
+    "QuestionAnsweringPipeline", "TextClassificationPipeline", "TokenClassificationPipeline", "infer_task",
+    "pipeline", "resolve_task",
 ]

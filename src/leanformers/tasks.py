@@ -1,9 +1,7 @@
 """The pipeline tasks, and which of them a checkpoint serves.
 
-One table says what each task needs (its pipeline class, Auto class, processors, input kind) and
-one function, :func:`task_of`, says which task an architecture serves. The pipelines, the command
-line, the batch engine and the Ray engine all ask these, so a checkpoint means the same task
-everywhere. Light: no torch, no architecture imported.
+One table says what each task needs and :func:`task_of` which task an architecture serves; every
+entry point asks these, so a checkpoint means the same task everywhere. Imports no torch.
 """
 
 from __future__ import annotations
@@ -16,10 +14,8 @@ from .errors import InputError, UnknownNameError, UnsupportedModelError
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A task's Auto model class (a name in ``leanformers.auto``), the processors it loads, what
-    one input is ("text", "image" or "audio"), and the Auto class that loads a backbone checkpoint
-    instead, where one may. Its pipeline class is named after the task (``fill-mask`` ->
-    ``FillMaskPipeline``)."""
+    """A task's Auto model class (in ``leanformers.auto``), its processors, what one input is
+    ("text", "image" or "audio"), and the Auto class for a backbone checkpoint where one may serve."""
 
     auto_model: str
     processors: tuple[str, ...]
@@ -43,6 +39,11 @@ TASKS: dict[str, TaskSpec] = {
     "automatic-speech-recognition": TaskSpec("AutoModelForCTC", ("feature_extractor", "tokenizer"), "audio"),
 }
 
+# Processor kind -> the Auto class (in ``leanformers.auto``) that loads it.
+PROCESSOR_CLASSES = {
+    "tokenizer": "AutoTokenizer", "image_processor": "AutoImageProcessor", "feature_extractor": "AutoFeatureExtractor"
+}
+
 TASK_ALIASES: dict[str, str] = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 
 # Architecture class-name suffix -> {modality: task}; the first suffix that matches decides.
@@ -59,13 +60,9 @@ ARCHITECTURE_TASKS: tuple[tuple[str, dict[str, str]], ...] = (
 )
 
 
-def supported_tasks() -> list[str]:
-    return sorted(TASKS)
-
-
 def _task_list() -> str:
     aliases = ", ".join(f"{alias!r} (= {task!r})" for alias, task in TASK_ALIASES.items())
-    return f"{', '.join(repr(t) for t in supported_tasks())}; aliases: {aliases}"
+    return f"{', '.join(repr(t) for t in sorted(TASKS))}; aliases: {aliases}"
 
 
 def resolve_task(task: Any) -> str:
@@ -74,21 +71,16 @@ def resolve_task(task: Any) -> str:
         raise InputError(f"task must be a string, got {type(task).__name__}. Supported tasks: {_task_list()}.")
     task = TASK_ALIASES.get(task, task)
     if task not in TASKS:
-        raise UnknownNameError(f"Unknown pipeline task {task!r}. Supported tasks: {_task_list()}.")
+        raise UnknownNameError(f"{task!r} is an unknown task; supported tasks: {_task_list()}.")
     return task
-
-
-def registered_architectures(model_type: str | None) -> list[str]:
-    """The model classes the registry offers for ``model_type`` (none for an unknown type)."""
-    from . import registry
-
-    return list(registry.MODELS.get(model_type, ("", "", {}))[2].values())
 
 
 def modality(model_type: str | None) -> str:
     """"vision", "audio" or "text": what a model type reads, told by the heads registered for it,
     so a new family needs no entry here."""
-    names = registered_architectures(model_type)
+    from . import registry
+
+    names = registry.MODELS.get(model_type, ("", "", {}))[2].values()
     if any(name.endswith(("ForImageClassification", "Backbone")) for name in names):
         return "vision"
     if any(name.endswith("ForCTC") for name in names):
