@@ -182,9 +182,9 @@ def _round_up(length: int, multiple: int | None) -> int:
 
 
 def _batch(rows: Any, masks: list[np.ndarray] | None, others: dict[str, Any], tensor_type: Any) -> BatchFeature:
-    if tensor_type_name(tensor_type) == "pt" and len({len(row) for row in rows}) > 1:
+    lengths = sorted({len(row) for row in rows})
+    if tensor_type_name(tensor_type) == "pt" and len(lengths) > 1:
         # numpy takes ragged rows as an object array (as in the reference); torch cannot.
-        lengths = sorted({len(row) for row in rows})
         raise InputError(
             f"Cannot return one torch tensor for utterances of different lengths ({lengths[0]} to "
             f"{lengths[-1]} samples): pass padding=True (or padding='max_length', max_length=...), or "

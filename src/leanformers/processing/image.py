@@ -64,12 +64,8 @@ _FLAGS = ("do_convert_rgb", "do_resize", "do_rescale", "do_normalize", "do_pad",
 _SIZE_KEYS = ("size", "crop_size", "pad_size")
 # The size dictionaries a config may hold (any other set of keys is refused).
 _SIZE_KEY_SETS = (
-    {"height", "width"},
-    {"shortest_edge"},
-    {"shortest_edge", "longest_edge"},
-    {"longest_edge"},
-    {"max_height", "max_width"},
-    {"min_pixels", "max_pixels"},
+    {"height", "width"}, {"shortest_edge"}, {"shortest_edge", "longest_edge"}, {"longest_edge"},
+    {"max_height", "max_width"}, {"min_pixels", "max_pixels"},
 )
 
 
