@@ -71,13 +71,10 @@ _MODEL_INPUT_NAMES: dict[str, tuple[str, ...]] = {
     GENERIC_CLASS: ("input_ids", "attention_mask"),
 }
 _WORDPIECE_DEFAULT_INPUTS = _MODEL_INPUT_NAMES["BertTokenizer"]
-_WORDPIECE_SPECIAL_DEFAULTS = (
-    ("unk_token", "[UNK]"),
-    ("sep_token", "[SEP]"),
-    ("pad_token", "[PAD]"),
-    ("cls_token", "[CLS]"),
-    ("mask_token", "[MASK]"),
-)
+_WORDPIECE_DEFAULTS = {
+    "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
+    "do_lower_case": True, "tokenize_chinese_chars": True, "strip_accents": None,
+}
 
 
 _PADDING = ("longest", "max_length", "do_not_pad")
@@ -1712,18 +1709,14 @@ def _build_wordpiece(
         if not vocab:
             raise TokenizerError(f"The vocabulary {vocab_file!r} is empty.")
 
-    for key, default in _WORDPIECE_SPECIAL_DEFAULTS:
+    for key, default in _WORDPIECE_DEFAULTS.items():
         init_kwargs.setdefault(key, default)
-    do_lower_case = init_kwargs.setdefault("do_lower_case", True)
-    tokenize_chinese_chars = init_kwargs.setdefault("tokenize_chinese_chars", True)
-    strip_accents = init_kwargs.setdefault("strip_accents", None)
-
+    options = {key: init_kwargs[key] for key in ("do_lower_case", "tokenize_chinese_chars", "strip_accents")}
+    do_lower_case, tokenize_chinese_chars, strip_accents = options.values()
     try:
         backend = Tokenizer(WordPiece(vocab, unk_token=str(init_kwargs["unk_token"])))
         backend.normalizer = normalizers.BertNormalizer(
-            clean_text=True,
-            handle_chinese_chars=tokenize_chinese_chars,
-            strip_accents=strip_accents,
+            clean_text=True, handle_chinese_chars=tokenize_chinese_chars, strip_accents=strip_accents,
             lowercase=do_lower_case,
         )
     except (TypeError, ValueError, OverflowError) as exc:
@@ -1735,17 +1728,12 @@ def _build_wordpiece(
     backend.decoder = decoders.WordPiece(prefix="##")
 
     tokenizer = PreTrainedTokenizer(
-        backend,
-        class_name=class_name,
-        _json_truncation=json_truncation,
-        _json_padding=json_padding,
-        **init_kwargs,
+        backend, class_name=class_name, _json_truncation=json_truncation, _json_padding=json_padding, **init_kwargs
     )
     if "model_input_names" not in init_kwargs:
         tokenizer.model_input_names = list(_MODEL_INPUT_NAMES.get(class_name, _WORDPIECE_DEFAULT_INPUTS))
-    tokenizer.do_lower_case = do_lower_case
-    tokenizer.tokenize_chinese_chars = tokenize_chinese_chars
-    tokenizer.strip_accents = strip_accents
+    for key, value in options.items():
+        setattr(tokenizer, key, value)
 
     cls_token, sep_token = str(tokenizer.cls_token), str(tokenizer.sep_token)
     cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else 2
