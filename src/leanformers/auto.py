@@ -15,17 +15,8 @@ from .errors import InputError, UnsupportedModelError
 from .hub import Source, split_source_options
 
 # Arguments of PreTrainedModel.from_pretrained that are not config overrides.
-_LOAD_OPTIONS = (
-    "dtype",
-    "torch_dtype",
-    "device",
-    "device_map",
-    "ignore_mismatched_sizes",
-    "output_loading_info",
-    "use_safetensors",
-    "low_cpu_mem_usage",
-    "attn_implementation",
-)
+_LOAD_OPTIONS = ("dtype", "torch_dtype", "device", "device_map", "ignore_mismatched_sizes", "output_loading_info",
+                 "use_safetensors", "low_cpu_mem_usage", "attn_implementation")
 
 
 def _no_instances(cls: type) -> None:
@@ -115,40 +106,20 @@ class _AutoModel:
         registry.register_model(model_type, cls.task, model_class, exist_ok=exist_ok)
 
 
-class AutoModel(_AutoModel):
-    task = "base"
+def _auto_model(name: str, task: str) -> type[_AutoModel]:
+    return type(name, (_AutoModel,), {"task": task, "__doc__": f"The checkpoint's {task} model class.",
+                                      "__module__": __name__})
 
 
-class AutoModelForSequenceClassification(_AutoModel):
-    task = "sequence-classification"
-
-
-class AutoModelForTokenClassification(_AutoModel):
-    task = "token-classification"
-
-
-class AutoModelForQuestionAnswering(_AutoModel):
-    task = "question-answering"
-
-
-class AutoModelForMaskedLM(_AutoModel):
-    task = "masked-lm"
-
-
-class AutoModelForImageClassification(_AutoModel):
-    task = "image-classification"
-
-
-class AutoBackbone(_AutoModel):
-    task = "backbone"
-
-
-class AutoModelForAudioClassification(_AutoModel):
-    task = "audio-classification"
-
-
-class AutoModelForCTC(_AutoModel):
-    task = "ctc"
+AutoModel = _auto_model("AutoModel", "base")
+AutoModelForSequenceClassification = _auto_model("AutoModelForSequenceClassification", "sequence-classification")
+AutoModelForTokenClassification = _auto_model("AutoModelForTokenClassification", "token-classification")
+AutoModelForQuestionAnswering = _auto_model("AutoModelForQuestionAnswering", "question-answering")
+AutoModelForMaskedLM = _auto_model("AutoModelForMaskedLM", "masked-lm")
+AutoModelForImageClassification = _auto_model("AutoModelForImageClassification", "image-classification")
+AutoBackbone = _auto_model("AutoBackbone", "backbone")
+AutoModelForAudioClassification = _auto_model("AutoModelForAudioClassification", "audio-classification")
+AutoModelForCTC = _auto_model("AutoModelForCTC", "ctc")
 
 
 class _AutoProcessor:
@@ -191,17 +162,8 @@ class AutoTokenizer(_AutoProcessor):
 
 
 __all__ = [
-    "AutoConfig",
-    "AutoModel",
-    "AutoModelForSequenceClassification",
-    "AutoModelForTokenClassification",
-    "AutoModelForQuestionAnswering",
-    "AutoModelForMaskedLM",
-    "AutoModelForImageClassification",
-    "AutoBackbone",
-    "AutoImageProcessor",
-    "AutoModelForAudioClassification",
-    "AutoModelForCTC",
-    "AutoFeatureExtractor",
+    "AutoConfig", "AutoModel", "AutoModelForSequenceClassification", "AutoModelForTokenClassification",
+    "AutoModelForQuestionAnswering", "AutoModelForMaskedLM", "AutoModelForImageClassification", "AutoBackbone",
+    "AutoImageProcessor", "AutoModelForAudioClassification", "AutoModelForCTC", "AutoFeatureExtractor",
     "AutoTokenizer",
 ]
