@@ -1,7 +1,8 @@
 """leanformers: the Transformers AutoClass system, from scratch.
 
 Public names are resolved on first use (PEP 562), so ``import leanformers`` pulls in neither torch
-nor any architecture; each name below is imported from its module only when it is touched.
+nor any architecture; each name below, and every class the registry names, is imported from its
+module only when it is touched.
 """
 
 from __future__ import annotations
@@ -43,38 +44,6 @@ _EXPORTS: dict[str, str] = {
     "CTCTokenizer": "leanformers.processing.ctc",
     "Wav2Vec2CTCTokenizer": "leanformers.processing.ctc:CTCTokenizer",
     "load_audio": "leanformers.processing.audio",
-    # architectures
-    "BertConfig": "leanformers.models.bert",
-    "BertModel": "leanformers.models.bert",
-    "BertForSequenceClassification": "leanformers.models.bert",
-    "BertForTokenClassification": "leanformers.models.bert",
-    "BertForQuestionAnswering": "leanformers.models.bert",
-    "BertForMaskedLM": "leanformers.models.bert",
-    "DistilBertConfig": "leanformers.models.distilbert",
-    "DistilBertModel": "leanformers.models.distilbert",
-    "DistilBertForSequenceClassification": "leanformers.models.distilbert",
-    "DistilBertForTokenClassification": "leanformers.models.distilbert",
-    "DistilBertForQuestionAnswering": "leanformers.models.distilbert",
-    "DistilBertForMaskedLM": "leanformers.models.distilbert",
-    "ViTConfig": "leanformers.models.vit",
-    "ViTModel": "leanformers.models.vit",
-    "ViTForImageClassification": "leanformers.models.vit",
-    "SwinConfig": "leanformers.models.swin",
-    "SwinModel": "leanformers.models.swin",
-    "SwinForImageClassification": "leanformers.models.swin",
-    "SwinBackbone": "leanformers.models.swin",
-    "ResNetConfig": "leanformers.models.resnet",
-    "ResNetModel": "leanformers.models.resnet",
-    "ResNetForImageClassification": "leanformers.models.resnet",
-    "ResNetBackbone": "leanformers.models.resnet",
-    "Wav2Vec2Config": "leanformers.models.wav2vec2",
-    "Wav2Vec2Model": "leanformers.models.wav2vec2",
-    "Wav2Vec2ForSequenceClassification": "leanformers.models.wav2vec2",
-    "Wav2Vec2ForCTC": "leanformers.models.wav2vec2",
-    "HubertConfig": "leanformers.models.hubert",
-    "HubertModel": "leanformers.models.hubert",
-    "HubertForSequenceClassification": "leanformers.models.hubert",
-    "HubertForCTC": "leanformers.models.hubert",
     # errors
     "LeanformersError": "leanformers.errors",
     "CheckpointNotFoundError": "leanformers.errors",
@@ -87,11 +56,20 @@ _EXPORTS: dict[str, str] = {
     "TokenizerError": "leanformers.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+
+
+def _architectures() -> dict[str, str]:
+    """Every config and model class the registry names, from its family's module."""
+    from . import registry
+
+    return {name: module for module, config, heads in registry.MODELS.values() for name in (config, *heads.values())}
+
+
+__all__ = sorted({*_EXPORTS, *_architectures()})
 
 
 def __getattr__(name: str) -> Any:
-    target = _EXPORTS.get(name)
+    target = _EXPORTS.get(name) or _architectures().get(name)
     if target is None:
         raise AttributeError(f"module 'leanformers' has no attribute {name!r}")
     module_name, _, attr = target.partition(":")
@@ -101,4 +79,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(__all__))
