@@ -13,14 +13,31 @@ from ..errors import ConfigError, InputError
 from .activations import ACTIVATIONS
 
 
+def positive_int(key: str, value: object) -> int:
+    """``value`` when it is a positive int (not a bool), else a ConfigError naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
+    return value
+
+
+def pair(value: object, key: str) -> tuple[int, int]:
+    """``image_size`` / ``patch_size`` as (height, width): one int for a square, or a pair."""
+    values = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if (
+        not isinstance(values, (list, tuple))
+        or len(values) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values)
+    ):
+        raise ConfigError(f"{key} must be a positive integer or a [height, width] pair of them, got {value!r}.")
+    return int(values[0]), int(values[1])
+
+
 def validate_encoder_config(
     config: PretrainedConfig, sizes: tuple[str, ...], dropouts: tuple[str, ...], activation: str
 ) -> None:
     """Positive sizes, heads dividing the width, probabilities in [0, 1], a known activation, a valid pad id."""
     for key in sizes:
-        value = getattr(config, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
+        positive_int(key, getattr(config, key))
     hidden, heads = config.hidden_size, config.num_attention_heads
     if hidden % heads:
         raise ConfigError(

@@ -31,7 +31,7 @@ from ..modeling.backbone import (
 from ..modeling.base import PreTrainedModel
 from ..modeling.heads import ForImageClassification
 from ..modeling.loading import Conversion
-from ..modeling.checks import check_masked_patches, check_pixel_values
+from ..modeling.checks import check_masked_patches, check_pixel_values, pair, positive_int
 from ..modeling.outputs import ModelOutput
 
 # Score added to attention between tokens that a cyclic shift made neighbours but that are not
@@ -69,7 +69,7 @@ class SwinConfig(BackboneConfigMixin, PretrainedConfig):
 
     def validate(self) -> None:
         for key in ("num_channels", "embed_dim", "window_size", "encoder_stride"):
-            _check_positive_int(key, getattr(self, key))
+            positive_int(key, getattr(self, key))
         image, patch = pair(self.image_size, "image_size"), pair(self.patch_size, "patch_size")
         if patch[0] > image[0] or patch[1] > image[1]:
             raise ConfigError(f"patch_size {self.patch_size!r} is larger than image_size {self.image_size!r}.")
@@ -106,29 +106,12 @@ class SwinConfig(BackboneConfigMixin, PretrainedConfig):
         align_backbone_config(self)
 
 
-def _check_positive_int(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
-
-
 def _int_list(value: Any, key: str) -> list[int]:
     if not isinstance(value, (list, tuple)) or not value:
         raise ConfigError(f"{key} must be a non-empty list of positive integers (one per stage), got {value!r}.")
     for item in value:
-        _check_positive_int(key, item)
+        positive_int(key, item)
     return list(value)
-
-
-def pair(value: Any, key: str) -> tuple[int, int]:
-    """``image_size`` / ``patch_size`` as (height, width): one int for a square, or a pair."""
-    values = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if (
-        not isinstance(values, (list, tuple))
-        or len(values) != 2
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values)
-    ):
-        raise ConfigError(f"{key} must be a positive integer or a [height, width] pair of them, got {value!r}.")
-    return int(values[0]), int(values[1])
 
 
 # -- outputs ------------------------------------------------------------------------------------

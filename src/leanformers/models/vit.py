@@ -23,7 +23,7 @@ from ..modeling.attention import attend, run_layers
 from ..modeling.base import PreTrainedModel
 from ..modeling.heads import ForImageClassification
 from ..modeling.loading import Conversion
-from ..modeling.checks import check_masked_patches, check_pixel_values
+from ..modeling.checks import check_masked_patches, check_pixel_values, pair, positive_int
 from ..modeling.outputs import BaseModelOutputWithPooling
 
 
@@ -57,7 +57,7 @@ class ViTConfig(PretrainedConfig):
     def validate(self) -> None:
         for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "num_channels",
                     "pooler_output_size"):
-            _positive_int(self, key)
+            positive_int(key, getattr(self, key))
         if self.hidden_size % self.num_attention_heads and "head_dim" not in self:
             raise ConfigError(
                 f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
@@ -78,24 +78,6 @@ class ViTConfig(PretrainedConfig):
         image, patch = pair(self.image_size, "image_size"), pair(self.patch_size, "patch_size")
         if patch[0] > image[0] or patch[1] > image[1]:
             raise ConfigError(f"patch_size {self.patch_size!r} is larger than image_size {self.image_size!r}.")
-
-
-def _positive_int(config: PretrainedConfig, key: str) -> None:
-    value = getattr(config, key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
-
-
-def pair(value: Any, key: str) -> tuple[int, int]:
-    """``image_size`` / ``patch_size`` as (height, width): one int for a square, or a pair."""
-    values = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if (
-        not isinstance(values, (list, tuple))
-        or len(values) != 2
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values)
-    ):
-        raise ConfigError(f"{key} must be a positive integer or a [height, width] pair of them, got {value!r}.")
-    return int(values[0]), int(values[1])
 
 
 # -- modules ------------------------------------------------------------------------------------

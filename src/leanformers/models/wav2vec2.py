@@ -23,6 +23,7 @@ from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
 from ..modeling.attention import Mask, attend, run_layers
 from ..modeling.base import PreTrainedModel
+from ..modeling.checks import positive_int
 from ..modeling.loading import Conversion
 from ..modeling.outputs import ModelOutput, SequenceClassifierOutput
 
@@ -109,9 +110,9 @@ class Wav2Vec2Config(PretrainedConfig):
     def validate(self) -> None:
         for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                     "num_conv_pos_embeddings", "num_conv_pos_embedding_groups", "classifier_proj_size"):
-            _positive_int(self, key)
+            positive_int(key, getattr(self, key))
         if self.vocab_size is not None:
-            _positive_int(self, "vocab_size")
+            positive_int("vocab_size", self.vocab_size)
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
@@ -154,17 +155,11 @@ class Wav2Vec2Config(PretrainedConfig):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ConfigError(f"{key} must be a probability between 0 and 1, got {value!r}.")
         for key in ("mask_time_length", "mask_feature_length"):
-            _positive_int(self, key)
+            positive_int(key, getattr(self, key))
         if not self.layer_norm_eps > 0:
             raise ConfigError(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}.")
         if self.ctc_loss_reduction not in ("sum", "mean", "none"):
             raise ConfigError(f"ctc_loss_reduction must be 'sum', 'mean' or 'none', got {self.ctc_loss_reduction!r}.")
-
-
-def _positive_int(config: PretrainedConfig, key: str) -> None:
-    value = getattr(config, key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
 
 
 # -- outputs --------------------------------------------------------------------------------------
