@@ -460,13 +460,12 @@ class TokenClassificationPipeline(_TextPipeline):
         return _windows(encoded, meta)
 
     def _postprocess(self, item, features, outputs, params):
-        strategy = params.get("aggregation_strategy", "none")
-        ignore = params.get("ignore_labels", ["O"])
+        strategy, ignore = params.get("aggregation_strategy", "none"), params.get("ignore_labels", ["O"])
         entities: list[dict[str, Any]] = []
         for feature, output in zip(features, outputs):
             scores = output["logits"][: len(feature.meta["ids"])].softmax(-1).numpy()
-            grouped = self._aggregate(self._pre_entities(feature.meta, scores), strategy)
-            entities.extend(e for e in grouped if e.get("entity") not in ignore and e.get("entity_group") not in ignore)
+            found = self._aggregate(self._pre_entities(feature.meta, scores), strategy)
+            entities.extend(e for e in found if e.get("entity", e.get("entity_group")) not in ignore)
         return _merge_overlapping(entities) if len(features) > 1 else entities
 
     def _pre_entities(self, meta: dict[str, Any], scores: Any) -> list[dict[str, Any]]:
@@ -475,14 +474,9 @@ class TokenClassificationPipeline(_TextPipeline):
         for index, token_scores in enumerate(scores):
             if meta["special"][index]:
                 continue
-            token_id = meta["ids"][index]
-            word = self.tokenizer.convert_ids_to_tokens(token_id)
-            start, end = meta["offsets"][index]
-            text = sentence[start:end]
-            if prefix:
-                is_subword = len(word) != len(text)
-            else:
-                is_subword = start > 0 and " " not in sentence[start - 1 : start + 1]
+            token_id, (start, end) = meta["ids"][index], meta["offsets"][index]
+            word, text = self.tokenizer.convert_ids_to_tokens(token_id), sentence[start:end]
+            is_subword = len(word) != len(text) if prefix else start > 0 and " " not in sentence[start - 1 : start + 1]
             if token_id == self.tokenizer.unk_token_id:
                 word, is_subword = text, False
             out.append({"word": word, "scores": token_scores, "start": start, "end": end, "index": index,
@@ -490,33 +484,33 @@ class TokenClassificationPipeline(_TextPipeline):
         return out
 
     def _aggregate(self, pre: list[dict[str, Any]], strategy: str) -> list[dict[str, Any]]:
-        if strategy not in ("none", "simple"):
-            words = _runs(pre, lambda run, token: token["is_subword"])
-            return self._group_entities([self._aggregate_word(word, strategy) for word in words])
-        entities = []
-        for p in pre:
-            best = int(p["scores"].argmax())
-            entities.append({"entity": _label(self.model.config, best), "score": float(p["scores"][best]),
-                             "index": p["index"], "word": p["word"], "start": p["start"], "end": p["end"]})
-        return entities if strategy == "none" else self._group_entities(entities)
-
-    def _aggregate_word(self, tokens: list[dict[str, Any]], strategy: str) -> dict[str, Any]:
+        """Entities of the tokens ``pre``: per token ("none"), grouped ("simple"), or of whole words
+        whose scores are the first token's, the best token's ("max") or the mean ("average")."""
         import numpy as np
 
-        if strategy == "first":
-            scores = tokens[0]["scores"]
-        elif strategy == "max":
-            scores = max(tokens, key=lambda t: t["scores"].max())["scores"]
-        else:
-            scores = np.nanmean(np.stack([t["scores"] for t in tokens]), axis=0)
-        best = int(scores.argmax())
-        return {
-            "entity": _label(self.model.config, best), "score": float(scores[best]),
-            "word": self.tokenizer.convert_tokens_to_string([t["word"] for t in tokens]),
-            "start": tokens[0]["start"], "end": tokens[-1]["end"],
-        }
+        def best(scores: Any) -> dict[str, Any]:
+            index = int(scores.argmax())
+            return {"entity": _label(self.model.config, index), "score": float(scores[index])}
+
+        if strategy in ("none", "simple"):
+            keys = ("index", "word", "start", "end")
+            entities = [{**best(p["scores"]), **{key: p[key] for key in keys}} for p in pre]
+            return entities if strategy == "none" else self._group_entities(entities)
+        words = []
+        for tokens in _runs(pre, lambda run, token: token["is_subword"]):
+            scores = [token["scores"] for token in tokens]
+            if strategy == "max":
+                scores = [max(scores, key=lambda s: s.max())]
+            word_scores = np.nanmean(np.stack(scores), axis=0) if strategy == "average" else scores[0]
+            words.append({**best(word_scores), **self._span(tokens)})
+        return self._group_entities(words)
+
+    def _span(self, run: list[dict[str, Any]]) -> dict[str, Any]:
+        words = [entity["word"] for entity in run]
+        return {"word": self.tokenizer.convert_tokens_to_string(words), "start": run[0]["start"], "end": run[-1]["end"]}
 
     def _group_entities(self, entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Neighbours joined where a tag continues (I- after the same tag), with their mean score."""
         import numpy as np
 
         def continues(run: list[dict[str, Any]], entity: dict[str, Any]) -> bool:
@@ -524,12 +518,8 @@ class TokenClassificationPipeline(_TextPipeline):
             return bi != "B" and tag == _bio(run[-1]["entity"])[1]
 
         return [
-            {
-                "entity_group": group[0]["entity"].split("-", 1)[-1],
-                "score": float(np.nanmean(np.array([e["score"] for e in group], dtype=np.float32))),
-                "word": self.tokenizer.convert_tokens_to_string([e["word"] for e in group]),
-                "start": group[0]["start"], "end": group[-1]["end"],
-            }
+            {"entity_group": group[0]["entity"].split("-", 1)[-1],
+             "score": float(np.nanmean(np.array([e["score"] for e in group], dtype=np.float32))), **self._span(group)}
             for group in _runs(entities, continues)
         ]
 
@@ -546,26 +536,21 @@ def _runs(items: list[dict[str, Any]], joins: Callable[[list, dict], bool]) -> l
 
 
 def _bio(label: str) -> tuple[str, str]:
-    if label.startswith(("B-", "I-")):
-        return label[0], label[2:]
-    return "I", label
+    return (label[0], label[2:]) if label.startswith(("B-", "I-")) else ("I", label)
+
+
+def _extent(entity: dict[str, Any]) -> tuple[int, float]:
+    return entity["end"] - entity["start"], entity["score"]
 
 
 def _merge_overlapping(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Of entities overlapping across windows keep the longest (then the higher-scoring)."""
-    if not entities:
-        return entities
-    entities = sorted(entities, key=lambda e: e["start"])
-    merged, previous = [], entities[0]
-    for entity in entities:
-        if previous["start"] <= entity["start"] < previous["end"]:
-            length, previous_length = entity["end"] - entity["start"], previous["end"] - previous["start"]
-            if length > previous_length or (length == previous_length and entity["score"] > previous["score"]):
-                previous = entity
-        else:
-            merged.append(previous)
-            previous = entity
-    merged.append(previous)
+    merged: list[dict[str, Any]] = []
+    for entity in sorted(entities, key=lambda e: e["start"]):
+        if not merged or not merged[-1]["start"] <= entity["start"] < merged[-1]["end"]:
+            merged.append(entity)
+        elif _extent(entity) > _extent(merged[-1]):
+            merged[-1] = entity
     return merged
 
 
