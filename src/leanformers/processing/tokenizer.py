@@ -64,18 +64,25 @@ CHAT_TEMPLATE_FILE = "chat_template.jinja"
 # class is not one this library knows how to rebuild; the reference uses the same name for it.
 GENERIC_CLASS = "TokenizersBackend"
 
-# What each class name selects. Unlisted wordpiece classes behave like BertTokenizer.
+# The inputs each class name returns by default; unlisted wordpiece classes behave like BertTokenizer.
 _MODEL_INPUT_NAMES: dict[str, tuple[str, ...]] = {
     "BertTokenizer": ("input_ids", "token_type_ids", "attention_mask"),
     "DistilBertTokenizer": ("input_ids", "attention_mask"),
     GENERIC_CLASS: ("input_ids", "attention_mask"),
 }
-_WORDPIECE_DEFAULT_INPUTS = _MODEL_INPUT_NAMES["BertTokenizer"]
 _WORDPIECE_DEFAULTS = {
     "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
     "do_lower_case": True, "tokenize_chinese_chars": True, "strip_accents": None,
 }
 
+# The options a tokenizer.json's truncation / padding settings default (option: field).
+_TRUNCATION_OPTIONS = {
+    "max_length": "max_length", "truncation_side": "direction", "stride": "stride", "truncation_strategy": "strategy",
+}
+_PADDING_OPTIONS = {
+    "pad_token": "pad_token", "pad_token_type_id": "pad_type_id", "padding_side": "direction", "max_length": "length",
+    "pad_to_multiple_of": "pad_to_multiple_of",
+}
 
 _PADDING = ("longest", "max_length", "do_not_pad")
 _TRUNCATION = ("longest_first", "only_first", "only_second", "do_not_truncate")
@@ -84,10 +91,9 @@ _NO_TRUNCATE = "do_not_truncate"
 
 # Loading options and file names the reference leaves out of a saved tokenizer_config.json.
 _NOT_SAVED = (
-    "add_bos_token", "add_eos_token", "added_tokens_decoder", "additional_special_tokens", "name_or_path", "special_tokens_map_file", "tokenizer_file",
-    "vocab_file", "device_map", "slow_tokenizer_class", "files_loaded",
+    "add_bos_token", "add_eos_token", "added_tokens_decoder", "additional_special_tokens", "name_or_path",
+    "special_tokens_map_file", "tokenizer_file", "vocab_file", "device_map", "slow_tokenizer_class", "files_loaded",
 )
-_JSON_TRUNCATION_STRATEGY = {"LongestFirst": "longest_first", "OnlyFirst": "only_first", "OnlySecond": "only_second"}
 
 TextOrBatch = Union[str, Sequence[str], Sequence[Sequence[str]], Sequence[tuple]]
 
@@ -220,15 +226,16 @@ class BatchEncoding(dict):
         try:
             return encodings[batch_index]
         except IndexError:
-            raise InputError(f"{what}(): batch index {batch_index} is out of range for a batch of {len(encodings)}.") from None
+            raise InputError(f"{what}(): batch index {batch_index} is out of range ({len(encodings)} rows).") from None
 
-    def _lookup(self, what: str, batch_or_index: int, index: int | None, *sequence_index: int) -> Any:
+    def _lookup(self, what: str, batch_or_index: int, index: int | None, *sequence_index: int, span: Any = None) -> Any:
         """``Encoding.<what>`` of ``(index)`` in a batch of one, or of ``(batch_index, index)``."""
         batch_index, index = (0, batch_or_index) if index is None else (batch_or_index, index)
         encoding = self._encoding(batch_index, what)
         if index < 0 and what in ("token_to_sequence", "token_to_word"):
             index += len(encoding)  # as the reference: only these two count from the end
-        return getattr(encoding, what)(index, *sequence_index)
+        result = getattr(encoding, what)(index, *sequence_index)
+        return span(*result) if span is not None and result is not None else result
 
     def tokens(self, batch_index: int = 0) -> list[str]:
         return self._encoding(batch_index, "tokens").tokens
@@ -246,21 +253,26 @@ class BatchEncoding(dict):
         return self._lookup("token_to_word", batch_or_token_index, token_index)
 
     def token_to_chars(self, batch_or_token_index: int, token_index: int | None = None) -> CharSpan | None:
-        span = self._lookup("token_to_chars", batch_or_token_index, token_index)
-        return CharSpan(*span) if span is not None else None
+        return self._lookup("token_to_chars", batch_or_token_index, token_index, span=CharSpan)
 
-    def word_to_tokens(self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0) -> TokenSpan | None:
-        span = self._lookup("word_to_tokens", batch_or_word_index, word_index, sequence_index)
-        return TokenSpan(*span) if span is not None else None
+    def word_to_tokens(
+        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
+    ) -> TokenSpan | None:
+        return self._lookup("word_to_tokens", batch_or_word_index, word_index, sequence_index, span=TokenSpan)
 
-    def word_to_chars(self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0) -> CharSpan | None:
-        span = self._lookup("word_to_chars", batch_or_word_index, word_index, sequence_index)
-        return CharSpan(*span) if span is not None else None
+    def word_to_chars(
+        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
+    ) -> CharSpan | None:
+        return self._lookup("word_to_chars", batch_or_word_index, word_index, sequence_index, span=CharSpan)
 
-    def char_to_token(self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0) -> int | None:
+    def char_to_token(
+        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
+    ) -> int | None:
         return self._lookup("char_to_token", batch_or_char_index, char_index, sequence_index)
 
-    def char_to_word(self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0) -> int | None:
+    def char_to_word(
+        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
+    ) -> int | None:
         return self._lookup("char_to_word", batch_or_char_index, char_index, sequence_index)
 
     def convert_to_tensors(self, tensor_type: str | None = None, prepend_batch_axis: bool = False) -> "BatchEncoding":
@@ -276,8 +288,8 @@ class BatchEncoding(dict):
 
     def to(self, device: Any, *, non_blocking: bool = False) -> "BatchEncoding":
         """Move every torch tensor to ``device`` (other values are left as they are)."""
-        kind = type(device)
-        if not isinstance(device, (str, int)) and not (kind.__name__ == "device" and kind.__module__.startswith("torch")):
+        torch_device = type(device).__name__ == "device" and type(device).__module__.startswith("torch")
+        if not (isinstance(device, (str, int)) or torch_device):
             logger.warning("BatchEncoding.to() expects a device (str, int or torch.device), got %r; nothing moved.", device)
             return self
         for key, value in list(self.items()):
@@ -319,41 +331,23 @@ def _as_tensor(value: Any, tensor_type: str, key: str) -> Any:
     and are an error for torch."""
     import numpy as np
 
-    if tensor_type == "np":
-        try:
-            if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray)):
-                if len({len(row) for row in value}) > 1:
-                    return np.asarray([np.asarray(row) for row in value], dtype=object)
-            return np.asarray(value, dtype=None if _has_items(value) else np.int64)
-        except ValueError as exc:
-            raise InputError(f"Cannot make an array of {key!r}: {exc}. Pass padding=True to get rows of one length.") from exc
-    import torch
-
+    rows = isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray))
+    empty = not _has_items(value)
     try:
-        if isinstance(value, list) and value and isinstance(value[0], np.ndarray):
+        if tensor_type == "np":
+            if rows and len({len(row) for row in value}) > 1:
+                return np.asarray([np.asarray(row) for row in value], dtype=object)
+            return np.asarray(value, dtype=np.int64 if empty else None)
+        import torch
+
+        if rows and isinstance(value[0], np.ndarray):
             return torch.from_numpy(np.array(value))
-        return torch.tensor(value) if _has_items(value) else torch.tensor(value, dtype=torch.int64)
+        return torch.tensor(value, dtype=torch.int64 if empty else None)
     except (ValueError, TypeError, RuntimeError) as exc:
         raise InputError(
-            f"Cannot make a tensor of {key!r}: its rows have different lengths. Pass padding=True (and "
-            f"truncation=True for texts longer than the model allows) to get rows of one length, or "
-            f"return_tensors=None for lists."
+            f"Cannot make a {tensor_type} tensor of {key!r} ({exc}). Pass padding=True (and truncation=True for "
+            f"texts longer than the model allows) to get rows of one length, or return_tensors=None for lists."
         ) from exc
-
-
-def _special_token_property(name: str, as_id: bool) -> property:
-    """``tokenizer.<name>`` (the token as a string) or ``tokenizer.<name>_id`` (its id); None if unset."""
-
-    def get(self: "PreTrainedTokenizer") -> str | int | None:
-        value = self._special_tokens_map.get(name)
-        if value is None:
-            return None
-        return self.convert_tokens_to_ids(str(value)) if as_id else str(value)
-
-    def set_(self: "PreTrainedTokenizer", value: Any) -> None:
-        self._set_special_token(name, self.convert_ids_to_tokens(value) if as_id and value is not None else value)
-
-    return property(get, set_)
 
 
 class PreTrainedTokenizer:
@@ -367,9 +361,8 @@ class PreTrainedTokenizer:
     truncation_side: str
 
     def __init__(self, tokenizer_object: Tokenizer, *, class_name: str = GENERIC_CLASS, **kwargs: Any) -> None:
-        """Settle the backend's truncation/padding defaults, the special tokens, the options and the
-        added tokens from the loaded configuration as the reference's constructors do, so that ids,
-        the printed form and the saved config all agree with it."""
+        """Read the options as the reference's constructors do, so that ids, the printed form and the
+        saved config all agree with it."""
         if not isinstance(tokenizer_object, Tokenizer):
             raise InputError(
                 f"PreTrainedTokenizer wraps a tokenizers.Tokenizer, got {type(tokenizer_object).__name__}. "
@@ -392,29 +385,14 @@ class PreTrainedTokenizer:
 
     def _settle_backend_defaults(self, kwargs: dict[str, Any]) -> None:
         """The padding/truncation a tokenizer.json holds become defaults of the options."""
-        backend = self._backend
-        json_truncation = kwargs.pop("_json_truncation", None)
-        json_padding = kwargs.pop("_json_padding", None)
-        truncation = json_truncation or backend.truncation
-        if truncation is not None:
-            backend.enable_truncation(**truncation)
-            kwargs.setdefault("max_length", truncation["max_length"])
-            kwargs.setdefault("truncation_side", truncation["direction"])
-            kwargs.setdefault("stride", truncation["stride"])
-            kwargs.setdefault("truncation_strategy", truncation["strategy"])
-        else:
-            backend.no_truncation()
-        padding = json_padding or backend.padding
-        if padding is not None:
-            backend.enable_padding(**padding)
-            kwargs.setdefault("pad_token", padding["pad_token"])
-            kwargs.setdefault("pad_token_type_id", padding["pad_type_id"])
-            kwargs.setdefault("padding_side", padding["direction"])
-            kwargs.setdefault("max_length", padding["length"])
-            kwargs.setdefault("pad_to_multiple_of", padding["pad_to_multiple_of"])
+        truncation = kwargs.pop("_json_truncation", None) or self._backend.truncation
+        padding = kwargs.pop("_json_padding", None) or self._backend.padding
+        for settings, options in ((truncation, _TRUNCATION_OPTIONS), (padding, _PADDING_OPTIONS)):
+            for option, field in options.items() if settings else ():
+                kwargs.setdefault(option, settings[field])
         # What the backend held on loading; saving writes it back, whatever calls did since.
-        self._loaded_truncation = truncation
-        self._loaded_padding = padding
+        self._loaded_state = (truncation, padding)
+        self._configure(self._loaded_state)
 
     def _read_special_tokens(self, kwargs: dict[str, Any]) -> None:
         """The named, extra and model-specific special tokens (taken out of ``kwargs``)."""
@@ -518,12 +496,12 @@ class PreTrainedTokenizer:
         self._forget_call_settings()
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for names not found normally: model-specific special tokens
-        # (e.g. "image_token") and their ids.
+        # Only reached for names not found normally: the special tokens (e.g. "pad_token",
+        # "image_token") and their ids.
         if name.startswith("_"):
             raise AttributeError(name)
         tokens = self.__dict__.get("_special_tokens_map", {})
-        base = name[:-3] if name.endswith("_id") else name
+        base = name.removesuffix("_id")
         if base in tokens:
             value = tokens[base]
             if value is None:
@@ -723,8 +701,9 @@ class PreTrainedTokenizer:
             raise InputError(f"{name} must be 'right' or 'left', got {value!r}.")
         if name in self._CALL_SETTINGS:
             self._forget_call_settings()
-        if name in self.__dict__.get("_special_tokens_map", ()):
-            self._set_special_token(name, value)  # model-specific ones too, e.g. image_token
+        base = name.removesuffix("_id")
+        if base in self.__dict__.get("_special_tokens_map", ()):  # model-specific ones too, e.g. image_token
+            self._set_special_token(base, self.convert_ids_to_tokens(value) if base != name and value is not None else value)
         else:
             object.__setattr__(self, name, value)
 
@@ -798,17 +777,21 @@ class PreTrainedTokenizer:
         if padding_side is not None and padding_side not in ("right", "left"):
             raise InputError(f"padding_side must be 'right' or 'left' (or None), got {padding_side!r}.")
         stride = _non_negative(stride, "stride") if stride else 0
-        truncation_key = None if trunc == _NO_TRUNCATE else (max_length, stride, trunc, self.truncation_side)
-        pad_spec = None
+        truncation_state = pad_spec = padding_state = None
+        if trunc != _NO_TRUNCATE:
+            truncation_state = dict(max_length=max_length, stride=stride, strategy=trunc, direction=self.truncation_side)
         if pad != _NO_PAD:
             pad_token = str(self._special_tokens_map["pad_token"])
             side = padding_side if padding_side is not None else self.padding_side
             pad_spec = (max_length if pad == "max_length" else None, side, self._token_to_id(pad_token), pad_token, multiple)
-        split = self.split_special_tokens if split is None else bool(split)
         # Tensors of a padded batch are padded in numpy, much cheaper than having Rust pad every
         # row and reading the padding back; lists come straight from padded encodings.
-        plan = _Plan((truncation_key, pad_spec if tensor_type is None else None), pad_spec, split, tensor_type,
-                     verbose and max_length is None)
+        if pad_spec is not None and tensor_type is None:
+            length, direction, pad_id, pad_token, multiple = pad_spec
+            padding_state = dict(direction=direction, pad_id=pad_id, pad_type_id=0, pad_token=pad_token, length=length,
+                                 pad_to_multiple_of=multiple)
+        split = self.split_special_tokens if split is None else bool(split)
+        plan = _Plan((truncation_state, padding_state), pad_spec, split, tensor_type, verbose and max_length is None)
         if len(self._plans) < 64:
             try:
                 self._plans[options] = plan
@@ -825,25 +808,14 @@ class PreTrainedTokenizer:
         self.__dict__.update(state)
         self.__dict__["_lock"] = threading.RLock()
 
-    def _configure(self, state: tuple) -> None:
-        """Put the Rust tokenizer in the wanted padding/truncation state (caller holds the lock)."""
+    def _configure(self, state: tuple[dict | None, dict | None]) -> None:
+        """Put the Rust tokenizer in the wanted (truncation, padding) state (caller holds the lock)."""
         backend = self._backend
         self._applied = None
         truncation, padding = state
         try:
-            if truncation is None:
-                backend.no_truncation()
-            else:
-                max_length, stride, strategy, direction = truncation
-                backend.enable_truncation(max_length, stride=stride, strategy=strategy, direction=direction)
-            if padding is None:
-                backend.no_padding()
-            else:
-                length, direction, pad_id, pad_token, multiple = padding
-                backend.enable_padding(
-                    direction=direction, pad_id=pad_id, pad_type_id=0, pad_token=pad_token, length=length,
-                    pad_to_multiple_of=multiple,
-                )
+            backend.no_truncation() if truncation is None else backend.enable_truncation(**truncation)
+            backend.no_padding() if padding is None else backend.enable_padding(**padding)
         except Exception as exc:
             raise InputError(f"The tokenizer rejected these padding/truncation settings: {exc}") from exc
         self._applied = state
@@ -1229,18 +1201,9 @@ class PreTrainedTokenizer:
         if isinstance(self.chat_template, str):
             files[CHAT_TEMPLATE_FILE] = self.chat_template
         # Save the padding/truncation the checkpoint came with, not whatever the last call left.
-        backend = self._backend
         with self._lock:
-            self._forget_call_settings()
-            if self._loaded_truncation is not None:
-                backend.enable_truncation(**self._loaded_truncation)
-            else:
-                backend.no_truncation()
-            if self._loaded_padding is not None:
-                backend.enable_padding(**self._loaded_padding)
-            else:
-                backend.no_padding()
-            files[TOKENIZER_FILE] = backend.to_str(pretty=True)
+            self._configure(self._loaded_state)
+            files[TOKENIZER_FILE] = self._backend.to_str(pretty=True)
         return files
 
     # Saving writes the live value of these attributes over the loaded config, as the reference
@@ -1282,12 +1245,6 @@ class PreTrainedTokenizer:
             f" special_tokens={self.special_tokens_map},"
             f" added_tokens_decoder={{{added}}})"
         )
-
-
-for _name in SPECIAL_TOKENS_ATTRIBUTES:
-    setattr(PreTrainedTokenizer, _name, _special_token_property(_name, as_id=False))
-    setattr(PreTrainedTokenizer, _name + "_id", _special_token_property(_name, as_id=True))
-del _name
 
 
 # The spaces a WordPiece-style decode leaves before punctuation and contractions.
@@ -1438,30 +1395,19 @@ def _single_type_ids_zero(state: dict[str, Any]) -> bool:
     return kind in ("BertProcessing", "RobertaProcessing", "ByteLevel")
 
 
-def _truncation_from_json(value: Any) -> dict[str, Any] | None:
-    if not isinstance(value, dict):
-        return None
-    return {
-        "max_length": value.get("max_length", 512),
-        "stride": value.get("stride", 0),
-        "strategy": _JSON_TRUNCATION_STRATEGY.get(value.get("strategy"), "longest_first"),
-        "direction": str(value.get("direction", "Right")).lower(),
+def _json_settings(data: dict[str, Any], tokenizer_file: str) -> tuple[dict | None, dict | None]:
+    """tokenizer.json's (truncation, padding), read as the reference does: by the Rust library, from
+    the file's settings over an empty model."""
+    minimal = {
+        "version": "1.0", "truncation": data.get("truncation"), "padding": data.get("padding"), "added_tokens": [],
+        "normalizer": None, "pre_tokenizer": None, "post_processor": None, "decoder": None,
+        "model": {"type": "WordLevel", "vocab": {}, "unk_token": "[UNK]"},
     }
-
-
-def _padding_from_json(value: Any) -> dict[str, Any] | None:
-    if not isinstance(value, dict):
-        return None
-    strategy = value.get("strategy")
-    length = strategy.get("Fixed") if isinstance(strategy, dict) else None
-    return {
-        "length": length,
-        "pad_to_multiple_of": value.get("pad_to_multiple_of"),
-        "pad_id": value.get("pad_id", 0),
-        "pad_token": value.get("pad_token", "[PAD]"),
-        "pad_type_id": value.get("pad_type_id", 0),
-        "direction": str(value.get("direction", "Right")).lower(),
-    }
+    try:
+        settings = Tokenizer.from_str(json.dumps(minimal))
+    except Exception as exc:
+        raise TokenizerError(f"{tokenizer_file!r} has invalid truncation or padding settings: {exc}") from exc
+    return settings.truncation, settings.padding
 
 
 def _class_name(
@@ -1469,87 +1415,74 @@ def _class_name(
 ) -> str | None:
     """The tokenizer class a checkpoint asks for: tokenizer_config.json's tokenizer_class, else
     config.json's tokenizer_class, else the default class of its model_type."""
+    known = registry.DEFAULT_TOKENIZER
     if tokenizer_type is not None:
-        name = registry.DEFAULT_TOKENIZER.get(tokenizer_type)
-        if name is None:
-            raise TokenizerError(
-                f"tokenizer_type={tokenizer_type!r} is unknown; known types: {', '.join(sorted(registry.DEFAULT_TOKENIZER))}."
-            )
-        return name
+        if tokenizer_type not in known:
+            raise TokenizerError(f"tokenizer_type={tokenizer_type!r} is unknown; known types: {', '.join(sorted(known))}.")
+        return known[tokenizer_type]
     name = tokenizer_config.get("tokenizer_class")
     if name is None:
         if config is None:
             path = source.resolve("config.json", required=False)
             config = read_json(path, "config.json") if path else {}
         read = config.get if isinstance(config, dict) else lambda key: getattr(config, key, None)
-        name = read("tokenizer_class")
-        if name is None:
-            model_type = read("model_type")
-            name = registry.DEFAULT_TOKENIZER.get(model_type) if isinstance(model_type, str) else None
+        name, model_type = read("tokenizer_class"), read("model_type")
+        if name is None and isinstance(model_type, str):
+            name = known.get(model_type)
     if name is not None and not isinstance(name, str):
         raise ConfigError(f"tokenizer_class of {source.describe()} must be a string, got {name!r}.")
     return name.removesuffix("Fast") if name else None
 
 
-def _generic_class(source: Source, class_name: str | None, tokenizer_config: dict[str, Any], tokenizer_file: str | None) -> str:
+def _generic_class(source: Source, class_name: str | None, tokenizer_config: dict[str, Any], tokenizer_file: Any) -> str:
     """A class this library does not rebuild is used as its tokenizer.json stands, under the
     reference's generic name; without a tokenizer.json there is nothing to use."""
-    if tokenizer_file is None:
-        supported = ", ".join(sorted({name.removesuffix("Fast") for name in registry.TOKENIZERS}))
-        if class_name is None:
-            raise TokenizerError(
-                f"Cannot tell which tokenizer {source.describe()} needs: it has no tokenizer.json, its "
-                f"tokenizer_config.json names no tokenizer_class, and no config.json model_type maps to one. "
-                f"Add \"tokenizer_class\" (one of: {supported}) to tokenizer_config.json."
-            )
-        remote = " (its auto_map code is never run)" if "auto_map" in tokenizer_config else ""
+    where = source.describe()
+    if tokenizer_file is not None:
+        if class_name is not None:
+            logger.info("%s names tokenizer class %r, which leanformers does not rebuild; using its tokenizer.json.",
+                        where, class_name)
+        return GENERIC_CLASS
+    supported = ", ".join(sorted({name.removesuffix("Fast") for name in registry.TOKENIZERS}))
+    if class_name is None:
         raise TokenizerError(
-            f"{source.describe()} asks for tokenizer class {class_name!r}{remote}, which leanformers cannot "
-            f"build without a tokenizer.json. Supported classes: {supported}. Provide a tokenizer.json "
-            f"(any tokenizers-library file works) or use one of those classes."
+            f"Cannot tell which tokenizer {where} needs: it has no tokenizer.json, its tokenizer_config.json names "
+            f"no tokenizer_class, and no config.json model_type maps to one. Add \"tokenizer_class\" (one of: "
+            f"{supported}) to tokenizer_config.json."
         )
-    if class_name is not None:
-        logger.info(
-            "%s names tokenizer class %r, which leanformers does not rebuild; using its tokenizer.json as is.",
-            source.describe(),
-            class_name,
-        )
-    return GENERIC_CLASS
+    remote = " (its auto_map code is never run)" if "auto_map" in tokenizer_config else ""
+    raise TokenizerError(
+        f"{where} asks for tokenizer class {class_name!r}{remote}, which leanformers cannot build without a "
+        f"tokenizer.json. Supported classes: {supported}. Provide a tokenizer.json (any tokenizers-library file "
+        f"works) or use one of those classes."
+    )
 
 
 def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrainedTokenizer:
     """Build the tokenizer of a checkpoint (a local folder, or a hub repository in the cache).
 
     ``tokenizer.json`` is used when present, else ``vocab.txt``; ``tokenizer_config.json`` and
-    ``special_tokens_map.json`` settle the options. Keyword arguments override the saved options
-    (``model_max_length``, ``padding_side``, ``do_lower_case``, special tokens, ...). Nothing from
-    the checkpoint is ever executed: an ``auto_map`` is ignored.
+    ``special_tokens_map.json`` settle the options, and keyword arguments override them. Nothing
+    from the checkpoint is ever executed: an ``auto_map`` is ignored.
     """
     if not isinstance(source, Source):
         options, kwargs = split_source_options(kwargs)
         source = Source.of(source, **options)
     for key in IGNORED_LOAD_OPTIONS + SOURCE_OPTIONS:
         kwargs.pop(key, None)
-    tokenizer_type = kwargs.pop("tokenizer_type", None)
-    model_config = kwargs.pop("config", None)
+    tokenizer_type, model_config = kwargs.pop("tokenizer_type", None), kwargs.pop("config", None)
 
     config_path = source.resolve(TOKENIZER_CONFIG_FILE, required=False)
     tokenizer_config = read_json(config_path, TOKENIZER_CONFIG_FILE) if config_path else {}
     tokenizer_file = source.resolve(TOKENIZER_FILE, required=False)
     class_name = _class_name(source, tokenizer_config, tokenizer_type, model_config)
-    builder = registry.tokenizer_builder(class_name) if class_name else None
-
+    builder = registry.tokenizer_builder(class_name)
     if builder is None:
         class_name = _generic_class(source, class_name, tokenizer_config, tokenizer_file)
 
     init_kwargs = _init_kwargs(source, tokenizer_config, tokenizer_file, kwargs)
-    # Parsed once here: the vocabulary builder and the legacy added-tokens lookup both read it.
-    tokenizer_data = (
-        read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)
-        if tokenizer_file is not None and builder == "wordpiece"
-        else None
-    )
-    init_kwargs["added_tokens_decoder"] = _added_tokens(source, init_kwargs, kwargs, tokenizer_file, tokenizer_data)
+    data = read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError) if tokenizer_file and builder == "wordpiece" else None
+    init_kwargs["added_tokens_decoder"] = _added_tokens(source, init_kwargs, kwargs, tokenizer_file, data)
     init_kwargs = _added_tokens_from_json(init_kwargs)
     by_content = {str(token): token for token in init_kwargs["added_tokens_decoder"].values()}
     for key in SPECIAL_TOKENS_ATTRIBUTES:
@@ -1560,13 +1493,11 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
     )
 
     if builder == "wordpiece":
-        return _build_wordpiece(source, class_name, init_kwargs, tokenizer_file, tokenizer_data)
+        return _build_wordpiece(source, class_name, init_kwargs, tokenizer_file, data)
     if builder is not None:
-        # Other builders are named "module:function" by the registry and imported on first use,
-        # so this module never imports the modules that build on it.
+        # Other builders are "module:function", imported on first use: this module never imports
+        # the modules that build on it.
         module, _, function = builder.partition(":")
-        if not function:
-            raise TokenizerError(f"No builder named {builder!r} for tokenizer class {class_name!r}.")
         return getattr(importlib.import_module(module), function)(source, class_name, init_kwargs)
     return _build_generic(tokenizer_file, init_kwargs)
 
@@ -1575,11 +1506,8 @@ def _init_kwargs(
     source: Source, tokenizer_config: dict[str, Any], tokenizer_file: str | None, kwargs: dict[str, Any]
 ) -> dict[str, Any]:
     """The constructor options: the saved config, the chat template file, then the caller's options."""
-    init_kwargs = dict(tokenizer_config)
-    for key in ("tokenizer_class", "init_inputs", "auto_map"):
-        init_kwargs.pop(key, None)
-    for key in ("add_bos_token", "add_eos_token") if tokenizer_file is not None else ():
-        init_kwargs.pop(key, None)
+    dropped = ("tokenizer_class", "init_inputs", "auto_map") + (("add_bos_token", "add_eos_token") if tokenizer_file else ())
+    init_kwargs = {key: value for key, value in tokenizer_config.items() if key not in dropped}
     if "chat_template" not in kwargs:
         template_path = source.resolve(CHAT_TEMPLATE_FILE, required=False)
         if template_path is not None:
@@ -1600,92 +1528,60 @@ def _init_kwargs(
 
 
 def _added_tokens(
-    source: Source,
-    init_kwargs: dict[str, Any],
-    user_kwargs: dict[str, Any],
-    tokenizer_file: str | None,
-    tokenizer_data: dict[str, Any] | None,
+    source: Source, init_kwargs: dict[str, Any], user_kwargs: dict[str, Any], tokenizer_file: str | None, data: Any
 ) -> dict[int, AddedToken]:
     """The added tokens to register, by id.
 
     A saved ``added_tokens_decoder`` is authoritative; older checkpoints spread the same facts over
     ``special_tokens_map.json``, ``added_tokens.json`` and tokenizer.json's ``added_tokens``.
     """
-    decoder: dict[int, AddedToken] = {}
     saved = init_kwargs.get("added_tokens_decoder")
     if saved is not None:
         if not isinstance(saved, dict):
             raise ConfigError(f"added_tokens_decoder in tokenizer_config.json of {source.describe()} must be an object.")
+        decoder = {}
         for index, token in saved.items():
             token = _as_token(token, f"added_tokens_decoder[{index}]")
-            if isinstance(token, str):
-                raise ConfigError(f"added_tokens_decoder[{index}] must describe a token, got {token!r}.")
-            try:
-                decoder[int(index)] = token
-            except ValueError:
-                raise ConfigError(f"added_tokens_decoder has a non-integer id {index!r}.") from None
+            if isinstance(token, str) or not str(index).isdigit():
+                raise ConfigError(f"added_tokens_decoder must map integer ids to token descriptions, got {index!r}: {token!r}.")
+            decoder[int(index)] = token
         return decoder
 
     map_path = source.resolve(SPECIAL_TOKENS_MAP_FILE, required=False)
-    if map_path is not None:
-        special_map = read_json(map_path, SPECIAL_TOKENS_MAP_FILE)
-        for key, value in special_map.items():
-            if key in user_kwargs and user_kwargs[key]:
-                continue
-            if key in ("extra_special_tokens", "additional_special_tokens") and isinstance(value, list):
-                existing = list(init_kwargs.get("extra_special_tokens") or [])
-                for token in value:
-                    if isinstance(token, dict):
-                        token = _as_token({**token, "special": True}, key)
-                    if token not in existing:
-                        existing.append(token)
-                init_kwargs["extra_special_tokens"] = existing
-                continue
-            if isinstance(value, dict) and "__type" not in value:
-                value = _as_token({**value, "special": True}, key)
-            init_kwargs[key] = value
-        if isinstance(init_kwargs.get("extra_special_tokens"), dict):
-            init_kwargs.setdefault("model_specific_special_tokens", {}).update(init_kwargs.pop("extra_special_tokens"))
+    for key, value in (read_json(map_path, SPECIAL_TOKENS_MAP_FILE) if map_path else {}).items():
+        if user_kwargs.get(key):
+            continue
+        if key in ("extra_special_tokens", "additional_special_tokens") and isinstance(value, list):
+            existing = list(init_kwargs.get("extra_special_tokens") or [])
+            for token in value:
+                token = _as_token({**token, "special": True}, key) if isinstance(token, dict) else token
+                if token not in existing:
+                    existing.append(token)
+            init_kwargs["extra_special_tokens"] = existing
+        else:
+            init_kwargs[key] = _as_token({**value, "special": True}, key) if isinstance(value, dict) and "__type" not in value else value
+    if isinstance(init_kwargs.get("extra_special_tokens"), dict):
+        init_kwargs.setdefault("model_specific_special_tokens", {}).update(init_kwargs.pop("extra_special_tokens"))
 
+    decoder = {}
     added_path = source.resolve(ADDED_TOKENS_FILE, required=False)
     if added_path is not None:
-        added = read_json(added_path, ADDED_TOKENS_FILE)
-        special = {str(init_kwargs[k]) for k in SPECIAL_TOKENS_ATTRIBUTES if init_kwargs.get(k)}
-        special.update(str(t) for t in (init_kwargs.get("extra_special_tokens") or []))
-        for content, index in added.items():
+        special = {str(init_kwargs[key]) for key in SPECIAL_TOKENS_ATTRIBUTES if init_kwargs.get(key)}
+        special.update(str(token) for token in (init_kwargs.get("extra_special_tokens") or []))
+        for content, index in read_json(added_path, ADDED_TOKENS_FILE).items():
             is_special = content in special
-            token = AddedToken(content, rstrip=False, lstrip=False, normalized=not is_special, special=is_special)
-            decoder[int(index)] = token
-
+            decoder[int(index)] = AddedToken(content, rstrip=False, lstrip=False, normalized=not is_special, special=is_special)
     if tokenizer_file is not None:
-        data = tokenizer_data or read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)
-        entries = data.get("added_tokens") or []
-        if not isinstance(entries, list):
-            raise TokenizerError(f"{tokenizer_file!r}: added_tokens must be a list of token entries, got {entries!r}.")
+        entries = (data or read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)).get("added_tokens") or []
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and type(e.get("id")) is int for e in entries):
+            raise TokenizerError(f"{tokenizer_file!r}: added_tokens must be a list of token entries with integer ids.")
         for entry in entries:
-            if not isinstance(entry, dict) or type(entry.get("id")) is not int:
-                raise TokenizerError(f"{tokenizer_file!r} has a malformed added_tokens entry: {entry!r}.")
-            entry = dict(entry)
-            index = entry.pop("id")
-            token = _as_token(entry, "added token")
-            decoder[int(index)] = token
+            decoder[entry["id"]] = _as_token({key: value for key, value in entry.items() if key != "id"}, "added token")
     return decoder
 
 
-def _build_wordpiece(
-    source: Source,
-    class_name: str,
-    init_kwargs: dict[str, Any],
-    tokenizer_file: str | None,
-    data: dict[str, Any] | None,
-) -> PreTrainedTokenizer:
-    """BERT-style tokenizers: a WordPiece vocabulary (from tokenizer.json or vocab.txt) with the
-    BERT normalizer, pre-tokenizer, decoder and [CLS]/[SEP] template, set from the saved options.
-
-    As in the reference, only the vocabulary and the padding/truncation defaults are taken from a
-    tokenizer.json; the pipeline itself always follows tokenizer_config.json.
-    """
-    json_truncation = json_padding = None
+def _wordpiece_vocab(source: Source, class_name: str, tokenizer_file: str | None, data: Any) -> dict[str, int]:
+    """The vocabulary of tokenizer.json's model, else of vocab.txt."""
     if data is not None:
         model = data.get("model") if isinstance(data.get("model"), dict) else {}
         vocab = model.get("vocab")
@@ -1693,55 +1589,56 @@ def _build_wordpiece(
             vocab = {(entry[0] if isinstance(entry, list) else entry): index for index, entry in enumerate(vocab)}
         if not isinstance(vocab, dict):
             raise TokenizerError(f"{tokenizer_file!r} has no model vocabulary to build a {class_name} from.")
-        json_truncation = _truncation_from_json(data.get("truncation"))
-        json_padding = _padding_from_json(data.get("padding"))
-    else:
-        vocab_file = source.resolve(VOCAB_FILE, required=False)
-        if vocab_file is None:
-            raise TokenizerError(
-                f"{source.describe()} has neither tokenizer.json nor vocab.txt, so its {class_name} cannot be "
-                f"built. Add one of them to the checkpoint."
-            )
-        try:
-            vocab = WordPiece.read_file(vocab_file)
-        except Exception as exc:
-            raise TokenizerError(f"Could not read the vocabulary {vocab_file!r}: {exc}") from exc
-        if not vocab:
-            raise TokenizerError(f"The vocabulary {vocab_file!r} is empty.")
+        return vocab
+    vocab_file = source.resolve(VOCAB_FILE, required=False)
+    if vocab_file is None:
+        raise TokenizerError(
+            f"{source.describe()} has neither tokenizer.json nor vocab.txt, so its {class_name} cannot be built. "
+            f"Add one of them to the checkpoint."
+        )
+    try:
+        vocab = WordPiece.read_file(vocab_file)
+    except Exception as exc:
+        raise TokenizerError(f"Could not read the vocabulary {vocab_file!r}: {exc}") from exc
+    if not vocab:
+        raise TokenizerError(f"The vocabulary {vocab_file!r} is empty.")
+    return vocab
 
+
+def _build_wordpiece(
+    source: Source, class_name: str, init_kwargs: dict[str, Any], tokenizer_file: str | None, data: Any
+) -> PreTrainedTokenizer:
+    """BERT-style tokenizers: a WordPiece vocabulary with the BERT normalizer, pre-tokenizer, decoder
+    and [CLS]/[SEP] template, set from the saved options. As in the reference, a tokenizer.json gives
+    only the vocabulary and the padding/truncation defaults; tokenizer_config.json gives the rest."""
+    vocab = _wordpiece_vocab(source, class_name, tokenizer_file, data)
+    if data is not None:
+        init_kwargs["_json_truncation"], init_kwargs["_json_padding"] = _json_settings(data, tokenizer_file)
     for key, default in _WORDPIECE_DEFAULTS.items():
         init_kwargs.setdefault(key, default)
     options = {key: init_kwargs[key] for key in ("do_lower_case", "tokenize_chinese_chars", "strip_accents")}
-    do_lower_case, tokenize_chinese_chars, strip_accents = options.values()
     try:
         backend = Tokenizer(WordPiece(vocab, unk_token=str(init_kwargs["unk_token"])))
         backend.normalizer = normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=tokenize_chinese_chars, strip_accents=strip_accents,
-            lowercase=do_lower_case,
+            clean_text=True, handle_chinese_chars=options["tokenize_chinese_chars"],
+            strip_accents=options["strip_accents"], lowercase=options["do_lower_case"],
         )
     except (TypeError, ValueError, OverflowError) as exc:
-        raise ConfigError(
-            f"The tokenizer options of {source.describe()} are invalid (do_lower_case={do_lower_case!r}, "
-            f"tokenize_chinese_chars={tokenize_chinese_chars!r}, strip_accents={strip_accents!r}): {exc}"
-        ) from exc
+        raise ConfigError(f"The tokenizer options of {source.describe()} are invalid ({options}): {exc}") from exc
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece(prefix="##")
 
-    tokenizer = PreTrainedTokenizer(
-        backend, class_name=class_name, _json_truncation=json_truncation, _json_padding=json_padding, **init_kwargs
-    )
+    tokenizer = PreTrainedTokenizer(backend, class_name=class_name, **init_kwargs)
     if "model_input_names" not in init_kwargs:
-        tokenizer.model_input_names = list(_MODEL_INPUT_NAMES.get(class_name, _WORDPIECE_DEFAULT_INPUTS))
+        tokenizer.model_input_names = list(_MODEL_INPUT_NAMES.get(class_name, _MODEL_INPUT_NAMES["BertTokenizer"]))
     for key, value in options.items():
         setattr(tokenizer, key, value)
-
-    cls_token, sep_token = str(tokenizer.cls_token), str(tokenizer.sep_token)
-    cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else 2
-    sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else 3
+    cls, sep = str(tokenizer.cls_token), str(tokenizer.sep_token)
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     backend.post_processor = processors.TemplateProcessing(
-        single=f"{cls_token}:0 $A:0 {sep_token}:0",
-        pair=f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1",
-        special_tokens=[(cls_token, cls_id), (sep_token, sep_id)],
+        single=f"{cls}:0 $A:0 {sep}:0",
+        pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        special_tokens=[(cls, 2 if cls_id is None else cls_id), (sep, 3 if sep_id is None else sep_id)],
     )
     return tokenizer
 
