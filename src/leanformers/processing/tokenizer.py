@@ -463,20 +463,15 @@ class PreTrainedTokenizer:
     def _register_added_tokens(self, added_tokens_decoder: Mapping[Any, Any]) -> None:
         """Make the saved added tokens and every special token added tokens of the backend, in the
         reference's order, so that new ones get the same ids."""
-        to_add = [token for _, token in sorted(added_tokens_decoder.items(), key=lambda item: int(item[0]))]
-        known = {str(token) for token in to_add}
-        for value in [*self._special_tokens_map.values(), *self._extra_special_tokens]:
-            if value is not None and str(value) not in known:
-                known.add(str(value))
-                to_add.append(value)
+        saved = [token for _, token in sorted(added_tokens_decoder.items(), key=lambda item: int(item[0]))]
+        by_content = {str(token): token for token in saved}  # of equal tokens, Rust keeps the last too
+        for value in chain(self._special_tokens_map.values(), self._extra_special_tokens):
+            if value is not None:
+                by_content.setdefault(str(value), value)
         named = {str(value) for value in self._special_tokens_map.values() if value}
-        tokens = []
-        for token in to_add:
-            if isinstance(token, str):
-                token = AddedToken(token, special=True)
-            elif not token.special and str(token) in named:
-                token.special = True
-            tokens.append(token)
+        tokens = [AddedToken(token, special=True) if isinstance(token, str) else token for token in by_content.values()]
+        for token in tokens:
+            token.special = token.special or str(token) in named
         if tokens:
             self._backend.add_tokens(tokens)
 
@@ -681,13 +676,11 @@ class PreTrainedTokenizer:
         self, token_ids_0: list[int], token_ids_1: list[int] | None = None, already_has_special_tokens: bool = False
     ) -> list[int]:
         """1 for each special token of an already formatted sequence, 0 for the others."""
-        if not already_has_special_tokens:
-            raise TokenizerError(
-                "get_special_tokens_mask needs already_has_special_tokens=True here; to get the mask of a new "
-                "sequence, call the tokenizer with return_special_tokens_mask=True."
+        if not already_has_special_tokens or token_ids_1 is not None:
+            raise InputError(
+                "get_special_tokens_mask takes one already formatted sequence (already_has_special_tokens=True, "
+                "no token_ids_1); for a new sequence, call the tokenizer with return_special_tokens_mask=True."
             )
-        if token_ids_1 is not None:
-            raise InputError("Pass a single already formatted sequence (token_ids_1 must be None).")
         special = set(self.all_special_ids)
         return [1 if int(index) in special else 0 for index in token_ids_0]
 
@@ -821,28 +814,14 @@ class PreTrainedTokenizer:
         self._applied = state
 
     def __call__(
-        self,
-        text: TextOrBatch | None = None,
-        text_pair: TextOrBatch | None = None,
-        *,
-        add_special_tokens: bool = True,
-        padding: bool | str = False,
-        truncation: bool | str | None = None,
-        max_length: int | None = None,
-        stride: int = 0,
-        is_split_into_words: bool = False,
-        pad_to_multiple_of: int | None = None,
-        padding_side: str | None = None,
-        return_tensors: str | None = None,
-        return_token_type_ids: bool | None = None,
-        return_attention_mask: bool | None = None,
-        return_overflowing_tokens: bool = False,
-        return_special_tokens_mask: bool = False,
-        return_offsets_mapping: bool = False,
-        return_length: bool = False,
-        verbose: bool = True,
-        split_special_tokens: bool | None = None,
-        **unexpected: Any,
+        self, text: TextOrBatch | None = None, text_pair: TextOrBatch | None = None, *,
+        add_special_tokens: bool = True, padding: bool | str = False, truncation: bool | str | None = None,
+        max_length: int | None = None, stride: int = 0, is_split_into_words: bool = False,
+        pad_to_multiple_of: int | None = None, padding_side: str | None = None, return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None, return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False, return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False, return_length: bool = False, verbose: bool = True,
+        split_special_tokens: bool | None = None, **unexpected: Any,
     ) -> BatchEncoding:
         """Tokenize a text, a batch of texts, pairs of texts, or pre-split words, into model inputs.
 
@@ -851,8 +830,13 @@ class PreTrainedTokenizer:
         """
         if unexpected:
             accepted = ", ".join(list(inspect.signature(PreTrainedTokenizer.__call__).parameters)[1:-1])
-            raise InputError(f"The tokenizer call got unexpected keyword argument(s) {sorted(unexpected)}. Accepted: {accepted}.")
-        options = (padding, truncation, max_length, stride, pad_to_multiple_of, padding_side, return_tensors, verbose, split_special_tokens)
+            raise InputError(
+                f"The tokenizer call got unexpected keyword argument(s) {sorted(unexpected)}. Accepted: {accepted}."
+            )
+        options = (
+            padding, truncation, max_length, stride, pad_to_multiple_of, padding_side, return_tensors, verbose,
+            split_special_tokens,
+        )
         try:
             plan = self._plans[options]
         except (KeyError, TypeError):
@@ -967,7 +951,7 @@ class PreTrainedTokenizer:
         longest = max(lengths)
         if plan.warn_if_long and not self._warned_too_long:
             self._warn_if_too_long(longest)
-        target, side = longest, "right"
+        target, side, pad_id = longest, "right", 0
         if plan.pad_spec is not None:
             fixed, side, pad_id, pad_token, multiple = plan.pad_spec
             target = fixed if fixed is not None else longest
@@ -988,14 +972,16 @@ class PreTrainedTokenizer:
             lengths = np.array(lengths)[:, None]
             real = positions < lengths if side == "right" else positions >= target - lengths
 
-        def padded(values: list[list[int]], fill: int) -> Any:
+        def padded(values: list, fill: int, *width: int) -> Any:
+            """Rows of ints (or of ``width``-long pairs, flattened) as one array of ``shape``, padded with ``fill``."""
+            flat = np.fromiter(chain.from_iterable(values), dtype=np.int64, count=total * (width[0] if width else 1))
             if full:
-                return np.array(values, dtype=np.int64)
-            out = np.full(shape, fill, dtype=np.int64)
-            out[real] = np.fromiter(chain.from_iterable(values), dtype=np.int64, count=total)
+                return flat.reshape(*shape, *width)
+            out = np.full((*shape, *width), fill, dtype=np.int64)
+            out[real] = flat.reshape(total, *width)
             return out
 
-        data: dict[str, Any] = {"input_ids": padded(ids, 0 if full else pad_id)}
+        data: dict[str, Any] = {"input_ids": padded(ids, pad_id)}
         if want_types:
             data["token_type_ids"] = np.zeros(shape, dtype=np.int64) if zero_types else padded([r.type_ids for r in rows], 0)
         if want_mask:
@@ -1003,12 +989,7 @@ class PreTrainedTokenizer:
         if want_special:
             data["special_tokens_mask"] = padded([row.special_tokens_mask for row in rows], 1)
         if want_offsets:
-            flat = np.array([pair for row in rows for pair in row.offsets], dtype=np.int64).reshape(total, 2)
-            if full:
-                data["offset_mapping"] = flat.reshape(batch, target, 2)
-            else:
-                data["offset_mapping"] = np.zeros((batch, target, 2), dtype=np.int64)
-                data["offset_mapping"][real] = flat
+            data["offset_mapping"] = padded([chain.from_iterable(row.offsets) for row in rows], 0, 2)
         if want_length:
             data["length"] = np.full(batch, target, dtype=np.int64)
         if sample_of_row is not None:
@@ -1066,11 +1047,10 @@ class PreTrainedTokenizer:
         """
         if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
             encoded_inputs = {key: [row[key] for row in encoded_inputs] for key in encoded_inputs[0].keys()}
-        if not isinstance(encoded_inputs, Mapping):
-            raise InputError(f"pad() takes a dict of model inputs or a list of such dicts, got {_describe(encoded_inputs)}.")
         main = self.model_input_names[0]
-        if main not in encoded_inputs:
-            raise InputError(f"pad() needs {main!r} among the inputs, got {list(encoded_inputs.keys())}.")
+        if not isinstance(encoded_inputs, Mapping) or main not in encoded_inputs:
+            got = list(encoded_inputs.keys()) if isinstance(encoded_inputs, Mapping) else _describe(encoded_inputs)
+            raise InputError(f"pad() takes a dict of model inputs with {main!r} (or a list of such dicts), got {got}.")
         inputs = dict(encoded_inputs)
         required = inputs[main]
         if required is None or (hasattr(required, "__len__") and len(required) == 0):
@@ -1086,9 +1066,10 @@ class PreTrainedTokenizer:
                 return_tensors = "pt" if module.startswith("torch") else "np" if module.startswith("numpy") else None
             inputs = {key: _to_python(value) for key, value in inputs.items()}
 
-        pad, _, max_length = self._strategies(padding, None, max_length, None, verbose)
-        if pad_to_multiple_of is not None:
-            pad_to_multiple_of = _non_negative(pad_to_multiple_of, "pad_to_multiple_of")
+        pad, _, max_length = self._strategies(padding, None, max_length, pad_to_multiple_of, verbose)
+        side = padding_side if padding_side is not None else self.padding_side
+        if side not in ("right", "left"):
+            raise InputError(f"padding_side must be 'right' or 'left', got {side!r}.")
         if return_attention_mask is None:
             return_attention_mask = "attention_mask" in self.model_input_names
         single = not isinstance(inputs[main][0], (list, tuple))
@@ -1103,13 +1084,15 @@ class PreTrainedTokenizer:
         if pad != _NO_PAD and target is not None:
             if pad_to_multiple_of and target % pad_to_multiple_of:
                 target += pad_to_multiple_of - target % pad_to_multiple_of
-            side = padding_side if padding_side is not None else self.padding_side
             fills = {main: self.pad_token_id, "token_type_ids": self.pad_token_type_id, "special_tokens_mask": 1}
             if return_attention_mask:
                 fills["attention_mask"] = 0
-            for key, fill in fills.items():
-                if key in inputs:
-                    inputs[key] = [_pad_values(row, fill, target - n, side) for row, n in zip(inputs[key], lengths)]
+            for key in fills.keys() & inputs.keys():
+                fillers = ([fills[key]] * (target - length) for length in lengths)
+                inputs[key] = [
+                    row if not filler else [*row, *filler] if side == "right" else [*filler, *row]
+                    for row, filler in zip(inputs[key], fillers)
+                ]
         if single:
             inputs = {key: value[0] for key, value in inputs.items()}
         return BatchEncoding(inputs, tensor_type=return_tensors)
@@ -1226,7 +1209,7 @@ class PreTrainedTokenizer:
         config.update(self.special_tokens_map)
         if self._extra_special_tokens:
             config["extra_special_tokens"] = self.extra_special_tokens
-        config = _added_tokens_to_json(config)
+        config = _tokens_json(config, to_json=True)
         for key in _NOT_SAVED:
             config.pop(key, None)
         config["tokenizer_class"] = self.class_name
@@ -1301,15 +1284,6 @@ def _strategy(value: Any, choices: tuple[str, ...], name: str) -> str:
     return value
 
 
-def _pad_values(values: Any, fill: int, missing: int, side: str) -> Any:
-    if missing <= 0:
-        return values
-    if side not in ("right", "left"):
-        raise InputError(f"padding_side must be 'right' or 'left', got {side!r}.")
-    filler = [fill] * missing
-    return list(values) + filler if side == "right" else filler + list(values)
-
-
 def json_text(data: Any) -> str:
     """A config file's text, laid out as the reference writes it."""
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -1362,26 +1336,16 @@ def _as_token(value: Any, name: str) -> str | AddedToken:
     raise ConfigError(f"Special token {name} must be a str or a token description, got {value!r}.")
 
 
-def _added_tokens_from_json(value: Any) -> Any:
-    """Turn ``{"__type": "AddedToken", ...}`` entries of a saved config into AddedToken objects."""
+def _tokens_json(value: Any, to_json: bool) -> Any:
+    """A saved config's ``{"__type": "AddedToken", ...}`` entries as AddedToken objects, or back."""
+    if to_json and isinstance(value, AddedToken):
+        return {**value.__getstate__(), "__type": "AddedToken"}
     if isinstance(value, dict):
-        if value.get("__type") == "AddedToken":
+        if not to_json and value.get("__type") == "AddedToken":
             return _as_token(value, "token")
-        return {key: _added_tokens_from_json(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_added_tokens_from_json(item) for item in value]
-    return value
-
-
-def _added_tokens_to_json(value: Any) -> Any:
-    if isinstance(value, AddedToken):
-        state = value.__getstate__()
-        state["__type"] = "AddedToken"
-        return state
-    if isinstance(value, dict):
-        return {key: _added_tokens_to_json(item) for key, item in value.items()}
+        return {key: _tokens_json(item, to_json) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_added_tokens_to_json(item) for item in value]
+        return [_tokens_json(item, to_json) for item in value]
     return value
 
 
@@ -1483,7 +1447,7 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
     init_kwargs = _init_kwargs(source, tokenizer_config, tokenizer_file, kwargs)
     data = read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError) if tokenizer_file and builder == "wordpiece" else None
     init_kwargs["added_tokens_decoder"] = _added_tokens(source, init_kwargs, kwargs, tokenizer_file, data)
-    init_kwargs = _added_tokens_from_json(init_kwargs)
+    init_kwargs = _tokens_json(init_kwargs, to_json=False)
     by_content = {str(token): token for token in init_kwargs["added_tokens_decoder"].values()}
     for key in SPECIAL_TOKENS_ATTRIBUTES:
         if init_kwargs.get(key) is not None:
