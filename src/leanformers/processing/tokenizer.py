@@ -106,7 +106,7 @@ class _Plan(NamedTuple):
     """What a call's options ask for, settled once per distinct set of options."""
 
     backend_state: tuple  # (truncation, padding) to configure on the Rust tokenizer
-    pad_spec: tuple | None  # (length, side, pad_id, pad_token, multiple) when padding
+    pad_spec: dict | None  # the backend's enable_padding() arguments, when padding
     split: bool  # split_special_tokens
     tensor_type: str | None
     warn_if_long: bool
@@ -135,19 +135,15 @@ class BatchEncoding(dict):
     """
 
     def __init__(
-        self,
-        data: Mapping[str, Any] | None = None,
-        encoding: Encoding | Sequence[Encoding] | None = None,
-        tensor_type: str | None = None,
-        prepend_batch_axis: bool = False,
-        n_sequences: int | None = None,
+        self, data: Mapping[str, Any] | None = None, encoding: Encoding | Sequence[Encoding] | None = None,
+        tensor_type: str | None = None, prepend_batch_axis: bool = False, n_sequences: int | None = None,
     ) -> None:
         super().__init__(data or {})
         self._encodings = [encoding] if isinstance(encoding, Encoding) else encoding
         self._n_sequences = n_sequences
-        # (length, direction, pad_id, pad_type_id, pad_token) still owed to the encodings: tensors
-        # were padded in numpy, and the Rust objects are only padded if someone looks at them.
-        self._pending_pad: tuple | None = None
+        # Encoding.pad() arguments still owed to the encodings: tensors were padded in numpy, and
+        # the Rust objects are only padded if someone looks at them.
+        self._pending_pad: dict | None = None
         if tensor_type is not None:
             self.convert_to_tensors(tensor_type, prepend_batch_axis=prepend_batch_axis)
 
@@ -199,9 +195,8 @@ class BatchEncoding(dict):
         """The ``tokenizers.Encoding`` of each row, or ``None`` when built from plain data."""
         pending = self.__dict__.get("_pending_pad")
         if pending is not None:
-            length, direction, pad_id, pad_type_id, pad_token = pending
             for encoding in self._encodings:
-                encoding.pad(length, direction=direction, pad_id=pad_id, pad_type_id=pad_type_id, pad_token=pad_token)
+                encoding.pad(**pending)
             self._pending_pad = None
         return self.__dict__.get("_encodings")
 
@@ -770,21 +765,21 @@ class PreTrainedTokenizer:
         if padding_side is not None and padding_side not in ("right", "left"):
             raise InputError(f"padding_side must be 'right' or 'left' (or None), got {padding_side!r}.")
         stride = _non_negative(stride, "stride") if stride else 0
-        truncation_state = pad_spec = padding_state = None
+        truncation_state = pad_spec = None
         if trunc != _NO_TRUNCATE:
             truncation_state = dict(max_length=max_length, stride=stride, strategy=trunc, direction=self.truncation_side)
         if pad != _NO_PAD:
             pad_token = str(self._special_tokens_map["pad_token"])
-            side = padding_side if padding_side is not None else self.padding_side
-            pad_spec = (max_length if pad == "max_length" else None, side, self._token_to_id(pad_token), pad_token, multiple)
+            pad_spec = dict(
+                length=max_length if pad == "max_length" else None, pad_to_multiple_of=multiple, pad_token=pad_token,
+                pad_id=self._token_to_id(pad_token), pad_type_id=0,
+                direction=padding_side if padding_side is not None else self.padding_side,
+            )
+        split = self.split_special_tokens if split is None else bool(split)
         # Tensors of a padded batch are padded in numpy, much cheaper than having Rust pad every
         # row and reading the padding back; lists come straight from padded encodings.
-        if pad_spec is not None and tensor_type is None:
-            length, direction, pad_id, pad_token, multiple = pad_spec
-            padding_state = dict(direction=direction, pad_id=pad_id, pad_type_id=0, pad_token=pad_token, length=length,
-                                 pad_to_multiple_of=multiple)
-        split = self.split_special_tokens if split is None else bool(split)
-        plan = _Plan((truncation_state, padding_state), pad_spec, split, tensor_type, verbose and max_length is None)
+        backend_state = (truncation_state, pad_spec if tensor_type is None else None)
+        plan = _Plan(backend_state, pad_spec, split, tensor_type, verbose and max_length is None)
         if len(self._plans) < 64:
             try:
                 self._plans[options] = plan
@@ -951,17 +946,17 @@ class PreTrainedTokenizer:
         longest = max(lengths)
         if plan.warn_if_long and not self._warned_too_long:
             self._warn_if_too_long(longest)
-        target, side, pad_id = longest, "right", 0
-        if plan.pad_spec is not None:
-            fixed, side, pad_id, pad_token, multiple = plan.pad_spec
-            target = fixed if fixed is not None else longest
+        spec, target, row_pad = plan.pad_spec, longest, None
+        if spec is not None:
+            target = longest if spec["length"] is None else spec["length"]
+            multiple = spec["pad_to_multiple_of"]
             if multiple and target % multiple:
                 target += multiple - target % multiple
-        if longest > target or target == 0 or (plan.pad_spec is None and min(lengths) != longest):
+            row_pad = {"length": target, **{key: spec[key] for key in ("direction", "pad_id", "pad_type_id", "pad_token")}}
+        if longest > target or target == 0 or (spec is None and min(lengths) != longest):
             # Ragged rows, or rows longer than a fixed padding length: the reference's exact path.
-            if plan.pad_spec is not None:
-                for row in rows:
-                    row.pad(target, direction=side, pad_id=pad_id, pad_type_id=0, pad_token=pad_token)
+            for row in rows if row_pad else ():
+                row.pad(**row_pad)
             return self._lists(rows, plan._replace(pad_spec=True), wanted, sample_of_row, False, True, plan.tensor_type)
 
         batch, total = len(rows), sum(lengths)
@@ -970,7 +965,7 @@ class PreTrainedTokenizer:
         if not full:
             positions = np.arange(target)[None, :]
             lengths = np.array(lengths)[:, None]
-            real = positions < lengths if side == "right" else positions >= target - lengths
+            real = positions < lengths if spec["direction"] == "right" else positions >= target - lengths
 
         def padded(values: list, fill: int, *width: int) -> Any:
             """Rows of ints (or of ``width``-long pairs, flattened) as one array of ``shape``, padded with ``fill``."""
@@ -981,7 +976,7 @@ class PreTrainedTokenizer:
             out[real] = flat.reshape(total, *width)
             return out
 
-        data: dict[str, Any] = {"input_ids": padded(ids, pad_id)}
+        data: dict[str, Any] = {"input_ids": padded(ids, spec["pad_id"] if spec else 0)}
         if want_types:
             data["token_type_ids"] = np.zeros(shape, dtype=np.int64) if zero_types else padded([r.type_ids for r in rows], 0)
         if want_mask:
@@ -999,9 +994,7 @@ class PreTrainedTokenizer:
 
             data = {key: from_numpy(value) for key, value in data.items()}
         output = BatchEncoding(data, rows)
-        if plan.pad_spec is not None:
-            # Even full-length rows may hold shorter overflow pieces that Rust would have padded.
-            output._pending_pad = (target, side, pad_id, 0, pad_token)
+        output._pending_pad = row_pad  # even full-length rows may hold shorter overflow pieces
         return output
 
     def _warn_if_too_long(self, longest: int) -> None:
@@ -1029,15 +1022,9 @@ class PreTrainedTokenizer:
         return self(text, pair, add_special_tokens=add_special_tokens, **kwargs).tokens()
 
     def pad(
-        self,
-        encoded_inputs: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-        padding: bool | str = True,
-        max_length: int | None = None,
-        pad_to_multiple_of: int | None = None,
-        padding_side: str | None = None,
-        return_attention_mask: bool | None = None,
-        return_tensors: str | None = None,
-        verbose: bool = True,
+        self, encoded_inputs: Mapping[str, Any] | Sequence[Mapping[str, Any]], padding: bool | str = True,
+        max_length: int | None = None, pad_to_multiple_of: int | None = None, padding_side: str | None = None,
+        return_attention_mask: bool | None = None, return_tensors: str | None = None, verbose: bool = True,
     ) -> BatchEncoding:
         """Pad already tokenized inputs (one, a dict of batches, or a list of dicts, as a data
         collator gets them) to the longest row or to ``max_length``.
@@ -1100,10 +1087,7 @@ class PreTrainedTokenizer:
     # -- decoding --------------------------------------------------------------------------------
 
     def decode(
-        self,
-        token_ids: Any,
-        skip_special_tokens: bool = False,
-        clean_up_tokenization_spaces: bool | None = None,
+        self, token_ids: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None,
         **kwargs: Any,
     ) -> str | list[str]:
         """Text of a sequence of ids, or a list of texts for a batch of sequences."""
@@ -1127,10 +1111,7 @@ class PreTrainedTokenizer:
         return texts if batched else texts[0]
 
     def batch_decode(
-        self,
-        sequences: Any,
-        skip_special_tokens: bool = False,
-        clean_up_tokenization_spaces: bool | None = None,
+        self, sequences: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None,
         **kwargs: Any,
     ) -> list[str]:
         """Texts of a batch of id sequences (a single sequence gives a list of one text)."""
@@ -1157,9 +1138,7 @@ class PreTrainedTokenizer:
         load the same tokenizer back; returns the paths written."""
         if kwargs.pop("push_to_hub", False):
             raise TokenizerError("save_pretrained cannot push to the hub; save to a folder and upload it yourself.")
-        kwargs.pop("legacy_format", None)
-        kwargs.pop("save_jinja_files", None)
-        if kwargs:
+        if set(kwargs) - {"legacy_format", "save_jinja_files"}:  # the accepted ones change nothing here
             raise InputError(f"Unexpected argument(s) {sorted(kwargs)} for save_pretrained.")
         save_directory = os.fspath(save_directory)
         if os.path.isfile(save_directory):
@@ -1174,15 +1153,13 @@ class PreTrainedTokenizer:
 
     def _files_to_save(self) -> dict[str, str]:
         """File name -> contents: tokenizer_config.json, the chat template, tokenizer.json."""
-        files = {}
-        config = self._config_to_save()
-        if isinstance(self.chat_template, str):
+        config, template, files = self._config_to_save(), self.chat_template, {}
+        if isinstance(template, str):
             config.pop("chat_template", None)
-        elif isinstance(self.chat_template, dict):
-            config["chat_template"] = [{"name": k, "template": v} for k, v in self.chat_template.items()]
-        files[TOKENIZER_CONFIG_FILE] = json_text(config)
-        if isinstance(self.chat_template, str):
-            files[CHAT_TEMPLATE_FILE] = self.chat_template
+            files[CHAT_TEMPLATE_FILE] = template
+        elif isinstance(template, dict):
+            config["chat_template"] = [{"name": name, "template": text} for name, text in template.items()]
+        files = {TOKENIZER_CONFIG_FILE: json_text(config), **files}
         # Save the padding/truncation the checkpoint came with, not whatever the last call left.
         with self._lock:
             self._configure(self._loaded_state)
