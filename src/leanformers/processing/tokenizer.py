@@ -168,18 +168,6 @@ class BatchEncoding(dict):
         except KeyError:
             raise AttributeError(f"'BatchEncoding' has no attribute or key {item!r}") from None
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"data": dict(self), "encodings": self.encodings, "n_sequences": self._n_sequences}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        dict.update(self, state.get("data", {}))
-        self._encodings = state.get("encodings")
-        self._n_sequences = state.get("n_sequences")
-        self._pending_pad = None
-
-    def __reduce__(self):
-        return (BatchEncoding, (), self.__getstate__())
-
     @property
     def data(self) -> "BatchEncoding":
         """The contents (the reference keeps them in ``.data``; here the object is the dict)."""
@@ -285,7 +273,7 @@ class BatchEncoding(dict):
         """Move every torch tensor to ``device`` (other values are left as they are)."""
         torch_device = type(device).__name__ == "device" and type(device).__module__.startswith("torch")
         if not (isinstance(device, (str, int)) or torch_device):
-            logger.warning("BatchEncoding.to() expects a device (str, int or torch.device), got %r; nothing moved.", device)
+            logger.warning("BatchEncoding.to() takes a str, int or torch.device, got %r; nothing moved.", device)
             return self
         for key, value in list(self.items()):
             if callable(getattr(value, "to", None)):
@@ -423,7 +411,7 @@ class PreTrainedTokenizer:
             if kwargs.get(side, "right") not in ("right", "left"):
                 raise ConfigError(f"{side} must be 'right' or 'left', got {kwargs[side]!r}.")
         max_len = kwargs.pop("model_max_length", kwargs.pop("max_len", None))
-        if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, (int, float)) or not max_len > 0):
+        if max_len is not None and (type(max_len) not in (int, float) or not max_len > 0):
             raise ConfigError(f"model_max_length must be a positive number of tokens, got {max_len!r}.")
         self.model_max_length = max_len if max_len is not None else VERY_LARGE_INTEGER
         self.padding_side = kwargs.pop("padding_side", "right")
@@ -521,11 +509,8 @@ class PreTrainedTokenizer:
     @property
     def all_special_tokens(self) -> list[str]:
         """Every special token (named, then extra), each once."""
-        seen: dict[str, None] = {}
-        for value in chain(self._special_tokens_map.values(), self._extra_special_tokens):
-            if value is not None:
-                seen.setdefault(str(value))
-        return list(seen)
+        tokens = chain(self._special_tokens_map.values(), self._extra_special_tokens)
+        return list(dict.fromkeys(str(token) for token in tokens if token is not None))
 
     @property
     def all_special_ids(self) -> list[int]:
@@ -610,8 +595,9 @@ class PreTrainedTokenizer:
         decoder = self._backend.decoder
         return decoder.decode(tokens) if decoder is not None else " ".join(tokens)
 
-    def add_tokens(self, new_tokens: str | AddedToken | Sequence[str | AddedToken], special_tokens: bool = False) -> int:
-        """Add tokens to the vocabulary (those already present are skipped); returns how many were new."""
+    def add_tokens(self, new_tokens: Any, special_tokens: bool = False) -> int:
+        """Add tokens (str / AddedToken, one or a list) to the vocabulary, skipping those present;
+        returns how many were new."""
         if not new_tokens:
             return 0
         if not isinstance(new_tokens, (list, tuple)):
@@ -691,7 +677,9 @@ class PreTrainedTokenizer:
             self._forget_call_settings()
         base = name.removesuffix("_id")
         if base in self.__dict__.get("_special_tokens_map", ()):  # model-specific ones too, e.g. image_token
-            self._set_special_token(base, self.convert_ids_to_tokens(value) if base != name and value is not None else value)
+            if base != name and value is not None:
+                value = self.convert_ids_to_tokens(value)
+            self._set_special_token(base, value)
         else:
             object.__setattr__(self, name, value)
 
@@ -706,9 +694,10 @@ class PreTrainedTokenizer:
         if self._single_type_ids_zero is None:
             processor = self._backend.post_processor
             try:
-                self._single_type_ids_zero = processor is None or _single_type_ids_zero(json.loads(processor.__getstate__()))
+                zero = processor is None or _single_type_ids_zero(json.loads(processor.__getstate__()))
             except Exception:
-                self._single_type_ids_zero = False
+                zero = False
+            self._single_type_ids_zero = zero
         return self._single_type_ids_zero
 
     # -- encoding --------------------------------------------------------------------------------
@@ -720,12 +709,8 @@ class PreTrainedTokenizer:
         if max_length is not None and padding is False and truncation is None:
             truncation = "longest_first"
         if verbose and padding is True and max_length is not None and truncation in (None, False, _NO_TRUNCATE):
-            warnings.warn(
-                "max_length is ignored when padding=True and there is no truncation strategy; "
-                "to pad to max_length use padding='max_length'.",
-                UserWarning,
-                stacklevel=4,
-            )
+            message = "max_length is ignored when padding=True and there is no truncation strategy; "
+            warnings.warn(message + "to pad to max_length use padding='max_length'.", UserWarning, stacklevel=4)
         pad = _strategy(padding, _PADDING, "padding")
         trunc = _strategy(False if truncation is None else truncation, _TRUNCATION, "truncation")
         if max_length is None:
@@ -736,19 +721,14 @@ class PreTrainedTokenizer:
             if trunc != _NO_TRUNCATE:
                 trunc, max_length = (_NO_TRUNCATE, max_length) if limit > LARGE_INTEGER else (trunc, limit)
         else:
-            max_length = _non_negative(max_length, "max_length")
-        if pad != _NO_PAD:
-            pad_token = self._special_tokens_map.get("pad_token")
-            pad_id = None if pad_token is None else self._token_to_id(str(pad_token))
-            if pad_id is None or pad_id < 0:
-                raise InputError(
-                    "Padding was asked for, but this tokenizer has no padding token. Set one, e.g. "
-                    "tokenizer.pad_token = tokenizer.eos_token, or tokenizer.add_special_tokens({'pad_token': '[PAD]'})."
-                )
+            max_length = _int_option(max_length, "max_length")
+        if pad != _NO_PAD and (self.pad_token_id is None or self.pad_token_id < 0):
+            raise InputError(
+                "Padding was asked for, but this tokenizer has no padding token. Set one, e.g. tokenizer.pad_token = "
+                "tokenizer.eos_token, or tokenizer.add_special_tokens({'pad_token': '[PAD]'})."
+            )
         if pad_to_multiple_of is not None:
-            pad_to_multiple_of = _non_negative(pad_to_multiple_of, "pad_to_multiple_of")
-            if pad_to_multiple_of == 0:
-                raise InputError("pad_to_multiple_of must be a positive integer (or None).")
+            pad_to_multiple_of = _int_option(pad_to_multiple_of, "pad_to_multiple_of", minimum=1)
             if trunc != _NO_TRUNCATE and pad != _NO_PAD and max_length is not None and max_length % pad_to_multiple_of:
                 raise InputError(
                     f"Truncation and padding are both on, but the truncation length ({max_length}) is not a "
@@ -764,10 +744,10 @@ class PreTrainedTokenizer:
         tensor_type = None if return_tensors is None else _check_tensor_type(return_tensors)
         if padding_side is not None and padding_side not in ("right", "left"):
             raise InputError(f"padding_side must be 'right' or 'left' (or None), got {padding_side!r}.")
-        stride = _non_negative(stride, "stride") if stride else 0
-        truncation_state = pad_spec = None
+        stride = _int_option(stride, "stride") if stride else 0
+        truncating = pad_spec = None
         if trunc != _NO_TRUNCATE:
-            truncation_state = dict(max_length=max_length, stride=stride, strategy=trunc, direction=self.truncation_side)
+            truncating = dict(max_length=max_length, stride=stride, strategy=trunc, direction=self.truncation_side)
         if pad != _NO_PAD:
             pad_token = str(self._special_tokens_map["pad_token"])
             pad_spec = dict(
@@ -778,7 +758,7 @@ class PreTrainedTokenizer:
         split = self.split_special_tokens if split is None else bool(split)
         # Tensors of a padded batch are padded in numpy, much cheaper than having Rust pad every
         # row and reading the padding back; lists come straight from padded encodings.
-        backend_state = (truncation_state, pad_spec if tensor_type is None else None)
+        backend_state = (truncating, pad_spec if tensor_type is None else None)
         plan = _Plan(backend_state, pad_spec, split, tensor_type, verbose and max_length is None)
         if len(self._plans) < 64:
             try:
@@ -858,7 +838,8 @@ class PreTrainedTokenizer:
         )
         if plan.tensor_type is not None:
             return self._tensors(rows, plan, wanted, sample_of_row, zero_types)
-        return self._lists(rows, plan, wanted, sample_of_row, zero_types, batch is not None or return_overflowing_tokens)
+        keep_batch = batch is not None or return_overflowing_tokens
+        return self._lists(rows, plan, wanted, sample_of_row, zero_types, keep_batch)
 
     def _batch(self, text: Any, text_pair: Any, is_split_into_words: bool) -> tuple[list | None, Any]:
         """Check the text arguments: (the batch to encode, or None for one text; the pair of one text)."""
@@ -866,7 +847,11 @@ class PreTrainedTokenizer:
             raise InputError("The tokenizer needs text: a string, a list of strings, or pre-split words.")
         for name, value in (("text", text), ("text_pair", text_pair)):
             if value is not None and not _valid_text(value):
-                raise InputError(_TEXT_TYPES_MESSAGE.format(name=name, got=_describe(value)))
+                raise InputError(
+                    f"{name} must be a str (one text), a list of str (a batch, or one pre-split text with "
+                    f"is_split_into_words=True), a list of lists of str (pre-split batch) or a list of (text, pair) "
+                    f"tuples; got {_describe(value)}."
+                )
         if is_split_into_words:
             batched = isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
         else:
@@ -877,14 +862,14 @@ class PreTrainedTokenizer:
             raise InputError("text is a batch, so text_pair must be a batch too: a list with one pair text per text.")
         if text_pair is not None:
             if len(text) != len(text_pair):
-                raise InputError(f"text has {len(text)} items but text_pair has {len(text_pair)}; give one pair per text.")
+                raise InputError(f"text has {len(text)} items but text_pair has {len(text_pair)}; give one per text.")
             return list(zip(text, text_pair)), None
         if not text:
             raise InputError("text is an empty list: there is nothing to tokenize.")
         return text if isinstance(text, list) else list(text), None
 
     def _encode(
-        self, plan: _Plan, text: Any, batch: list | None, pair: Any, add_special_tokens: bool, split_into_words: bool
+        self, plan: _Plan, text: Any, batch: list | None, pair: Any, add_special: bool, pretokenized: bool
     ) -> list[Encoding]:
         """The Rust encodings of one text (``batch`` None) or of a batch."""
         global _pool_sized
@@ -901,8 +886,8 @@ class PreTrainedTokenizer:
                 backend.encode_special_tokens = self._backend_split = plan.split
             try:
                 if batch is not None:
-                    return backend.encode_batch(batch, add_special_tokens=add_special_tokens, is_pretokenized=split_into_words)
-                return [backend.encode(text, pair, is_pretokenized=split_into_words, add_special_tokens=add_special_tokens)]
+                    return backend.encode_batch(batch, add_special_tokens=add_special, is_pretokenized=pretokenized)
+                return [backend.encode(text, pair, is_pretokenized=pretokenized, add_special_tokens=add_special)]
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as exc:
@@ -919,7 +904,8 @@ class PreTrainedTokenizer:
         if want_types:
             data["token_type_ids"] = [[0] * len(row) for row in ids] if zero_types else [row.type_ids for row in rows]
         if want_mask:
-            data["attention_mask"] = [row.attention_mask for row in rows] if plan.pad_spec else [[1] * len(row) for row in ids]
+            masks = [row.attention_mask for row in rows] if plan.pad_spec else [[1] * len(row) for row in ids]
+            data["attention_mask"] = masks
         if want_special:
             data["special_tokens_mask"] = [row.special_tokens_mask for row in rows]
         if want_offsets:
@@ -952,7 +938,8 @@ class PreTrainedTokenizer:
             multiple = spec["pad_to_multiple_of"]
             if multiple and target % multiple:
                 target += multiple - target % multiple
-            row_pad = {"length": target, **{key: spec[key] for key in ("direction", "pad_id", "pad_type_id", "pad_token")}}
+            row_pad = {key: spec[key] for key in ("direction", "pad_id", "pad_type_id", "pad_token")}
+            row_pad["length"] = target
         if longest > target or target == 0 or (spec is None and min(lengths) != longest):
             # Ragged rows, or rows longer than a fixed padding length: the reference's exact path.
             for row in rows if row_pad else ():
@@ -978,7 +965,8 @@ class PreTrainedTokenizer:
 
         data: dict[str, Any] = {"input_ids": padded(ids, spec["pad_id"] if spec else 0)}
         if want_types:
-            data["token_type_ids"] = np.zeros(shape, dtype=np.int64) if zero_types else padded([r.type_ids for r in rows], 0)
+            types = np.zeros(shape, dtype=np.int64) if zero_types else padded([row.type_ids for row in rows], 0)
+            data["token_type_ids"] = types
         if want_mask:
             data["attention_mask"] = np.ones(shape, dtype=np.int64) if full else real.astype(np.int64)
         if want_special:
@@ -1017,7 +1005,9 @@ class PreTrainedTokenizer:
                        max_length=max_length, stride=stride, padding_side=padding_side, return_tensors=return_tensors)
         return self(text, text_pair, **options, **kwargs)["input_ids"]
 
-    def tokenize(self, text: TextOrBatch, pair: TextOrBatch | None = None, add_special_tokens: bool = False, **kwargs: Any) -> list[str]:
+    def tokenize(
+        self, text: TextOrBatch, pair: TextOrBatch | None = None, add_special_tokens: bool = False, **kwargs: Any
+    ) -> list[str]:
         """The token strings of ``text`` (of its first item, for a batch)."""
         return self(text, pair, add_special_tokens=add_special_tokens, **kwargs).tokens()
 
@@ -1102,11 +1092,12 @@ class PreTrainedTokenizer:
             token_ids = token_ids["input_ids"]
         try:
             if batched:
-                texts = self._backend.decode_batch([list(ids) for ids in token_ids], skip_special_tokens=skip_special_tokens)
+                texts = self._backend.decode_batch([list(ids) for ids in token_ids], skip_special_tokens)
             else:
-                texts = [self._backend.decode(token_ids, skip_special_tokens=skip_special_tokens)]
+                texts = [self._backend.decode(token_ids, skip_special_tokens)]
         except Exception as exc:
-            raise InputError(f"Could not decode {_describe(token_ids)}: {exc}. Ids must be non-negative integers.") from exc
+            message = f"Could not decode {_describe(token_ids)}: {exc}. Ids must be non-negative integers."
+            raise InputError(message) from exc
         texts = [self._clean_up(text, clean_up_tokenization_spaces) for text in texts]
         return texts if batched else texts[0]
 
@@ -1221,13 +1212,6 @@ def clean_up_tokenization(text: str) -> str:
     return text
 
 
-_TEXT_TYPES_MESSAGE = (
-    "{name} must be a str (one text), a list of str (a batch, or one pre-split text with "
-    "is_split_into_words=True), a list of lists of str (pre-split batch) or a list of (text, pair) "
-    "tuples; got {got}."
-)
-
-
 def _single_sequences(batch: list | None, pair: Any, text_pair: Any, is_split_into_words: bool) -> bool:
     """Whether a call encodes single sequences only (no pairs). Only an optimisation hint: a str
     subclass just takes the slower exact path."""
@@ -1273,16 +1257,12 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _non_negative(value: Any, name: str) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = operator.index(value)
-    except TypeError:
-        raise InputError(f"{name} must be an integer, got {value!r}.") from None
-    if number < 0:
-        raise InputError(f"{name} must be zero or positive, got {number}.")
-    return number
+def _int_option(value: Any, name: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise InputError(f"{name} must be an integer, got {value!r}.")
+    if operator.index(value) < minimum:
+        raise InputError(f"{name} must be at least {minimum}, got {value}.")
+    return operator.index(value)
 
 
 def _to_python(value: Any) -> Any:
@@ -1295,10 +1275,7 @@ def _to_python(value: Any) -> Any:
         return [_to_python(item) for item in value]
     if isinstance(value, Mapping):
         return {key: _to_python(item) for key, item in value.items()}
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        return tolist()
-    return value
+    return value.tolist() if callable(getattr(value, "tolist", None)) else value
 
 
 def _as_token(value: Any, name: str) -> str | AddedToken:
@@ -1359,7 +1336,7 @@ def _class_name(
     known = registry.DEFAULT_TOKENIZER
     if tokenizer_type is not None:
         if tokenizer_type not in known:
-            raise TokenizerError(f"tokenizer_type={tokenizer_type!r} is unknown; known types: {', '.join(sorted(known))}.")
+            raise TokenizerError(f"tokenizer_type={tokenizer_type!r} is unknown; known: {', '.join(sorted(known))}.")
         return known[tokenizer_type]
     name = tokenizer_config.get("tokenizer_class")
     if name is None:
@@ -1375,7 +1352,7 @@ def _class_name(
     return name.removesuffix("Fast") if name else None
 
 
-def _generic_class(source: Source, class_name: str | None, tokenizer_config: dict[str, Any], tokenizer_file: Any) -> str:
+def _generic_class(source: Source, class_name: str | None, config: dict[str, Any], tokenizer_file: Any) -> str:
     """A class this library does not rebuild is used as its tokenizer.json stands, under the
     reference's generic name; without a tokenizer.json there is nothing to use."""
     where = source.describe()
@@ -1391,7 +1368,7 @@ def _generic_class(source: Source, class_name: str | None, tokenizer_config: dic
             f"no tokenizer_class, and no config.json model_type maps to one. Add \"tokenizer_class\" (one of: "
             f"{supported}) to tokenizer_config.json."
         )
-    remote = " (its auto_map code is never run)" if "auto_map" in tokenizer_config else ""
+    remote = " (its auto_map code is never run)" if "auto_map" in config else ""
     raise TokenizerError(
         f"{where} asks for tokenizer class {class_name!r}{remote}, which leanformers cannot build without a "
         f"tokenizer.json. Supported classes: {supported}. Provide a tokenizer.json (any tokenizers-library file "
@@ -1422,16 +1399,17 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
         class_name = _generic_class(source, class_name, tokenizer_config, tokenizer_file)
 
     init_kwargs = _init_kwargs(source, tokenizer_config, tokenizer_file, kwargs)
-    data = read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError) if tokenizer_file and builder == "wordpiece" else None
+    # Parsed once, for the vocabulary and the added tokens.
+    wordpiece_json = tokenizer_file is not None and builder == "wordpiece"
+    data = read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError) if wordpiece_json else None
     init_kwargs["added_tokens_decoder"] = _added_tokens(source, init_kwargs, kwargs, tokenizer_file, data)
     init_kwargs = _tokens_json(init_kwargs, to_json=False)
     by_content = {str(token): token for token in init_kwargs["added_tokens_decoder"].values()}
     for key in SPECIAL_TOKENS_ATTRIBUTES:
         if init_kwargs.get(key) is not None:
             init_kwargs[key] = by_content.get(str(init_kwargs[key]), init_kwargs[key])
-    init_kwargs.update(
-        name_or_path=source.name_or_path, is_local=source.is_local, local_files_only=source.local_files_only or is_offline()
-    )
+    offline = source.local_files_only or is_offline()
+    init_kwargs.update(name_or_path=source.name_or_path, is_local=source.is_local, local_files_only=offline)
 
     if builder == "wordpiece":
         return _build_wordpiece(source, class_name, init_kwargs, tokenizer_file, data)
@@ -1447,7 +1425,9 @@ def _init_kwargs(
     source: Source, tokenizer_config: dict[str, Any], tokenizer_file: str | None, kwargs: dict[str, Any]
 ) -> dict[str, Any]:
     """The constructor options: the saved config, the chat template file, then the caller's options."""
-    dropped = ("tokenizer_class", "init_inputs", "auto_map") + (("add_bos_token", "add_eos_token") if tokenizer_file else ())
+    dropped = {"tokenizer_class", "init_inputs", "auto_map"}
+    if tokenizer_file is not None:  # its post-processor decides the bos/eos tokens
+        dropped |= {"add_bos_token", "add_eos_token"}
     init_kwargs = {key: value for key, value in tokenizer_config.items() if key not in dropped}
     if "chat_template" not in kwargs:
         template_path = source.resolve(CHAT_TEMPLATE_FILE, required=False)
@@ -1459,8 +1439,8 @@ def _init_kwargs(
         init_kwargs["extra_special_tokens"] = init_kwargs.pop("additional_special_tokens")
 
     # Other "*_token" options are model-specific special tokens (e.g. image_token).
-    named = [key for key, value in init_kwargs.items() if key.endswith("_token") and isinstance(value, (str, AddedToken))]
-    specific = {key: init_kwargs.pop(key) for key in named if key not in SPECIAL_TOKENS_ATTRIBUTES}
+    named = [key for key in init_kwargs if key.endswith("_token") and key not in SPECIAL_TOKENS_ATTRIBUTES]
+    specific = {key: init_kwargs.pop(key) for key in named if isinstance(init_kwargs[key], (str, AddedToken))}
     if isinstance(init_kwargs.get("extra_special_tokens"), dict):
         specific.update(init_kwargs.pop("extra_special_tokens"))
     if specific:
@@ -1479,12 +1459,12 @@ def _added_tokens(
     saved = init_kwargs.get("added_tokens_decoder")
     if saved is not None:
         if not isinstance(saved, dict):
-            raise ConfigError(f"added_tokens_decoder in tokenizer_config.json of {source.describe()} must be an object.")
+            raise ConfigError(f"{source.describe()}: added_tokens_decoder must be an object.")
         decoder = {}
         for index, token in saved.items():
             token = _as_token(token, f"added_tokens_decoder[{index}]")
             if isinstance(token, str) or not str(index).isdigit():
-                raise ConfigError(f"added_tokens_decoder must map integer ids to token descriptions, got {index!r}: {token!r}.")
+                raise ConfigError(f"added_tokens_decoder: {index!r} -> {token!r} is not an integer id and a token.")
             decoder[int(index)] = token
         return decoder
 
@@ -1500,7 +1480,9 @@ def _added_tokens(
                     existing.append(token)
             init_kwargs["extra_special_tokens"] = existing
         else:
-            init_kwargs[key] = _as_token({**value, "special": True}, key) if isinstance(value, dict) and "__type" not in value else value
+            if isinstance(value, dict) and "__type" not in value:  # a bare description: a special token
+                value = _as_token({**value, "special": True}, key)
+            init_kwargs[key] = value
     if isinstance(init_kwargs.get("extra_special_tokens"), dict):
         init_kwargs.setdefault("model_specific_special_tokens", {}).update(init_kwargs.pop("extra_special_tokens"))
 
@@ -1510,8 +1492,7 @@ def _added_tokens(
         special = {str(init_kwargs[key]) for key in SPECIAL_TOKENS_ATTRIBUTES if init_kwargs.get(key)}
         special.update(str(token) for token in (init_kwargs.get("extra_special_tokens") or []))
         for content, index in read_json(added_path, ADDED_TOKENS_FILE).items():
-            is_special = content in special
-            decoder[int(index)] = AddedToken(content, rstrip=False, lstrip=False, normalized=not is_special, special=is_special)
+            decoder[int(index)] = AddedToken(content, normalized=content not in special, special=content in special)
     if tokenizer_file is not None:
         entries = (data or read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)).get("added_tokens") or []
         if not isinstance(entries, list) or not all(isinstance(e, dict) and type(e.get("id")) is int for e in entries):
