@@ -7,6 +7,7 @@ printed form follow the reference's v5 tokenizers.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import inspect
@@ -155,10 +156,7 @@ class BatchEncoding(dict):
             return encodings[item]
         if isinstance(item, slice):
             return {key: value[item] for key, value in self.items()}
-        raise KeyError(
-            f"BatchEncoding keys are strings (one of {list(self.keys())}); an integer or slice selects "
-            f"Rust encodings, and this BatchEncoding holds none."
-        )
+        raise KeyError(f"Use a key of {list(self.keys())}: this BatchEncoding has no Rust encodings to index.")
 
     def __getattr__(self, item: str) -> Any:
         if item.startswith("__"):
@@ -202,10 +200,7 @@ class BatchEncoding(dict):
     def _encoding(self, batch_index: int, what: str) -> Encoding:
         encodings = self.encodings
         if not encodings:
-            raise InputError(
-                f"{what}() needs the Rust encodings, and this BatchEncoding was built from plain data. "
-                f"Call the tokenizer to get one that has them."
-            )
+            raise InputError(f"{what}() needs Rust encodings; this BatchEncoding was built from plain data.")
         try:
             return encodings[batch_index]
         except IndexError:
@@ -397,9 +392,7 @@ class PreTrainedTokenizer:
                 elif isinstance(value, (list, tuple)):
                     self._extra_special_tokens = [_as_token(token, key) for token in value]
                 elif value is not None:
-                    raise ConfigError(
-                        f"extra_special_tokens must be a list of tokens or a dict of named tokens, got {value!r}."
-                    )
+                    raise ConfigError(f"extra_special_tokens must be a list or a dict of tokens, got {value!r}.")
             elif key.endswith("_token") and isinstance(value, (str, AddedToken)):
                 auto_specific[key] = kwargs.pop(key)
         for key, value in {**auto_specific, **model_specific}.items():
@@ -418,10 +411,7 @@ class PreTrainedTokenizer:
         self.truncation_side = kwargs.pop("truncation_side", "right")
         input_names = kwargs.pop("model_input_names", _MODEL_INPUT_NAMES[GENERIC_CLASS])
         if not isinstance(input_names, (list, tuple)) or not all(isinstance(name, str) for name in input_names):
-            raise ConfigError(
-                f"model_input_names must be a list of input names such as ['input_ids', 'attention_mask'], "
-                f"got {input_names!r}."
-            )
+            raise ConfigError(f"model_input_names must be a list of names such as ['input_ids'], got {input_names!r}.")
         self.model_input_names = list(input_names)
         self.clean_up_tokenization_spaces = kwargs.pop("clean_up_tokenization_spaces", False)
         self.split_special_tokens = bool(kwargs.pop("split_special_tokens", False))
@@ -430,10 +420,8 @@ class PreTrainedTokenizer:
             try:
                 self.chat_template = {entry["name"]: entry["template"] for entry in self.chat_template}
             except (KeyError, TypeError) as exc:
-                raise ConfigError(
-                    f"chat_template as a list must hold {{'name': ..., 'template': ...}} entries; got "
-                    f"{str(self.chat_template)[:200]}."
-                ) from exc
+                got = str(self.chat_template)[:200]
+                raise ConfigError(f"chat_template as a list needs {{'name', 'template'}} entries, got {got}.") from exc
         elif self.chat_template is not None and not isinstance(self.chat_template, (str, dict)):
             raise ConfigError(f"chat_template must be a string, got {type(self.chat_template).__name__}.")
         self.backend = kwargs.pop("backend", "tokenizers")
@@ -455,8 +443,7 @@ class PreTrainedTokenizer:
         tokens = [AddedToken(token, special=True) if isinstance(token, str) else token for token in by_content.values()]
         for token in tokens:
             token.special = token.special or str(token) in named
-        if tokens:
-            self._backend.add_tokens(tokens)
+        self._backend.add_tokens(tokens)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> "PreTrainedTokenizer":
@@ -482,9 +469,7 @@ class PreTrainedTokenizer:
         base = name.removesuffix("_id")
         if base in tokens:
             value = tokens[base]
-            if value is None:
-                return None
-            return self.convert_tokens_to_ids(str(value)) if base != name else str(value)
+            return None if value is None else self.convert_tokens_to_ids(str(value)) if base != name else str(value)
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     @property
@@ -629,8 +614,7 @@ class PreTrainedTokenizer:
             extra = key == "extra_special_tokens"
             tokens = value if extra else [value]
             if not isinstance(tokens, (list, tuple)) or not all(isinstance(t, (str, AddedToken)) for t in tokens):
-                kind = "a list of str or tokenizers.AddedToken" if extra else "a str or tokenizers.AddedToken"
-                raise InputError(f"{key} must be {kind}, got {value!r}.")
+                raise InputError(f"{key} must be {'a list of ' if extra else 'a '}str or AddedToken, got {value!r}.")
             tokens = [AddedToken(t, normalized=False, special=True) if isinstance(t, str) else t for t in tokens]
             if not extra:
                 self._set_special_token(key, tokens[0])
@@ -715,11 +699,10 @@ class PreTrainedTokenizer:
         trunc = _strategy(False if truncation is None else truncation, _TRUNCATION, "truncation")
         if max_length is None:
             # A model_max_length above LARGE_INTEGER means "no limit": nothing to pad or truncate to.
-            limit = self.model_max_length
-            if pad == "max_length":
-                pad, max_length = (_NO_PAD, None) if limit > LARGE_INTEGER else (pad, limit)
-            if trunc != _NO_TRUNCATE:
-                trunc, max_length = (_NO_TRUNCATE, max_length) if limit > LARGE_INTEGER else (trunc, limit)
+            if self.model_max_length > LARGE_INTEGER:
+                pad, trunc = _NO_PAD if pad == "max_length" else pad, _NO_TRUNCATE
+            elif pad == "max_length" or trunc != _NO_TRUNCATE:
+                max_length = self.model_max_length
         else:
             max_length = _int_option(max_length, "max_length")
         if pad != _NO_PAD and (self.pad_token_id is None or self.pad_token_id < 0):
@@ -760,11 +743,9 @@ class PreTrainedTokenizer:
         # row and reading the padding back; lists come straight from padded encodings.
         backend_state = (truncating, pad_spec if tensor_type is None else None)
         plan = _Plan(backend_state, pad_spec, split, tensor_type, verbose and max_length is None)
-        if len(self._plans) < 64:
-            try:
+        with contextlib.suppress(TypeError):  # an unhashable option value: fine, just not cached
+            if len(self._plans) < 64:
                 self._plans[options] = plan
-            except TypeError:  # an unhashable option value: fine, just not cached
-                pass
         return plan
 
     def __getstate__(self) -> dict[str, Any]:
@@ -833,9 +814,7 @@ class PreTrainedTokenizer:
                 pieces += [encoding, *encoding.overflowing]
                 sample_of_row += [index] * (1 + len(encoding.overflowing))
             rows = pieces
-        zero_types = want_types and self.single_sequence_type_ids_are_zero and _single_sequences(
-            batch, pair, text_pair, is_split_into_words
-        )
+        zero_types = want_types and self.single_sequence_type_ids_are_zero and all(r.n_sequences == 1 for r in rows)
         if plan.tensor_type is not None:
             return self._tensors(rows, plan, wanted, sample_of_row, zero_types)
         keep_batch = batch is not None or return_overflowing_tokens
@@ -1081,8 +1060,7 @@ class PreTrainedTokenizer:
         **kwargs: Any,
     ) -> str | list[str]:
         """Text of a sequence of ids, or a list of texts for a batch of sequences."""
-        kwargs.pop("use_source_tokenizer", None)
-        if kwargs:
+        if set(kwargs) - {"use_source_tokenizer"}:  # the accepted one changes nothing here
             raise InputError(f"Unexpected argument(s) {sorted(kwargs)} for decode.")
         token_ids = _to_python(token_ids)
         batched = isinstance(token_ids, (list, tuple)) and bool(token_ids) and isinstance(token_ids[0], (list, tuple))
@@ -1110,9 +1088,7 @@ class PreTrainedTokenizer:
         return [result] if isinstance(result, str) else result
 
     def _clean_up(self, text: str, clean_up: bool | None) -> str:
-        if clean_up is None:
-            clean_up = self.clean_up_tokenization_spaces
-        if not clean_up:
+        if not (self.clean_up_tokenization_spaces if clean_up is None else clean_up):
             return text
         if type(self._backend.model).__name__ == "BPE":
             # The clean-up rules are written for WordPiece and would delete real spaces of BPE text.
@@ -1131,16 +1107,14 @@ class PreTrainedTokenizer:
             raise TokenizerError("save_pretrained cannot push to the hub; save to a folder and upload it yourself.")
         if set(kwargs) - {"legacy_format", "save_jinja_files"}:  # the accepted ones change nothing here
             raise InputError(f"Unexpected argument(s) {sorted(kwargs)} for save_pretrained.")
-        save_directory = os.fspath(save_directory)
         if os.path.isfile(save_directory):
-            raise InputError(f"save_pretrained needs a folder, but {save_directory!r} is a file.")
+            raise InputError(f"save_pretrained needs a folder, but {os.fspath(save_directory)!r} is a file.")
         os.makedirs(save_directory, exist_ok=True)
-        written = []
-        for name, text in self._files_to_save().items():
-            path = os.path.join(save_directory, (f"{filename_prefix}-" if filename_prefix else "") + name)
+        prefix = f"{filename_prefix}-" if filename_prefix else ""
+        files = {os.path.join(save_directory, prefix + name): text for name, text in self._files_to_save().items()}
+        for path, text in files.items():
             atomic_write(path, text)
-            written.append(path)
-        return tuple(written)
+        return tuple(files)
 
     def _files_to_save(self) -> dict[str, str]:
         """File name -> contents: tokenizer_config.json, the chat template, tokenizer.json."""
@@ -1210,18 +1184,6 @@ def clean_up_tokenization(text: str) -> str:
     for spaced, joined in _CLEAN_UP:
         text = text.replace(spaced, joined)
     return text
-
-
-def _single_sequences(batch: list | None, pair: Any, text_pair: Any, is_split_into_words: bool) -> bool:
-    """Whether a call encodes single sequences only (no pairs). Only an optimisation hint: a str
-    subclass just takes the slower exact path."""
-    if batch is None:
-        return pair is None
-    if text_pair is not None:
-        return False
-    if is_split_into_words:
-        return all(not item or isinstance(item[0], str) for item in batch)
-    return set(map(type, batch)) == {str}
 
 
 def _valid_text(value: Any, depth: int = 0) -> bool:
