@@ -814,7 +814,10 @@ class PreTrainedTokenizer:
                 pieces += [encoding, *encoding.overflowing]
                 sample_of_row += [index] * (1 + len(encoding.overflowing))
             rows = pieces
-        zero_types = want_types and self.single_sequence_type_ids_are_zero and all(r.n_sequences == 1 for r in rows)
+        single = pair is None if batch is None else all(row.n_sequences == 1 for row in rows)
+        zero_types = want_types and single and self.single_sequence_type_ids_are_zero
+        if plan.tensor_type is not None and len(rows) == 1 and plan.pad_spec is None and not any(wanted[2:]):
+            return self._one_row_tensors(rows[0], plan, want_types, want_mask, zero_types, sample_of_row)
         if plan.tensor_type is not None:
             return self._tensors(rows, plan, wanted, sample_of_row, zero_types)
         keep_batch = batch is not None or return_overflowing_tokens
@@ -898,6 +901,30 @@ class PreTrainedTokenizer:
         if not keep_batch:
             data = {key: (value[0] if value and isinstance(value[0], list) else value) for key, value in data.items()}
         return BatchEncoding(data, rows, tensor_type=tensor_type)
+
+    def _one_row_tensors(
+        self, row: Encoding, plan: _Plan, want_types: bool, want_mask: bool, zero_types: bool, sample_of_row: Any
+    ) -> BatchEncoding:
+        """The arrays of one unpadded text (the usual interactive call), without _tensors' batch work."""
+        import numpy as np
+
+        ids = np.array([row.ids], dtype=np.int64)
+        if plan.warn_if_long and not self._warned_too_long:
+            self._warn_if_too_long(ids.shape[1])
+        data = {"input_ids": ids}
+        if want_types:
+            types = np.zeros(ids.shape, dtype=np.int64) if zero_types else np.array([row.type_ids], dtype=np.int64)
+            data["token_type_ids"] = types
+        if want_mask:  # empty() and fill(): np.ones and the *_like functions cost twice as much here
+            data["attention_mask"] = mask = np.empty(ids.shape, dtype=np.int64)
+            mask.fill(1)
+        if sample_of_row is not None:
+            data["overflow_to_sample_mapping"] = np.zeros(1, dtype=np.int64)
+        if plan.tensor_type == "pt":
+            from torch import from_numpy
+
+            data = {key: from_numpy(value) for key, value in data.items()}
+        return BatchEncoding(data, [row])
 
     def _tensors(
         self, rows: list[Encoding], plan: _Plan, wanted: tuple, sample_of_row: list[int] | None, zero_types: bool
