@@ -21,27 +21,13 @@ from collections.abc import Mapping
 from itertools import chain
 from typing import Any, NamedTuple, Sequence, Union
 
-from tokenizers import (
-    AddedToken,
-    Encoding,
-    Tokenizer,
-    decoders,
-    normalizers,
-    pre_tokenizers,
-    processors,
-)
+from tokenizers import AddedToken, Encoding, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
 from .. import registry, threads
 from ..errors import ConfigError, InputError, TokenizerError
 from ..hub import (
-    IGNORED_LOAD_OPTIONS,
-    SOURCE_OPTIONS,
-    Source,
-    atomic_write,
-    is_offline,
-    read_json,
-    split_source_options,
+    IGNORED_LOAD_OPTIONS, SOURCE_OPTIONS, Source, atomic_write, is_offline, read_json, split_source_options,
 )
 
 
@@ -259,9 +245,7 @@ class BatchEncoding(dict):
             return self
         tensor_type = _check_tensor_type(tensor_type)
         for key, value in list(self.items()):
-            value = [value] if prepend_batch_axis else value
-            if not _is_tensor(value, tensor_type):
-                dict.__setitem__(self, key, _as_tensor(value, tensor_type, key))
+            dict.__setitem__(self, key, _as_tensor([value] if prepend_batch_axis else value, tensor_type, key))
         return self
 
     def to(self, device: Any, *, non_blocking: bool = False) -> "BatchEncoding":
@@ -286,41 +270,26 @@ def _check_tensor_type(tensor_type: Any) -> str:
     return value
 
 
-def _is_tensor(value: Any, tensor_type: str) -> bool:
-    if tensor_type == "np":
-        import numpy as np
-
-        return isinstance(value, np.ndarray)
-    return type(value).__module__.startswith("torch") and type(value).__name__ == "Tensor"
-
-
-def _has_items(value: Any) -> bool:
-    """Whether nested lists hold any leaf value (empty data becomes int64, as in the reference)."""
-    if isinstance(value, (list, tuple)):
-        return bool(value) and (not isinstance(value[0], (list, tuple)) or any(map(_has_items, value)))
-    try:
-        return len(value) > 0
-    except TypeError:
-        return True
-
-
 def _as_tensor(value: Any, tensor_type: str, key: str) -> Any:
-    """The reference's conversion rules: empty data is int64; ragged rows give numpy object arrays
-    and are an error for torch."""
+    """The reference's conversion rules: tensors of the asked kind stay, empty data is int64, ragged
+    rows give numpy object arrays and are an error for torch."""
     import numpy as np
 
     rows = isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray))
-    empty = not _has_items(value)
     try:
         if tensor_type == "np":
+            if isinstance(value, np.ndarray):
+                return value
             if rows and len({len(row) for row in value}) > 1:
                 return np.asarray([np.asarray(row) for row in value], dtype=object)
-            return np.asarray(value, dtype=np.int64 if empty else None)
+            array = np.asarray(value)
+            return array.astype(np.int64) if array.size == 0 else array
         import torch
 
-        if rows and isinstance(value[0], np.ndarray):
-            return torch.from_numpy(np.array(value))
-        return torch.tensor(value, dtype=torch.int64 if empty else None)
+        if isinstance(value, torch.Tensor):
+            return value
+        tensor = torch.from_numpy(np.array(value)) if rows and isinstance(value[0], np.ndarray) else torch.tensor(value)
+        return tensor.long() if tensor.numel() == 0 else tensor
     except (ValueError, TypeError, RuntimeError) as exc:
         raise InputError(
             f"Cannot make a {tensor_type} tensor of {key!r} ({exc}). Pass padding=True (and truncation=True for "
@@ -996,8 +965,7 @@ class PreTrainedTokenizer:
             logger.warning(
                 "Token indices sequence length is longer than the specified maximum sequence length for this "
                 "model (%d > %d). Running this sequence through the model will result in indexing errors",
-                longest,
-                self.model_max_length,
+                longest, self.model_max_length,
             )
             self._warned_too_long = True
 
