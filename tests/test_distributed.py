@@ -250,15 +250,16 @@ def test_killed_worker_is_retried(ray_local, classifier_dir, reference, tmp_path
 
 @needs_ray
 def test_run_cli_prediction(ray_local, classifier_dir, reference, tmp_path):
-    from leanformers.distributed import run_cli_prediction, summary_line
+    from leanformers.batch import summary
+    from leanformers.distributed import run_cli_prediction
 
     texts = make_texts(120, seed=4)
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     output = tmp_path / "out.csv"
-    summary = run_cli_prediction(str(classifier_dir), str(source), str(output), batch_size=16, workers=2)
-    assert summary["rows"] == len(texts) and summary["workers"] == 2 and summary["output"] == str(output)
-    assert "predicted 120 items" in summary_line(summary)
+    stats = run_cli_prediction(str(classifier_dir), str(source), str(output), batch_size=16, workers=2)
+    assert stats.items == len(texts) and stats.seconds > 0
+    assert "predicted 120 items" in summary(stats, str(output), " with 2 Ray worker(s)")
     with output.open() as handle:
         rows = [{"id": int(r["id"]), "label": r["label"], "score": float(r["score"])} for r in csv.DictReader(handle)]
     check_same(rows, texts, reference(texts))

@@ -240,6 +240,23 @@ class PartialOutputExists(InputError):
     """A ``.partial`` output from an earlier run is present and ``resume`` was not asked for."""
 
 
+class OutputComplete(InputError):
+    """``resume`` was asked for, and the output is already complete."""
+
+
+def check_output(output: str, resume: bool) -> str:
+    """The format of ``output``, once sure a run may write it (callers check before loading a model)."""
+    fmt, partial = file_format(output, "output file"), output + ".partial"
+    if os.path.exists(partial) and not resume:
+        raise PartialOutputExists(
+            f"{partial!r} holds the partial output of an earlier run; pass --resume to continue it, "
+            f"or delete it to start over."
+        )
+    if resume and not os.path.exists(partial) and os.path.exists(output):
+        raise OutputComplete(f"{output!r} is already complete; nothing to resume.")
+    return fmt
+
+
 @dataclass
 class Job:
     """One file-to-file (or file-to-stream) batch prediction."""
@@ -260,17 +277,8 @@ class Job:
 
 def _open_output(job: Job) -> tuple[RowWriter, int]:
     """The writer of ``job.output + ".partial"``, and how many input rows it already holds."""
-    partial = job.output + ".partial"
-    fmt, skip = file_format(job.output, "output file"), 0
-    if os.path.exists(partial):
-        if not job.resume:
-            raise PartialOutputExists(
-                f"{partial!r} holds the partial output of an earlier run; pass --resume to continue it, "
-                f"or delete it to start over."
-            )
-        skip = complete_rows(partial)
-    elif job.resume and os.path.exists(job.output):
-        raise InputError(f"{job.output!r} is already complete (no {os.path.basename(partial)!r} to resume).")
+    fmt, partial = check_output(job.output, job.resume), job.output + ".partial"
+    skip = complete_rows(partial) if os.path.exists(partial) else 0
     return RowWriter(partial, fmt, append=skip > 0), skip
 
 
@@ -324,10 +332,10 @@ def run(job: Job) -> Stats:
     return stats
 
 
-def summary(stats: Stats, output: str | None = None) -> str:
-    """One line for stderr: items, time, rate, resumed rows, the output."""
+def summary(stats: Stats, output: str | None = None, where: str = "") -> str:
+    """One line for stderr: items, time, rate, resumed rows, where it ran (e.g. Ray workers), the output."""
     rate = f"{stats.rate:.1f} items/s" if not math.isnan(stats.rate) else "-"
-    line = f"predicted {stats.items} items in {stats.seconds:.2f} s ({rate})"
+    line = f"predicted {stats.items} items in {stats.seconds:.2f} s ({rate}){where}"
     if stats.skipped:
         line += f", {stats.skipped} already done (resumed)"
     return line + (f" -> {output}" if output else "")

@@ -276,44 +276,41 @@ def _predict_with_ray(args: argparse.Namespace, task: str | None) -> int:
     if not (args.input and args.output) or args.resume or args.inputs:
         raise UsageError("--engine ray needs --input FILE and --output FILE (and no --resume or inline inputs).")
     _checked_file(args.input, "input file")
-    from .distributed import run_cli_prediction, summary_line
+    from .batch import summary
+    from .distributed import run_cli_prediction
 
-    summary = run_cli_prediction(
+    stats = run_cli_prediction(
         args.model, args.input, args.output, task=task, column=args.column,
         batch_size=args.batch_size or default_batch_size(task), device=args.device, address=args.address,
         workers=args.workers, task_kwargs=_task_kwargs(args), dtype=args.dtype, compile=args.compile,
     )
     if not args.quiet:
-        print(summary_line(summary), file=sys.stderr)
+        where = f" with {args.workers} Ray worker(s) on {args.address or 'local'}"
+        print(summary(stats, args.output, where), file=sys.stderr)
     return 0
 
 
 def _check_local_predict(args: argparse.Namespace) -> bool:
     """Usage errors of a local predict, before the model loads; False when there is nothing to do."""
-    from .files import file_format
+    from .batch import OutputComplete, check_output
 
     if args.input and args.inputs:
         raise UsageError("give inputs on the command line or with --input FILE, not both.")
     if args.input:
         _checked_file(args.input, "input file")
-    if args.output:
-        with _usage_errors():
-            file_format(args.output, "output file")
-        if args.input and os.path.abspath(args.output) == os.path.abspath(args.input):
-            raise UsageError("--output must differ from --input.")
     if args.resume and not args.output:
         raise UsageError("--resume needs --output FILE (it continues FILE.partial).")
-    partial = f"{args.output}.partial"
-    if args.resume and os.path.exists(args.output) and not os.path.exists(partial):
-        print(f"{args.output} is already complete; nothing to resume.", file=sys.stderr)
-        return False
+    if args.output:
+        if args.input and os.path.abspath(args.output) == os.path.abspath(args.input):
+            raise UsageError("--output must differ from --input.")
+        with _usage_errors():
+            try:
+                check_output(args.output, args.resume)
+            except OutputComplete as exc:
+                print(exc, file=sys.stderr)
+                return False
     if not args.input and not args.inputs and sys.stdin.isatty():
         raise UsageError("no inputs: give them on the command line, with --input FILE, or on stdin.")
-    if args.output and not args.resume and os.path.exists(partial):
-        raise UsageError(
-            f"{partial!r} holds the partial output of an earlier run; pass --resume to continue it, or delete it "
-            f"to start over."
-        )
     return True
 
 

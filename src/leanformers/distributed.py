@@ -20,8 +20,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .batch import Stats
 from .errors import InputError
 from .files import default_column, file_format, read_rows
+from .pipelines import COUNT, NON_NEGATIVE
 
 INSTALL_HINT = 'Ray is not installed; install the extra with: pip install "leanformers[ray]"'
 WRITE_FORMATS = ("parquet", "jsonl", "csv")
@@ -174,10 +176,9 @@ def predict_dataset(
     ``pipeline_factory(task, model=, device=[, dtype=])`` replaces :func:`leanformers.pipeline`.
     Nothing runs until the result is consumed (``write_predictions``, ``take_all``...)."""
     ray = require_ray()
-    for name, value, least in (("batch_size", batch_size, 1), ("concurrency", concurrency, 1),
-                               ("max_retries", max_retries, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise InputError(f"{name} must be a positive integer, got {value!r}.")
+    COUNT("batch_size", batch_size)
+    COUNT("concurrency", concurrency)
+    NON_NEGATIVE("max_retries", max_retries)
     if isinstance(data, (str, os.PathLike)):
         data = read_dataset(
             data, format=input_format, filesystem=filesystem, on_this_node=read_on_this_node,
@@ -279,10 +280,10 @@ def run_cli_prediction(
     model: str, input_path: str, output_path: str, *, task: str | None = None, column: str | None = None,
     batch_size: int = 32, device: str | None = None, address: str | None = None, workers: int = 1,
     task_kwargs: dict[str, Any] | None = None, num_cpus: float = 1, dtype: str | None = None, compile: bool = False,
-) -> dict[str, Any]:
+) -> Stats:
     """``leanformers predict ... --engine ray``: connect to Ray at ``address`` (``"auto"``,
     ``"ray://host:10001"``...) or start a local one, predict ``input_path`` with ``workers``
-    workers into ``output_path`` (rows in input order) and return a summary of the run."""
+    workers into ``output_path`` (rows in input order); the rows predicted and the time taken."""
     ray = require_ray()
     started = time.perf_counter()
     own = not ray.is_initialized()
@@ -299,22 +300,10 @@ def run_cli_prediction(
     finally:
         if own:
             ray.shutdown()
-    seconds = time.perf_counter() - started
-    return {
-        "rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds, 1) if seconds > 0 else None,
-        "output": output_path, "workers": workers, "address": address or "local",
-    }
-
-
-def summary_line(summary: dict[str, Any]) -> str:
-    """One line for the CLI's stderr, in the same shape as the local engine's."""
-    return (
-        f"predicted {summary['rows']} items in {summary['seconds']:.2f} s ({summary['rows_per_s']} items/s) "
-        f"with {summary['workers']} Ray worker(s) on {summary['address']} -> {summary['output']}"
-    )
+    return Stats(items=rows, seconds=time.perf_counter() - started)
 
 
 __all__ = [
     "Predictor", "RayNotInstalledError", "predict_dataset", "read_dataset", "require_ray", "run_cli_prediction",
-    "summary_line", "with_row_ids", "write_predictions",
+    "with_row_ids", "write_predictions",
 ]

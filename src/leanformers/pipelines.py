@@ -74,9 +74,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
 
 
-_COUNT = _must("a positive integer", lambda v: _is_int(v, 1))
+COUNT = _must("a positive integer", lambda v: _is_int(v, 1))
 _COUNT_OR_ALL = _must("a positive integer or None", lambda v: v is None or _is_int(v, 1))
-_NON_NEGATIVE = _must("a non-negative integer", lambda v: _is_int(v, 0))
+NON_NEGATIVE = _must("a non-negative integer", lambda v: _is_int(v, 0))
 _FLAG = _must("True or False", convert=bool)
 _ANY = _must("anything")
 
@@ -135,7 +135,7 @@ class Pipeline:
 
         self.model, self.tokenizer = model, tokenizer
         self.image_processor, self.feature_extractor = image_processor, feature_extractor
-        self.batch_size = _COUNT("batch_size", batch_size)
+        self.batch_size = COUNT("batch_size", batch_size)
         device = _device_of(device)
         if device is not None:
             try:
@@ -199,7 +199,7 @@ class Pipeline:
         if not items:
             raise InputError(f"The {self.task} pipeline got an empty list of inputs.")
         items = [self._check_item(item, params) for item in items]
-        size = self.batch_size if batch_size is None else _COUNT("batch_size", batch_size)
+        size = self.batch_size if batch_size is None else COUNT("batch_size", batch_size)
         batches = (self._run(items[start : start + size], params) for start in range(0, len(items), size))
         return self._shape([result for batch in batches for result in batch], items, single, params)
 
@@ -388,7 +388,7 @@ class TokenClassificationPipeline(_TextPipeline):
         "aggregation_strategy": (_AGGREGATION, False),
         "ignore_labels": (_must("a list of label names", lambda v: isinstance(v, (list, tuple)) and all(
             isinstance(label, str) for label in v), list), False),
-        "stride": (_NON_NEGATIVE, False),
+        "stride": (NON_NEGATIVE, False),
         "is_split_into_words": (_FLAG, True),
         "delimiter": (_must("a string", lambda v: isinstance(v, str)), False),
     }
@@ -562,8 +562,8 @@ class QuestionAnsweringPipeline(_TextPipeline):
     task = "question-answering"
     skips_batch_padding = True
     options = {
-        "top_k": (_COUNT, False), "max_answer_len": (_COUNT, False), "max_seq_len": (_COUNT, False),
-        "doc_stride": (_NON_NEGATIVE, False), "handle_impossible_answer": (_FLAG, True),
+        "top_k": (COUNT, False), "max_answer_len": (COUNT, False), "max_seq_len": (COUNT, False),
+        "doc_stride": (NON_NEGATIVE, False), "handle_impossible_answer": (_FLAG, True),
         "align_to_words": (_FLAG, True),
     }
 
@@ -722,7 +722,7 @@ class FillMaskPipeline(_TextPipeline):
 
     task = "fill-mask"
     skips_batch_padding = True
-    options = {"top_k": (_COUNT, False), "targets": (_ANY, False)}
+    options = {"top_k": (COUNT, False), "targets": (_ANY, False)}
 
     def _parameters(self, kwargs):
         if self.tokenizer.mask_token_id is None:
@@ -817,7 +817,7 @@ class ImageClassificationPipeline(_ImagePipeline):
 
     task = "image-classification"
     options = {
-        "top_k": (_COUNT, False),
+        "top_k": (COUNT, False),
         "function_to_apply": (_SCORE_FUNCTION, False),
         "timeout": (_ANY, False),  # the reference's download timeout: images here are local
     }
