@@ -1,14 +1,9 @@
 """Streaming batch prediction: rows in from a file, predictions out to a file, in input order.
 
-Of a pipeline the engine needs only ``task``, ``input_length(item)`` and ``run_batch(items)``.
-Rows are read lazily a *window* at a time; inside a window items are sorted by length and cut into
-batches, so each batch pads little; results are written in input order before the next window is
-read, so memory stays flat in the number of rows.
-
-Output goes to ``OUT.partial`` (JSON lines, whatever the format), a window per ``os.write`` loop on
-an ``O_APPEND`` descriptor, so an interrupted run leaves whole rows; ``resume`` cuts a torn tail and
-appends. At the end it is renamed (or converted, for CSV and parquet) to ``OUT``, which is thus
-always complete.
+Of a pipeline it needs only ``task``, ``input_length(item)`` and ``run_batch(items)``. Rows are read a
+*window* at a time, sorted by length inside it and cut into batches (little padding), and written in input
+order before the next window, so memory stays flat. Output is staged as JSON lines in ``OUT.partial``, whole
+rows per write, so ``resume`` cuts a torn tail and appends; at the end it is renamed (or converted) to ``OUT``.
 """
 
 from __future__ import annotations
@@ -147,24 +142,13 @@ def predict_windows(
 # -- writing ------------------------------------------------------------------------------------
 
 
-class RowWriter:
-    """Appends complete rows to a JSON-lines file: each window encoded first, then one ``os.write`` loop."""
-
-    def __init__(self, path: str, fmt: str, append: bool = False) -> None:
-        self.path, self.fmt = path, fmt  # fmt: the final output's; every format is staged as JSON lines
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if append else os.O_TRUNC), 0o644)
-
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        # default=str: values JSON has no type for (dates from parquet input) spelled as CSV spells them
-        text = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
-        view = memoryview(text.encode("utf-8"))
-        while view:
-            view = view[os.write(self.fd, view) :]
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+def _append(fd: int, rows: list[dict[str, Any]]) -> None:
+    """``rows`` appended as JSON lines: all encoded first, then one ``os.write`` loop."""
+    # default=str: values JSON has no type for (dates from parquet input) spelled as CSV spells them
+    text = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
+    view = memoryview(text.encode("utf-8"))
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def complete_rows(path: str) -> int:
@@ -275,13 +259,6 @@ class Job:
     task_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def _open_output(job: Job) -> tuple[RowWriter, int]:
-    """The writer of ``job.output + ".partial"``, and how many input rows it already holds."""
-    fmt, partial = check_output(job.output, job.resume), job.output + ".partial"
-    skip = complete_rows(partial) if os.path.exists(partial) else 0
-    return RowWriter(partial, fmt, append=skip > 0), skip
-
-
 def _progress_bar(job: Job, skip: int) -> Any:
     if not job.progress:
         return None
@@ -295,40 +272,38 @@ def _progress_bar(job: Job, skip: int) -> Any:
 
 def run(job: Job) -> Stats:
     """Run a job; on an interruption the partial output keeps every finished window."""
-    task = job.pipe.task
-    writer, skip = _open_output(job) if job.output is not None else (None, 0)
-    stats = Stats(skipped=skip)
-    rows = iter(job.rows())
-    for _ in range(skip):
-        if next(rows, None) is None:
-            break
-    bar = _progress_bar(job, skip)
-    start = time.perf_counter()
+    task, fd, skip = job.pipe.task, None, 0
+    if job.output is not None:  # every format is staged as JSON lines in OUT.partial
+        fmt, partial = check_output(job.output, job.resume), job.output + ".partial"
+        skip = complete_rows(partial) if os.path.exists(partial) else 0
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if skip else os.O_TRUNC), 0o644)
+    stats, rows = Stats(skipped=skip), itertools.islice(job.rows(), skip, None)
+    bar, start = _progress_bar(job, skip), time.perf_counter()
     try:
         for window in predict_windows(
             job.pipe, rows, batch_size=job.batch_size, window_batches=job.window_batches,
             item_of=lambda row: make_item(row, task, job.column, job.base_dir), stats=stats, **job.task_kwargs,
         ):
             out_rows = [output_row(row, result, task) for row, result in window]
-            if writer is not None:  # a .txt output holds the predictions only, a JSON object per line
-                txt = writer.fmt == "txt"
-                writer.write([prediction_fields(result, task) for _, result in window] if txt else out_rows)
+            if fd is not None:  # a .txt output holds the predictions only, a JSON object per line
+                _append(fd, [prediction_fields(result, task) for _, result in window] if fmt == "txt" else out_rows)
             if job.emit is not None:
                 job.emit(out_rows)
             if bar is not None:
                 bar.update(len(window))
     finally:
         stats.seconds = time.perf_counter() - start
-        for closing in (bar, writer):
-            if closing is not None:
-                closing.close()
-    if writer is not None:
-        convert = {"csv": _csv_from_jsonl, "parquet": _parquet_from_jsonl}.get(writer.fmt)
+        if bar is not None:
+            bar.close()
+        if fd is not None:
+            os.close(fd)
+    if fd is not None:
+        convert = {"csv": _csv_from_jsonl, "parquet": _parquet_from_jsonl}.get(fmt)
         if convert is None:
-            os.replace(writer.path, job.output)
+            os.replace(partial, job.output)
         else:
-            convert(writer.path, job.output, job.batch_size * job.window_batches)
-            os.remove(writer.path)
+            convert(partial, job.output, job.batch_size * job.window_batches)
+            os.remove(partial)
     return stats
 
 

@@ -6,12 +6,10 @@
     leanformers search MODEL --corpus FILE QUERY [--top-k K] [--compile]
     leanformers download MODEL [--revision R]
 
-Exit codes: 0 success; 1 an error while doing the work (checkpoint not found or unreadable, bad
-rows in an input file, download failure, an unexpected error); 2 a usage error (bad arguments,
-unknown task or format, missing input file, a partial output present without ``--resume``);
-130 interrupted (Ctrl-C or SIGTERM; finished rows are kept in ``OUT.partial``); 141 stdout closed
-early (piped into ``head``). Errors are printed as one line on stderr; ``--debug`` prints the
-traceback too.
+Exit codes: 0 success; 1 an error while working (bad checkpoint or rows, download failure, anything
+unexpected); 2 a usage error (bad arguments, task or format, missing input, a partial output without
+``--resume``); 130 interrupted (finished rows kept in ``OUT.partial``); 141 stdout closed early. Errors
+are one line on stderr; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -118,8 +116,7 @@ _PROCESSOR_KEYS = {
 
 
 def _preprocessing(name: str, tasks: list[str]) -> dict[str, Any]:
-    """The settings of the processors ``tasks`` load (tokenizer, image / audio processor), or the
-    error loading them."""
+    """The settings of the processors ``tasks`` load, or the error loading them."""
     from . import auto
     from .tasks import PROCESSOR_CLASSES, TASKS
 
@@ -218,6 +215,10 @@ def _emit_jsonl(rows: list[dict[str, Any]]) -> None:
     sys.stdout.flush()
 
 
+def _stdout_format(args: argparse.Namespace) -> str:
+    return args.format or ("table" if sys.stdout.isatty() else "json")
+
+
 def _task_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"top_k": args.top_k} if args.top_k is not None else {}
     if getattr(args, "pooling", None) not in (None, "none"):
@@ -246,8 +247,7 @@ def _check_positive(args: argparse.Namespace, *names: str) -> None:
 
 
 def _load_pipeline(args: argparse.Namespace) -> Any:
-    """The pipeline of ``args`` (model, task, device, dtype, batch size), the thread budget set
-    first; ``--compile``: the model's forward compiled in place with torch.compile."""
+    """The pipeline of ``args`` (thread budget, model, task, device, dtype, batch size, --compile)."""
     from . import threads
     from .pipelines import pipeline
 
@@ -345,15 +345,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     pipe = _load_pipeline(args)
     task = pipe.task
     column = args.column or default_column(task)
-    fmt = args.format or ("table" if sys.stdout.isatty() else "json")
     progress = sys.stderr.isatty() and not args.quiet
     job = batch.Job(
         pipe=pipe, rows=_input_rows(args, task, column), column=column, output=args.output,
-        emit=None if args.output else _TableEmitter() if fmt == "table" else _emit_jsonl, batch_size=pipe.batch_size,
-        window_batches=args.window, resume=args.resume,
+        emit=None if args.output else _TableEmitter() if _stdout_format(args) == "table" else _emit_jsonl,
+        batch_size=pipe.batch_size, window_batches=args.window, resume=args.resume, task_kwargs=_task_kwargs(args),
         total=count_rows(args.input) if progress and args.input else None, progress=progress,
         base_dir=os.path.dirname(os.path.abspath(args.input)) if args.input else None,
-        task_kwargs=_task_kwargs(args),
     )
     stats = batch.run(job)
     if not args.quiet and (args.output or args.input):
@@ -392,12 +390,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     query = vector(pipe.run_batch([args.query], pooling="mean", normalize=True)[0])
     scores = torch.nn.functional.cosine_similarity(torch.stack(vectors), query.unsqueeze(0), dim=-1)
     top = torch.topk(scores, min(args.top_k or 5, len(texts)))
-    json_lines = (args.format or ("table" if sys.stdout.isatty() else "json")) == "json"
+    table = _stdout_format(args) == "table"
     for rank, (score, index) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
-        if json_lines:
-            print(json.dumps({"rank": rank, "score": round(score, 4), "text": texts[index]}, ensure_ascii=False))
-        else:
-            print(f"{rank:>2}. {score:.4f}  {texts[index]}")
+        row = {"rank": rank, "score": round(score, 4), "text": texts[index]}
+        print(f"{rank:>2}. {score:.4f}  {texts[index]}" if table else json.dumps(row, ensure_ascii=False))
     return 0
 
 

@@ -3,11 +3,9 @@
     ds = predict_dataset("reviews.jsonl", "path/to/checkpoint", concurrency=4)
     write_predictions(ds, "predictions.parquet")
 
-Ray Data does the scheduling, data transfer and fault tolerance (a dead worker is restarted and
-its batches re-run); this module says what one worker does: load the pipeline once (a
-:class:`Predictor` actor) and answer each batch with one ``pipe.run_batch``. Every output row
-carries the input's id column (its position in the input where it has none). ``ray`` is imported
-on first use only (``pip install "leanformers[ray]"``).
+Ray Data schedules, moves data and re-runs a dead worker's batches; a worker (:class:`Predictor`) loads
+the pipeline once and answers each batch with one ``pipe.run_batch``. Output rows carry the input's id
+column (the row's position where it has none). ``ray`` is imported on first use only.
 """
 
 from __future__ import annotations
@@ -67,8 +65,7 @@ def _items(table: Any, column: str | Sequence[str]) -> list[Any]:
 
 
 class Predictor:
-    """What each worker runs: the pipeline, loaded once (``compile``: its model compiled in place),
-    maps pyarrow tables of inputs to tables of predictions."""
+    """A worker: the pipeline, loaded once, maps pyarrow tables of inputs to tables of predictions."""
 
     def __init__(
         self, model: Any, task: str | None, device: Any, column: str | Sequence[str], id_column: str,
@@ -107,10 +104,8 @@ def read_dataset(
     path: str | os.PathLike, *, format: str | None = None, filesystem: Any = None, on_this_node: bool = False,
     rows_per_block: int = 1024,
 ) -> Any:
-    """A Ray Dataset over ``path`` (a file, a directory or a URI such as ``s3://...``), by extension
-    or ``format``. ``on_this_node``: a local path is read by this process (with
-    :func:`leanformers.files.read_rows`) and handed to Ray in blocks of ``rows_per_block`` rows, for
-    a cluster whose other machines lack the file; otherwise Ray's read tasks read it where they run."""
+    """A Ray Dataset over ``path`` (a file, a directory or a URI such as ``s3://...``). ``on_this_node``:
+    a local path is read here and handed to Ray in blocks (other machines need not have the file)."""
     ray = require_ray()
     path = os.fspath(path)
     fmt = file_format(path, "input", given=format)
@@ -141,9 +136,8 @@ def _blocks(path: str, rows_per_block: int) -> list[Any]:
 
 
 def with_row_ids(dataset: Any, id_column: str = "id") -> Any:
-    """``dataset`` plus ``id_column`` = each row's position in it. The blocks stream through this
-    process once, in order, and go back to Ray's object store with their ids, so a retried batch
-    keeps its rows' ids (this sets ``preserve_order`` on ``dataset``'s context)."""
+    """``dataset`` plus ``id_column`` = each row's position, numbered here once (in order), so a retried
+    batch keeps its rows' ids; sets ``preserve_order`` on ``dataset``'s context."""
     ray = require_ray()
     import pyarrow as pa
 
@@ -167,14 +161,10 @@ def predict_dataset(
     input_format: str | None = None, filesystem: Any = None, read_on_this_node: bool = False, max_retries: int = 3,
     pipeline_factory: Callable[..., Any] | None = None, compile: bool = False,
 ) -> Any:
-    """A lazy Ray Dataset of predictions for ``data`` (a Ray Dataset or a path, see :func:`read_dataset`).
-
-    ``model`` (a checkpoint folder or hub id) is loaded once per worker; ``column`` is the input
-    column (a list gives each item as a dict, e.g. ``["question", "context"]``); ``task_kwargs`` go
-    to every ``run_batch``. ``concurrency`` workers, each with ``num_cpus`` CPUs and ``num_gpus``
-    GPUs (1 when ``device`` is CUDA); a dead worker's batches re-run up to ``max_retries`` times.
-    ``pipeline_factory(task, model=, device=[, dtype=])`` replaces :func:`leanformers.pipeline`.
-    Nothing runs until the result is consumed (``write_predictions``, ``take_all``...)."""
+    """A lazy Ray Dataset of predictions for ``data`` (a Ray Dataset or a path, see :func:`read_dataset`)
+    by ``concurrency`` workers, each loading ``model`` once (with ``num_gpus`` = 1 for a CUDA ``device``).
+    ``column``: the input column (a list gives dict items, e.g. ``["question", "context"]``);
+    ``pipeline_factory(task, model=, device=[, dtype=])`` replaces :func:`leanformers.pipeline`."""
     ray = require_ray()
     COUNT("batch_size", batch_size)
     COUNT("concurrency", concurrency)
@@ -231,10 +221,8 @@ def _task_for(model: Any, task: str | None) -> str | None:
 
 
 def write_predictions(dataset: Any, path: str | os.PathLike, *, format: str | None = None, ordered: bool = True) -> int:
-    """Write ``dataset`` to ONE file (``.parquet``, ``.jsonl`` or ``.csv``) and return its row count.
-    Batches stream here and are appended (``ordered``: in input order) to ``path + ".partial"``,
-    renamed to ``path`` at the end; a URI (``s3://...``) is written through its pyarrow filesystem.
-    For output too large for one disk, use Ray's own ``dataset.write_parquet(directory)``."""
+    """Write ``dataset`` to ONE file (``.parquet``, ``.jsonl`` or ``.csv``; a URI through its pyarrow
+    filesystem) and return its row count; a local file is staged as ``path + ".partial"``."""
     require_ray()
     import pyarrow as pa
     import pyarrow.csv as pa_csv
