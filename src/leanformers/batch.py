@@ -36,16 +36,12 @@ def make_item(row: dict[str, Any], task: str, column: str, base_dir: str | None 
     if task == "question-answering":
         missing = [key for key in ("question", "context") if key not in row]
         if missing:
-            raise InputError(
-                f"question-answering rows need 'question' and 'context' fields; a row has only: "
-                f"{', '.join(row) or 'none'}."
-            )
+            fields = ", ".join(row) or "none"
+            raise InputError(f"question-answering rows need 'question' and 'context' fields; a row has only: {fields}.")
         return {"question": str(row["question"]), "context": str(row["context"])}
     if column not in row:
-        raise InputError(
-            f"an input row has no field {column!r} (its fields: {', '.join(map(str, row)) or 'none'}); "
-            f"pick one with --column."
-        )
+        fields = ", ".join(map(str, row)) or "none"
+        raise InputError(f"an input row has no field {column!r} (its fields: {fields}); pick one with --column.")
     value = "" if row[column] is None else str(row[column])
     if input_kind(task) != "text" and base_dir and not os.path.exists(value):  # a path relative to the input file
         beside = os.path.join(base_dir, value)
@@ -232,10 +228,8 @@ def check_output(output: str, resume: bool) -> str:
     """The format of ``output``, once sure a run may write it (callers check before loading a model)."""
     fmt, partial = file_format(output, "output file"), output + ".partial"
     if os.path.exists(partial) and not resume:
-        raise PartialOutputExists(
-            f"{partial!r} holds the partial output of an earlier run; pass --resume to continue it, "
-            f"or delete it to start over."
-        )
+        raise PartialOutputExists(f"{partial!r} holds the partial output of an earlier run; pass --resume to "
+                                  "continue it, or delete it to start over.")
     if resume and not os.path.exists(partial) and os.path.exists(output):
         raise OutputComplete(f"{output!r} is already complete; nothing to resume.")
     return fmt

@@ -406,10 +406,8 @@ def cmd_download(args: argparse.Namespace) -> int:
     if os.path.isdir(args.model):
         raise UsageError(f"{args.model!r} is a local folder; there is nothing to download.")
     if is_offline():
-        raise LeanformersError(
-            f"cannot download {args.model!r}: HF_HUB_OFFLINE is set (offline mode). Unset it and retry with "
-            f"network access."
-        )
+        raise LeanformersError(f"cannot download {args.model!r}: HF_HUB_OFFLINE is set (offline mode). Unset it "
+                               "and retry with network access.")
     from huggingface_hub import snapshot_download
 
     try:

@@ -1,8 +1,7 @@
 """Input files: their format, their rows, and which column a task reads.
 
-Every engine reads files here, so ``.txt`` (a line is ``{column: line}``), ``.jsonl`` (an object or
-a string per line), ``.csv`` (keyed by the header) and ``.parquet`` (needs pyarrow), or directories
-of one of them, mean the same rows everywhere.
+Every engine reads files here, so ``.txt`` (a line is ``{column: line}``), ``.jsonl``, ``.csv``, ``.parquet``
+and directories of one of them mean the same rows everywhere.
 """
 
 from __future__ import annotations
@@ -27,9 +26,8 @@ def _suffix_format(name: str) -> str | None:
 def file_format(
     path: str | os.PathLike, what: str = "file", given: str | None = None, formats: Sequence[str] = FORMATS
 ) -> str:
-    """The format of ``path`` (``given``, else its extension; for a local directory, the one
-    format its files share); :class:`InputError` for one not in ``formats``, or parquet without
-    pyarrow."""
+    """The format of ``path``: ``given``, else its extension (a directory's: its files' one format);
+    :class:`InputError` for one not in ``formats``, or parquet without pyarrow."""
     name = os.fspath(path)
     fmt = _SUFFIX_FORMATS.get(given, given) if given else _suffix_format(name)
     if fmt is None and "://" not in name and os.path.isdir(name):
@@ -61,8 +59,7 @@ def _files(path: str, fmt: str) -> list[str]:
 
 
 def read_rows(path: str | os.PathLike, column: str = "text") -> Iterator[dict[str, Any]]:
-    """The rows of an input file (or of a directory's files, in name order), one dict at a time,
-    read lazily: memory stays flat in the number of rows."""
+    """The rows of an input file (or of a directory's files, in name order), one dict at a time, lazily."""
     fmt = file_format(path, "input file")
     for name in _files(os.fspath(path), fmt):
         if fmt == "parquet":
@@ -89,10 +86,8 @@ def _json_row(line: str, number: int, name: str, column: str) -> dict[str, Any]:
     if isinstance(value, str):
         return {column: value}
     if not isinstance(value, dict):
-        raise InputError(
-            f"line {number} of {name!r} holds a JSON {type(value).__name__}; each line must be an object "
-            f"(or a string)."
-        )
+        kind = type(value).__name__
+        raise InputError(f"line {number} of {name!r} holds a JSON {kind}; each line must be an object (or a string).")
     return value
 
 
@@ -107,9 +102,8 @@ def count_rows(path: str | os.PathLike) -> int:
 def default_column(
     task: str | None, columns: Sequence[str] | None = None, id_column: str | None = None
 ) -> str | list[str]:
-    """The input column ``task`` reads: ``text``, ``image`` or ``audio`` by what its inputs are.
-    Given the input's ``columns``: question-answering reads ``["question", "context"]``, a task
-    whose column is absent (or no task) reads the one column there is besides ``id_column``."""
+    """The input column ``task`` reads (``text``, ``image`` or ``audio``); among ``columns``, question-
+    answering reads ``["question", "context"]``, and else the one column besides ``id_column``."""
     from .tasks import input_kind
 
     wanted = input_kind(task)

@@ -1,10 +1,8 @@
 """Task pipelines: ``pipeline("text-classification", model=folder)("I love it")``.
 
-Each task is a small class over :class:`Pipeline`, which does the shared work: an item ->
-``_preprocess`` -> one or more *features* (e.g. the windows of a long context) -> one padded
-forward over many features -> ``_postprocess``. Batching is thus the same for every task, and a
-result never depends on what it was batched with. Beyond the reference: feature-extraction's
-``pooling`` / ``normalize``, and ``input_length`` / ``run_batch`` for callers that bucket by length.
+A task is a small class over :class:`Pipeline`: item -> ``_preprocess`` -> *features* (e.g. the windows
+of a long context) -> one padded forward over many features -> ``_postprocess``, so batching is shared and
+a result never depends on its batch. ``input_length`` / ``run_batch`` serve callers that bucket by length.
 """
 
 from __future__ import annotations
@@ -94,8 +92,8 @@ def _label(config: Any, index: int) -> str:
 
 
 def _ranked(logits: Any, config: Any, function: str | None, top_k: int | None, one_label_sigmoid: bool = True):
-    """The ``top_k`` (None: all) ``{"label", "score"}``, best first. With no ``function`` the reference's
-    rule: regression -> none; multi-label (or, for text and images, one label) -> sigmoid; else softmax."""
+    """The ``top_k`` (None: all) ``{"label", "score"}``, best first; ``function`` by default: none for
+    regression, sigmoid for multi-label (or, for text and images, one label), else softmax."""
     if function is None:
         problem = getattr(config, "problem_type", None)
         one_label = one_label_sigmoid and config.num_labels == 1
@@ -116,9 +114,8 @@ class Feature:
 
 
 class Pipeline:
-    """Base of every task pipeline. Subclasses set ``task`` and ``options`` and implement
-    ``_preprocess`` and ``_postprocess`` (and, where their inputs differ, ``_is_single``,
-    ``_check_item``, ``_shape``)."""
+    """Base of every task pipeline: subclasses set ``task`` and ``options``, implement ``_preprocess``
+    and ``_postprocess``, and where their inputs differ ``_is_single``, ``_check_item``, ``_shape``."""
 
     task: str = ""
     # Call options: name -> (check, whether None is a value rather than "not given").
@@ -238,8 +235,8 @@ class Pipeline:
         return batch
 
     def _forward(self, features: list[Feature]) -> list[dict[str, Any]]:
-        """The model over ``features`` as one batch; every tensor output (and tuple of tensors, e.g.
-        feature maps) split back into one dict per feature, on the CPU in float32."""
+        """The model over ``features`` as one batch; tensor outputs (and tuples of them, e.g. feature
+        maps) split back into a dict per feature, on the CPU in float32."""
         import torch
 
         if not features:
@@ -294,8 +291,7 @@ class _TextPipeline(Pipeline):
 
 
 def _windows(encoded: Any, meta: Callable[[int], dict[str, Any]]) -> list[Feature]:
-    """A feature per window of a tokenizer output (``return_overflowing_tokens``): its model
-    inputs, and ``meta(window)``."""
+    """A feature per window of a tokenizer output (``return_overflowing_tokens``), with ``meta(window)``."""
     unused = ("offset_mapping", "special_tokens_mask", "overflow_to_sample_mapping")
     return [Feature({k: v[index] for k, v in encoded.items() if k not in unused}, meta(index))
             for index in range(len(encoded["input_ids"]))]
@@ -328,18 +324,14 @@ class TextClassificationPipeline(_TextPipeline):
         if _is_pair_list(item):
             item = {"text": item[0][0], "text_pair": item[0][1]}
         if isinstance(item, (list, tuple)):
-            raise InputError(
-                "The text-classification pipeline got a list where a text was expected; to classify a text pair, "
-                'pass {"text": "My text", "text_pair": "My pair"}.'
-            )
+            raise InputError("The text-classification pipeline got a list where a text was expected; to classify a "
+                             'text pair, pass {"text": "My text", "text_pair": "My pair"}.')
         if not isinstance(item, dict):
             return _check_text(item, self.task)
         unknown = set(item) - {"text", "text_pair"}
         if "text" not in item or unknown:
-            raise InputError(
-                'A text pair is given as {"text": ..., "text_pair": ...}'
-                + (f"; unknown keys {sorted(unknown)}." if unknown else "; 'text' is missing.")
-            )
+            problem = f"unknown keys {sorted(unknown)}" if unknown else "'text' is missing"
+            raise InputError(f'A text pair is given as {{"text": ..., "text_pair": ...}}; {problem}.')
         for text in self._texts(item):
             _check_text(text, self.task)
         return item
@@ -567,32 +559,27 @@ class QuestionAnsweringPipeline(_TextPipeline):
         "align_to_words": (_FLAG, True),
     }
 
-    def __call__(
-        self, *args: Any, question: Any = None, context: Any = None, batch_size: int | None = None, **kwargs: Any
-    ) -> Any:
+    def __call__(self, *args: Any, question: Any = None, context: Any = None, **kwargs: Any) -> Any:
         if question is None and context is None:
             if len(args) != 1:
                 raise InputError("The question-answering pipeline takes one input, or question= and context=.")
-            return super().__call__(args[0], batch_size=batch_size, **kwargs)
+            return super().__call__(args[0], **kwargs)
         if args:
             raise InputError("Give the question-answering pipeline either inputs or question=/context=, not both.")
         if isinstance(question, str) and isinstance(context, str):
-            return super().__call__({"question": question, "context": context}, batch_size=batch_size, **kwargs)
+            return super().__call__({"question": question, "context": context}, **kwargs)
         if isinstance(question, (list, tuple)) and isinstance(context, str):
             context = [context] * len(question)
         if not (isinstance(question, (list, tuple)) and isinstance(context, (list, tuple))):
             raise InputError("question= and context= must both be given, as strings or lists of strings.")
         if len(question) != len(context):
             raise InputError(f"question and context lists differ in length ({len(question)} vs {len(context)}).")
-        inputs = [{"question": q, "context": c} for q, c in zip(question, context)]
-        return super().__call__(inputs, batch_size=batch_size, **kwargs)
+        return super().__call__([{"question": q, "context": c} for q, c in zip(question, context)], **kwargs)
 
     def _check_item(self, item: Any, params: dict[str, Any]) -> Any:
         if not isinstance(item, dict) or "question" not in item or "context" not in item:
-            raise InputError(
-                'The question-answering pipeline takes {"question": ..., "context": ...} (or a list of them), '
-                f"or question= and context=; got {_describe(item)}."
-            )
+            raise InputError('The question-answering pipeline takes {"question": ..., "context": ...} (or a list of '
+                             f"them), or question= and context=; got {_describe(item)}.")
         for key in ("question", "context"):
             if not isinstance(item[key], str):
                 raise InputError(f"{key} must be a string, got {_describe(item[key])}.")
@@ -871,10 +858,8 @@ class _AudioPipeline(Pipeline):
         if type(samples).__module__.startswith("torch") and hasattr(samples, "numpy"):
             samples = samples.detach().cpu().numpy()
         if not isinstance(samples, np.ndarray):
-            raise InputError(
-                f"The {self.task} pipeline takes a 1-D numpy array or torch tensor of samples, an audio file path, "
-                f"bytes, or {{'raw': array, 'sampling_rate': rate}}; got {_describe(samples)}."
-            )
+            raise InputError(f"The {self.task} pipeline takes a 1-D numpy array or torch tensor of samples, an audio "
+                             f"file path, bytes, or {{'raw': array, 'sampling_rate': rate}}; got {_describe(samples)}.")
         if samples.ndim != 1:
             raise InputError(f"The {self.task} pipeline takes single-channel (1-D) audio, got shape {samples.shape}.")
         if samples.size == 0:
@@ -1006,21 +991,16 @@ def pipeline(
     task: str | None = None, model: Any = None, *, tokenizer: Any = None, image_processor: Any = None,
     feature_extractor: Any = None, device: Any = None, batch_size: int = 1, dtype: Any = None, **kwargs: Any,
 ) -> Pipeline:
-    """A ready pipeline for ``task`` (inferred from the checkpoint's ``config.architectures`` when
-    None) over ``model``: a checkpoint folder / hub id, or a loaded model. Processors not given are
-    loaded from the same checkpoint. ``device``: "cpu", "cuda", "cuda:1", an int (-1 = cpu) or a
-    torch.device. ``dtype``: a torch dtype, its name, or "auto". Checkpoint options (``revision``,
-    ``token``, ``cache_dir``, ``local_files_only``, ``subfolder``) apply to the model and its
-    processors; other model loading options go in ``model_kwargs={...}``; remaining keywords are
-    the task's call options, used as defaults (e.g. ``top_k=3``)."""
+    """A ready pipeline for ``task`` (None: from ``config.architectures``) over ``model`` (a checkpoint
+    folder / hub id, or a loaded model); processors not given come from the checkpoint. Checkpoint options
+    (``revision``, ``token``...) apply to model and processors, other loading options go in
+    ``model_kwargs``, and remaining keywords are the task's call options, as defaults (``top_k=3``)."""
     from . import auto
     from .hub import split_source_options
 
     if model is None:
-        raise InputError(
-            "pipeline() needs model= (a checkpoint folder, a hub id or a loaded model); leanformers picks no "
-            "default model for a task."
-        )
+        raise InputError("pipeline() needs model= (a checkpoint folder, a hub id or a loaded model); leanformers "
+                         "picks no default model for a task.")
     model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
     kwargs.pop("trust_remote_code", None)  # never honoured: leanformers runs no checkpoint code
     source_options, kwargs = split_source_options(kwargs)

@@ -1,7 +1,6 @@
 """The pipeline tasks, and which of them a checkpoint serves.
 
-One table says what each task needs and :func:`task_of` which task an architecture serves; every
-entry point asks these, so a checkpoint means the same task everywhere. Imports no torch.
+Every entry point asks :data:`TASKS` and :func:`task_of`, so a checkpoint means the same task everywhere.
 """
 
 from __future__ import annotations
@@ -76,8 +75,7 @@ def resolve_task(task: Any) -> str:
 
 
 def modality(model_type: str | None) -> str:
-    """"vision", "audio" or "text": what a model type reads, told by the heads registered for it,
-    so a new family needs no entry here."""
+    """"vision", "audio" or "text": what a model type reads, told by the heads registered for it."""
     from . import registry
 
     names = registry.MODELS.get(model_type, ("", "", {}))[2].values()
