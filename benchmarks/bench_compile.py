@@ -33,8 +33,9 @@ Then **shape changes** (the bert-mixed compiled model, already warm): ``--shape-
 batches, each with other lengths (so other packed shapes and length buckets), one call each, timed
 against the eager model on the same batch, with the graphs compiled per call: does every new batch
 recompile? ``--log-recompiles`` prints torch's recompilation reasons (``TORCH_LOGS=recompiles``) to
-stderr. Dynamo's cache holds 8 entries per frame (``torch._dynamo.config.cache_size_limit``) by
-default; past it a frame runs eagerly.
+stderr. Dynamo keeps compiled code per function (code object), shared by every model instance that
+runs it, up to 8 entries each by default (``torch._dynamo.config.recompile_limit``); past it that
+function runs eagerly. The cases here share BERT's functions, so their recompiles add up.
 
 The bar for keeping ``model.compile()`` as the documented fast path: steady-state eager / compiled
 >= 1.15x on bert-mixed or bert-short.
@@ -204,42 +205,33 @@ def main() -> None:
     cache = "warm (inductor's usual on-disk cache)" if args.warm_cache else "cold (a fresh inductor cache directory)"
     print(f"model.compile(dynamic={dynamic}), backend inductor, {cache}; medians of {args.rounds} interleaved rounds "
           "after a warm-up round; under torch.inference_mode()\n", flush=True)
-    rows = []
-    for name, (load, inputs) in chosen.items():
-        print(f"[{name}] compiling...", file=sys.stderr, flush=True)
-        rows.append(run_case(name, load, inputs, args, dynamic))
-        row = rows[-1]
-        if "error" in row:
-            print(f"{name}: compile FAILED\n{row['error']}", flush=True)
-        else:
-            print(f"{name}: first call {row['first']:.1f} s, steady eager {row['eager']:.4f} s / compiled "
-                  f"{row['compiled']:.4f} s = {row['eager'] / row['compiled']:.2f}x", file=sys.stderr, flush=True)
-        if name == "bert-mixed" and "error" not in row and args.shape_changes:
-            row["shapes"] = shape_changes(*row["models"], args.shape_changes)
-        row.pop("models", None)
-
     print("| case | eager first call (s) | compiled first call (s) | graphs / breaks (1st call) | 2nd call (s) "
           "| recompiled on 2nd | eager median (s) | compiled median (s) | eager / compiled | max |logit diff| |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for row in rows:
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    rows, notes = [], []
+    for name, (load, inputs) in chosen.items():  # each row printed as soon as it is measured
+        print(f"[{name}] compiling...", file=sys.stderr, flush=True)
+        row = run_case(name, load, inputs, args, dynamic)
+        rows.append(row)
         if "error" in row:
-            print(f"| {row['case']} | {row['eager first']:.3f} | FAILED | | | | | | | |")
+            print(f"| {name} | {row['eager first']:.3f} | FAILED | | | | | | | |", flush=True)
+            notes.append(f"{name}: compile FAILED:\n{row['error']}")
             continue
-        print(f"| {row['case']} | {row['eager first']:.3f} | {row['first']:.1f} | {row['graphs']} / {row['breaks']} "
+        print(f"| {name} | {row['eager first']:.3f} | {row['first']:.1f} | {row['graphs']} / {row['breaks']} "
               f"| {row['second']:.3f} | {row['recompiled on 2nd']} | {row['eager']:.4f} | {row['compiled']:.4f} "
-              f"| {row['eager'] / row['compiled']:.2f}x | {row['diff']:.1e} |")
-    for row in rows:
+              f"| {row['eager'] / row['compiled']:.2f}x | {row['diff']:.1e} |", flush=True)
         if "explain" in row:
-            print(f"\n{row['case']}, torch._dynamo.explain: {row['explain']}")
-        if "shapes" in row:
-            print(f"\nshape changes on the warm bert-mixed compiled model (dynamic={dynamic}):")
-            print("| batch | shape | eager (s) | compiled 1st call (s) | graphs compiled | compiled 2nd call (s) "
-                  "| max |logit diff| |")
-            print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-            print("\n".join(row["shapes"]))
-    for row in rows:
-        if "error" in row:
-            print(f"\n{row['case']} error:\n{row['error']}")
+            notes.append(f"{name}, torch._dynamo.explain: {row['explain']}")
+        if name == "bert-mixed" and args.shape_changes:
+            notes.append(f"shape changes on the warm bert-mixed compiled model (dynamic={dynamic}):\n"
+                         "| batch | shape | eager (s) | compiled 1st call (s) | graphs compiled | compiled 2nd call (s) "
+                         "| max |logit diff| |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+            for line in shape_changes(*row["models"], args.shape_changes):
+                notes[-1] += "\n" + line
+                print(f"  shape change: {line}", file=sys.stderr, flush=True)
+        row.pop("models", None)
+    for note in notes:
+        print(f"\n{note}", flush=True)
     bert = [row["eager"] / row["compiled"] for row in rows if row["case"].startswith("bert") and "error" not in row]
     if bert:
         verdict = "met" if max(bert) >= 1.15 else "NOT met"
