@@ -158,25 +158,6 @@ def test_predict_sentence_embeddings(minilm_dir, tmp_path, capsys):
         torch.testing.assert_close(torch.tensor(row["embedding"]), expected, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("command", ["predict", "search"])
-def test_compile_flag_compiles_the_model(tiny_classifier, minilm_dir, monkeypatch, capsys, command):
-    """--compile calls the loaded model's compile() (nn.Module.compile: torch.compile in place);
-    without it the model is left alone. The call is recorded, not made: compiling is slow."""
-    compiled = []
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
-    if command == "predict":
-        args = ["predict", str(tiny_classifier), "good", "--format", "json"]
-    else:
-        args = ["search", str(minilm_dir), "snow", "--corpus", str(EXAMPLES / "corpus.txt"), "--format", "json"]
-    assert cli.main(args) == 0 and compiled == []
-    assert cli.main(args + ["--compile"]) == 0
-    assert compiled == ["BertForSequenceClassification" if command == "predict" else "BertModel"]
-    capsys.readouterr()
-    with pytest.raises(SystemExit):
-        cli.main([command, "--help"])
-    assert "torch.compile" in capsys.readouterr().out
-
-
 def test_search_example_corpus(minilm_dir):
     result = run_cli("search", minilm_dir, "Will it snow this week?", "--corpus", EXAMPLES / "corpus.txt",
                      "--top-k", "3", "--format", "json")

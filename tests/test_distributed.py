@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from leanformers.errors import InputError, LeanformersError
 
@@ -265,22 +264,6 @@ def test_run_cli_prediction(ray_local, classifier_dir, reference, tmp_path):
     check_same(rows, texts, reference(texts))
 
 
-def test_predictor_compiles_its_model(classifier_dir, monkeypatch):
-    """compile=True calls the worker model's compile() (torch.compile in place); recorded, not made."""
-    from leanformers.distributed import Predictor
-
-    compiled = []
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
-    options = {"model": str(classifier_dir), "task": None, "device": None, "column": "text", "id_column": "id",
-               "task_kwargs": {}, "num_threads": torch.get_num_threads(), "pipeline_factory": None}
-    Predictor(**options)
-    assert compiled == []
-    predictor = Predictor(**options, compile=True)
-    assert compiled == ["BertForSequenceClassification"]
-    assert predictor.pipe.run_batch(["fine"])[0]["label"].startswith("LABEL_")
-
-
-@needs_ray
 def test_bad_arguments(ray_local, classifier_dir, tmp_path):
     from leanformers.distributed import predict_dataset, write_predictions
 

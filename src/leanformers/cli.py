@@ -2,8 +2,8 @@
 
     leanformers inspect MODEL [--format table|json]
     leanformers predict MODEL [INPUT ...] [--input FILE] [--output FILE] [--task T] [--top-k K]
-                              [--batch-size N] [--device D] [--compile] [--resume] [--format table|json]
-    leanformers search MODEL --corpus FILE QUERY [--top-k K] [--compile]
+                              [--batch-size N] [--device D] [--resume] [--format table|json]
+    leanformers search MODEL --corpus FILE QUERY [--top-k K]
     leanformers download MODEL [--revision R]
 
 Exit codes: 0 success; 1 an error while working (bad checkpoint or rows, download failure, anything
@@ -247,7 +247,7 @@ def _check_positive(args: argparse.Namespace, *names: str) -> None:
 
 
 def _load_pipeline(args: argparse.Namespace) -> Any:
-    """The pipeline of ``args`` (thread budget, model, task, device, dtype, batch size, --compile)."""
+    """The pipeline of ``args`` (thread budget, model, task, device, dtype, batch size)."""
     from . import threads
     from .pipelines import pipeline
 
@@ -255,8 +255,6 @@ def _load_pipeline(args: argparse.Namespace) -> Any:
         threads.set_num_threads(args.threads)
     pipe = pipeline(task=args.task, model=args.model, device=args.device, dtype=args.dtype)
     pipe.batch_size = args.batch_size or default_batch_size(pipe.task)
-    if args.compile:
-        pipe.model.compile()
     return pipe
 
 
@@ -282,7 +280,7 @@ def _predict_with_ray(args: argparse.Namespace, task: str | None) -> int:
     stats = run_cli_prediction(
         args.model, args.input, args.output, task=task, column=args.column,
         batch_size=args.batch_size or default_batch_size(task), device=args.device, address=args.address,
-        workers=args.workers, task_kwargs=_task_kwargs(args), dtype=args.dtype, compile=args.compile,
+        workers=args.workers, task_kwargs=_task_kwargs(args), dtype=args.dtype,
     )
     if not args.quiet:
         where = f" with {args.workers} Ray worker(s) on {args.address or 'local'}"
@@ -445,8 +443,6 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--device", help="cpu, cuda, cuda:1, mps ...")
     running.add_argument("--threads", type=int, help="CPU threads for the model and preprocessing (default: the "
                          "CPUs this process may use, or LEANFORMERS_NUM_THREADS)")
-    running.add_argument("--compile", action="store_true", help="opt-in: compile the model with torch.compile; "
-                         "the first batches pay the compilation time")
     running.add_argument("--format", choices=("table", "json"), default=None,
                          help="stdout format (default: table on a terminal, JSON lines otherwise)")
 

@@ -70,7 +70,7 @@ class Predictor:
     def __init__(
         self, model: Any, task: str | None, device: Any, column: str | Sequence[str], id_column: str,
         task_kwargs: dict[str, Any], num_threads: int, pipeline_factory: Callable[..., Any] | None,
-        dtype: Any = None, compile: bool = False,
+        dtype: Any = None,
     ) -> None:
         import torch
 
@@ -79,8 +79,6 @@ class Predictor:
             from .pipelines import pipeline as pipeline_factory
         options = {"dtype": dtype} if dtype is not None else {}
         self.pipe = pipeline_factory(task, model=model, device=device, **options)
-        if compile:
-            self.pipe.model.compile()
         self.column, self.id_column, self.task_kwargs = column, id_column, task_kwargs
 
     def __call__(self, table: Any) -> Any:
@@ -159,7 +157,7 @@ def predict_dataset(
     num_cpus: float = 1, num_gpus: float = 0, device: Any = None, dtype: Any = None,
     column: str | Sequence[str] | None = None, id_column: str = "id", task_kwargs: dict[str, Any] | None = None,
     input_format: str | None = None, filesystem: Any = None, read_on_this_node: bool = False, max_retries: int = 3,
-    pipeline_factory: Callable[..., Any] | None = None, compile: bool = False,
+    pipeline_factory: Callable[..., Any] | None = None,
 ) -> Any:
     """A lazy Ray Dataset of predictions for ``data`` (a Ray Dataset or a path, see :func:`read_dataset`)
     by ``concurrency`` workers, each loading ``model`` once (with ``num_gpus`` = 1 for a CUDA ``device``).
@@ -191,7 +189,6 @@ def predict_dataset(
         "model": os.fspath(model) if isinstance(model, os.PathLike) else model, "task": task, "device": device,
         "column": column, "id_column": id_column, "task_kwargs": dict(task_kwargs or {}),
         "num_threads": int(num_cpus) or 1, "pipeline_factory": pipeline_factory, "dtype": dtype,
-        "compile": bool(compile),
     }
     with warnings.catch_warnings():
         # Ray flags max_restarts / max_task_retries given as remote args as deprecated without
@@ -267,7 +264,7 @@ def write_predictions(dataset: Any, path: str | os.PathLike, *, format: str | No
 def run_cli_prediction(
     model: str, input_path: str, output_path: str, *, task: str | None = None, column: str | None = None,
     batch_size: int = 32, device: str | None = None, address: str | None = None, workers: int = 1,
-    task_kwargs: dict[str, Any] | None = None, num_cpus: float = 1, dtype: str | None = None, compile: bool = False,
+    task_kwargs: dict[str, Any] | None = None, num_cpus: float = 1, dtype: str | None = None,
 ) -> Stats:
     """``leanformers predict ... --engine ray``: connect to Ray at ``address`` (``"auto"``,
     ``"ray://host:10001"``...) or start a local one, predict ``input_path`` with ``workers``
@@ -281,7 +278,7 @@ def run_cli_prediction(
         ray.data.DataContext.get_current().enable_progress_bars = False
         predictions = predict_dataset(
             input_path, model, task, batch_size=batch_size, concurrency=workers, num_cpus=num_cpus, device=device,
-            dtype=dtype, compile=compile, column=column, task_kwargs=task_kwargs,
+            dtype=dtype, column=column, task_kwargs=task_kwargs,
             read_on_this_node=True,  # the command's input file need not exist on the other machines
         )
         rows = write_predictions(predictions, output_path)
