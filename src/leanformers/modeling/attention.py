@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 
 # SDPA's own grouped-query support (torch 2.5+) avoids materialising repeated key/value heads.
-_SDPA_GQA = "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or "")
+_SDPA_GQA = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 5)
 
 
 def _checked_mask(attention_mask: torch.Tensor, batch: int, seq: int, device: torch.device) -> torch.Tensor:
@@ -230,12 +230,10 @@ def attend(
         q, k = rotate(q, *rotary), rotate(k, *rotary)
     if cache is not None:
         k, v = cache.update(layer, k, v)
-    grid = None if mask is None else mask.grid(seq, k.shape[2], window, query.device)
-    is_causal = False
-    if mask is not None and mask.causal and mask.keep is None and window is None and mask.offset == 0 and bias is None:
-        grid, is_causal = None, seq == k.shape[2]  # SDPA's built-in causal mask is cheaper than a grid
-        if not is_causal:
-            grid = mask.grid(seq, k.shape[2], None, query.device)
+    # A plain causal square needs no grid: SDPA's built-in causal mask is cheaper.
+    is_causal = (mask is not None and mask.causal and mask.keep is None and mask.offset == 0 and window is None
+                 and bias is None and seq == k.shape[2])
+    grid = None if mask is None or is_causal else mask.grid(seq, k.shape[2], window, query.device)
     if bias is not None:
         if grid is not None:
             bias = bias.masked_fill(~grid, torch.finfo(bias.dtype).min)
