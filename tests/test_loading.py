@@ -11,7 +11,14 @@ from safetensors.torch import save_file
 
 from leanformers.errors import CheckpointNotFoundError, WeightsError
 from leanformers.hub import Source
-from leanformers.modeling.loading import SafetensorsFile, map_keys, open_weights, read_bin, rename_key
+from leanformers.modeling.loading import (
+    NO_CONVERSION,
+    SafetensorsFile,
+    convert_keys,
+    open_weights,
+    read_bin,
+    rename_key,
+)
 
 
 @pytest.fixture
@@ -130,10 +137,15 @@ def test_no_weights_at_all(tmp_path):
         open_weights(Source.of(str(tmp_path)))
 
 
+def map_keys(checkpoint_keys, expected, prefix):
+    sources = convert_keys(checkpoint_keys, {key: () for key in expected}, prefix, NO_CONVERSION)
+    return {key: ckpt_key for key, (ckpt_key, _) in sources.items()}
+
+
 def test_key_mapping():
     assert rename_key("x.LayerNorm.gamma", []) == "x.LayerNorm.weight"
     assert rename_key("x.LayerNorm.beta", []) == "x.LayerNorm.bias"
     expected = {"bert.a.weight", "classifier.weight"}
-    assert map_keys(["a.weight"], expected, "bert", []) == {"bert.a.weight": "a.weight"}
-    assert map_keys(["bert.a.weight", "cls.x"], {"a.weight"}, "bert", []) == {"a.weight": "bert.a.weight"}
-    assert map_keys(["bert.a.weight"], expected, "bert", []) == {"bert.a.weight": "bert.a.weight"}
+    assert map_keys(["a.weight"], expected, "bert") == {"bert.a.weight": "a.weight"}
+    assert map_keys(["bert.a.weight", "cls.x"], {"a.weight"}, "bert") == {"a.weight": "bert.a.weight"}
+    assert map_keys(["bert.a.weight"], expected, "bert") == {"bert.a.weight": "bert.a.weight"}

@@ -1,7 +1,7 @@
-"""Task heads written once over any text encoder.
+"""Task heads written once over any base model (text encoders; image classification too).
 
 A family gets its heads from a few lines of data: a subclass names the base model class
-(``base_model``), the config keys its dropout comes from (``dropout_keys``, first one set wins),
+(``base_model_class``), the config keys its dropout comes from (``dropout_keys``, first one set wins),
 and, for masked LM, the module that predicts tokens. The base model lives under the family's
 ``base_model_prefix``, so checkpoint keys (``bert.encoder...``, ``classifier.weight``) stay exact.
 Where a family's head differs in shape (DistilBERT's pre-classifier), it overrides ``build_head``
@@ -13,9 +13,8 @@ Heads pass inputs through to the base model unchanged and ask it to skip padded 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import dataclasses
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +58,12 @@ class TaskHead(PreTrainedModel):
     def run_base(self, args: tuple, kwargs: dict[str, Any], padding_in_output: bool) -> ModelOutput:
         return self.base_model(*args, return_dict=True, padding_in_output=padding_in_output, **kwargs)
 
+    @staticmethod
+    def pooled(outputs: ModelOutput) -> torch.Tensor:
+        """The base's pooled output, else its first position's hidden state."""
+        pooled = outputs.get("pooler_output")
+        return outputs.last_hidden_state[:, 0] if pooled is None else pooled
+
     def finish(self, output: ModelOutput, return_dict: bool | None) -> ModelOutput | tuple:
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         return output if return_dict else output.to_tuple()
@@ -72,10 +77,7 @@ class ForSequenceClassification(TaskHead):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def classify(self, outputs: ModelOutput) -> torch.Tensor:
-        pooled = outputs.get("pooler_output")
-        if pooled is None:
-            pooled = outputs.last_hidden_state[:, 0]
-        return self.classifier(F.dropout(pooled, self.dropout, self.training))
+        return self.classifier(F.dropout(self.pooled(outputs), self.dropout, self.training))
 
     def forward(
         self, *args: Any, labels: torch.Tensor | None = None, return_dict: bool | None = None, **kwargs: Any
@@ -107,8 +109,7 @@ class ForImageClassification(TaskHead):
         return_dict: bool | None = None, **kwargs: Any,
     ) -> ModelOutput | tuple:
         outputs = self.base_model(pixel_values, return_dict=True, **kwargs)
-        pooled = outputs.get("pooler_output")
-        logits = self.classifier(outputs.last_hidden_state[:, 0] if pooled is None else pooled)
+        logits = self.classifier(self.pooled(outputs))
         loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
         passed = {f.name: outputs.get(f.name) for f in dataclasses.fields(self.output_class)}
         return self.finish(self.output_class(**{**passed, "loss": loss, "logits": logits}), return_dict)

@@ -338,14 +338,6 @@ def convert_keys(
     return sources
 
 
-def map_keys(
-    checkpoint_keys: list[str], expected: set[str], prefix: str, renames: Iterable[tuple[str, str]] = ()
-) -> dict[str, str]:
-    """module key -> checkpoint key for a family without transposes or fused tensors."""
-    shapes = {key: () for key in expected}
-    return {k: v for k, (v, _) in convert_keys(checkpoint_keys, shapes, prefix, Conversion(tuple(renames))).items()}
-
-
 def to_checkpoint(state: Mapping[str, torch.Tensor], conversion: Conversion) -> dict[str, torch.Tensor]:
     """Module tensors as the checkpoint stores them: transposed back, fused parts concatenated."""
     out = {key: (t.t() if conversion.is_transposed(key) else t) for key, t in state.items()}
