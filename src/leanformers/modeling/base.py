@@ -26,7 +26,14 @@ from torch import nn
 from ..configuration import PretrainedConfig, load_config
 from ..errors import ConfigError, InputError, WeightsError
 from ..hub import Source, split_source_options, temporary_path
-from .loading import NO_CONVERSION, SAFE_WEIGHTS, Conversion, convert_keys, open_weights, to_checkpoint
+from .loading import (
+    NO_CONVERSION,
+    SAFE_WEIGHTS,
+    Conversion,
+    convert_keys,
+    open_weights,
+    to_checkpoint,
+)
 
 logger = logging.getLogger("leanformers")
 
