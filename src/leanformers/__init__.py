@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "AutoModelForTokenClassification": "leanformers.auto",
     "AutoModelForQuestionAnswering": "leanformers.auto",
     "AutoModelForMaskedLM": "leanformers.auto",
+    "AutoModelForPreTraining": "leanformers.auto",
     "AutoTokenizer": "leanformers.auto",
     "AutoImageProcessor": "leanformers.auto",
     "AutoBackbone": "leanformers.auto",

@@ -116,6 +116,7 @@ AutoModelForSequenceClassification = _auto_model("AutoModelForSequenceClassifica
 AutoModelForTokenClassification = _auto_model("AutoModelForTokenClassification", "token-classification")
 AutoModelForQuestionAnswering = _auto_model("AutoModelForQuestionAnswering", "question-answering")
 AutoModelForMaskedLM = _auto_model("AutoModelForMaskedLM", "masked-lm")
+AutoModelForPreTraining = _auto_model("AutoModelForPreTraining", "pretraining")
 AutoModelForImageClassification = _auto_model("AutoModelForImageClassification", "image-classification")
 AutoBackbone = _auto_model("AutoBackbone", "backbone")
 AutoModelForAudioClassification = _auto_model("AutoModelForAudioClassification", "audio-classification")
@@ -163,7 +164,8 @@ class AutoTokenizer(_AutoProcessor):
 
 __all__ = [
     "AutoConfig", "AutoModel", "AutoModelForSequenceClassification", "AutoModelForTokenClassification",
-    "AutoModelForQuestionAnswering", "AutoModelForMaskedLM", "AutoModelForImageClassification", "AutoBackbone",
+    "AutoModelForQuestionAnswering", "AutoModelForMaskedLM", "AutoModelForPreTraining",
+    "AutoModelForImageClassification", "AutoBackbone",
     "AutoImageProcessor", "AutoModelForAudioClassification", "AutoModelForCTC", "AutoFeatureExtractor",
     "AutoTokenizer",
 ]

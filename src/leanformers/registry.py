@@ -33,6 +33,84 @@ MODELS: dict[str, tuple[str, str, dict[str, str]]] = {
             "masked-lm": "DistilBertForMaskedLM",
         },
     ),
+    "roberta": (
+        "leanformers.models.roberta",
+        "RobertaConfig",
+        {
+            "base": "RobertaModel",
+            "sequence-classification": "RobertaForSequenceClassification",
+            "token-classification": "RobertaForTokenClassification",
+            "question-answering": "RobertaForQuestionAnswering",
+            "masked-lm": "RobertaForMaskedLM",
+        },
+    ),
+    "xlm-roberta": (
+        "leanformers.models.xlm_roberta",
+        "XLMRobertaConfig",
+        {
+            "base": "XLMRobertaModel",
+            "sequence-classification": "XLMRobertaForSequenceClassification",
+            "token-classification": "XLMRobertaForTokenClassification",
+            "question-answering": "XLMRobertaForQuestionAnswering",
+            "masked-lm": "XLMRobertaForMaskedLM",
+        },
+    ),
+    "camembert": (
+        "leanformers.models.camembert",
+        "CamembertConfig",
+        {
+            "base": "CamembertModel",
+            "sequence-classification": "CamembertForSequenceClassification",
+            "token-classification": "CamembertForTokenClassification",
+            "question-answering": "CamembertForQuestionAnswering",
+            "masked-lm": "CamembertForMaskedLM",
+        },
+    ),
+    "mpnet": (
+        "leanformers.models.mpnet",
+        "MPNetConfig",
+        {
+            "base": "MPNetModel",
+            "sequence-classification": "MPNetForSequenceClassification",
+            "token-classification": "MPNetForTokenClassification",
+            "question-answering": "MPNetForQuestionAnswering",
+            "masked-lm": "MPNetForMaskedLM",
+        },
+    ),
+    "electra": (
+        "leanformers.models.electra",
+        "ElectraConfig",
+        {
+            "base": "ElectraModel",
+            "sequence-classification": "ElectraForSequenceClassification",
+            "token-classification": "ElectraForTokenClassification",
+            "question-answering": "ElectraForQuestionAnswering",
+            "masked-lm": "ElectraForMaskedLM",
+            "pretraining": "ElectraForPreTraining",
+        },
+    ),
+    "deberta-v2": (
+        "leanformers.models.deberta_v2",
+        "DebertaV2Config",
+        {
+            "base": "DebertaV2Model",
+            "sequence-classification": "DebertaV2ForSequenceClassification",
+            "token-classification": "DebertaV2ForTokenClassification",
+            "question-answering": "DebertaV2ForQuestionAnswering",
+            "masked-lm": "DebertaV2ForMaskedLM",
+        },
+    ),
+    "modernbert": (
+        "leanformers.models.modernbert",
+        "ModernBertConfig",
+        {
+            "base": "ModernBertModel",
+            "sequence-classification": "ModernBertForSequenceClassification",
+            "token-classification": "ModernBertForTokenClassification",
+            "question-answering": "ModernBertForQuestionAnswering",
+            "masked-lm": "ModernBertForMaskedLM",
+        },
+    ),
     "vit": (
         "leanformers.models.vit",
         "ViTConfig",
@@ -72,6 +150,13 @@ TOKENIZERS: dict[str, str] = {
     "BertTokenizerFast": "wordpiece",
     "DistilBertTokenizer": "wordpiece",
     "DistilBertTokenizerFast": "wordpiece",
+    "ElectraTokenizer": "wordpiece",
+    "MPNetTokenizer": "wordpiece",
+    "RobertaTokenizer": "leanformers.processing.bpe:build_bpe_tokenizer",
+    "GPT2Tokenizer": "leanformers.processing.bpe:build_bpe_tokenizer",
+    "XLMRobertaTokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
+    "CamembertTokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
+    "DebertaV2Tokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
     "Wav2Vec2CTCTokenizer": "leanformers.processing.ctc:build_ctc_tokenizer",
 }
 
@@ -82,6 +167,12 @@ DEFAULT_TOKENIZER: dict[str, str] = {
     "hubert": "Wav2Vec2CTCTokenizer",
     # the reference falls back to BERT's tokenizer here, token_type_ids included
     "distilbert": "BertTokenizer",
+    "electra": "BertTokenizer",
+    "roberta": "RobertaTokenizer",
+    "xlm-roberta": "XLMRobertaTokenizer",
+    "camembert": "CamembertTokenizer",
+    "mpnet": "MPNetTokenizer",
+    "deberta-v2": "DebertaV2Tokenizer",
 }
 
 # Image processor class names a preprocessor_config.json may give (image_processor_type, or the
