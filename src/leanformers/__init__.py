@@ -29,6 +29,8 @@ _EXPORTS: dict[str, str] = {
     "AutoModelForAudioClassification": "leanformers.auto",
     "AutoModelForCTC": "leanformers.auto",
     "pipeline": "leanformers.pipelines",
+    "encode": "leanformers.sentence",
+    "SentenceEmbeddingPipeline": "leanformers.sentence",
     "set_num_threads": "leanformers.threads",
     "num_threads": "leanformers.threads",
     # base classes

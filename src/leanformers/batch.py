@@ -26,6 +26,7 @@ from .tasks import input_kind
 # Non-dict results (lists, arrays) go into one field named by the task.
 _RESULT_FIELD = {
     "token-classification": "entities", "fill-mask": "predictions", "feature-extraction": "embedding",
+    "sentence-embedding": "embedding",
     "image-feature-extraction": "embedding", "text-classification": "labels", "image-classification": "labels",
     "audio-classification": "labels",
 }
@@ -194,15 +195,19 @@ def _csv_from_jsonl(staged: str, target: str, rows_per_window: int) -> None:
 
 
 def _parquet_from_jsonl(staged: str, target: str, rows_per_group: int) -> None:
-    """The staged rows as parquet, a row group per ``rows_per_group`` rows; nested values as JSON text."""
+    """The staged rows as parquet, a row group per ``rows_per_group`` rows; vectors (lists of numbers,
+    such as embeddings) as list columns, other nested values as JSON text."""
     import pyarrow as pa
+
+    def cell(value: Any) -> Any:
+        if isinstance(value, list) and all(type(v) in (int, float) for v in value):
+            return value
+        return json.dumps(value) if isinstance(value, (dict, list)) else value
 
     pq, tmp, writer = parquet(target), target + ".tmp", None
     try:
         for chunk in _staged_chunks(staged, rows_per_group):
-            table = pa.Table.from_pylist(
-                [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()} for row in chunk]
-            )
+            table = pa.Table.from_pylist([{k: cell(v) for k, v in row.items()} for row in chunk])
             writer = writer or pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table.cast(writer.schema))
     finally:

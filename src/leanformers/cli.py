@@ -3,6 +3,7 @@
     leanformers inspect MODEL [--format table|json]
     leanformers predict MODEL [INPUT ...] [--input FILE] [--output FILE] [--task T] [--top-k K]
                               [--batch-size N] [--device D] [--resume] [--format table|json]
+    leanformers embed MODEL [INPUT ...] [--input FILE] [--output FILE] [--normalize] [--prompt P] [--engine ray]
     leanformers search MODEL --corpus FILE QUERY [--top-k K]
     leanformers download MODEL [--revision R]
 
@@ -221,10 +222,14 @@ def _stdout_format(args: argparse.Namespace) -> str:
 
 def _task_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"top_k": args.top_k} if args.top_k is not None else {}
+    if args.task == "sentence-embedding":
+        return {"normalize_embeddings": args.normalize or None, "prompt": args.prompt}
     if getattr(args, "pooling", None) not in (None, "none"):
         kwargs["pooling"] = args.pooling
     if getattr(args, "normalize", False):
         kwargs["normalize"] = True
+    options = {"labels": "candidate_labels", "multi_label": "multi_label", "hypothesis_template": "hypothesis_template"}
+    kwargs.update({name: getattr(args, key) for key, name in options.items() if getattr(args, key, None)})
     return kwargs
 
 
@@ -357,6 +362,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    args.task = "sentence-embedding"
+    return cmd_predict(args)
+
+
 # -- search ---------------------------------------------------------------------------------------
 
 
@@ -368,7 +378,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     _check_positive(args, "batch_size", "threads", "top_k")
     _checked_file(args.corpus, "corpus file")
-    args.task, args.dtype = "feature-extraction", None
+    args.task, args.dtype = "sentence-embedding", None
     pipe = _load_pipeline(args)
     column = args.column or "text"
 
@@ -378,14 +388,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     texts, vectors = [], []
     for window in batch.predict_windows(
         pipe, read_rows(args.corpus, column), batch_size=pipe.batch_size,
-        item_of=lambda row: batch.make_item(row, "feature-extraction", column), pooling="mean", normalize=True,
+        item_of=lambda row: batch.make_item(row, "sentence-embedding", column),
     ):
         for row, result in window:
             texts.append(str(row[column]))
             vectors.append(vector(result))
     if not texts:
         raise UsageError(f"corpus file {args.corpus!r} holds no texts.")
-    query = vector(pipe.run_batch([args.query], pooling="mean", normalize=True)[0])
+    query = vector(pipe.run_batch([args.query])[0])
     scores = torch.nn.functional.cosine_similarity(torch.stack(vectors), query.unsqueeze(0), dim=-1)
     top = torch.topk(scores, min(args.top_k or 5, len(texts)))
     table = _stdout_format(args) == "table"
@@ -451,26 +461,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("predict", parents=[running], help="run a pipeline over inputs or a file",
-                       description="Inputs on the command line, from --input FILE (.txt, .jsonl, .csv, .parquet), "
-                       "or on stdin. With --output FILE the rows (input fields + predictions) are written to "
-                       "FILE.partial while running and renamed to FILE at the end; --resume continues FILE.partial.")
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="texts (or image / audio file paths)")
-    p.add_argument("--input", "-i", help="input file: .txt (an item per line), .jsonl, .csv, .parquet")
-    p.add_argument("--output", "-o", help="output file: .txt, .jsonl, .csv, .parquet (by extension)")
+    files = argparse.ArgumentParser(add_help=False)  # predict's and embed's inputs, outputs and engines
+    files.add_argument("inputs", nargs="*", metavar="INPUT", help="texts (or image / audio file paths)")
+    files.add_argument("--input", "-i", help="input file: .txt (an item per line), .jsonl, .csv, .parquet")
+    files.add_argument("--output", "-o", help="output file: .txt, .jsonl, .csv, .parquet (by extension)")
+    files.add_argument("--window", type=int, default=64, help="batches per sorting window (default 64)")
+    files.add_argument("--dtype", help="float32, float16, bfloat16 (default: the checkpoint's)")
+    files.add_argument("--resume", action="store_true", help="continue OUTPUT.partial from an interrupted run")
+    files.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: this process; ray: a Ray cluster (pip install 'leanformers[ray]')")
+    files.add_argument("--address", help="with --engine ray: the cluster address, e.g. auto (default: start a local one)")
+    files.add_argument("--workers", type=int, default=1, help="with --engine ray: how many model workers")
+    files.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary line")
+    files_help = ("Inputs on the command line, from --input FILE (.txt, .jsonl, .csv, .parquet), or on stdin. With "
+                  "--output FILE the rows (input fields + {what}) are written to FILE.partial while running and "
+                  "renamed to FILE at the end; --resume continues FILE.partial.")
+
+    p = sub.add_parser("predict", parents=[running, files], help="run a pipeline over inputs or a file",
+                       description=files_help.format(what="predictions"))
     p.add_argument("--context", help="the context for question-answering questions given on the command line")
     p.add_argument("--task", help="e.g. text-classification, feature-extraction (default: from the checkpoint)")
     p.add_argument("--pooling", choices=("mean", "cls", "none"), help="feature-extraction: pool token vectors")
     p.add_argument("--normalize", action="store_true", help="feature-extraction: L2-normalise pooled vectors")
-    p.add_argument("--window", type=int, default=64, help="batches per sorting window (default 64)")
-    p.add_argument("--dtype", help="float32, float16, bfloat16 (default: the checkpoint's)")
-    p.add_argument("--resume", action="store_true", help="continue OUTPUT.partial from an interrupted run")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: this process; ray: a Ray cluster (pip install 'leanformers[ray]')")
-    p.add_argument("--address", help="with --engine ray: the cluster address, e.g. auto (default: start a local one)")
-    p.add_argument("--workers", type=int, default=1, help="with --engine ray: how many model workers")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary line")
+    p.add_argument("--labels", help="zero-shot-classification: the candidate labels, comma-separated")
+    p.add_argument("--multi-label", action="store_true", dest="multi_label",
+                   help="zero-shot-classification: score each label on its own")
+    p.add_argument("--hypothesis-template", dest="hypothesis_template",
+                   help="zero-shot-classification: the hypothesis, with {} for the label (default 'This example is {}.')")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("embed", parents=[running, files], help="sentence embeddings as sentence-transformers gives them",
+                       description=files_help.format(what="an 'embedding' field"))
+    p.add_argument("--normalize", action="store_true", help="L2-normalise (models with a Normalize module always are)")
+    p.add_argument("--prompt", help="text put before every input (e.g. 'query: ')")
+    p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("search", parents=[running], help="semantic search over a text corpus (default: top 5)")
     p.add_argument("query")
@@ -497,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # predict's INPUTs may also follow options: predict MODEL --task T "text"
-        if args.command == "predict" and not any(e.startswith("-") for e in extra):
+        if args.command in ("predict", "embed") and not any(e.startswith("-") for e in extra):
             args.inputs = list(args.inputs) + extra
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

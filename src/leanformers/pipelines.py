@@ -7,13 +7,14 @@ a result never depends on its batch. ``input_length`` / ``run_batch`` serve call
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, LeanformersError
 from .tasks import PROCESSOR_CLASSES, TASKS, infer_task, resolve_task
 
 # Model input name -> the value that pads it.
@@ -354,6 +355,85 @@ class TextClassificationPipeline(_TextPipeline):
         if single and "top_k" not in params and isinstance(items[0], str):
             return results
         return results[0] if single else results
+
+
+def _candidate_labels(name: str, value: Any) -> list[str]:
+    labels = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+    if not isinstance(labels, (list, tuple)) or not labels or not all(isinstance(label, str) for label in labels):
+        raise InputError(f"{name} must be a non-empty list of label strings (or one comma-separated string), got "
+                         f"{_describe(value)}.")
+    return list(labels)
+
+
+def _hypothesis_template(name: str, value: Any) -> str:
+    if not isinstance(value, str) or value.format("x") == value:
+        raise InputError(f"{name} must be a string with a {{}} where the label goes, such as 'This example is {{}}.', "
+                         f"got {value!r}.")
+    return value
+
+
+class ZeroShotClassificationPipeline(_TextPipeline):
+    """``pipe("text", candidate_labels=["sport", "politics"])`` -> ``{"sequence", "labels", "scores"}``,
+    labels best first. Each label becomes the hypothesis ``hypothesis_template.format(label)`` of an NLI
+    pair with the text; its score is the entailment logit softmaxed over the labels, or with
+    ``multi_label=True`` (or a single label) entailment against contradiction for each label alone."""
+
+    task = "zero-shot-classification"
+    options = {
+        "candidate_labels": (_candidate_labels, False),
+        "hypothesis_template": (_hypothesis_template, False),
+        "multi_label": (_FLAG, False),
+    }
+
+    def __init__(self, model: Any, *args: Any, **kwargs: Any) -> None:
+        label2id = getattr(model.config, "label2id", None) or {}
+        self.entailment_id = next((i for label, i in label2id.items() if label.lower().startswith("entail")), -1)
+        if self.entailment_id == -1:
+            raise InputError(
+                "zero-shot classification needs an NLI model whose config.label2id names an 'entailment' label; "
+                f"this model's labels are {sorted(label2id)}. Use an NLI checkpoint (e.g. one fine-tuned on MNLI)."
+            )
+        super().__init__(model, *args, **kwargs)
+
+    def __call__(self, inputs: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if args:  # the reference takes the labels as the second positional argument
+            if len(args) > 1 or "candidate_labels" in kwargs:
+                raise InputError("zero-shot classification takes the texts, then the candidate labels; got more.")
+            kwargs["candidate_labels"] = args[0]
+        return super().__call__(inputs, **kwargs)
+
+    def _parameters(self, kwargs):
+        params = super()._parameters(kwargs)
+        params.setdefault("hypothesis_template", "This example is {}.")
+        return params
+
+    def _preprocess(self, item, params):
+        if "candidate_labels" not in params:
+            raise InputError("zero-shot classification needs candidate_labels, e.g. candidate_labels=['sport', "
+                             "'politics'].")
+        features = []
+        for label in params["candidate_labels"]:
+            hypothesis = params["hypothesis_template"].format(label)
+            try:  # the hypothesis is never cut; a text too long for the rest is left whole, as the reference does
+                features.append(self._encode_one(item, hypothesis, truncation="only_first"))
+            except LeanformersError:
+                features.append(self._encode_one(item, hypothesis, truncation=False))
+        return features
+
+    def _postprocess(self, item, features, outputs, params):
+        import numpy as np
+
+        labels = params["candidate_labels"]
+        logits = np.stack([output["logits"].float().numpy() for output in outputs])
+        if params.get("multi_label") or len(labels) == 1:
+            pair = logits[:, [-1 if self.entailment_id == 0 else 0, self.entailment_id]]
+            scores = (np.exp(pair) / np.exp(pair).sum(-1, keepdims=True))[:, 1]
+        else:
+            entail = logits[:, self.entailment_id]
+            scores = np.exp(entail) / np.exp(entail).sum(-1, keepdims=True)
+        # the reference's order, ties included: the reverse of numpy's default argsort
+        order = list(reversed(scores.argsort()))
+        return {"sequence": item, "labels": [labels[i] for i in order], "scores": scores[order].tolist()}
 
 
 def _is_pair_list(inputs: Any) -> bool:
@@ -1034,12 +1114,14 @@ def pipeline(
             raise InputError(f"The {task} pipeline needs a {name}: pass {name}= (the model has no checkpoint path).")
         if isinstance(source, (str, os.PathLike)):
             processors[name] = getattr(auto, PROCESSOR_CLASSES[name]).from_pretrained(source, **source_options)
-    return globals()[spec.pipeline_class(task)](model, device=device, batch_size=batch_size, **processors, **kwargs)
+    pipeline_class = getattr(importlib.import_module(spec.module), spec.pipeline_class(task))
+    return pipeline_class(model, device=device, batch_size=batch_size, **processors, **kwargs)
 
 
 __all__ = [
     "AudioClassificationPipeline", "AutomaticSpeechRecognitionPipeline", "FeatureExtractionPipeline",
     "FillMaskPipeline", "ImageClassificationPipeline", "ImageFeatureExtractionPipeline", "Pipeline",
-    "QuestionAnsweringPipeline", "TextClassificationPipeline", "TokenClassificationPipeline", "infer_task",
+    "QuestionAnsweringPipeline", "TextClassificationPipeline", "TokenClassificationPipeline",
+    "ZeroShotClassificationPipeline", "infer_task",
     "pipeline", "resolve_task",
 ]

@@ -20,6 +20,7 @@ class TaskSpec:
     processors: tuple[str, ...]
     inputs: str
     backbone_auto_model: str | None = None
+    module: str = "leanformers.pipelines"  # where the pipeline class lives
 
     @staticmethod
     def pipeline_class(task: str) -> str:
@@ -31,6 +32,8 @@ TASKS: dict[str, TaskSpec] = {
     "token-classification": TaskSpec("AutoModelForTokenClassification", ("tokenizer",), "text"),
     "question-answering": TaskSpec("AutoModelForQuestionAnswering", ("tokenizer",), "text"),
     "feature-extraction": TaskSpec("AutoModel", ("tokenizer",), "text"),
+    "sentence-embedding": TaskSpec("AutoModel", ("tokenizer",), "text", module="leanformers.sentence"),
+    "zero-shot-classification": TaskSpec("AutoModelForSequenceClassification", ("tokenizer",), "text"),
     "fill-mask": TaskSpec("AutoModelForMaskedLM", ("tokenizer",), "text"),
     "image-classification": TaskSpec("AutoModelForImageClassification", ("image_processor",), "image"),
     "image-feature-extraction": TaskSpec("AutoModel", ("image_processor",), "image", "AutoBackbone"),
