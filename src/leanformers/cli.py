@@ -30,11 +30,14 @@ from .errors import LeanformersError
 # files a checkpoint may use, in the order inspect lists them
 _CHECKPOINT_FILES = (
     "config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "tokenizer.json",
-    "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "preprocessor_config.json",
+    "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spm.model",
+    "special_tokens_map.json", "preprocessor_config.json", "modules.json", "sentence_bert_config.json",
 )
 DOWNLOAD_PATTERNS = [
     "config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "preprocessor_config.json",
+    "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "*.model",
+    "preprocessor_config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+    "*_Pooling/config.json", "*_Dense/*",
 ]
 _CONFIG_SUMMARY_KEYS = (
     "hidden_size", "dim", "num_hidden_layers", "n_layers", "num_attention_heads", "n_heads", "intermediate_size",
@@ -69,12 +72,25 @@ def inspect_model(name: str) -> dict[str, Any]:
     model_type = config.model_type
     heads = registry.MODELS.get(model_type, ("", "", {}))[2]
     architectures = list(config.architectures or []) if "architectures" in config else []
-    served = (task_of(architecture, model_type) for architecture in heads.values())
+    served = [task_of(architecture, model_type) for architecture in heads.values()]
+    if "feature-extraction" in served:  # any text encoder's states pool into sentence vectors
+        served.append("sentence-embedding")
+    if any(str(label).lower().startswith("entail") for label in (config.label2id or {})):
+        served.append("zero-shot-classification")
     info: dict[str, Any] = {
         "model": name, "config_class": type(config).__name__, "model_type": model_type,
         "architectures": architectures, "heads": dict(heads),
         "tasks": list(dict.fromkeys(task for task in served if task)), "config": _config_summary(config),
     }
+    if "sentence-embedding" in served:
+        from .hub import Source
+        from .sentence import SentenceModules
+
+        modules = SentenceModules.read(Source.of(name))
+        info["sentence_embedding"] = {
+            "pooling": list(modules.pooling), "dense_layers": len(modules.dense), "normalize": modules.normalize,
+            "max_seq_length": modules.max_seq_length,
+        }
     head = next((h for h, cls in heads.items() if cls in architectures), "base")
     model = registry.model_class_for(model_type, head, where=name).from_pretrained(name, config=config)
     info["model_class"] = type(model).__name__
@@ -148,6 +164,9 @@ def _format_inspect(info: dict[str, Any]) -> str:
     lines.append("config")
     for key, value in info["config"].items():
         lines.append(f"  {key:<24} {value if not isinstance(value, list) else ', '.join(map(str, value))}")
+    if "sentence_embedding" in info:
+        lines.append("sentence embedding")
+        lines.extend(f"  {key:<24} {value}" for key, value in info["sentence_embedding"].items())
     for kind, entry in info["preprocessing"].items():
         lines.append(kind.replace("_", " "))
         lines.extend(f"  {key:<24} {value}" for key, value in entry.items())
