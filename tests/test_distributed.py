@@ -323,3 +323,23 @@ def test_cli_engine_ray_matches_local_engine(ray_local, classifier_dir, tmp_path
     for a, b in zip(distributed, local):
         assert a["label"] == b["label"]
         assert abs(a["score"] - b["score"]) <= 1e-6
+
+
+@needs_ray
+def test_sentence_embeddings_with_ray(ray_local, minilm_dir, tmp_path):
+    """The embed task on Ray workers: sentence-transformers' vectors, every row once, like the local engine."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    import leanformers
+    from leanformers.distributed import run_cli_prediction
+
+    texts = make_texts(40, seed=6)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    output = tmp_path / "out.parquet"
+    run_cli_prediction(str(minilm_dir), str(source), str(output), task="sentence-embedding", batch_size=8, workers=2)
+    rows = sorted(pq.read_table(output).to_pylist(), key=lambda row: row["id"])
+    assert [row["id"] for row in rows] == list(range(len(texts)))
+    got = np.array([row["embedding"] for row in rows], dtype=np.float32)
+    np.testing.assert_allclose(got, leanformers.encode(texts, str(minilm_dir)), atol=1e-5)
