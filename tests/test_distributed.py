@@ -184,7 +184,7 @@ def test_directory_of_files_ids_follow_file_order(ray_local, classifier_dir, ref
 
 
 @needs_ray
-def test_nested_results_are_json(ray_local, classifier_dir, reference):
+def test_nested_results_are_json_in_the_local_engines_field(ray_local, classifier_dir, reference):
     from leanformers.distributed import predict_dataset
 
     texts = make_texts(40, seed=2)
@@ -193,7 +193,7 @@ def test_nested_results_are_json(ray_local, classifier_dir, reference):
     assert sorted(row["id"] for row in rows) == list(range(len(texts)))
     expected = reference(texts, top_k=None)
     for row in rows:
-        got = json.loads(row["prediction"])
+        got = json.loads(row["labels"])  # named as the local engine names it
         assert [entry["label"] for entry in got] == [entry["label"] for entry in expected[row["id"]]]
         assert max(abs(a["score"] - b["score"]) for a, b in zip(got, expected[row["id"]])) <= 1e-6
 

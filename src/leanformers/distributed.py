@@ -18,14 +18,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .batch import Stats
+from .batch import Stats, prediction_fields
 from .errors import InputError
 from .files import default_column, file_format, read_rows
 from .pipelines import COUNT, NON_NEGATIVE
 
 INSTALL_HINT = 'Ray is not installed; install the extra with: pip install "leanformers[ray]"'
 WRITE_FORMATS = ("parquet", "jsonl", "csv")
-PREDICTION_COLUMN = "prediction"
 
 
 class RayNotInstalledError(InputError, ImportError):
@@ -45,16 +44,17 @@ def require_ray() -> Any:
 # -- what one worker does -------------------------------------------------------------------------
 
 
-def _flatten(results: list[Any]) -> dict[str, list[Any]]:
-    """Flat dicts sharing their keys -> a column per key; anything else -> one JSON text column."""
-    scalar = (str, int, float, bool, type(None))
-    first = results[0]
-    if isinstance(first, dict) and all(
-        isinstance(r, dict) and r.keys() == first.keys() and all(isinstance(v, scalar) for v in r.values())
-        for r in results
-    ):
-        return {key: [r[key] for r in results] for key in first}
-    return {PREDICTION_COLUMN: [json.dumps(r, ensure_ascii=False) for r in results]}
+def _flatten(results: list[Any], task: str | None) -> dict[str, list[Any]]:
+    """Results as columns named as the local engine names them (``batch.prediction_fields``): vectors
+    of numbers as list columns, other nested values as JSON text."""
+    def cell(value: Any) -> Any:
+        if isinstance(value, list) and all(type(v) in (int, float) for v in value):
+            return value
+        return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+
+    rows = [prediction_fields(result, task or "") for result in results]
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    return {key: [cell(row.get(key)) for row in rows] for key in keys}
 
 
 def _items(table: Any, column: str | Sequence[str]) -> list[Any]:
@@ -90,7 +90,7 @@ class Predictor:
         if len(results) != table.num_rows:
             raise RuntimeError(f"run_batch returned {len(results)} results for {table.num_rows} items")
         columns = {self.id_column: table.column(self.id_column)}
-        for name, values in _flatten(results).items():
+        for name, values in _flatten(results, getattr(self.pipe, "task", None)).items():
             columns[name if name != self.id_column else f"{name}_prediction"] = values
         return pa.table(columns)
 
