@@ -42,8 +42,10 @@ class Mask:
     ``keep``: (batch, keys) booleans, False for padding (None: no padding). ``causal``: a query at
     position p sees keys at positions <= p, where queries sit at ``offset``, ``offset + 1``, ... (the
     cache's length before this step) and keys at 0, 1, .... A sliding window is given per
-    ``attend`` call (models alternate windowed and global layers) and narrows that to the last
-    ``window`` positions. The boolean grids are built on first use and kept for the other layers.
+    ``attend`` call (models alternate windowed and global layers) and narrows that to the keys fewer
+    than ``window`` positions away: the last ``window`` positions under causal order, ``window - 1``
+    on each side without it (ModernBERT's local layers). The boolean grids are built on first use
+    and kept for the other layers.
     """
 
     def __init__(self, keep: torch.Tensor | None = None, causal: bool = False, offset: int = 0) -> None:
@@ -73,7 +75,7 @@ class Mask:
                 k = torch.arange(keys, device=device)[None, :]
                 allowed = k <= q if self.causal else torch.ones(queries, keys, dtype=torch.bool, device=device)
                 if window is not None:
-                    allowed = allowed & (q - k < window)
+                    allowed = allowed & ((q - k).abs() < window)
                 allowed = allowed[None, None]
             if self.keep is not None:
                 if self.keep.shape[1] != keys:
@@ -146,10 +148,12 @@ class KVCache:
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary position embedding over the last dimension (the halves-rotation form)."""
+    """Rotary position embedding over the last dimension (the halves-rotation form), returned in
+    ``x``'s dtype. Tables of a wider dtype than ``x`` make the rotation run in theirs (ModernBERT
+    rotates half-precision queries and keys in float32)."""
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+    return (x * cos + rotated * sin).to(x.dtype)
 
 
 def _explicit(query, key, value, mask, scale, softcap, dropout):
@@ -208,11 +212,12 @@ def attend(
     (tokens, ...) when ``mask`` is a ``PackedBatch``; the context comes back in the query's layout.
     ``kv_heads`` < ``heads`` is grouped-query attention. ``scale`` defaults to head_dim ** -0.5;
     ``softcap`` applies ``tanh(s / cap) * cap`` to the scores; ``window`` keeps each query to the
-    last ``window`` positions; ``bias`` is an additive (batch or 1, heads, queries, keys) term (Swin's
-    relative positions); ``rotary`` is (cos, sin) broadcastable to (batch, heads, seq, head_dim),
-    applied to queries and keys before caching; ``cache`` and ``layer`` store and return past keys
-    and values. Returns the context and, with ``need_weights``, the (batch, heads, queries, keys)
-    attention probabilities.
+    keys fewer than ``window`` positions away (see ``Mask``; packed, positions are the slots' columns
+    in the padded grid); ``bias`` is an additive (batch or 1, heads, queries, keys) term (Swin's
+    relative positions); ``rotary`` is (cos, sin) broadcastable to (batch, heads, seq, head_dim), or
+    packed to (tokens, heads, head_dim), applied to queries and keys before caching; ``cache`` and
+    ``layer`` store and return past keys and values. Returns the context and, with ``need_weights``,
+    the (batch, heads, queries, keys) attention probabilities.
     """
     kv_heads = kv_heads or heads
     if heads % kv_heads:
@@ -220,9 +225,9 @@ def attend(
     head_dim = query.shape[-1] // heads
     scale = head_dim**-0.5 if scale is None else scale
     if isinstance(mask, PackedBatch):
-        if need_weights or cache is not None or bias is not None or rotary is not None or window is not None:
-            raise InputError("Packed (unpadded) attention takes no weights, cache, bias, rotary or window.")
-        return mask.attend(query, key, value, heads, kv_heads, scale, softcap, dropout), None
+        if need_weights or cache is not None or bias is not None:
+            raise InputError("Packed (unpadded) attention takes no weights, cache or bias.")
+        return mask.attend(query, key, value, heads, kv_heads, scale, softcap, dropout, rotary, window), None
     batch, seq = query.shape[:2]
     q = query.view(batch, seq, heads, head_dim).transpose(1, 2)
     k, v = (x.view(batch, x.shape[1], kv_heads, head_dim).transpose(1, 2) for x in (key, value))
@@ -230,6 +235,13 @@ def attend(
         q, k = rotate(q, *rotary), rotate(k, *rotary)
     if cache is not None:
         k, v = cache.update(layer, k, v)
+    if window is not None:
+        offset = 0 if mask is None else mask.offset
+        # A window reaching every key masks nothing, and leaving it out keeps SDPA's fast paths open.
+        if window >= max(offset + seq, k.shape[2]):
+            window = None
+        elif mask is None:
+            mask = Mask()
     # A plain causal square needs no grid: SDPA's built-in causal mask is cheaper.
     is_causal = (mask is not None and mask.causal and mask.keep is None and mask.offset == 0 and window is None
                  and bias is None and seq == k.shape[2])
@@ -299,6 +311,7 @@ class PackedBatch:
         self.groups = groups  # (first slot, rows, bucket length, key mask or None), one per bucket
         self.batch, self.seq = batch, seq
         self.real_index = index if real is None else index[real]
+        self._windows: dict[int, list[torch.Tensor]] = {}
 
     def pack(self, hidden: torch.Tensor) -> torch.Tensor:
         """(batch, seq, hidden) -> (slots, hidden)."""
@@ -312,18 +325,42 @@ class PackedBatch:
         grid = packed.new_zeros(self.batch * self.seq, width)
         return grid.index_copy(0, self.real_index, packed).view(self.batch, self.seq, width)
 
+    def window_masks(self, window: int) -> list[torch.Tensor]:
+        """Per bucket, its key mask narrowed to the keys fewer than ``window`` columns of the padded
+        grid away from each query (as the dense path measures it, holes in a row included)."""
+        if window not in self._windows:
+            masks = []
+            for start, rows, length, key_mask in self.groups:
+                columns = (self.index[start : start + rows * length] % self.seq).view(rows, length)
+                near = ((columns[:, :, None] - columns[:, None, :]).abs() < window)[:, None]
+                if key_mask is not None:
+                    # A padded slot far from its row's real tokens would see no key at all; letting it
+                    # see itself keeps it finite and reaches no real token.
+                    near = (near & key_mask) | torch.eye(length, dtype=torch.bool, device=near.device)
+                masks.append(near)
+            self._windows[window] = masks
+        return self._windows[window]
+
     def attend(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int, kv_heads: int,
         scale: float, softcap: float | None, dropout: float,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None, window: int | None = None,
     ) -> torch.Tensor:
-        """Self-attention of each row over its own real tokens; (slots, width) in and out."""
+        """Self-attention of each row over its own real tokens; (slots, width) in and out. ``rotary``
+        is (cos, sin) per slot, broadcastable to (slots, heads, head_dim)."""
         head_dim = query.shape[-1] // heads
+        if rotary is not None:
+            query = rotate(query.view(-1, heads, head_dim), *rotary).flatten(1)
+            key = rotate(key.view(-1, kv_heads, head_dim), *rotary).flatten(1)
+        # No two columns of the grid are ``seq`` or more apart: such a window masks nothing.
+        masks = self.window_masks(window) if window is not None and window < self.seq else None
         contexts = []
-        for start, rows, length, key_mask in self.groups:
+        for bucket, (start, rows, length, key_mask) in enumerate(self.groups):
             # One bucket as a dense (rows, heads, length, head_dim) view of the packed matrix.
             q, k, v = (x[start : start + rows * length].view(rows, length, n, head_dim).transpose(1, 2)
                        for x, n in ((query, heads), (key, kv_heads), (value, kv_heads)))
-            context, _ = _core(q, k, v, key_mask, scale, softcap, dropout, False)
+            mask = key_mask if masks is None else masks[bucket]
+            context, _ = _core(q, k, v, mask, scale, softcap, dropout, False)
             contexts.append(context.transpose(1, 2).reshape(rows * length, -1))
         return contexts[0] if len(contexts) == 1 else torch.cat(contexts)
 
