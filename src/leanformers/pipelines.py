@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InputError, LeanformersError
+from .errors import InputError, LeanformersError, TokenizerError
 from .tasks import PROCESSOR_CLASSES, TASKS, infer_task, resolve_task
 
 # Model input name -> the value that pads it.
@@ -1067,6 +1067,24 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
 # -- the factory ----------------------------------------------------------------------------------
 
 
+def _check_vocabularies(tokenizer: Any, config: Any) -> None:
+    """A tokenizer that can produce ids past the model's embedding matrix belongs to another model."""
+    rows = getattr(config, "vocab_size", None)
+    vocab = getattr(tokenizer, "get_vocab", None)
+    if not isinstance(rows, int) or vocab is None:
+        return
+    largest = max(vocab().values(), default=-1)
+    if largest >= rows:
+        where = getattr(tokenizer, "name_or_path", "") or "the tokenizer"
+        names = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spm.model", "added_tokens.json")
+        files = [name for name in names if os.path.isfile(os.path.join(where, name))] or ["its vocabulary files"]
+        raise TokenizerError(
+            f"The tokenizer of {where} ({', '.join(files)}, with its added tokens) gives ids up to "
+            f"{largest}, but the model's config.json has vocab_size {rows}: they are not the same model's. Load the "
+            f"tokenizer that belongs to this checkpoint, or fix vocab_size in config.json."
+        )
+
+
 def pipeline(
     task: str | None = None, model: Any = None, *, tokenizer: Any = None, image_processor: Any = None,
     feature_extractor: Any = None, device: Any = None, batch_size: int = 1, dtype: Any = None, **kwargs: Any,
@@ -1114,6 +1132,8 @@ def pipeline(
             raise InputError(f"The {task} pipeline needs a {name}: pass {name}= (the model has no checkpoint path).")
         if isinstance(source, (str, os.PathLike)):
             processors[name] = getattr(auto, PROCESSOR_CLASSES[name]).from_pretrained(source, **source_options)
+    if processors["tokenizer"] is not None:
+        _check_vocabularies(processors["tokenizer"], model.config)
     pipeline_class = getattr(importlib.import_module(spec.module), spec.pipeline_class(task))
     return pipeline_class(model, device=device, batch_size=batch_size, **processors, **kwargs)
 
