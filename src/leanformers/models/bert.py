@@ -76,12 +76,13 @@ class BertConfig(PretrainedConfig):
 class BertEmbeddings(nn.Module):
     """word + token-type + position embeddings, LayerNorm, dropout."""
 
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: BertConfig, width: int | None = None) -> None:
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        width = width or config.hidden_size  # ELECTRA's tables are narrower than its encoder
+        self.word_embeddings = nn.Embedding(config.vocab_size, width, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width)
+        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.dropout = config.hidden_dropout_prob
 
     def forward(
@@ -277,7 +278,7 @@ class BertModel(BertPreTrainedModel):
         for flag in ("is_decoder", "add_cross_attention"):
             if getattr(config, flag, False):
                 raise ConfigError(
-                    f"This config sets {flag}=True, but leanformers implements BERT only as an encoder "
+                    f"This config sets {flag}=True, but leanformers implements {config.model_type} only as an encoder "
                     "(no causal decoder, cross-attention or cache). Set it to False to use the encoder."
                 )
         self.embeddings = BertEmbeddings(config)

@@ -74,17 +74,10 @@ class ElectraForPreTrainingOutput(ModelOutput):
 
 
 class ElectraEmbeddings(BertEmbeddings):
-    """BERT's embeddings and their forward, with tables ``embedding_size`` wide (built here, since
-    ``BertEmbeddings.__init__`` sizes them by ``hidden_size``)."""
+    """BERT's embeddings, ``embedding_size`` wide."""
 
     def __init__(self, config: ElectraConfig) -> None:
-        nn.Module.__init__(self)
-        width = config.embedding_size
-        self.word_embeddings = nn.Embedding(config.vocab_size, width, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width)
-        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.dropout = config.hidden_dropout_prob
+        super().__init__(config, width=config.embedding_size)
 
 
 class ElectraDiscriminatorPredictions(nn.Module):
