@@ -1,0 +1,375 @@
+"""SentencePiece-family tokenizers (XLM-RoBERTa, CamemBERT, DeBERTa-v2/v3) on the shared engine.
+
+As the reference's v5 classes do, each tokenizer is rebuilt from its class's own definition: a
+checkpoint gives only its vocabulary (pieces with scores), its special tokens, the padding and
+truncation defaults of its tokenizer.json and, for XLM-R and CamemBERT, the precompiled character
+map of its normaliser. Everything else (pre-tokenizer, decoder, ``<s> A </s></s> B </s>`` or
+``[CLS] A [SEP] B [SEP]``) comes from the class. Without a tokenizer.json, the SentencePiece model
+file itself (``sentencepiece.bpe.model`` / ``spm.model``) is read by a small protobuf reader here,
+so the ``sentencepiece`` package is never needed, and its pieces are laid out with the fairseq ids
+the reference gives. Every model is a Unigram over the pieces' scores, as in the reference, even
+when the file was trained as BPE; for CamemBERT, where the reference fails on a BPE file, this is a
+deliberate difference.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import Unigram
+
+from ..errors import TokenizerError
+from ..hub import Source, read_json
+from .tokenizer import TOKENIZER_FILE, PreTrainedTokenizer, _json_settings
+
+_SPACE = "▁"
+# SentencePiece piece types (sentencepiece_model.proto): control pieces (<s>, [CLS]) and user-defined
+# ones become the reference's extra special tokens.
+_NORMAL, _CONTROL, _USER_DEFINED = 1, 3, 4
+
+Vocab = list[tuple[str, float]]
+
+
+# -- the SentencePiece model file ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SentencePieceModel:
+    """What the tokenizers here need of a SentencePiece ``ModelProto``."""
+
+    pieces: list[tuple[str, float, int]]  # (piece, score, type)
+    unk_id: int
+    precompiled_charsmap: bytes
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = 0
+    for shift in range(0, 70, 7):
+        byte = data[pos]  # an IndexError past the end: the reader reports the file as truncated
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+    raise ValueError("a number is longer than ten bytes")
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, value) of each field of one protobuf message."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(data, pos)
+        elif wire in (1, 2, 5):
+            size, pos = (8, pos) if wire == 1 else (4, pos) if wire == 5 else _varint(data, pos)
+            value, pos = data[pos:pos + size], pos + size
+            if pos > len(data):
+                raise IndexError
+        else:
+            raise ValueError(f"field {field} has wire type {wire}, which SentencePiece models never use")
+        if field == 0:
+            raise ValueError("a field is numbered 0")
+        yield field, wire, value
+
+
+def _expect(wire: int, expected: int, what: str) -> None:
+    if wire != expected:
+        raise ValueError(f"{what} is stored with wire type {wire}, not {expected}")
+
+
+def _piece(data: bytes) -> tuple[str, float, int]:
+    # Nearly every entry is laid out as text (short), score, optional small type: read those directly,
+    # as a model holds up to a quarter of a million of them.
+    if len(data) > 1 and data[0] == 0x0A and data[1] < 0x80:
+        end = 2 + data[1]
+        if len(data) in (end + 5, end + 7) and data[end] == 0x15:
+            tail = data[end + 5:]
+            if not tail or (tail[0] == 0x18 and tail[1] < 0x80):
+                return data[2:end].decode("utf-8"), struct.unpack_from("<f", data, end + 1)[0], tail[1] if tail else 1
+    piece, score, kind = None, 0.0, _NORMAL
+    for field, wire, value in _fields(data):
+        if field == 1:
+            _expect(wire, 2, "a piece's text")
+            piece = value.decode("utf-8")
+        elif field == 2:
+            _expect(wire, 5, "a piece's score")
+            score = struct.unpack("<f", value)[0]
+        elif field == 3:
+            _expect(wire, 0, "a piece's type")
+            kind = value
+    if piece is None:
+        raise ValueError("a vocabulary entry has no piece text")
+    return piece, score, kind
+
+
+def read_sentencepiece_model(path: str | os.PathLike) -> SentencePieceModel:
+    """Read a SentencePiece model file: its pieces, unknown-piece id and precompiled character map."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise TokenizerError(f"Cannot read the SentencePiece model {path!r}: {exc}") from exc
+    pieces, unk_id, charsmap = [], 0, b""
+    try:
+        for field, wire, value in _fields(data):
+            if field == 1:
+                _expect(wire, 2, "a vocabulary entry")
+                pieces.append(_piece(value))
+            elif field == 2:
+                _expect(wire, 2, "trainer_spec")
+                for sub, sub_wire, sub_value in _fields(value):
+                    if sub == 40:
+                        _expect(sub_wire, 0, "trainer_spec.unk_id")
+                        unk_id = sub_value - (1 << 64) if sub_value >= 1 << 63 else sub_value  # int32 on the wire
+            elif field == 3:
+                _expect(wire, 2, "normalizer_spec")
+                for sub, sub_wire, sub_value in _fields(value):
+                    if sub == 2:
+                        _expect(sub_wire, 2, "normalizer_spec.precompiled_charsmap")
+                        charsmap = sub_value
+        if not pieces:
+            raise ValueError("it holds no vocabulary pieces")
+    except (ValueError, IndexError) as exc:  # UnicodeDecodeError too
+        reason = "it ends in the middle of a field" if isinstance(exc, IndexError) else str(exc)
+        raise TokenizerError(
+            f"{path!r} is not a readable SentencePiece model ({reason}). The file may be corrupt or truncated; "
+            f"re-download it, or provide the checkpoint's tokenizer.json instead."
+        ) from exc
+    return SentencePieceModel(pieces, unk_id, charsmap)
+
+
+# -- the vocabulary, from tokenizer.json or the model file -----------------------------------------
+
+
+def _json_vocab(data: dict[str, Any], path: str, class_name: str) -> tuple[Vocab, bytes | None]:
+    """The (piece, score) list and the precompiled character map of a tokenizer.json."""
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    vocab = model.get("vocab")
+    valid = isinstance(vocab, list) and bool(vocab) and all(
+        isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+        and isinstance(entry[1], (int, float)) and not isinstance(entry[1], bool)
+        for entry in vocab
+    )
+    if not valid:
+        raise TokenizerError(
+            f"{path!r} has no Unigram vocabulary (a list of [piece, score] pairs) to build a {class_name} from; "
+            f"its model is {model.get('type')!r}."
+        )
+    normalizer = data.get("normalizer") if isinstance(data.get("normalizer"), dict) else {}
+    found = normalizer.get("normalizers") if normalizer.get("type") == "Sequence" else [normalizer]
+    for entry in found if isinstance(found, list) else []:
+        if isinstance(entry, dict) and entry.get("type") == "Precompiled" and "precompiled_charsmap" in entry:
+            try:
+                charsmap = base64.b64decode(entry["precompiled_charsmap"] or "", validate=True)
+            except (binascii.Error, TypeError) as exc:
+                raise TokenizerError(f"{path!r}: the normaliser's precompiled_charsmap is not base64.") from exc
+            return [(piece, score) for piece, score in vocab], charsmap
+    return [(piece, score) for piece, score in vocab], None
+
+
+# -- the classes -----------------------------------------------------------------------------------
+
+
+def _unigram(vocab: Vocab, unk_id: int, where: str) -> Tokenizer:
+    try:
+        return Tokenizer(Unigram(vocab, unk_id=unk_id, byte_fallback=False))
+    except Exception as exc:
+        raise TokenizerError(f"Could not build a Unigram model from {where}: {exc}") from exc
+
+
+def _precompiled(charsmap: bytes, where: str) -> normalizers.Normalizer:
+    try:
+        return normalizers.Precompiled(charsmap)
+    except Exception as exc:
+        raise TokenizerError(f"The precompiled character map of {where} is invalid: {exc}") from exc
+
+
+class SentencePieceTokenizer(PreTrainedTokenizer):
+    """A Unigram tokenizer rebuilt from a SentencePiece vocabulary; each subclass is one reference
+    class (its defaults, its id layout, its pipeline and its special-token template)."""
+
+    spm_file: str  # the SentencePiece model file the class is built from without a tokenizer.json
+    _defaults: dict[str, Any]
+
+    @classmethod
+    def _settle_options(cls, options: dict[str, Any]) -> None:
+        for key, default in cls._defaults.items():
+            options.setdefault(key, default)
+
+
+class XLMRobertaTokenizer(SentencePieceTokenizer):
+    """XLM-RoBERTa's tokenizer: a Unigram vocabulary behind the SentencePiece character map, a
+    whitespace split and metaspace, and the ``<s> A </s></s> B </s>`` template (every type id 0)."""
+
+    model_input_names = ("input_ids", "attention_mask")
+    spm_file = "sentencepiece.bpe.model"
+    _defaults = {
+        "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>", "unk_token": "<unk>",
+        "pad_token": "<pad>", "mask_token": "<mask>", "add_prefix_space": True,
+    }
+
+    @classmethod
+    def _spm_vocab(cls, pieces: Vocab, options: dict[str, Any]) -> Vocab:
+        """fairseq's <s>=0, <pad>=1, </s>=2, <unk>=3 in place of SentencePiece's <unk> <s> </s>, then
+        the other pieces (each one id up), then <mask>."""
+        head = [(str(options[name]), 0.0) for name in ("bos_token", "pad_token", "eos_token", "unk_token")]
+        return head + pieces[3:] + [(str(options["mask_token"]), 0.0)]
+
+    @classmethod
+    def _unk_id(cls, vocab: Vocab, options: dict[str, Any]) -> int:
+        return 3  # the fairseq layout's, whatever the vocabulary holds
+
+    @classmethod
+    def _pipeline(cls, backend: Tokenizer, charsmap: bytes | None, options: dict[str, Any], where: str) -> None:
+        if charsmap:
+            backend.normalizer = _precompiled(charsmap, where)
+        scheme = "always" if options["add_prefix_space"] else "never"
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement=_SPACE, prepend_scheme=scheme)]
+        )
+        backend.decoder = decoders.Metaspace(replacement=_SPACE, prepend_scheme=scheme)
+
+    def _post_processor(self) -> Any:
+        bos, eos = str(self.bos_token), str(self.eos_token)
+        return processors.TemplateProcessing(
+            single=[bos, "$A", eos], pair=[bos, "$A", eos, eos, "$B", eos],
+            special_tokens=[(bos, self.bos_token_id), (eos, self.eos_token_id)],
+        )
+
+
+class CamembertTokenizer(XLMRobertaTokenizer):
+    """CamemBERT's tokenizer: XLM-RoBERTa's pipeline over CamemBERT's fairseq layout, with a mask
+    token that swallows the space before it."""
+
+    @classmethod
+    def _settle_options(cls, options: dict[str, Any]) -> None:
+        super()._settle_options(options)
+        if isinstance(options["mask_token"], str):
+            options["mask_token"] = AddedToken(options["mask_token"], lstrip=True, special=True)
+        options.setdefault("additional_special_tokens", ["<s>NOTUSED", "</s>NOTUSED", "<unk>NOTUSED"])
+
+    @classmethod
+    def _spm_vocab(cls, pieces: Vocab, options: dict[str, Any]) -> Vocab:
+        """Unused <s> and </s>, then <pad> and <unk>, SentencePiece's own <unk> kept unused (scored so
+        that it is never chosen), the other pieces (each four ids up), then <mask>."""
+        head = [("<s>NOTUSED", 0.0), (str(options["pad_token"]), 0.0), ("</s>NOTUSED", 0.0)]
+        head += [(str(options["unk_token"]), 0.0), ("<unk>NOTUSED", -100.0)]
+        return head + pieces[1:] + [(str(options["mask_token"]), 0.0)]
+
+    @classmethod
+    def _unk_id(cls, vocab: Vocab, options: dict[str, Any]) -> int:
+        unk = str(options["unk_token"])
+        return next((index for index, (piece, _) in enumerate(vocab) if piece == unk), 0)
+
+
+class DebertaV2Tokenizer(SentencePieceTokenizer):
+    """DeBERTa-v2/v3's tokenizer: a Unigram vocabulary behind its own normaliser (the file's character
+    map is not used, as in the reference), an optional punctuation split, metaspace, and the
+    ``[CLS] A [SEP] B [SEP]`` template with token types."""
+
+    model_input_names = ("input_ids", "attention_mask", "token_type_ids")
+    spm_file = "spm.model"
+    _defaults = {
+        "bos_token": "[CLS]", "eos_token": "[SEP]", "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+        "cls_token": "[CLS]", "mask_token": "[MASK]", "do_lower_case": False, "split_by_punct": False,
+        "add_prefix_space": True,
+    }
+
+    @classmethod
+    def _spm_vocab(cls, pieces: Vocab, options: dict[str, Any]) -> Vocab:
+        return pieces
+
+    @classmethod
+    def _unk_id(cls, vocab: Vocab, options: dict[str, Any]) -> int:
+        unk = (str(options["unk_token"]), 0.0)
+        options["unk_id"] = vocab.index(unk) if unk in vocab else options.get("unk_id", 1)
+        return options["unk_id"]
+
+    @classmethod
+    def _pipeline(cls, backend: Tokenizer, charsmap: bytes | None, options: dict[str, Any], where: str) -> None:
+        backend.normalizer = normalizers.Sequence(
+            ([normalizers.Lowercase()] if options["do_lower_case"] else [])
+            + [normalizers.Replace(Regex(r"\s{2,}|[\n\r\t]"), " "), normalizers.NFC(), normalizers.Strip(left=False)]
+        )
+        scheme = "always" if options["add_prefix_space"] else "first"
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            ([pre_tokenizers.Punctuation(behavior="isolated")] if options["split_by_punct"] else [])
+            + [pre_tokenizers.Metaspace(replacement=_SPACE, prepend_scheme=scheme)]
+        )
+        backend.decoder = decoders.Metaspace(replacement=_SPACE, prepend_scheme=scheme)
+
+    def _post_processor(self) -> Any:
+        cls, sep = str(self.cls_token), str(self.sep_token)
+        cls_id, sep_id = self.cls_token_id, self.sep_token_id
+        return processors.TemplateProcessing(
+            single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+            special_tokens=[(cls, 0 if cls_id is None else cls_id), (sep, 0 if sep_id is None else sep_id)],
+        )
+
+
+_CLASSES: dict[str, type[SentencePieceTokenizer]] = {
+    cls.__name__: cls for cls in (XLMRobertaTokenizer, CamembertTokenizer, DebertaV2Tokenizer)
+}
+
+
+def build_sentencepiece_tokenizer(
+    source: Source, class_name: str, init_kwargs: dict[str, Any]
+) -> SentencePieceTokenizer:
+    """The tokenizer of an XLM-R, CamemBERT or DeBERTa-v2/v3 checkpoint, from its tokenizer.json or,
+    without one, from its SentencePiece model file, with the loader's settled options."""
+    tokenizer_class = _CLASSES[class_name]
+    # Paths and vocabularies named in a config are not trusted: the files come from the checkpoint.
+    options = {key: value for key, value in init_kwargs.items() if key not in ("vocab_file", "tokenizer_file", "vocab")}
+    tokenizer_file = source.resolve(TOKENIZER_FILE, required=False)
+    if tokenizer_file is not None:
+        data = read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)
+        vocab, charsmap = _json_vocab(data, tokenizer_file, class_name)
+        options["_json_truncation"], options["_json_padding"] = _json_settings(data, tokenizer_file)
+        where = repr(tokenizer_file)
+        tokenizer_class._settle_options(options)
+    else:
+        model_file = source.resolve(tokenizer_class.spm_file, required=False)
+        if model_file is None:
+            raise TokenizerError(
+                f"{source.describe()} names tokenizer class {class_name!r} but has neither {TOKENIZER_FILE} nor "
+                f"{tokenizer_class.spm_file}, the files it is built from. Add one of them to the checkpoint."
+            )
+        model = read_sentencepiece_model(model_file)
+        # As the reference: the model's control and user-defined pieces replace any extra special tokens
+        # not given as extra_special_tokens, and its unk_id is recorded (DeBERTa falls back on it).
+        options["additional_special_tokens"] = [
+            AddedToken(piece, normalized=False, special=kind == _CONTROL)
+            for piece, _, kind in model.pieces if kind in (_CONTROL, _USER_DEFINED)
+        ]
+        options["unk_id"] = model.unk_id
+        tokenizer_class._settle_options(options)
+        vocab = tokenizer_class._spm_vocab([(piece, score) for piece, score, _ in model.pieces], options)
+        charsmap, where = model.precompiled_charsmap or None, repr(model_file)
+    backend = _unigram(vocab, tokenizer_class._unk_id(vocab, options), where)
+    tokenizer_class._pipeline(backend, charsmap, options, where)
+    tokenizer = tokenizer_class(backend, class_name=class_name, **options)
+    try:
+        backend.post_processor = tokenizer._post_processor()
+    except Exception as exc:
+        raise TokenizerError(f"The special tokens of {where} cannot frame a sequence: {exc}") from exc
+    return tokenizer
+
+
+__all__ = [
+    "CamembertTokenizer",
+    "DebertaV2Tokenizer",
+    "SentencePieceModel",
+    "SentencePieceTokenizer",
+    "XLMRobertaTokenizer",
+    "build_sentencepiece_tokenizer",
+    "read_sentencepiece_model",
+]
