@@ -268,6 +268,70 @@ def test_no_tokenizer_files(tmp_path):
         AutoTokenizer.from_pretrained(tmp_path)
 
 
+BPE_VOCAB = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, "h": 5, "e": 6, "he": 7, "\u0120": 8}
+BPE_MERGES = "#version: 0.2\nh e\n"
+ROBERTA_CONFIG = {"tokenizer_class": "RobertaTokenizer"}
+BPE_JSON = {
+    "version": "1.0", "added_tokens": [], "normalizer": None, "pre_tokenizer": None, "post_processor": None,
+    "decoder": None, "model": {"type": "BPE", "vocab": BPE_VOCAB, "merges": ["h e"]},
+}
+
+
+def write_tokenizer_files(folder: Path, files: dict) -> Path:
+    for name, content in files.items():
+        (folder / name).write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    return folder
+
+
+def test_bpe_baseline_loads(tmp_path):
+    """The files the cases below break are valid as they stand, in both forms."""
+    vocab_files = {"vocab.json": BPE_VOCAB, "merges.txt": BPE_MERGES, "tokenizer_config.json": ROBERTA_CONFIG}
+    tokenizer = AutoTokenizer.from_pretrained(write_tokenizer_files(tmp_path, vocab_files))
+    assert type(tokenizer).__name__ == "RobertaTokenizer"
+    assert tokenizer("hehe")["input_ids"] == [0, 7, 7, 2]
+    json_dir = tmp_path / "json"
+    json_dir.mkdir()
+    write_tokenizer_files(json_dir, {"tokenizer.json": BPE_JSON, "tokenizer_config.json": ROBERTA_CONFIG})
+    assert AutoTokenizer.from_pretrained(json_dir)("hehe")["input_ids"] == [0, 7, 7, 2]
+
+
+@pytest.mark.parametrize(
+    ("files", "error", "pattern"),
+    [
+        ({"vocab.json": BPE_VOCAB}, TokenizerError, r"no merges\.txt"),
+        ({"vocab.json": BPE_VOCAB, "merges.txt": "#version: 0.2\nh e x\n"}, TokenizerError, r"merges\.txt.*line 2"),
+        ({"vocab.json": BPE_VOCAB, "merges.txt": "#version: 0.2\n\nh e\n"}, TokenizerError, r"merges\.txt.*line 2"),
+        ({"vocab.json": BPE_VOCAB, "merges.txt": "h q\n"}, TokenizerError, r"merges\.txt.*'q'.*not in the vocab"),
+        ({"vocab.json": BPE_VOCAB, "merges.txt": "e h\n"}, TokenizerError, r"merges\.txt.*'eh'.*not in the vocab"),
+        ({"vocab.json": "{not json", "merges.txt": BPE_MERGES}, TokenizerError, r"vocab\.json"),
+        ({"vocab.json": ["h", "e"], "merges.txt": BPE_MERGES}, TokenizerError, r"vocab\.json.*JSON object"),
+        ({"vocab.json": {"h": "0"}, "merges.txt": BPE_MERGES}, TokenizerError, r"vocab\.json.*integer ids.*'h'"),
+        ({"merges.txt": BPE_MERGES}, TokenizerError, r"neither tokenizer\.json nor vocab\.json"),
+        ({"tokenizer.json": {**BPE_JSON, "model": {"type": "WordPiece", "vocab": BPE_VOCAB}}}, TokenizerError,
+         r"tokenizer\.json.*BPE model.*WordPiece"),
+        ({"tokenizer.json": {**BPE_JSON, "model": {"type": "BPE", "vocab": BPE_VOCAB, "merges": ["h e x"]}}},
+         TokenizerError, r"tokenizer\.json.*merge 1"),
+        ({"tokenizer.json": {**BPE_JSON, "model": {"type": "BPE", "vocab": BPE_VOCAB, "merges": ["e h"]}}},
+         TokenizerError, r"tokenizer\.json.*'eh'.*not in the vocab"),
+        ({"vocab.json": BPE_VOCAB, "merges.txt": BPE_MERGES,
+          "tokenizer_config.json": {**ROBERTA_CONFIG, "add_prefix_space": "yes"}}, ConfigError, r"add_prefix_space"),
+    ],
+    ids=["no-merges", "three-part-merge", "blank-merge-line", "merge-of-unknown-token", "merge-result-unknown",
+         "vocab-not-json", "vocab-a-list", "vocab-string-id", "no-vocab", "json-wordpiece-model",
+         "json-bad-merge", "json-merge-result-unknown", "bad-add-prefix-space"],
+)
+def test_malformed_bpe_tokenizer(tmp_path, files, error, pattern):
+    write_tokenizer_files(tmp_path, {"tokenizer_config.json": ROBERTA_CONFIG, **files})
+    with pytest.raises(error, match=pattern):
+        AutoTokenizer.from_pretrained(tmp_path)
+
+
+def test_bpe_class_from_model_type_without_vocab_json(tmp_path):
+    write_tokenizer_files(tmp_path, {"config.json": {"model_type": "roberta"}, "vocab.txt": "\n".join(VOCAB)})
+    with pytest.raises(TokenizerError, match=r"vocab\.json.*RobertaTokenizer"):
+        AutoTokenizer.from_pretrained(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def tokenizer(bert_dir):
     return AutoTokenizer.from_pretrained(bert_dir)

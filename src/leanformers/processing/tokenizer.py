@@ -51,16 +51,6 @@ CHAT_TEMPLATE_FILE = "chat_template.jinja"
 # class is not one this library knows how to rebuild; the reference uses the same name for it.
 GENERIC_CLASS = "TokenizersBackend"
 
-# The inputs each class name returns by default; unlisted wordpiece classes behave like BertTokenizer.
-_MODEL_INPUT_NAMES: dict[str, tuple[str, ...]] = {
-    "BertTokenizer": ("input_ids", "token_type_ids", "attention_mask"),
-    "DistilBertTokenizer": ("input_ids", "attention_mask"),
-    GENERIC_CLASS: ("input_ids", "attention_mask"),
-}
-_WORDPIECE_DEFAULTS = {
-    "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
-    "do_lower_case": True, "tokenize_chinese_chars": True, "strip_accents": None,
-}
 
 # The options a tokenizer.json's truncation / padding settings default (option: field).
 _TRUNCATION_OPTIONS = {
@@ -79,7 +69,8 @@ _NO_TRUNCATE = "do_not_truncate"
 # Loading options and file names the reference leaves out of a saved tokenizer_config.json.
 _NOT_SAVED = (
     "add_bos_token", "add_eos_token", "added_tokens_decoder", "additional_special_tokens", "name_or_path",
-    "special_tokens_map_file", "tokenizer_file", "vocab_file", "device_map", "slow_tokenizer_class", "files_loaded",
+    "special_tokens_map_file", "tokenizer_file", "vocab_file", "merges_file", "device_map", "slow_tokenizer_class",
+    "files_loaded",
 )
 
 TextOrBatch = Union[str, Sequence[str], Sequence[Sequence[str]], Sequence[tuple]]
@@ -306,6 +297,8 @@ class PreTrainedTokenizer:
 
     padding_side: str
     truncation_side: str
+    # The inputs a call returns unless the checkpoint or the call says otherwise.
+    model_input_names: Sequence[str] = ("input_ids", "attention_mask")
 
     def __init__(self, tokenizer_object: Tokenizer, *, class_name: str = GENERIC_CLASS, **kwargs: Any) -> None:
         """Read the options as the reference's constructors do, so that ids, the printed form and the
@@ -378,11 +371,15 @@ class PreTrainedTokenizer:
         self.model_max_length = max_len if max_len is not None else VERY_LARGE_INTEGER
         self.padding_side = kwargs.pop("padding_side", "right")
         self.truncation_side = kwargs.pop("truncation_side", "right")
-        input_names = kwargs.pop("model_input_names", _MODEL_INPUT_NAMES[GENERIC_CLASS])
+        input_names = kwargs.pop("model_input_names", type(self).model_input_names)
         if not isinstance(input_names, (list, tuple)) or not all(isinstance(name, str) for name in input_names):
             raise ConfigError(f"model_input_names must be a list of names such as ['input_ids'], got {input_names!r}.")
         self.model_input_names = list(input_names)
         self.clean_up_tokenization_spaces = kwargs.pop("clean_up_tokenization_spaces", False)
+        # The reference's name for insisting on the WordPiece clean-up of BPE text.
+        self.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output = bool(
+            kwargs.pop("clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output", False)
+        )
         self.split_special_tokens = bool(kwargs.pop("split_special_tokens", False))
         self.chat_template = kwargs.pop("chat_template", None)
         if isinstance(self.chat_template, (list, tuple)):
@@ -1085,9 +1082,12 @@ class PreTrainedTokenizer:
     def _clean_up(self, text: str, clean_up: bool | None) -> str:
         if not (self.clean_up_tokenization_spaces if clean_up is None else clean_up):
             return text
-        if type(self._backend.model).__name__ == "BPE":
+        bpe = type(self._backend.model).__name__ == "BPE"
+        if bpe and not self.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output:
             # The clean-up rules are written for WordPiece and would delete real spaces of BPE text.
-            logger.warning("Ignoring clean_up_tokenization_spaces=True for a BPE tokenizer.")
+            if not self.__dict__.get("_warned_bpe_clean_up"):
+                self._warned_bpe_clean_up = True
+                logger.warning("Ignoring clean_up_tokenization_spaces=True for a BPE tokenizer.")
             return text
         return clean_up_tokenization(text)
 
@@ -1131,9 +1131,13 @@ class PreTrainedTokenizer:
     _LIVE_ATTRIBUTES = frozenset({
         "model_max_length", "padding_side", "truncation_side", "model_input_names", "clean_up_tokenization_spaces",
         "split_special_tokens", "chat_template", "backend", "verbose", "pad_token_type_id", "extra_special_tokens",
+        "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output",
     })
-    # Set only on tokenizers built from a vocabulary (the reference's BertTokenizer has them).
-    _BUILDER_ATTRIBUTES = frozenset({"do_lower_case", "tokenize_chinese_chars", "strip_accents"})
+    # Set only on tokenizers built from a vocabulary (the reference's BertTokenizer and byte-level
+    # BPE classes have them).
+    _BUILDER_ATTRIBUTES = frozenset(
+        {"do_lower_case", "tokenize_chinese_chars", "strip_accents", "add_prefix_space", "trim_offsets"}
+    )
 
     def _config_to_save(self) -> dict[str, Any]:
         config = copy.deepcopy(self.init_kwargs)
@@ -1283,6 +1287,19 @@ def _json_settings(data: dict[str, Any], tokenizer_file: str) -> tuple[dict | No
     except Exception as exc:
         raise TokenizerError(f"{tokenizer_file!r} has invalid truncation or padding settings: {exc}") from exc
     return settings.truncation, settings.padding
+
+
+def _json_post_processor(data: dict[str, Any], tokenizer_file: str) -> Any:
+    """tokenizer.json's post-processor as a Rust object (None when it has none)."""
+    minimal = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+        "pre_tokenizer": None, "post_processor": data.get("post_processor"), "decoder": None,
+        "model": {"type": "WordLevel", "vocab": {}, "unk_token": "[UNK]"},
+    }
+    try:
+        return Tokenizer.from_str(json.dumps(minimal)).post_processor
+    except Exception as exc:
+        raise TokenizerError(f"{tokenizer_file!r} has an invalid post_processor: {exc}") from exc
 
 
 def _class_name(
@@ -1484,17 +1501,91 @@ def _wordpiece_vocab(source: Source, class_name: str, tokenizer_file: str | None
     return vocab
 
 
+class _WordPieceTokenizer(PreTrainedTokenizer):
+    """What the WordPiece classes share: option defaults, and a template built once the special
+    tokens have ids."""
+
+    _defaults: dict[str, Any] = {"do_lower_case": True, "tokenize_chinese_chars": True, "strip_accents": None}
+
+    @classmethod
+    def _settle_options(cls, init_kwargs: dict[str, Any]) -> None:
+        for key, default in cls._defaults.items():
+            init_kwargs.setdefault(key, default)
+
+
+class BertTokenizer(_WordPieceTokenizer):
+    """WordPiece with BERT's normalizer and pre-tokenizer and the ``[CLS] A [SEP] B [SEP]`` template.
+    ELECTRA checkpoints get this class too, as in the reference."""
+
+    model_input_names = ("input_ids", "token_type_ids", "attention_mask")
+    _defaults = {
+        **_WordPieceTokenizer._defaults, "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+        "cls_token": "[CLS]", "mask_token": "[MASK]",
+    }
+
+    def _post_processor(self) -> Any:
+        cls, sep = str(self.cls_token), str(self.sep_token)
+        cls_id, sep_id = self.cls_token_id, self.sep_token_id
+        return processors.TemplateProcessing(
+            single=f"{cls}:0 $A:0 {sep}:0",
+            pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+            special_tokens=[(cls, 2 if cls_id is None else cls_id), (sep, 3 if sep_id is None else sep_id)],
+        )
+
+
+class DistilBertTokenizer(BertTokenizer):
+    """BERT's tokenizer; calls return no token_type_ids by default."""
+
+    model_input_names = ("input_ids", "attention_mask")
+
+
+class MPNetTokenizer(_WordPieceTokenizer):
+    """BERT's WordPiece pipeline with RoBERTa's special tokens and ``<s> A </s></s> B </s>`` template
+    (every token type 0, no token_type_ids by default); a mask token given as text when loading
+    swallows the space before it."""
+
+    model_input_names = ("input_ids", "attention_mask")
+    _defaults = {
+        **_WordPieceTokenizer._defaults, "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
+        "cls_token": "<s>", "unk_token": "[UNK]", "pad_token": "<pad>", "mask_token": "<mask>",
+    }
+
+    @classmethod
+    def _settle_options(cls, init_kwargs: dict[str, Any]) -> None:
+        super()._settle_options(init_kwargs)
+        # Tokens given as text become added tokens that keep the spaces around them, except the mask.
+        for key in ("bos_token", "eos_token", "sep_token", "cls_token", "unk_token", "pad_token", "mask_token"):
+            if isinstance(init_kwargs[key], str):
+                init_kwargs[key] = AddedToken(init_kwargs[key], lstrip=key == "mask_token", rstrip=False)
+
+    def _post_processor(self) -> Any:
+        cls_id, sep_id = self.cls_token_id, self.sep_token_id
+        sep = (str(self.sep_token), 2 if sep_id is None else sep_id)
+        cls = (str(self.cls_token), 0 if cls_id is None else cls_id)
+        return processors.RobertaProcessing(sep, cls, trim_offsets=True, add_prefix_space=False)
+
+
+# The class each WordPiece class name builds (the reference has no ElectraTokenizer of its own).
+_WORDPIECE_CLASSES: dict[str, type[_WordPieceTokenizer]] = {
+    "BertTokenizer": BertTokenizer,
+    "ElectraTokenizer": BertTokenizer,
+    "DistilBertTokenizer": DistilBertTokenizer,
+    "MPNetTokenizer": MPNetTokenizer,
+}
+
+
 def _build_wordpiece(
     source: Source, class_name: str, init_kwargs: dict[str, Any], tokenizer_file: str | None, data: Any
-) -> PreTrainedTokenizer:
-    """BERT-style tokenizers: a WordPiece vocabulary with the BERT normalizer, pre-tokenizer, decoder
-    and [CLS]/[SEP] template, set from the saved options. As in the reference, a tokenizer.json gives
-    only the vocabulary and the padding/truncation defaults; tokenizer_config.json gives the rest."""
+) -> _WordPieceTokenizer:
+    """BERT-style tokenizers: a WordPiece vocabulary with the BERT normalizer, pre-tokenizer and
+    decoder, and the class's special-token template, set from the saved options. As in the
+    reference, a tokenizer.json gives only the vocabulary and the padding/truncation defaults;
+    tokenizer_config.json gives the rest."""
+    tokenizer_class = _WORDPIECE_CLASSES.get(class_name, BertTokenizer)
     vocab = _wordpiece_vocab(source, class_name, tokenizer_file, data)
     if data is not None:
         init_kwargs["_json_truncation"], init_kwargs["_json_padding"] = _json_settings(data, tokenizer_file)
-    for key, default in _WORDPIECE_DEFAULTS.items():
-        init_kwargs.setdefault(key, default)
+    tokenizer_class._settle_options(init_kwargs)
     options = {key: init_kwargs[key] for key in ("do_lower_case", "tokenize_chinese_chars", "strip_accents")}
     try:
         backend = Tokenizer(WordPiece(vocab, unk_token=str(init_kwargs["unk_token"])))
@@ -1507,18 +1598,10 @@ def _build_wordpiece(
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece(prefix="##")
 
-    tokenizer = PreTrainedTokenizer(backend, class_name=class_name, **init_kwargs)
-    if "model_input_names" not in init_kwargs:
-        tokenizer.model_input_names = list(_MODEL_INPUT_NAMES.get(class_name, _MODEL_INPUT_NAMES["BertTokenizer"]))
+    tokenizer = tokenizer_class(backend, class_name=tokenizer_class.__name__, **init_kwargs)
     for key, value in options.items():
         setattr(tokenizer, key, value)
-    cls, sep = str(tokenizer.cls_token), str(tokenizer.sep_token)
-    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
-    backend.post_processor = processors.TemplateProcessing(
-        single=f"{cls}:0 $A:0 {sep}:0",
-        pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
-        special_tokens=[(cls, 2 if cls_id is None else cls_id), (sep, 3 if sep_id is None else sep_id)],
-    )
+    backend.post_processor = tokenizer._post_processor()
     return tokenizer
 
 
@@ -1539,7 +1622,10 @@ def _build_generic(tokenizer_file: str, init_kwargs: dict[str, Any]) -> PreTrain
 
 __all__ = [
     "BatchEncoding",
+    "BertTokenizer",
     "CharSpan",
+    "DistilBertTokenizer",
+    "MPNetTokenizer",
     "PreTrainedTokenizer",
     "TokenSpan",
     "clean_up_tokenization",

@@ -1,0 +1,210 @@
+"""Byte-level BPE tokenizers (the reference's ``RobertaTokenizer`` and ``GPT2Tokenizer``) on the shared engine.
+
+As the reference's v5 classes do, the pipeline is rebuilt from the class, not read from the
+checkpoint: a tokenizer.json gives the vocabulary, the merges, the padding/truncation defaults and,
+for GPT-2 only, the post-processor; its normalizer, pre-tokenizer, decoder and model options
+(dropout, unknown token, ...) are replaced by the class's own. Without a tokenizer.json the
+vocabulary and merges come from ``vocab.json`` and ``merges.txt``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
+from tokenizers.models import BPE
+
+from ..errors import ConfigError, TokenizerError
+from ..hub import Source, read_json
+from .tokenizer import TOKENIZER_FILE, PreTrainedTokenizer, _json_post_processor, _json_settings
+
+VOCAB_FILE = "vocab.json"
+MERGES_FILE = "merges.txt"
+
+Merges = list[tuple[str, str]]
+
+
+class _ByteLevelTokenizer(PreTrainedTokenizer):
+    """What the byte-level classes share: option defaults and the backend they are built on."""
+
+    _defaults: dict[str, Any] = {"errors": "replace", "add_prefix_space": False}
+
+    @classmethod
+    def _settle_options(cls, init_kwargs: dict[str, Any]) -> None:
+        for key, default in cls._defaults.items():
+            init_kwargs.setdefault(key, default)
+
+    @classmethod
+    def _build_backend(cls, vocab: dict[str, int], merges: Merges, add_prefix_space: Any) -> Tokenizer:
+        # Every model option is the class's: a checkpoint's dropout or unknown token is not used.
+        backend = Tokenizer(
+            BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="",
+                fuse_unk=False)
+        )
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
+        backend.decoder = decoders.ByteLevel()
+        return backend
+
+
+class RobertaTokenizer(_ByteLevelTokenizer):
+    """Byte-level BPE with the ``<s> A </s></s> B </s>`` template (RoBERTa and its descendants).
+
+    A word is encoded differently at the start of a text (no space before it) than elsewhere;
+    ``add_prefix_space=True`` (a loading option) treats the first word like the others.
+    """
+
+    _defaults = {
+        **_ByteLevelTokenizer._defaults, "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
+        "cls_token": "<s>", "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>", "trim_offsets": True,
+    }
+
+    def _post_processor(self, from_json: Any, explicit_bos_eos: bool) -> Any:
+        # The checkpoint's own post-processor is replaced whatever it was.
+        return processors.RobertaProcessing(
+            (str(self.sep_token), self.sep_token_id), (str(self.cls_token), self.cls_token_id),
+            trim_offsets=self.trim_offsets, add_prefix_space=self.add_prefix_space,
+        )
+
+
+class GPT2Tokenizer(_ByteLevelTokenizer):
+    """Byte-level BPE as GPT-2 has it: ``<|endoftext|>`` for the unknown, bos and eos tokens and no
+    pad token. tokenizer.json's post-processor is kept; without one, ``add_bos_token`` /
+    ``add_eos_token`` say which tokens frame a text."""
+
+    _defaults = {
+        **_ByteLevelTokenizer._defaults, "unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>",
+        "eos_token": "<|endoftext|>", "pad_token": None,
+    }
+
+    def _post_processor(self, from_json: Any, explicit_bos_eos: bool) -> Any:
+        if from_json is not None and not explicit_bos_eos:
+            return from_json
+        options = self.init_kwargs
+        bos = str(self.bos_token) if options.get("add_bos_token") and self.bos_token is not None else None
+        eos = str(self.eos_token) if options.get("add_eos_token") and self.eos_token is not None else None
+        first = f"{bos}:0 " if bos else ""
+        last = f" {eos}:0" if eos else ""
+        pair = f"{first}$A:0{last}{f' {bos}:1' if bos else ''} $B:1{f' {eos}:1' if eos else ''}"
+        specials = [(token, self.convert_tokens_to_ids(token)) for token in (bos, eos) if token]
+        return processors.TemplateProcessing(single=f"{first}$A:0{last}", pair=pair, special_tokens=specials)
+
+
+_CLASSES: dict[str, type[_ByteLevelTokenizer]] = {"RobertaTokenizer": RobertaTokenizer, "GPT2Tokenizer": GPT2Tokenizer}
+
+
+def _check_vocab(vocab: Any, where: str) -> dict[str, int]:
+    if not isinstance(vocab, dict) or not vocab:
+        raise TokenizerError(f"{where} must be a non-empty JSON object mapping tokens to ids.")
+    for token, index in vocab.items():
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 2**32:
+            raise TokenizerError(f"{where} must map tokens to non-negative integer ids; found {token!r}: {index!r}.")
+    return vocab
+
+
+def _check_merges(merges: Merges, vocab: dict[str, int], where: str) -> Merges:
+    """Every merge joins two vocabulary tokens into a third (the Rust library panics otherwise)."""
+    for number, (left, right) in enumerate(merges, 1):
+        for token in (left, right, left + right):
+            if token not in vocab:
+                raise TokenizerError(
+                    f"{where}: merge {number} ({left!r} + {right!r}) uses {token!r}, which is not in the vocabulary. "
+                    f"The vocabulary and merges must come from the same tokenizer."
+                )
+    return merges
+
+
+def _json_model(data: dict[str, Any], path: str, class_name: str) -> tuple[dict[str, int], Merges]:
+    """The vocabulary and merges of a tokenizer.json's BPE model."""
+    model = data.get("model")
+    if not isinstance(model, dict) or model.get("type", "BPE") != "BPE" or "merges" not in model:
+        kind = model.get("type") if isinstance(model, dict) else None
+        raise TokenizerError(
+            f"{path!r} must hold a BPE model (vocab and merges) to build a {class_name} from; its model is "
+            f"{kind or 'missing or without merges'}. Use the tokenizer.json saved with the model."
+        )
+    vocab = _check_vocab(model.get("vocab"), f"{path!r} (model.vocab)")
+    merges = model["merges"]
+    if not isinstance(merges, list):
+        raise TokenizerError(f"{path!r}: model.merges must be a list of merges, got {type(merges).__name__}.")
+    pairs = []
+    for number, merge in enumerate(merges, 1):
+        pair = merge.split(" ") if isinstance(merge, str) else merge
+        if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(part, str) for part in pair):
+            raise TokenizerError(
+                f"{path!r}: merge {number} is {merge!r}; each merge is \"left right\" or [\"left\", \"right\"]."
+            )
+        pairs.append((pair[0], pair[1]))
+    return vocab, _check_merges(pairs, vocab, repr(path))
+
+
+def _read_merges(path: str) -> Merges:
+    """merges.txt as the Rust library reads it: ``left right`` per line, ``#version`` lines skipped."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            lines = handle.read().split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TokenizerError(f"Could not read the merges file {path!r}: {exc}") from exc
+    if lines and lines[-1] == "":
+        lines.pop()
+    merges = []
+    for number, line in enumerate(lines, 1):
+        line = line.removesuffix("\r")
+        if line.startswith("#version"):
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2:
+            raise TokenizerError(
+                f"The merges file {path!r} is malformed at line {number} ({line[:80]!r}): each line must be two "
+                f"tokens separated by one space."
+            )
+        merges.append((parts[0], parts[1]))
+    return merges
+
+
+def _vocab_files(source: Source, class_name: str) -> tuple[dict[str, int], Merges]:
+    """The vocabulary and merges of vocab.json and merges.txt."""
+    vocab_path = source.resolve(VOCAB_FILE, required=False)
+    if vocab_path is None:
+        raise TokenizerError(
+            f"{source.describe()} has neither {TOKENIZER_FILE} nor {VOCAB_FILE} + {MERGES_FILE}, so its {class_name} "
+            f"cannot be built. Add the files saved with the model."
+        )
+    merges_path = source.resolve(MERGES_FILE, required=False)
+    if merges_path is None:
+        raise TokenizerError(
+            f"{source.describe()} has {VOCAB_FILE} but no {MERGES_FILE} next to it; a {class_name} needs both. Add the "
+            f"{MERGES_FILE} saved with the model (or its {TOKENIZER_FILE})."
+        )
+    vocab = _check_vocab(read_json(vocab_path, VOCAB_FILE, TokenizerError), repr(vocab_path))
+    return vocab, _check_merges(_read_merges(merges_path), vocab, f"The merges file {merges_path!r}")
+
+
+def build_bpe_tokenizer(source: Source, class_name: str, init_kwargs: dict[str, Any]) -> _ByteLevelTokenizer:
+    """The byte-level BPE tokenizer of a checkpoint, from tokenizer.json or vocab.json + merges.txt,
+    with the loader's settled options."""
+    tokenizer_class = _CLASSES[class_name]
+    tokenizer_file = source.resolve(TOKENIZER_FILE, required=False)
+    post_processor = None
+    if tokenizer_file is not None:
+        data = read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)
+        vocab, merges = _json_model(data, tokenizer_file, class_name)
+        init_kwargs["_json_truncation"], init_kwargs["_json_padding"] = _json_settings(data, tokenizer_file)
+        post_processor = _json_post_processor(data, tokenizer_file)
+    else:
+        vocab, merges = _vocab_files(source, class_name)
+    tokenizer_class._settle_options(init_kwargs)
+    try:
+        backend = tokenizer_class._build_backend(vocab, merges, init_kwargs["add_prefix_space"])
+        tokenizer = tokenizer_class(backend, class_name=tokenizer_class.__name__, **init_kwargs)
+        tokenizer.add_prefix_space = init_kwargs["add_prefix_space"]
+        if "trim_offsets" in init_kwargs:
+            tokenizer.trim_offsets = init_kwargs["trim_offsets"]
+        explicit = "add_bos_token" in init_kwargs or "add_eos_token" in init_kwargs
+        backend.post_processor = tokenizer._post_processor(post_processor, explicit)
+    except (TypeError, ValueError, OverflowError) as exc:
+        options = {key: init_kwargs.get(key) for key in ("add_prefix_space", "trim_offsets")}
+        raise ConfigError(f"The tokenizer options of {source.describe()} are invalid ({options}): {exc}") from exc
+    return tokenizer
+
+
+__all__ = ["GPT2Tokenizer", "RobertaTokenizer", "build_bpe_tokenizer"]
