@@ -101,16 +101,23 @@ def _check_vocab(vocab: Any, where: str) -> dict[str, int]:
     return vocab
 
 
-def _check_merges(merges: Merges, vocab: dict[str, int], where: str) -> Merges:
-    """Every merge joins two vocabulary tokens into a third (the Rust library panics otherwise)."""
-    for number, (left, right) in enumerate(merges, 1):
-        for token in (left, right, left + right):
-            if token not in vocab:
-                raise TokenizerError(
-                    f"{where}: merge {number} ({left!r} + {right!r}) uses {token!r}, which is not in the vocabulary. "
-                    f"The vocabulary and merges must come from the same tokenizer."
-                )
-    return merges
+def _check_merges(merges: list[Any], vocab: dict[str, int], where: str) -> Merges:
+    """Merges as pairs, each joining two vocabulary tokens into a third (the Rust library panics
+    otherwise). A merge is ``"left right"`` or ``["left", "right"]``."""
+    pairs = []
+    for number, merge in enumerate(merges, 1):
+        pair = merge.split(" ") if type(merge) is str else merge
+        if type(pair) not in (list, tuple) or len(pair) != 2 or type(pair[0]) is not str or type(pair[1]) is not str:
+            raise TokenizerError(f"{where}: merge {number} is {merge!r}; a merge is 'left right' or ['left', 'right'].")
+        left, right = pair
+        if left not in vocab or right not in vocab or left + right not in vocab:
+            unknown = next(token for token in (left, right, left + right) if token not in vocab)
+            raise TokenizerError(
+                f"{where}: merge {number} ({left!r} + {right!r}) uses {unknown!r}, which is not in the vocabulary. "
+                f"The vocabulary and merges must come from the same tokenizer."
+            )
+        pairs.append((left, right))
+    return pairs
 
 
 def _json_model(data: dict[str, Any], path: str, class_name: str) -> tuple[dict[str, int], Merges]:
@@ -126,15 +133,7 @@ def _json_model(data: dict[str, Any], path: str, class_name: str) -> tuple[dict[
     merges = model["merges"]
     if not isinstance(merges, list):
         raise TokenizerError(f"{path!r}: model.merges must be a list of merges, got {type(merges).__name__}.")
-    pairs = []
-    for number, merge in enumerate(merges, 1):
-        pair = merge.split(" ") if isinstance(merge, str) else merge
-        if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(part, str) for part in pair):
-            raise TokenizerError(
-                f"{path!r}: merge {number} is {merge!r}; each merge is \"left right\" or [\"left\", \"right\"]."
-            )
-        pairs.append((pair[0], pair[1]))
-    return vocab, _check_merges(pairs, vocab, repr(path))
+    return vocab, _check_merges(merges, vocab, repr(path))
 
 
 def _read_merges(path: str) -> Merges:
@@ -179,14 +178,18 @@ def _vocab_files(source: Source, class_name: str) -> tuple[dict[str, int], Merge
     return vocab, _check_merges(_read_merges(merges_path), vocab, f"The merges file {merges_path!r}")
 
 
-def build_bpe_tokenizer(source: Source, class_name: str, init_kwargs: dict[str, Any]) -> _ByteLevelTokenizer:
-    """The byte-level BPE tokenizer of a checkpoint, from tokenizer.json or vocab.json + merges.txt,
-    with the loader's settled options."""
+def build_bpe_tokenizer(
+    source: Source, class_name: str, init_kwargs: dict[str, Any], tokenizer_json: dict[str, Any] | None = None
+) -> _ByteLevelTokenizer:
+    """The byte-level BPE tokenizer of a checkpoint, from tokenizer.json (``tokenizer_json``, when the
+    loader has parsed it already) or vocab.json + merges.txt, with the loader's settled options."""
     tokenizer_class = _CLASSES[class_name]
     tokenizer_file = source.resolve(TOKENIZER_FILE, required=False)
     post_processor = None
     if tokenizer_file is not None:
-        data = read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)
+        data = tokenizer_json
+        if data is None:
+            data = read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)
         vocab, merges = _json_model(data, tokenizer_file, class_name)
         init_kwargs["_json_truncation"], init_kwargs["_json_padding"] = _json_settings(data, tokenizer_file)
         post_processor = _json_post_processor(data, tokenizer_file)

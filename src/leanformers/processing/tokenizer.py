@@ -1373,9 +1373,17 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
         class_name = _generic_class(source, class_name, tokenizer_config, tokenizer_file)
 
     init_kwargs = _init_kwargs(source, tokenizer_config, tokenizer_file, kwargs)
+    # Other builders are "module:function", imported on first use: this module never imports the
+    # modules that build on it. One that takes ``tokenizer_json`` gets the parsed file.
+    build = None
+    if builder not in (None, "wordpiece"):
+        module, _, function = builder.partition(":")
+        build = getattr(importlib.import_module(module), function)
+    takes_json = builder == "wordpiece" or (
+        build is not None and "tokenizer_json" in inspect.signature(build).parameters
+    )
     # Parsed once, for the vocabulary and the added tokens.
-    wordpiece_json = tokenizer_file is not None and builder == "wordpiece"
-    data = read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError) if wordpiece_json else None
+    data = read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError) if tokenizer_file and takes_json else None
     init_kwargs["added_tokens_decoder"] = _added_tokens(source, init_kwargs, kwargs, tokenizer_file, data)
     init_kwargs = _tokens_json(init_kwargs, to_json=False)
     by_content = {str(token): token for token in init_kwargs["added_tokens_decoder"].values()}
@@ -1387,11 +1395,8 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
 
     if builder == "wordpiece":
         return _build_wordpiece(source, class_name, init_kwargs, tokenizer_file, data)
-    if builder is not None:
-        # Other builders are "module:function", imported on first use: this module never imports
-        # the modules that build on it.
-        module, _, function = builder.partition(":")
-        return getattr(importlib.import_module(module), function)(source, class_name, init_kwargs)
+    if build is not None:
+        return build(source, class_name, init_kwargs, **({"tokenizer_json": data} if takes_json else {}))
     return _build_generic(tokenizer_file, init_kwargs)
 
 
