@@ -133,6 +133,26 @@ def test_padding_does_not_change_real_positions(ckpts):
     assert_tensors_close(run(model, **padded).logits[:, :30], run(model, **short).logits, "real positions")
 
 
+@pytest.mark.parametrize("name", HEADS)
+def test_unpadded_path_matches_reference(ckpts, name, packed_calls):
+    """Packed execution, the relative bias built per length bucket: the reference's numbers on
+    every real position (a sequence head reads position 0 only, so it packs on its own)."""
+    batch = inputs()
+    batch["attention_mask"][1, 12:] = 0  # three lengths, so more than one bucket may form
+    batch["input_ids"][1, 12:] = mpnet.PADDING_IDX
+    ours = getattr(mpnet, name).from_pretrained(ckpts[name])
+    ours.config.unpad_inputs = True
+    ref = load_reference(name, ckpts[name])
+    got, want = run(ours, **batch), run(ref, **batch)
+    assert packed_calls, "the packed path did not run"
+    real = batch["attention_mask"].bool()
+    for key in want.keys():
+        if key == "pooler_output" or want[key].dim() < 2 or want[key].shape[:2] != real.shape:
+            assert_tensors_close(got[key], want[key], f"{name}.{key}")
+        else:
+            assert_tensors_close(got[key][real], want[key][real], f"{name}.{key} (real positions)")
+
+
 # -- losses ---------------------------------------------------------------------------------------
 
 

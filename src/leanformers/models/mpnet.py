@@ -4,13 +4,14 @@ relative position bias shared by every layer, and its task heads.
 Module paths equal the reference library's checkpoint keys (``mpnet.encoder.layer.0.attention.attn.q.
 weight``, ``mpnet.encoder.relative_attention_bias.weight``, ``lm_head.decoder.weight``); a base-model
 checkpoint such as sentence-transformers' all-mpnet-base-v2 stores the same keys without ``mpnet.``.
-The relative bias goes to ``attend`` as an additive term, so padded batches always run dense
-(packed execution takes no bias): ``config.unpad_inputs`` does not apply to this family.
+The relative bias depends on positions only, so unpadded (packed) execution computes it per
+length bucket; padded batches run packed as BERT's do (``config.unpad_inputs``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -20,7 +21,7 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
 from ..modeling.activations import get_activation
-from ..modeling.attention import Mask, attend, run_layers
+from ..modeling.attention import Mask, PackedBatch, attend, run_encoder, run_layers
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_positions, check_text_inputs, embedding_lookup, validate_encoder_config
 from ..modeling.heads import ForMaskedLM, ForQuestionAnswering, ForSequenceClassification, ForTokenClassification
@@ -29,6 +30,8 @@ from ..modeling.outputs import BaseModelOutputWithPooling, ModelOutput
 # The reference fixes these whatever the config says: padding id 1 for the word and position tables
 # (positions count from 2), and 32 buckets up to distance 128 for the relative bias.
 PADDING_IDX = 1
+# The relative bias as a dense term, or (packed) as a function of the bucket length.
+Bias = torch.Tensor | Callable[[int], torch.Tensor]
 BUCKETS = 32
 MAX_DISTANCE = 128
 
@@ -137,10 +140,10 @@ class MPNetSelfAttention(nn.Module):
         self.dropout = config.attention_probs_dropout_prob
 
     def forward(
-        self, hidden: torch.Tensor, bias: torch.Tensor, need_weights: bool
+        self, hidden: torch.Tensor, bias: Bias, packing: PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         context, weights = attend(
-            self.q(hidden), self.k(hidden), self.v(hidden), None, heads=self.heads, bias=bias,
+            self.q(hidden), self.k(hidden), self.v(hidden), packing, heads=self.heads, bias=bias,
             dropout=self.dropout if self.training else 0.0, need_weights=need_weights,
         )
         return self.o(context), weights
@@ -154,9 +157,9 @@ class MPNetAttention(nn.Module):
         self.dropout = config.hidden_dropout_prob
 
     def forward(
-        self, hidden: torch.Tensor, bias: torch.Tensor, need_weights: bool
+        self, hidden: torch.Tensor, bias: Bias, packing: PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attn(hidden, bias, need_weights)
+        attended, weights = self.attn(hidden, bias, packing, need_weights)
         return self.LayerNorm(F.dropout(attended, self.dropout, self.training) + hidden), weights
 
 
@@ -189,9 +192,9 @@ class MPNetLayer(nn.Module):
         self.output = MPNetOutput(config)
 
     def forward(
-        self, hidden: torch.Tensor, bias: torch.Tensor, need_weights: bool
+        self, hidden: torch.Tensor, bias: Bias, packing: PackedBatch | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attention(hidden, bias, need_weights)
+        attended, weights = self.attention(hidden, bias, packing, need_weights)
         return self.output(self.intermediate(attended), attended), weights
 
 
@@ -203,15 +206,30 @@ class MPNetEncoder(nn.Module):
         self.layer = nn.ModuleList(MPNetLayer(config) for _ in range(config.num_hidden_layers))
         self.relative_attention_bias = nn.Embedding(config.relative_attention_num_buckets, config.num_attention_heads)
 
+    def position_bias(self, length: int, device: torch.device) -> torch.Tensor:
+        """(1, heads, length, length): the learnt bias of each query-key distance."""
+        return self.relative_attention_bias(relative_buckets(length, device)).permute(2, 0, 1)[None]
+
     def forward(
-        self, hidden: torch.Tensor, mask: Mask | None, output_attentions: bool, output_hidden_states: bool
+        self, hidden: torch.Tensor, mask: Mask | PackedBatch | None, output_attentions: bool,
+        output_hidden_states: bool,
     ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+        if isinstance(mask, PackedBatch):
+            # Per bucket length, computed once for all layers.
+            biases: dict[int, torch.Tensor] = {}
+
+            def bias(length: int) -> torch.Tensor:
+                if length not in biases:
+                    biases[length] = self.position_bias(length, hidden.device)
+                return biases[length]
+
+            return run_layers(self.layer, hidden, (bias, mask), output_attentions, output_hidden_states)
         seq = hidden.shape[1]
-        # (1, heads, queries, keys), computed once; padding folded in here rather than in every layer.
-        bias = self.relative_attention_bias(relative_buckets(seq, hidden.device)).permute(2, 0, 1)[None]
+        # Computed once; padding folded in here rather than in every layer.
+        bias = self.position_bias(seq, hidden.device)
         if mask is not None:
             bias = bias.masked_fill(~mask.grid(seq, seq, None, hidden.device), torch.finfo(bias.dtype).min)
-        return run_layers(self.layer, hidden, (bias,), output_attentions, output_hidden_states)
+        return run_layers(self.layer, hidden, (bias, None), output_attentions, output_hidden_states)
 
 
 class MPNetPooler(nn.Module):
@@ -299,8 +317,7 @@ class MPNetModel(MPNetPreTrainedModel):
         padding_in_output: bool = True,
     ) -> BaseModelOutputWithPooling | tuple:
         """``token_type_ids`` is accepted and ignored, as the reference does (MPNet has no segment
-        embeddings). ``padding_in_output`` is taken for the heads' interface; this family always
-        runs dense."""
+        embeddings). ``padding_in_output=False``: see BertModel."""
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -310,8 +327,12 @@ class MPNetModel(MPNetPreTrainedModel):
         )
         check_positions("position_ids", position_ids, batch, seq)
         hidden = self.embeddings(input_ids, position_ids, inputs_embeds)
-        mask = Mask.padding(attention_mask, batch, seq, hidden.device)
-        hidden, all_hidden, all_weights = self.encoder(hidden, mask, output_attentions, output_hidden_states)
+        hidden, all_hidden, all_weights = run_encoder(
+            self.encoder, hidden, attention_mask, output_attentions, output_hidden_states,
+            unpad_inputs=getattr(config, "unpad_inputs", None),
+            macs_per_token=config.hidden_size * (4 * config.hidden_size + 2 * config.intermediate_size),
+            padding_in_output=padding_in_output,
+        )
         output = BaseModelOutputWithPooling(
             last_hidden_state=hidden,
             pooler_output=self.pooler(hidden) if self.pooler is not None else None,
