@@ -30,11 +30,6 @@ class _ByteLevelTokenizer(PreTrainedTokenizer):
     _defaults: dict[str, Any] = {"errors": "replace", "add_prefix_space": False}
 
     @classmethod
-    def _settle_options(cls, init_kwargs: dict[str, Any]) -> None:
-        for key, default in cls._defaults.items():
-            init_kwargs.setdefault(key, default)
-
-    @classmethod
     def _build_backend(cls, vocab: dict[str, int], merges: Merges, add_prefix_space: Any) -> Tokenizer:
         # Every model option is the class's: a checkpoint's dropout or unknown token is not used.
         backend = Tokenizer(
@@ -196,17 +191,16 @@ def build_bpe_tokenizer(
     else:
         vocab, merges = _vocab_files(source, class_name)
     tokenizer_class._settle_options(init_kwargs)
-    try:
-        backend = tokenizer_class._build_backend(vocab, merges, init_kwargs["add_prefix_space"])
-        tokenizer = tokenizer_class(backend, class_name=tokenizer_class.__name__, **init_kwargs)
-        tokenizer.add_prefix_space = init_kwargs["add_prefix_space"]
-        if "trim_offsets" in init_kwargs:
-            tokenizer.trim_offsets = init_kwargs["trim_offsets"]
-        explicit = "add_bos_token" in init_kwargs or "add_eos_token" in init_kwargs
-        backend.post_processor = tokenizer._post_processor(post_processor, explicit)
-    except (TypeError, ValueError, OverflowError) as exc:
-        options = {key: init_kwargs.get(key) for key in ("add_prefix_space", "trim_offsets")}
-        raise ConfigError(f"The tokenizer options of {source.describe()} are invalid ({options}): {exc}") from exc
+    for key in ("add_prefix_space", "trim_offsets"):
+        if not isinstance(init_kwargs.get(key, True), bool):
+            raise ConfigError(f"{key} of {source.describe()} must be true or false, got {init_kwargs[key]!r}.")
+    backend = tokenizer_class._build_backend(vocab, merges, init_kwargs["add_prefix_space"])
+    tokenizer = tokenizer_class(backend, class_name=tokenizer_class.__name__, **init_kwargs)
+    tokenizer.add_prefix_space = init_kwargs["add_prefix_space"]
+    if "trim_offsets" in init_kwargs:
+        tokenizer.trim_offsets = init_kwargs["trim_offsets"]
+    explicit = "add_bos_token" in init_kwargs or "add_eos_token" in init_kwargs
+    backend.post_processor = tokenizer._post_processor(post_processor, explicit)
     return tokenizer
 
 

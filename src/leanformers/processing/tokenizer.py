@@ -299,6 +299,8 @@ class PreTrainedTokenizer:
     truncation_side: str
     # The inputs a call returns unless the checkpoint or the call says otherwise.
     model_input_names: Sequence[str] = ("input_ids", "attention_mask")
+    # A class's option defaults, as its reference constructor has them (builders apply them).
+    _defaults: Mapping[str, Any] = {}
 
     def __init__(self, tokenizer_object: Tokenizer, *, class_name: str = GENERIC_CLASS, **kwargs: Any) -> None:
         """Read the options as the reference's constructors do, so that ids, the printed form and the
@@ -410,6 +412,12 @@ class PreTrainedTokenizer:
         for token in tokens:
             token.special = token.special or str(token) in named
         self._backend.add_tokens(tokens)
+
+    @classmethod
+    def _settle_options(cls, init_kwargs: dict[str, Any]) -> None:
+        """Fill the options a checkpoint leaves out with the class's defaults (so they are saved too)."""
+        for key, default in cls._defaults.items():
+            init_kwargs.setdefault(key, default)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> "PreTrainedTokenizer":
@@ -1507,15 +1515,9 @@ def _wordpiece_vocab(source: Source, class_name: str, tokenizer_file: str | None
 
 
 class _WordPieceTokenizer(PreTrainedTokenizer):
-    """What the WordPiece classes share: option defaults, and a template built once the special
-    tokens have ids."""
+    """What the WordPiece classes share: the normalizer options' defaults."""
 
-    _defaults: dict[str, Any] = {"do_lower_case": True, "tokenize_chinese_chars": True, "strip_accents": None}
-
-    @classmethod
-    def _settle_options(cls, init_kwargs: dict[str, Any]) -> None:
-        for key, default in cls._defaults.items():
-            init_kwargs.setdefault(key, default)
+    _defaults = {"do_lower_case": True, "tokenize_chinese_chars": True, "strip_accents": None}
 
 
 class BertTokenizer(_WordPieceTokenizer):
