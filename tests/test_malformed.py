@@ -333,6 +333,24 @@ def test_bpe_class_from_model_type_without_vocab_json(tmp_path):
         AutoTokenizer.from_pretrained(tmp_path)
 
 
+def test_tokenizer_larger_than_the_models_vocabulary(ckpt):
+    """vocab.txt gives ids past config.json's vocab_size: refused when model and tokenizer meet,
+    naming the file, rather than failing on the first text that reaches those ids."""
+    from leanformers import pipeline
+
+    (ckpt / "vocab.txt").write_text("\n".join(VOCAB + [f"extra{i}" for i in range(60)]) + "\n")
+    with pytest.raises(TokenizerError, match=r"vocab\.txt.*ids up to 69.*vocab_size 50"):
+        pipeline("feature-extraction", model=str(ckpt))
+
+
+@pytest.mark.parametrize("content", [b"", b"not a sentencepiece model at all", b"\x0a\xff\xff\xff\xff\xff"])
+def test_sentencepiece_file_that_is_not_one(tmp_path, content):
+    (tmp_path / "sentencepiece.bpe.model").write_bytes(content)
+    write_tokenizer_files(tmp_path, {"tokenizer_config.json": {"tokenizer_class": "XLMRobertaTokenizer"}})
+    with pytest.raises(TokenizerError, match=r"sentencepiece\.bpe\.model"):
+        AutoTokenizer.from_pretrained(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def tokenizer(bert_dir):
     return AutoTokenizer.from_pretrained(bert_dir)

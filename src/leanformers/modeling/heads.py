@@ -116,18 +116,22 @@ class ForImageClassification(TaskHead):
 
 
 class ForTokenClassification(TaskHead):
-    """Every token's hidden state -> dropout -> linear classifier."""
+    """Every token's hidden state -> dropout -> linear classifier (``token_logits``, which a family
+    with more layers before the classifier overrides)."""
 
     def build_head(self, config: Any) -> None:
         self.num_labels = config.num_labels
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.classifier(F.dropout(hidden, self.dropout, self.training))
 
     def forward(
         self, *args: Any, labels: torch.Tensor | None = None, return_dict: bool | None = None,
         padding_in_output: bool = True, **kwargs: Any,
     ) -> TokenClassifierOutput | tuple:
         outputs = self.run_base(args, kwargs, padding_in_output)
-        logits = self.classifier(F.dropout(outputs.last_hidden_state, self.dropout, self.training))
+        logits = self.token_logits(outputs.last_hidden_state)
         loss = token_classification_loss(logits, labels, self.num_labels) if labels is not None else None
         return self.finish(TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
@@ -135,7 +139,8 @@ class ForTokenClassification(TaskHead):
 
 
 class ForQuestionAnswering(TaskHead):
-    """Extractive QA: (dropout, then) a linear layer gives every token a start and an end logit."""
+    """Extractive QA: (dropout, then) a linear layer gives every token a start and an end logit
+    (``token_logits``)."""
 
     def build_head(self, config: Any) -> None:
         if config.num_labels != 2:
@@ -145,12 +150,15 @@ class ForQuestionAnswering(TaskHead):
         self.num_labels = 2
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
 
+    def token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.qa_outputs(F.dropout(hidden, self.dropout, self.training))
+
     def forward(
         self, *args: Any, start_positions: torch.Tensor | None = None, end_positions: torch.Tensor | None = None,
         return_dict: bool | None = None, padding_in_output: bool = True, **kwargs: Any,
     ) -> QuestionAnsweringModelOutput | tuple:
         outputs = self.run_base(args, kwargs, padding_in_output)
-        logits = self.qa_outputs(F.dropout(outputs.last_hidden_state, self.dropout, self.training))
+        logits = self.token_logits(outputs.last_hidden_state)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
         loss = None
         if start_positions is not None and end_positions is not None:

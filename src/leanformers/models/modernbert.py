@@ -33,20 +33,9 @@ from ..modeling.checks import (
     positive_int,
     validate_encoder_config,
 )
-from ..modeling.heads import TaskHead
-from ..modeling.losses import (
-    masked_lm_loss,
-    question_answering_loss,
-    sequence_classification_loss,
-    token_classification_loss,
-)
-from ..modeling.outputs import (
-    BaseModelOutput,
-    MaskedLMOutput,
-    QuestionAnsweringModelOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
-)
+from ..modeling.heads import ForQuestionAnswering, ForTokenClassification, TaskHead
+from ..modeling.losses import masked_lm_loss, sequence_classification_loss
+from ..modeling.outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
 
 GLOBAL, LOCAL = "full_attention", "sliding_attention"
 # The rotary bases when a config names neither rope_parameters nor the older *_rope_theta keys.
@@ -453,31 +442,12 @@ class ModernBertForSequenceClassification(_ModernBertHead):
         ), return_dict)
 
 
-class ModernBertForTokenClassification(_ModernBertHead):
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        padding_in_output: bool = True,
-    ) -> TokenClassifierOutput | tuple:
-        outputs = self.encode(
-            input_ids, attention_mask, position_ids, inputs_embeds, output_attentions, output_hidden_states,
-            padding_in_output,
-        )
-        logits = real_positions_only(self.classify, outputs.last_hidden_state, attention_mask, padding_in_output)
-        loss = token_classification_loss(logits, labels, self.num_labels) if labels is not None else None
-        return self.finish(TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        ), return_dict)
+class ModernBertForTokenClassification(_ModernBertHead, ForTokenClassification):
+    def token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.classify(hidden)
 
 
-class ModernBertForQuestionAnswering(_ModernBertHead):
+class ModernBertForQuestionAnswering(_ModernBertHead, ForQuestionAnswering):
     """Start and end logits from the ``classifier``'s two outputs."""
 
     def build_head(self, config: ModernBertConfig) -> None:
@@ -487,32 +457,8 @@ class ModernBertForQuestionAnswering(_ModernBertHead):
             )
         super().build_head(config)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        padding_in_output: bool = True,
-    ) -> QuestionAnsweringModelOutput | tuple:
-        outputs = self.encode(
-            input_ids, attention_mask, position_ids, inputs_embeds, output_attentions, output_hidden_states,
-            padding_in_output,
-        )
-        logits = real_positions_only(self.classify, outputs.last_hidden_state, attention_mask, padding_in_output)
-        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = question_answering_loss(start_logits, end_logits, start_positions, end_positions)
-        return self.finish(QuestionAnsweringModelOutput(
-            loss=loss, start_logits=start_logits, end_logits=end_logits,
-            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-        ), return_dict)
+    def token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.classify(hidden)
 
 
 class ModernBertForMaskedLM(_ModernBertHead):
