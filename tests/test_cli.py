@@ -69,6 +69,44 @@ def test_inspect_tiny_classifier_table(tiny_classifier, capsys):
     assert f"{reference:,} (float32)" in out
 
 
+ENCODER_FAMILIES = {
+    "roberta": ("RobertaConfig", "RobertaForSequenceClassification", {}),
+    "xlm-roberta": ("XLMRobertaConfig", "XLMRobertaForSequenceClassification", {}),
+    "camembert": ("CamembertConfig", "CamembertForSequenceClassification", {}),
+    "mpnet": ("MPNetConfig", "MPNetForSequenceClassification", {}),
+    "electra": ("ElectraConfig", "ElectraForSequenceClassification", {"embedding_size": 16}),
+    "deberta-v2": ("DebertaV2Config", "DebertaV2ForSequenceClassification", {}),
+    "modernbert": ("ModernBertConfig", "ModernBertForSequenceClassification",
+                   {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "cls_token_id": 1, "sep_token_id": 2}),
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(ENCODER_FAMILIES))
+def test_inspect_shows_every_encoder_family(model_type, tmp_path, capsys):
+    """An NLI-labelled classifier of each family: its heads, the tasks they serve (sentence embeddings
+    and zero-shot classification too) and the parameter count the reference gives."""
+    import transformers
+
+    config_name, class_name, extra = ENCODER_FAMILIES[model_type]
+    labels = ["contradiction", "neutral", "entailment"]
+    config = getattr(transformers, config_name)(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)}, **extra,
+    )
+    reference = getattr(transformers, class_name)(config)
+    reference.save_pretrained(tmp_path)
+    assert cli.main(["inspect", str(tmp_path), "--format", "json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model_type"] == model_type and info["model_class"] == class_name
+    assert {"base", "sequence-classification", "token-classification", "question-answering", "masked-lm"} <= set(
+        info["heads"]
+    )
+    for task in ("text-classification", "fill-mask", "sentence-embedding", "zero-shot-classification"):
+        assert task in info["tasks"], task
+    assert info["parameters"] == reference.num_parameters()
+    assert info["config"]["labels"] == labels
+
+
 # --------------------------------------------------------------------------------------- predict
 
 
