@@ -108,6 +108,38 @@ def test_forward_matches_reference(ckpts, name, variant):
     _compare(name, ckpts[variant, name], batch, f"{variant}/{name}")
 
 
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "conv"])
+@pytest.mark.parametrize("name", HEADS)
+def test_unpadded_path_matches_reference(ckpts, name, variant, packed_calls):
+    """Packed execution, the disentangled terms built per length bucket from its queries and keys:
+    the reference's numbers at every real position."""
+    batch = inputs()
+    batch["attention_mask"][1, 7:] = 0  # three lengths, so more than one bucket may form
+    ours = getattr(deberta_v2, name).from_pretrained(ckpts[variant, name])
+    ours.config.unpad_inputs = True
+    ref = load_reference(name, ckpts[variant, name])
+    if variant != "absolute":  # at the initial scale the relative terms barely move the outputs
+        with torch.no_grad():
+            for model in (ours, ref):
+                model.base_model.encoder.rel_embeddings.weight.mul_(30)
+    got, want = run(ours, **batch), run(ref, **batch)
+    assert packed_calls, "the packed path did not run"
+    real = batch["attention_mask"].bool()
+    for key in want.keys():
+        if want[key].dim() < 2 or want[key].shape[:2] != real.shape:
+            assert_tensors_close(got[key], want[key], f"{variant}/{name}.{key}")
+        else:
+            assert_tensors_close(got[key][real], want[key][real], f"{variant}/{name}.{key} (real positions)")
+
+
+def test_convolution_keeps_the_dense_path(ckpts, packed_calls):
+    """The convolution reaches across neighbouring tokens, which packing would make another row's."""
+    model = deberta_v2.DebertaV2ForSequenceClassification.from_pretrained(ckpts["conv", "DebertaV2ForSequenceClassification"])
+    model.config.unpad_inputs = True
+    run(model, **inputs())
+    assert not packed_calls
+
+
 def _input_variant(kind: str, variant: str) -> dict:
     batch = inputs()
     if kind == "plain":

@@ -201,7 +201,7 @@ def attend(
     window: int | None = None,
     dropout: float = 0.0,
     need_weights: bool = False,
-    bias: torch.Tensor | Callable[[int], torch.Tensor] | None = None,
+    bias: torch.Tensor | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     cache: KVCache | None = None,
     layer: int = 0,
     rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -214,8 +214,8 @@ def attend(
     ``softcap`` applies ``tanh(s / cap) * cap`` to the scores; ``window`` keeps each query to the
     keys fewer than ``window`` positions away (see ``Mask``; packed, positions are the slots' columns
     in the padded grid); ``bias`` is an additive (batch or 1, heads, queries, keys) term (Swin's
-    relative positions), or, where it depends on positions only, a function of the sequence length
-    giving a (1, heads, length, length) term, which packed attention calls per bucket; ``rotary`` is (cos, sin) broadcastable to (batch, heads, seq, head_dim), or
+    relative positions), or a function of the (batch, heads, length, head_dim) queries and keys giving
+    that term (MPNet's and DeBERTa's relative positions), which packed attention calls per bucket; ``rotary`` is (cos, sin) broadcastable to (batch, heads, seq, head_dim), or
     packed to (tokens, heads, head_dim), applied to queries and keys before caching; ``cache`` and
     ``layer`` store and return past keys and values. Returns the context and, with ``need_weights``,
     the (batch, heads, queries, keys) attention probabilities.
@@ -228,17 +228,17 @@ def attend(
     if isinstance(mask, PackedBatch):
         if need_weights or cache is not None or (bias is not None and not callable(bias)):
             raise InputError("Packed (unpadded) attention takes no weights or cache, and a bias only as a function "
-                             "of the sequence length.")
+                             "of the queries and keys.")
         return mask.attend(query, key, value, heads, kv_heads, scale, softcap, dropout, rotary, window, bias), None
     batch, seq = query.shape[:2]
-    if callable(bias):
-        bias = bias(seq)
     q = query.view(batch, seq, heads, head_dim).transpose(1, 2)
     k, v = (x.view(batch, x.shape[1], kv_heads, head_dim).transpose(1, 2) for x in (key, value))
     if rotary is not None:
         q, k = rotate(q, *rotary), rotate(k, *rotary)
     if cache is not None:
         k, v = cache.update(layer, k, v)
+    if callable(bias):
+        bias = bias(q, k)
     if window is not None:
         offset = 0 if mask is None else mask.offset
         # A window reaching every key masks nothing, and leaving it out keeps SDPA's fast paths open.
@@ -349,11 +349,12 @@ class PackedBatch:
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int, kv_heads: int,
         scale: float, softcap: float | None, dropout: float,
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None, window: int | None = None,
-        bias: Callable[[int], torch.Tensor] | None = None,
+        bias: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Self-attention of each row over its own real tokens; (slots, width) in and out. ``rotary``
-        is (cos, sin) per slot, broadcastable to (slots, heads, head_dim); ``bias(length)`` an additive
-        (1, heads, length, length) term for a bucket (its rows' real tokens sit at columns 0, 1, ...)."""
+        is (cos, sin) per slot, broadcastable to (slots, heads, head_dim); ``bias(q, k)`` an additive
+        term for a bucket's (rows, heads, length, head_dim) queries and keys (its rows' real tokens
+        sit at columns 0, 1, ..., so relative positions are exact)."""
         head_dim = query.shape[-1] // heads
         if rotary is not None:
             query = rotate(query.view(-1, heads, head_dim), *rotary).flatten(1)
@@ -367,7 +368,7 @@ class PackedBatch:
                        for x, n in ((query, heads), (key, kv_heads), (value, kv_heads)))
             mask = key_mask if masks is None else masks[bucket]
             if bias is not None:
-                term = bias(length).to(q.dtype)
+                term = bias(q, k).to(q.dtype)
                 mask = term if mask is None else term.masked_fill(~mask, torch.finfo(q.dtype).min)
             context, _ = _core(q, k, v, mask, scale, softcap, dropout, False)
             contexts.append(context.transpose(1, 2).reshape(rows * length, -1))

@@ -7,14 +7,15 @@ query_proj.weight``, ``deberta.encoder.rel_embeddings.weight``, ``pooler.dense.w
 head is ``cls.predictions`` with ``legacy=True``, the default, and ``lm_predictions.lm_head`` with
 ``legacy=False``, as the reference keys them).
 
-The relative terms go to ``attend`` as an additive bias with the scale 1/sqrt(head_dim * factor), so
-every padded batch runs dense (packed execution takes no bias): ``config.unpad_inputs`` does not apply.
-Padding follows the reference exactly: the embedding output is zeroed at padded positions, and a
+The relative terms go to ``attend`` as an additive bias with the scale 1/sqrt(head_dim * factor):
+dense, a (batch, heads, queries, keys) tensor; unpadded (packed), a function that builds it per
+length bucket from the bucket's queries and keys. Dense padding follows the reference exactly: the embedding output is zeroed at padded positions, and a
 padded query attends uniformly to every key, which is what the reference's masking of whole rows gives.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -24,7 +25,7 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
 from ..modeling.activations import get_activation
-from ..modeling.attention import Mask, attend, run_layers
+from ..modeling.attention import Mask, PackedBatch, attend, run_encoder, run_layers
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import (
     check_positions,
@@ -38,6 +39,8 @@ from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import BaseModelOutput, ModelOutput, SequenceClassifierOutput
 
 ATTENTION_KINDS = ("c2p", "p2c")
+# Gather indices into the relative table for c2p and p2c, and the (normalised) table.
+Relative = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 REL_EMBEDDING_NORMS = ("layer_norm", "none")
 
 
@@ -256,16 +259,12 @@ class DisentangledSelfAttention(nn.Module):
         """(heads, table rows, head_dim): the relative-embedding table through one projection."""
         return projection(rel_embeddings).view(-1, self.heads, self.head_dim).transpose(0, 1)
 
-    def relative_scores(
-        self, query: torch.Tensor, key: torch.Tensor, relative: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-    ) -> torch.Tensor | None:
-        """(batch, heads, queries, keys) scaled c2p + p2c scores; None with neither configured."""
-        if not self.kinds:
-            return None
+    def relative_scores(self, query: torch.Tensor, key: torch.Tensor, relative: Relative) -> torch.Tensor:
+        """(batch, heads, queries, keys) scaled c2p + p2c scores of (batch, heads, seq, head_dim) queries
+        and keys (the configuration has at least one of the two terms)."""
+        batch, _, seq, _ = query.shape
         c2p_index, p2c_index, rel_embeddings = relative
         rel_embeddings = F.dropout(rel_embeddings, self.position_dropout, self.training)
-        batch, seq = query.shape[:2]
-        query, key = (x.view(batch, seq, self.heads, self.head_dim).transpose(1, 2) for x in (query, key))
         index = c2p_index.expand(batch, self.heads, seq, seq)
         scores = 0
         if "c2p" in self.kinds:
@@ -282,12 +281,23 @@ class DisentangledSelfAttention(nn.Module):
     def forward(
         self,
         hidden: torch.Tensor,
-        blocked: torch.Tensor | None,
-        relative: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+        blocked: torch.Tensor | PackedBatch | None,
+        relative: Relative | Callable[[int], Relative] | None,
         need_weights: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         query, key = self.query_proj(hidden), self.key_proj(hidden)
-        bias = self.relative_scores(query, key, relative) if relative is not None else None
+        relative = relative if self.kinds else None
+        if isinstance(blocked, PackedBatch):  # ``relative`` is then a function of the bucket length
+            bias = None if relative is None else (lambda q, k: self.relative_scores(q, k, relative(q.shape[-2])))
+            return attend(
+                query, key, self.value_proj(hidden), blocked, heads=self.heads, scale=self.scale, bias=bias,
+                dropout=self.dropout if self.training else 0.0,
+            )
+        bias = None
+        if relative is not None:
+            batch, seq = query.shape[:2]
+            split = (x.view(batch, seq, self.heads, self.head_dim).transpose(1, 2) for x in (query, key))
+            bias = self.relative_scores(*split, relative)
         if blocked is not None:
             # Filled, not added: a large score plus the minimum could overflow to -inf in half precision.
             bias = query.new_zeros(blocked.shape) if bias is None else bias
@@ -398,8 +408,21 @@ class DebertaV2Encoder(nn.Module):
         return (relative + self.span).clamp(0, last), (self.span - relative).clamp(0, last), table
 
     def forward(
-        self, hidden: torch.Tensor, keep: torch.Tensor | None, output_attentions: bool, output_hidden_states: bool
+        self, hidden: torch.Tensor, mask: Mask | PackedBatch | None, output_attentions: bool,
+        output_hidden_states: bool,
     ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+        if isinstance(mask, PackedBatch):
+            # The relative indices per bucket length, once for all layers (no convolution: see the model).
+            tables: dict[int, Relative] = {}
+
+            def relative_for(length: int) -> Relative:
+                if length not in tables:
+                    tables[length] = self._relative(length, hidden.device)
+                return tables[length]
+
+            relative = relative_for if self.relative_attention else None
+            return run_layers(self.layer, hidden, (mask, relative), output_attentions, output_hidden_states)
+        keep = None if mask is None else mask.keep
         seq = hidden.shape[1]
         # (batch, 1, queries, keys), True where blocked: a pair is visible only when both query and key
         # are real. A padded query sees nothing, and its row of equal minimum scores gives the
@@ -530,9 +553,9 @@ class DebertaV2Model(DebertaV2PreTrainedModel):
         *,
         padding_in_output: bool = True,
     ) -> BaseModelOutput | tuple:
-        """``padding_in_output`` is taken for the heads' interface; this family always runs dense.
-        Without absolute positions (``position_biased_input=False``) the sequence length is not
-        limited by ``max_position_embeddings``, as in the reference."""
+        """``padding_in_output=False``: see BertModel (never packed with the convolution layer, whose
+        kernel would reach across rows). Without absolute positions (``position_biased_input=False``)
+        the sequence length is not limited by ``max_position_embeddings``, as in the reference."""
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -545,7 +568,12 @@ class DebertaV2Model(DebertaV2PreTrainedModel):
         mask = Mask.padding(attention_mask, batch, seq, device)
         keep = None if mask is None else mask.keep
         hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, keep)
-        hidden, all_hidden, all_weights = self.encoder(hidden, keep, output_attentions, output_hidden_states)
+        hidden, all_hidden, all_weights = run_encoder(
+            self.encoder, hidden, attention_mask, output_attentions, output_hidden_states,
+            unpad_inputs=getattr(config, "unpad_inputs", None) if self.encoder.conv is None else False,
+            macs_per_token=config.hidden_size * (4 * config.hidden_size + 2 * config.intermediate_size),
+            padding_in_output=padding_in_output,
+        )
         output = BaseModelOutput(last_hidden_state=hidden, hidden_states=all_hidden, attentions=all_weights)
         return output if return_dict else output.to_tuple()
 

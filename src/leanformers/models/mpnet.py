@@ -30,8 +30,8 @@ from ..modeling.outputs import BaseModelOutputWithPooling, ModelOutput
 # The reference fixes these whatever the config says: padding id 1 for the word and position tables
 # (positions count from 2), and 32 buckets up to distance 128 for the relative bias.
 PADDING_IDX = 1
-# The relative bias as a dense term, or (packed) as a function of the bucket length.
-Bias = torch.Tensor | Callable[[int], torch.Tensor]
+# The relative bias as a dense term, or (packed) as a function of a bucket's queries and keys.
+Bias = torch.Tensor | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 BUCKETS = 32
 MAX_DISTANCE = 128
 
@@ -218,7 +218,8 @@ class MPNetEncoder(nn.Module):
             # Per bucket length, computed once for all layers.
             biases: dict[int, torch.Tensor] = {}
 
-            def bias(length: int) -> torch.Tensor:
+            def bias(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+                length = query.shape[-2]
                 if length not in biases:
                     biases[length] = self.position_bias(length, hidden.device)
                 return biases[length]
