@@ -322,16 +322,17 @@ _CLASSES: dict[str, type[SentencePieceTokenizer]] = {
 
 
 def build_sentencepiece_tokenizer(
-    source: Source, class_name: str, init_kwargs: dict[str, Any]
+    source: Source, class_name: str, init_kwargs: dict[str, Any], tokenizer_json: dict[str, Any] | None = None
 ) -> SentencePieceTokenizer:
-    """The tokenizer of an XLM-R, CamemBERT or DeBERTa-v2/v3 checkpoint, from its tokenizer.json or,
-    without one, from its SentencePiece model file, with the loader's settled options."""
+    """The tokenizer of an XLM-R, CamemBERT or DeBERTa-v2/v3 checkpoint, from its tokenizer.json
+    (``tokenizer_json``, when the loader has parsed it already) or, without one, from its SentencePiece
+    model file, with the loader's settled options."""
     tokenizer_class = _CLASSES[class_name]
     # Paths and vocabularies named in a config are not trusted: the files come from the checkpoint.
     options = {key: value for key, value in init_kwargs.items() if key not in ("vocab_file", "tokenizer_file", "vocab")}
     tokenizer_file = source.resolve(TOKENIZER_FILE, required=False)
     if tokenizer_file is not None:
-        data = read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)
+        data = tokenizer_json if tokenizer_json is not None else read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)
         vocab, charsmap = _json_vocab(data, tokenizer_file, class_name)
         options["_json_truncation"], options["_json_padding"] = _json_settings(data, tokenizer_file)
         where = repr(tokenizer_file)
