@@ -241,7 +241,9 @@ class SentenceEmbeddingPipeline(_TextPipeline):
         return ordered
 
 
+# The pipelines ``encode`` loaded by name, the most recent last; a few are kept, not every model ever named.
 _PIPELINES: dict[tuple, SentenceEmbeddingPipeline] = {}
+_KEPT_PIPELINES = 2
 
 
 def encode(
@@ -252,8 +254,8 @@ def encode(
     """Embeddings of ``sentences`` as ``SentenceTransformer(model).encode`` gives them: a (n, dim)
     numpy array (one vector for one string), or a tensor with ``convert_to_tensor=True``.
 
-    ``model`` is a checkpoint folder or hub id (the loaded pipeline is kept for the next call with the
-    same arguments) or a ``SentenceEmbeddingPipeline``."""
+    ``model`` is a checkpoint folder or hub id (the loaded pipeline is kept for the next calls with the
+    same arguments; the last two are kept) or a ``SentenceEmbeddingPipeline``."""
     import torch
 
     from .pipelines import pipeline
@@ -262,9 +264,12 @@ def encode(
         pipe = model
     elif isinstance(model, (str, os.PathLike)):
         key = (os.fspath(model), str(device), tuple(sorted((k, repr(v)) for k, v in load_options.items())))
-        if key not in _PIPELINES:
-            _PIPELINES[key] = pipeline("sentence-embedding", model=os.fspath(model), device=device, **load_options)
-        pipe = _PIPELINES[key]
+        pipe = _PIPELINES.pop(key, None)
+        if pipe is None:
+            pipe = pipeline("sentence-embedding", model=os.fspath(model), device=device, **load_options)
+        _PIPELINES[key] = pipe
+        while len(_PIPELINES) > _KEPT_PIPELINES:
+            del _PIPELINES[next(iter(_PIPELINES))]
     else:
         raise InputError(f"model must be a checkpoint path, a hub id or a SentenceEmbeddingPipeline, got {_describe(model)}.")
     single = isinstance(sentences, str)
