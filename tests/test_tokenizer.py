@@ -105,6 +105,7 @@ def test_seed_ids(minilm_path: Path) -> None:
 def test_repr_and_attributes_match_reference(tokenizer_pairs, variant: str) -> None:
     ours, ref = tokenizer_pairs(variant)
     assert repr(ours) == repr(ref)
+    assert type(ours).__name__ == type(ref).__name__
     for name in ("vocab_size", "model_max_length", "padding_side", "truncation_side", "name_or_path", "is_fast",
                  "special_tokens_map", "all_special_tokens", "all_special_ids", "model_input_names",
                  "cls_token", "cls_token_id", "sep_token", "sep_token_id", "pad_token", "pad_token_id",
@@ -671,3 +672,26 @@ def test_no_pad_token_and_bad_settings(minilm_path: Path) -> None:
         tokenizer.padding_side = "up"
     with pytest.raises(InputError):
         load_tokenizer(str(minilm_path)).save_pretrained(str(minilm_path / "vocab.txt"))
+
+
+@pytest.mark.parametrize("tokenizer_class", ["PreTrainedTokenizerFast", None, "SomeUnrebuiltTokenizer"])
+def test_generic_tokenizer_json_class_matches_reference(tmp_path: Path, tokenizer_class: str | None) -> None:
+    """A tokenizer.json of a class this library does not rebuild is used as it stands, under the
+    reference's class (``TokenizersBackend``), with the same ids."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    import leanformers
+    from parity import transformers
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    corpus = ["the quick brown fox jumps over the lazy dog", "pack my box with five dozen liquor jugs"] * 20
+    backend.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=80, special_tokens=["<unk>"]))
+    backend.save(str(tmp_path / "tokenizer.json"))
+    config = {} if tokenizer_class is None else {"tokenizer_class": tokenizer_class}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    ours = leanformers.AutoTokenizer.from_pretrained(tmp_path)
+    ref = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert type(ours).__name__ == type(ref).__name__ == "TokenizersBackend"
+    assert repr(ours) == repr(ref)
+    assert ours(corpus[:2])["input_ids"] == ref(corpus[:2])["input_ids"]

@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "PreTrainedTokenizerFast": "leanformers.processing.tokenizer:PreTrainedTokenizer",
     "BatchEncoding": "leanformers.processing.tokenizer",
     "BertTokenizer": "leanformers.processing.tokenizer",
+    "TokenizersBackend": "leanformers.processing.tokenizer",
     "BertTokenizerFast": "leanformers.processing.tokenizer:BertTokenizer",
     "DistilBertTokenizer": "leanformers.processing.tokenizer",
     "MPNetTokenizer": "leanformers.processing.tokenizer",

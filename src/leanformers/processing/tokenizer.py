@@ -1612,7 +1612,12 @@ def _build_wordpiece(
     return tokenizer
 
 
-def _build_generic(tokenizer_file: str, init_kwargs: dict[str, Any]) -> PreTrainedTokenizer:
+class TokenizersBackend(PreTrainedTokenizer):
+    """A tokenizer.json used as it stands (the reference's class of that name, also for
+    ``PreTrainedTokenizerFast`` and the classes this library does not rebuild)."""
+
+
+def _build_generic(tokenizer_file: str, init_kwargs: dict[str, Any]) -> TokenizersBackend:
     """Any other checkpoint: its tokenizer.json pipeline, used as it stands."""
     try:
         backend = Tokenizer.from_file(tokenizer_file)
@@ -1621,7 +1626,7 @@ def _build_generic(tokenizer_file: str, init_kwargs: dict[str, Any]) -> PreTrain
             f"Could not build a tokenizer from {tokenizer_file!r}: {exc}. The file may be corrupt or written by a "
             f"newer tokenizers library."
         ) from exc
-    tokenizer = PreTrainedTokenizer(backend, class_name=GENERIC_CLASS, **init_kwargs)
+    tokenizer = TokenizersBackend(backend, class_name=GENERIC_CLASS, **init_kwargs)
     if backend.post_processor is None:
         backend.post_processor = processors.TemplateProcessing(single="$A:0", pair="$A:0 $B:1", special_tokens=[])
     return tokenizer
@@ -1635,6 +1640,7 @@ __all__ = [
     "MPNetTokenizer",
     "PreTrainedTokenizer",
     "TokenSpan",
+    "TokenizersBackend",
     "clean_up_tokenization",
     "load_tokenizer",
 ]
