@@ -78,6 +78,7 @@ def tiny_bert(tmp_path_factory, minilm_dir) -> Path:
 
 def sentence_model(base: Path, folder: Path, pooling, dense: str | None = None, normalize: bool = False,
                    max_seq_length: int = 40, prompts: dict | None = None) -> Path:
+    """``base`` (a model with its tokenizer) as a sentence-transformers folder, saved by sentence-transformers."""
     from sentence_transformers.base.modules import Dense, Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
 
@@ -122,6 +123,26 @@ def test_prompts_and_normalize_option(tiny_bert, tmp_path):
         assert_same_embeddings(ours, theirs)
     with pytest.raises(InputError, match="prompt_name='nope' is not one of this model's prompts.*'query'"):
         leanformers.encode(TEXTS, str(folder), prompt_name="nope")
+
+
+def test_xlm_roberta_with_real_unigram_tokenizer(e5_tokenizer_file, tmp_path):
+    """multilingual-e5-small's real tokenizer.json on a tiny random XLM-R, mean-pooled and normalised
+    as the e5 models are: the tokenizer, the model family and the modules together."""
+    import shutil
+
+    base = tmp_path / "base"
+    base.mkdir()
+    shutil.copy(e5_tokenizer_file, base / "tokenizer.json")
+    (base / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "XLMRobertaTokenizer",
+                                                            "model_max_length": 512}))
+    config = transformers.XLMRobertaConfig(vocab_size=250037, hidden_size=32, num_hidden_layers=2,
+                                           num_attention_heads=4, intermediate_size=37, max_position_embeddings=64)
+    torch.manual_seed(2)
+    transformers.XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(base)
+    folder = sentence_model(base, tmp_path / "e5", "mean", normalize=True)
+    texts = ["query: how much protein should a female eat", "passage: 한국어 문장입니다. 日本語の文 🙂", *TEXTS]
+    theirs = st.SentenceTransformer(str(folder), device="cpu").encode(texts, batch_size=4)
+    assert_same_embeddings(leanformers.encode(texts, str(folder), batch_size=4), theirs)
 
 
 def test_plain_checkpoint_mean_pools(tiny_bert):
