@@ -145,6 +145,21 @@ def test_xlm_roberta_with_real_unigram_tokenizer(e5_tokenizer_file, tmp_path):
     assert_same_embeddings(leanformers.encode(texts, str(folder), batch_size=4), theirs)
 
 
+def test_transformer_in_a_module_folder(tiny_bert, tmp_path):
+    """Older sentence-transformers folders keep the model and tokenizer in 0_Transformer/."""
+    folder = sentence_model(tiny_bert, tmp_path / "old", "mean", normalize=True)
+    inner = folder / "0_Transformer"
+    inner.mkdir()
+    for path in list(folder.iterdir()):
+        if path.is_file() and path.name not in ("modules.json", "config_sentence_transformers.json", "README.md"):
+            path.rename(inner / path.name)
+    modules = json.loads((folder / "modules.json").read_text())
+    modules[0]["path"] = "0_Transformer"
+    (folder / "modules.json").write_text(json.dumps(modules))
+    theirs = st.SentenceTransformer(str(folder), device="cpu").encode(TEXTS)
+    assert_same_embeddings(leanformers.encode(TEXTS, str(folder)), theirs)
+
+
 def test_plain_checkpoint_mean_pools(tiny_bert):
     theirs = st.SentenceTransformer(str(tiny_bert), device="cpu").encode(TEXTS)
     assert_same_embeddings(leanformers.encode(TEXTS, str(tiny_bert)), theirs)

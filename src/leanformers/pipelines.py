@@ -181,6 +181,11 @@ class Pipeline:
     def _shape(self, results: list[Any], items: list[Any], single: bool, params: dict[str, Any]) -> Any:
         return results[0] if single else results
 
+    @classmethod
+    def model_subfolder(cls, checkpoint: str, source_options: dict[str, Any]) -> str:
+        """The folder of ``checkpoint`` holding this task's model and processors ("" for its root)."""
+        return ""
+
     def input_length(self, item: Any) -> int:
         """A size for length-bucketing: tokens for text, samples for audio, 1 for images."""
         self._check_item(item, self._defaults)
@@ -1111,6 +1116,10 @@ def pipeline(
     task = resolve_task(task) if task is not None else None
     if isinstance(model, (str, os.PathLike)):
         checkpoint = os.fspath(model)
+        if task is not None and "subfolder" not in source_options:
+            subfolder = _pipeline_class(task).model_subfolder(checkpoint, source_options)
+            if subfolder:
+                source_options["subfolder"] = model_kwargs["subfolder"] = subfolder
         config = auto.AutoConfig.from_pretrained(checkpoint, **source_options)
     elif hasattr(model, "config") and callable(getattr(model, "forward", None)):
         checkpoint, config = getattr(model.config, "name_or_path", None) or None, model.config
@@ -1134,8 +1143,12 @@ def pipeline(
             processors[name] = getattr(auto, PROCESSOR_CLASSES[name]).from_pretrained(source, **source_options)
     if processors["tokenizer"] is not None:
         _check_vocabularies(processors["tokenizer"], model.config)
-    pipeline_class = getattr(importlib.import_module(spec.module), spec.pipeline_class(task))
-    return pipeline_class(model, device=device, batch_size=batch_size, **processors, **kwargs)
+    return _pipeline_class(task)(model, device=device, batch_size=batch_size, **processors, **kwargs)
+
+
+def _pipeline_class(task: str) -> type[Pipeline]:
+    spec = TASKS[task]
+    return getattr(importlib.import_module(spec.module), spec.pipeline_class(task))
 
 
 __all__ = [

@@ -198,6 +198,11 @@ class SentenceEmbeddingPipeline(_TextPipeline):
             limits.append(getattr(model.config, "max_position_embeddings", None))
         self.max_length = min((n for n in limits if isinstance(n, int) and 0 < n < 10**9), default=None)
 
+    @classmethod
+    def model_subfolder(cls, checkpoint: str, source_options: dict[str, Any]) -> str:
+        # Older sentence-transformers folders keep the model in a module folder such as 0_Transformer.
+        return SentenceModules.read(Source.of(checkpoint, **source_options)).transformer_path.strip("/")
+
     def _prompt(self, params: dict[str, Any]) -> str:
         if params.get("prompt") is not None:
             if not isinstance(params["prompt"], str):
