@@ -10,12 +10,12 @@ OUT=$(mktemp -d)
 # what the checkpoint resolves to: architecture, tasks, config, parameters, tokenizer, files
 "$PY" -m leanformers inspect "$MODEL"
 
-# sentence embeddings (mean pooling, unit length) for a corpus, streamed to a JSON-lines file
-"$PY" -m leanformers predict "$MODEL" --task feature-extraction --pooling mean --normalize \
-    --input examples/corpus.txt --output "$OUT/embeddings.jsonl" --batch-size 16
+# sentence embeddings as sentence-transformers computes them (this checkpoint's modules.json: mean
+# pooling, then Normalize), for a corpus, streamed to a JSON-lines file
+"$PY" -m leanformers embed "$MODEL" --input examples/corpus.txt --output "$OUT/embeddings.jsonl" --batch-size 16
 head -c 200 "$OUT/embeddings.jsonl"; echo " ..."
 
-# semantic search: the corpus lines closest to a query, by cosine similarity
+# semantic search: the corpus lines closest to a query, by cosine similarity of the same vectors
 "$PY" -m leanformers search "$MODEL" "Will it snow in the mountains?" --corpus examples/corpus.txt --top-k 3
 "$PY" -m leanformers search "$MODEL" "Where can I borrow a book?" --corpus examples/corpus.txt --top-k 3
 rm -rf "$OUT"
