@@ -984,6 +984,17 @@ class PreTrainedTokenizer:
                        max_length=max_length, stride=stride, padding_side=padding_side, return_tensors=return_tensors)
         return self(text, text_pair, **options, **kwargs)["input_ids"]
 
+    def apply_chat_template(self, conversation: Sequence[Any], **options: Any) -> Any:
+        """Render a conversation (a list of ``{"role", "content"}`` messages, or a batch of them) with
+        this tokenizer's chat template, as the reference does: ``tools``, ``documents``,
+        ``chat_template`` (a template or a template name), ``add_generation_prompt``,
+        ``continue_final_message``, ``tokenize`` (default True), ``return_dict`` (default True),
+        ``padding`` / ``truncation`` / ``max_length`` / ``return_tensors``,
+        ``return_assistant_tokens_mask``, ``tokenizer_kwargs``; other keywords reach the template."""
+        from .chat import apply_chat_template
+
+        return apply_chat_template(self, conversation, **options)
+
     def tokenize(
         self, text: TextOrBatch, pair: TextOrBatch | None = None, add_special_tokens: bool = False, **kwargs: Any
     ) -> list[str]:
