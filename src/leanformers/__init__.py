@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "AutoFeatureExtractor": "leanformers.auto",
     "AutoModelForAudioClassification": "leanformers.auto",
     "AutoModelForCTC": "leanformers.auto",
+    "AutoModelForCausalLM": "leanformers.auto",
     "pipeline": "leanformers.pipelines",
     "encode": "leanformers.sentence",
     "SentenceEmbeddingPipeline": "leanformers.sentence",

@@ -121,6 +121,7 @@ AutoModelForImageClassification = _auto_model("AutoModelForImageClassification",
 AutoBackbone = _auto_model("AutoBackbone", "backbone")
 AutoModelForAudioClassification = _auto_model("AutoModelForAudioClassification", "audio-classification")
 AutoModelForCTC = _auto_model("AutoModelForCTC", "ctc")
+AutoModelForCausalLM = _auto_model("AutoModelForCausalLM", "causal-lm")
 
 
 class _AutoProcessor:
@@ -166,6 +167,6 @@ __all__ = [
     "AutoConfig", "AutoModel", "AutoModelForSequenceClassification", "AutoModelForTokenClassification",
     "AutoModelForQuestionAnswering", "AutoModelForMaskedLM", "AutoModelForPreTraining",
     "AutoModelForImageClassification", "AutoBackbone",
-    "AutoImageProcessor", "AutoModelForAudioClassification", "AutoModelForCTC", "AutoFeatureExtractor",
-    "AutoTokenizer",
+    "AutoImageProcessor", "AutoModelForAudioClassification", "AutoModelForCTC", "AutoModelForCausalLM",
+    "AutoFeatureExtractor", "AutoTokenizer",
 ]

@@ -140,6 +140,13 @@ MODELS: dict[str, tuple[str, str, dict[str, str]]] = {
         "HubertConfig",
         {"base": "HubertModel", "audio-classification": "HubertForSequenceClassification", "ctc": "HubertForCTC"},
     ),
+    # One config-driven decoder serves the Llama family.
+    "llama": ("leanformers.models.decoder", "LlamaConfig", {"base": "LlamaModel", "causal-lm": "LlamaForCausalLM"}),
+    "mistral": (
+        "leanformers.models.decoder", "MistralConfig", {"base": "MistralModel", "causal-lm": "MistralForCausalLM"}
+    ),
+    "qwen2": ("leanformers.models.decoder", "Qwen2Config", {"base": "Qwen2Model", "causal-lm": "Qwen2ForCausalLM"}),
+    "qwen3": ("leanformers.models.decoder", "Qwen3Config", {"base": "Qwen3Model", "causal-lm": "Qwen3ForCausalLM"}),
 }
 
 # Tokenizer class names a checkpoint may name -> how to build one from a bare vocabulary file
