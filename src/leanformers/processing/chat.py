@@ -260,10 +260,8 @@ def _assistant_masks(out: Any, spans: list[list[tuple[int, int]]], batched: bool
             for position in range(first, last + 1 if last else len(ids[row])):
                 mask[position] = 1
         masks.append(mask)
-    if return_tensors:
-        from .tokenizer import _as_tensor
-
-        return _as_tensor(masks, return_tensors, "assistant_masks")
+    if return_tensors:  # converted by the tokenizer's own output class, as its other fields were
+        return type(out)({"assistant_masks": masks}, tensor_type=return_tensors)["assistant_masks"]
     return masks if batched else masks[0]
 
 
