@@ -36,6 +36,7 @@ from ..modeling.checks import (
     embedding_lookup,
     positive_int,
 )
+from ..modeling.generation import GenerationMixin
 from ..modeling.outputs import ModelOutput
 
 FULL, SLIDING = "full_attention", "sliding_attention"
@@ -523,9 +524,9 @@ class DecoderModel(DecoderPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class DecoderForCausalLM(DecoderPreTrainedModel):
+class DecoderForCausalLM(GenerationMixin, DecoderPreTrainedModel):
     """The decoder and a vocabulary projection (``lm_head``, tied to the embeddings when
-    ``tie_word_embeddings``)."""
+    ``tie_word_embeddings``); ``generate`` and ``generation_config`` come from ``GenerationMixin``."""
 
     base_model_class: ClassVar[type[DecoderModel]] = DecoderModel
     _tied_weights: ClassVar[dict[str, str]] = {"lm_head.weight": "model.embed_tokens.weight"}

@@ -1,0 +1,419 @@
+"""Text generation for causal language models: ``GenerationConfig`` and the greedy / sampling loop.
+
+Settings resolve as in the reference library: the call's keyword arguments override the
+``generation_config`` passed in, whose unset (None) fields come from the model's own
+``generation_config.json`` (or, without one, the model config's special token ids), and whatever
+is still unset takes the library-wide defaults (``max_length`` 20, ``top_k`` 50, ...).
+
+The logits processors run in the reference's order (repetition penalty, minimum lengths, then when
+sampling temperature, top-k, top-p, min-p) with the same tensor operations, and sampling draws with
+``torch.multinomial`` over a float32 softmax, so a run seeded with ``torch.manual_seed`` picks the
+reference's tokens. The prompt fills a ``KVCache`` sized for the whole run; each later step feeds
+one token.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointNotFoundError, ConfigError, InputError
+from ..hub import Source, atomic_write, read_json, split_source_options
+from .attention import KVCache
+
+GENERATION_CONFIG_NAME = "generation_config.json"
+
+# Every field a caller may set; all start unset (None), as in the reference.
+FIELDS = (
+    "max_length", "max_new_tokens", "min_length", "min_new_tokens", "do_sample", "num_beams", "temperature",
+    "top_k", "top_p", "min_p", "repetition_penalty", "num_return_sequences", "bos_token_id", "eos_token_id",
+    "pad_token_id", "use_cache", "return_dict_in_generate", "output_scores", "output_logits",
+    "output_attentions", "output_hidden_states", "stop_strings", "typical_p", "no_repeat_ngram_size",
+    "bad_words_ids", "epsilon_cutoff", "eta_cutoff", "suppress_tokens", "begin_suppress_tokens",
+    "forced_bos_token_id", "forced_eos_token_id", "length_penalty", "early_stopping", "cache_implementation",
+)
+
+# What an unset field means when generating.
+DEFAULTS: dict[str, Any] = {
+    "max_length": 20, "min_length": 0, "do_sample": False, "num_beams": 1, "temperature": 1.0, "top_k": 50,
+    "top_p": 1.0, "repetition_penalty": 1.0, "num_return_sequences": 1, "use_cache": True,
+    "return_dict_in_generate": False, "typical_p": 1.0, "no_repeat_ngram_size": 0, "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0, "length_penalty": 1.0, "early_stopping": False,
+}
+
+# Fields whose feature is not implemented: generating with any other value is refused rather than ignored.
+NOT_IMPLEMENTED: dict[str, tuple[Any, ...]] = {
+    "return_dict_in_generate": (None, False), "output_scores": (None, False), "output_logits": (None, False),
+    "output_attentions": (None, False), "output_hidden_states": (None, False), "stop_strings": (None,),
+    "typical_p": (None, 1.0), "no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,),
+    "epsilon_cutoff": (None, 0.0), "eta_cutoff": (None, 0.0), "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,), "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class GenerationConfig:
+    """The settings of one ``generate`` call; fields left None fall back to the model's and then the
+    library's defaults. Keys it does not know (``transformers_version``, custom entries) are kept
+    and saved back."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        for key in FIELDS:
+            self.__dict__[key] = None
+        for key, value in kwargs.items():
+            self.__dict__[key] = value
+        self.validate()
+
+    def update(self, **kwargs: Any) -> dict[str, Any]:
+        """Set the given fields (known ones and custom keys already present); return the others."""
+        unused = {}
+        for key, value in kwargs.items():
+            if key in self.__dict__:
+                self.__dict__[key] = value
+            else:
+                unused[key] = value
+        self.validate()
+        return unused
+
+    def validate(self) -> None:
+        """Raise ConfigError for a value no generation could use."""
+        def fail(key: str, want: str) -> None:
+            raise ConfigError(f"GenerationConfig.{key} must be {want}, got {self.__dict__[key]!r}.")
+
+        get = self.__dict__.get
+        for key, low in (("max_length", 0), ("min_length", 0), ("min_new_tokens", 0), ("max_new_tokens", 1),
+                         ("num_beams", 1), ("num_return_sequences", 1), ("top_k", 0), ("no_repeat_ngram_size", 0)):
+            if get(key) is not None and (not _is_int(get(key)) or get(key) < low):
+                fail(key, f"an int >= {low}")
+        for key in ("do_sample", "use_cache", "return_dict_in_generate"):
+            if get(key) is not None and not isinstance(get(key), bool):
+                fail(key, "True or False")
+        if get("temperature") is not None and (not _is_number(get("temperature")) or get("temperature") < 0):
+            fail("temperature", "a number >= 0 (and > 0 when sampling)")
+        if get("do_sample") and get("temperature") is not None and get("temperature") <= 0:
+            fail("temperature", "> 0 when do_sample=True (use do_sample=False for greedy decoding)")
+        if get("top_p") is not None and (not _is_number(get("top_p")) or not 0 < get("top_p") <= 1):
+            fail("top_p", "a number in (0, 1]")
+        if get("min_p") is not None and (not _is_number(get("min_p")) or not 0 <= get("min_p") <= 1):
+            fail("min_p", "a number in [0, 1]")
+        if get("repetition_penalty") is not None and (
+            not _is_number(get("repetition_penalty")) or get("repetition_penalty") <= 0
+        ):
+            fail("repetition_penalty", "a number > 0 (1.0: no penalty)")
+        if get("bos_token_id") is not None and (not _is_int(get("bos_token_id")) or get("bos_token_id") < 0):
+            fail("bos_token_id", "a token id (an int >= 0) or None")
+        # Some checkpoints write pad_token_id -1; the reference accepts it (finished rows are filled with it).
+        if get("pad_token_id") is not None and not _is_int(get("pad_token_id")):
+            fail("pad_token_id", "an int or None")
+        eos = get("eos_token_id")
+        if eos is not None and not (
+            (_is_int(eos) and eos >= 0)
+            or (isinstance(eos, (list, tuple)) and eos and all(_is_int(i) and i >= 0 for i in eos))
+        ):
+            fail("eos_token_id", "a token id, a non-empty list of token ids, or None")
+
+    def __getattr__(self, key: str) -> Any:
+        raise AttributeError(f"GenerationConfig has no field {key!r}.")
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self.__dict__[key] = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GenerationConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"GenerationConfig {json.dumps(self.to_dict(), indent=2, sort_keys=True)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that are set and every custom key."""
+        items = self.__dict__.items()
+        return {key: copy.deepcopy(value) for key, value in items if value is not None or key not in FIELDS}
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
+        """Write ``generation_config.json`` into ``save_directory`` (created if needed); returns its path."""
+        if os.path.isfile(save_directory):
+            raise ConfigError(f"save_pretrained needs a folder, but {os.fspath(save_directory)!r} is a file.")
+        os.makedirs(save_directory, exist_ok=True)
+        path = os.path.join(save_directory, GENERATION_CONFIG_NAME)
+        atomic_write(path, json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> GenerationConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"A generation config must be a JSON object, got {type(data).__name__}.")
+        return cls(**{**data, **kwargs})
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> GenerationConfig:
+        """Read a checkpoint's ``generation_config.json`` (the hub options of ``from_pretrained``
+        apply); other keyword arguments override its fields."""
+        options, kwargs = split_source_options(dict(kwargs))
+        source = Source.of(name_or_path, **options)
+        found = cls.find(source)
+        if found is None:
+            raise CheckpointNotFoundError(f"{source.describe()} has no {GENERATION_CONFIG_NAME}.")
+        return cls.from_dict(found.to_dict(), **kwargs)
+
+    @classmethod
+    def find(cls, source: Source) -> GenerationConfig | None:
+        """The checkpoint's ``generation_config.json``, or None when it has none."""
+        path = source.resolve(GENERATION_CONFIG_NAME, required=False)
+        if path is None:
+            return None
+        try:
+            return cls.from_dict(read_json(path, "generation config"))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+    @classmethod
+    def from_model_config(cls, config: Any) -> GenerationConfig:
+        """Without a ``generation_config.json`` only the special token ids come from the model config."""
+        ids = {key: getattr(config, key, None) for key in ("bos_token_id", "eos_token_id", "pad_token_id")}
+        return cls(**{key: value for key, value in ids.items() if value is not None})
+
+
+class GenerationMixin:
+    """Adds ``generate`` and a ``generation_config`` (read at ``from_pretrained``) to a causal LM."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+        options, _ = split_source_options(dict(kwargs))
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        found = GenerationConfig.find(Source.of(pretrained_model_name_or_path, **options))
+        model.generation_config = found if found is not None else GenerationConfig.from_model_config(model.config)
+        return loaded
+
+    @property
+    def generation_config(self) -> GenerationConfig:
+        if self.__dict__.get("_generation_config") is None:
+            self.__dict__["_generation_config"] = GenerationConfig.from_model_config(self.config)
+        return self.__dict__["_generation_config"]
+
+    @generation_config.setter
+    def generation_config(self, value: GenerationConfig) -> None:
+        if not isinstance(value, GenerationConfig):
+            raise ConfigError(f"generation_config must be a GenerationConfig, got {type(value).__name__}.")
+        self.__dict__["_generation_config"] = value
+
+    def generate(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        generation_config: GenerationConfig | None = None, streamer: Any = None, **kwargs: Any,
+    ) -> torch.Tensor:
+        """Continue each prompt row; see the module function ``generate``."""
+        return generate(self, input_ids, attention_mask, generation_config, streamer, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.__dict__.get("_generation_config") is not None:
+            self.generation_config.save_pretrained(save_directory)
+
+
+def resolve_config(model: Any, generation_config: GenerationConfig | None, kwargs: dict[str, Any]) -> GenerationConfig:
+    """The call's settings: ``kwargs`` over ``generation_config`` over the model's over the defaults."""
+    config = copy.deepcopy(generation_config) if generation_config is not None else GenerationConfig()
+    for source in (model.generation_config.to_dict(), DEFAULTS):
+        for key, value in source.items():
+            if config.__dict__.get(key) is None:
+                config.__dict__[key] = copy.deepcopy(value)
+    try:
+        unused = config.update(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"generate: {exc}") from exc
+    if unused:
+        raise InputError(
+            f"generate got unknown arguments {sorted(unused)}: they are neither generation settings "
+            f"(GenerationConfig fields) nor inputs generate accepts (input_ids, attention_mask)."
+        )
+    if config.num_beams > 1:
+        raise ConfigError("num_beams > 1 (beam search) is not implemented: beam search comes with the seq2seq issue.")
+    for key, neutral in NOT_IMPLEMENTED.items():
+        if config.__dict__.get(key) not in neutral:
+            raise ConfigError(f"generate does not implement {key}={config.__dict__[key]!r}; leave it unset.")
+    if config.num_return_sequences > 1 and not config.do_sample:
+        raise ConfigError(
+            "num_return_sequences > 1 needs do_sample=True: greedy decoding would return the same sequence each time."
+        )
+    return config
+
+
+def _check_inputs(input_ids: Any, attention_mask: Any) -> None:
+    if not isinstance(input_ids, torch.Tensor):
+        raise InputError(f"generate needs input_ids as a (batch, seq) integer tensor, got {type(input_ids).__name__}.")
+    shape = tuple(input_ids.shape)
+    if input_ids.dim() != 2 or input_ids.dtype not in (torch.long, torch.int):
+        raise InputError(f"generate needs input_ids as a (batch, seq) integer tensor, got {input_ids.dtype} {shape}.")
+    if 0 in shape:
+        raise InputError(f"generate needs at least one prompt token per row, got input_ids of shape {shape}.")
+    if attention_mask is not None and (
+        not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape
+    ):
+        got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+        raise InputError(f"attention_mask must have input_ids' shape {tuple(input_ids.shape)}, got {got}.")
+
+
+def _processors(
+    config: GenerationConfig, eos: torch.Tensor | None, prompt_length: int, padding: torch.Tensor
+) -> list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """The logits processors, in the reference's order."""
+    steps: list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = []
+    if config.repetition_penalty != 1.0:
+        penalty = float(config.repetition_penalty)
+
+        def repetition(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            vocab = scores.shape[-1]
+            # Left padding is no repetition: its ids go to a spare column that is dropped again.
+            spare = torch.arange(ids.shape[1], device=ids.device)[None] < padding[:, None]
+            ids = ids.masked_fill(spare, vocab).clamp(max=vocab)
+            padded = torch.nn.functional.pad(scores, (0, 1))
+            seen = padded.gather(1, ids)
+            seen = torch.where(seen < 0, seen * penalty, seen / penalty)
+            return padded.scatter(1, ids, seen)[..., :vocab]
+
+        steps.append(repetition)
+    if eos is not None:
+        floors = [config.min_length] if config.min_length > 0 else []
+        floors += [prompt_length + config.min_new_tokens] if config.min_new_tokens else []
+        for floor in floors:
+            def no_eos(ids: torch.Tensor, scores: torch.Tensor, floor: int = floor) -> torch.Tensor:
+                if ids.shape[-1] >= floor:
+                    return scores
+                is_eos = torch.isin(torch.arange(scores.shape[-1], device=scores.device), eos)
+                return torch.where(is_eos, -math.inf, scores)
+
+            steps.append(no_eos)
+    if not config.do_sample:
+        return steps
+    if config.temperature != 1.0:
+        temperature = float(config.temperature)
+        steps.append(lambda ids, scores: scores / temperature)
+    if config.top_k != 0:
+        top_k = config.top_k
+
+        def keep_top_k(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            kth = torch.topk(scores, min(top_k, scores.shape[-1]))[0][..., -1, None]
+            return scores.masked_fill(scores < kth, -math.inf)
+
+        steps.append(keep_top_k)
+    if config.top_p < 1.0:
+        top_p = float(config.top_p)
+
+        def keep_top_p(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            ordered, order = torch.sort(scores, descending=False)
+            drop = ordered.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
+            drop[..., -1:] = 0  # the most likely token always stays
+            return scores.masked_fill(drop.scatter(1, order, drop), -math.inf)
+
+        steps.append(keep_top_p)
+    if config.min_p is not None:
+        min_p = float(config.min_p)
+
+        def keep_min_p(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            probs = torch.softmax(scores, dim=-1)
+            drop = probs < min_p * probs.amax(dim=-1, keepdim=True)
+            drop.scatter_(-1, torch.topk(probs, 1, dim=-1).indices, False)
+            return scores.masked_fill(drop, -math.inf)
+
+        steps.append(keep_min_p)
+    return steps
+
+
+@torch.no_grad()
+def generate(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+    generation_config: GenerationConfig | None = None, streamer: Any = None, **kwargs: Any,
+) -> torch.Tensor:
+    """Greedy or sampled continuation of left-padded prompts: the (batch * num_return_sequences,
+    prompt + new) ids, rows that stopped early filled with ``pad_token_id`` (the first EOS id when
+    unset), as the reference returns them by default."""
+    if streamer is not None:
+        raise InputError("generate does not support streamers yet; call it without streamer=.")
+    if generation_config is not None and not isinstance(generation_config, GenerationConfig):
+        raise InputError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}.")
+    # Whether the caller or the checkpoint chose max_length, before the defaults fill it in.
+    layers = [kwargs, model.generation_config.__dict__] + ([generation_config.__dict__] if generation_config else [])
+    max_length_chosen = any(layer.get("max_length") is not None for layer in layers)
+    config = resolve_config(model, generation_config, kwargs)
+    _check_inputs(input_ids, attention_mask)
+    device = model.device
+    input_ids = input_ids.to(device=device, dtype=torch.long)
+    prompt_length = input_ids.shape[1]
+
+    eos = None if config.eos_token_id is None else torch.tensor(config.eos_token_id, device=device).reshape(-1)
+    pad = config.pad_token_id if config.pad_token_id is not None else (None if eos is None else int(eos[0]))
+    if attention_mask is None:
+        # As the reference: padding is recognisable only when the pad id occurs and is not an EOS id.
+        inferable = pad is not None and bool((input_ids == pad).any()) and (eos is None or not bool((eos == pad).any()))
+        attention_mask = (input_ids != pad).long() if inferable else torch.ones_like(input_ids)
+    attention_mask = attention_mask.to(device=device, dtype=torch.long)
+
+    if config.max_new_tokens is not None:
+        max_length = config.max_new_tokens + prompt_length
+    elif not max_length_chosen:
+        max_length = config.max_length + prompt_length
+        limit = getattr(model.config, "max_position_embeddings", None)
+        max_length = min(max_length, limit) if limit is not None else max_length
+    else:
+        max_length = config.max_length
+    if prompt_length >= max_length:
+        raise InputError(
+            f"The prompt has {prompt_length} tokens but max_length is {max_length}: set max_new_tokens instead."
+        )
+    if config.min_new_tokens is not None:
+        config.min_length = prompt_length + config.min_new_tokens
+
+    if config.num_return_sequences > 1:
+        input_ids = input_ids.repeat_interleave(config.num_return_sequences, dim=0)
+        attention_mask = attention_mask.repeat_interleave(config.num_return_sequences, dim=0)
+    padding = (attention_mask != 0).int().argmax(dim=1)
+    processors = _processors(config, eos, prompt_length, padding)
+
+    cache = KVCache(model.config.num_hidden_layers, capacity=max_length) if config.use_cache else None
+    positions = attention_mask.cumsum(-1) - 1
+    positions = positions.masked_fill(attention_mask == 0, 0)
+    unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=device)
+    step_ids = input_ids
+    while True:
+        if cache is None:
+            step_ids, step_positions = input_ids, positions
+        else:
+            step_positions = positions[:, -step_ids.shape[1]:]
+        logits = model(
+            step_ids, attention_mask=attention_mask, position_ids=step_positions, past_key_values=cache,
+            use_cache=cache is not None, return_dict=True, logits_to_keep=1,
+        ).logits
+        scores = logits[:, -1].to(dtype=torch.float32, copy=True)
+        for process in processors:
+            scores = process(input_ids, scores)
+        if config.do_sample:
+            chosen_ids = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        else:
+            chosen_ids = torch.argmax(scores, dim=-1)
+        if eos is not None:
+            chosen_ids = chosen_ids * unfinished + pad * (1 - unfinished)
+        input_ids = torch.cat([input_ids, chosen_ids[:, None]], dim=-1)
+        done = input_ids.shape[1] >= max_length
+        if eos is not None:
+            unfinished = unfinished * (~torch.isin(chosen_ids, eos)).long()
+        if done or not bool(unfinished.any()):
+            return input_ids
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], dim=-1)
+        positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
+        step_ids = chosen_ids[:, None]
+
+
+__all__ = ["GenerationConfig", "GenerationMixin", "generate"]

@@ -1,0 +1,242 @@
+"""generate() and GenerationConfig against the reference's generate on tiny random llama and qwen2
+checkpoints: greedy ids exactly equal (single prompt, left-padded batch, length limits, several EOS
+ids, repetition penalty), seeded sampling equal token for token, generation_config.json defaults
+and their overrides, error cases.
+
+Weights are drawn with initializer_range=0.2 so the logits are far from flat: a processor applied in
+the wrong order or to the wrong positions changes the chosen tokens within a few steps.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from parity import build_reference, load_reference, transformers
+
+from leanformers import auto
+from leanformers.errors import ConfigError, InputError
+from leanformers.modeling.generation import GenerationConfig, generate
+from leanformers.models import decoder
+
+TINY = {
+    "vocab_size": 100, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "initializer_range": 0.2, "max_position_embeddings": 128,
+    "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+}
+FAMILIES = ("Llama", "Qwen2")
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> dict:
+    """family -> (folder, reference model loaded from it, our model loaded from it)."""
+    built = {}
+    for family in FAMILIES:
+        ref = build_reference(f"{family}ForCausalLM", getattr(transformers, f"{family}Config")(**TINY))
+        path = tmp_path_factory.mktemp(family)
+        ref.save_pretrained(path)
+        ours = getattr(decoder, f"{family}ForCausalLM").from_pretrained(path)
+        built[family] = path, load_reference(f"{family}ForCausalLM", path), ours
+    return built
+
+
+def prompts() -> tuple[torch.Tensor, torch.Tensor]:
+    """Three left-padded prompts of 7, 4 and 2 real tokens."""
+    gen = torch.Generator().manual_seed(3)
+    input_ids = torch.randint(3, TINY["vocab_size"], (3, 7), generator=gen)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, :3] = 0
+    attention_mask[2, :5] = 0
+    return input_ids.masked_fill(attention_mask == 0, 0), attention_mask
+
+
+def both(family: str, models: dict, seed: int | None = None, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    _, ref, ours = models[family]
+    if seed is not None:
+        torch.manual_seed(seed)
+    expected = ref.generate(**kwargs)
+    if seed is not None:
+        torch.manual_seed(seed)
+    got = ours.generate(**kwargs)
+    return got, expected
+
+
+def assert_same(got: torch.Tensor, expected: torch.Tensor) -> None:
+    assert got.dtype == torch.long and got.shape == expected.shape, (got.shape, expected.shape)
+    assert torch.equal(got, expected), f"\nours:\n{got}\nreference:\n{expected}"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_greedy_matches_reference(models, family):
+    input_ids, attention_mask = prompts()
+    single = input_ids[:1]
+    got, expected = both(family, models, input_ids=single)  # every length from the defaults: 20 new tokens
+    assert got.shape == (1, 27)
+    assert_same(got, expected)
+    got, expected = both(family, models, input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=16)
+    assert_same(got, expected)
+    # The padded rows continue as they would alone: padding is masked and positions skip it.
+    alone = models[family][2].generate(input_ids=input_ids[2:, 5:], max_new_tokens=16)
+    assert torch.equal(alone, got[2:, 5:])
+    # max_length counts the prompt.
+    got, expected = both(family, models, input_ids=input_ids, attention_mask=attention_mask, max_length=10)
+    assert got.shape == (3, 10)
+    assert_same(got, expected)
+
+
+def eos_ids(family: str, models: dict) -> list[int]:
+    """Two tokens the greedy batch produces early in rows 0 and 1, used as EOS ids so rows stop at
+    different steps."""
+    input_ids, attention_mask = prompts()
+    out = models[family][1].generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=12,
+                                     eos_token_id=None, pad_token_id=0)
+    return [int(out[0, 7 + 2]), int(out[1, 7 + 4])]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_several_eos_ids_and_min_new_tokens(models, family):
+    input_ids, attention_mask = prompts()
+    eos = eos_ids(family, models)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "max_new_tokens": 12, "eos_token_id": eos}
+    for extra in ({"pad_token_id": 0}, {"pad_token_id": 5}, {}, {"min_new_tokens": 6}, {"min_length": 12}):
+        got, expected = both(family, models, **inputs, **extra)
+        assert_same(got, expected)
+    # A finished row is filled with the pad id (the first EOS id when none is set).
+    got = models[family][2].generate(**inputs, pad_token_id=5)
+    assert (got[0, 7 + 3:] == 5).all() and got[0, 7 + 2] == eos[0]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_repetition_penalty_matches_reference(models, family):
+    input_ids, attention_mask = prompts()
+    for penalty in (1.5, 0.7):
+        got, expected = both(family, models, input_ids=input_ids, attention_mask=attention_mask,
+                             max_new_tokens=16, repetition_penalty=penalty)
+        assert_same(got, expected)
+    plain = models[family][2].generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=16)
+    assert not torch.equal(got, plain)
+
+
+SAMPLING = [
+    {"do_sample": True},  # the default top_k=50 applies
+    {"do_sample": True, "temperature": 0.7, "top_k": 0},
+    {"do_sample": True, "temperature": 1.3, "top_k": 10, "top_p": 0.8},
+    {"do_sample": True, "top_k": 0, "top_p": 0.6, "min_p": 0.1},
+    {"do_sample": True, "top_k": 20, "repetition_penalty": 1.3, "num_return_sequences": 3},
+]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("settings", range(len(SAMPLING)))
+def test_seeded_sampling_matches_reference(models, family, settings):
+    input_ids, attention_mask = prompts()
+    got, expected = both(family, models, seed=11, input_ids=input_ids, attention_mask=attention_mask,
+                         max_new_tokens=16, **SAMPLING[settings])
+    assert_same(got, expected)
+
+
+def test_sampling_top_k_1_is_greedy(models):
+    input_ids, attention_mask = prompts()
+    ours = models["Llama"][2]
+    greedy = ours.generate(input_ids, attention_mask, max_new_tokens=10)
+    assert torch.equal(ours.generate(input_ids, attention_mask, max_new_tokens=10, do_sample=True, top_k=1), greedy)
+    # Without the cache every step reruns the whole sequence: same tokens.
+    assert torch.equal(ours.generate(input_ids, attention_mask, max_new_tokens=10, use_cache=False), greedy)
+
+
+def test_generation_config_json_defaults_and_overrides(models, tmp_path):
+    path = tmp_path / "ckpt"
+    shutil.copytree(models["Llama"][0], path)
+    settings = {"do_sample": True, "temperature": 0.7, "max_new_tokens": 5, "top_k": 30, "eos_token_id": [2, 7],
+                "bos_token_id": 1, "transformers_version": "5.23.0"}
+    (path / "generation_config.json").write_text(json.dumps(settings))
+    ref = load_reference("LlamaForCausalLM", path)
+    ours = decoder.LlamaForCausalLM.from_pretrained(path)
+    assert ours.generation_config.temperature == 0.7 and ours.generation_config.eos_token_id == [2, 7]
+    assert ours.generation_config.to_dict()["transformers_version"] == "5.23.0"
+    assert auto.AutoModelForCausalLM.from_pretrained(path).generation_config == ours.generation_config
+    input_ids, attention_mask = prompts()
+    cases = [
+        {},  # the file's sampling settings and 5 new tokens
+        {"temperature": 1.5, "max_new_tokens": 8},
+        {"do_sample": False},
+        {"generation_config": GenerationConfig(top_p=0.5)},  # unset fields still come from the file
+        {"generation_config": GenerationConfig(do_sample=False, max_length=11)},
+    ]
+    for extra in cases:
+        torch.manual_seed(5)
+        reference_extra = dict(extra)
+        if "generation_config" in extra:
+            reference_extra["generation_config"] = transformers.GenerationConfig(**extra["generation_config"].to_dict())
+        expected = ref.generate(input_ids=input_ids, attention_mask=attention_mask, **reference_extra)
+        torch.manual_seed(5)
+        got = ours.generate(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        assert_same(got, expected)
+    # As in the reference, the file's max_new_tokens takes precedence over a passed max_length.
+    assert got.shape[1] == 7 + 5
+
+
+def test_generation_config_round_trip_and_model_fallback(models, tmp_path):
+    config = GenerationConfig(do_sample=True, top_p=0.9, custom_key="kept")
+    assert config.update(temperature=0.5, nonsense=1) == {"nonsense": 1}
+    assert config.temperature == 0.5
+    config.save_pretrained(tmp_path)
+    again = GenerationConfig.from_pretrained(tmp_path)
+    assert again == config and again.custom_key == "kept"
+    assert GenerationConfig.from_pretrained(tmp_path, top_p=0.3).top_p == 0.3
+    (tmp_path / "generation_config.json").write_text('{"top_p": 3}')
+    with pytest.raises(ConfigError, match="top_p"):
+        GenerationConfig.from_pretrained(tmp_path)
+    # Without generation_config.json the special ids come from config.json.
+    folder = tmp_path / "bare"
+    shutil.copytree(models["Qwen2"][0], folder)
+    (folder / "generation_config.json").unlink()
+    model = decoder.Qwen2ForCausalLM.from_pretrained(folder)
+    assert model.generation_config.to_dict() == {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+    # save_pretrained writes it back.
+    model.save_pretrained(tmp_path / "saved")
+    assert GenerationConfig.from_pretrained(tmp_path / "saved") == model.generation_config
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"max_new_tokens": -1}, ConfigError, "max_new_tokens"),
+        ({"max_new_tokens": 0}, ConfigError, "max_new_tokens"),
+        ({"do_sample": True, "temperature": 0.0}, ConfigError, "temperature"),
+        ({"do_sample": True, "top_p": 1.5}, ConfigError, "top_p"),
+        ({"do_sample": True, "top_p": 0.0}, ConfigError, "top_p"),
+        ({"min_p": 2.0}, ConfigError, "min_p"),
+        ({"repetition_penalty": 0.0}, ConfigError, "repetition_penalty"),
+        ({"top_k": -3}, ConfigError, "top_k"),
+        ({"eos_token_id": "2"}, ConfigError, "eos_token_id"),
+        ({"pad_token_id": 1.5}, ConfigError, "pad_token_id"),
+        ({"num_beams": 4}, ConfigError, "seq2seq issue"),
+        ({"num_return_sequences": 2}, ConfigError, "do_sample"),
+        ({"return_dict_in_generate": True}, ConfigError, "return_dict_in_generate"),
+        ({"stop_strings": ["x"]}, ConfigError, "stop_strings"),
+        ({"max_length": 3}, InputError, "max_new_tokens"),
+        ({"streamer": object()}, InputError, "streamer"),
+        ({"frobnicate": 1}, InputError, "frobnicate"),
+    ],
+)
+def test_bad_arguments_are_refused(models, kwargs, error, match):
+    ours = models["Llama"][2]
+    input_ids, _ = prompts()
+    with pytest.raises(error, match=match):
+        ours.generate(input_ids, **kwargs)
+
+
+def test_bad_inputs_are_refused(models):
+    ours = models["Llama"][2]
+    input_ids, attention_mask = prompts()
+    with pytest.raises(InputError, match="integer tensor"):
+        generate(ours, input_ids.float())
+    with pytest.raises(InputError, match="integer tensor"):
+        ours.generate(input_ids[0])
+    with pytest.raises(InputError, match="attention_mask"):
+        ours.generate(input_ids, attention_mask[:, 1:])
+    with pytest.raises(InputError, match="GenerationConfig"):
+        ours.generate(input_ids, generation_config={"max_new_tokens": 3})
