@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 
 import pytest
 import torch
@@ -18,7 +19,12 @@ from parity import build_reference, load_reference, transformers
 
 from leanformers import auto
 from leanformers.errors import ConfigError, InputError
-from leanformers.modeling.generation import GenerationConfig, generate
+from leanformers.modeling.generation import (
+    GenerationConfig,
+    TextIteratorStreamer,
+    TextStreamer,
+    generate,
+)
 from leanformers.models import decoder
 
 TINY = {
@@ -198,6 +204,68 @@ def test_generation_config_round_trip_and_model_fallback(models, tmp_path):
     # save_pretrained writes it back.
     model.save_pretrained(tmp_path / "saved")
     assert GenerationConfig.from_pretrained(tmp_path / "saved") == model.generation_config
+
+
+class Bytes:
+    """A byte-level tokenizer: ids from 128 are raw bytes, so a multi-byte character spans several
+    tokens; the model's ids (< 100) are letters, with many spaces and line breaks among them."""
+
+    def decode(self, ids: list[int], **kwargs) -> str:
+        def byte(i: int) -> int:
+            return i if i >= 128 else 32 if i % 4 == 0 else 10 if i % 9 == 0 else 97 + i % 26
+
+        return bytes(byte(i) for i in ids).decode("utf-8", errors="replace")
+
+
+def recorder(base: type) -> type:
+    class Recorder(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.pieces = []
+
+        def on_finalized_text(self, text, stream_end=False):
+            self.pieces.append((text, stream_end))
+
+    return Recorder
+
+
+@pytest.mark.parametrize("skip_prompt", [False, True])
+def test_text_streamer_releases_the_reference_pieces(models, skip_prompt):
+    input_ids, _ = prompts()
+    # Spaces and line breaks among the prompt and generated ids exercise every release rule.
+    prompt = torch.tensor([[72, 32, 10, 65, 32, 66]])
+    ours_streamer = recorder(TextStreamer)(Bytes(), skip_prompt=skip_prompt)
+    ref_streamer = recorder(transformers.TextStreamer)(Bytes(), skip_prompt=skip_prompt)
+    got = models["Llama"][2].generate(prompt, max_new_tokens=24, eos_token_id=None, streamer=ours_streamer)
+    models["Llama"][1].generate(prompt, max_new_tokens=24, eos_token_id=None, streamer=ref_streamer)
+    assert ours_streamer.pieces == ref_streamer.pieces
+    assert sum(bool(text) for text, _ in ours_streamer.pieces) >= 3, ours_streamer.pieces  # released in steps
+    shown = got[0, 6:] if skip_prompt else got[0]
+    assert "".join(text for text, _ in ours_streamer.pieces) == Bytes().decode(shown.tolist())
+    # "é" and "中" arrive byte by byte: no half character is ever released.
+    streamer = recorder(TextStreamer)(Bytes())
+    ids = [1, 4, *"é".encode(), 4, *"中".encode(), 2, 9, 3, *"é".encode()]
+    for token in ids:
+        streamer.put(torch.tensor([token]))
+    streamer.end()
+    assert "".join(text for text, _ in streamer.pieces) == "b é 中c\ndé"
+    assert all("\ufffd" not in text for text, _ in streamer.pieces)
+    with pytest.raises(InputError, match="one row"):
+        TextStreamer(Bytes()).put(input_ids)
+
+
+def test_text_iterator_streamer_feeds_another_thread(models):
+    prompt = torch.tensor([[72, 32, 10, 65, 32, 66]])
+    ours = models["Llama"][2]
+    streamer = TextIteratorStreamer(Bytes(), skip_prompt=True, timeout=30)
+    result = {}
+    worker = threading.Thread(
+        target=lambda: result.update(ids=ours.generate(prompt, max_new_tokens=12, streamer=streamer))
+    )
+    worker.start()
+    text = "".join(streamer)
+    worker.join()
+    assert text == Bytes().decode(result["ids"][0, 6:].tolist())
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ The logits processors run in the reference's order (repetition penalty, minimum 
 sampling temperature, top-k, top-p, min-p) with the same tensor operations, and sampling draws with
 ``torch.multinomial`` over a float32 softmax, so a run seeded with ``torch.manual_seed`` picks the
 reference's tokens. The prompt fills a ``KVCache`` sized for the whole run; each later step feeds
-one token.
+one token. A streamer receives the prompt, then each step's tokens, then ``end()``: ``TextStreamer``
+prints whole words as they form, ``TextIteratorStreamer`` hands them to another thread.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import copy
 import json
 import math
 import os
+import queue
 from collections.abc import Callable
 from typing import Any
 
@@ -340,8 +342,8 @@ def generate(
     """Greedy or sampled continuation of left-padded prompts: the (batch * num_return_sequences,
     prompt + new) ids, rows that stopped early filled with ``pad_token_id`` (the first EOS id when
     unset), as the reference returns them by default."""
-    if streamer is not None:
-        raise InputError("generate does not support streamers yet; call it without streamer=.")
+    if streamer is not None and not all(callable(getattr(streamer, name, None)) for name in ("put", "end")):
+        raise InputError(f"streamer must have put(tokens) and end() methods, got {type(streamer).__name__}.")
     if generation_config is not None and not isinstance(generation_config, GenerationConfig):
         raise InputError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}.")
     # Whether the caller or the checkpoint chose max_length, before the defaults fill it in.
@@ -375,6 +377,8 @@ def generate(
         )
     if config.min_new_tokens is not None:
         config.min_length = prompt_length + config.min_new_tokens
+    if streamer is not None:
+        streamer.put(input_ids.cpu())
 
     if config.num_return_sequences > 1:
         input_ids = input_ids.repeat_interleave(config.num_return_sequences, dim=0)
@@ -406,14 +410,102 @@ def generate(
         if eos is not None:
             chosen_ids = chosen_ids * unfinished + pad * (1 - unfinished)
         input_ids = torch.cat([input_ids, chosen_ids[:, None]], dim=-1)
+        if streamer is not None:
+            streamer.put(chosen_ids.cpu())
         done = input_ids.shape[1] >= max_length
         if eos is not None:
             unfinished = unfinished * (~torch.isin(chosen_ids, eos)).long()
         if done or not bool(unfinished.any()):
+            if streamer is not None:
+                streamer.end()
             return input_ids
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], dim=-1)
         positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
         step_ids = chosen_ids[:, None]
 
 
-__all__ = ["GenerationConfig", "GenerationMixin", "generate"]
+def _is_cjk(char: str) -> bool:
+    """CJK ideographs are words of their own: they are shown without waiting for a space."""
+    point = ord(char)
+    return any(low <= point <= high for low, high in (
+        (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+        (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
+    ))
+
+
+class TextStreamer:
+    """Prints the generated text as whole words form (one prompt row only).
+
+    The tokens since the last line break are decoded together and only text up to the last space
+    (a whole line at a line break, any CJK character at once) is released, so a character split
+    over several byte-level tokens is never shown half decoded. ``skip_prompt`` leaves the prompt
+    out; ``decode_kwargs`` go to ``tokenizer.decode`` (``skip_special_tokens=True``, ...).
+    """
+
+    def __init__(self, tokenizer: Any, skip_prompt: bool = False, **decode_kwargs: Any) -> None:
+        if not callable(getattr(tokenizer, "decode", None)):
+            raise InputError(f"TextStreamer needs a tokenizer with a decode method, got {type(tokenizer).__name__}.")
+        self.tokenizer, self.skip_prompt, self.decode_kwargs = tokenizer, skip_prompt, decode_kwargs
+        self.token_cache: list[int] = []
+        self.print_len = 0
+        self.next_tokens_are_prompt = True
+
+    def put(self, value: torch.Tensor) -> None:
+        if value.dim() > 1:
+            if value.shape[0] > 1:
+                raise InputError(f"{type(self).__name__} streams one row; generate got a batch of {value.shape[0]}.")
+            value = value[0]
+        if self.skip_prompt and self.next_tokens_are_prompt:
+            self.next_tokens_are_prompt = False
+            return
+        self.token_cache.extend(value.tolist())
+        text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
+        if text.endswith("\n"):
+            released = text[self.print_len:]
+            self.token_cache, self.print_len = [], 0
+        elif text and _is_cjk(text[-1]):
+            released = text[self.print_len:]
+            self.print_len += len(released)
+        else:
+            released = text[self.print_len:text.rfind(" ") + 1]
+            self.print_len += len(released)
+        self.on_finalized_text(released)
+
+    def end(self) -> None:
+        """Release whatever is held back and close the stream."""
+        released = ""
+        if self.token_cache:
+            released = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)[self.print_len:]
+        self.token_cache, self.print_len = [], 0
+        self.next_tokens_are_prompt = True
+        self.on_finalized_text(released, stream_end=True)
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        print(text, flush=True, end=None if stream_end else "")
+
+
+class TextIteratorStreamer(TextStreamer):
+    """Yields the text pieces to a consumer thread while ``generate`` runs in another; ``timeout``
+    (seconds) bounds each wait on either side."""
+
+    def __init__(self, tokenizer: Any, skip_prompt: bool = False, timeout: float | None = None, **decode_kwargs: Any):
+        super().__init__(tokenizer, skip_prompt, **decode_kwargs)
+        self.text_queue: queue.Queue[str | None] = queue.Queue()
+        self.timeout = timeout
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        self.text_queue.put(text, timeout=self.timeout)
+        if stream_end:
+            self.text_queue.put(None, timeout=self.timeout)
+
+    def __iter__(self) -> TextIteratorStreamer:
+        return self
+
+    def __next__(self) -> str:
+        text = self.text_queue.get(timeout=self.timeout)
+        if text is None:
+            raise StopIteration
+        return text
+
+
+__all__ = ["GenerationConfig", "GenerationMixin", "TextIteratorStreamer", "TextStreamer", "generate"]
