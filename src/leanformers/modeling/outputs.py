@@ -131,3 +131,20 @@ class ImageClassifierOutputWithNoAttention(ModelOutput):
     loss: Any = None
     logits: Any = None
     hidden_states: tuple | None = None
+
+
+@dataclass(repr=True)
+class BaseModelOutputWithPast(ModelOutput):
+    last_hidden_state: Any = None
+    past_key_values: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=True)
+class CausalLMOutputWithPast(ModelOutput):
+    loss: Any = None
+    logits: Any = None
+    past_key_values: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import math
 import sys
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -37,7 +36,7 @@ from ..modeling.checks import (
     positive_int,
 )
 from ..modeling.generation import GenerationMixin
-from ..modeling.outputs import ModelOutput
+from ..modeling.outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 FULL, SLIDING = "full_attention", "sliding_attention"
 
@@ -50,23 +49,6 @@ ROPE_TYPES: dict[str, tuple[str, ...]] = {
     "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
     "longrope": ("short_factor", "long_factor", "original_max_position_embeddings"),
 }
-
-
-@dataclass(repr=True)
-class BaseModelOutputWithPast(ModelOutput):
-    last_hidden_state: Any = None
-    past_key_values: Any = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-
-
-@dataclass(repr=True)
-class CausalLMOutputWithPast(ModelOutput):
-    loss: Any = None
-    logits: Any = None
-    past_key_values: Any = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
 
 
 # -- configs ------------------------------------------------------------------------------------
@@ -624,7 +606,7 @@ class Qwen3ForCausalLM(DecoderForCausalLM):
 
 
 __all__ = [
-    "BaseModelOutputWithPast", "CausalLMOutputWithPast", "DecoderConfig", "DecoderForCausalLM", "DecoderModel",
+    "DecoderConfig", "DecoderForCausalLM", "DecoderModel",
     "LlamaConfig", "LlamaForCausalLM", "LlamaModel", "MistralConfig", "MistralForCausalLM", "MistralModel",
     "Qwen2Config", "Qwen2ForCausalLM", "Qwen2Model", "Qwen3Config", "Qwen3ForCausalLM", "Qwen3Model",
     "left_padded_positions",
