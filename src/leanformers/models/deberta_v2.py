@@ -37,6 +37,7 @@ from ..modeling.checks import (
 from ..modeling.heads import ForMaskedLM, ForQuestionAnswering, ForSequenceClassification, ForTokenClassification
 from ..modeling.losses import sequence_classification_loss
 from ..modeling.outputs import BaseModelOutput, ModelOutput, SequenceClassifierOutput
+from .bert import BertIntermediate, BertOutput, BertSelfOutput
 
 ATTENTION_KINDS = ("c2p", "p2c")
 # Gather indices into the relative table for c2p and p2c, and the (normalised) table.
@@ -308,24 +309,11 @@ class DisentangledSelfAttention(nn.Module):
         )
 
 
-class DebertaV2SelfOutput(nn.Module):
-    """Projection, dropout, residual and LayerNorm."""
-
-    def __init__(self, config: DebertaV2Config, in_features: int | None = None) -> None:
-        super().__init__()
-        self.dense = nn.Linear(in_features or config.hidden_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = config.hidden_dropout_prob
-
-    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(F.dropout(self.dense(hidden), self.dropout, self.training) + residual)
-
-
 class DebertaV2Attention(nn.Module):
     def __init__(self, config: DebertaV2Config) -> None:
         super().__init__()
         self.self = DisentangledSelfAttention(config)
-        self.output = DebertaV2SelfOutput(config)
+        self.output = BertSelfOutput(config)
 
     def forward(
         self, hidden: torch.Tensor, blocked: torch.Tensor | None, relative: tuple | None, need_weights: bool
@@ -334,22 +322,12 @@ class DebertaV2Attention(nn.Module):
         return self.output(context, hidden), weights
 
 
-class DebertaV2Intermediate(nn.Module):
-    def __init__(self, config: DebertaV2Config) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act = get_activation(config.hidden_act)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.act(self.dense(hidden))
-
-
 class DebertaV2Layer(nn.Module):
     def __init__(self, config: DebertaV2Config) -> None:
         super().__init__()
         self.attention = DebertaV2Attention(config)
-        self.intermediate = DebertaV2Intermediate(config)
-        self.output = DebertaV2SelfOutput(config, config.intermediate_size)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
 
     def forward(
         self, hidden: torch.Tensor, blocked: torch.Tensor | None, relative: tuple | None, need_weights: bool

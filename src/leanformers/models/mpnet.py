@@ -20,12 +20,13 @@ from torch import nn
 
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
-from ..modeling.activations import get_activation
 from ..modeling.attention import Mask, PackedBatch, attend, run_encoder, run_layers
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_positions, check_text_inputs, embedding_lookup, validate_encoder_config
 from ..modeling.heads import ForMaskedLM, ForQuestionAnswering, ForSequenceClassification, ForTokenClassification
 from ..modeling.outputs import BaseModelOutputWithPooling, ModelOutput
+from .bert import BertIntermediate, BertOutput, BertPooler
+from .roberta import RobertaLMHead
 
 # The reference fixes these whatever the config says: padding id 1 for the word and position tables
 # (positions count from 2), and 32 buckets up to distance 128 for the relative bias.
@@ -163,33 +164,12 @@ class MPNetAttention(nn.Module):
         return self.LayerNorm(F.dropout(attended, self.dropout, self.training) + hidden), weights
 
 
-class MPNetIntermediate(nn.Module):
-    def __init__(self, config: MPNetConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act = get_activation(config.hidden_act)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.act(self.dense(hidden))
-
-
-class MPNetOutput(nn.Module):
-    def __init__(self, config: MPNetConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = config.hidden_dropout_prob
-
-    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(F.dropout(self.dense(hidden), self.dropout, self.training) + residual)
-
-
 class MPNetLayer(nn.Module):
     def __init__(self, config: MPNetConfig) -> None:
         super().__init__()
         self.attention = MPNetAttention(config)
-        self.intermediate = MPNetIntermediate(config)
-        self.output = MPNetOutput(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
 
     def forward(
         self, hidden: torch.Tensor, bias: Bias, packing: PackedBatch | None, need_weights: bool
@@ -233,17 +213,6 @@ class MPNetEncoder(nn.Module):
         return run_layers(self.layer, hidden, (bias, None), output_attentions, output_hidden_states)
 
 
-class MPNetPooler(nn.Module):
-    """tanh(dense(hidden state of the first token))."""
-
-    def __init__(self, config: MPNetConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(hidden[:, 0]))
-
-
 class MPNetClassificationHead(nn.Module):
     """First token -> dropout -> dense -> tanh -> dropout -> out_proj."""
 
@@ -259,25 +228,6 @@ class MPNetClassificationHead(nn.Module):
         return self.out_proj(F.dropout(features, self.dropout, self.training))
 
 
-class MPNetLMHead(nn.Module):
-    """dense -> gelu -> layer_norm -> decoder; ``decoder`` shares the word embeddings and ``bias``
-    when the config ties word embeddings."""
-
-    def __init__(self, config: MPNetConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        # The reference's LM head uses exact gelu whatever hidden_act says.
-        return self.decoder(self.layer_norm(F.gelu(self.dense(hidden))))
-
-
-# -- models -------------------------------------------------------------------------------------
-
-
 class MPNetPreTrainedModel(PreTrainedModel):
     config_class = MPNetConfig
     base_model_prefix = "mpnet"
@@ -286,7 +236,7 @@ class MPNetPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        if isinstance(module, MPNetLMHead):
+        if isinstance(module, RobertaLMHead):
             with torch.no_grad():
                 module.bias.zero_()
 
@@ -299,7 +249,7 @@ class MPNetModel(MPNetPreTrainedModel):
         super().__init__(config)
         self.embeddings = MPNetEmbeddings(config)
         self.encoder = MPNetEncoder(config)
-        self.pooler = MPNetPooler(config) if add_pooling_layer else None
+        self.pooler = BertPooler(config) if add_pooling_layer else None
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
@@ -373,7 +323,7 @@ class MPNetForMaskedLM(ForMaskedLM, MPNetPreTrainedModel):
 
     base_model_class = MPNetModel
     base_model_kwargs = {"add_pooling_layer": False}
-    lm_head_name, lm_head_class = "lm_head", MPNetLMHead
+    lm_head_name, lm_head_class = "lm_head", RobertaLMHead
     _tied_weights = {
         "lm_head.decoder.weight": "mpnet.embeddings.word_embeddings.weight",
         "lm_head.decoder.bias": "lm_head.bias",
