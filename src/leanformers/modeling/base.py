@@ -122,6 +122,15 @@ class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
         raise NotImplementedError(f"{type(self).__name__} has no input embeddings")
 
     # -- initialisation -----------------------------------------------------------------------
+    def _resolve(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
+        """A forward's output options, each falling back on the config's when not given."""
+        config = self.config
+        return (
+            config.output_attentions if output_attentions is None else output_attentions,
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            config.use_return_dict if return_dict is None else return_dict,
+        )
+
     def _init_weights(self, module: nn.Module) -> None:
         """The reference's default scheme: normal(0, initializer_range) for linear and embedding
         weights (padding row zeroed), zero biases, unit norms."""

@@ -535,9 +535,9 @@ class DebertaV2Model(DebertaV2PreTrainedModel):
         kernel would reach across rows). Without absolute positions (``position_biased_input=False``)
         the sequence length is not limited by ``max_position_embeddings``, as in the reference."""
         config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.use_return_dict if return_dict is None else return_dict
+        output_attentions, output_hidden_states, return_dict = self._resolve(
+            output_attentions, output_hidden_states, return_dict
+        )
         longest = config.max_position_embeddings if config.position_biased_input else float("inf")
         batch, seq = check_text_inputs(input_ids, inputs_embeds, embedding_size(config), longest)
         check_positions("token_type_ids", token_type_ids, batch, seq)

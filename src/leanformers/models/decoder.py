@@ -439,13 +439,8 @@ class DecoderPreTrainedModel(PreTrainedModel):
                 module.weight.fill_(1.0)
 
     def _flags(self, output_attentions, output_hidden_states, return_dict, use_cache) -> tuple[bool, bool, bool, bool]:
-        config = self.config
-        return (
-            config.output_attentions if output_attentions is None else output_attentions,
-            config.output_hidden_states if output_hidden_states is None else output_hidden_states,
-            config.use_return_dict if return_dict is None else return_dict,
-            bool(config.use_cache) if use_cache is None else use_cache,
-        )
+        use_cache = bool(self.config.use_cache) if use_cache is None else use_cache
+        return (*self._resolve(output_attentions, output_hidden_states, return_dict), use_cache)
 
 
 class DecoderModel(DecoderPreTrainedModel):

@@ -213,9 +213,9 @@ class DistilBertModel(DistilBertPreTrainedModel):
         ``last_hidden_state``: it lets the automatic ``config.unpad_inputs`` run the encoder on the
         real tokens only (see modeling/attention.py)."""
         config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.use_return_dict if return_dict is None else return_dict
+        output_attentions, output_hidden_states, return_dict = self._resolve(
+            output_attentions, output_hidden_states, return_dict
+        )
         batch, seq = check_text_inputs(input_ids, inputs_embeds, config.dim, config.max_position_embeddings)
         check_positions("position_ids", position_ids, batch, seq)
         hidden = self.embeddings(input_ids, inputs_embeds, position_ids)

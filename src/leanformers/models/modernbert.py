@@ -299,14 +299,6 @@ class ModernBertPreTrainedModel(PreTrainedModel):
             with torch.no_grad():
                 nn.init.trunc_normal_(module.weight, 0.0, std, -cutoff, cutoff)
 
-    def _resolve(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
-        config = self.config
-        return (
-            config.output_attentions if output_attentions is None else output_attentions,
-            config.output_hidden_states if output_hidden_states is None else output_hidden_states,
-            config.use_return_dict if return_dict is None else return_dict,
-        )
-
 
 class ModernBertModel(ModernBertPreTrainedModel):
     """Embeddings, the layers, and a final LayerNorm (applied to the last entry of ``hidden_states``

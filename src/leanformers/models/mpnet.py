@@ -270,9 +270,9 @@ class MPNetModel(MPNetPreTrainedModel):
         """``token_type_ids`` is accepted and ignored, as the reference does (MPNet has no segment
         embeddings). ``padding_in_output=False``: see BertModel."""
         config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.use_return_dict if return_dict is None else return_dict
+        output_attentions, output_hidden_states, return_dict = self._resolve(
+            output_attentions, output_hidden_states, return_dict
+        )
         batch, seq = check_text_inputs(
             input_ids, inputs_embeds, config.hidden_size, config.max_position_embeddings - PADDING_IDX - 1
         )

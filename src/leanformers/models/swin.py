@@ -549,14 +549,6 @@ class SwinPreTrainedModel(PreTrainedModel):
                 module.relative_position_bias_table.zero_()
                 module.relative_position_index.copy_(relative_position_index(module.window_size))
 
-    def _resolve(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
-        config = self.config
-        return (
-            config.output_attentions if output_attentions is None else output_attentions,
-            config.output_hidden_states if output_hidden_states is None else output_hidden_states,
-            config.use_return_dict if return_dict is None else return_dict,
-        )
-
 
 class SwinModel(SwinPreTrainedModel):
     """Embeddings, the stages, a final LayerNorm and (optionally) average pooling over the tokens."""

@@ -271,14 +271,6 @@ class ViTPreTrainedModel(PreTrainedModel):
                 if module.mask_token is not None:
                     module.mask_token.zero_()
 
-    def _resolve(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
-        config = self.config
-        return (
-            config.output_attentions if output_attentions is None else output_attentions,
-            config.output_hidden_states if output_hidden_states is None else output_hidden_states,
-            config.use_return_dict if return_dict is None else return_dict,
-        )
-
 
 class ViTModel(ViTPreTrainedModel):
     """Patch embeddings, the encoder, a final LayerNorm and (optionally) the pooler over [CLS].

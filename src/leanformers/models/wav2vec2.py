@@ -516,14 +516,6 @@ class Wav2Vec2PreTrainedModel(PreTrainedModel):
         projection = getattr(base, "feature_projection", None)
         return projection.projection if projection is not None else None
 
-    def _resolve(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
-        config = self.config
-        return (
-            config.output_attentions if output_attentions is None else output_attentions,
-            config.output_hidden_states if output_hidden_states is None else output_hidden_states,
-            config.use_return_dict if return_dict is None else return_dict,
-        )
-
     def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor | int) -> torch.Tensor | int:
         """Frames the feature encoder makes of ``input_lengths`` samples (the reference's name)."""
         return conv_output_length(input_lengths, self.config)
