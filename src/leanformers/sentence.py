@@ -63,20 +63,7 @@ class SentenceModules:
         """The modules of ``source``; defaults (mean pooling) where it has no modules.json."""
         found = cls()
         where = source.describe()
-        listing = source.resolve("modules.json", required=False)
-        if listing is None:
-            return found
-        modules = read_json(listing, "modules.json", object_only=False)
-        if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
-            raise ConfigError(f"modules.json of {where} must be a list of module entries.")
-        for entry in sorted(modules, key=lambda m: m.get("idx", 0)):
-            kind = str(entry.get("type", "")).rpartition(".")[2]
-            path = entry.get("path") or ""
-            if kind not in _MODULES:
-                raise UnsupportedModelError(
-                    f"modules.json of {where} lists a {entry.get('type')!r} module, which leanformers does not "
-                    f"provide (it reads {', '.join(_MODULES)}) and never imports from a checkpoint."
-                )
+        for kind, path in _module_entries(source):
             if kind == "Transformer":
                 found.transformer_path = path
                 settings = _optional_json(source, _join(path, "sentence_bert_config.json"))
@@ -123,6 +110,27 @@ class SentenceModules:
                 out = out + (vector if layer.residual is True else torch.nn.functional.linear(vector, layer.residual))
             vector = out
         return torch.nn.functional.normalize(vector, p=2, dim=-1) if self.normalize else vector
+
+
+def _module_entries(source: Source) -> list[tuple[str, str]]:
+    """(module kind, folder) for each entry of modules.json, in order; none without the file."""
+    where = source.describe()
+    listing = source.resolve("modules.json", required=False)
+    if listing is None:
+        return []
+    modules = read_json(listing, "modules.json", object_only=False)
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise ConfigError(f"modules.json of {where} must be a list of module entries.")
+    entries = []
+    for entry in sorted(modules, key=lambda m: m.get("idx", 0)):
+        kind = str(entry.get("type", "")).rpartition(".")[2]
+        if kind not in _MODULES:
+            raise UnsupportedModelError(
+                f"modules.json of {where} lists a {entry.get('type')!r} module, which leanformers does not "
+                f"provide (it reads {', '.join(_MODULES)}) and never imports from a checkpoint."
+            )
+        entries.append((kind, entry.get("path") or ""))
+    return entries
 
 
 def _join(folder: str, name: str) -> str:
@@ -201,7 +209,9 @@ class SentenceEmbeddingPipeline(_TextPipeline):
     @classmethod
     def model_subfolder(cls, checkpoint: str, source_options: dict[str, Any]) -> str:
         # Older sentence-transformers folders keep the model in a module folder such as 0_Transformer.
-        return SentenceModules.read(Source.of(checkpoint, **source_options)).transformer_path.strip("/")
+        # Only modules.json is read here; the modules themselves (Dense weights too) once, by the pipeline.
+        entries = _module_entries(Source.of(checkpoint, **source_options))
+        return next((path.strip("/") for kind, path in entries if kind == "Transformer"), "")
 
     def _prompt(self, params: dict[str, Any]) -> str:
         if params.get("prompt") is not None:
