@@ -147,6 +147,26 @@ MODELS: dict[str, tuple[str, str, dict[str, str]]] = {
     ),
     "qwen2": ("leanformers.models.decoder", "Qwen2Config", {"base": "Qwen2Model", "causal-lm": "Qwen2ForCausalLM"}),
     "qwen3": ("leanformers.models.decoder", "Qwen3Config", {"base": "Qwen3Model", "causal-lm": "Qwen3ForCausalLM"}),
+    "gemma": ("leanformers.models.decoder", "GemmaConfig", {"base": "GemmaModel", "causal-lm": "GemmaForCausalLM"}),
+    "gemma2": (
+        "leanformers.models.decoder", "Gemma2Config", {"base": "Gemma2Model", "causal-lm": "Gemma2ForCausalLM"}
+    ),
+    "gemma3_text": (
+        "leanformers.models.decoder", "Gemma3TextConfig",
+        {"base": "Gemma3TextModel", "causal-lm": "Gemma3ForCausalLM"},
+    ),
+    "phi3": ("leanformers.models.decoder", "Phi3Config", {"base": "Phi3Model", "causal-lm": "Phi3ForCausalLM"}),
+    "olmo2": ("leanformers.models.decoder", "Olmo2Config", {"base": "Olmo2Model", "causal-lm": "Olmo2ForCausalLM"}),
+    "gpt2": (
+        "leanformers.models.gpt2",
+        "GPT2Config",
+        {
+            "base": "GPT2Model",
+            "causal-lm": "GPT2LMHeadModel",
+            "sequence-classification": "GPT2ForSequenceClassification",
+            "token-classification": "GPT2ForTokenClassification",
+        },
+    ),
 }
 
 # Tokenizer class names a checkpoint may name -> how to build one from a bare vocabulary file
