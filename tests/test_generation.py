@@ -284,7 +284,10 @@ def test_text_iterator_streamer_feeds_another_thread(models):
         ({"num_beams": 4}, ConfigError, "seq2seq issue"),
         ({"num_return_sequences": 2}, ConfigError, "do_sample"),
         ({"return_dict_in_generate": True}, ConfigError, "return_dict_in_generate"),
-        ({"stop_strings": ["x"]}, ConfigError, "stop_strings"),
+        ({"stop_strings": ["x"]}, InputError, "tokenizer="),
+        ({"stop_strings": []}, ConfigError, "stop_strings"),
+        ({"stop_strings": ["ok", ""]}, ConfigError, "stop_strings"),
+        ({"stop_strings": 3}, ConfigError, "stop_strings"),
         ({"max_length": 3}, InputError, "max_new_tokens"),
         ({"streamer": object()}, InputError, "streamer"),
         ({"frobnicate": 1}, InputError, "frobnicate"),
@@ -308,3 +311,130 @@ def test_bad_inputs_are_refused(models):
         ours.generate(input_ids, attention_mask[:, 1:])
     with pytest.raises(InputError, match="GenerationConfig"):
         ours.generate(input_ids, generation_config={"max_new_tokens": 3})
+
+
+def test_a_prompt_past_the_positions_is_refused(models):
+    ours = models["Llama"][2]
+    too_long = torch.randint(3, TINY["vocab_size"], (1, TINY["max_position_embeddings"] + 1))
+    with pytest.raises(InputError, match="max_position_embeddings"):
+        ours.generate(too_long, max_new_tokens=2)
+
+
+# -- stop strings -------------------------------------------------------------------------------
+
+STOPS = ["stop", " the", "é", "\n\n", "e a", "x"]
+
+
+def _trained(kind: str, path) -> None:
+    """A small tokenizer of each matching kind, trained on the shared corpus and saved by the reference."""
+    from corpus import texts
+    from tokenizers import Tokenizer, decoders, models as tk_models, normalizers, pre_tokenizers, trainers
+
+    if kind == "byte_level":
+        tok = Tokenizer(tk_models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                      special_tokens=["<eos>"])
+    elif kind == "byte_fallback":  # Llama-2 style: metaspace pieces, <0xNN> tokens for unseen bytes
+        tok = Tokenizer(tk_models.BPE(byte_fallback=True, unk_token="<unk>"))
+        tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+        tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                         decoders.Strip(" ", 1, 0)])
+        trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<eos>"] +
+                                      [f"<0x{b:02X}>" for b in range(256)])
+    else:  # WordPiece: pieces compared as text
+        tok = Tokenizer(tk_models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer()
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=["[UNK]", "<eos>"])
+    tok.train_from_iterator(texts(400, 0), trainer)
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>", unk_token="<unk>"
+    ).save_pretrained(path)
+
+
+@pytest.fixture(scope="session")
+def stop_tokenizers(tmp_path_factory) -> dict:
+    """kind -> (folder, reference tokenizer, ours)."""
+    built = {}
+    for kind in ("byte_level", "byte_fallback", "text"):
+        path = tmp_path_factory.mktemp(f"stop-{kind}")
+        _trained(kind, path)
+        built[kind] = path, transformers.AutoTokenizer.from_pretrained(path), auto.AutoTokenizer.from_pretrained(path)
+    return built
+
+
+@pytest.mark.parametrize("kind", ["byte_level", "byte_fallback", "text"])
+def test_stop_strings_match_where_the_reference_does(stop_tokenizers, kind):
+    from corpus import texts
+    from transformers.generation.stopping_criteria import StopStringCriteria
+
+    from leanformers.modeling.generation import StopStrings
+
+    _, ref_tok, our_tok = stop_tokenizers[kind]
+    ref, ours = StopStringCriteria(ref_tok, STOPS), StopStrings(our_tok, STOPS)
+    assert ours.mode == (None if kind == "text" else kind)
+    # Every 6-token tail of real texts (the stop string may start in any earlier token), plus noise
+    # and ids past the vocabulary.
+    tails = []
+    for text in texts(200, 1):
+        ids = ref_tok(text, add_special_tokens=False)["input_ids"]
+        tails += [ids[end - 6:end] for end in range(6, min(len(ids), 40) + 1)]
+    noise = torch.randint(0, len(ref_tok) + 5, (2000, 6), generator=torch.Generator().manual_seed(0))
+    input_ids = torch.cat([torch.tensor(tails), noise])
+    expected = ref(input_ids, None)
+    assert int(expected.sum()) > 20  # the check has matches to agree on
+    assert torch.equal(ours(input_ids), expected)
+
+
+def test_stop_strings_reach_into_the_newest_token(stop_tokenizers):
+    from leanformers.modeling.generation import StopStrings
+
+    _, _, tok = stop_tokenizers["text"]
+    stops = StopStrings(tok, ["ab"])
+    vocab = tok.get_vocab()
+    a, b, c = (vocab[x] for x in ("a", "##b", "##c"))
+    rows = torch.tensor([[c, a, b], [a, b, c], [c, c, c]])
+    assert stops(rows).tolist() == [True, False, False]
+
+
+@pytest.fixture(scope="session")
+def stop_models(stop_tokenizers, tmp_path_factory) -> tuple:
+    """A tiny llama whose vocabulary is the byte-level tokenizer's, in both libraries."""
+    path, ref_tok, our_tok = stop_tokenizers["byte_level"]
+    config = transformers.LlamaConfig(**{**TINY, "vocab_size": len(ref_tok), "eos_token_id": ref_tok.eos_token_id,
+                                         "pad_token_id": ref_tok.eos_token_id, "bos_token_id": None})
+    ref = build_reference("LlamaForCausalLM", config)
+    folder = tmp_path_factory.mktemp("stop-llama")
+    ref.save_pretrained(folder)
+    return ref, decoder.LlamaForCausalLM.from_pretrained(folder), ref_tok, our_tok
+
+
+def test_generate_stops_at_stop_strings_like_the_reference(stop_models):
+    ref, ours, ref_tok, our_tok = stop_models
+    batch = ref_tok(["the cat", "Hello there, my", "x"], return_tensors="pt", padding=True, padding_side="left")
+    inputs = dict(batch)
+    free = ours.generate(**inputs, max_new_tokens=24)
+    texts = our_tok.batch_decode(free[:, batch["input_ids"].shape[1]:])
+    # Stop strings taken from what rows 0 and 1 would generate (plain ASCII pairs, since random
+    # weights emit broken UTF-8 too), so that they end at different steps.
+    def pair(text: str, after: int) -> str:
+        return next(text[i:i + 2] for i in range(after, len(text) - 1) if text[i:i + 2].isascii()
+                    and text[i:i + 2].isprintable())
+
+    stops = [pair(texts[0], 3), pair(texts[1], 6)]
+    expected = ref.generate(**inputs, max_new_tokens=24, stop_strings=stops, tokenizer=ref_tok)
+    got = ours.generate(**inputs, max_new_tokens=24, stop_strings=stops, tokenizer=our_tok)
+    assert_same(got, expected)
+    pad = ref_tok.eos_token_id
+    for row in (0, 1):  # both rows stopped early and were padded from there on
+        assert not torch.equal(got[row], free[row]) and got[row, -1] == pad
+    # A stop string in the generation config works the same way.
+    ours.generation_config.stop_strings = stops[0]
+    try:
+        assert_same(ours.generate(**inputs, max_new_tokens=24, tokenizer=our_tok),
+                    ref.generate(**inputs, max_new_tokens=24, stop_strings=stops[0], tokenizer=ref_tok))
+    finally:
+        ours.generation_config.stop_strings = None

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
 # Fields whose feature is not implemented: generating with any other value is refused rather than ignored.
 NOT_IMPLEMENTED: dict[str, tuple[Any, ...]] = {
     "return_dict_in_generate": (None, False), "output_scores": (None, False), "output_logits": (None, False),
-    "output_attentions": (None, False), "output_hidden_states": (None, False), "stop_strings": (None,),
+    "output_attentions": (None, False), "output_hidden_states": (None, False),
     "typical_p": (None, 1.0), "no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,),
     "epsilon_cutoff": (None, 0.0), "eta_cutoff": (None, 0.0), "suppress_tokens": (None,),
     "begin_suppress_tokens": (None,), "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
@@ -120,6 +120,12 @@ class GenerationConfig:
         # Some checkpoints write pad_token_id -1; the reference accepts it (finished rows are filled with it).
         if get("pad_token_id") is not None and not _is_int(get("pad_token_id")):
             fail("pad_token_id", "an int or None")
+        stops = get("stop_strings")
+        if stops is not None and not (
+            (isinstance(stops, str) and stops)
+            or (isinstance(stops, (list, tuple)) and stops and all(isinstance(x, str) and x for x in stops))
+        ):
+            fail("stop_strings", "a non-empty string, a non-empty list of them, or None")
         eos = get("eos_token_id")
         if eos is not None and not (
             (_is_int(eos) and eos >= 0)
@@ -214,10 +220,11 @@ class GenerationMixin:
 
     def generate(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-        generation_config: GenerationConfig | None = None, streamer: Any = None, **kwargs: Any,
+        generation_config: GenerationConfig | None = None, streamer: Any = None, tokenizer: Any = None,
+        **kwargs: Any,
     ) -> torch.Tensor:
         """Continue each prompt row; see the module function ``generate``."""
-        return generate(self, input_ids, attention_mask, generation_config, streamer, **kwargs)
+        return generate(self, input_ids, attention_mask, generation_config, streamer, tokenizer, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         super().save_pretrained(save_directory, *args, **kwargs)
@@ -337,11 +344,13 @@ def _processors(
 @torch.no_grad()
 def generate(
     model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-    generation_config: GenerationConfig | None = None, streamer: Any = None, **kwargs: Any,
+    generation_config: GenerationConfig | None = None, streamer: Any = None, tokenizer: Any = None,
+    **kwargs: Any,
 ) -> torch.Tensor:
     """Greedy or sampled continuation of left-padded prompts: the (batch * num_return_sequences,
     prompt + new) ids, rows that stopped early filled with ``pad_token_id`` (the first EOS id when
-    unset), as the reference returns them by default."""
+    unset), as the reference returns them by default. ``stop_strings`` need the model's
+    ``tokenizer``: a row stops once its text ends with one (see ``StopStrings``)."""
     if streamer is not None and not all(callable(getattr(streamer, name, None)) for name in ("put", "end")):
         raise InputError(f"streamer must have put(tokens) and end() methods, got {type(streamer).__name__}.")
     if generation_config is not None and not isinstance(generation_config, GenerationConfig):
@@ -351,6 +360,22 @@ def generate(
     max_length_chosen = any(layer.get("max_length") is not None for layer in layers)
     config = resolve_config(model, generation_config, kwargs)
     _check_inputs(input_ids, attention_mask)
+    stop_strings = None
+    if config.stop_strings is not None:
+        if tokenizer is None:
+            raise InputError(
+                f"stop_strings={config.stop_strings!r} needs the model's tokenizer to read the generated text: "
+                "pass tokenizer=... to generate."
+            )
+        stop_strings = StopStrings(tokenizer, config.stop_strings)
+    positions_limit = getattr(model.config, "max_position_embeddings", None)
+    rope = getattr(model.config, "rope_parameters", None) or {}
+    # Dynamic rotary scaling exists to run past the trained length; every other model cannot.
+    if positions_limit is not None and rope.get("rope_type") != "dynamic" and input_ids.shape[-1] > positions_limit:
+        raise InputError(
+            f"The prompt has {input_ids.shape[-1]} tokens but the model has {positions_limit} positions "
+            "(max_position_embeddings): shorten or truncate the prompt."
+        )
     device = model.device
     input_ids = input_ids.to(device=device, dtype=torch.long)
     prompt_length = input_ids.shape[1]
@@ -407,7 +432,7 @@ def generate(
             chosen_ids = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
         else:
             chosen_ids = torch.argmax(scores, dim=-1)
-        if eos is not None:
+        if eos is not None:  # as the reference: finished rows are padded only when EOS ids exist
             chosen_ids = chosen_ids * unfinished + pad * (1 - unfinished)
         input_ids = torch.cat([input_ids, chosen_ids[:, None]], dim=-1)
         if streamer is not None:
@@ -415,6 +440,8 @@ def generate(
         done = input_ids.shape[1] >= max_length
         if eos is not None:
             unfinished = unfinished * (~torch.isin(chosen_ids, eos)).long()
+        if stop_strings is not None:
+            unfinished = unfinished * (~stop_strings(input_ids)).long()
         if done or not bool(unfinished.any()):
             if streamer is not None:
                 streamer.end()
@@ -422,6 +449,113 @@ def generate(
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], dim=-1)
         positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
         step_ids = chosen_ids[:, None]
+
+
+def _byte_symbols() -> dict[str, int]:
+    """Byte-level BPE's printable stand-in for each byte -> the byte (GPT-2's table: printable
+    Latin-1 bytes stand for themselves, the others take the code points from 256 up, in order)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            table[chr(byte)] = byte
+        else:
+            table[chr(256 + extra)] = byte
+            extra += 1
+    return table
+
+
+class StopStrings:
+    """Whether each row's text now ends with a stop string, as the reference decides it: the stop
+    string must lie within the text of the row's last tokens and reach into the newest one (so a
+    string generated earlier, or one the prompt ends with, does not stop a later step), and it
+    may begin inside an earlier token or end inside the newest.
+
+    Tokens are compared as the text each one yields: for byte-level BPE and byte-fallback
+    vocabularies as bytes, so a stop string can end in the middle of a multi-byte character."""
+
+    PREFIX = "abcdef"  # decoded before a token so that leading-space rules apply as mid-text
+
+    def __init__(self, tokenizer: Any, stop_strings: str | list[str]) -> None:
+        needed = ("get_vocab", "convert_tokens_to_string", "convert_ids_to_tokens")
+        if not all(callable(getattr(tokenizer, name, None)) for name in needed) or not callable(tokenizer):
+            raise InputError(f"stop_strings need the model's tokenizer, got {type(tokenizer).__name__}.")
+        self.tokenizer = tokenizer
+        self.mode = self._matching_mode(tokenizer)
+        texts = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)
+        self.targets = [text.encode("utf-8") if self.mode else text for text in texts]
+        self.window = max(len(target) for target in self.targets)  # a token yields at least one unit
+        self.tokens = {index: token for token, index in tokenizer.get_vocab().items()}
+        self.base = tokenizer.convert_ids_to_tokens(tokenizer(self.PREFIX, add_special_tokens=False)["input_ids"])
+        self.bytes_of = _byte_symbols() if self.mode == "byte_level" else None
+        self.pieces: dict[int, str | bytes | None] = {}
+
+    @staticmethod
+    def _matching_mode(tokenizer: Any) -> str | None:
+        decoder = getattr(tokenizer, "decoder", None)
+        if decoder is None:
+            return None
+        if type(decoder).__name__ == "ByteLevel":
+            return "byte_level"
+        try:
+            state = json.loads(decoder.__getstate__())
+        except (TypeError, ValueError, AttributeError):
+            return None
+
+        def kinds(node: Any) -> Iterator[str]:
+            if isinstance(node, dict):
+                yield node.get("type", "")
+                for value in node.values():
+                    yield from kinds(value)
+            elif isinstance(node, list):
+                for value in node:
+                    yield from kinds(value)
+
+        found = set(kinds(state))
+        return "byte_fallback" if "ByteFallback" in found else "byte_level" if "ByteLevel" in found else None
+
+    def piece(self, index: int) -> str | bytes | None:
+        """The text token ``index`` adds to a sequence (None: not a token of the vocabulary)."""
+        if index in self.pieces:
+            return self.pieces[index]
+        token = self.tokens.get(index)
+        text: str | bytes | None = None
+        if token is not None:
+            if self.mode == "byte_level" and all(char in self.bytes_of for char in token):
+                text = bytes(self.bytes_of[char] for char in token)
+            elif self.mode == "byte_fallback" and len(token) == 6 and token.startswith("<0x") and token.endswith(">") \
+                    and all(char in "0123456789abcdefABCDEF" for char in token[3:5]):
+                text = bytes([int(token[3:5], 16)])
+            else:
+                decoded = self.tokenizer.convert_tokens_to_string([*self.base, token])
+                text = decoded[decoded.index(self.PREFIX) + len(self.PREFIX):]
+                if self.mode is not None:
+                    text = text.encode("utf-8")
+        self.pieces[index] = text
+        return text
+
+    def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(batch,) True where a row's newest token completes a stop string."""
+        found = []
+        for row in input_ids[:, -self.window:].tolist():
+            pieces = []
+            for index in reversed(row):  # newest first, up to a non-vocabulary id
+                piece = self.piece(index)
+                if piece is None:
+                    break
+                pieces.append(piece)
+            if not pieces:
+                found.append(False)
+                continue
+            text = pieces[0][:0].join(reversed(pieces))
+            newest_starts = len(text) - len(pieces[0])
+            found.append(any(self._reaches(text, target, newest_starts) for target in self.targets))
+        return torch.tensor(found, dtype=torch.bool, device=input_ids.device)
+
+    @staticmethod
+    def _reaches(text: str | bytes, target: str | bytes, newest_starts: int) -> bool:
+        start = text.find(target, max(0, newest_starts - len(target) + 1))
+        return start != -1
 
 
 def _is_cjk(char: str) -> bool:
