@@ -12,7 +12,7 @@ from typing import Any
 from . import registry
 from .configuration import PretrainedConfig, load_config
 from .errors import InputError, UnsupportedModelError
-from .hub import Source, split_source_options
+from .hub import SOURCE_OPTIONS, Source, split_source_options
 
 # Arguments of PreTrainedModel.from_pretrained that are not config overrides.
 _LOAD_OPTIONS = ("dtype", "torch_dtype", "device", "device_map", "ignore_mismatched_sizes", "output_loading_info",
@@ -24,6 +24,13 @@ def _no_instances(cls: type) -> None:
         f"{cls.__name__} is not meant to be instantiated; use {cls.__name__}.from_pretrained(...) "
         f"or {cls.__name__}.from_config(config)."
     )
+
+
+def _open_gguf(source: Source, gguf_file: Any) -> Any:
+    """The GGUF file a from_pretrained call names, opened once for its config and weights."""
+    from .modeling.gguf import open_gguf
+
+    return open_gguf(source, gguf_file)
 
 
 def _drop_remote_code_flag(kwargs: dict[str, Any]) -> None:
@@ -42,6 +49,11 @@ class AutoConfig:
         override its values (``num_labels=3``), as in the reference."""
         _drop_remote_code_flag(kwargs)
         return_unused = kwargs.pop("return_unused_kwargs", False)
+        gguf_file = kwargs.pop("gguf_file", None)
+        if gguf_file is not None:  # the file's metadata stands for config.json
+            options = {key: kwargs[key] for key in SOURCE_OPTIONS if key in kwargs}
+            source = Source.of(pretrained_model_name_or_path, **options)
+            kwargs["config_dict"] = _open_gguf(source, gguf_file).config_dict()
         config, unused = load_config(registry.config_class_for, pretrained_model_name_or_path, **kwargs)
         if return_unused:
             return config, unused
@@ -74,8 +86,12 @@ class _AutoModel:
         source = Source.of(pretrained_model_name_or_path, **options)
         load_options = {k: kwargs.pop(k) for k in _LOAD_OPTIONS if k in kwargs}
         config = kwargs.pop("config", None)
+        gguf = kwargs.pop("gguf_file", None)
+        if gguf is not None:
+            gguf = load_options["gguf_file"] = _open_gguf(source, gguf)
         if config is None:
-            config, model_kwargs = load_config(registry.config_class_for, source, **kwargs)
+            config_dict = None if gguf is None else gguf.config_dict()
+            config, model_kwargs = load_config(registry.config_class_for, source, config_dict=config_dict, **kwargs)
         elif isinstance(config, PretrainedConfig):
             model_kwargs = kwargs
         else:
@@ -129,6 +145,8 @@ class _AutoProcessor:
     named as ``(module, function)`` so the engine is imported on first use."""
 
     loader: tuple[str, str] = ("", "")
+    # the loader of a GGUF file's copy of this processor (``gguf_file=``), where it has one
+    gguf_loader: tuple[str, str] | None = None
 
     def __init__(self) -> None:
         _no_instances(type(self))
@@ -140,6 +158,13 @@ class _AutoProcessor:
         _drop_remote_code_flag(kwargs)
         options, kwargs = split_source_options(kwargs)
         module, function = cls.loader
+        if kwargs.get("gguf_file") is not None:
+            if cls.gguf_loader is None:
+                raise InputError(f"{cls.__name__} cannot be loaded from a GGUF file; a GGUF file holds a model "
+                                 f"and its tokenizer only.")
+            module, function = cls.gguf_loader
+        else:
+            kwargs.pop("gguf_file", None)
         load = getattr(importlib.import_module(module), function)
         return load(Source.of(pretrained_model_name_or_path, **options), **kwargs)
 
@@ -161,6 +186,7 @@ class AutoTokenizer(_AutoProcessor):
     """The checkpoint's tokenizer, built over the ``tokenizers`` library."""
 
     loader = ("leanformers.processing.tokenizer", "load_tokenizer")
+    gguf_loader = ("leanformers.modeling.gguf", "load_gguf_tokenizer")
 
 
 __all__ = [

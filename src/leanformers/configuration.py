@@ -222,16 +222,21 @@ def read_config_dict(source: Source) -> dict[str, Any]:
 
 
 def load_config(
-    config_class: type[PretrainedConfig] | Callable[..., type[PretrainedConfig]], name_or_path: Any, **kwargs: Any
+    config_class: type[PretrainedConfig] | Callable[..., type[PretrainedConfig]],
+    name_or_path: Any,
+    *,
+    config_dict: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> tuple[PretrainedConfig, dict[str, Any]]:
     """Load a config; keyword arguments naming config keys override the file's values.
 
     Returns the config and the keyword arguments that were not config keys. ``config_class`` is
     the class, or a function choosing it from the file's contents (``registry.config_class_for``).
+    ``config_dict`` stands in for config.json where a checkpoint has none (a GGUF file's metadata).
     """
     options, kwargs = split_source_options(dict(kwargs))
     source = Source.of(name_or_path, **options)
-    data = read_config_dict(source)
+    data = read_config_dict(source) if config_dict is None else config_dict
     if not isinstance(config_class, type):
         config_class = config_class(data, where=source.describe())
     overrides = {}

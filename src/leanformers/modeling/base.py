@@ -26,9 +26,11 @@ from torch import nn
 from ..configuration import PretrainedConfig, load_config
 from ..errors import ConfigError, InputError, WeightsError
 from ..hub import Source, split_source_options, temporary_path
+from .gguf import open_gguf
 from .loading import (
     NO_CONVERSION,
     SAFE_WEIGHTS,
+    Checkpoint,
     Conversion,
     convert_keys,
     open_weights,
@@ -226,8 +228,11 @@ class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
                 f"attn_implementation={attn!r} is not available: leanformers uses PyTorch's "
                 "scaled_dot_product_attention ('sdpa'), and an explicit softmax ('eager') when attentions are requested."
             )
+        gguf_file = kwargs.pop("gguf_file", None)  # llama.cpp's single file: config, weights and tokenizer
+        gguf = None if gguf_file is None else open_gguf(source, gguf_file)
         if config is None:
-            config, model_kwargs = load_config(cls.config_class, source, **kwargs)
+            config_dict = None if gguf is None else gguf.config_dict()
+            config, model_kwargs = load_config(cls.config_class, source, config_dict=config_dict, **kwargs)
         else:
             cls._check_config(config)
             model_kwargs = {}
@@ -244,7 +249,7 @@ class PreTrainedModel(nn.Module, metaclass=_InitialisedOnBuild):
             else:
                 device = device_map
 
-        checkpoint = open_weights(source)
+        checkpoint = open_weights(source) if gguf is None else Checkpoint(gguf.tensors(), [gguf.path], "gguf")
         if dtype == "auto" or dtype is None:
             target_dtype = (
                 to_torch_dtype(config.dtype, "config.json dtype")
