@@ -184,6 +184,9 @@ TOKENIZERS: dict[str, str] = {
     "XLMRobertaTokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
     "CamembertTokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
     "DebertaV2Tokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
+    "LlamaTokenizer": "leanformers.processing.sentencepiece_bpe:build_sentencepiece_bpe_tokenizer",
+    "GemmaTokenizer": "leanformers.processing.sentencepiece_bpe:build_sentencepiece_bpe_tokenizer",
+    "Qwen2Tokenizer": "leanformers.processing.bpe:build_bpe_tokenizer",
     "Wav2Vec2CTCTokenizer": "leanformers.processing.ctc:build_ctc_tokenizer",
 }
 
@@ -200,7 +203,27 @@ DEFAULT_TOKENIZER: dict[str, str] = {
     "camembert": "CamembertTokenizer",
     "mpnet": "MPNetTokenizer",
     "deberta-v2": "DebertaV2Tokenizer",
+    # The decoder LLMs, as the reference's auto mapping has them. "llama" has no entry there (a
+    # checkpoint naming no class is used as its tokenizer.json stands); "TokenizersBackend" means the
+    # same, and also overrides whatever class such a checkpoint names.
+    "mistral": "TokenizersBackend",
+    "mixtral": "TokenizersBackend",
+    "qwen2": "Qwen2Tokenizer",
+    "qwen2_moe": "Qwen2Tokenizer",
+    "qwen3": "Qwen2Tokenizer",
+    "qwen3_moe": "Qwen2Tokenizer",
+    "gemma": "GemmaTokenizer",
+    "gemma2": "GemmaTokenizer",
+    "gemma3": "GemmaTokenizer",
+    "gemma3_text": "GemmaTokenizer",
+    "phi3": "TokenizersBackend",
+    "olmo2": "TokenizersBackend",
+    "gpt2": "GPT2Tokenizer",
 }
+
+# Model types whose hub tokenizer configs often name a wrong class: the class above is used whatever
+# tokenizer_config.json names (the reference's list, for the model types above).
+HUB_TOKENIZER_CLASS_UNRELIABLE: frozenset[str] = frozenset({"qwen2", "phi3"})
 
 # Image processor class names a preprocessor_config.json may give (image_processor_type, or the
 # legacy feature_extractor_type) -> the settings profile of the one image engine.

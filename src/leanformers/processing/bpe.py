@@ -1,8 +1,8 @@
-"""Byte-level BPE tokenizers (the reference's ``RobertaTokenizer`` and ``GPT2Tokenizer``) on the shared engine.
+"""Byte-level BPE tokenizers (the reference's ``RobertaTokenizer``, ``GPT2Tokenizer`` and ``Qwen2Tokenizer``) on the shared engine.
 
 As the reference's v5 classes do, the pipeline is rebuilt from the class, not read from the
 checkpoint: a tokenizer.json gives the vocabulary, the merges, the padding/truncation defaults and,
-for GPT-2 only, the post-processor; its normalizer, pre-tokenizer, decoder and model options
+except for RoBERTa, the post-processor; its normalizer, pre-tokenizer, decoder and model options
 (dropout, unknown token, ...) are replaced by the class's own. Without a tokenizer.json the
 vocabulary and merges come from ``vocab.json`` and ``merges.txt``.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE
 
 from ..errors import ConfigError, TokenizerError
@@ -53,9 +53,9 @@ class RobertaTokenizer(_ByteLevelTokenizer):
         "cls_token": "<s>", "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>", "trim_offsets": True,
     }
 
-    def _post_processor(self, from_json: Any, explicit_bos_eos: bool) -> Any:
+    def _set_post_processor(self, from_json: Any, explicit_bos_eos: bool) -> None:
         # The checkpoint's own post-processor is replaced whatever it was.
-        return processors.RobertaProcessing(
+        self._backend.post_processor = processors.RobertaProcessing(
             (str(self.sep_token), self.sep_token_id), (str(self.cls_token), self.cls_token_id),
             trim_offsets=self.trim_offsets, add_prefix_space=self.add_prefix_space,
         )
@@ -71,20 +71,42 @@ class GPT2Tokenizer(_ByteLevelTokenizer):
         "eos_token": "<|endoftext|>", "pad_token": None,
     }
 
-    def _post_processor(self, from_json: Any, explicit_bos_eos: bool) -> Any:
-        if from_json is not None and not explicit_bos_eos:
-            return from_json
-        options = self.init_kwargs
-        bos = str(self.bos_token) if options.get("add_bos_token") and self.bos_token is not None else None
-        eos = str(self.eos_token) if options.get("add_eos_token") and self.eos_token is not None else None
-        first = f"{bos}:0 " if bos else ""
-        last = f" {eos}:0" if eos else ""
-        pair = f"{first}$A:0{last}{f' {bos}:1' if bos else ''} $B:1{f' {eos}:1' if eos else ''}"
-        specials = [(token, self.convert_tokens_to_ids(token)) for token in (bos, eos) if token]
-        return processors.TemplateProcessing(single=f"{first}$A:0{last}", pair=pair, special_tokens=specials)
+
+# What Qwen2's pre-tokenizer splits off before the byte-level mapping: contractions, letter runs
+# with one leading non-letter, single digits, punctuation runs, and whitespace.
+_QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 
-_CLASSES: dict[str, type[_ByteLevelTokenizer]] = {"RobertaTokenizer": RobertaTokenizer, "GPT2Tokenizer": GPT2Tokenizer}
+class Qwen2Tokenizer(_ByteLevelTokenizer):
+    """Byte-level BPE as Qwen2 / Qwen3 have it: NFC, Qwen's splitting pattern, ``<|endoftext|>`` for
+    the unknown, eos and pad tokens and no bos token. tokenizer.json's post-processor is kept;
+    without one, ``add_bos_token`` / ``add_eos_token`` say which tokens frame a text."""
+
+    _defaults = {
+        "unk_token": "<|endoftext|>", "bos_token": None, "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+        "add_prefix_space": None,
+    }
+
+    @classmethod
+    def _build_backend(cls, vocab: dict[str, int], merges: Merges, add_prefix_space: Any) -> Tokenizer:
+        backend = Tokenizer(
+            BPE(vocab=vocab, merges=merges, dropout=None, unk_token=None, continuing_subword_prefix="",
+                end_of_word_suffix="", fuse_unk=False, byte_fallback=False)
+        )
+        backend.normalizer = normalizers.NFC()
+        backend.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=bool(add_prefix_space), use_regex=False),
+        ])
+        backend.decoder = decoders.ByteLevel()
+        return backend
+
+
+_CLASSES: dict[str, type[_ByteLevelTokenizer]] = {
+    cls.__name__: cls for cls in (RobertaTokenizer, GPT2Tokenizer, Qwen2Tokenizer)
+}
 
 
 def _check_vocab(vocab: Any, where: str) -> dict[str, int]:
@@ -192,7 +214,7 @@ def build_bpe_tokenizer(
         vocab, merges = _vocab_files(source, class_name)
     tokenizer_class._settle_options(init_kwargs)
     for key in ("add_prefix_space", "trim_offsets"):
-        if not isinstance(init_kwargs.get(key, True), bool):
+        if not isinstance(init_kwargs.get(key, True), bool) and init_kwargs[key] is not None:
             raise ConfigError(f"{key} of {source.describe()} must be true or false, got {init_kwargs[key]!r}.")
     backend = tokenizer_class._build_backend(vocab, merges, init_kwargs["add_prefix_space"])
     tokenizer = tokenizer_class(backend, class_name=tokenizer_class.__name__, **init_kwargs)
@@ -200,8 +222,12 @@ def build_bpe_tokenizer(
     if "trim_offsets" in init_kwargs:
         tokenizer.trim_offsets = init_kwargs["trim_offsets"]
     explicit = "add_bos_token" in init_kwargs or "add_eos_token" in init_kwargs
-    backend.post_processor = tokenizer._post_processor(post_processor, explicit)
+    tokenizer._set_post_processor(post_processor, explicit)
+    if tokenizer_class is Qwen2Tokenizer:
+        # As the reference's Qwen2 class does last: every special token (re)added as a special added
+        # token, which also resets the flags of those already there.
+        backend.add_tokens([AddedToken(token, special=True) for token in tokenizer.all_special_tokens])
     return tokenizer
 
 
-__all__ = ["GPT2Tokenizer", "RobertaTokenizer", "build_bpe_tokenizer"]
+__all__ = ["GPT2Tokenizer", "Qwen2Tokenizer", "RobertaTokenizer", "build_bpe_tokenizer"]

@@ -301,6 +301,8 @@ class PreTrainedTokenizer:
     model_input_names: Sequence[str] = ("input_ids", "attention_mask")
     # A class's option defaults, as its reference constructor has them (builders apply them).
     _defaults: Mapping[str, Any] = {}
+    # The side a batch is padded on unless the checkpoint says (the reference's LLM classes pad left).
+    _default_padding_side = "right"
 
     def __init__(self, tokenizer_object: Tokenizer, *, class_name: str = GENERIC_CLASS, **kwargs: Any) -> None:
         """Read the options as the reference's constructors do, so that ids, the printed form and the
@@ -319,6 +321,10 @@ class PreTrainedTokenizer:
         if "additional_special_tokens" in kwargs and "extra_special_tokens" not in kwargs:
             kwargs["extra_special_tokens"] = kwargs.pop("additional_special_tokens")
         self.init_kwargs = copy.deepcopy(kwargs)
+        # Whether a text is framed by bos / eos when the post-processor is built from the flags; a
+        # tokenizer.json's own post-processor is kept unless they are given when loading.
+        self._add_bos_token = kwargs.pop("add_bos_token", False)
+        self._add_eos_token = kwargs.pop("add_eos_token", False)
         self.name_or_path = str(kwargs.pop("name_or_path", ""))
         self.verbose = bool(kwargs.pop("verbose", False))
         self._read_special_tokens(kwargs)
@@ -371,7 +377,7 @@ class PreTrainedTokenizer:
         if max_len is not None and (type(max_len) not in (int, float) or not max_len > 0):
             raise ConfigError(f"model_max_length must be a positive number of tokens, got {max_len!r}.")
         self.model_max_length = max_len if max_len is not None else VERY_LARGE_INTEGER
-        self.padding_side = kwargs.pop("padding_side", "right")
+        self.padding_side = kwargs.pop("padding_side", self._default_padding_side)
         self.truncation_side = kwargs.pop("truncation_side", "right")
         input_names = kwargs.pop("model_input_names", type(self).model_input_names)
         if not isinstance(input_names, (list, tuple)) or not all(isinstance(name, str) for name in input_names):
@@ -478,6 +484,59 @@ class PreTrainedTokenizer:
     @property
     def pad_token_type_id(self) -> int:
         return 0
+
+    @property
+    def add_bos_token(self) -> bool:
+        return self.__dict__.get("_add_bos_token", False)
+
+    @add_bos_token.setter
+    def add_bos_token(self, value: bool) -> None:
+        self._add_bos_token = value
+        self.update_post_processor()
+
+    @property
+    def add_eos_token(self) -> bool:
+        return self.__dict__.get("_add_eos_token", False)
+
+    @add_eos_token.setter
+    def add_eos_token(self, value: bool) -> None:
+        self._add_eos_token = value
+        self.update_post_processor()
+
+    def update_post_processor(self) -> None:
+        """Frame texts as ``add_bos_token`` / ``add_eos_token`` say (``<bos> A <eos> <bos> B <eos>``,
+        the second text with type id 1), replacing whatever post-processor the backend had. As in the
+        reference, a flag whose token is unset is turned off."""
+        bos, eos = self.bos_token, self.eos_token
+        if bos is None:
+            self._add_bos_token = False
+        if eos is None:
+            self._add_eos_token = False
+        add_bos, add_eos = self.add_bos_token, self.add_eos_token
+
+        def framed(sequence: str, type_id: int) -> str:
+            return " ".join(
+                ([f"{bos}:{type_id}"] if add_bos else []) + [f"${sequence}:{type_id}"]
+                + ([f"{eos}:{type_id}"] if add_eos else [])
+            )
+
+        specials = [(token, self.convert_tokens_to_ids(token)) for token, on in ((bos, add_bos), (eos, add_eos)) if on]
+        try:
+            self._backend.post_processor = processors.TemplateProcessing(
+                single=framed("A", 0), pair=f"{framed('A', 0)} {framed('B', 1)}", special_tokens=specials
+            )
+        except Exception as exc:
+            raise TokenizerError(f"Cannot frame texts with bos {bos!r} / eos {eos!r}: {exc}") from exc
+        self._single_type_ids_zero = None
+
+    def _set_post_processor(self, from_json: Any, explicit_bos_eos: bool) -> None:
+        """tokenizer.json's post-processor when there is one and the loading options name neither
+        flag; else the one ``add_bos_token`` / ``add_eos_token`` describe (the reference's rule)."""
+        if from_json is not None and not explicit_bos_eos:
+            self._backend.post_processor = from_json
+            self._single_type_ids_zero = None
+        else:
+            self.update_post_processor()
 
     # -- vocabulary ------------------------------------------------------------------------------
 
@@ -1155,7 +1214,8 @@ class PreTrainedTokenizer:
     # Set only on tokenizers built from a vocabulary (the reference's BertTokenizer and byte-level
     # BPE classes have them).
     _BUILDER_ATTRIBUTES = frozenset(
-        {"do_lower_case", "tokenize_chinese_chars", "strip_accents", "add_prefix_space", "trim_offsets"}
+        {"do_lower_case", "tokenize_chinese_chars", "strip_accents", "add_prefix_space", "trim_offsets",
+         "use_default_system_prompt"}
     )
 
     def _config_to_save(self) -> dict[str, Any]:
@@ -1322,27 +1382,48 @@ def _json_post_processor(data: dict[str, Any], tokenizer_file: str) -> Any:
 
 
 def _class_name(
-    source: Source, tokenizer_config: dict[str, Any], tokenizer_type: str | None, config: Any
+    source: Source, tokenizer_config: dict[str, Any], tokenizer_type: str | None, config: Any,
+    tokenizer_file: str | None,
 ) -> str | None:
-    """The tokenizer class a checkpoint asks for: tokenizer_config.json's tokenizer_class, else
-    config.json's tokenizer_class, else the default class of its model_type."""
+    """The tokenizer class to build, by the reference's AutoTokenizer rules.
+
+    The class named in tokenizer_config.json (else in config.json) is used, except that a model type
+    registered with the generic class, or one whose hub configs are known to name the wrong class,
+    gets its registered class; a "LlamaTokenizer" whose tokenizer.json is byte-level (Llama-3 style
+    files) is used as that file stands. With no class named, the model type's registered class.
+    """
     known = registry.DEFAULT_TOKENIZER
     if tokenizer_type is not None:
         if tokenizer_type not in known:
             raise TokenizerError(f"tokenizer_type={tokenizer_type!r} is unknown; known: {', '.join(sorted(known))}.")
         return known[tokenizer_type]
-    name = tokenizer_config.get("tokenizer_class")
-    if name is None:
-        if config is None:
-            path = source.resolve("config.json", required=False)
-            config = read_json(path, "config.json") if path else {}
-        read = config.get if isinstance(config, dict) else lambda key: getattr(config, key, None)
-        name, model_type = read("tokenizer_class"), read("model_type")
-        if name is None and isinstance(model_type, str):
-            name = known.get(model_type)
+    if config is None:
+        path = source.resolve("config.json", required=False)
+        config = read_json(path, "config.json") if path else {}
+    read = config.get if isinstance(config, dict) else lambda key: getattr(config, key, None)
+    name = tokenizer_config.get("tokenizer_class") or read("tokenizer_class")
     if name is not None and not isinstance(name, str):
         raise ConfigError(f"tokenizer_class of {source.describe()} must be a string, got {name!r}.")
-    return name.removesuffix("Fast") if name else None
+    model_type = read("model_type")
+    registered = known.get(model_type) if isinstance(model_type, str) else None
+    if name is None:
+        return registered
+    name = name.removesuffix("Fast")
+    wrong_on_hub = model_type in registry.HUB_TOKENIZER_CLASS_UNRELIABLE
+    if name == "LlamaTokenizer" and not wrong_on_hub and tokenizer_file is not None and _is_byte_level(tokenizer_file):
+        return GENERIC_CLASS
+    if registered is not None and registered != name and (registered == GENERIC_CLASS or wrong_on_hub):
+        return registered
+    return name
+
+
+def _is_byte_level(tokenizer_file: str) -> bool:
+    """Whether a tokenizer.json has a byte-level step anywhere (the reference's own test: the text)."""
+    try:
+        with open(tokenizer_file, encoding="utf-8") as handle:
+            return '"ByteLevel"' in handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TokenizerError(f"Could not read {tokenizer_file!r}: {exc}") from exc
 
 
 def _generic_class(source: Source, class_name: str | None, config: dict[str, Any], tokenizer_file: Any) -> str:
@@ -1386,7 +1467,7 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
     config_path = source.resolve(TOKENIZER_CONFIG_FILE, required=False)
     tokenizer_config = read_json(config_path, TOKENIZER_CONFIG_FILE) if config_path else {}
     tokenizer_file = source.resolve(TOKENIZER_FILE, required=False)
-    class_name = _class_name(source, tokenizer_config, tokenizer_type, model_config)
+    class_name = _class_name(source, tokenizer_config, tokenizer_type, model_config, tokenizer_file)
     builder = registry.tokenizer_builder(class_name)
     if builder is None:
         class_name = _generic_class(source, class_name, tokenizer_config, tokenizer_file)
@@ -1638,8 +1719,8 @@ def _build_generic(tokenizer_file: str, init_kwargs: dict[str, Any]) -> Tokenize
             f"newer tokenizers library."
         ) from exc
     tokenizer = TokenizersBackend(backend, class_name=GENERIC_CLASS, **init_kwargs)
-    if backend.post_processor is None:
-        backend.post_processor = processors.TemplateProcessing(single="$A:0", pair="$A:0 $B:1", special_tokens=[])
+    explicit = "add_bos_token" in init_kwargs or "add_eos_token" in init_kwargs
+    tokenizer._set_post_processor(backend.post_processor, explicit)
     return tokenizer
 
 
