@@ -365,3 +365,41 @@ def test_bad_configs_raise_config_error(overrides, message):
 def test_cross_attention_is_refused_clearly():
     with pytest.raises(ConfigError, match="add_cross_attention"):
         gpt2.GPT2Model(gpt2.GPT2Config(**TINY, add_cross_attention=True))
+
+
+def test_reorder_and_upcast_attn_scores_in_float32_for_bfloat16(checkpoints):
+    """In half precision the flag computes attention in float32 (the reference does so in its eager
+    path only); the cache then holds float32 keys, which shows the path ran. Ours is as close to
+    the float32 model as the reference's bfloat16 eager run is (bfloat16 rounding dominates both)."""
+    path, full = checkpoints("upcast-untied")
+    ref = load_reference("GPT2LMHeadModel", path, eager=True, dtype=torch.bfloat16)
+    model = gpt2.GPT2LMHeadModel.from_pretrained(path, dtype=torch.bfloat16)
+    input_ids, attention_mask = batch()
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=left_padded_positions(attention_mask))
+    exact, expected, got = run(full, **inputs).logits, run(ref, **inputs).logits, run(model, **inputs)
+    assert got.logits.dtype == torch.bfloat16 and got.past_key_values.keys[0].dtype == torch.float32
+    real = attention_mask.bool()[..., None]
+    ours_error = ((got.logits.float() - exact) * real).abs().max()
+    ref_error = ((expected.float() - exact) * real).abs().max()
+    assert ours_error <= 1.25 * ref_error, (ours_error, ref_error)
+    assert_tensors_close(got.logits * real, expected * real, "bf16 logits", {"rtol": 0.05, "atol": 0.1})
+
+
+def test_bad_inputs_raise_input_error(checkpoints):
+    path, _ = checkpoints("default")
+    model = gpt2.GPT2LMHeadModel.from_pretrained(path)
+    input_ids, attention_mask = batch()
+    cases = [
+        (dict(position_ids=-torch.ones(1, SEQ, dtype=torch.long)), "must not be negative"),
+        (dict(position_ids=torch.zeros(1, SEQ)), "position_ids must hold integer"),
+        (dict(token_type_ids=torch.zeros(3, 4, dtype=torch.long)), "token_type_ids must be"),
+        (dict(attention_mask=attention_mask[:, :5]), "attention_mask"),
+        (dict(past_key_values=((torch.zeros(1),),)), "past_key_values"),
+        (dict(logits_to_keep=-1), "logits_to_keep"),
+        (dict(labels=input_ids[:, :4]), "labels"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(InputError, match=message):
+            model(input_ids, **kwargs)
+    with pytest.raises(InputError, match="input_ids holds ids"):
+        model(input_ids + TINY["vocab_size"])

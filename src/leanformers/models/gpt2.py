@@ -241,23 +241,23 @@ class GPT2Model(GPT2PreTrainedModel):
         limit = self.wpe.num_embeddings
         if position_ids is None:
             if past + seq > limit:
-                raise InputError(self._too_long(past + seq - 1))
+                raise InputError(self._out_of_range(0, past + seq - 1))
             return self.wpe(torch.arange(past, past + seq, device=device)[None])
         position_ids = position_ids.to(device)
         # An out-of-range index on an accelerator is an unrecoverable device assert: check first there.
         if position_ids.device.type != "cpu" and bool(((position_ids < 0) | (position_ids >= limit)).any()):
-            raise InputError(self._too_long(int(position_ids.max())))
+            raise InputError(self._out_of_range(int(position_ids.min()), int(position_ids.max())))
         try:
             return self.wpe(position_ids)
         except IndexError:
-            raise InputError(self._too_long(int(position_ids.max()))) from None
+            raise InputError(self._out_of_range(int(position_ids.min()), int(position_ids.max()))) from None
 
-    def _too_long(self, last: int) -> str:
+    def _out_of_range(self, low: int, high: int) -> str:
         limit = self.wpe.num_embeddings
-        if last < 0:
-            return "position_ids must not be negative."
+        if low < 0:
+            return f"position_ids must not be negative, got {low}."
         return (
-            f"The input reaches position {last}, but this model learned position embeddings for n_positions={limit} "
+            f"The input reaches position {high}, but this model learned position embeddings for n_positions={limit} "
             f"positions (0 to {limit - 1}) only, and learned positions cannot be extrapolated. Truncate the input "
             f"(e.g. tokenizer(..., truncation=True, max_length={limit})) or generate fewer new tokens."
         )
@@ -289,8 +289,10 @@ class GPT2Model(GPT2PreTrainedModel):
             )
         cache = past_key_values if past_key_values is not None or not use_cache else KVCache(len(self.h))
         past = cache.get_seq_length() if cache is not None else 0
-        check_positions("token_type_ids", token_type_ids, batch, seq)
-        check_positions("position_ids", position_ids, batch, seq)
+        for name, ids in (("token_type_ids", token_type_ids), ("position_ids", position_ids)):
+            check_positions(name, ids, batch, seq)
+            if ids is not None and (ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool):
+                raise InputError(f"{name} must hold integer indices, got dtype {ids.dtype}.")
         hidden = embedding_lookup(self.wte, input_ids, "input_ids") if inputs_embeds is None else inputs_embeds
         hidden = hidden + self._position_embeddings(position_ids, past, seq, hidden.device)
         if token_type_ids is not None:
