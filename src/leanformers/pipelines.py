@@ -203,8 +203,17 @@ class Pipeline:
             raise InputError(f"The {self.task} pipeline got an empty list of inputs.")
         items = [self._check_item(item, params) for item in items]
         size = self.batch_size if batch_size is None else COUNT("batch_size", batch_size)
-        batches = (self._run(items[start : start + size], params) for start in range(0, len(items), size))
-        return self._shape([result for batch in batches for result in batch], items, single, params)
+        order = self._batch_order(items, size, params)
+        results: list[Any] = [None] * len(items)
+        for start in range(0, len(order), size):
+            batch = order[start : start + size]
+            for index, result in zip(batch, self._run([items[i] for i in batch], params)):
+                results[index] = result
+        return self._shape(results, items, single, params)
+
+    def _batch_order(self, items: list[Any], batch_size: int, params: dict[str, Any]) -> list[int]:
+        """The order in which items are cut into batches (results still come back in input order)."""
+        return list(range(len(items)))
 
     def run_batch(self, items: list[Any], **kwargs: Any) -> list[Any]:
         """Results for ``items`` (a list of single inputs) from one padded forward pass, in order."""
@@ -856,6 +865,240 @@ class FillMaskPipeline(_TextPipeline):
         return results[0] if single or len(results) == 1 else results
 
 
+# -- text generation ------------------------------------------------------------------------------
+
+# The reference pipeline's own generation defaults, for settings that neither the call nor the
+# checkpoint's generation_config.json sets; the sampling ones apply only when sampling.
+_GENERATION_DEFAULTS: dict[str, Any] = {"max_new_tokens": 256, "do_sample": True, "temperature": 0.7}
+_SAMPLING_SETTINGS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
+
+
+def _is_chat(value: Any) -> bool:
+    """A list of messages (dicts), as opposed to a prompt string or a batch of inputs."""
+    return isinstance(value, (list, tuple)) and bool(value) and isinstance(value[0], dict)
+
+
+def _check_chat(chat: Any, task: str) -> list[dict[str, Any]]:
+    if not chat:
+        raise InputError(f"The {task} pipeline got an empty chat: a chat needs at least one message.")
+    for index, message in enumerate(chat):
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            got = f"keys {sorted(map(str, message))}" if isinstance(message, dict) else _describe(message)
+            raise InputError(
+                f"Message {index} of a chat must be a dict with 'role' and 'content' keys, got {got}. A chat is a "
+                'list such as [{"role": "user", "content": "Hello"}]; a batch of chats is a list of such lists.'
+            )
+        if not isinstance(message["role"], str):
+            raise InputError(f"Message {index} of a chat has a role of {_describe(message['role'])}; roles are "
+                             "strings such as 'system', 'user' or 'assistant'.")
+    return list(chat)
+
+
+class TextGenerationPipeline(Pipeline):
+    """``pipe("Once upon a time")`` -> ``[{"generated_text": ...}]`` (one dict per returned sequence);
+    a chat (a list of ``{"role", "content"}`` messages) is rendered with the tokenizer's chat template
+    and answered with the conversation plus the new assistant message; a list of prompts or chats gives
+    a list per input. Keywords other than the pipeline's own options are generation settings
+    (``max_new_tokens``, ``do_sample``, ``temperature``...), over the checkpoint's generation_config.json,
+    over the reference pipeline's defaults (256 new tokens, sampling at temperature 0.7). Prompts are
+    batched longest first with left padding; every result equals the prompt's own unbatched run."""
+
+    task = "text-generation"
+    options = {
+        "return_full_text": (_FLAG, False), "return_tensors": (_FLAG, False), "return_text": (_FLAG, False),
+        "clean_up_tokenization_spaces": (_FLAG, False), "skip_special_tokens": (_FLAG, False),
+        "prefix": (_must("a string", lambda v: isinstance(v, str)), False),
+        "continue_final_message": (_FLAG, False), "tools": (_ANY, False), "documents": (_ANY, False),
+        "add_special_tokens": (_FLAG, False), "truncation": (_ANY, False),
+        "padding": (_ANY, False),  # accepted, as the reference; batches are always left-padded here
+        "tokenizer_encode_kwargs": (_must("a dict", lambda v: isinstance(v, dict)), False),
+        "streamer": (_ANY, False), "generation_config": (_ANY, False),
+    }
+
+    def __init__(self, model: Any, *args: Any, **kwargs: Any) -> None:
+        from .errors import UnsupportedModelError
+
+        if not callable(getattr(model, "generate", None)) or not hasattr(model, "generation_config"):
+            raise UnsupportedModelError(
+                f"The text-generation pipeline needs a causal language model (AutoModelForCausalLM, e.g. a "
+                f"LlamaForCausalLM); {type(model).__name__} cannot generate text."
+            )
+        super().__init__(model, *args, **kwargs)
+        if self.tokenizer is None:
+            raise InputError("The text-generation pipeline needs a tokenizer: pass tokenizer=.")
+
+    def _parameters(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        from .modeling.generation import FIELDS, GenerationConfig
+
+        settings = {name: kwargs.pop(name) for name in FIELDS if name in kwargs}
+        for name, problem in (("stop_sequence", "stop strings are not implemented yet"),
+                              ("handle_long_generation", "only prompts that fit the model are supported")):
+            if kwargs.get(name) is not None:
+                raise InputError(f"The text-generation pipeline does not support {name} ({problem}).")
+            kwargs.pop(name, None)
+        unknown = sorted(set(kwargs) - set(self.options))
+        if unknown:
+            raise InputError(
+                f"The text-generation pipeline got unknown argument(s) {unknown}: they are neither its options "
+                f"({', '.join(sorted(self.options))}) nor generation settings (GenerationConfig fields such as "
+                "max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty)."
+            )
+        params = super()._parameters(kwargs)
+        GenerationConfig(**settings)  # a wrong value is refused now, naming the setting
+        if params.get("generation_config") is not None and not isinstance(params["generation_config"],
+                                                                          GenerationConfig):
+            raise InputError("generation_config must be a leanformers GenerationConfig, got "
+                             f"{_describe(params['generation_config'])}.")
+        if params.get("return_full_text") is not None and "return_tensors" in params:
+            raise InputError("return_full_text and return_tensors cannot be given together: choose text or ids.")
+        if "return_text" in params and ("return_tensors" in params or "return_full_text" in params):
+            raise InputError("return_text cannot be given with return_full_text or return_tensors: use one of them.")
+        return {**params, **settings}
+
+    def _is_single(self, inputs: Any, params: dict[str, Any]) -> bool:
+        return isinstance(inputs, (str, dict)) or _is_chat(inputs) or not isinstance(inputs, (list, tuple))
+
+    def _check_item(self, item: Any, params: dict[str, Any]) -> Any:
+        if isinstance(item, str):
+            return item
+        if isinstance(item, dict):
+            raise InputError('A chat message must be inside a list: pipe([{"role": "user", "content": "Hello"}]).')
+        if isinstance(item, (list, tuple)):
+            return _check_chat(item, self.task)
+        raise InputError(f"The {self.task} pipeline takes a prompt string, a chat (a list of {{'role', 'content'}} "
+                         f"messages), or a list of either; got an item of {_describe(item)}.")
+
+    def _prefix(self, params: dict[str, Any]) -> str:
+        prefix = params.get("prefix", getattr(self.model.config, "prefix", None))
+        return prefix if isinstance(prefix, str) else ""
+
+    def _prompt_ids(self, item: Any, params: dict[str, Any]) -> list[int]:
+        """The token ids of one prompt: the text after the prefix, or the chat through its template."""
+        options = {name: params[name] for name in ("add_special_tokens", "truncation") if name in params}
+        if params.get("max_length") is not None:  # as the reference: a tokenizer limit as well
+            options["max_length"] = params["max_length"]
+        options.update(params.get("tokenizer_encode_kwargs") or {})
+        if isinstance(item, str):
+            ids = self.tokenizer(self._prefix(params) + item, **options)["input_ids"]
+        else:
+            options.pop("add_special_tokens", None)
+            continuing = self._continues(item, params)
+            ids = self.tokenizer.apply_chat_template(
+                item, add_generation_prompt=not continuing, continue_final_message=continuing, tokenize=True,
+                return_dict=True, tools=params.get("tools"), documents=params.get("documents"), **options,
+            )["input_ids"]
+        if not ids:
+            raise InputError(
+                f"The prompt {item!r} gives no tokens (this tokenizer adds no BOS token to an empty text): give "
+                "some text for the model to continue."
+            )
+        return list(ids)
+
+    @staticmethod
+    def _continues(chat: list[dict[str, Any]], params: dict[str, Any]) -> bool:
+        """Whether the model continues the chat's last message: by default when the assistant wrote it."""
+        given = params.get("continue_final_message")
+        return chat[-1]["role"] == "assistant" if given is None else given
+
+    def input_length(self, item: Any) -> int:
+        return len(self._prompt_ids(self._check_item(item, self._defaults), self._defaults))
+
+    def _batch_order(self, items: list[Any], batch_size: int, params: dict[str, Any]) -> list[int]:
+        if batch_size == 1 or len(items) == 1:
+            return list(range(len(items)))
+        lengths = [len(self._prompt_ids(item, params)) for item in items]
+        return sorted(range(len(items)), key=lambda i: -lengths[i])
+
+    def _generate_kwargs(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The call's generation settings plus the pipeline's defaults for those no one set (the
+        reference's rule); a total length grows by the prefix's tokens."""
+        import copy
+
+        from .modeling.generation import FIELDS
+
+        given = {name: params[name] for name in FIELDS if name in params}
+        user_config = params.get("generation_config")
+        chosen = {k: v for k, v in self.model.generation_config.to_dict().items() if k in FIELDS and v is not None}
+        if user_config is not None:
+            chosen.update({k: v for k, v in user_config.to_dict().items() if k in FIELDS and v is not None})
+        chosen.update(given)
+        added = {k: v for k, v in _GENERATION_DEFAULTS.items()
+                 if k not in chosen and not (k == "max_new_tokens" and "max_length" in chosen)}
+        if self.tokenizer.pad_token_id is not None and "pad_token_id" not in chosen:
+            added["pad_token_id"] = self.tokenizer.pad_token_id
+        if not {**chosen, **added}.get("do_sample"):
+            added = {k: v for k, v in added.items() if k not in _SAMPLING_SETTINGS}
+        prefix = self._prefix(params)
+        if prefix:
+            prefix_length = len(self.tokenizer(prefix, add_special_tokens=params.get("add_special_tokens", False))[
+                "input_ids"])
+            for total, new in (("max_length", "max_new_tokens"), ("min_length", "min_new_tokens")):
+                if total in chosen and new not in chosen:
+                    given[total] = chosen[total] + prefix_length
+        kwargs = {**given, **added}
+        if user_config is not None:
+            user_config = copy.deepcopy(user_config)
+            user_config.update(**added)
+            kwargs = {**given, "generation_config": user_config}
+        if params.get("streamer") is not None:
+            kwargs["streamer"] = params["streamer"]
+        return kwargs
+
+    def _run(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
+        import torch
+
+        prompts = [self._prompt_ids(item, params) for item in items]
+        kwargs = self._generate_kwargs(params)
+        longest = max(len(ids) for ids in prompts)
+        pad = self.tokenizer.pad_token_id
+        if pad is None:  # the mask hides padding, so any id will do; the reference would refuse to batch
+            pad = self.tokenizer.eos_token_id or 0
+        input_ids = torch.full((len(prompts), longest), pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), longest), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, longest - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, longest - len(ids):] = 1
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids.to(self.device), attention_mask=attention_mask.to(self.device), **kwargs
+            ).cpu()
+        per_prompt = output.shape[0] // len(prompts)
+        eos = self._eos_ids(kwargs)
+        results = []
+        for row, (item, ids) in enumerate(zip(items, prompts)):
+            records = []
+            for sequence in output[row * per_prompt : (row + 1) * per_prompt].tolist():
+                new = sequence[longest:]
+                # A row that stopped before the batch did is filled after its EOS: its own run ends there.
+                end = next((i + 1 for i, token in enumerate(new) if token in eos), len(new))
+                records.append(self._record(item, ids, new[:end], params))
+            results.append(records)
+        return results
+
+    def _eos_ids(self, kwargs: dict[str, Any]) -> set[int]:
+        config = kwargs.get("generation_config")
+        eos = kwargs.get("eos_token_id", getattr(config, "eos_token_id", None) if config is not None else None)
+        if eos is None:
+            eos = self.model.generation_config.eos_token_id
+        return set() if eos is None else set(eos) if isinstance(eos, (list, tuple)) else {eos}
+
+    def _record(self, item: Any, prompt: list[int], new: list[int], params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("return_tensors"):
+            return {"generated_token_ids": prompt + new}
+        decode_options = {"skip_special_tokens": params.get("skip_special_tokens", True)}
+        if "clean_up_tokenization_spaces" in params:
+            decode_options["clean_up_tokenization_spaces"] = params["clean_up_tokenization_spaces"]
+        text = self.tokenizer.decode(new, **decode_options)
+        if params.get("return_full_text") is False:
+            return {"generated_text": text}
+        if isinstance(item, str):
+            return {"generated_text": item + text}
+        if self._continues(item, params):
+            last = item[-1]
+            return {"generated_text": [*item[:-1], {"role": last["role"], "content": last["content"] + text}]}
+        return {"generated_text": [*item, {"role": "assistant", "content": text}]}
+
+
 # -- images ---------------------------------------------------------------------------------------
 
 
@@ -1093,12 +1336,14 @@ def _check_vocabularies(tokenizer: Any, config: Any) -> None:
 
 def pipeline(
     task: str | None = None, model: Any = None, *, tokenizer: Any = None, image_processor: Any = None,
-    feature_extractor: Any = None, device: Any = None, batch_size: int = 1, dtype: Any = None, **kwargs: Any,
+    feature_extractor: Any = None, device: Any = None, batch_size: int = 1, dtype: Any = None,
+    gguf_file: str | None = None, **kwargs: Any,
 ) -> Pipeline:
     """A ready pipeline for ``task`` (None: from ``config.architectures``) over ``model`` (a checkpoint
     folder / hub id, or a loaded model); processors not given come from the checkpoint. Checkpoint options
     (``revision``, ``token``...) apply to model and processors, other loading options go in
-    ``model_kwargs``, and remaining keywords are the task's call options, as defaults (``top_k=3``)."""
+    ``model_kwargs``, and remaining keywords are the task's call options, as defaults (``top_k=3``).
+    ``gguf_file`` (a file in the checkpoint) is passed to every ``from_pretrained`` that loads it."""
     from . import auto
     from .hub import split_source_options
 
@@ -1109,6 +1354,8 @@ def pipeline(
     kwargs.pop("trust_remote_code", None)  # never honoured: leanformers runs no checkpoint code
     source_options, kwargs = split_source_options(kwargs)
     source_options.update(split_source_options(model_kwargs)[0])
+    if gguf_file is not None:
+        source_options["gguf_file"] = gguf_file
     model_kwargs.update(source_options)
     dtype = _dtype_of(dtype if dtype is not None else kwargs.pop("torch_dtype", None))
     if dtype is not None:
@@ -1155,7 +1402,7 @@ def _pipeline_class(task: str) -> type[Pipeline]:
 __all__ = [
     "AudioClassificationPipeline", "AutomaticSpeechRecognitionPipeline", "FeatureExtractionPipeline",
     "FillMaskPipeline", "ImageClassificationPipeline", "ImageFeatureExtractionPipeline", "Pipeline",
-    "QuestionAnsweringPipeline", "TextClassificationPipeline", "TokenClassificationPipeline",
+    "QuestionAnsweringPipeline", "TextClassificationPipeline", "TextGenerationPipeline", "TokenClassificationPipeline",
     "ZeroShotClassificationPipeline", "infer_task",
     "pipeline", "resolve_task",
 ]
