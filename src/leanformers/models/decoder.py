@@ -1,9 +1,14 @@
 """One config-driven decoder for the Llama family of causal language models: Llama (and SmolLM),
-Mistral, Qwen2 and Qwen3 are the same network with different flags (litgpt's single ``GPT`` class).
+Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3 (text), Phi-3 and OLMo 2 are the same network with
+different flags (litgpt's single ``GPT`` class).
 
-What a family changes lives on its config class as data: which projections carry biases, whether
-queries and keys are RMS-normalised per head, and which layers attend through a sliding window.
-The modules read only the resolved flags, so a new family is a config subclass and two aliases.
+What a family changes lives on its config class as data: which projections carry biases and whether
+they are fused (Phi-3), whether queries and keys are RMS-normalised per head (Qwen3, Gemma 3) or over
+their full width (OLMo 2), where the layer norms sit (before each block; also after it, Gemma 2/3;
+only after it, OLMo 2), the norm's arithmetic (Gemma scales by 1 + w), scaled embeddings, attention
+scale and soft-caps, which layers attend through a sliding window, per-layer-type rotary settings
+(Gemma 3) and partial rotary dimensions (Phi-3). The modules read only the resolved flags, so a new
+family is a config subclass and two aliases.
 
 Module paths equal the reference library's checkpoint keys (``model.layers.0.self_attn.q_proj.weight``,
 ``model.norm.weight``, ``lm_head.weight``). Attention goes through ``attend`` with a causal ``Mask``
@@ -27,7 +32,7 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import get_activation
-from ..modeling.attention import KVCache, Mask, attend, run_layers
+from ..modeling.attention import KVCache, Mask, attend, rotate, run_layers
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import (
     check_positions,
@@ -57,16 +62,40 @@ ROPE_TYPES: dict[str, tuple[str, ...]] = {
 class DecoderConfig(PretrainedConfig):
     """The shared settings; a family subclass sets ``defaults`` and its flags:
 
-    ``qkv_bias``: True/False fixes the query/key/value biases (Qwen2 always has them), None reads
-    ``attention_bias`` (which then covers the output projection too); ``qk_norm``: RMSNorm over each
-    head of queries and keys (Qwen3); ``windowing``: "none", "all" (Mistral: every layer windowed
-    when ``sliding_window`` is set) or "layer_types" (Qwen: ``use_sliding_window`` and
-    ``layer_types``, derived from ``max_window_layers`` when absent).
+    ``qkv_bias``: True/False fixes the query/key/value biases (Qwen2 always has them, Phi-3 never),
+    None reads ``attention_bias`` (which then covers the output projection too); ``qk_norm``: RMSNorm
+    of queries and keys, "per_head" (Qwen3, Gemma 3) or "full_width" (OLMo 2: over all heads at once);
+    ``windowing``: "none", "all" (Mistral, Phi-3: every layer windowed when ``sliding_window`` is set)
+    or "layer_types" (each layer's kind in ``layer_types``, derived by ``default_layer_types`` when
+    absent; Qwen also needs ``use_sliding_window``); ``norm_placement``: "pre" (Llama), "sandwich"
+    (Gemma 2/3: also a norm after attention and after the feed-forward) or "post" (OLMo 2: after
+    each block only); ``norm_offset`` and ``norm_in_float32``: the RMSNorm weight is applied as
+    ``offset + w`` and the scaling done in float32 before casting (Gemma: 1 and True; OLMo 2: 0 and
+    True; Llama scales in the input's dtype); ``activation_key``: the config key naming the
+    feed-forward's activation; ``fused_projections``: one ``qkv_proj`` and one ``gate_up_proj``
+    (Phi-3); ``scale_embeddings``: embeddings times sqrt(hidden_size) (Gemma);
+    ``scores_by_query_pre_attn_scalar``: attention scaled by ``query_pre_attn_scalar`` ** -0.5 rather than head_dim ** -0.5;
+    ``attention_softcap`` / ``final_softcap``: tanh soft-capping of attention scores by
+    ``attn_logit_softcapping`` / of the logits by ``final_logit_softcapping``; ``partial_rotary``:
+    ``partial_rotary_factor`` < 1 rotates only that share of each head (Phi-3); ``rope_types``: the
+    rotary types the family accepts, ``rope_aliases`` older names for them.
     """
 
     qkv_bias: ClassVar[bool | None] = None
-    qk_norm: ClassVar[bool] = False
+    qk_norm: ClassVar[str | None] = None
     windowing: ClassVar[str] = "none"
+    norm_placement: ClassVar[str] = "pre"
+    norm_offset: ClassVar[float] = 0.0
+    norm_in_float32: ClassVar[bool] = False
+    activation_key: ClassVar[str] = "hidden_act"
+    fused_projections: ClassVar[bool] = False
+    scale_embeddings: ClassVar[bool] = False
+    scores_by_query_pre_attn_scalar: ClassVar[bool] = False
+    attention_softcap: ClassVar[bool] = False
+    final_softcap: ClassVar[bool] = False
+    partial_rotary: ClassVar[bool] = False
+    rope_types: ClassVar[tuple[str, ...]] = tuple(ROPE_TYPES)
+    rope_aliases: ClassVar[dict[str, str]] = {}
     defaults: ClassVar[dict[str, Any]] = {
         "vocab_size": 32000,
         "hidden_size": 4096,
@@ -89,38 +118,53 @@ class DecoderConfig(PretrainedConfig):
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs = dict(kwargs)
-        # Older files keep the rotary settings in rope_scaling and the base in rope_theta.
+        kwargs["rope_parameters"] = self._rope_from(kwargs)
+        given = {**self.defaults, **kwargs}
+        if given["num_key_value_heads"] is None:
+            kwargs["num_key_value_heads"] = given["num_attention_heads"]
+        if given["head_dim"] is None:
+            hidden, heads = given["hidden_size"], given["num_attention_heads"]
+            if isinstance(hidden, int) and isinstance(heads, int) and heads > 0:
+                kwargs["head_dim"] = hidden // heads
+        if self.windowing == "layer_types" and given.get("layer_types") is None:
+            kwargs["layer_types"] = self.default_layer_types(given)
+        super().__init__(**kwargs)
+
+    # Older files keep the rotary settings in rope_scaling and the base in rope_theta.
+    def _rope_from(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The standard ``rope_parameters`` from the constructor's keys (``rope_scaling`` popped)."""
         scaling = kwargs.pop("rope_scaling", None)
         rope = copy.deepcopy(scaling or kwargs.get("rope_parameters") or {})
+        return self._standard_rope(rope, kwargs.get("rope_theta", 10000.0), kwargs, "rope_parameters")
+
+    def _standard_rope(self, rope: Any, theta: float, kwargs: dict[str, Any], where: str) -> dict[str, Any]:
         if not isinstance(rope, dict):
-            raise ConfigError(f"rope_parameters must be a mapping of rotary settings, got {rope!r}.")
-        rope.setdefault("rope_type", rope.pop("type", "default"))
-        rope.setdefault("rope_theta", kwargs.get("rope_theta", 10000.0))
+            raise ConfigError(f"{where} must be a mapping of rotary settings, got {rope!r}.")
+        rope.setdefault("rope_type", rope.get("type", "default"))
+        rope["rope_type"] = self.rope_aliases.get(rope["rope_type"], rope["rope_type"])
+        rope.setdefault("rope_theta", theta)
+        partial = kwargs.get("partial_rotary_factor", 1.0 if self.partial_rotary else None)
+        if partial is not None:
+            rope.setdefault("partial_rotary_factor", partial)
         if rope["rope_type"] in ("yarn", "llama3", "longrope"):
-            original = kwargs.get("original_max_position_embeddings")
+            # A top-level original_max_position_embeddings (a default of some families) wins, as in the reference.
+            original = {**self.defaults, **kwargs}.get("original_max_position_embeddings")
             if original is not None:
                 rope["original_max_position_embeddings"] = original
             rope.setdefault(
                 "original_max_position_embeddings",
                 kwargs.get("max_position_embeddings", self.defaults["max_position_embeddings"]),
             )
-        kwargs["rope_parameters"] = rope
-        given = {**self.defaults, **kwargs}
-        if given["num_key_value_heads"] is None:
-            kwargs["num_key_value_heads"] = kwargs.get("num_attention_heads", self.defaults["num_attention_heads"])
-        if given["head_dim"] is None:
-            hidden = kwargs.get("hidden_size", self.defaults["hidden_size"])
-            heads = kwargs.get("num_attention_heads", self.defaults["num_attention_heads"])
-            if isinstance(hidden, int) and isinstance(heads, int) and heads > 0:
-                kwargs["head_dim"] = hidden // heads
-        if self.windowing == "layer_types" and kwargs.get("layer_types") is None:
-            layers = kwargs.get("num_hidden_layers", self.defaults["num_hidden_layers"])
-            windowed = kwargs.get("use_sliding_window", self.defaults["use_sliding_window"]) and kwargs.get(
-                "sliding_window", self.defaults["sliding_window"]) is not None
-            first = kwargs.get("max_window_layers", self.defaults["max_window_layers"])
-            if isinstance(layers, int) and isinstance(first, int):
-                kwargs["layer_types"] = [SLIDING if windowed and i >= first else FULL for i in range(layers)]
-        super().__init__(**kwargs)
+        return rope
+
+    @classmethod
+    def default_layer_types(cls, given: dict[str, Any]) -> list[str] | None:
+        """Qwen: sliding layers from ``max_window_layers`` on, when ``use_sliding_window``."""
+        layers, first = given["num_hidden_layers"], given["max_window_layers"]
+        windowed = given["use_sliding_window"] and given["sliding_window"] is not None
+        if not isinstance(layers, int) or not isinstance(first, int):
+            return None
+        return [SLIDING if windowed and i >= first else FULL for i in range(layers)]
 
     def validate(self) -> None:
         for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -139,7 +183,7 @@ class DecoderConfig(PretrainedConfig):
         eps = self.rms_norm_eps
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise ConfigError(f"rms_norm_eps must be a positive number, got {eps!r}.")
-        get_activation(self.hidden_act, "hidden_act")
+        get_activation(getattr(self, self.activation_key), self.activation_key)
         for key in ("attention_bias", "mlp_bias", "tie_word_embeddings"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}.")
@@ -159,44 +203,87 @@ class DecoderConfig(PretrainedConfig):
                     f"layer_types must list {FULL!r} or {SLIDING!r} for each of the {self.num_hidden_layers} "
                     f"layers (num_hidden_layers), got {kinds!r}."
                 )
+        if self.scores_by_query_pre_attn_scalar:
+            scalar = self.get_value("query_pre_attn_scalar")
+            if isinstance(scalar, bool) or not isinstance(scalar, (int, float)) or not scalar > 0:
+                raise ConfigError(f"query_pre_attn_scalar must be a positive number, got {scalar!r}.")
+        for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+            cap = self.get_value(key)
+            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or not cap > 0):
+                raise ConfigError(f"{key} must be a positive number or null (no soft-capping), got {cap!r}.")
+        if self.get_value("use_bidirectional_attention"):
+            raise ConfigError(
+                "use_bidirectional_attention=True (an encoder-style Gemma) is not supported: this decoder attends "
+                "causally; set it to false or null."
+            )
         self._validate_rope()
 
+    def get_value(self, key: str) -> Any:
+        """The config's value for ``key``, None when the file and the family's defaults lack it."""
+        return getattr(self, key) if key in self else None
+
     def _validate_rope(self) -> None:
-        rope = self.rope_parameters
+        for kind, rope in self.rope_settings().items():
+            self._validate_rope_settings(rope, "rope_parameters" if kind is None else f"rope_parameters[{kind!r}]")
+
+    def _validate_rope_settings(self, rope: dict[str, Any], where: str) -> None:
         kind = rope["rope_type"]
-        if kind not in ROPE_TYPES:
+        if kind not in self.rope_types:
             raise ConfigError(
-                f"rope_type {kind!r} is not supported; use one of: {', '.join(ROPE_TYPES)}."
+                f"{where}: rope_type {kind!r} is not supported for model type {self.model_type!r}; use one of: "
+                f"{', '.join(self.rope_types)}."
             )
         theta = rope["rope_theta"]
         if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
-            raise ConfigError(f"rope_parameters['rope_theta'] must be a positive number, got {theta!r}.")
+            raise ConfigError(f"{where}['rope_theta'] must be a positive number, got {theta!r}.")
         missing = [key for key in ROPE_TYPES[kind] if rope.get(key) is None]
         if missing:
-            raise ConfigError(f"rope_type {kind!r} needs {', '.join(missing)} in rope_parameters (or rope_scaling).")
+            raise ConfigError(f"rope_type {kind!r} needs {', '.join(missing)} in {where} (or rope_scaling).")
         factor = rope.get("factor")
         if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0):
-            raise ConfigError(f"rope_parameters['factor'] must be a positive number, got {factor!r}.")
+            raise ConfigError(f"{where}['factor'] must be a positive number, got {factor!r}.")
         if kind in ("linear", "dynamic", "llama3") and factor < 1:
             raise ConfigError(f"rope_type {kind!r} needs factor >= 1, got {factor!r}.")
         if kind == "llama3" and not rope["high_freq_factor"] > rope["low_freq_factor"]:
             raise ConfigError("rope_type 'llama3' needs high_freq_factor > low_freq_factor.")
+        partial = rope.get("partial_rotary_factor", 1.0)
+        if partial != 1.0:
+            if not self.partial_rotary:
+                raise ConfigError(
+                    f"{where}: partial_rotary_factor other than 1.0 is not supported for model type "
+                    f"{self.model_type!r} (the reference rotates whole heads there), got {partial!r}."
+                )
+            if isinstance(partial, bool) or not isinstance(partial, (int, float)) or not 0 < partial <= 1:
+                raise ConfigError(f"{where}['partial_rotary_factor'] must be in (0, 1], got {partial!r}.")
+            dims = rotary_dim(self, rope)
+            if dims < 2 or dims % 2:
+                raise ConfigError(
+                    f"{where}: partial_rotary_factor={partial!r} rotates int(head_dim * factor) = {dims} channels of "
+                    f"each {self.head_dim}-channel head; that must be a positive even number."
+                )
         if kind == "longrope":
+            pairs = rotary_dim(self, rope) // 2
             for key in ("short_factor", "long_factor"):
-                if not isinstance(rope[key], list) or len(rope[key]) != self.head_dim // 2:
+                if not isinstance(rope[key], list) or len(rope[key]) != pairs:
                     raise ConfigError(
-                        f"rope_parameters[{key!r}] must list {self.head_dim // 2} numbers (head_dim / 2), "
-                        f"got {rope[key]!r}."
+                        f"{where}[{key!r}] must list {pairs} numbers (one per rotated channel pair), got {rope[key]!r}."
                     )
-        if rope.get("partial_rotary_factor", 1.0) != 1.0:
-            raise ConfigError("partial_rotary_factor other than 1.0 is not supported for this model type.")
+
+    def rope_settings(self) -> dict[str | None, dict[str, Any]]:
+        """Rotary settings by layer kind (None: one setting for every layer)."""
+        return {None: self.rope_parameters}
+
+    def layer_rope_kinds(self) -> list[str | None]:
+        """Each layer's key into ``rope_settings()``."""
+        return [None] * self.num_hidden_layers
 
     def layer_windows(self) -> list[int | None]:
         """Each layer's sliding window (None: attends to every earlier position)."""
         layers = range(self.num_hidden_layers)
         if self.windowing == "all":
             return [self.sliding_window for _ in layers]
-        if self.windowing == "layer_types" and self.use_sliding_window:
+        # Gemma has no use_sliding_window switch: its sliding layers always slide.
+        if self.windowing == "layer_types" and self.get_value("use_sliding_window") is not False:
             return [self.sliding_window if self.layer_types[i] == SLIDING else None for i in layers]
         return [None for _ in layers]
 
@@ -205,6 +292,15 @@ class DecoderConfig(PretrainedConfig):
         if self.qkv_bias is None:
             return self.attention_bias, self.attention_bias
         return self.qkv_bias, False
+
+    def attention_scale(self) -> float | None:
+        """The attention scores' factor (None: head_dim ** -0.5)."""
+        return self.get_value("query_pre_attn_scalar") ** -0.5 if self.scores_by_query_pre_attn_scalar else None
+
+    def softcaps(self) -> tuple[float | None, float | None]:
+        """(attention scores' cap, logits' cap); None: not capped."""
+        return (self.get_value("attn_logit_softcapping") if self.attention_softcap else None,
+                self.get_value("final_logit_softcapping") if self.final_softcap else None)
 
 
 class LlamaConfig(DecoderConfig):
@@ -238,19 +334,155 @@ class Qwen2Config(DecoderConfig):
 
 class Qwen3Config(DecoderConfig):
     model_type: ClassVar[str] = "qwen3"
-    qk_norm = True
+    qk_norm = "per_head"
     windowing = "layer_types"
     defaults: ClassVar[dict[str, Any]] = {**_QWEN_DEFAULTS, "head_dim": 128}
+
+
+_GEMMA_DEFAULTS = {
+    **DecoderConfig.defaults, "vocab_size": 256000, "hidden_size": 3072, "intermediate_size": 24576,
+    "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 256,
+    "hidden_act": "gelu_pytorch_tanh", "max_position_embeddings": 8192, "pad_token_id": 0, "eos_token_id": 1,
+    "bos_token_id": 2, "tie_word_embeddings": True, "use_bidirectional_attention": None,
+}
+
+
+class GemmaConfig(DecoderConfig):
+    model_type: ClassVar[str] = "gemma"
+    norm_offset = 1.0
+    norm_in_float32 = True
+    scale_embeddings = True
+    defaults: ClassVar[dict[str, Any]] = dict(_GEMMA_DEFAULTS)
+
+    def __init__(self, **kwargs: Any) -> None:
+        # The original Gemma files say "gelu" and mean the tanh approximation (so does the reference).
+        if kwargs.get("hidden_act") == "gelu":
+            kwargs["hidden_act"] = "gelu_pytorch_tanh"
+        super().__init__(**kwargs)
+
+
+# Gemma 2 and 3 name the activation hidden_activation and have no hidden_act.
+_GEMMA2_DEFAULTS = {
+    **{key: value for key, value in _GEMMA_DEFAULTS.items() if key != "hidden_act"},
+    "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 2304, "intermediate_size": 9216,
+    "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4, "query_pre_attn_scalar": 256,
+    "sliding_window": 4096, "layer_types": None, "final_logit_softcapping": 30.0, "attn_logit_softcapping": 50.0,
+}
+
+
+class Gemma2Config(GemmaConfig):
+    model_type: ClassVar[str] = "gemma2"
+    windowing = "layer_types"
+    norm_placement = "sandwich"
+    activation_key = "hidden_activation"
+    scores_by_query_pre_attn_scalar = True
+    attention_softcap = True
+    final_softcap = True
+    defaults: ClassVar[dict[str, Any]] = dict(_GEMMA2_DEFAULTS)
+
+    @classmethod
+    def default_layer_types(cls, given: dict[str, Any]) -> list[str] | None:
+        """Sliding and full layers alternate, sliding first."""
+        layers = given["num_hidden_layers"]
+        return [SLIDING if (i + 1) % 2 else FULL for i in range(layers)] if isinstance(layers, int) else None
+
+
+class Gemma3TextConfig(Gemma2Config):
+    """Gemma 2 with per-head q/k norms, no attention soft-cap, and rotary settings per layer kind:
+    ``rope_parameters`` maps "full_attention" and "sliding_attention" to their own settings (older
+    files: ``rope_theta`` and ``rope_scaling`` for full layers, ``rope_local_base_freq`` for sliding
+    ones). The reference stores ``attn_logit_softcapping`` but never applies it; neither does this."""
+
+    model_type: ClassVar[str] = "gemma3_text"
+    qk_norm = "per_head"
+    attention_softcap = False
+    defaults: ClassVar[dict[str, Any]] = {
+        **_GEMMA2_DEFAULTS, "vocab_size": 262208, "max_position_embeddings": 131072,
+        "final_logit_softcapping": None, "attn_logit_softcapping": None, "use_bidirectional_attention": False,
+    }
+
+    def _rope_from(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        scaling = kwargs.pop("rope_scaling", None)
+        given = copy.deepcopy(kwargs.get("rope_parameters") or {})
+        if not isinstance(given, dict) or not set(given) <= {FULL, SLIDING}:
+            raise ConfigError(
+                f"gemma3_text rope_parameters must map {FULL!r} and {SLIDING!r} to their rotary settings, got {given!r}."
+            )
+        full, sliding = given.get(FULL) or {}, given.get(SLIDING) or {}
+        if scaling is not None:
+            if not isinstance(full, dict) or not isinstance(scaling, dict):
+                raise ConfigError(f"rope_scaling must be a mapping of rotary settings, got {scaling!r}.")
+            full.update(scaling)  # older files: rope_scaling is the global layers' setting
+        return {
+            FULL: self._standard_rope(full, kwargs.get("rope_theta", 1_000_000.0), kwargs, f"rope_parameters[{FULL!r}]"),
+            SLIDING: self._standard_rope(
+                sliding, kwargs.get("rope_local_base_freq", 10_000.0), kwargs, f"rope_parameters[{SLIDING!r}]"
+            ),
+        }
+
+    @classmethod
+    def default_layer_types(cls, given: dict[str, Any]) -> list[str] | None:
+        """Every ``sliding_window_pattern``-th layer (default 6th) is full, the others slide."""
+        layers, pattern = given["num_hidden_layers"], given.get("sliding_window_pattern", 6)
+        if not isinstance(layers, int):
+            return None
+        if isinstance(pattern, bool) or not isinstance(pattern, int) or pattern < 1:
+            raise ConfigError(f"sliding_window_pattern must be a positive int, got {pattern!r}.")
+        return [SLIDING if (i + 1) % pattern else FULL for i in range(layers)]
+
+    def rope_settings(self) -> dict[str | None, dict[str, Any]]:
+        return dict(self.rope_parameters)
+
+    def layer_rope_kinds(self) -> list[str | None]:
+        return list(self.layer_types)
+
+
+class Phi3Config(DecoderConfig):
+    """Llama with fused projections and partial rotary dimensions; rope_type "su" and "yarn" in
+    older files mean longrope (as the reference reads them)."""
+
+    model_type: ClassVar[str] = "phi3"
+    qkv_bias = False
+    windowing = "all"
+    fused_projections = True
+    partial_rotary = True
+    rope_types = ("default", "longrope")
+    rope_aliases: ClassVar[dict[str, str]] = {"su": "longrope", "yarn": "longrope"}
+    defaults: ClassVar[dict[str, Any]] = {
+        **DecoderConfig.defaults, "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192,
+        "resid_pdrop": 0.0, "embd_pdrop": 0.0, "max_position_embeddings": 4096,
+        "original_max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "bos_token_id": 1,
+        "eos_token_id": 32000, "pad_token_id": 32000, "sliding_window": None,
+    }
+
+
+class Olmo2Config(DecoderConfig):
+    model_type: ClassVar[str] = "olmo2"
+    qk_norm = "full_width"
+    norm_placement = "post"
+    norm_in_float32 = True
+    defaults: ClassVar[dict[str, Any]] = {
+        **DecoderConfig.defaults, "vocab_size": 50304, "rms_norm_eps": 1e-5, "pad_token_id": 1,
+        "bos_token_id": None, "eos_token_id": 50279,
+    }
+
+
+def rotary_dim(config: DecoderConfig, rope: dict[str, Any]) -> int:
+    """How many channels of each head the rotary settings ``rope`` rotate (the first ones)."""
+    return int(config.head_dim * rope.get("partial_rotary_factor", 1.0))
 
 
 # -- rotary positions ---------------------------------------------------------------------------
 
 
-def rotary_frequencies(config: DecoderConfig, seq_len: int) -> tuple[torch.Tensor, float]:
-    """Inverse frequencies (head_dim / 2,) and the factor cos/sin are scaled by, for a forward whose
-    largest position is ``seq_len - 1`` (dynamic and longrope scaling depend on it)."""
-    rope = config.rope_parameters
-    kind, base, dim = rope["rope_type"], float(rope["rope_theta"]), config.head_dim
+def rotary_frequencies(
+    config: DecoderConfig, seq_len: int, rope: dict[str, Any] | None = None
+) -> tuple[torch.Tensor, float]:
+    """Inverse frequencies (rotated channels / 2,) and the factor cos/sin are scaled by, for a forward
+    whose largest position is ``seq_len - 1`` (dynamic and longrope scaling depend on it). ``rope``:
+    the rotary settings (default ``config.rope_parameters``; Gemma 3 has one per layer kind)."""
+    rope = config.rope_parameters if rope is None else rope
+    kind, base, dim = rope["rope_type"], float(rope["rope_theta"]), rotary_dim(config, rope)
     exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
     if kind == "dynamic" and seq_len > config.max_position_embeddings:
         # NTK-aware: the base grows with the sequence once it passes the trained length.
@@ -262,7 +494,7 @@ def rotary_frequencies(config: DecoderConfig, seq_len: int) -> tuple[torch.Tenso
     if kind == "llama3":
         return _llama3(inv_freq, rope), 1.0
     if kind == "yarn":
-        return _yarn(inv_freq, base, dim, config)
+        return _yarn(inv_freq, base, dim, config, rope)
     if kind == "longrope":
         original = rope["original_max_position_embeddings"]
         factor = rope.get("factor") or config.max_position_embeddings / original
@@ -286,9 +518,10 @@ def _llama3(inv_freq: torch.Tensor, rope: dict[str, Any]) -> torch.Tensor:
     return torch.where(medium, smoothed, scaled)
 
 
-def _yarn(inv_freq: torch.Tensor, base: float, dim: int, config: DecoderConfig) -> tuple[torch.Tensor, float]:
+def _yarn(
+    inv_freq: torch.Tensor, base: float, dim: int, config: DecoderConfig, rope: dict[str, Any]
+) -> tuple[torch.Tensor, float]:
     """YaRN: interpolate low frequencies, keep high ones, ramp between; scale attention by mscale."""
-    rope = config.rope_parameters
     original = rope["original_max_position_embeddings"]
     factor = rope.get("factor") or config.max_position_embeddings / original
 
@@ -319,12 +552,14 @@ LENGTH_DEPENDENT = ("dynamic", "longrope")
 
 
 def rotary_tables(
-    config: DecoderConfig, position_ids: torch.Tensor, dtype: torch.dtype
+    config: DecoderConfig, position_ids: torch.Tensor, dtype: torch.dtype, rope: dict[str, Any] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cos, sin) of shape (batch or 1, 1, seq, head_dim) in ``dtype``, computed in float32."""
-    length_dependent = config.rope_parameters["rope_type"] in LENGTH_DEPENDENT
+    """(cos, sin) of shape (batch or 1, 1, seq, rotated channels) in ``dtype``, computed in float32,
+    for the rotary settings ``rope`` (default ``config.rope_parameters``)."""
+    rope = config.rope_parameters if rope is None else rope
+    length_dependent = rope["rope_type"] in LENGTH_DEPENDENT
     # Reading the largest position synchronises with an accelerator: only where it matters.
-    inv_freq, scale = rotary_frequencies(config, int(position_ids.max()) + 1 if length_dependent else 0)
+    inv_freq, scale = rotary_frequencies(config, int(position_ids.max()) + 1 if length_dependent else 0, rope)
     angles = position_ids[..., None].float() * inv_freq.to(position_ids.device)
     angles = torch.cat((angles, angles), dim=-1)[:, None]
     return (angles.cos() * scale).to(dtype), (angles.sin() * scale).to(dtype)
@@ -341,88 +576,160 @@ def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 class RMSNorm(nn.Module):
-    """x / rms(x) * weight, normalised in float32 and scaled in the input's dtype (as the reference)."""
+    """x / rms(x) * (offset + weight), normalised in float32. The reference's families differ in
+    where the result returns to the input's dtype: Llama casts before scaling, Gemma and OLMo 2 after
+    (``in_float32``); Gemma stores the weight as an offset from 1 (``offset`` 1)."""
 
-    def __init__(self, width: int, eps: float) -> None:
+    def __init__(self, width: int, eps: float, offset: float = 0.0, in_float32: bool = False) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(width))
-        self.eps = eps
+        self.weight = nn.Parameter(torch.full((width,), 1.0 - offset))
+        self.eps, self.offset, self.in_float32 = eps, offset, in_float32
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         dtype = hidden.dtype
         hidden = hidden.float()
         hidden = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * hidden.to(dtype)
+        if self.in_float32:
+            return ((self.offset + self.weight.float()) * hidden).to(dtype)
+        weight = self.weight + self.offset if self.offset else self.weight
+        return weight * hidden.to(dtype)
+
+
+def rms_norm(config: DecoderConfig, width: int) -> RMSNorm:
+    """The family's RMSNorm over ``width`` channels."""
+    return RMSNorm(width, config.rms_norm_eps, config.norm_offset, config.norm_in_float32)
+
+
+class ScaledEmbedding(nn.Embedding):
+    """Token embeddings times sqrt(embedding width), the factor first rounded to the weights' dtype
+    (as Gemma's reference does: its bfloat16 models scale by 48.0, not 48.0050...)."""
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(input_ids) * torch.tensor(self.embedding_dim**0.5, dtype=self.weight.dtype)
 
 
 class DecoderAttention(nn.Module):
-    """Grouped-query attention with rotary positions; optional per-head q/k norms and a window."""
+    """Grouped-query attention with rotary positions; optional q/k norms, a window, a score scale
+    and soft-cap, fused projections, and rotation of only the first channels of each head."""
 
-    def __init__(self, config: DecoderConfig, index: int, window: int | None) -> None:
+    def __init__(self, config: DecoderConfig, index: int, window: int | None, rope_kind: str | None) -> None:
         super().__init__()
-        self.index, self.window = index, window
+        self.index, self.window, self.rope_kind = index, window, rope_kind
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = config.head_dim
+        self.rotated = rotary_dim(config, config.rope_settings()[rope_kind])
+        self.scale, self.softcap = config.attention_scale(), config.softcaps()[0]
         qkv_bias, out_bias = config.projection_biases()
         hidden, width, kv_width = config.hidden_size, self.heads * self.head_dim, self.kv_heads * self.head_dim
-        self.q_proj = nn.Linear(hidden, width, bias=qkv_bias)
-        self.k_proj = nn.Linear(hidden, kv_width, bias=qkv_bias)
-        self.v_proj = nn.Linear(hidden, kv_width, bias=qkv_bias)
+        self.widths = (width, kv_width, kv_width)
+        if config.fused_projections:
+            self.qkv_proj = nn.Linear(hidden, width + 2 * kv_width, bias=qkv_bias)
+        else:
+            self.q_proj = nn.Linear(hidden, width, bias=qkv_bias)
+            self.k_proj = nn.Linear(hidden, kv_width, bias=qkv_bias)
+            self.v_proj = nn.Linear(hidden, kv_width, bias=qkv_bias)
         self.o_proj = nn.Linear(width, hidden, bias=out_bias)
-        if config.qk_norm:
-            self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
-            self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+        self.qk_norm = config.qk_norm
+        if config.qk_norm == "per_head":
+            self.q_norm = rms_norm(config, self.head_dim)
+            self.k_norm = rms_norm(config, self.head_dim)
+        elif config.qk_norm == "full_width":
+            self.q_norm = rms_norm(config, width)
+            self.k_norm = rms_norm(config, kv_width)
         self.dropout = config.attention_dropout
 
     def forward(
-        self, hidden: torch.Tensor, mask: Mask, rotary: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None,
-        need_weights: bool,
+        self, hidden: torch.Tensor, mask: Mask, rotary: dict[str | None, tuple[torch.Tensor, torch.Tensor]],
+        cache: KVCache | None, need_weights: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        query, key, value = self.q_proj(hidden), self.k_proj(hidden), self.v_proj(hidden)
-        if hasattr(self, "q_norm"):
+        if hasattr(self, "qkv_proj"):
+            query, key, value = self.qkv_proj(hidden).split(self.widths, dim=-1)
+        else:
+            query, key, value = self.q_proj(hidden), self.k_proj(hidden), self.v_proj(hidden)
+        if self.qk_norm == "per_head":
             shape = (*hidden.shape[:-1], -1, self.head_dim)
             query = self.q_norm(query.view(shape)).flatten(-2)
             key = self.k_norm(key.view(shape)).flatten(-2)
+        elif self.qk_norm == "full_width":
+            query, key = self.q_norm(query), self.k_norm(key)
+        cos_sin = rotary[self.rope_kind]
+        if self.rotated < self.head_dim:
+            # attend rotates whole heads; the first ``rotated`` channels are turned here instead.
+            query, key = self._rotate_first_channels(query, cos_sin), self._rotate_first_channels(key, cos_sin)
+            cos_sin = None
         context, weights = attend(
-            query, key, value, mask, heads=self.heads, kv_heads=self.kv_heads, window=self.window,
-            dropout=self.dropout if self.training else 0.0, need_weights=need_weights, cache=cache,
-            layer=self.index, rotary=rotary,
+            query, key, value, mask, heads=self.heads, kv_heads=self.kv_heads, scale=self.scale,
+            softcap=self.softcap, window=self.window, dropout=self.dropout if self.training else 0.0,
+            need_weights=need_weights, cache=cache, layer=self.index, rotary=cos_sin,
         )
         return self.o_proj(context), weights
 
+    def _rotate_first_channels(self, x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """(batch, seq, heads * head_dim) with each head's first ``rotated`` channels rotated."""
+        batch, seq, _ = x.shape
+        heads = x.view(batch, seq, -1, self.head_dim).transpose(1, 2)
+        turned = rotate(heads[..., : self.rotated], *cos_sin)
+        heads = torch.cat((turned, heads[..., self.rotated :]), dim=-1)
+        return heads.transpose(1, 2).reshape(batch, seq, -1)
+
 
 class DecoderMLP(nn.Module):
-    """Gated feed-forward: down(act(gate(x)) * up(x)) (SwiGLU with silu)."""
+    """Gated feed-forward: down(act(gate(x)) * up(x)) (SwiGLU with silu, GeGLU with gelu); Phi-3
+    keeps gate and up in one ``gate_up_proj``, gate first."""
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
         hidden, inner, bias = config.hidden_size, config.intermediate_size, config.mlp_bias
-        self.gate_proj = nn.Linear(hidden, inner, bias=bias)
-        self.up_proj = nn.Linear(hidden, inner, bias=bias)
+        if config.fused_projections:
+            self.gate_up_proj = nn.Linear(hidden, 2 * inner, bias=bias)
+        else:
+            self.gate_proj = nn.Linear(hidden, inner, bias=bias)
+            self.up_proj = nn.Linear(hidden, inner, bias=bias)
         self.down_proj = nn.Linear(inner, hidden, bias=bias)
-        self.act = get_activation(config.hidden_act, "hidden_act")
+        self.act = get_activation(getattr(config, config.activation_key), config.activation_key)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act(self.gate_proj(hidden)) * self.up_proj(hidden))
+        if hasattr(self, "gate_up_proj"):
+            gate, up = self.gate_up_proj(hidden).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj(hidden), self.up_proj(hidden)
+        return self.down_proj(self.act(gate) * up)
 
 
 class DecoderLayer(nn.Module):
-    """Pre-norm attention and feed-forward blocks, each added to the residual stream."""
+    """Attention and feed-forward blocks, each added to the residual stream, with RMSNorms placed by
+    ``config.norm_placement``: "pre" normalises each block's input (``input_layernorm``,
+    ``post_attention_layernorm``); "sandwich" also each block's output (Gemma 2/3:
+    ``post_attention_layernorm`` then normalises the attention output, ``pre_feedforward_layernorm``
+    and ``post_feedforward_layernorm`` surround the feed-forward); "post" only the outputs (OLMo 2)."""
 
-    def __init__(self, config: DecoderConfig, index: int, window: int | None) -> None:
+    def __init__(self, config: DecoderConfig, index: int, window: int | None, rope_kind: str | None) -> None:
         super().__init__()
-        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = DecoderAttention(config, index, window)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.placement = placement = config.norm_placement
+        width = config.hidden_size
+        if placement != "post":
+            self.input_layernorm = rms_norm(config, width)
+        self.self_attn = DecoderAttention(config, index, window, rope_kind)
+        self.post_attention_layernorm = rms_norm(config, width)
+        if placement == "sandwich":
+            self.pre_feedforward_layernorm = rms_norm(config, width)
         self.mlp = DecoderMLP(config)
+        if placement != "pre":
+            self.post_feedforward_layernorm = rms_norm(config, width)
 
     def forward(
-        self, hidden: torch.Tensor, mask: Mask, rotary: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None,
-        need_weights: bool,
+        self, hidden: torch.Tensor, mask: Mask, rotary: dict[str | None, tuple[torch.Tensor, torch.Tensor]],
+        cache: KVCache | None, need_weights: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.self_attn(self.input_layernorm(hidden), mask, rotary, cache, need_weights)
-        hidden = hidden + attended
-        return hidden + self.mlp(self.post_attention_layernorm(hidden)), weights
+        if self.placement == "pre":
+            attended, weights = self.self_attn(self.input_layernorm(hidden), mask, rotary, cache, need_weights)
+            hidden = hidden + attended
+            return hidden + self.mlp(self.post_attention_layernorm(hidden)), weights
+        attn_input = hidden if self.placement == "post" else self.input_layernorm(hidden)
+        attended, weights = self.self_attn(attn_input, mask, rotary, cache, need_weights)
+        hidden = hidden + self.post_attention_layernorm(attended)
+        mlp_input = hidden if self.placement == "post" else self.pre_feedforward_layernorm(hidden)
+        return hidden + self.post_feedforward_layernorm(self.mlp(mlp_input)), weights
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -436,7 +743,7 @@ class DecoderPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, RMSNorm):
             with torch.no_grad():
-                module.weight.fill_(1.0)
+                module.weight.fill_(1.0 - module.offset)
 
     def _flags(self, output_attentions, output_hidden_states, return_dict, use_cache) -> tuple[bool, bool, bool, bool]:
         use_cache = bool(self.config.use_cache) if use_cache is None else use_cache
@@ -444,16 +751,20 @@ class DecoderPreTrainedModel(PreTrainedModel):
 
 
 class DecoderModel(DecoderPreTrainedModel):
-    """Token embeddings, the decoder layers and a final RMSNorm (the last entry of ``hidden_states``
-    is the normalised one, as in the reference)."""
+    """Token embeddings (scaled for Gemma: ``inputs_embeds`` given directly are used as they are, as
+    in the reference), the decoder layers and a final RMSNorm (the last entry of ``hidden_states`` is
+    the normalised one, as in the reference)."""
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__(config)
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        embedding = ScaledEmbedding if config.scale_embeddings else nn.Embedding
+        self.embed_tokens = embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.rope_kinds = config.layer_rope_kinds()
         self.layers = nn.ModuleList(
-            DecoderLayer(config, i, window) for i, window in enumerate(config.layer_windows())
+            DecoderLayer(config, i, window, kind)
+            for i, (window, kind) in enumerate(zip(config.layer_windows(), self.rope_kinds))
         )
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.norm = rms_norm(config, config.hidden_size)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
@@ -488,7 +799,8 @@ class DecoderModel(DecoderPreTrainedModel):
         if position_ids is None:
             position_ids = torch.arange(past, past + seq, device=hidden.device)[None]
         mask = Mask.padding(attention_mask, batch, past + seq, hidden.device, causal=True, offset=past)
-        rotary = rotary_tables(config, position_ids.to(hidden.device), hidden.dtype)
+        positions, settings = position_ids.to(hidden.device), config.rope_settings()
+        rotary = {kind: rotary_tables(config, positions, hidden.dtype, settings[kind]) for kind in set(self.rope_kinds)}
         hidden, all_hidden, all_weights = run_layers(
             self.layers, hidden, (mask, rotary, cache), output_attentions, output_hidden_states
         )
@@ -503,7 +815,8 @@ class DecoderModel(DecoderPreTrainedModel):
 
 class DecoderForCausalLM(GenerationMixin, DecoderPreTrainedModel):
     """The decoder and a vocabulary projection (``lm_head``, tied to the embeddings when
-    ``tie_word_embeddings``); ``generate`` and ``generation_config`` come from ``GenerationMixin``."""
+    ``tie_word_embeddings``; Gemma 2/3 soft-cap the logits by ``final_logit_softcapping``);
+    ``generate`` and ``generation_config`` come from ``GenerationMixin``."""
 
     base_model_class: ClassVar[type[DecoderModel]] = DecoderModel
     _tied_weights: ClassVar[dict[str, str]] = {"lm_head.weight": "model.embed_tokens.weight"}
@@ -542,6 +855,9 @@ class DecoderForCausalLM(GenerationMixin, DecoderPreTrainedModel):
         if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
             raise InputError(f"logits_to_keep must be a non-negative int (0: every position), got {logits_to_keep!r}.")
         logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
+        cap = self.config.softcaps()[1]
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
         loss = None if labels is None else causal_lm_loss(logits, labels)
         output = CausalLMOutputWithPast(
             loss=loss, logits=logits, past_key_values=outputs.past_key_values,
@@ -600,9 +916,55 @@ class Qwen3ForCausalLM(DecoderForCausalLM):
     base_model_class = Qwen3Model
 
 
+class GemmaModel(DecoderModel):
+    config_class = GemmaConfig
+
+
+class GemmaForCausalLM(DecoderForCausalLM):
+    config_class = GemmaConfig
+    base_model_class = GemmaModel
+
+
+class Gemma2Model(DecoderModel):
+    config_class = Gemma2Config
+
+
+class Gemma2ForCausalLM(DecoderForCausalLM):
+    config_class = Gemma2Config
+    base_model_class = Gemma2Model
+
+
+class Gemma3TextModel(DecoderModel):
+    config_class = Gemma3TextConfig
+
+
+class Gemma3ForCausalLM(DecoderForCausalLM):
+    config_class = Gemma3TextConfig
+    base_model_class = Gemma3TextModel
+
+
+class Phi3Model(DecoderModel):
+    config_class = Phi3Config
+
+
+class Phi3ForCausalLM(DecoderForCausalLM):
+    config_class = Phi3Config
+    base_model_class = Phi3Model
+
+
+class Olmo2Model(DecoderModel):
+    config_class = Olmo2Config
+
+
+class Olmo2ForCausalLM(DecoderForCausalLM):
+    config_class = Olmo2Config
+    base_model_class = Olmo2Model
+
+
 __all__ = [
-    "DecoderConfig", "DecoderForCausalLM", "DecoderModel",
+    "DecoderConfig", "DecoderForCausalLM", "DecoderModel", "Gemma2Config", "Gemma2ForCausalLM", "Gemma2Model",
+    "Gemma3ForCausalLM", "Gemma3TextConfig", "Gemma3TextModel", "GemmaConfig", "GemmaForCausalLM", "GemmaModel",
     "LlamaConfig", "LlamaForCausalLM", "LlamaModel", "MistralConfig", "MistralForCausalLM", "MistralModel",
-    "Qwen2Config", "Qwen2ForCausalLM", "Qwen2Model", "Qwen3Config", "Qwen3ForCausalLM", "Qwen3Model",
-    "left_padded_positions",
+    "Olmo2Config", "Olmo2ForCausalLM", "Olmo2Model", "Phi3Config", "Phi3ForCausalLM", "Phi3Model", "Qwen2Config",
+    "Qwen2ForCausalLM", "Qwen2Model", "Qwen3Config", "Qwen3ForCausalLM", "Qwen3Model", "left_padded_positions",
 ]
