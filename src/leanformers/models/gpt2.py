@@ -135,7 +135,8 @@ class GPT2Attention(nn.Module):
         self.c_proj = Conv1D(width, width, residual=True)
         scale = (width // self.heads) ** -0.5 if config.scale_attn_weights else 1.0
         self.scale = scale / (index + 1) if config.scale_attn_by_inverse_layer_idx else scale
-        # Half-precision scores can overflow in deep models; this flag computes them in float32.
+        # Half-precision scores can overflow in deep models; this flag computes attention in float32
+        # (the cache then holds those layers' keys and values in float32 too).
         self.upcast = config.reorder_and_upcast_attn
         self.attn_dropout, self.resid_dropout = config.attn_pdrop, config.resid_pdrop
 
