@@ -20,7 +20,6 @@ only, which is what left-padded prompts need.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -36,7 +35,12 @@ from ..modeling.checks import check_positions, check_text_inputs, embedding_look
 from ..modeling.generation import GenerationMixin
 from ..modeling.heads import ForTokenClassification
 from ..modeling.losses import sequence_classification_loss
-from ..modeling.outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, ModelOutput
+from ..modeling.outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    ModelOutput,
+    SequenceClassifierOutputWithPast,
+)
 from .decoder import causal_lm_loss
 
 
@@ -190,15 +194,6 @@ class GPT2Block(nn.Module):
 
 
 # -- models -------------------------------------------------------------------------------------
-
-
-@dataclass(repr=True)
-class SequenceClassifierOutputWithPast(ModelOutput):
-    loss: Any = None
-    logits: Any = None
-    past_key_values: Any = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
 
 
 class GPT2PreTrainedModel(PreTrainedModel):
@@ -434,5 +429,5 @@ class GPT2ForTokenClassification(ForTokenClassification, GPT2PreTrainedModel):
 
 __all__ = [
     "GPT2Config", "GPT2ForSequenceClassification", "GPT2ForTokenClassification", "GPT2LMHeadModel", "GPT2Model",
-    "GPT2PreTrainedModel", "SequenceClassifierOutputWithPast",
+    "GPT2PreTrainedModel",
 ]
