@@ -18,6 +18,7 @@ safetensors checkpoint would have given:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -355,7 +356,21 @@ def open_gguf(source: Source, gguf_file: Any) -> GGUFFile:
     """``gguf_file`` (a name in the checkpoint, a path, or a file already opened) opened."""
     if isinstance(gguf_file, GGUFFile):
         return gguf_file
-    return GGUFFile(resolve_gguf(source, gguf_file))
+    _gguf_package()
+    path = resolve_gguf(source, gguf_file)
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise WeightsError(f"Cannot read the GGUF file {path}: {exc}") from exc
+    return _opened(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _opened(path: str, size: int, mtime_ns: int) -> GGUFFile:
+    # Parsing the metadata of a real file takes seconds (a vocabulary and merges of ~50k strings
+    # each), and a config, a tokenizer and a model are usually loaded from the same file in a row.
+    # The size and time key the entry, so a rewritten file is read again.
+    return GGUFFile(path)
 
 
 def gguf_config_dict(source: Source, gguf_file: Any) -> dict[str, Any]:
@@ -474,12 +489,32 @@ def _backend(file: GGUFFile) -> Any:
     return backend
 
 
-def load_gguf_tokenizer(source: Source, gguf_file: Any, **kwargs: Any) -> Any:
-    """The tokenizer a GGUF file describes, as the reference builds it: the generic
-    ``TokenizersBackend`` class over the file's vocabulary, merges and special tokens."""
-    from tokenizers import processors
+# Tokenizer class names (the reference's for the file's model_type, registry.DEFAULT_TOKENIZER) ->
+# the module defining ours. The pipeline is the file's whatever the class, as in the reference; the
+# class brings its name and option defaults (Gemma pads on the left).
+_TOKENIZER_MODULES = {
+    "GPT2Tokenizer": "leanformers.processing.bpe",
+    "Qwen2Tokenizer": "leanformers.processing.bpe",
+    "GemmaTokenizer": "leanformers.processing.sentencepiece_bpe",
+}
 
+
+def _tokenizer_class(model_type: str) -> tuple[type, str]:
+    import importlib
+
+    from .. import registry
     from ..processing.tokenizer import GENERIC_CLASS, TokenizersBackend
+
+    name = registry.DEFAULT_TOKENIZER.get(model_type, GENERIC_CLASS)
+    module = _TOKENIZER_MODULES.get(name)
+    found = getattr(importlib.import_module(module), name, None) if module else None
+    return (found, name) if found is not None else (TokenizersBackend, GENERIC_CLASS)
+
+
+def load_gguf_tokenizer(source: Source, gguf_file: Any, **kwargs: Any) -> Any:
+    """The tokenizer a GGUF file describes, as the reference builds it: the file's vocabulary,
+    merges, special tokens and chat template, under the class the model_type names."""
+    from tokenizers import processors
 
     for key in IGNORED_LOAD_OPTIONS + SOURCE_OPTIONS:
         kwargs.pop(key, None)
@@ -501,7 +536,8 @@ def load_gguf_tokenizer(source: Source, gguf_file: Any, **kwargs: Any) -> Any:
         options["chat_template"] = template
     options.update(kwargs)
     options.update(name_or_path=source.name_or_path)
-    tokenizer = TokenizersBackend(backend, class_name=GENERIC_CLASS, **options)
+    tokenizer_class, class_name = _tokenizer_class(file.family.model_type)
+    tokenizer = tokenizer_class(backend, class_name=class_name, **options)
     add_bos, add_eos = bool(options.get("add_bos_token")), bool(options.get("add_eos_token"))
     bos, eos = tokenizer.bos_token, tokenizer.eos_token
     first = [bos] if add_bos and bos is not None else []
