@@ -74,8 +74,8 @@ class DecoderConfig(PretrainedConfig):
     True; Llama scales in the input's dtype); ``activation_key``: the config key naming the
     feed-forward's activation; ``fused_projections``: one ``qkv_proj`` and one ``gate_up_proj``
     (Phi-3); ``scale_embeddings``: embeddings times sqrt(hidden_size) (Gemma);
-    ``scores_by_query_pre_attn_scalar``: attention scaled by ``query_pre_attn_scalar`` ** -0.5 rather than head_dim ** -0.5;
-    ``attention_softcap`` / ``final_softcap``: tanh soft-capping of attention scores by
+    ``scores_by_query_pre_attn_scalar``: attention scores scaled by ``query_pre_attn_scalar`` ** -0.5
+    rather than head_dim ** -0.5 (Gemma 2/3); ``attention_softcap`` / ``final_softcap``: tanh soft-capping of attention scores by
     ``attn_logit_softcapping`` / of the logits by ``final_logit_softcapping``; ``partial_rotary``:
     ``partial_rotary_factor`` < 1 rotates only that share of each head (Phi-3); ``rope_types``: the
     rotary types the family accepts, ``rope_aliases`` older names for them.
@@ -130,9 +130,9 @@ class DecoderConfig(PretrainedConfig):
             kwargs["layer_types"] = self.default_layer_types(given)
         super().__init__(**kwargs)
 
-    # Older files keep the rotary settings in rope_scaling and the base in rope_theta.
     def _rope_from(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The standard ``rope_parameters`` from the constructor's keys (``rope_scaling`` popped)."""
+        """The standard ``rope_parameters`` from the constructor's keys; older files keep the
+        settings in ``rope_scaling`` (popped here) and the base in ``rope_theta``."""
         scaling = kwargs.pop("rope_scaling", None)
         rope = copy.deepcopy(scaling or kwargs.get("rope_parameters") or {})
         return self._standard_rope(rope, kwargs.get("rope_theta", 10000.0), kwargs, "rope_parameters")
@@ -356,7 +356,7 @@ class GemmaConfig(DecoderConfig):
 
     def __init__(self, **kwargs: Any) -> None:
         # The original Gemma files say "gelu" and mean the tanh approximation (so does the reference).
-        if kwargs.get("hidden_act") == "gelu":
+        if self.activation_key == "hidden_act" and kwargs.get("hidden_act") == "gelu":
             kwargs["hidden_act"] = "gelu_pytorch_tanh"
         super().__init__(**kwargs)
 
