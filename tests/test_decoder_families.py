@@ -172,6 +172,17 @@ def test_bfloat16_embeddings_and_norms_equal_reference(checkpoints, name):
             assert got.dtype == torch.bfloat16
 
 
+def test_phi3_residual_dropout_applies_in_training_only(checkpoints):
+    family, path, ref = checkpoints("phi3-window-partial")
+    model = decoder.Phi3ForCausalLM.from_pretrained(path, resid_pdrop=0.5)
+    assert [layer.residual_dropout for layer in model.model.layers] == [0.5] * 3
+    input_ids, attention_mask = batch()
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    assert_tensors_close(run(model, **inputs).logits, run(ref, **inputs).logits, "eval")
+    model.train()
+    assert (run(model, **inputs).logits - run(model, **inputs).logits).abs().max() > 1e-2
+
+
 def test_soft_caps_and_windows_bite(checkpoints):
     """The Gemma 2 case's inputs reach both soft-caps and its window: removing either changes the
     logits far beyond the tolerance, so the parity above checks them."""
@@ -331,6 +342,7 @@ def test_config_defaults_and_older_layouts_match_reference(family, kwargs):
          r"rope_parameters\['sliding_attention'\]"),
         ("Gemma3Text", dict(head_dim=8, sliding_window_pattern=0), "sliding_window_pattern"),
         ("Olmo2", dict(num_key_value_heads=3), "multiple of num_key_value_heads"),
+        ("Phi3", dict(resid_pdrop=1.5), "resid_pdrop"),
     ],
 )
 def test_bad_configs_raise_config_error(family, overrides, message):

@@ -187,9 +187,10 @@ class DecoderConfig(PretrainedConfig):
         for key in ("attention_bias", "mlp_bias", "tie_word_embeddings"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}.")
-        dropout = self.attention_dropout
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
-            raise ConfigError(f"attention_dropout must be a probability between 0 and 1, got {dropout!r}.")
+        for key in ("attention_dropout", "resid_pdrop"):
+            dropout = self.get_value(key) or 0.0
+            if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
+                raise ConfigError(f"{key} must be a probability between 0 and 1, got {dropout!r}.")
         pad = self.pad_token_id
         if pad is not None and (isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad < self.vocab_size):
             raise ConfigError(f"pad_token_id={pad!r} is not a token id of a vocabulary of {self.vocab_size}.")
@@ -701,7 +702,8 @@ class DecoderLayer(nn.Module):
     ``config.norm_placement``: "pre" normalises each block's input (``input_layernorm``,
     ``post_attention_layernorm``); "sandwich" also each block's output (Gemma 2/3:
     ``post_attention_layernorm`` then normalises the attention output, ``pre_feedforward_layernorm``
-    and ``post_feedforward_layernorm`` surround the feed-forward); "post" only the outputs (OLMo 2)."""
+    and ``post_feedforward_layernorm`` surround the feed-forward); "post" only the outputs (OLMo 2).
+    In training, ``resid_pdrop`` (Phi-3) drops out each block's output before the residual sum."""
 
     def __init__(self, config: DecoderConfig, index: int, window: int | None, rope_kind: str | None) -> None:
         super().__init__()
@@ -716,6 +718,12 @@ class DecoderLayer(nn.Module):
         self.mlp = DecoderMLP(config)
         if placement != "pre":
             self.post_feedforward_layernorm = rms_norm(config, width)
+        self.residual_dropout = config.get_value("resid_pdrop") or 0.0
+
+    def _dropped(self, block_output: torch.Tensor) -> torch.Tensor:
+        if self.residual_dropout and self.training:
+            return F.dropout(block_output, self.residual_dropout, training=True)
+        return block_output
 
     def forward(
         self, hidden: torch.Tensor, mask: Mask, rotary: dict[str | None, tuple[torch.Tensor, torch.Tensor]],
@@ -723,8 +731,8 @@ class DecoderLayer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.placement == "pre":
             attended, weights = self.self_attn(self.input_layernorm(hidden), mask, rotary, cache, need_weights)
-            hidden = hidden + attended
-            return hidden + self.mlp(self.post_attention_layernorm(hidden)), weights
+            hidden = hidden + self._dropped(attended)
+            return hidden + self._dropped(self.mlp(self.post_attention_layernorm(hidden))), weights
         attn_input = hidden if self.placement == "post" else self.input_layernorm(hidden)
         attended, weights = self.self_attn(attn_input, mask, rotary, cache, need_weights)
         hidden = hidden + self.post_attention_layernorm(attended)
