@@ -31,34 +31,34 @@ from leanformers.errors import ConfigError
 from leanformers.modeling.attention import KVCache
 from leanformers.models import decoder
 
-TINY = dict(
-    vocab_size=100, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
-    num_key_value_heads=2, initializer_range=0.3, max_position_embeddings=64, pad_token_id=0, bos_token_id=1,
-    eos_token_id=2,
-)
+TINY = {
+    "vocab_size": 100, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "initializer_range": 0.3, "max_position_embeddings": 64,
+    "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
+}
 SEQ = 12
 FULL, SLIDING = "full_attention", "sliding_attention"
 # Phi-3 rotates half of each 8-channel head: 2 channel pairs, so 2 factors each. The prompt of the
 # generation tests (7 positions) already passes original_max_position_embeddings=6: the long factors
 # apply from the prefill on (crossing it mid-generation, the reference recomputes its cache).
-PHI3_LONGROPE = dict(rope_type="longrope", short_factor=[1.0, 2.5], long_factor=[3.0, 7.0])
+PHI3_LONGROPE = {"rope_type": "longrope", "short_factor": [1.0, 2.5], "long_factor": [3.0, 7.0]}
 # name -> (reference config class, our family prefix, config overrides).
 CASES = {
-    "gemma": ("GemmaConfig", "Gemma", dict(head_dim=8)),
-    "gemma2-caps-window": ("Gemma2Config", "Gemma2", dict(
-        head_dim=8, query_pre_attn_scalar=16, sliding_window=3, attn_logit_softcapping=1.0,
-        final_logit_softcapping=2.0, tie_word_embeddings=False)),
-    "gemma3-local-base": ("Gemma3TextConfig", "Gemma3Text", dict(
-        head_dim=8, query_pre_attn_scalar=8, sliding_window=4, final_logit_softcapping=3.0,
-        layer_types=[SLIDING, FULL, SLIDING],
-        rope_parameters={FULL: {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000.0},
-                         SLIDING: {"rope_type": "default", "rope_theta": 10.0}})),
-    "phi3-longrope-partial": ("Phi3Config", "Phi3", dict(
-        partial_rotary_factor=0.5, original_max_position_embeddings=6, rope_theta=100.0,
-        rope_scaling=PHI3_LONGROPE)),
-    "phi3-window-partial": ("Phi3Config", "Phi3", dict(partial_rotary_factor=0.75, sliding_window=4,
-                                                         tie_word_embeddings=True)),
-    "olmo2": ("Olmo2Config", "Olmo2", dict(attention_bias=True)),
+    "gemma": ("GemmaConfig", "Gemma", {"head_dim": 8}),
+    "gemma2-caps-window": ("Gemma2Config", "Gemma2", {
+        "head_dim": 8, "query_pre_attn_scalar": 16, "sliding_window": 3, "attn_logit_softcapping": 1.0,
+        "final_logit_softcapping": 2.0, "tie_word_embeddings": False}),
+    "gemma3-local-base": ("Gemma3TextConfig", "Gemma3Text", {
+        "head_dim": 8, "query_pre_attn_scalar": 8, "sliding_window": 4, "final_logit_softcapping": 3.0,
+        "layer_types": [SLIDING, FULL, SLIDING],
+        "rope_parameters": {FULL: {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000.0},
+                         SLIDING: {"rope_type": "default", "rope_theta": 10.0}}}),
+    "phi3-longrope-partial": ("Phi3Config", "Phi3", {
+        "partial_rotary_factor": 0.5, "original_max_position_embeddings": 6, "rope_theta": 100.0,
+        "rope_scaling": PHI3_LONGROPE}),
+    "phi3-window-partial": ("Phi3Config", "Phi3", {"partial_rotary_factor": 0.75, "sliding_window": 4,
+                                                         "tie_word_embeddings": True}),
+    "olmo2": ("Olmo2Config", "Olmo2", {"attention_bias": True}),
 }
 LENGTH_DEPENDENT = {"phi3-longrope-partial"}  # rotary angles depend on the input's longest position
 
@@ -125,8 +125,8 @@ def test_logits_and_hidden_states_match_reference(checkpoints, name):
     input_ids, attention_mask = batch()
     # The reference's forward counts positions through the padding, its generation loop real tokens only.
     for positions in (None, decoder.left_padded_positions(attention_mask)):
-        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                      output_hidden_states=True)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": positions,
+                      "output_hidden_states": True}
         expected, got = run(ref, **inputs), run(model, **inputs)
         assert list(got.keys()) == list(expected.keys())
         assert_tensors_close(got.logits, expected.logits, f"{name}.logits")
@@ -173,11 +173,11 @@ def test_bfloat16_embeddings_and_norms_equal_reference(checkpoints, name):
 
 
 def test_phi3_residual_dropout_applies_in_training_only(checkpoints):
-    family, path, ref = checkpoints("phi3-window-partial")
+    _, path, ref = checkpoints("phi3-window-partial")
     model = decoder.Phi3ForCausalLM.from_pretrained(path, resid_pdrop=0.5)
     assert [layer.residual_dropout for layer in model.model.layers] == [0.5] * 3
     input_ids, attention_mask = batch()
-    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
     assert_tensors_close(run(model, **inputs).logits, run(ref, **inputs).logits, "eval")
     model.train()
     assert (run(model, **inputs).logits - run(model, **inputs).logits).abs().max() > 1e-2
@@ -189,7 +189,7 @@ def test_soft_caps_and_windows_bite(checkpoints):
     family, path, _ = checkpoints("gemma2-caps-window")
     model = ours(family, path)
     input_ids, attention_mask = batch()
-    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
     capped = run(model, **inputs).logits
     assert capped.abs().max() > 0.9 * model.config.final_logit_softcapping
     attentions = [layer.self_attn for layer in model.model.layers]
@@ -220,8 +220,8 @@ def test_incremental_decoding_equals_full_forward_and_reference(checkpoints, nam
     # drifts by up to 1.2e-5 of the logits' scale (Gemma's scaled embeddings make them large).
     drift = {"rtol": 1e-5, "atol": 2e-5 * full.abs().max().item()}
     prefill = 6
-    step = dict(input_ids=input_ids[:, :prefill], attention_mask=attention_mask[:, :prefill],
-                position_ids=positions[:, :prefill], use_cache=True)
+    step = {"input_ids": input_ids[:, :prefill], "attention_mask": attention_mask[:, :prefill],
+                "position_ids": positions[:, :prefill], "use_cache": True}
     got, expected = run(model, **step), run(ref, **step)
     if length_free:
         # Padded query rows see no key at all; the explicit (soft-capped) softmax spreads them over
@@ -231,8 +231,8 @@ def test_incremental_decoding_equals_full_forward_and_reference(checkpoints, nam
     assert_tensors_close(got.logits, expected.logits, "prefill vs reference")
     cache, ref_cache = got.past_key_values, expected.past_key_values
     for t in range(prefill, SEQ):
-        step = dict(input_ids=input_ids[:, t:t + 1], attention_mask=attention_mask[:, :t + 1],
-                    position_ids=positions[:, t:t + 1], use_cache=True)
+        step = {"input_ids": input_ids[:, t:t + 1], "attention_mask": attention_mask[:, :t + 1],
+                    "position_ids": positions[:, t:t + 1], "use_cache": True}
         got = run(model, past_key_values=cache, **step)
         expected = run(ref, past_key_values=ref_cache, **step)
         assert got.past_key_values is cache and cache.get_seq_length() == t + 1
@@ -247,8 +247,8 @@ def test_greedy_and_top_k_1_generation_match_reference(checkpoints, name):
     ref, model = load_reference(lm_class(family), path), ours(family, path)
     input_ids, attention_mask = prompts()
     # No EOS: every row runs the full 32 steps, through the window and (Phi-3) the long factors.
-    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=32, eos_token_id=None,
-                  pad_token_id=0)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "max_new_tokens": 32, "eos_token_id": None,
+                  "pad_token_id": 0}
     expected = ref.generate(**inputs, do_sample=False)
     got = model.generate(**inputs, do_sample=False)
     assert got.shape == expected.shape == (3, 7 + 32)
@@ -294,16 +294,16 @@ DEFAULT_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_la
     ("family", "kwargs"),
     [
         ("Gemma", {}),
-        ("Gemma", dict(hidden_act="gelu", rope_theta=500.0)),  # the original files' "gelu" means tanh
+        ("Gemma", {"hidden_act": "gelu", "rope_theta": 500.0}),  # the original files' "gelu" means tanh
         ("Gemma2", {}),
-        ("Gemma2", dict(num_hidden_layers=5, layer_types=None)),
+        ("Gemma2", {"num_hidden_layers": 5, "layer_types": None}),
         ("Gemma3Text", {}),
         # The older layout: one base and scaling for full layers, a local base, a pattern of layers.
-        ("Gemma3Text", dict(num_hidden_layers=7, rope_theta=20000.0, rope_local_base_freq=500.0,
-                            rope_scaling={"rope_type": "linear", "factor": 8.0}, sliding_window_pattern=3)),
+        ("Gemma3Text", {"num_hidden_layers": 7, "rope_theta": 20000.0, "rope_local_base_freq": 500.0,
+                            "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "sliding_window_pattern": 3}),
         ("Phi3", {}),
-        ("Phi3", dict(partial_rotary_factor=0.5, rope_scaling={"type": "longrope", "short_factor": [1.0] * 24,
-                                                               "long_factor": [2.0] * 24})),
+        ("Phi3", {"partial_rotary_factor": 0.5, "rope_scaling": {"type": "longrope", "short_factor": [1.0] * 24,
+                                                               "long_factor": [2.0] * 24}}),
         ("Olmo2", {}),
     ],
 )
@@ -324,25 +324,25 @@ def test_config_defaults_and_older_layouts_match_reference(family, kwargs):
 @pytest.mark.parametrize(
     ("family", "overrides", "message"),
     [
-        ("Phi3", dict(partial_rotary_factor=0.375), "3 channels"),
-        ("Phi3", dict(partial_rotary_factor=1.5), "partial_rotary_factor"),
-        ("Phi3", dict(partial_rotary_factor=0.5, rope_scaling={**PHI3_LONGROPE, "short_factor": [1.0] * 4}),
+        ("Phi3", {"partial_rotary_factor": 0.375}, "3 channels"),
+        ("Phi3", {"partial_rotary_factor": 1.5}, "partial_rotary_factor"),
+        ("Phi3", {"partial_rotary_factor": 0.5, "rope_scaling": {**PHI3_LONGROPE, "short_factor": [1.0] * 4}},
          "short_factor.*2 numbers"),
-        ("Phi3", dict(rope_scaling={"rope_type": "linear", "factor": 2.0}), "rope_type 'linear' is not supported"),
-        ("Llama", dict(partial_rotary_factor=0.5), "partial_rotary_factor other than 1.0"),
-        ("Gemma2", dict(head_dim=8, attn_logit_softcapping=-1.0), "attn_logit_softcapping"),
-        ("Gemma2", dict(head_dim=8, final_logit_softcapping="big"), "final_logit_softcapping"),
-        ("Gemma2", dict(head_dim=8, query_pre_attn_scalar=0), "query_pre_attn_scalar"),
-        ("Gemma2", dict(head_dim=8, layer_types=[FULL]), "layer_types"),
-        ("Gemma2", dict(head_dim=8, hidden_activation="geglu-ish"), "hidden_activation"),
-        ("Gemma", dict(head_dim=8, use_bidirectional_attention=True), "use_bidirectional_attention"),
-        ("Gemma3Text", dict(head_dim=8, rope_parameters={"rope_type": "default", "rope_theta": 1.0}),
+        ("Phi3", {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope_type 'linear' is not supported"),
+        ("Llama", {"partial_rotary_factor": 0.5}, "partial_rotary_factor other than 1.0"),
+        ("Gemma2", {"head_dim": 8, "attn_logit_softcapping": -1.0}, "attn_logit_softcapping"),
+        ("Gemma2", {"head_dim": 8, "final_logit_softcapping": "big"}, "final_logit_softcapping"),
+        ("Gemma2", {"head_dim": 8, "query_pre_attn_scalar": 0}, "query_pre_attn_scalar"),
+        ("Gemma2", {"head_dim": 8, "layer_types": [FULL]}, "layer_types"),
+        ("Gemma2", {"head_dim": 8, "hidden_activation": "geglu-ish"}, "hidden_activation"),
+        ("Gemma", {"head_dim": 8, "use_bidirectional_attention": True}, "use_bidirectional_attention"),
+        ("Gemma3Text", {"head_dim": 8, "rope_parameters": {"rope_type": "default", "rope_theta": 1.0}},
          "'full_attention' and 'sliding_attention'"),
-        ("Gemma3Text", dict(head_dim=8, rope_parameters={SLIDING: {"rope_type": "linear"}}),
+        ("Gemma3Text", {"head_dim": 8, "rope_parameters": {SLIDING: {"rope_type": "linear"}}},
          r"rope_parameters\['sliding_attention'\]"),
-        ("Gemma3Text", dict(head_dim=8, sliding_window_pattern=0), "sliding_window_pattern"),
-        ("Olmo2", dict(num_key_value_heads=3), "multiple of num_key_value_heads"),
-        ("Phi3", dict(resid_pdrop=1.5), "resid_pdrop"),
+        ("Gemma3Text", {"head_dim": 8, "sliding_window_pattern": 0}, "sliding_window_pattern"),
+        ("Olmo2", {"num_key_value_heads": 3}, "multiple of num_key_value_heads"),
+        ("Phi3", {"resid_pdrop": 1.5}, "resid_pdrop"),
     ],
 )
 def test_bad_configs_raise_config_error(family, overrides, message):
