@@ -438,3 +438,20 @@ def test_generate_stops_at_stop_strings_like_the_reference(stop_models):
                     ref.generate(**inputs, max_new_tokens=24, stop_strings=stops[0], tokenizer=ref_tok))
     finally:
         ours.generation_config.stop_strings = None
+
+
+def test_phi3_longrope_recomputes_the_cache_when_crossing_the_original_length(tmp_path):
+    """Prompts of 4-7 positions, original length 10: the long factors start mid-generation, where
+    the reference recomputes every cached key; without doing the same the ids diverge."""
+    rope = {"rope_type": "longrope", "short_factor": [1.0, 1.5, 2.0, 3.0], "long_factor": [4.0, 9.0, 20.0, 60.0]}
+    config = transformers.Phi3Config(**{**TINY, "original_max_position_embeddings": 10, "rope_theta": 50.0,
+                                        "rope_scaling": rope, "pad_token_id": 0})
+    ref = build_reference("Phi3ForCausalLM", config)
+    ref.save_pretrained(tmp_path)
+    ours = decoder.Phi3ForCausalLM.from_pretrained(tmp_path)
+    assert ours.cache_rebuild_length() == 10
+    input_ids, attention_mask = prompts()
+    expected = ref.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=16)
+    assert_same(ours.generate(input_ids, attention_mask, max_new_tokens=16), expected)
+    ours.cache_rebuild_length = lambda: None  # keeping the short-factor keys changes the ids
+    assert not torch.equal(ours.generate(input_ids, attention_mask, max_new_tokens=16), expected)

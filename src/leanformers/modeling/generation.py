@@ -412,6 +412,8 @@ def generate(
     processors = _processors(config, eos, prompt_length, padding)
 
     cache = KVCache(model.config.num_hidden_layers, capacity=max_length) if config.use_cache else None
+    rebuild = getattr(model, "cache_rebuild_length", None)
+    rebuild_after = rebuild() if callable(rebuild) else None
     positions = attention_mask.cumsum(-1) - 1
     positions = positions.masked_fill(attention_mask == 0, 0)
     unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=device)
@@ -420,6 +422,9 @@ def generate(
         if cache is None:
             step_ids, step_positions = input_ids, positions
         else:
+            if rebuild_after is not None and cache.get_seq_length() <= rebuild_after < input_ids.shape[1]:
+                cache = KVCache(model.config.num_hidden_layers, capacity=max_length)
+                step_ids = input_ids
             step_positions = positions[:, -step_ids.shape[1]:]
         logits = model(
             step_ids, attention_mask=attention_mask, position_ids=step_positions, past_key_values=cache,

@@ -959,6 +959,13 @@ class Phi3ForCausalLM(DecoderForCausalLM):
     config_class = Phi3Config
     base_model_class = Phi3Model
 
+    def cache_rebuild_length(self) -> int | None:
+        """With longrope, keys cached while the sequence was within the original length were rotated
+        with the short factors; once it grows past that length, generation recomputes them with the
+        long ones (as the reference does): the length, or None when nothing needs recomputing."""
+        rope = self.config.rope_parameters
+        return rope["original_max_position_embeddings"] if rope["rope_type"] == "longrope" else None
+
 
 class Olmo2Model(DecoderModel):
     config_class = Olmo2Config
