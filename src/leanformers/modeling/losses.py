@@ -75,3 +75,14 @@ def question_answering_loss(
     start_loss = F.cross_entropy(start_logits, start_positions, ignore_index=ignored)
     end_loss = F.cross_entropy(end_logits, end_positions, ignore_index=ignored)
     return (start_loss + end_loss) / 2
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy (in float32) of each position's logits against the next label; -100 ignored."""
+    if not isinstance(labels, torch.Tensor) or labels.shape != logits.shape[:2]:
+        got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise InputError(
+            f"labels must be a (batch, seq) tensor of token ids like the logits' {tuple(logits.shape[:2])}, got {got}."
+        )
+    targets = labels[:, 1:].to(logits.device)
+    return F.cross_entropy(logits[:, :-1].float().flatten(0, 1), targets.flatten(), ignore_index=-100)

@@ -41,6 +41,7 @@ from ..modeling.checks import (
     positive_int,
 )
 from ..modeling.generation import GenerationMixin
+from ..modeling.losses import causal_lm_loss
 from ..modeling.outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 FULL, SLIDING = "full_attention", "sliding_attention"
@@ -872,17 +873,6 @@ class DecoderForCausalLM(GenerationMixin, DecoderPreTrainedModel):
             hidden_states=outputs.hidden_states, attentions=outputs.attentions,
         )
         return output if return_dict else output.to_tuple()
-
-
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy (in float32) of each position's logits against the next label; -100 ignored."""
-    if not isinstance(labels, torch.Tensor) or labels.shape != logits.shape[:2]:
-        got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise InputError(
-            f"labels must be a (batch, seq) tensor of token ids like the logits' {tuple(logits.shape[:2])}, got {got}."
-        )
-    targets = labels[:, 1:].to(logits.device)
-    return F.cross_entropy(logits[:, :-1].float().flatten(0, 1), targets.flatten(), ignore_index=-100)
 
 
 # -- families: a config class and names ---------------------------------------------------------

@@ -34,14 +34,13 @@ from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_positions, check_text_inputs, embedding_lookup, validate_encoder_config
 from ..modeling.generation import GenerationMixin
 from ..modeling.heads import ForTokenClassification
-from ..modeling.losses import sequence_classification_loss
+from ..modeling.losses import causal_lm_loss, sequence_classification_loss
 from ..modeling.outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
     ModelOutput,
     SequenceClassifierOutputWithPast,
 )
-from .decoder import causal_lm_loss
 
 
 class GPT2Config(PretrainedConfig):
