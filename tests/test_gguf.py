@@ -35,7 +35,8 @@ from leanformers.errors import (  # noqa: E402
 )
 
 REAL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-IGNORED_CONFIG_KEYS = {"_name_or_path", "_model_name_or_path", "transformers_version", "dtype", "architectures"}
+# (the reference keeps Gemma 3's layer pattern in a private key too; layer_types is compared)
+IGNORED_CONFIG_KEYS = {"_name_or_path", "_model_name_or_path", "_sliding_window_pattern", "transformers_version", "dtype", "architectures"}
 
 
 def _reference_model(folder: Path, name: str):
@@ -191,9 +192,28 @@ BLOCK_NAMES = {
     "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
     "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
 }
+HEAD_DIM = LLAMA["hidden_size"] // LLAMA["num_attention_heads"]
+# llama.cpp arch -> (the reference's config class, its settings, extra block names, norms stored as 1 + w)
+FAMILIES = {
+    "llama": ("LlamaConfig", LLAMA, {}, False),
+    "qwen2": ("Qwen2Config", QWEN2, {}, False),
+    # The reference reads no head size from a qwen3 file: its class default (128) is all it can use.
+    "qwen3": ("Qwen3Config", dict(QWEN2, head_dim=128), {"self_attn.q_norm": "attn_q_norm",
+                                                                "self_attn.k_norm": "attn_k_norm"}, False),
+    "gemma2": ("Gemma2Config", dict(LLAMA, head_dim=HEAD_DIM, sliding_window=4096),
+               {"post_attention_layernorm": "post_attention_norm", "pre_feedforward_layernorm": "ffn_norm",
+                "post_feedforward_layernorm": "post_ffw_norm"}, True),
+    "gemma3": ("Gemma3TextConfig", dict(LLAMA, head_dim=HEAD_DIM, sliding_window=4096),
+               {"post_attention_layernorm": "post_attention_norm", "pre_feedforward_layernorm": "ffn_norm",
+                "post_feedforward_layernorm": "post_ffw_norm", "self_attn.q_norm": "attn_q_norm",
+                "self_attn.k_norm": "attn_k_norm"}, True),
+    "phi3": ("Phi3Config", dict(QWEN2, pad_token_id=0, max_position_embeddings=4096,
+                                original_max_position_embeddings=4096),
+             {"self_attn.qkv_proj": "attn_qkv", "mlp.gate_up_proj": "ffn_up"}, False),
+}
 # layer 0 quantised, layer 1 and the norms left as float32 (compared exactly with the originals)
 QUANT = {"attn_q": "Q4_0", "attn_k": "Q8_0", "attn_v": "F16", "attn_output": "Q8_0", "ffn_gate": "Q4_0",
-         "ffn_up": "F16", "ffn_down": "Q8_0"}
+         "ffn_up": "F16", "ffn_down": "Q8_0", "attn_qkv": "Q4_0"}
 
 
 def _byte_alphabet() -> list[str]:
@@ -218,6 +238,8 @@ def _permute(weights: np.ndarray, heads: int) -> np.ndarray:
 
 
 def _write_gguf(path: Path, arch: str, model, config: dict, tokenizer: str = "gpt2") -> None:
+    _, _, extra_names, plus_one = FAMILIES[arch]
+    block_names = {**BLOCK_NAMES, **extra_names}
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_string("general.name", f"tiny {arch}")
     writer.add_uint32(f"{arch}.block_count", config["num_hidden_layers"])
@@ -231,6 +253,12 @@ def _write_gguf(path: Path, arch: str, model, config: dict, tokenizer: str = "gp
     writer.add_uint32(f"{arch}.vocab_size", config["vocab_size"])
     if arch == "llama":
         writer.add_uint32(f"{arch}.rope.dimension_count", config["hidden_size"] // config["num_attention_heads"])
+    if "head_dim" in config:
+        writer.add_uint32(f"{arch}.attention.key_length", config["head_dim"])
+    if "sliding_window" in config:
+        writer.add_uint32(f"{arch}.attention.sliding_window", config["sliding_window"])
+    if "pad_token_id" in config:
+        writer.add_uint32("tokenizer.ggml.padding_token_id", config["pad_token_id"])
     if tokenizer == "gpt2":
         tokens, types, merges = _gpt2_vocab()
         writer.add_string("tokenizer.ggml.model", "gpt2")
@@ -261,11 +289,13 @@ def _write_gguf(path: Path, arch: str, model, config: dict, tokenizer: str = "gp
         else:
             _, _, layer, rest = key.split(".", 3)
             module, kind = rest.rsplit(".", 1)
-            part = BLOCK_NAMES[module]
+            part = block_names[module]
             name = f"blk.{layer}.{part}.{kind}"
             quant = QUANT.get(part, "F32") if layer == "0" and kind == "weight" else "F32"
             if arch == "llama" and part in ("attn_q", "attn_k"):
                 data = _permute(data, heads if part == "attn_q" else kv_heads)
+        if plus_one and name.endswith("norm.weight"):
+            data = data + 1
         if quant == "F32":
             writer.add_tensor(name, data)
         elif quant == "F16":
@@ -293,27 +323,28 @@ def synthetic(tmp_path_factory):
     """name -> (folder, reference model with the original weights, config)."""
     root = tmp_path_factory.mktemp("gguf")
     out = {}
-    for arch, config, reference_class, tokenizer in (
-        ("llama", LLAMA, "LlamaConfig", "gpt2"),
-        ("qwen2", QWEN2, "Qwen2Config", "gpt2"),
-        ("llama_spm", LLAMA, "LlamaConfig", "llama"),
-    ):
+    for name, tokenizer in (*((arch, "gpt2") for arch in FAMILIES), ("llama_spm", "llama")):
+        reference_class, config, _, _ = FAMILIES[name.split("_")[0]]
         ref_config = getattr(transformers, reference_class)(**config)
         torch.manual_seed(0)
         model = transformers.AutoModelForCausalLM.from_config(ref_config, dtype=torch.float32).eval()
-        if arch == "qwen2":
+        if name == "qwen2":
             with torch.no_grad():  # biases far from zero, so a missing or misplaced one shows
                 for layer in model.model.layers:
                     for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
                         proj.bias.normal_(0.0, 0.5)
-        folder = root / arch
+        with torch.no_grad():  # norms away from one, so a norm left at 1 + w shows
+            for key, tensor in model.named_parameters():
+                if key.endswith("norm.weight"):
+                    tensor.normal_(0.0, 0.5)
+        folder = root / name
         folder.mkdir()
-        _write_gguf(folder / "model.gguf", arch.split("_")[0], model, config, tokenizer)
-        out[arch] = (folder, model, config)
+        _write_gguf(folder / "model.gguf", name.split("_")[0], model, config, tokenizer)
+        out[name] = (folder, model, config)
     return out
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("arch", list(FAMILIES))
 def test_synthetic_config_weights_and_logits(synthetic, arch):
     folder, original, config = synthetic[arch]
     ours_config = AutoConfig.from_pretrained(folder, gguf_file="model.gguf")
@@ -329,10 +360,13 @@ def test_synthetic_config_weights_and_logits(synthetic, arch):
     # Layer 1 is stored as float32: the loaded weights are the originals exactly, so the q/k rows
     # are back in the reference's order (a wrong permutation would move them).
     original_state = original.state_dict()
+    plus_one = FAMILIES[arch][3]
     for key in original_state:
-        if key.startswith("model.layers.1.") or key.endswith("norm.weight"):
+        if key.endswith("norm.weight") and plus_one:  # stored as 1 + w: back up to float32 rounding
+            assert_tensors_close(state[key], original_state[key], key)
+        elif key.startswith("model.layers.1.") or key.endswith("norm.weight"):
             assert torch.equal(state[key], original_state[key]), key
-    if arch == "qwen2":
+    if not config["tie_word_embeddings"]:
         assert not torch.equal(state["lm_head.weight"], state["model.embed_tokens.weight"])
     ids = torch.tensor([[5, 70, 200, 3, 44, 271, 9, 100], [1, 2, 3, 4, 5, 6, 7, 8]])
     with torch.no_grad():
@@ -358,6 +392,88 @@ def test_synthetic_tokenizers_match_reference(synthetic):
         assert ours.batch_decode(ids) == ref.batch_decode(ids), arch
         assert ours.batch_decode(ids, skip_special_tokens=True) == ref.batch_decode(ids, skip_special_tokens=True)
         assert ours.chat_template == ref.chat_template
+
+
+GPT2 = dict(vocab_size=272, n_embd=64, n_layer=2, n_head=4, n_positions=1024, bos_token_id=0, eos_token_id=0)
+# checkpoint module (after "transformer.h.N.") -> llama.cpp name; the 2-D Conv1D weights are stored (out, in)
+GPT2_BLOCK = {"ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "ln_2": "ffn_norm",
+              "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}
+GPT2_TOP = {"transformer.wte.weight": "token_embd.weight", "transformer.wpe.weight": "position_embd.weight",
+            "transformer.ln_f.weight": "output_norm.weight", "transformer.ln_f.bias": "output_norm.bias",
+            "lm_head.weight": "output.weight"}
+
+
+@pytest.fixture(scope="session")
+def synthetic_gpt2(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gguf_gpt2")
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**GPT2, initializer_range=0.3)).eval()
+    writer = gguf.GGUFWriter(str(folder / "model.gguf"), "gpt2")
+    writer.add_uint32("gpt2.block_count", GPT2["n_layer"])
+    writer.add_uint32("gpt2.context_length", GPT2["n_positions"])
+    writer.add_uint32("gpt2.embedding_length", GPT2["n_embd"])
+    writer.add_uint32("gpt2.feed_forward_length", 4 * GPT2["n_embd"])
+    writer.add_uint32("gpt2.attention.head_count", GPT2["n_head"])
+    writer.add_float32("gpt2.attention.layer_norm_epsilon", 1e-5)
+    tokens, types, merges = _gpt2_vocab()
+    writer.add_string("tokenizer.ggml.model", "gpt2")
+    writer.add_array("tokenizer.ggml.tokens", tokens)
+    writer.add_array("tokenizer.ggml.token_type", types)
+    writer.add_array("tokenizer.ggml.merges", merges)
+    writer.add_uint32("tokenizer.ggml.bos_token_id", 0)
+    writer.add_uint32("tokenizer.ggml.eos_token_id", 0)
+    for key, tensor in model.state_dict().items():
+        data = tensor.detach().numpy().astype(np.float32)
+        if key in GPT2_TOP:  # llama.cpp writes GPT-2's head even though it is the embedding
+            name = GPT2_TOP[key]
+        else:
+            _, _, layer, rest = key.split(".", 3)
+            module, kind = rest.rsplit(".", 1)
+            name = f"blk.{layer}.{GPT2_BLOCK[module]}.{kind}"
+            if data.ndim == 2:
+                data = np.ascontiguousarray(data.T)
+        if name.endswith("attn_qkv.weight"):
+            writer.add_tensor(name, gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0),
+                              raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            writer.add_tensor(name, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return folder, model
+
+
+def test_synthetic_gpt2(synthetic_gpt2):
+    folder, original = synthetic_gpt2
+    ours_config = AutoConfig.from_pretrained(folder, gguf_file="model.gguf")
+    ref_config = transformers.AutoConfig.from_pretrained(folder, gguf_file="model.gguf")
+    mine = ours_config.to_dict()
+    for key, value in ref_config.to_dict().items():
+        # The reference files the context length as n_ctx and the MLP width under llama.cpp's own
+        # name (both unused), leaving n_positions and n_inner at their defaults; we set those two.
+        if key in IGNORED_CONFIG_KEYS or key in ("n_ctx", "feed_forward_length", "n_inner"):
+            continue
+        assert mine.get(key) == value, key
+    assert (ours_config.n_positions, ours_config.n_inner) == (GPT2["n_positions"], 4 * GPT2["n_embd"])
+
+    ours = AutoModelForCausalLM.from_pretrained(folder, gguf_file="model.gguf")
+    ref_model, tensors = _reference_model(folder, "model.gguf")
+    state = ours.state_dict()
+    for key, value in tensors.items():
+        assert torch.equal(state[key], value), key
+    original_state = original.state_dict()
+    for key in original_state:
+        if "c_attn.weight" not in key:  # float32 in the file: back exactly, transposes undone
+            assert torch.equal(state[key], original_state[key]), key
+    ids = torch.tensor([[5, 70, 200, 3, 44, 271, 9, 100]])
+    with torch.no_grad():
+        assert_tensors_close(ours(input_ids=ids).logits, ref_model(input_ids=ids).logits, "gpt2 logits")
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file="model.gguf")
+    ref_tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file="model.gguf")
+    assert type(tokenizer).__name__ == type(ref_tokenizer).__name__ == "GPT2Tokenizer"
+    sample = texts(60, seed=7)
+    assert tokenizer(sample)["input_ids"] == ref_tokenizer(sample)["input_ids"]
 
 
 def test_dtype_option_and_direct_class(synthetic):
