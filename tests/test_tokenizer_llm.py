@@ -44,24 +44,41 @@ LLAMA3_CONFIG = {
 }
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
-# Folders with tokenizer.model as their only tokenizer file: name -> (tokenizer_config.json, config.json).
-SPM_VARIANTS: dict[str, tuple[dict | None, dict | None]] = {
-    "llama_spm": ({"tokenizer_class": "LlamaTokenizer", "add_bos_token": True}, None),
-    "llama_spm_plain": ({"tokenizer_class": "LlamaTokenizerFast"}, None),
+INST = {"content": "[INST]", "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True}
+# Folders with tokenizer.model (a SentencePiece BPE or Unigram model) as their only tokenizer file:
+# name -> (model, tokenizer_config.json, config.json).
+SPM_VARIANTS: dict[str, tuple[str, dict | None, dict | None]] = {
+    "llama_spm": ("bpe", {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True}, None),
+    "llama_spm_plain": ("bpe", {"tokenizer_class": "LlamaTokenizerFast"}, None),
     "llama_spm_legacy": (
+        "bpe",
         {"tokenizer_class": "LlamaTokenizer", "legacy": True, "add_bos_token": True, "add_eos_token": True,
          "padding_side": "right", "pad_token": "<unk>", "model_max_length": 2048},
         None,
     ),
-    "llama_spm_no_prefix": ({"tokenizer_class": "LlamaTokenizer", "add_prefix_space": False, "legacy": False}, None),
-    "gemma_spm": ({"tokenizer_class": "GemmaTokenizer", "add_bos_token": True}, None),
-    "gemma_model_type": (None, {"model_type": "gemma2"}),
+    "llama_spm_no_prefix": (
+        "bpe", {"tokenizer_class": "LlamaTokenizer", "add_prefix_space": False, "legacy": False}, None
+    ),
+    "gemma_spm": ("bpe", {"tokenizer_class": "GemmaTokenizer", "add_bos_token": True}, None),
+    "gemma_model_type": ("bpe", None, {"model_type": "gemma2"}),
+    # The generic class over the file: an un-named Llama, a Mistral (whose hub class is overridden;
+    # a saved added token takes over a byte piece's id), a Unigram file.
+    "generic_spm_llama": ("bpe", None, {"model_type": "llama"}),
+    "generic_spm_mistral": (
+        "bpe", {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "added_tokens_decoder": {"3": INST}},
+        {"model_type": "mistral"},
+    ),
+    "generic_spm_unigram": ("unigram", {"tokenizer_class": "LlamaTokenizer", "add_eos_token": True},
+                            {"model_type": "phi3"}),
 }
 # Folders the reference saves (tokenizer.json + tokenizer_config.json) from the ones above.
 SAVED_VARIANTS = {"llama_json": "llama_spm", "llama_legacy_json": "llama_spm_legacy", "gemma_json": "gemma_spm"}
 OTHER_VARIANTS = ["llama_hub_json", "qwen_json", "qwen_files", "qwen_model_type", "llama3", "llama3_left_padded"]
 VARIANTS = [*SPM_VARIANTS, *SAVED_VARIANTS, *OTHER_VARIANTS]
-DETAIL_VARIANTS = ["llama_spm", "llama_spm_legacy", "llama_hub_json", "gemma_json", "qwen_json", "llama3_left_padded"]
+DETAIL_VARIANTS = [
+    "llama_spm", "llama_spm_legacy", "llama_hub_json", "gemma_json", "qwen_json", "llama3_left_padded",
+    "generic_spm_mistral",
+]
 
 CALL_OPTIONS = [
     {"return_offsets_mapping": True, "return_special_tokens_mask": True, "return_token_type_ids": True,
@@ -74,11 +91,11 @@ CALL_OPTIONS = [
 ]
 
 
-def _train_spm() -> bytes:
+def _train_spm(kind: str) -> bytes:
     lines = [line for text in CORPUS[:1500] for line in text.splitlines() if line.strip()]
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines), model_writer=model, vocab_size=700, model_type="bpe", byte_fallback=True,
+        sentence_iterator=iter(lines), model_writer=model, vocab_size=700, model_type=kind, byte_fallback=True,
         user_defined_symbols=["<|user|>"], hard_vocab_limit=False, minloglevel=2,
     )
     return model.getvalue()
@@ -132,17 +149,22 @@ def _hub_style(saved: Path, target: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def spm_model() -> bytes:
-    return _train_spm()
+def spm_models() -> dict[str, bytes]:
+    return {kind: _train_spm(kind) for kind in ("bpe", "unigram")}
 
 
 @pytest.fixture(scope="session")
-def folders(tmp_path_factory: pytest.TempPathFactory, spm_model: bytes) -> dict[str, Path]:
+def spm_model(spm_models: dict[str, bytes]) -> bytes:
+    return spm_models["bpe"]
+
+
+@pytest.fixture(scope="session")
+def folders(tmp_path_factory: pytest.TempPathFactory, spm_models: dict[str, bytes]) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("llm_tokenizers")
     made = {}
-    for name, (tokenizer_config, config) in SPM_VARIANTS.items():
+    for name, (kind, tokenizer_config, config) in SPM_VARIANTS.items():
         made[name] = _write(root / name, {
-            "tokenizer.model": spm_model, "tokenizer_config.json": tokenizer_config, "config.json": config
+            "tokenizer.model": spm_models[kind], "tokenizer_config.json": tokenizer_config, "config.json": config
         })
     for name, origin in SAVED_VARIANTS.items():
         transformers.AutoTokenizer.from_pretrained(made[origin]).save_pretrained(root / name)
@@ -230,7 +252,7 @@ def test_ids_match_reference(pair: tuple[Any, Any], variant: str) -> None:
     mismatched = [i for i, (a, b) in enumerate(zip(got["input_ids"], expected["input_ids"])) if a != b]
     assert not mismatched, f"{len(mismatched)} texts differ, first {TEXTS[mismatched[0]][:80]!r}"
     assert_same_encoding(got, expected, variant)
-    if variant.startswith(("llama_", "gemma_")):  # the corpus reaches the byte fallback
+    if variant.startswith(("llama_", "gemma_", "generic_spm")):  # the corpus reaches the byte fallback
         pieces = {token for row in got.encodings for token in row.tokens}
         assert any(token.startswith("<0x") for token in pieces)
 
@@ -296,7 +318,10 @@ def test_bos_eos_flags_match_reference(folders: dict[str, Path], variant: str) -
         assert_same_encoding(ours(PAIRS[0][0], PAIRS[0][1]), ref(PAIRS[0][0], PAIRS[0][1]), f"{variant} {name}")
 
 
-@pytest.mark.parametrize("variant", ["llama_spm", "llama_spm_legacy", "llama_hub_json", "gemma_spm", "qwen_files"])
+@pytest.mark.parametrize(
+    "variant", ["llama_spm", "llama_spm_legacy", "llama_hub_json", "gemma_spm", "qwen_files", "generic_spm_mistral",
+                "generic_spm_unigram"]
+)
 def test_saved_files_match_reference_and_reload(pair: tuple[Any, Any], variant: str, tmp_path: Path) -> None:
     ours, ref = pair
     ours.save_pretrained(tmp_path / "ours")
@@ -340,7 +365,8 @@ CLASS_CASES = [
     ("LlamaTokenizer", None, "spm"), ("GemmaTokenizerFast", "llama", "spm"), ("Qwen2TokenizerFast", "qwen3", "qwen_json"),
     ("PreTrainedTokenizerFast", "qwen2", "qwen_json"), ("GPT2Tokenizer", "olmo2", "qwen_json"),
     ("GPT2Tokenizer", "gpt2", "qwen_json"), (None, "qwen3", "qwen_json"), ("LlamaTokenizer", "llama", "qwen_json"),
-    ("LlamaTokenizer", "qwen2", "qwen_json"), (None, "olmo2", "qwen_json"),
+    ("LlamaTokenizer", "qwen2", "qwen_json"), (None, "olmo2", "qwen_json"), ("LlamaTokenizer", "mistral", "spm"),
+    (None, "llama", "spm"), ("PreTrainedTokenizerFast", None, "spm"),
 ]
 
 
@@ -437,12 +463,14 @@ def test_llama3_from_tiktoken_file_matches_reference(
     assert ours(SUBSET)["input_ids"] == _pair(folders, "llama3")[0](SUBSET)["input_ids"]
 
 
-def test_tiktoken_file_errors(tmp_path: Path, spm_model: bytes) -> None:
+def test_tiktoken_file_errors(tmp_path: Path) -> None:
     folder = _write(tmp_path / "bad", {"tokenizer_config.json": {"tokenizer_class": "PreTrainedTokenizerFast"}})
     (folder / "tokenizer.model").write_text("IQ== 0\nIg== one\n")
     with pytest.raises(TokenizerError, match="line 2"):
         load_tokenizer(folder)
-    # A SentencePiece tokenizer.model under the generic class: nothing this library builds it from.
-    (folder / "tokenizer.model").write_bytes(spm_model)
-    with pytest.raises(TokenizerError, match="cannot build without a tokenizer.json"):
+    # Neither a tiktoken file nor a SentencePiece model.
+    (folder / "tokenizer.model").write_bytes(random.Random(0).randbytes(3000))
+    with pytest.raises(TokenizerError, match="tokenizer.model.* is not a readable SentencePiece model"):
         load_tokenizer(folder)
+    shutil.copy(LLAMA3_DIR / "tokenizer.json", folder / "tokenizer.json")  # a tokenizer.json comes first
+    assert len(load_tokenizer(folder)) == 128256

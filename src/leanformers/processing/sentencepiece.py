@@ -47,6 +47,19 @@ class SentencePieceModel:
     pieces: list[tuple[str, float, int]]  # (piece, score, type)
     unk_id: int
     precompiled_charsmap: bytes
+    # trainer_spec, with the protobuf defaults: what a generic tokenizer is built from.
+    model_type: int = 1  # 1 Unigram, 2 BPE, 3 word, 4 char
+    byte_fallback: bool = False
+    bos_id: int = 1
+    eos_id: int = 2
+    unk_piece: str = "<unk>"
+    bos_piece: str = "<s>"
+    eos_piece: str = "</s>"
+
+
+# trainer_spec fields read (sentencepiece_model.proto numbers): integers, then texts.
+_TRAINER_NUMBERS = {3: "model_type", 35: "byte_fallback", 40: "unk_id", 41: "bos_id", 42: "eos_id"}
+_TRAINER_TEXTS = {45: "unk_piece", 46: "bos_piece", 47: "eos_piece"}
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -118,7 +131,7 @@ def read_sentencepiece_model(path: str | os.PathLike) -> SentencePieceModel:
             data = handle.read()
     except OSError as exc:
         raise TokenizerError(f"Cannot read the SentencePiece model {path!r}: {exc}") from exc
-    pieces, unk_id, charsmap = [], 0, b""
+    pieces, unk_id, charsmap, trainer = [], 0, b"", {}
     try:
         for field, wire, value in _fields(data):
             if field == 1:
@@ -127,9 +140,14 @@ def read_sentencepiece_model(path: str | os.PathLike) -> SentencePieceModel:
             elif field == 2:
                 _expect(wire, 2, "trainer_spec")
                 for sub, sub_wire, sub_value in _fields(value):
-                    if sub == 40:
-                        _expect(sub_wire, 0, "trainer_spec.unk_id")
-                        unk_id = sub_value - (1 << 64) if sub_value >= 1 << 63 else sub_value  # int32 on the wire
+                    if sub in _TRAINER_NUMBERS:
+                        name = _TRAINER_NUMBERS[sub]
+                        _expect(sub_wire, 0, f"trainer_spec.{name}")
+                        trainer[name] = sub_value - (1 << 64) if sub_value >= 1 << 63 else sub_value  # int32 on the wire
+                    elif sub in _TRAINER_TEXTS:
+                        name = _TRAINER_TEXTS[sub]
+                        _expect(sub_wire, 2, f"trainer_spec.{name}")
+                        trainer[name] = sub_value.decode("utf-8")
             elif field == 3:
                 _expect(wire, 2, "normalizer_spec")
                 for sub, sub_wire, sub_value in _fields(value):
@@ -144,7 +162,10 @@ def read_sentencepiece_model(path: str | os.PathLike) -> SentencePieceModel:
             f"{path!r} is not a readable SentencePiece model ({reason}). The file may be corrupt or truncated; "
             f"re-download it, or provide the checkpoint's tokenizer.json instead."
         ) from exc
-    return SentencePieceModel(pieces, unk_id, charsmap)
+    unk_id = trainer.pop("unk_id", 0)
+    if "byte_fallback" in trainer:
+        trainer["byte_fallback"] = bool(trainer["byte_fallback"])
+    return SentencePieceModel(pieces, unk_id, charsmap, **trainer)
 
 
 # -- the vocabulary, from tokenizer.json or the model file -----------------------------------------

@@ -14,16 +14,19 @@ from __future__ import annotations
 from typing import Any
 
 from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers
-from tokenizers.models import BPE
+from tokenizers.models import BPE, Unigram
 
 from ..errors import ConfigError, TokenizerError
 from ..hub import Source, read_json
 from .bpe import Merges, _json_model
 from .sentencepiece import _CONTROL, _USER_DEFINED, read_sentencepiece_model
-from .tokenizer import TOKENIZER_FILE, PreTrainedTokenizer, _json_post_processor, _json_settings
+from .tokenizer import (
+    GENERIC_CLASS, TOKENIZER_FILE, PreTrainedTokenizer, TokenizersBackend, _json_post_processor, _json_settings,
+)
 
 SPM_FILE = "tokenizer.model"
 _SPACE = "▁"
+_UNIGRAM = 1  # trainer_spec.model_type
 
 
 class SentencePieceBPETokenizer(PreTrainedTokenizer):
@@ -159,4 +162,59 @@ def build_sentencepiece_bpe_tokenizer(
     return tokenizer
 
 
-__all__ = ["GemmaTokenizer", "LlamaTokenizer", "SentencePieceBPETokenizer", "build_sentencepiece_bpe_tokenizer"]
+def build_generic_sentencepiece_tokenizer(model_file: str, init_kwargs: dict[str, Any]) -> TokenizersBackend:
+    """The generic class over a SentencePiece model file (a checkpoint whose class is not rebuilt, e.g.
+    a Mistral or un-named Llama checkpoint with only tokenizer.model), as the reference builds it:
+    the file's own model kind, byte fallback and character map, spaces as metaspaces with no word
+    split and no prefix, bos / eos / unk from the file, and texts framed by ``add_bos_token`` /
+    ``add_eos_token``. Saved added tokens take over the ids of the pieces they replace."""
+    model = read_sentencepiece_model(model_file)
+    options = {key: value for key, value in init_kwargs.items() if key not in ("vocab_file", "tokenizer_file", "vocab")}
+    options["additional_special_tokens"] = [
+        AddedToken(piece, normalized=False, special=kind == _CONTROL)
+        for piece, _, kind in model.pieces if kind in (_CONTROL, _USER_DEFINED)
+    ]
+    try:
+        if model.model_type == _UNIGRAM:
+            options["unk_id"] = model.unk_id
+            scored = [(piece, score) for piece, score, _ in model.pieces]
+            backend = Tokenizer(Unigram(scored, unk_id=model.unk_id, byte_fallback=model.byte_fallback))
+            # The reference deep-copies this tokenizer, a JSON round trip in which the Rust parser
+            # moves some scores by an ulp; the same trip keeps the scores, and so the splits, equal.
+            backend = Tokenizer.from_str(backend.to_str())
+        else:
+            vocab = {piece: index for index, (piece, _, _) in enumerate(model.pieces)}
+            merges = merges_from_vocab(vocab)
+            by_id = {index: piece for piece, index in vocab.items()}
+            for index, token in (options.get("added_tokens_decoder") or {}).items():
+                current, token = by_id.get(int(index)), str(token)
+                if current is not None and current != token and token not in vocab:
+                    vocab[token] = vocab.pop(current)
+                    by_id[int(index)] = token
+            backend = Tokenizer(BPE(vocab=vocab, merges=merges, unk_token=model.unk_piece, fuse_unk=True,
+                                    byte_fallback=model.byte_fallback, dropout=None))
+        steps = [normalizers.Replace(" ", _SPACE)]
+        if model.precompiled_charsmap:
+            steps.insert(0, normalizers.Precompiled(model.precompiled_charsmap))
+        backend.normalizer = normalizers.Sequence(steps)
+    except Exception as exc:
+        raise TokenizerError(f"Could not build a tokenizer from the SentencePiece model {model_file!r}: {exc}") from exc
+    decoding = [decoders.Replace(_SPACE, " ")]
+    if model.byte_fallback:
+        decoding += [decoders.ByteFallback(), decoders.Fuse()]
+    backend.decoder = decoders.Sequence(decoding)
+    for name, index, piece, default in (
+        ("bos_token", model.bos_id, model.bos_piece, "<s>"), ("eos_token", model.eos_id, model.eos_piece, "</s>"),
+        ("unk_token", model.unk_id, model.unk_piece, "<unk>"),
+    ):
+        if index >= 0:
+            options.setdefault(name, piece or default)
+    tokenizer = TokenizersBackend(backend, class_name=GENERIC_CLASS, **options)
+    tokenizer.update_post_processor()
+    return tokenizer
+
+
+__all__ = [
+    "GemmaTokenizer", "LlamaTokenizer", "SentencePieceBPETokenizer", "build_generic_sentencepiece_tokenizer",
+    "build_sentencepiece_bpe_tokenizer", "merges_from_vocab",
+]

@@ -20,7 +20,6 @@ from tokenizers.models import BPE
 from ..errors import TokenizerError
 from .tokenizer import GENERIC_CLASS, TokenizersBackend
 
-TIKTOKEN_FILE = "tokenizer.model"
 # The splitting pattern the reference assumes for a tiktoken file (cl100k's, as Llama-3 uses).
 _PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"

@@ -46,6 +46,8 @@ SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
 ADDED_TOKENS_FILE = "added_tokens.json"
 VOCAB_FILE = "vocab.txt"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
+# A SentencePiece model or a tiktoken ranks file: the generic class's source without a tokenizer.json.
+MODEL_FILE = "tokenizer.model"
 
 # The class shown (and saved) when a checkpoint's tokenizer.json is used as it stands because its
 # class is not one this library knows how to rebuild; the reference uses the same name for it.
@@ -1469,10 +1471,11 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
     tokenizer_file = source.resolve(TOKENIZER_FILE, required=False)
     class_name = _class_name(source, tokenizer_config, tokenizer_type, model_config, tokenizer_file)
     builder = registry.tokenizer_builder(class_name)
-    tiktoken_file = None
+    model_file = None
     if builder is None:
-        tiktoken_file = None if tokenizer_file else _tiktoken_file(source)
-        class_name = _generic_class(source, class_name, tokenizer_config, tokenizer_file or tiktoken_file)
+        # Without a tokenizer.json, the generic class is built from tokenizer.model (tiktoken or SentencePiece).
+        model_file = None if tokenizer_file else source.resolve(MODEL_FILE, required=False)
+        class_name = _generic_class(source, class_name, tokenizer_config, tokenizer_file or model_file)
 
     init_kwargs = _init_kwargs(source, tokenizer_config, tokenizer_file, kwargs)
     # Other builders are "module:function", imported on first use: this module never imports the
@@ -1499,20 +1502,15 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
         return _build_wordpiece(source, class_name, init_kwargs, tokenizer_file, data)
     if build is not None:
         return build(source, class_name, init_kwargs, **({"tokenizer_json": data} if takes_json else {}))
-    if tiktoken_file is not None:
-        from .tiktoken_bpe import build_tiktoken_tokenizer
+    if model_file is not None:
+        from .tiktoken_bpe import build_tiktoken_tokenizer, is_tiktoken_file
 
-        return build_tiktoken_tokenizer(tiktoken_file, init_kwargs)
+        if is_tiktoken_file(model_file):
+            return build_tiktoken_tokenizer(model_file, init_kwargs)
+        from .sentencepiece_bpe import build_generic_sentencepiece_tokenizer
+
+        return build_generic_sentencepiece_tokenizer(model_file, init_kwargs)
     return _build_generic(tokenizer_file, init_kwargs)
-
-
-def _tiktoken_file(source: Source) -> str | None:
-    """A tiktoken ranks file given as tokenizer.model (Llama-3's), which the generic class is built
-    from when there is no tokenizer.json; a SentencePiece tokenizer.model is not one."""
-    from .tiktoken_bpe import TIKTOKEN_FILE, is_tiktoken_file
-
-    path = source.resolve(TIKTOKEN_FILE, required=False)
-    return path if path is not None and is_tiktoken_file(path) else None
 
 
 def _init_kwargs(
