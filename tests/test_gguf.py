@@ -30,6 +30,7 @@ from leanformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa:
 from leanformers.errors import (  # noqa: E402
     CheckpointNotFoundError,
     InputError,
+    TokenizerError,
     UnsupportedModelError,
     WeightsError,
 )
@@ -39,13 +40,13 @@ REAL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 IGNORED_CONFIG_KEYS = {"_name_or_path", "_model_name_or_path", "_sliding_window_pattern", "transformers_version", "dtype", "architectures"}
 
 
-def _reference_model(folder: Path, name: str):
+def _reference_model(folder: Path, name: str, config=None):
     """The reference's model for a GGUF file, with the reference's dequantised weights."""
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
     from transformers.initialization import no_init_weights
 
-    config = transformers.AutoConfig.from_pretrained(folder, gguf_file=name)
+    config = config or transformers.AutoConfig.from_pretrained(folder, gguf_file=name)
     with no_init_weights():  # every weight comes from the file
         model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     tensors = load_gguf_checkpoint(str(folder / name), return_tensors=True, model_to_load=model,
@@ -76,8 +77,13 @@ def real_ours(real_dir):
 
 
 @pytest.fixture(scope="session")
-def real_reference(real_dir):
-    return _reference_model(real_dir, REAL_NAME)
+def real_reference_config(real_dir):
+    return transformers.AutoConfig.from_pretrained(real_dir, gguf_file=REAL_NAME)
+
+
+@pytest.fixture(scope="session")
+def real_reference(real_dir, real_reference_config):
+    return _reference_model(real_dir, REAL_NAME, real_reference_config)
 
 
 @pytest.fixture(scope="session")
@@ -97,10 +103,9 @@ def _assert_config_matches(ours, ref) -> None:
             assert mine.get(key) == value, f"config {key}: ours {mine.get(key)!r}, reference {value!r}"
 
 
-def test_real_config_matches_reference(real_dir):
+def test_real_config_matches_reference(real_dir, real_reference_config):
     ours = AutoConfig.from_pretrained(real_dir, gguf_file=REAL_NAME)
-    ref = transformers.AutoConfig.from_pretrained(real_dir, gguf_file=REAL_NAME)
-    _assert_config_matches(ours, ref)
+    _assert_config_matches(ours, real_reference_config)
     assert ours.tie_word_embeddings is True and ours.model_type == "llama"
 
 
@@ -532,6 +537,21 @@ def test_unsupported_architecture(tmp_path):
     _tiny_file(tmp_path / "m.gguf", "mamba")
     with pytest.raises(UnsupportedModelError, match="architecture 'mamba'.*Supported: gemma"):
         AutoConfig.from_pretrained(tmp_path, gguf_file="m.gguf")
+
+
+def test_unsupported_or_missing_tokenizer(tmp_path):
+    _tiny_file(tmp_path / "m.gguf", "llama")
+    with pytest.raises(TokenizerError, match="holds no tokenizer"):
+        AutoTokenizer.from_pretrained(tmp_path, gguf_file="m.gguf")
+    writer = gguf.GGUFWriter(str(tmp_path / "bert.gguf"), "llama")
+    writer.add_string("tokenizer.ggml.model", "bert")
+    writer.add_array("tokenizer.ggml.tokens", ["[PAD]", "[UNK]", "a"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(UnsupportedModelError, match="tokenizer of type 'bert'"):
+        AutoTokenizer.from_pretrained(tmp_path, gguf_file="bert.gguf")
 
 
 def test_unsupported_quantisation(synthetic, tmp_path):
