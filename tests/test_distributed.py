@@ -134,7 +134,7 @@ def test_jsonl_matches_single_process(ray_local, classifier_dir, reference, tmp_
     assert write_predictions(predictions, output) == len(texts)
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert [row["id"] for row in rows] == list(range(len(texts)))  # ids are file order; output in input order
-    assert set(rows[0]) == {"id", "label", "score"}
+    assert list(rows[0]) == ["id", "text", "label", "score"]  # the input's fields, then the prediction's
     check_same(rows, texts, reference(texts))
     assert not Path(str(output) + ".partial").exists()
 
@@ -163,7 +163,7 @@ def test_csv_with_own_ids_to_parquet(ray_local, classifier_dir, reference, tmp_p
     output = tmp_path / "out" / "predictions.parquet"
     assert write_predictions(predictions, output) == len(texts)
     table = pq.read_table(output)
-    assert table.column_names == ["review_id", "label", "score"]
+    assert table.column_names == ["review_id", "body", "stars", "label", "score"]
     rows = [{**row, "id": int(row["review_id"][1:])} for row in table.to_pylist()]
     check_same(rows, texts, reference(texts))
 

@@ -43,6 +43,8 @@ def make_item(row: dict[str, Any], task: str, column: str, base_dir: str | None 
     if column not in row:
         fields = ", ".join(map(str, row)) or "none"
         raise InputError(f"an input row has no field {column!r} (its fields: {fields}); pick one with --column.")
+    if task == "text-generation" and isinstance(row[column], (list, tuple)):
+        return list(row[column])  # a chat: a list of {"role", "content"} messages
     value = "" if row[column] is None else str(row[column])
     if input_kind(task) != "text" and base_dir and not os.path.exists(value):  # a path relative to the input file
         beside = os.path.join(base_dir, value)
@@ -67,10 +69,15 @@ def plain(value: Any) -> Any:
 
 
 def prediction_fields(result: Any, task: str) -> dict[str, Any]:
-    """A result as named fields: a dict's own keys, anything else under one field named by task."""
+    """A result as named fields: a dict's own keys, anything else under one field named by task; a text
+    generation's records (one per returned sequence) as their fields, a list each where there are several."""
     result = plain(result)
     if isinstance(result, dict):
         return result
+    if task == "text-generation" and isinstance(result, list) and result and isinstance(result[0], dict):
+        if len(result) == 1:
+            return result[0]
+        return {key: [record.get(key) for record in result] for key in result[0]}
     return {_RESULT_FIELD.get(task, "prediction"): result}
 
 
@@ -256,6 +263,7 @@ class Job:
     progress: bool = False
     base_dir: str | None = None
     task_kwargs: dict[str, Any] = field(default_factory=dict)
+    item_of: Callable[[Any], Any] | None = None  # turns each row's input into the pipeline's (e.g. a chat)
 
 
 def _progress_bar(job: Job, skip: int) -> Any:
@@ -278,10 +286,12 @@ def run(job: Job) -> Stats:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if skip else os.O_TRUNC), 0o644)
     stats, rows = Stats(skipped=skip), itertools.islice(job.rows(), skip, None)
     bar, start = _progress_bar(job, skip), time.perf_counter()
+    to_item = job.item_of or (lambda item: item)
     try:
         for window in predict_windows(
             job.pipe, rows, batch_size=job.batch_size, window_batches=job.window_batches,
-            item_of=lambda row: make_item(row, task, job.column, job.base_dir), stats=stats, **job.task_kwargs,
+            item_of=lambda row: to_item(make_item(row, task, job.column, job.base_dir)), stats=stats,
+            **job.task_kwargs,
         ):
             out_rows = [output_row(row, result, task) for row, result in window]
             if fd is not None:  # a .txt output holds the predictions only, a JSON object per line

@@ -5,6 +5,9 @@
                               [--batch-size N] [--device D] [--resume] [--format table|json]
     leanformers embed MODEL [INPUT ...] [--input FILE] [--output FILE] [--normalize] [--prompt P] [--engine ray]
     leanformers search MODEL --corpus FILE QUERY [--top-k K]
+    leanformers generate MODEL [PROMPT ...] [--input FILE --output FILE] [--chat] [--system S]
+                               [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]
+    leanformers chat MODEL [--system S] [generation options]
     leanformers download MODEL [--revision R]
 
 Exit codes: 0 success; 1 an error while working (bad checkpoint or rows, download failure, anything
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -240,6 +244,8 @@ def _stdout_format(args: argparse.Namespace) -> str:
 
 
 def _task_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    if args.task == "text-generation":
+        return {**_generation_kwargs(args), "return_full_text": args.full_text}
     kwargs: dict[str, Any] = {"top_k": args.top_k} if args.top_k is not None else {}
     if args.task == "sentence-embedding":
         return {"normalize_embeddings": args.normalize or None, "prompt": args.prompt}
@@ -277,8 +283,9 @@ def _load_pipeline(args: argparse.Namespace) -> Any:
 
     if args.threads is not None:
         threads.set_num_threads(args.threads)
-    pipe = pipeline(task=args.task, model=args.model, device=args.device, dtype=args.dtype)
-    pipe.batch_size = args.batch_size or default_batch_size(pipe.task)
+    options = {"gguf_file": args.gguf_file} if getattr(args, "gguf_file", None) else {}
+    pipe = pipeline(task=args.task, model=args.model, device=args.device, dtype=args.dtype, **options)
+    pipe.batch_size = getattr(args, "batch_size", None) or default_batch_size(pipe.task)
     return pipe
 
 
@@ -305,6 +312,8 @@ def _predict_with_ray(args: argparse.Namespace, task: str | None) -> int:
         args.model, args.input, args.output, task=task, column=args.column,
         batch_size=args.batch_size or default_batch_size(task), device=args.device, address=args.address,
         workers=args.workers, task_kwargs=_task_kwargs(args), dtype=args.dtype,
+        gguf_file=getattr(args, "gguf_file", None), item_of=getattr(args, "item_of", None),
+        progress=sys.stderr.isatty() and not args.quiet,
     )
     if not args.quiet:
         where = f" with {args.workers} Ray worker(s) on {args.address or 'local'}"
@@ -366,7 +375,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     pipe = _load_pipeline(args)
     task = pipe.task
-    column = args.column or default_column(task)
+    column = args.column = args.column or default_column(task)
     progress = sys.stderr.isatty() and not args.quiet
     job = batch.Job(
         pipe=pipe, rows=_input_rows(args, task, column), column=column, output=args.output,
@@ -374,6 +383,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         batch_size=pipe.batch_size, window_batches=args.window, resume=args.resume, task_kwargs=_task_kwargs(args),
         total=count_rows(args.input) if progress and args.input else None, progress=progress,
         base_dir=os.path.dirname(os.path.abspath(args.input)) if args.input else None,
+        item_of=getattr(args, "item_of", None),
     )
     stats = batch.run(job)
     if not args.quiet and (args.output or args.input):
@@ -384,6 +394,120 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     args.task = "sentence-embedding"
     return cmd_predict(args)
+
+
+# -- generate and chat ----------------------------------------------------------------------------
+
+
+def _generation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The generation settings given on the command line (the rest come from the checkpoint)."""
+    names = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "do_sample")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def as_chat(system: str | None, value: Any) -> Any:
+    """A prompt as a chat: a user message (after ``system``'s message); a chat stays as it is."""
+    if isinstance(value, (list, tuple)):
+        return value
+    return [{"role": "system", "content": system}] * bool(system) + [{"role": "user", "content": value}]
+
+
+def _stream(pipe: Any, prompt: Any, kwargs: dict[str, Any]) -> str:
+    """Generate for one prompt (text or chat), printing the new text as it forms; the new text."""
+    from .modeling.generation import TextStreamer
+
+    if isinstance(prompt, str):
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+    streamer = TextStreamer(pipe.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    result = pipe(prompt, streamer=streamer, return_full_text=False, **kwargs)
+    return result[0]["generated_text"]
+
+
+def _check_generation_args(args: argparse.Namespace) -> None:
+    _check_positive(args, "max_new_tokens", "threads")
+    for name, low, high in (("temperature", 0.0, None), ("top_p", 0.0, 1), ("repetition_penalty", 0.0, None)):
+        value = getattr(args, name, None)
+        if value is not None and (value <= low or (high is not None and value > high)):
+            bound = f"in (0, {high}]" if high is not None else "greater than 0"
+            raise UsageError(f"--{name.replace('_', '-')} must be a number {bound}, got {value}.")
+    if getattr(args, "top_k", None) is not None and args.top_k < 0:
+        raise UsageError(f"--top-k must be 0 (off) or a positive integer, got {args.top_k}.")
+    if args.seed is not None:
+        import torch
+
+        torch.manual_seed(args.seed)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Stream the continuation of each prompt (command line or stdin), or run a file through the batch
+    or Ray engine (rows keep their fields and gain ``generated_text``)."""
+    args.task = "text-generation"
+    _check_generation_args(args)
+    if args.chat or args.system:
+        args.item_of = functools.partial(as_chat, args.system)
+    if args.input or args.engine == "ray":
+        if args.input and not args.column:
+            args.column = _prompt_column(args.input)
+        if args.engine == "ray" and args.seed is not None:
+            raise UsageError("--seed applies to local runs; Ray workers draw their own samples.")
+        return cmd_predict(args)
+    if args.output or args.resume:
+        raise UsageError("--output and --resume go with --input FILE; prompts on the command line are streamed.")
+    if not args.inputs and sys.stdin.isatty():
+        raise UsageError("no prompt: give one on the command line, with --input FILE, or on stdin.")
+    pipe = _load_pipeline(args)
+    kwargs = _generation_kwargs(args)
+    prompts = args.inputs or (line.rstrip("\r\n") for line in sys.stdin if line.strip())
+    for prompt in prompts:
+        _stream(pipe, as_chat(args.system, prompt) if args.chat or args.system else prompt, kwargs)
+    return 0
+
+
+def _prompt_column(path: str) -> str:
+    """The field holding the prompts: "prompt", "text" or "messages", whichever the first row has."""
+    from .files import read_rows
+
+    with _usage_errors():
+        first = next(iter(read_rows(path)), {})
+    return next((name for name in ("prompt", "text", "messages") if name in first), "text")
+
+
+_CHAT_HELP = "Type a message and press Enter; /reset clears the conversation, /exit (or Ctrl-D) quits."
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Talk with a chat model: each line is a user message, the reply streams as it is generated, and
+    the conversation so far goes through the chat template each turn."""
+    args.task, args.batch_size = "text-generation", 1
+    _check_generation_args(args)
+    pipe = _load_pipeline(args)
+    if getattr(pipe.tokenizer, "chat_template", None) is None:
+        raise UsageError(f"{args.model!r} has no chat template (tokenizer_config.json or chat_template.jinja); "
+                         "use 'leanformers generate' to continue plain text.")
+    kwargs = _generation_kwargs(args)
+    start = [{"role": "system", "content": args.system}] if args.system else []
+    history = list(start)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(_CHAT_HELP, file=sys.stderr)
+    while True:
+        try:
+            line = input("> " if interactive else "")
+        except EOFError:
+            break
+        text = line.strip()
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/reset":
+            history = list(start)
+            print("(conversation cleared)", file=sys.stderr)
+            continue
+        if not text:
+            continue
+        history.append({"role": "user", "content": text})
+        history.append({"role": "assistant", "content": _stream(pipe, history, kwargs)})
+    return 0
 
 
 # -- search ---------------------------------------------------------------------------------------
@@ -515,6 +639,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", help="text put before every input (e.g. 'query: ')")
     p.set_defaults(func=cmd_embed)
 
+    generation = argparse.ArgumentParser(add_help=False)  # generate's and chat's settings
+    generation.add_argument("--max-new-tokens", type=int, dest="max_new_tokens",
+                            help="tokens to generate at most (default: the checkpoint's, else 256)")
+    generation.add_argument("--temperature", type=float, help="sampling temperature (default: the checkpoint's, "
+                            "else 0.7)")
+    generation.add_argument("--top-p", type=float, dest="top_p", help="sample from the smallest set of tokens "
+                            "whose probability reaches P")
+    generation.add_argument("--top-k", type=int, dest="top_k", help="sample from the K likeliest tokens (0: all)")
+    generation.add_argument("--repetition-penalty", type=float, dest="repetition_penalty")
+    generation.add_argument("--do-sample", action=argparse.BooleanOptionalAction, dest="do_sample", default=None,
+                            help="sample (default: the checkpoint's choice, else sampling); --no-do-sample: greedy")
+    generation.add_argument("--seed", type=int, help="seed the sampling, for a repeatable run")
+    generation.add_argument("--system", help="a system message put before the conversation")
+    generation.add_argument("--gguf-file", dest="gguf_file", help="the .gguf file in MODEL to load")
+    generation.add_argument("--device", help="cpu, cuda, cuda:1, mps ...")
+    generation.add_argument("--dtype", help="float32, float16, bfloat16 (default: the checkpoint's)")
+    generation.add_argument("--threads", type=int, help="CPU threads (default: the CPUs this process may use)")
+
+    model_argument = argparse.ArgumentParser(add_help=False)  # first, so it comes before generate's prompts
+    model_argument.add_argument("model", help="a checkpoint folder or hub id")
+    p = sub.add_parser(
+        "generate", parents=[common, model_argument, generation, files], conflict_handler="resolve",
+        help="continue prompts with a causal language model (streamed), or a file of prompts",
+        description="Prompts on the command line (or stdin lines) are streamed as the text forms. With --input "
+        "FILE (.txt, .jsonl, .csv, .parquet; the field 'prompt', 'text' or 'messages', or --column) the "
+        "rows, prompts grouped by length, are written to --output FILE with a 'generated_text' field (the new "
+        "text; --full-text: prompt and new text), through FILE.partial; --resume continues it.",
+    )
+    p.add_argument("--chat", action="store_true", help="send each prompt as a user message through the chat template")
+    p.add_argument("--full-text", action="store_true", dest="full_text",
+                   help="with --input: generated_text holds the prompt and the new text (a chat: the conversation)")
+    p.add_argument("--column", help="with --input: the field holding the prompts (text or a list of messages)")
+    p.add_argument("--batch-size", "-b", type=int, dest="batch_size", help="prompts per batch (default 32)")
+    p.add_argument("--format", choices=("table", "json"), default=None, help="stdout format for --input without "
+                   "--output (default: table on a terminal, JSON lines otherwise)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("chat", parents=[common, model_argument, generation],
+                       help="talk with a chat model in the terminal", description=_CHAT_HELP)
+    p.set_defaults(func=cmd_chat)
+
     p = sub.add_parser("search", parents=[running], help="semantic search over a text corpus (default: top 5)")
     p.add_argument("query")
     p.add_argument("--corpus", required=True, help="a .txt (a text per line), .jsonl, .csv or .parquet file")
@@ -540,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # predict's INPUTs may also follow options: predict MODEL --task T "text"
-        if args.command in ("predict", "embed") and not any(e.startswith("-") for e in extra):
+        if args.command in ("predict", "embed", "generate") and not any(e.startswith("-") for e in extra):
             args.inputs = list(args.inputs) + extra
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -10,16 +10,18 @@ column (the row's position where it has none). ``ray`` is imported on first use 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from .batch import Stats, prediction_fields
-from .errors import InputError
+from .errors import InputError, LeanformersError
 from .files import default_column, file_format, read_rows
 from .pipelines import COUNT, NON_NEGATIVE
 
@@ -65,12 +67,14 @@ def _items(table: Any, column: str | Sequence[str]) -> list[Any]:
 
 
 class Predictor:
-    """A worker: the pipeline, loaded once, maps pyarrow tables of inputs to tables of predictions."""
+    """A worker: the pipeline, loaded once, maps pyarrow tables of inputs to the same rows (id first)
+    with the prediction fields added, renamed ``prediction_KEY`` where an input field has the name,
+    as the local engine writes them. ``item_of`` turns each input into the pipeline's (e.g. a chat)."""
 
     def __init__(
         self, model: Any, task: str | None, device: Any, column: str | Sequence[str], id_column: str,
         task_kwargs: dict[str, Any], num_threads: int, pipeline_factory: Callable[..., Any] | None,
-        dtype: Any = None,
+        dtype: Any = None, gguf_file: str | None = None, item_of: Callable[[Any], Any] | None = None,
     ) -> None:
         import torch
 
@@ -78,20 +82,26 @@ class Predictor:
         if pipeline_factory is None:
             from .pipelines import pipeline as pipeline_factory
         options = {"dtype": dtype} if dtype is not None else {}
+        if gguf_file is not None:
+            options["gguf_file"] = gguf_file
         self.pipe = pipeline_factory(task, model=model, device=device, **options)
-        self.column, self.id_column, self.task_kwargs = column, id_column, task_kwargs
+        self.column, self.id_column, self.task_kwargs, self.item_of = column, id_column, task_kwargs, item_of
 
     def __call__(self, table: Any) -> Any:
         import pyarrow as pa
 
+        names = [self.id_column] + [name for name in table.column_names if name != self.id_column]
+        columns = {name: table.column(name) for name in names}
         if table.num_rows == 0:
-            return pa.table({self.id_column: table.column(self.id_column)})
-        results = self.pipe.run_batch(_items(table, self.column), **self.task_kwargs)
+            return pa.table(columns)
+        items = _items(table, self.column)
+        if self.item_of is not None:
+            items = [self.item_of(item) for item in items]
+        results = self.pipe.run_batch(items, **self.task_kwargs)
         if len(results) != table.num_rows:
             raise RuntimeError(f"run_batch returned {len(results)} results for {table.num_rows} items")
-        columns = {self.id_column: table.column(self.id_column)}
         for name, values in _flatten(results, getattr(self.pipe, "task", None)).items():
-            columns[name if name != self.id_column else f"{name}_prediction"] = values
+            columns[f"prediction_{name}" if name in columns else name] = values
         return pa.table(columns)
 
 
@@ -157,12 +167,14 @@ def predict_dataset(
     num_cpus: float = 1, num_gpus: float = 0, device: Any = None, dtype: Any = None,
     column: str | Sequence[str] | None = None, id_column: str = "id", task_kwargs: dict[str, Any] | None = None,
     input_format: str | None = None, filesystem: Any = None, read_on_this_node: bool = False, max_retries: int = 3,
-    pipeline_factory: Callable[..., Any] | None = None,
+    pipeline_factory: Callable[..., Any] | None = None, gguf_file: str | None = None,
+    item_of: Callable[[Any], Any] | None = None,
 ) -> Any:
-    """A lazy Ray Dataset of predictions for ``data`` (a Ray Dataset or a path, see :func:`read_dataset`)
-    by ``concurrency`` workers, each loading ``model`` once (with ``num_gpus`` = 1 for a CUDA ``device``).
-    ``column``: the input column (a list gives dict items, e.g. ``["question", "context"]``);
-    ``pipeline_factory(task, model=, device=[, dtype=])`` replaces :func:`leanformers.pipeline`."""
+    """A lazy Ray Dataset of the input rows with their predictions added, for ``data`` (a Ray Dataset or a
+    path, see :func:`read_dataset`) by ``concurrency`` workers, each loading ``model`` once (with
+    ``num_gpus`` = 1 for a CUDA ``device``). ``column``: the input column (a list gives dict items, e.g.
+    ``["question", "context"]``); ``item_of`` (picklable) maps each input to the pipeline's;
+    ``pipeline_factory(task, model=, device=[, dtype=, gguf_file=])`` replaces :func:`leanformers.pipeline`."""
     ray = require_ray()
     COUNT("batch_size", batch_size)
     COUNT("concurrency", concurrency)
@@ -189,6 +201,7 @@ def predict_dataset(
         "model": os.fspath(model) if isinstance(model, os.PathLike) else model, "task": task, "device": device,
         "column": column, "id_column": id_column, "task_kwargs": dict(task_kwargs or {}),
         "num_threads": int(num_cpus) or 1, "pipeline_factory": pipeline_factory, "dtype": dtype,
+        "gguf_file": gguf_file, "item_of": item_of,
     }
     with warnings.catch_warnings():
         # Ray flags max_restarts / max_task_retries given as remote args as deprecated without
@@ -217,9 +230,13 @@ def _task_for(model: Any, task: str | None) -> str | None:
 # -- writing --------------------------------------------------------------------------------------
 
 
-def write_predictions(dataset: Any, path: str | os.PathLike, *, format: str | None = None, ordered: bool = True) -> int:
+def write_predictions(
+    dataset: Any, path: str | os.PathLike, *, format: str | None = None, ordered: bool = True,
+    on_rows: Callable[[int], None] | None = None,
+) -> int:
     """Write ``dataset`` to ONE file (``.parquet``, ``.jsonl`` or ``.csv``; a URI through its pyarrow
-    filesystem) and return its row count; a local file is staged as ``path + ".partial"``."""
+    filesystem) and return its row count; a local file is staged as ``path + ".partial"``.
+    ``on_rows(n)`` is told of each block of ``n`` rows written (a progress bar)."""
     require_ray()
     import pyarrow as pa
     import pyarrow.csv as pa_csv
@@ -238,17 +255,23 @@ def write_predictions(dataset: Any, path: str | os.PathLike, *, format: str | No
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         target = path + ".partial"
         stream = pa.OSFile(target, "wb")
-    rows, writer = 0, None
+    rows, writer, schema = 0, None, None
     try:
         for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
             rows += table.num_rows
             if table.num_rows == 0:
                 continue
             if fmt == "jsonl":
-                stream.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_pylist()).encode())
-                continue
-            writer = writer or (pq.ParquetWriter if fmt == "parquet" else pa_csv.CSVWriter)(stream, table.schema)
-            writer.write_table(table.cast(writer.schema) if fmt == "parquet" else table)
+                stream.write("".join(
+                    json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in table.to_pylist()
+                ).encode())
+            else:
+                table = table if fmt == "parquet" else _json_text_columns(table)
+                schema = schema or table.schema
+                writer = writer or (pq.ParquetWriter if fmt == "parquet" else pa_csv.CSVWriter)(stream, schema)
+                writer.write_table(table.cast(schema))
+            if on_rows is not None:
+                on_rows(table.num_rows)
         if writer is not None:
             writer.close()
     finally:
@@ -258,34 +281,113 @@ def write_predictions(dataset: Any, path: str | os.PathLike, *, format: str | No
     return rows
 
 
+def _json_text_columns(table: Any) -> Any:
+    """``table`` with its nested columns (lists, structs: chats, vectors) as JSON text, which CSV can hold."""
+    import pyarrow as pa
+
+    for index, column in enumerate(table.schema):
+        if pa.types.is_nested(column.type):
+            values = [None if v is None else json.dumps(v, ensure_ascii=False, default=str)
+                      for v in table.column(index).to_pylist()]
+            table = table.set_column(index, column.name, pa.array(values, pa.string()))
+    return table
+
+
 # -- the command line's one call ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _ray_console_in_file() -> Iterator[Any]:
+    """Ray's console output (file descriptors 1 and 2: its driver threads print workers' failures to
+    stdout) kept in a file for the run; yields a text stream on the real stderr for the command's own
+    progress. A healthy Ray Data run prints start-up notices, INFO
+    lines, and from its C++ core an ERROR line per actor pool (its actors take constructor arguments
+    from the object store while restarts are on, ray-project/ray#57733; the restarts are what re-run a
+    dead worker's batches, so they stay on). No public setting silences that core line without
+    printing another (RAY_BACKEND_LOG_LEVEL announces itself at INFO), so the file keeps all of it:
+    removed after a good run, named on stderr after a failed one."""
+    import sys
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    handle, path = tempfile.mkstemp(prefix="leanformers-ray-", suffix=".log")
+    real = {fd: os.dup(fd) for fd in (1, 2)}
+    console = os.fdopen(os.dup(real[2]), "w", buffering=1, encoding="utf-8", errors="replace")
+    for fd in real:
+        os.dup2(handle, fd)
+    failed = True
+    try:
+        yield console
+        failed = False
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, saved in real.items():
+            os.dup2(saved, fd)
+            os.close(saved)
+        os.close(handle)
+        console.close()
+        if failed:
+            print(f"Ray's console output of this run is in {path}", file=sys.stderr)
+        else:
+            os.remove(path)
 
 
 def run_cli_prediction(
     model: str, input_path: str, output_path: str, *, task: str | None = None, column: str | None = None,
     batch_size: int = 32, device: str | None = None, address: str | None = None, workers: int = 1,
     task_kwargs: dict[str, Any] | None = None, num_cpus: float = 1, dtype: str | None = None,
+    gguf_file: str | None = None, item_of: Callable[[Any], Any] | None = None, progress: bool = False,
 ) -> Stats:
     """``leanformers predict ... --engine ray``: connect to Ray at ``address`` (``"auto"``,
     ``"ray://host:10001"``...) or start a local one, predict ``input_path`` with ``workers``
-    workers into ``output_path`` (rows in input order); the rows predicted and the time taken."""
+    workers into ``output_path`` (rows in input order, with the input's fields), with a progress bar
+    on stderr when ``progress`` and Ray's own console logging quiet; the rows predicted and the time."""
     ray = require_ray()
     started = time.perf_counter()
     own = not ray.is_initialized()
-    if own:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        predictions = predict_dataset(
-            input_path, model, task, batch_size=batch_size, concurrency=workers, num_cpus=num_cpus, device=device,
-            dtype=dtype, column=column, task_kwargs=task_kwargs,
-            read_on_this_node=True,  # the command's input file need not exist on the other machines
-        )
-        rows = write_predictions(predictions, output_path)
-    finally:
+    with _ray_console_in_file() as console:
         if own:
-            ray.shutdown()
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = context.print_on_execution_start = False  # the command has its own bar
+        bar = _progress_bar(input_path, console) if progress else None
+        try:
+            predictions = predict_dataset(
+                input_path, model, task, batch_size=batch_size, concurrency=workers, num_cpus=num_cpus,
+                device=device, dtype=dtype, column=column, task_kwargs=task_kwargs, gguf_file=gguf_file,
+                item_of=item_of, read_on_this_node=True,  # the input file need not exist on the other machines
+            )
+            rows = write_predictions(predictions, output_path, on_rows=bar.update if bar is not None else None)
+        except Exception as exc:
+            cause = _worker_error(exc)
+            if cause is None:
+                raise
+            raise LeanformersError(f"a Ray worker failed: {cause}") from exc
+        finally:
+            if bar is not None:
+                bar.close()
+            if own:
+                ray.shutdown()
     return Stats(items=rows, seconds=time.perf_counter() - started)
+
+
+def _worker_error(exc: BaseException) -> str | None:
+    """The message of the library error that failed a worker, out of the traceback text Ray raises."""
+    found = re.findall(r"leanformers\.errors\.\w+: (.+)", str(exc))
+    return found[-1].strip() if found else None
+
+
+def _progress_bar(input_path: str, console: Any) -> Any:
+    """A bar over the input's rows on ``console`` (tqdm), or None without tqdm."""
+    from .files import count_rows
+
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=count_rows(input_path), unit="item", dynamic_ncols=True, file=console)
 
 
 __all__ = [
