@@ -73,7 +73,9 @@ SPM_VARIANTS: dict[str, tuple[str, dict | None, dict | None]] = {
 }
 # Folders the reference saves (tokenizer.json + tokenizer_config.json) from the ones above.
 SAVED_VARIANTS = {"llama_json": "llama_spm", "llama_legacy_json": "llama_spm_legacy", "gemma_json": "gemma_spm"}
-OTHER_VARIANTS = ["llama_hub_json", "qwen_json", "qwen_files", "qwen_model_type", "llama3", "llama3_left_padded"]
+OTHER_VARIANTS = [
+    "llama_hub_json", "gemma3_json", "qwen_json", "qwen_files", "qwen_model_type", "llama3", "llama3_left_padded",
+]
 VARIANTS = [*SPM_VARIANTS, *SAVED_VARIANTS, *OTHER_VARIANTS]
 DETAIL_VARIANTS = [
     "llama_spm", "llama_spm_legacy", "llama_hub_json", "gemma_json", "qwen_json", "llama3_left_padded",
@@ -170,6 +172,14 @@ def folders(tmp_path_factory: pytest.TempPathFactory, spm_models: dict[str, byte
         transformers.AutoTokenizer.from_pretrained(made[origin]).save_pretrained(root / name)
         made[name] = root / name
     made["llama_hub_json"] = _hub_style(made["llama_json"], root / "llama_hub_json")
+    # Gemma 3's model-specific special tokens, named as keys and as a dict of extra special tokens.
+    shutil.copytree(made["gemma_json"], root / "gemma3_json")
+    made["gemma3_json"] = root / "gemma3_json"
+    config = json.loads((made["gemma3_json"] / "tokenizer_config.json").read_text())
+    config.update(boi_token="<start_of_image>", eoi_token="<end_of_image>",
+                  extra_special_tokens={"image_token": "<image_soft_token>"}, padding_side="right")
+    (made["gemma3_json"] / "tokenizer_config.json").write_text(json.dumps(config))
+    (made["gemma3_json"] / "config.json").write_text(json.dumps({"model_type": "gemma3_text"}))
 
     vocab, merges = _train_byte_level()
     qwen = transformers.Qwen2Tokenizer(
@@ -247,6 +257,9 @@ def test_ids_match_reference(pair: tuple[Any, Any], variant: str) -> None:
     for attribute in attributes:
         assert getattr(ours, attribute) == getattr(ref, attribute), attribute
     assert len(ours) == len(ref) and _added(ours) == _added(ref)
+    if variant == "gemma3_json":
+        for name in ("boi_token", "eoi_token", "image_token", "image_token_id"):
+            assert getattr(ours, name) == getattr(ref, name) is not None, name
     options = {"return_offsets_mapping": True, "return_special_tokens_mask": True}
     expected, got = ref(TEXTS, **options), ours(TEXTS, **options)
     mismatched = [i for i, (a, b) in enumerate(zip(got["input_ids"], expected["input_ids"])) if a != b]
@@ -319,8 +332,8 @@ def test_bos_eos_flags_match_reference(folders: dict[str, Path], variant: str) -
 
 
 @pytest.mark.parametrize(
-    "variant", ["llama_spm", "llama_spm_legacy", "llama_hub_json", "gemma_spm", "qwen_files", "generic_spm_mistral",
-                "generic_spm_unigram"]
+    "variant", ["llama_spm", "llama_spm_legacy", "llama_hub_json", "gemma_spm", "gemma3_json", "qwen_files",
+                "generic_spm_mistral", "generic_spm_unigram"]
 )
 def test_saved_files_match_reference_and_reload(pair: tuple[Any, Any], variant: str, tmp_path: Path) -> None:
     ours, ref = pair
@@ -329,8 +342,9 @@ def test_saved_files_match_reference_and_reload(pair: tuple[Any, Any], variant: 
     saved_config, ref_config = (json.loads((tmp_path / side / "tokenizer_config.json").read_text())
                                 for side in ("ours", "ref"))
     # A deliberate difference: the reference's GemmaTokenizer built from tokenizer.model writes the
-    # local path it read into the saved config; a path of this machine is no part of a checkpoint.
-    if variant == "gemma_spm":
+    # local path it read into the saved config (and keeps it through later saves); a path of this
+    # machine is no part of a checkpoint.
+    if variant.startswith("gemma"):
         assert ref_config.pop("vocab_file").endswith("tokenizer.model") and "vocab_file" not in saved_config
     assert saved_config == ref_config
     saved, ref_saved = (json.loads((tmp_path / side / "tokenizer.json").read_text()) for side in ("ours", "ref"))
@@ -388,6 +402,23 @@ def test_class_chosen_as_the_reference_chooses(
     ours = LeanAutoTokenizer.from_pretrained(folder)
     assert type(ours).__name__ == type(ref).__name__
     assert dict(ours(SUBSET[:40])) == dict(ref(SUBSET[:40]))
+
+
+@pytest.mark.parametrize("class_name, variant", [
+    ("LlamaTokenizer", "gemma_json"), ("GemmaTokenizer", "llama_spm_plain"), ("TokenizersBackend", "llama_json"),
+    ("TokenizersBackend", "llama_spm"), ("Qwen2Tokenizer", "qwen_json"),
+])
+def test_class_from_pretrained_builds_that_class(folders: dict[str, Path], class_name: str, variant: str) -> None:
+    """``SomeTokenizer.from_pretrained`` builds that class over whatever files the folder has."""
+    import leanformers.processing.bpe as bpe
+    import leanformers.processing.sentencepiece_bpe as sentencepiece_bpe
+    import leanformers.processing.tokenizer as tokenizer
+
+    ours_class = next(getattr(module, class_name) for module in (sentencepiece_bpe, bpe, tokenizer)
+                      if hasattr(module, class_name))
+    ours, ref = ours_class.from_pretrained(folders[variant]), getattr(transformers, class_name).from_pretrained(folders[variant])
+    assert type(ours).__name__ == type(ref).__name__ == class_name and repr(ours) == repr(ref)
+    assert_same_encoding(ours(SUBSET), ref(SUBSET), f"{class_name} over {variant}")
 
 
 def _corrupt(model: bytes) -> dict[str, bytes]:

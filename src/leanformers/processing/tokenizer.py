@@ -49,6 +49,9 @@ CHAT_TEMPLATE_FILE = "chat_template.jinja"
 # A SentencePiece model or a tiktoken ranks file: the generic class's source without a tokenizer.json.
 MODEL_FILE = "tokenizer.model"
 
+# The loading option by which ``SomeTokenizer.from_pretrained`` names its own class.
+_FORCED_CLASS = "_tokenizer_class"
+
 # The class shown (and saved) when a checkpoint's tokenizer.json is used as it stands because its
 # class is not one this library knows how to rebuild; the reference uses the same name for it.
 GENERIC_CLASS = "TokenizersBackend"
@@ -429,8 +432,13 @@ class PreTrainedTokenizer:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> "PreTrainedTokenizer":
-        """Load the tokenizer of a checkpoint folder or hub repository (see :func:`load_tokenizer`)."""
+        """Load the tokenizer of a checkpoint folder or hub repository (see :func:`load_tokenizer`).
+
+        On this base class the checkpoint says which class to build; on a concrete class (e.g.
+        ``LlamaTokenizer``) that class is built over the checkpoint's files, as in the reference."""
         options, kwargs = split_source_options(kwargs)
+        if cls is not PreTrainedTokenizer:
+            kwargs[_FORCED_CLASS] = cls.__name__
         return load_tokenizer(Source.of(name_or_path, **options), **kwargs)
 
     # -- special tokens --------------------------------------------------------------------------
@@ -1465,11 +1473,15 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
     for key in IGNORED_LOAD_OPTIONS + SOURCE_OPTIONS:
         kwargs.pop(key, None)
     tokenizer_type, model_config = kwargs.pop("tokenizer_type", None), kwargs.pop("config", None)
+    forced_class = kwargs.pop(_FORCED_CLASS, None)
 
     config_path = source.resolve(TOKENIZER_CONFIG_FILE, required=False)
     tokenizer_config = read_json(config_path, TOKENIZER_CONFIG_FILE) if config_path else {}
     tokenizer_file = source.resolve(TOKENIZER_FILE, required=False)
-    class_name = _class_name(source, tokenizer_config, tokenizer_type, model_config, tokenizer_file)
+    if forced_class is not None:
+        class_name = forced_class
+    else:
+        class_name = _class_name(source, tokenizer_config, tokenizer_type, model_config, tokenizer_file)
     builder = registry.tokenizer_builder(class_name)
     model_file = None
     if builder is None:
