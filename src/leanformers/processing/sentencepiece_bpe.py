@@ -19,7 +19,7 @@ from tokenizers.models import BPE, Unigram
 from ..errors import ConfigError, TokenizerError
 from ..hub import Source, read_json
 from .bpe import Merges, _json_model
-from .sentencepiece import _CONTROL, _USER_DEFINED, read_sentencepiece_model
+from .sentencepiece import _CONTROL, _USER_DEFINED, SentencePieceModel, read_sentencepiece_model
 from .tokenizer import (
     GENERIC_CLASS, TOKENIZER_FILE, PreTrainedTokenizer, TokenizersBackend, _json_post_processor, _json_settings,
 )
@@ -102,14 +102,17 @@ def merges_from_vocab(vocab: dict[str, int]) -> Merges:
     return [(left, right) for *_, left, right in ranked]
 
 
-def _spm_vocab(model_file: str, options: dict[str, Any]) -> tuple[dict[str, int], Merges]:
-    """The vocabulary and merges of a SentencePiece model file; its control and user-defined pieces
-    become the extra special tokens, as the reference makes them."""
-    model = read_sentencepiece_model(model_file)
-    options["additional_special_tokens"] = [
+def _spm_specials(model: SentencePieceModel) -> list[AddedToken]:
+    """A SentencePiece model's control and user-defined pieces, which become the extra special
+    tokens (only control pieces marked special), as the reference makes them."""
+    return [
         AddedToken(piece, normalized=False, special=kind == _CONTROL)
         for piece, _, kind in model.pieces if kind in (_CONTROL, _USER_DEFINED)
     ]
+
+
+def _spm_bpe(model: SentencePieceModel, model_file: str) -> tuple[dict[str, int], Merges]:
+    """The BPE vocabulary (the pieces in file order) and merges of a SentencePiece model."""
     vocab = {piece: index for index, (piece, _, _) in enumerate(model.pieces)}
     if len(vocab) != len(model.pieces):
         raise TokenizerError(f"{model_file!r} lists a piece twice; it is not a usable SentencePiece model.")
@@ -140,11 +143,13 @@ def build_sentencepiece_bpe_tokenizer(
                 f"{source.describe()} names tokenizer class {class_name!r} but has neither {TOKENIZER_FILE} nor "
                 f"{SPM_FILE}, the files it is built from. Add one of them to the checkpoint."
             )
-        vocab, merges = _spm_vocab(model_file, options)
+        model = read_sentencepiece_model(model_file)
+        options["additional_special_tokens"] = _spm_specials(model)
+        vocab, merges = _spm_bpe(model, model_file)
         where = repr(model_file)
     tokenizer_class._settle_options(options)
-    # legacy shapes the pipeline only; the reference keeps it out of the saved config.
-    legacy = options.pop("legacy", False)
+    # Llama's legacy shapes the pipeline only; the reference keeps it out of the saved config.
+    legacy = options.pop("legacy", False) if tokenizer_class is LlamaTokenizer else None
     for key, value in (("legacy", legacy), ("add_prefix_space", options.get("add_prefix_space"))):
         if value is not None and not isinstance(value, bool):
             raise ConfigError(f"{key} of {source.describe()} must be true or false, got {value!r}.")
@@ -170,10 +175,7 @@ def build_generic_sentencepiece_tokenizer(model_file: str, init_kwargs: dict[str
     ``add_eos_token``. Saved added tokens take over the ids of the pieces they replace."""
     model = read_sentencepiece_model(model_file)
     options = {key: value for key, value in init_kwargs.items() if key not in ("vocab_file", "tokenizer_file", "vocab")}
-    options["additional_special_tokens"] = [
-        AddedToken(piece, normalized=False, special=kind == _CONTROL)
-        for piece, _, kind in model.pieces if kind in (_CONTROL, _USER_DEFINED)
-    ]
+    options["additional_special_tokens"] = _spm_specials(model)
     try:
         if model.model_type == _UNIGRAM:
             options["unk_id"] = model.unk_id
@@ -183,8 +185,7 @@ def build_generic_sentencepiece_tokenizer(model_file: str, init_kwargs: dict[str
             # moves some scores by an ulp; the same trip keeps the scores, and so the splits, equal.
             backend = Tokenizer.from_str(backend.to_str())
         else:
-            vocab = {piece: index for index, (piece, _, _) in enumerate(model.pieces)}
-            merges = merges_from_vocab(vocab)
+            vocab, merges = _spm_bpe(model, model_file)
             by_id = {index: piece for piece, index in vocab.items()}
             for index, token in (options.get("added_tokens_decoder") or {}).items():
                 current, token = by_id.get(int(index)), str(token)

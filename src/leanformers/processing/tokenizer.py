@@ -434,10 +434,10 @@ class PreTrainedTokenizer:
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> "PreTrainedTokenizer":
         """Load the tokenizer of a checkpoint folder or hub repository (see :func:`load_tokenizer`).
 
-        On this base class the checkpoint says which class to build; on a concrete class (e.g.
-        ``LlamaTokenizer``) that class is built over the checkpoint's files, as in the reference."""
+        On this base class the checkpoint says which class to build; on a class this library rebuilds
+        (e.g. ``LlamaTokenizer``) that class is built over the checkpoint's files, as in the reference."""
         options, kwargs = split_source_options(kwargs)
-        if cls is not PreTrainedTokenizer:
+        if cls.__name__ == GENERIC_CLASS or registry.tokenizer_builder(cls.__name__) is not None:
             kwargs[_FORCED_CLASS] = cls.__name__
         return load_tokenizer(Source.of(name_or_path, **options), **kwargs)
 
