@@ -270,13 +270,17 @@ def _write_gguf(path: Path, arch: str, model, config: dict, tokenizer: str = "gp
         writer.add_string("tokenizer.ggml.pre", "qwen2" if arch == "qwen2" else "smollm")
         writer.add_array("tokenizer.ggml.merges", merges)
     else:
-        tokens, types, scores = _spm_vocab()
+        tokens, types, scores = _spm_vocab(gemma=arch.startswith("gemma"))
         writer.add_string("tokenizer.ggml.model", "llama")
         writer.add_array("tokenizer.ggml.scores", scores)
     writer.add_array("tokenizer.ggml.tokens", tokens)
     writer.add_array("tokenizer.ggml.token_type", types)
-    writer.add_uint32("tokenizer.ggml.bos_token_id", 1)
-    writer.add_uint32("tokenizer.ggml.eos_token_id", 2)
+    # Gemma's vocabulary starts <pad> <eos> <bos> <unk> <mask>; the others' <unk> <s> </s>
+    bos, eos = (2, 1) if tokenizer == "llama" and arch.startswith("gemma") else (1, 2)
+    writer.add_uint32("tokenizer.ggml.bos_token_id", bos)
+    writer.add_uint32("tokenizer.ggml.eos_token_id", eos)
+    if tokenizer == "llama":
+        writer.add_uint32("tokenizer.ggml.unknown_token_id", 3 if arch.startswith("gemma") else 0)
     writer.add_bool("tokenizer.ggml.add_bos_token", False)
     writer.add_string("tokenizer.chat_template", "{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>"
                                                  "{% endfor %}")
@@ -314,12 +318,15 @@ def _write_gguf(path: Path, arch: str, model, config: dict, tokenizer: str = "gp
     writer.close()
 
 
-def _spm_vocab() -> tuple[list[str], list[int], list[float]]:
-    """A SentencePiece-style vocabulary (no merges: they follow from the scores) of 272 tokens."""
-    pieces = ["▁", "▁t", "he", "▁the", "▁a", "in", "er", "▁w", "on", "▁s", "re", "at", "or"]
-    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + pieces
-    types = [2, 3, 3] + [6] * 256 + [1] * len(pieces)
-    scores = [0.0] * 259 + [-float(i) for i in range(len(pieces))]
+def _spm_vocab(gemma: bool = False) -> tuple[list[str], list[int], list[float]]:
+    """A SentencePiece-style vocabulary (no merges: they follow from the scores) of 272 tokens; a
+    token of two blanks is spelled with real spaces, as Gemma's files do."""
+    pieces = ["▁", "  ", "▁t", "he", "▁the", "▁a", "in", "er", "▁w", "on", "▁s", "re", "at"]
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"] if gemma else ["<unk>", "<s>", "</s>"]
+    pieces = pieces[: 272 - 256 - len(specials)]
+    tokens = specials + [f"<0x{b:02X}>" for b in range(256)] + pieces
+    types = [3 if token != "<unk>" else 2 for token in specials] + [6] * 256 + [1] * len(pieces)
+    scores = [0.0] * (len(specials) + 256) + [-float(i) for i in range(len(pieces))]
     return tokens, types, scores
 
 
@@ -328,7 +335,8 @@ def synthetic(tmp_path_factory):
     """name -> (folder, reference model with the original weights, config)."""
     root = tmp_path_factory.mktemp("gguf")
     out = {}
-    for name, tokenizer in (*((arch, "gpt2") for arch in FAMILIES), ("llama_spm", "llama")):
+    spm = ("llama_spm", "gemma2_spm", "phi3_spm")
+    for name, tokenizer in (*((arch, "gpt2") for arch in FAMILIES), *((name, "llama") for name in spm)):
         reference_class, config, _, _ = FAMILIES[name.split("_")[0]]
         ref_config = getattr(transformers, reference_class)(**config)
         torch.manual_seed(0)
@@ -386,7 +394,7 @@ def test_synthetic_config_weights_and_logits(synthetic, arch):
 
 def test_synthetic_tokenizers_match_reference(synthetic):
     sample = texts(150, seed=5) + ["the weather in the west", " the", "  at  the  inn ", "<|im_end|>the"]
-    for arch in ("llama", "qwen2", "llama_spm"):
+    for arch in ("llama", "qwen2", "llama_spm", "gemma2_spm", "phi3_spm"):
         folder = synthetic[arch][0]
         ours = AutoTokenizer.from_pretrained(folder, gguf_file="model.gguf")
         ref = transformers.AutoTokenizer.from_pretrained(folder, gguf_file="model.gguf")

@@ -464,13 +464,7 @@ def _backend(file: GGUFFile) -> Any:
         # adding it would grow the vocabulary past the model's.
         is_real = lambda token: set(token) <= spelled  # noqa: E731
     elif kind == "llama":
-        vocab = {token: index for index, token in enumerate(tokens)}
-        backend = Tokenizer(BPE(vocab=vocab, merges=_merges(merges, vocab, file.value("tokenizer.ggml.scores")),
-                                fuse_unk=True, byte_fallback=True, dropout=None))
-        backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
-        backend.decoder = decoders.Sequence([
-            decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(content=" ", left=1),
-        ])
+        backend = _sentencepiece_backend(file.architecture, tokens, merges, file.value("tokenizer.ggml.scores"))
         is_real = lambda token: True  # noqa: E731
     else:
         raise UnsupportedModelError(
@@ -486,6 +480,39 @@ def _backend(file: GGUFFile) -> Any:
             for token, kind_ in zip(tokens, types) if kind_ == _USER_DEFINED and token in known]
     if user:
         backend.add_tokens(user)
+    return backend
+
+
+def _sentencepiece_backend(architecture: str, tokens: list[str], merges: list[str] | None,
+                           scores: list[float] | None) -> Any:
+    """Byte-fallback BPE over metaspace-marked text, as Llama-2 has it, or as Gemma and Phi-3 do."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
+    from tokenizers.models import BPE
+
+    space = "▁"
+    if architecture.startswith("gemma"):
+        # Gemma's files spell a token of blanks with the blanks themselves, and its scores do not
+        # follow its merge order: the tokens' order in the file does.
+        tokens = [space * len(token) if " " in token and not token.strip() else token for token in tokens]
+        vocab = {token: index for index, token in enumerate(tokens)}
+        backend = Tokenizer(BPE(vocab=vocab, merges=_merges(merges, vocab, [-float(i) for i in range(len(tokens))]),
+                                fuse_unk=True, unk_token="<unk>", dropout=None, byte_fallback=True))
+        backend.normalizer = normalizers.Replace(" ", space)
+        backend.pre_tokenizer = pre_tokenizers.Split(pattern=" ", behavior="merged_with_previous", invert=False)
+        backend.decoder = decoders.Sequence([decoders.Replace(space, " "), decoders.ByteFallback(), decoders.Fuse()])
+        return backend
+    vocab = {token: index for index, token in enumerate(tokens)}
+    backend = Tokenizer(BPE(vocab=vocab, merges=_merges(merges, vocab, scores), fuse_unk=True, byte_fallback=True,
+                            dropout=None))
+    if architecture == "phi3":
+        # Phi-3 prefixes every text with the metaspace through its normalizer, with no pre-tokenizer:
+        # a text starting with blanks keeps one more of them than under Metaspace.
+        backend.normalizer = normalizers.Sequence([normalizers.Prepend(space), normalizers.Replace(" ", space)])
+    else:
+        backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement=space, prepend_scheme="first", split=False)
+    backend.decoder = decoders.Sequence([
+        decoders.Replace(space, " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(content=" ", left=1),
+    ])
     return backend
 
 
@@ -537,6 +564,7 @@ def load_gguf_tokenizer(source: Source, gguf_file: Any, **kwargs: Any) -> Any:
     options.update(kwargs)
     options.update(name_or_path=source.name_or_path)
     tokenizer_class, class_name = _tokenizer_class(file.family.model_type)
+    tokenizer_class._settle_options(options)  # what the file leaves out (Gemma's mask token) is the class's
     tokenizer = tokenizer_class(backend, class_name=class_name, **options)
     add_bos, add_eos = bool(options.get("add_bos_token")), bool(options.get("add_eos_token"))
     bos, eos = tokenizer.bos_token, tokenizer.eos_token
