@@ -24,7 +24,7 @@ from conftest_tokenizer import assert_same_encoding, call_both
 from corpus import texts
 
 from leanformers import AutoTokenizer as LeanAutoTokenizer
-from leanformers.errors import ConfigError, TokenizerError
+from leanformers.errors import ConfigError, InputError, TokenizerError
 from leanformers.processing.sentencepiece_bpe import merges_from_vocab
 from leanformers.processing.tokenizer import load_tokenizer
 
@@ -284,9 +284,9 @@ def test_pairs_offsets_truncation_padding_match_reference(pair: tuple[Any, Any],
 def test_tensors_and_padding_side_match_reference(pair: tuple[Any, Any], variant: str) -> None:
     ours, ref = pair
     if ref.pad_token is None:  # both refuse to pad without a pad token
-        with pytest.raises(Exception):
+        with pytest.raises(ValueError, match="padding token"):
             ref(SUBSET[:4], padding=True)
-        with pytest.raises(Exception, match="no padding token"):
+        with pytest.raises(InputError, match="no padding token"):
             ours(SUBSET[:4], padding=True)
         return
     got, expected = (tokenizer(SUBSET[:20], padding=True, return_tensors="pt") for tokenizer in (ours, ref))
@@ -410,9 +410,7 @@ def test_class_chosen_as_the_reference_chooses(
 ])
 def test_class_from_pretrained_builds_that_class(folders: dict[str, Path], class_name: str, variant: str) -> None:
     """``SomeTokenizer.from_pretrained`` builds that class over whatever files the folder has."""
-    import leanformers.processing.bpe as bpe
-    import leanformers.processing.sentencepiece_bpe as sentencepiece_bpe
-    import leanformers.processing.tokenizer as tokenizer
+    from leanformers.processing import bpe, sentencepiece_bpe, tokenizer
 
     ours_class = next(getattr(module, class_name) for module in (sentencepiece_bpe, bpe, tokenizer)
                       if hasattr(module, class_name))
