@@ -164,7 +164,9 @@ class ConvNextEncoder(nn.Module):
     def __init__(self, config: ConvNextConfig) -> None:
         super().__init__()
         total = sum(config.depths)
-        rates = torch.linspace(0, config.drop_path_rate, total).tolist()
+        # On the CPU even while the model is built on the meta device: the rates are plain numbers,
+        # float32 ones as in the reference.
+        rates = torch.linspace(0, config.drop_path_rate, total, device="cpu").tolist()
         widths = [config.hidden_sizes[0], *config.hidden_sizes]
         stages = []
         start = 0
