@@ -26,8 +26,8 @@ from parity import assert_tensors_close
 gguf = pytest.importorskip("gguf")
 transformers = pytest.importorskip("transformers")
 
-from leanformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: E402
-from leanformers.errors import (  # noqa: E402
+from leanformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from leanformers.errors import (
     CheckpointNotFoundError,
     InputError,
     TokenizerError,
@@ -42,9 +42,8 @@ IGNORED_CONFIG_KEYS = {"_name_or_path", "_model_name_or_path", "_sliding_window_
 
 def _reference_model(folder: Path, name: str, config=None):
     """The reference's model for a GGUF file, with the reference's dequantised weights."""
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
-
     from transformers.initialization import no_init_weights
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
     config = config or transformers.AutoConfig.from_pretrained(folder, gguf_file=name)
     with no_init_weights():  # every weight comes from the file
@@ -186,9 +185,10 @@ def test_real_greedy_chat_generation_matches_reference(real_ours, real_reference
 
 # -- tiny synthetic files ---------------------------------------------------------------------------
 
-LLAMA = dict(vocab_size=272, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, rope_theta=10000.0,
-             tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, initializer_range=0.3)
+LLAMA = {"vocab_size": 272, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128, "rms_norm_eps": 1e-5,
+         "rope_theta": 10000.0, "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2,
+         "initializer_range": 0.3}
 QWEN2 = dict(LLAMA, tie_word_embeddings=False, rope_theta=1000000.0)
 
 # checkpoint key (after "model.layers.N.") -> llama.cpp name (after "blk.N.")
@@ -407,7 +407,7 @@ def test_synthetic_tokenizers_match_reference(synthetic):
         assert ours.chat_template == ref.chat_template
 
 
-GPT2 = dict(vocab_size=272, n_embd=64, n_layer=2, n_head=4, n_positions=1024, bos_token_id=0, eos_token_id=0)
+GPT2 = {"vocab_size": 272, "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 1024, "bos_token_id": 0, "eos_token_id": 0}
 # checkpoint module (after "transformer.h.N.") -> llama.cpp name; the 2-D Conv1D weights are stored (out, in)
 GPT2_BLOCK = {"ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "ln_2": "ffn_norm",
               "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}
@@ -533,7 +533,7 @@ def _tiny_file(path: Path, arch: str, tensor_type: str = "F32") -> None:
         writer.add_tensor("token_embd.weight", np.zeros((4, 32), dtype=np.float32))
     else:  # raw blocks of a type the gguf package cannot dequantise
         qtype = gguf.GGMLQuantizationType[tensor_type]
-        block, size = gguf.GGML_QUANT_SIZES[qtype]
+        _, size = gguf.GGML_QUANT_SIZES[qtype]
         writer.add_tensor("token_embd.weight", np.zeros((4, size), dtype=np.uint8), raw_dtype=qtype)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

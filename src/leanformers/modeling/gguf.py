@@ -25,9 +25,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
-from ..errors import CheckpointNotFoundError, InputError, TokenizerError, UnsupportedModelError, WeightsError
+from ..errors import (
+    CheckpointNotFoundError,
+    InputError,
+    TokenizerError,
+    UnsupportedModelError,
+    WeightsError,
+)
 from ..hub import IGNORED_LOAD_OPTIONS, SOURCE_OPTIONS, Source
 
 INSTALL_HINT = "pip install 'leanformers[gguf]'"
@@ -116,7 +123,8 @@ _FAMILIES: dict[str, _Family] = {
                      norm_offset=1.0),
     "gemma2": _Family(
         "gemma2",
-        {**_DECODER_CONFIG, "attention.key_length": "head_dim", "attention.sliding_window": "sliding_window"},
+        {**_DECODER_CONFIG, "attention.key_length": "head_dim", "attention.sliding_window": "sliding_window",
+         "attn_logit_softcapping": "attn_logit_softcapping", "final_logit_softcapping": "final_logit_softcapping"},
         _GEMMA2_BLOCK, norm_offset=1.0,
     ),
     "gemma3": _Family(
@@ -269,7 +277,7 @@ class GGUFFile:
         return config
 
     # -- weights --------------------------------------------------------------------------------
-    def tensors(self) -> "GGUFTensors":
+    def tensors(self) -> GGUFTensors:
         config = self.config_dict()
         return GGUFTensors(self, config.get("num_attention_heads"), config.get("num_key_value_heads"))
 
@@ -300,7 +308,9 @@ class GGUFFile:
         except (ValueError, IndexError) as exc:
             raise WeightsError(f"{self.path}: tensor {tensor.name!r} is corrupt ({exc}); download the file again.") \
                 from exc
-        weights = torch.from_numpy(values.astype("float32", copy=True))
+        if values.dtype != np.float32 or not values.flags.writeable:  # F16, or F32 still in the file's map
+            values = values.astype(np.float32)
+        weights = torch.from_numpy(values)
         match = _BLOCK_NAME.match(tensor.name)
         part = match.group(2) if match else ""
         family = self.family
@@ -373,10 +383,6 @@ def _opened(path: str, size: int, mtime_ns: int) -> GGUFFile:
     return GGUFFile(path)
 
 
-def gguf_config_dict(source: Source, gguf_file: Any) -> dict[str, Any]:
-    return open_gguf(source, gguf_file).config_dict()
-
-
 # -- tokenizer ------------------------------------------------------------------------------------
 
 _CONTROL, _USER_DEFINED = 3, 4
@@ -442,9 +448,9 @@ def _backend(file: GGUFFile) -> Any:
         raise TokenizerError(f"{file.path} holds no tokenizer (tokenizer.ggml.tokens is missing).")
     types = file.value("tokenizer.ggml.token_type") or []
     merges = file.value("tokenizer.ggml.merges")
+    alphabet = _byte_alphabet()
+    spelled = set(alphabet.values())
     if kind == "gpt2":
-        alphabet = _byte_alphabet()
-        spelled = set(alphabet.values())
         vocab = {
             token if set(token) <= spelled else "".join(alphabet[b] for b in token.encode("utf-8")): index
             for index, token in enumerate(tokens)
@@ -460,19 +466,17 @@ def _backend(file: GGUFFile) -> Any:
                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
             ])
         backend.decoder = decoders.ByteLevel()
-        # A control token written outside the byte alphabet is a mislabel in llama.cpp's files, and
-        # adding it would grow the vocabulary past the model's.
-        is_real = lambda token: set(token) <= spelled  # noqa: E731
     elif kind == "llama":
         backend = _sentencepiece_backend(file.architecture, tokens, merges, file.value("tokenizer.ggml.scores"))
-        is_real = lambda token: True  # noqa: E731
     else:
         raise UnsupportedModelError(
             f"{file.path} describes a tokenizer of type {kind!r} (tokenizer.ggml.model); leanformers builds 'gpt2' "
             f"(byte-level BPE) and 'llama' (SentencePiece BPE) tokenizers from GGUF files."
         )
-    control = [AddedToken(token, normalized=False, special=True)
-               for token, kind_ in zip(tokens, types) if kind_ == _CONTROL and is_real(token)]
+    # In a byte-level vocabulary, a control token written outside the byte alphabet is a mislabel in
+    # llama.cpp's files, and adding it would grow the vocabulary past the model's.
+    control = [AddedToken(token, normalized=False, special=True) for token, kind_ in zip(tokens, types)
+               if kind_ == _CONTROL and (kind != "gpt2" or set(token) <= spelled)]
     if control:
         backend.add_special_tokens(control)
     known = backend.get_vocab()
@@ -541,9 +545,7 @@ def _tokenizer_class(model_type: str) -> tuple[type, str]:
 def load_gguf_tokenizer(source: Source, gguf_file: Any, **kwargs: Any) -> Any:
     """The tokenizer a GGUF file describes, as the reference builds it: the file's vocabulary,
     merges, special tokens and chat template, under the class the model_type names."""
-    from tokenizers import processors
-
-    for key in IGNORED_LOAD_OPTIONS + SOURCE_OPTIONS:
+    for key in (*IGNORED_LOAD_OPTIONS, *SOURCE_OPTIONS, "config"):
         kwargs.pop(key, None)
     file = open_gguf(source, gguf_file)
     backend = _backend(file)
@@ -566,15 +568,8 @@ def load_gguf_tokenizer(source: Source, gguf_file: Any, **kwargs: Any) -> Any:
     tokenizer_class, class_name = _tokenizer_class(file.family.model_type)
     tokenizer_class._settle_options(options)  # what the file leaves out (Gemma's mask token) is the class's
     tokenizer = tokenizer_class(backend, class_name=class_name, **options)
-    add_bos, add_eos = bool(options.get("add_bos_token")), bool(options.get("add_eos_token"))
-    bos, eos = tokenizer.bos_token, tokenizer.eos_token
-    first = [bos] if add_bos and bos is not None else []
-    last = [eos] if add_eos and eos is not None else []
-    single = " ".join([*(f"{t}:0" for t in first), "$A:0", *(f"{t}:0" for t in last)])
-    pair = " ".join([single, *(f"{t}:1" for t in first), "$B:1", *(f"{t}:1" for t in last)])
-    specials = [(t, tokenizer.convert_tokens_to_ids(t)) for t in dict.fromkeys(first + last)]
-    backend.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials)
+    tokenizer.update_post_processor()  # a GGUF's bos/eos flags frame texts, as the reference reads them
     return tokenizer
 
 
-__all__ = ["GGUFFile", "GGUFTensors", "gguf_config_dict", "load_gguf_tokenizer", "open_gguf", "resolve_gguf"]
+__all__ = ["GGUFFile", "GGUFTensors", "load_gguf_tokenizer", "open_gguf", "resolve_gguf"]
