@@ -82,11 +82,13 @@ PROMPTS = [{"id": 10, "prompt": "Hello world"}, {"id": 11, "prompt": "a"},
            {"id": 12, "prompt": "The quick brown fox jumps"}, {"id": 13, "prompt": "Once upon"}]
 
 
-def test_file_of_prompts_through_the_batch_engine(model_dir, pipe, capsys, tmp_path):
+def test_file_of_prompts_through_the_batch_engine(model_dir, pipe, capsys, tmp_path, monkeypatch):
     source = write_jsonl(tmp_path / "prompts.jsonl", PROMPTS)
     output = tmp_path / "out.jsonl"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)  # the progress bar is drawn
     code, _, err = run(capsys, "generate", model_dir, "-i", source, "-o", output, "-b", "3", *GREEDY)
-    assert code == 0 and "predicted 4 items" in err
+    assert code == 0 and "predicted 4 items" in err and "4/4" in err
+    monkeypatch.undo()
     expected = [{**row, "generated_text": reply(pipe, row["prompt"])} for row in PROMPTS]
     assert [json.loads(line) for line in output.read_text().splitlines()] == expected
 

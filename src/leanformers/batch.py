@@ -111,11 +111,12 @@ class Stats:
 def predict_windows(
     pipe: Any, rows: Iterable[Any], *, batch_size: int = 8, window_batches: int = 64,
     item_of: Callable[[Any], Any] = lambda row: row, stats: Stats | None = None, bucket: bool = True,
-    **task_kwargs: Any,
+    on_batch: Callable[[int], None] | None = None, **task_kwargs: Any,
 ) -> Iterator[list[tuple[Any, Any]]]:
     """Yield ``[(row, result), ...]`` a window at a time, in input order.
 
-    ``bucket=False`` batches in input order (the naive way), for comparison.
+    ``bucket=False`` batches in input order (the naive way), for comparison. ``on_batch(n)`` is told of
+    each batch of ``n`` items done (a progress bar moves per batch, not per window).
     """
     if batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
@@ -139,6 +140,8 @@ def predict_windows(
             stats.batches += 1
             stats.real += real
             stats.padded += longest * len(batch) - real
+            if on_batch is not None:
+                on_batch(len(batch))
         stats.items += len(window)
         yield list(zip(window, results))
 
@@ -291,15 +294,13 @@ def run(job: Job) -> Stats:
         for window in predict_windows(
             job.pipe, rows, batch_size=job.batch_size, window_batches=job.window_batches,
             item_of=lambda row: to_item(make_item(row, task, job.column, job.base_dir)), stats=stats,
-            **job.task_kwargs,
+            on_batch=bar.update if bar is not None else None, **job.task_kwargs,
         ):
             out_rows = [output_row(row, result, task) for row, result in window]
             if fd is not None:  # a .txt output holds the predictions only, a JSON object per line
                 _append(fd, [prediction_fields(result, task) for _, result in window] if fmt == "txt" else out_rows)
             if job.emit is not None:
                 job.emit(out_rows)
-            if bar is not None:
-                bar.update(len(window))
     finally:
         stats.seconds = time.perf_counter() - start
         if bar is not None:

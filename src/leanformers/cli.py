@@ -409,7 +409,8 @@ def as_chat(system: str | None, value: Any) -> Any:
     """A prompt as a chat: a user message (after ``system``'s message); a chat stays as it is."""
     if isinstance(value, (list, tuple)):
         return value
-    return [{"role": "system", "content": system}] * bool(system) + [{"role": "user", "content": value}]
+    chat = [{"role": "system", "content": system}] if system else []
+    return chat + [{"role": "user", "content": value}]
 
 
 def _stream(pipe: Any, prompt: Any, kwargs: dict[str, Any]) -> str:
@@ -608,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("inputs", nargs="*", metavar="INPUT", help="texts (or image / audio file paths)")
     files.add_argument("--input", "-i", help="input file: .txt (an item per line), .jsonl, .csv, .parquet")
     files.add_argument("--output", "-o", help="output file: .txt, .jsonl, .csv, .parquet (by extension)")
-    files.add_argument("--window", type=int, default=64, help="batches per sorting window (default 64)")
+    files.add_argument("--window", type=int, default=64, help="batches per sorting window (default 64; generate: 4)")
     files.add_argument("--dtype", help="float32, float16, bfloat16 (default: the checkpoint's)")
     files.add_argument("--resume", action="store_true", help="continue OUTPUT.partial from an interrupted run")
     files.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -651,7 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     generation.add_argument("--do-sample", action=argparse.BooleanOptionalAction, dest="do_sample", default=None,
                             help="sample (default: the checkpoint's choice, else sampling); --no-do-sample: greedy")
     generation.add_argument("--seed", type=int, help="seed the sampling, for a repeatable run")
-    generation.add_argument("--system", help="a system message put before the conversation")
+    generation.add_argument("--system", help="a system message put before the conversation (implies --chat)")
     generation.add_argument("--gguf-file", dest="gguf_file", help="the .gguf file in MODEL to load")
     generation.add_argument("--device", help="cpu, cuda, cuda:1, mps ...")
     generation.add_argument("--dtype", help="float32, float16, bfloat16 (default: the checkpoint's)")
@@ -674,7 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", "-b", type=int, dest="batch_size", help="prompts per batch (default 32)")
     p.add_argument("--format", choices=("table", "json"), default=None, help="stdout format for --input without "
                    "--output (default: table on a terminal, JSON lines otherwise)")
-    p.set_defaults(func=cmd_generate)
+    # A batch of generation takes seconds, not milliseconds: rows are written (and kept for --resume)
+    # every 4 batches, still sorted by length within those.
+    p.set_defaults(func=cmd_generate, window=4)
 
     p = sub.add_parser("chat", parents=[common, model_argument, generation],
                        help="talk with a chat model in the terminal", description=_CHAT_HELP)

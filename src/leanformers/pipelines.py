@@ -901,7 +901,8 @@ class TextGenerationPipeline(Pipeline):
     a list per input. Keywords other than the pipeline's own options are generation settings
     (``max_new_tokens``, ``do_sample``, ``temperature``...), over the checkpoint's generation_config.json,
     over the reference pipeline's defaults (256 new tokens, sampling at temperature 0.7). Prompts are
-    batched longest first with left padding; every result equals the prompt's own unbatched run."""
+    batched longest first with left padding and answered in input order; a row that meets EOS while
+    its batch goes on ends there, as it would alone."""
 
     task = "text-generation"
     options = {
