@@ -153,6 +153,23 @@ def test_masked_patches_match_reference(ckpts):
     assert not torch.allclose(out.last_hidden_state, run(ours, pixel_values=pixels()).last_hidden_state)
 
 
+@pytest.mark.parametrize("eager", [True, False])
+@pytest.mark.parametrize("name", ["Dinov2ForImageClassification", "Dinov2Backbone"])
+def test_attention_mask_matches_reference(ckpts, name, eager):
+    path = ckpts["swiglu"]
+    ours, ref = getattr(dinov2, name).from_pretrained(path), load_reference(name, path, eager=eager)
+    mask = torch.ones(2, 17, dtype=torch.long)
+    mask[0, [3, 4, 10, 16]] = 0
+    inputs = {"pixel_values": pixels(), "attention_mask": mask, "output_hidden_states": True}
+    out = run(ours, **inputs)
+    assert_outputs_close(out, run(ref, **inputs), f"{name} masked keys")
+    unmasked = run(ours, pixel_values=pixels(), output_hidden_states=True)
+    assert not torch.allclose(out.hidden_states[-1][0], unmasked.hidden_states[-1][0])
+    assert_tensors_close(out.hidden_states[-1][1], unmasked.hidden_states[-1][1], "row without masking")
+    with pytest.raises(InputError, match="attention_mask has shape"):
+        ours(pixels(), attention_mask=mask[:, :16])
+
+
 def test_integer_pixels_are_cast_like_the_reference(ckpts):
     path = ckpts["mlp"]
     image = torch.randint(0, 3, (2, 3, 32, 32), generator=torch.Generator().manual_seed(4))

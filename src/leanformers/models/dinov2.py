@@ -24,7 +24,7 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
-from ..modeling.attention import run_layers
+from ..modeling.attention import Mask, attend, run_layers
 from ..modeling.backbone import BackboneConfigMixin, BackboneMixin, BackboneOutput, align_backbone_config
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_masked_patches, check_pixel_values, pair, positive_int
@@ -179,16 +179,28 @@ class Dinov2SelfOutput(nn.Module):
         return self.dense(context)
 
 
-class Dinov2Attention(nn.Module):
-    """ViT's query/key/value self-attention (same keys, same numbers) and the output projection."""
+class Dinov2SelfAttention(ViTSelfAttention):
+    """ViT's query/key/value self-attention (same keys, same numbers), over the keys ``mask`` keeps."""
 
+    def forward(
+        self, hidden: torch.Tensor, mask: Mask | None, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return attend(
+            self.query(hidden), self.key(hidden), self.value(hidden), mask, heads=self.heads,
+            dropout=self.dropout if self.training else 0.0, need_weights=need_weights,
+        )
+
+
+class Dinov2Attention(nn.Module):
     def __init__(self, config: Dinov2Config) -> None:
         super().__init__()
-        self.attention = ViTSelfAttention(config)
+        self.attention = Dinov2SelfAttention(config)
         self.output = Dinov2SelfOutput(config)
 
-    def forward(self, hidden: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        context, weights = self.attention(hidden, need_weights)
+    def forward(
+        self, hidden: torch.Tensor, mask: Mask | None, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        context, weights = self.attention(hidden, mask, need_weights)
         return self.output(context), weights
 
 
@@ -248,8 +260,10 @@ class Dinov2Layer(nn.Module):
         self.layer_scale2 = Dinov2LayerScale(config)
         self.drop_path_rate = config.drop_path_rate
 
-    def forward(self, hidden: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attention(self.norm1(hidden), need_weights)
+    def forward(
+        self, hidden: torch.Tensor, mask: Mask | None, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attention(self.norm1(hidden), mask, need_weights)
         hidden = hidden + drop_path(self.layer_scale1(attended), self.drop_path_rate, self.training)
         mixed = self.layer_scale2(self.mlp(self.norm2(hidden)))
         return hidden + drop_path(mixed, self.drop_path_rate, self.training), weights
@@ -261,9 +275,9 @@ class Dinov2Encoder(nn.Module):
         self.layer = nn.ModuleList(Dinov2Layer(config) for _ in range(config.num_hidden_layers))
 
     def forward(
-        self, hidden: torch.Tensor, output_attentions: bool, output_hidden_states: bool
+        self, hidden: torch.Tensor, mask: Mask | None, output_attentions: bool, output_hidden_states: bool
     ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-        return run_layers(self.layer, hidden, (), output_attentions, output_hidden_states)
+        return run_layers(self.layer, hidden, (mask,), output_attentions, output_hidden_states)
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -321,8 +335,10 @@ class Dinov2PreTrainedModel(PreTrainedModel):
             )
         return pixel_values
 
-    def _embed(self, pixel_values: Any, bool_masked_pos: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(checked pixels, embedding output)."""
+    def _embed(
+        self, pixel_values: Any, bool_masked_pos: Any = None, attention_mask: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor, Mask | None]:
+        """(checked pixels, embedding output, the keys attention may see)."""
         pixel_values = self._check_pixels(pixel_values)
         if bool_masked_pos is not None:
             patch_h, patch_w = self.embeddings.patch_embeddings.patch_size
@@ -331,14 +347,16 @@ class Dinov2PreTrainedModel(PreTrainedModel):
             check_masked_patches(
                 bool_masked_pos, self.embeddings.mask_token is not None, batch, patches, type(self).__name__
             )
-        return pixel_values, self.embeddings(pixel_values, bool_masked_pos)
+        hidden = self.embeddings(pixel_values, bool_masked_pos)
+        return pixel_values, hidden, Mask.padding(attention_mask, *hidden.shape[:2], hidden.device)
 
 
 class Dinov2Model(Dinov2PreTrainedModel):
     """Embeddings, the encoder and a final LayerNorm; ``pooler_output`` is the normalised [CLS] state.
 
     ``bool_masked_pos`` (batch, patches) replaces the marked patches by the learned mask token
-    (``use_mask_token``, on by default)."""
+    (``use_mask_token``, on by default); ``attention_mask`` (batch, 1 + patches), 0 for a token no
+    other token may attend to."""
 
     def __init__(self, config: Dinov2Config) -> None:
         super().__init__(config)
@@ -353,6 +371,7 @@ class Dinov2Model(Dinov2PreTrainedModel):
         self,
         pixel_values: torch.Tensor | None = None,
         bool_masked_pos: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -360,8 +379,8 @@ class Dinov2Model(Dinov2PreTrainedModel):
         output_attentions, output_hidden_states, return_dict = self._resolve(
             output_attentions, output_hidden_states, return_dict
         )
-        _, hidden = self._embed(pixel_values, bool_masked_pos)
-        hidden, all_hidden, all_weights = self.encoder(hidden, output_attentions, output_hidden_states)
+        _, hidden, mask = self._embed(pixel_values, bool_masked_pos, attention_mask)
+        hidden, all_hidden, all_weights = self.encoder(hidden, mask, output_attentions, output_hidden_states)
         hidden = self.layernorm(hidden)
         output = BaseModelOutputWithPooling(
             last_hidden_state=hidden, pooler_output=hidden[:, 0], hidden_states=all_hidden, attentions=all_weights
@@ -400,6 +419,7 @@ class Dinov2Backbone(BackboneMixin, Dinov2PreTrainedModel):
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -407,8 +427,8 @@ class Dinov2Backbone(BackboneMixin, Dinov2PreTrainedModel):
         output_attentions, output_hidden_states, return_dict = self._resolve(
             output_attentions, output_hidden_states, return_dict
         )
-        pixel_values, hidden = self._embed(pixel_values)
-        _, all_hidden, all_weights = self.encoder(hidden, output_attentions, output_hidden_states=True)
+        pixel_values, hidden, mask = self._embed(pixel_values, attention_mask=attention_mask)
+        _, all_hidden, all_weights = self.encoder(hidden, mask, output_attentions, output_hidden_states=True)
         batch, _, height, width = pixel_values.shape
         patch_h, patch_w = self.embeddings.patch_embeddings.patch_size
         feature_maps = []
