@@ -190,13 +190,19 @@ def _gguf_package() -> Any:
 
 
 def resolve_gguf(source: Source, gguf_file: Any) -> str:
-    """The path of ``gguf_file``: a file as given, else a file of the checkpoint folder or hub repo."""
+    """The path of ``gguf_file``: the checkpoint's file of that name (folder or hub repository),
+    else a file at that path (absolute, or relative to the working directory)."""
     if not isinstance(gguf_file, (str, os.PathLike)) or not os.fspath(gguf_file):
         raise InputError(f"gguf_file must be the name or path of a .gguf file, got {gguf_file!r}.")
     name = os.fspath(gguf_file)
-    if os.path.isfile(name):
-        return name
-    path = source.resolve(name, required=False)
+    path = None
+    if not os.path.isabs(name):
+        try:
+            path = source.resolve(name, required=False)
+        except InputError:  # a path out of the checkpoint ('../x.gguf') can still name a file here
+            path = None
+    if path is None and os.path.isfile(name):
+        path = name
     if path is None:
         raise CheckpointNotFoundError(
             f"{source.describe()} has no GGUF file {name!r}. Pass the file's name inside the folder or repository "
