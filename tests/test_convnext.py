@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from parity import (
+    assert_outputs_close,
+    assert_tensors_close,
+    load_reference,
+    run,
+    transformers,
+)
 from safetensors.torch import load_file
-
-from parity import assert_outputs_close, assert_tensors_close, load_reference, run, transformers
 
 import leanformers.registry
 from leanformers.errors import ConfigError, InputError
@@ -61,7 +66,9 @@ def ckpts(tmp_path_factory) -> dict[str, Path]:
         "base": ("ConvNextModel", ref_config(drop_path_rate=0.5, patch_size=2, layer_norm_eps=1e-5)),
         "backbone": ("ConvNextBackbone", ref_config(out_features=["stem", "stage2"])),
     }
-    return {key: build_and_save(name, config, root / key, seed) for seed, (key, (name, config)) in enumerate(specs.items())}
+    return {
+        key: build_and_save(name, config, root / key, seed) for seed, (key, (name, config)) in enumerate(specs.items())
+    }
 
 
 # -- forward parity -------------------------------------------------------------------------------
@@ -91,7 +98,8 @@ def test_layer_scale_presence_follows_the_config(ckpts):
     plain = convnext.ConvNextModel.from_pretrained(ckpts["no_layer_scale"])
     assert scaled.encoder.stages[0].layers[0].layer_scale_parameter is not None
     assert plain.encoder.stages[0].layers[0].layer_scale_parameter is None
-    assert len(scaled.encoder.stages[0].downsampling_layer) == 0 and len(scaled.encoder.stages[1].downsampling_layer) == 2
+    stages = scaled.encoder.stages
+    assert len(stages[0].downsampling_layer) == 0 and len(stages[1].downsampling_layer) == 2
 
 
 def test_pooler_is_the_normalised_mean(ckpts):
@@ -195,7 +203,8 @@ def test_backbone_checkpoint(ckpts):
     ours, info = convnext.ConvNextBackbone.from_pretrained(path, output_loading_info=True)
     assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
     assert list(ours.hidden_states_norms) == ["stem", "stage2"]
-    assert_outputs_close(run(ours, pixel_values=images()), run(load_reference("ConvNextBackbone", path), pixel_values=images()))
+    ref = load_reference("ConvNextBackbone", path)
+    assert_outputs_close(run(ours, pixel_values=images()), run(ref, pixel_values=images()))
     ours.out_features = ["stage1"]
     with pytest.raises(InputError, match="not built with"):
         ours(images())

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from parity import (
     BF16_TOLERANCE,
     assert_outputs_close,
@@ -19,6 +17,7 @@ from parity import (
     run,
     transformers,
 )
+from safetensors.torch import load_file
 
 import leanformers.registry
 from leanformers.errors import ConfigError, InputError
@@ -68,7 +67,9 @@ def ckpts(tmp_path_factory) -> dict[str, Path]:
         "base": ("Dinov2Model", ref_config(drop_path_rate=0.4)),
         "backbone": ("Dinov2Backbone", ref_config(out_features=["stem", "stage2"])),
     }
-    paths = {key: build_and_save(name, config, root / key, seed) for seed, (key, (name, config)) in enumerate(specs.items())}
+    paths = {
+        key: build_and_save(name, config, root / key, seed) for seed, (key, (name, config)) in enumerate(specs.items())
+    }
     paths["in_memory"] = build_and_save(
         "Dinov2Model", ref_config(use_swiglu_ffn=True), root / "in_memory", 10, save_original_format=False
     )
@@ -173,7 +174,8 @@ def test_attention_mask_matches_reference(ckpts, name, eager):
 def test_integer_pixels_are_cast_like_the_reference(ckpts):
     path = ckpts["mlp"]
     image = torch.randint(0, 3, (2, 3, 32, 32), generator=torch.Generator().manual_seed(4))
-    ours, ref = dinov2.Dinov2ForImageClassification.from_pretrained(path), load_reference("Dinov2ForImageClassification", path)
+    ours = dinov2.Dinov2ForImageClassification.from_pretrained(path)
+    ref = load_reference("Dinov2ForImageClassification", path)
     assert_outputs_close(run(ours, pixel_values=image), run(ref, pixel_values=image), "integer pixels")
 
 
@@ -248,7 +250,8 @@ def test_backbone_checkpoint_and_stage_errors(ckpts):
     assert ours.out_features == ["stem", "stage2"]
     assert_outputs_close(run(ours, pixel_values=pixels()), run(ref, pixel_values=pixels()), "backbone ckpt")
     base = dinov2.Dinov2Model.from_pretrained(path)  # backbone keys carry no prefix, like the base model's
-    assert_outputs_close(run(base, pixel_values=pixels()), run(load_reference("Dinov2Model", path), pixel_values=pixels()))
+    ref_base = load_reference("Dinov2Model", path)
+    assert_outputs_close(run(base, pixel_values=pixels()), run(ref_base, pixel_values=pixels()))
     with pytest.raises(ConfigError, match="stage3"):
         dinov2.Dinov2Backbone.from_pretrained(path, out_features=["stage3"])
     with pytest.raises(ConfigError, match="out of range"):
@@ -264,7 +267,8 @@ def test_reference_in_memory_layout_loads(ckpts):
     assert "encoder.layer.0.mlp.gate_proj.weight" in keys and "encoder.layer.0.attention.q_proj.weight" in keys
     ours, info = dinov2.Dinov2Model.from_pretrained(path, output_loading_info=True)
     assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
-    assert_outputs_close(run(ours, pixel_values=pixels()), run(load_reference("Dinov2Model", path), pixel_values=pixels()))
+    ref = load_reference("Dinov2Model", path)
+    assert_outputs_close(run(ours, pixel_values=pixels()), run(ref, pixel_values=pixels()))
 
 
 @pytest.mark.parametrize("ckpt, name", [
@@ -300,7 +304,8 @@ def test_auto_classes(ckpts):
     path = ckpts["mlp"]
     head = auto.AutoModelForImageClassification.from_pretrained(path)
     assert type(head) is dinov2.Dinov2ForImageClassification
-    assert_outputs_close(run(head, pixel_values=pixels()), run(load_reference("Dinov2ForImageClassification", path), pixel_values=pixels()))
+    ref = load_reference("Dinov2ForImageClassification", path)
+    assert_outputs_close(run(head, pixel_values=pixels()), run(ref, pixel_values=pixels()))
     assert type(auto.AutoModel.from_pretrained(path)) is dinov2.Dinov2Model
     backbone = auto.AutoBackbone.from_pretrained(path, out_indices=[1])
     assert type(backbone) is dinov2.Dinov2Backbone and backbone.out_features == ["stage1"]

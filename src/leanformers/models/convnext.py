@@ -20,11 +20,19 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import get_activation
-from ..modeling.backbone import BackboneConfigMixin, BackboneMixin, BackboneOutput, align_backbone_config
+from ..modeling.backbone import (
+    BackboneConfigMixin,
+    BackboneMixin,
+    BackboneOutput,
+    align_backbone_config,
+)
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_pixel_values, pair, positive_int
 from ..modeling.heads import ForImageClassification
-from ..modeling.outputs import BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention
+from ..modeling.outputs import (
+    BaseModelOutputWithPoolingAndNoAttention,
+    ImageClassifierOutputWithNoAttention,
+)
 from .swin import drop_path
 
 # The epsilon of every LayerNorm inside the network (fixed, as trained); the config's
@@ -293,4 +301,4 @@ class ConvNextBackbone(BackboneMixin, ConvNextPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-__all__ = ["ConvNextConfig", "ConvNextModel", "ConvNextForImageClassification", "ConvNextBackbone"]
+__all__ = ["ConvNextBackbone", "ConvNextConfig", "ConvNextForImageClassification", "ConvNextModel"]

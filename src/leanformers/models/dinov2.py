@@ -25,9 +25,19 @@ from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import ACTIVATIONS, get_activation
 from ..modeling.attention import Mask, attend, run_layers
-from ..modeling.backbone import BackboneConfigMixin, BackboneMixin, BackboneOutput, align_backbone_config
+from ..modeling.backbone import (
+    BackboneConfigMixin,
+    BackboneMixin,
+    BackboneOutput,
+    align_backbone_config,
+)
 from ..modeling.base import PreTrainedModel
-from ..modeling.checks import check_masked_patches, check_pixel_values, pair, positive_int
+from ..modeling.checks import (
+    check_masked_patches,
+    check_pixel_values,
+    pair,
+    positive_int,
+)
 from ..modeling.heads import ForImageClassification
 from ..modeling.loading import Conversion
 from ..modeling.outputs import BaseModelOutputWithPooling, ModelOutput
@@ -80,9 +90,8 @@ class Dinov2Config(BackboneConfigMixin, PretrainedConfig):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ConfigError(f"{key} must be a probability between 0 and 1, got {value!r}.")
         if not isinstance(self.hidden_act, str) or self.hidden_act not in ACTIVATIONS:
-            raise ConfigError(
-                f"hidden_act={self.hidden_act!r} is not a known activation; use one of: {', '.join(sorted(ACTIVATIONS))}."
-            )
+            known = ", ".join(sorted(ACTIVATIONS))
+            raise ConfigError(f"hidden_act={self.hidden_act!r} is not a known activation; use one of: {known}.")
         for key in ("layer_norm_eps", "layerscale_value"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -447,4 +456,4 @@ class Dinov2Backbone(BackboneMixin, Dinov2PreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-__all__ = ["Dinov2Config", "Dinov2Model", "Dinov2ForImageClassification", "Dinov2Backbone"]
+__all__ = ["Dinov2Backbone", "Dinov2Config", "Dinov2ForImageClassification", "Dinov2Model"]
