@@ -434,6 +434,10 @@ def _check_generation_args(args: argparse.Namespace) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be a number {bound}, got {value}.")
     if getattr(args, "top_k", None) is not None and args.top_k < 0:
         raise UsageError(f"--top-k must be 0 (off) or a positive integer, got {args.top_k}.")
+
+
+def _seed(args: argparse.Namespace) -> None:
+    """Seed torch's generator (sampling draws from it) where --seed asks for a repeatable run."""
     if args.seed is not None:
         import torch
 
@@ -452,6 +456,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             args.column = _prompt_column(args.input)
         if args.engine == "ray" and args.seed is not None:
             raise UsageError("--seed applies to local runs; Ray workers draw their own samples.")
+        _seed(args)
         return cmd_predict(args)
     if args.output or args.resume:
         raise UsageError("--output and --resume go with --input FILE; prompts on the command line are streamed.")
@@ -459,6 +464,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError("no prompt: give one on the command line, with --input FILE, or on stdin.")
     pipe = _load_pipeline(args)
     kwargs = _generation_kwargs(args)
+    _seed(args)
     prompts = args.inputs or (line.rstrip("\r\n") for line in sys.stdin if line.strip())
     for prompt in prompts:
         _stream(pipe, as_chat(args.system, prompt) if args.chat or args.system else prompt, kwargs)
@@ -487,6 +493,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.model!r} has no chat template (tokenizer_config.json or chat_template.jinja); "
                          "use 'leanformers generate' to continue plain text.")
     kwargs = _generation_kwargs(args)
+    _seed(args)
     start = [{"role": "system", "content": args.system}] if args.system else []
     history = list(start)
     interactive = sys.stdin.isatty()
