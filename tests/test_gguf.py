@@ -585,4 +585,8 @@ def test_gguf_file_from_a_hub_cache(synthetic, tmp_path, monkeypatch):
     cache = make_hub_cache(tmp_path, "someone/tiny-gguf", {"model.gguf": synthetic["llama"][0] / "model.gguf"})
     config = AutoConfig.from_pretrained("someone/tiny-gguf", gguf_file="model.gguf", cache_dir=str(cache))
     assert config.hidden_size == 64
+    tokenizer = AutoTokenizer.from_pretrained("someone/tiny-gguf", gguf_file="model.gguf", cache_dir=str(cache))
+    assert tokenizer.name_or_path == "someone/tiny-gguf" and tokenizer.eos_token == "<|im_end|>"
+    model = AutoModelForCausalLM.from_pretrained("someone/tiny-gguf", gguf_file="model.gguf", cache_dir=str(cache))
+    assert model.config.num_hidden_layers == 2
     shutil.rmtree(cache)

@@ -12,8 +12,12 @@ safetensors checkpoint would have given:
   to the reference's checkpoint keys, with llama.cpp's own changes undone (the interleaved rotary
   row order of Llama's q/k projections; Gemma's ``1 + w`` norms; GPT-2's transposes);
 - the tokenizer: byte-level BPE (``tokenizer.ggml.model == "gpt2"``) or SentencePiece-style BPE
-  (``"llama"``), built on the ``tokenizers`` library, with the file's special tokens, bos/eos
-  flags and chat template.
+  (``"llama"``, with Gemma's and Phi-3's variants), built on the ``tokenizers`` library, with the
+  file's special tokens, bos/eos flags and chat template, under the class the reference picks.
+
+llama.cpp writes Mistral models as "llama", so they load as Llama (as in the reference). Rotary
+scaling that llama.cpp keeps as a tensor (Llama 3.1's ``rope_freqs``) is not read back, as in the
+reference.
 """
 
 from __future__ import annotations
@@ -115,8 +119,6 @@ class _Family:
 _FAMILIES: dict[str, _Family] = {
     "llama": _Family("llama", {**_DECODER_CONFIG, "rope.dimension_count": "head_dim"}, _DECODER_BLOCK,
                      unpermute_qk=True),
-    "mistral": _Family("mistral", {**_DECODER_CONFIG, "rope.dimension_count": "head_dim"}, _DECODER_BLOCK,
-                       unpermute_qk=True),
     "qwen2": _Family("qwen2", _DECODER_CONFIG, _DECODER_BLOCK),
     "qwen3": _Family("qwen3", {**_DECODER_CONFIG, "attention.key_length": "head_dim"}, _DECODER_BLOCK),
     "gemma": _Family("gemma", {**_DECODER_CONFIG, "attention.key_length": "head_dim"}, _DECODER_BLOCK,
