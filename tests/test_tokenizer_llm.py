@@ -503,3 +503,16 @@ def test_tiktoken_file_errors(tmp_path: Path) -> None:
         load_tokenizer(folder)
     shutil.copy(LLAMA3_DIR / "tokenizer.json", folder / "tokenizer.json")  # a tokenizer.json comes first
     assert len(load_tokenizer(folder)) == 128256
+
+
+@pytest.mark.parametrize("variant", ["llama_spm", "gemma_json", "qwen_json"])
+def test_pickle_and_tokenizer_type(folders: dict[str, Path], variant: str) -> None:
+    import pickle
+
+    ours, ref = _pair(folders, variant)
+    restored = pickle.loads(pickle.dumps(ours))
+    assert type(restored) is type(ours) and restored.padding_side == ours.padding_side
+    assert dict(restored(SUBSET)) == dict(ref(SUBSET))
+    model_type = {"llama_spm": "mistral", "gemma_json": "gemma3_text", "qwen_json": "qwen3"}[variant]
+    by_type = load_tokenizer(folders[variant], tokenizer_type=model_type)
+    assert type(by_type).__name__ == type(transformers.AutoTokenizer.from_pretrained(folders[variant], tokenizer_type=model_type)).__name__
