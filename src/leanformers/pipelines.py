@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InputError, LeanformersError, TokenizerError
+from .errors import InputError, LeanformersError, TokenizerError, UnsupportedModelError
 from .tasks import PROCESSOR_CLASSES, TASKS, infer_task, resolve_task
 
 # Model input name -> the value that pads it.
@@ -917,8 +917,6 @@ class TextGenerationPipeline(Pipeline):
     }
 
     def __init__(self, model: Any, *args: Any, **kwargs: Any) -> None:
-        from .errors import UnsupportedModelError
-
         if not callable(getattr(model, "generate", None)) or not hasattr(model, "generation_config"):
             raise UnsupportedModelError(
                 f"The text-generation pipeline needs a causal language model (AutoModelForCausalLM, e.g. a "
