@@ -187,3 +187,9 @@ def test_inspect_lists_text_generation(model_dir, capsys):
     code, out, _ = run(capsys, "inspect", model_dir, "--format", "json")
     assert code == 0
     assert "text-generation" in json.loads(out)["tasks"]
+
+
+def test_predict_with_the_text_generation_task(model_dir, capsys):
+    code, out, _ = run(capsys, "predict", model_dir, "Hello world", "--task", "text-generation", "--format", "json")
+    row = json.loads(out)
+    assert code == 0 and row["text"] == "Hello world" and row["generated_text"]

@@ -245,7 +245,7 @@ def _stdout_format(args: argparse.Namespace) -> str:
 
 def _task_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if args.task == "text-generation":
-        return {**_generation_kwargs(args), "return_full_text": args.full_text}
+        return {**_generation_kwargs(args), "return_full_text": getattr(args, "full_text", False)}
     kwargs: dict[str, Any] = {"top_k": args.top_k} if args.top_k is not None else {}
     if args.task == "sentence-embedding":
         return {"normalize_embeddings": args.normalize or None, "prompt": args.prompt}
