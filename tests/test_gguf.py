@@ -96,8 +96,6 @@ def _assert_config_matches(ours, ref) -> None:
     mine = ours.to_dict()
     assert type(ours).__name__ == type(ref).__name__
     for key, value in ref_dict.items():
-        if key == "sliding_window" and not ref_dict.get("use_sliding_window", True):
-            continue  # unused then; the reference writes None, our Qwen2Config keeps the class default
         if key not in IGNORED_CONFIG_KEYS:
             assert mine.get(key) == value, f"config {key}: ours {mine.get(key)!r}, reference {value!r}"
 

@@ -126,6 +126,20 @@ MODELS: dict[str, tuple[str, str, dict[str, str]]] = {
         "ResNetConfig",
         {"base": "ResNetModel", "image-classification": "ResNetForImageClassification", "backbone": "ResNetBackbone"},
     ),
+    "dinov2": (
+        "leanformers.models.dinov2",
+        "Dinov2Config",
+        {"base": "Dinov2Model", "image-classification": "Dinov2ForImageClassification", "backbone": "Dinov2Backbone"},
+    ),
+    "convnext": (
+        "leanformers.models.convnext",
+        "ConvNextConfig",
+        {
+            "base": "ConvNextModel",
+            "image-classification": "ConvNextForImageClassification",
+            "backbone": "ConvNextBackbone",
+        },
+    ),
     "wav2vec2": (
         "leanformers.models.wav2vec2",
         "Wav2Vec2Config",
@@ -246,6 +260,7 @@ DEFAULT_IMAGE_PROCESSOR: dict[str, str] = {
     "swin": "ViTImageProcessor",
     "resnet": "ConvNextImageProcessor",
     "convnext": "ConvNextImageProcessor",
+    "dinov2": "BitImageProcessor",
     "bit": "BitImageProcessor",
     "clip": "CLIPImageProcessor",
 }

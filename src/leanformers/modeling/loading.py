@@ -190,7 +190,7 @@ def open_weights(source: Source) -> Checkpoint:
         return _sharded(source, index, read_bin, "bin")
     raise CheckpointNotFoundError(
         f"{source.describe()} has no weights: looked for {SAFE_WEIGHTS}, {SAFE_INDEX}, {BIN_WEIGHTS} and "
-        f"{BIN_INDEX}. (TensorFlow, Flax and GGUF weights are not supported.)"
+        f"{BIN_INDEX}. (TensorFlow and Flax weights are not supported; for a .gguf file pass gguf_file=\"NAME.gguf\".)"
     )
 
 

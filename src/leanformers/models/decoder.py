@@ -129,6 +129,8 @@ class DecoderConfig(PretrainedConfig):
                 kwargs["head_dim"] = hidden // heads
         if self.windowing == "layer_types" and given.get("layer_types") is None:
             kwargs["layer_types"] = self.default_layer_types(given)
+        if "use_sliding_window" in self.defaults and given["use_sliding_window"] is False:
+            kwargs["sliding_window"] = None  # Qwen: a window that is switched off is stored as none, as the reference
         super().__init__(**kwargs)
 
     def _rope_from(self, kwargs: dict[str, Any]) -> dict[str, Any]:

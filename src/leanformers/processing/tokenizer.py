@@ -1515,13 +1515,13 @@ def load_tokenizer(source: Source | str | os.PathLike, **kwargs: Any) -> PreTrai
     if build is not None:
         return build(source, class_name, init_kwargs, **({"tokenizer_json": data} if takes_json else {}))
     if model_file is not None:
-        from .tiktoken_bpe import build_tiktoken_tokenizer, is_tiktoken_file
-
-        if is_tiktoken_file(model_file):
-            return build_tiktoken_tokenizer(model_file, init_kwargs)
-        from .sentencepiece_bpe import build_generic_sentencepiece_tokenizer
-
-        return build_generic_sentencepiece_tokenizer(model_file, init_kwargs)
+        # A tokenizer.model alone: tiktoken's format (Llama-3) or a SentencePiece model. Those builders
+        # build on this module, so they are imported by name, like the builders above.
+        tiktoken = importlib.import_module(f"{__package__}.tiktoken_bpe")
+        if tiktoken.is_tiktoken_file(model_file):
+            return tiktoken.build_tiktoken_tokenizer(model_file, init_kwargs)
+        sentencepiece = importlib.import_module(f"{__package__}.sentencepiece_bpe")
+        return sentencepiece.build_generic_sentencepiece_tokenizer(model_file, init_kwargs)
     return _build_generic(tokenizer_file, init_kwargs)
 
 
