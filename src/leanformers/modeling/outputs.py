@@ -157,3 +157,41 @@ class SequenceClassifierOutputWithPast(ModelOutput):
     past_key_values: Any = None
     hidden_states: tuple | None = None
     attentions: tuple | None = None
+
+
+@dataclass(repr=True)
+class CLIPOutput(ModelOutput):
+    """A two-tower (image, text) model's output; the towers' own outputs nest as whole outputs, and as
+    nested tuples in the tuple form, as in the reference."""
+
+    loss: Any = None
+    logits_per_image: Any = None
+    logits_per_text: Any = None
+    text_embeds: Any = None
+    image_embeds: Any = None
+    text_model_output: Any = None
+    vision_model_output: Any = None
+
+    def to_tuple(self) -> tuple:
+        return tuple(v.to_tuple() if isinstance(v, ModelOutput) else v for v in self.values())
+
+
+@dataclass(repr=True)
+class CLIPTextModelOutput(ModelOutput):
+    text_embeds: Any = None
+    last_hidden_state: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=True)
+class CLIPVisionModelOutput(ModelOutput):
+    image_embeds: Any = None
+    last_hidden_state: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=True)
+class SiglipOutput(CLIPOutput):
+    """SigLIP's output: CLIP's fields, with sigmoid (not softmax) logits."""
