@@ -97,8 +97,6 @@ class CompositeConfig(PretrainedConfig):
         for key in self.sub_configs:
             nested = self._values[key].to_dict()
             nested.pop("_name_or_path", None)
-            if nested.get("id2label") is not None:
-                nested["id2label"] = {str(k): v for k, v in nested["id2label"].items()}
             out[key] = nested
         return out
 
