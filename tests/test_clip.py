@@ -378,3 +378,26 @@ def test_left_padded_text_matches_reference(ckpts):
     real = mask.bool()
     assert_tensors_close(ours_out.last_hidden_state[real], ref_out.last_hidden_state[real], "real positions")
     assert torch.isfinite(ours_out.last_hidden_state).all()
+
+
+def assert_init_like_reference(ours: torch.nn.Module, ref: torch.nn.Module) -> None:
+    """A freshly built model's weights spread as the reference's do (per tensor, within sampling noise)."""
+    ref_state = ref.state_dict()
+    for key, tensor in ours.state_dict().items():
+        ref_tensor = ref_state[key] if key in ref_state else ref_state[key.split(".", 1)[1]]
+        if tensor.numel() == 1:
+            assert torch.equal(tensor.reshape(()), ref_tensor.reshape(())), key
+            continue
+        ours_std, ref_std = tensor.float().std().item(), ref_tensor.float().std().item()
+        assert abs(ours_std - ref_std) <= 0.25 * ref_std + 1e-3, f"{key}: std {ours_std:.4f} vs {ref_std:.4f}"
+
+
+@pytest.mark.parametrize("name", ["CLIPModel", "CLIPTextModelWithProjection", "CLIPVisionModelWithProjection",
+                                  "CLIPForImageClassification"])
+def test_fresh_weights_follow_the_reference_scheme(name):
+    config = {"CLIPModel": FULL, "CLIPForImageClassification": {**FULL, "num_labels": 50}}.get(
+        name, TEXT if "Text" in name else VISION)
+    config_class = "CLIPConfig" if name in ("CLIPModel", "CLIPForImageClassification") else (
+        "CLIPTextConfig" if "Text" in name else "CLIPVisionConfig")
+    ours = getattr(clip, name)(getattr(clip, config_class)(**config))
+    assert_init_like_reference(ours, build_reference(name, getattr(transformers, config_class)(**config)))

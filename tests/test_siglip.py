@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from parity import assert_outputs_close, assert_tensors_close, build_reference, load_reference, run, transformers
-from test_clip import assert_nested_close
+from test_clip import assert_init_like_reference, assert_nested_close
 
 import leanformers
 from leanformers.errors import ConfigError, InputError
@@ -253,3 +253,20 @@ def test_auto_classes_load_siglip(ckpts):
     assert isinstance(auto.AutoModel.from_pretrained(ckpts["full"]), siglip.SiglipModel)
     assert isinstance(auto.AutoConfig.from_pretrained(ckpts["full"]), siglip.SiglipConfig)
     assert isinstance(auto.AutoModel.from_pretrained(ckpts["SiglipTextModel"]), siglip.SiglipTextModel)
+
+
+@pytest.mark.parametrize("name", ["SiglipModel", "SiglipTextModel", "SiglipVisionModel", "SiglipForImageClassification"])
+def test_fresh_weights_follow_the_reference_scheme(name):
+    config = {"SiglipModel": FULL, "SiglipForImageClassification": {**FULL, "num_labels": 50}}.get(
+        name, TEXT if "Text" in name else VISION)
+    config_class = "SiglipConfig" if name in ("SiglipModel", "SiglipForImageClassification") else (
+        "SiglipTextConfig" if "Text" in name else "SiglipVisionConfig")
+    ours = getattr(siglip, name)(getattr(siglip, config_class)(**config))
+    assert_init_like_reference(ours, build_reference(name, getattr(transformers, config_class)(**config)))
+
+
+def test_missing_classifier_is_initialised_by_the_scheme(ckpts):
+    model = siglip.SiglipForImageClassification.from_pretrained(ckpts["full"], num_labels=200)
+    std = model.classifier.weight.std().item()
+    assert abs(std - 32**-0.5) < 0.1 * 32**-0.5
+    assert torch.equal(model.classifier.bias, torch.zeros(200))

@@ -227,7 +227,6 @@ class CLIPAttention(nn.Module):
         width = config.hidden_size
         self.heads = config.num_attention_heads
         self.dropout = config.attention_dropout
-        self.depth = config.num_hidden_layers  # the initialisation scales with the tower's depth
         self.k_proj = nn.Linear(width, width)
         self.v_proj = nn.Linear(width, width)
         self.q_proj = nn.Linear(width, width)
@@ -247,7 +246,6 @@ class CLIPMLP(nn.Module):
     def __init__(self, config: PretrainedConfig) -> None:
         super().__init__()
         self.activation_fn = get_activation(config.hidden_act)
-        self.depth = config.num_hidden_layers  # the initialisation scales with the tower's depth
         self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
 
@@ -444,46 +442,57 @@ def contrastive_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
     return (F.cross_entropy(logits_per_text, targets) + F.cross_entropy(logits_per_text.t(), targets)) / 2.0
 
 
+def module_name(model: nn.Module, module: nn.Module) -> str:
+    """``module``'s path in ``model`` ("" for the model itself). The initialisation of a layer
+    depends on where it sits (a tower's attention projection, a projection head), and a layer is
+    initialised on its own when it alone was missing from a checkpoint."""
+    names = model.__dict__.get("_module_names")
+    if names is None or module not in names:
+        names = {child: name for name, child in model.named_modules()}
+        model.__dict__["_module_names"] = names
+    return names[module]
+
+
 class CLIPPreTrainedModel(PreTrainedModel):
     config_class = CLIPConfig
     base_model_prefix = "clip"
 
     def _init_weights(self, module: nn.Module) -> None:
-        """The default scheme, then the reference's CLIP scheme: standard deviations scaled by the
-        width, the depth and ``initializer_factor``."""
+        """The default scheme, then the reference's CLIP scheme: normals whose standard deviations
+        scale with the tower's width and depth and with ``initializer_factor``."""
         super()._init_weights(module)
-        config = self.config
-        factor = config.initializer_factor
+        factor = self.config.initializer_factor
+        name = module_name(self, module)
         with torch.no_grad():
-            if isinstance(module, CLIPTextEmbeddings):
-                module.token_embedding.weight.normal_(0.0, factor * 0.02)
-                module.position_embedding.weight.normal_(0.0, factor * 0.02)
-            elif isinstance(module, CLIPVisionEmbeddings):
-                vision = config.vision_config if isinstance(config, CLIPConfig) else config
-                width = module.class_embedding.shape[0]
-                module.class_embedding.normal_(0.0, width**-0.5 * factor)
-                module.patch_embedding.weight.normal_(0.0, vision.initializer_range * factor)
-                module.position_embedding.weight.normal_(0.0, vision.initializer_range * factor)
-            elif isinstance(module, (CLIPAttention, CLIPMLP)):
-                width = module.out_proj.in_features if isinstance(module, CLIPAttention) else module.fc1.in_features
-                in_std = width**-0.5 * (2 * module.depth) ** -0.5 * factor
-                if isinstance(module, CLIPAttention):
-                    for proj in (module.q_proj, module.k_proj, module.v_proj):
-                        proj.weight.normal_(0.0, in_std)
-                    module.out_proj.weight.normal_(0.0, width**-0.5 * factor)
-                else:
-                    module.fc1.weight.normal_(0.0, (2 * width) ** -0.5 * factor)
-                    module.fc2.weight.normal_(0.0, in_std)
+            if isinstance(module, CLIPVisionEmbeddings):
+                module.class_embedding.normal_(0.0, module.class_embedding.shape[0] ** -0.5 * factor)
             elif isinstance(module, CLIPModel):
-                module.text_projection.weight.normal_(0.0, module.text_projection.in_features**-0.5 * factor)
-                module.visual_projection.weight.normal_(0.0, module.visual_projection.in_features**-0.5 * factor)
-                module.logit_scale.fill_(config.logit_scale_init_value)
-            elif isinstance(module, CLIPTextModelWithProjection):
-                module.text_projection.weight.normal_(0.0, config.hidden_size**-0.5 * factor)
-            elif isinstance(module, CLIPVisionModelWithProjection):
-                module.visual_projection.weight.normal_(0.0, config.hidden_size**-0.5 * factor)
-            elif isinstance(module, CLIPForImageClassification) and isinstance(module.classifier, nn.Linear):
-                module.classifier.weight.normal_(0.0, config.vision_config.hidden_size**-0.5 * factor)
+                module.logit_scale.fill_(self.config.logit_scale_init_value)
+            elif isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
+                module.weight.normal_(0.0, self._weight_std(name, module, factor))
+
+    def _weight_std(self, name: str, module: nn.Module, factor: float) -> float:
+        config = self.config
+        if isinstance(config, CLIPConfig):
+            tower = config.text_config if name.startswith("text_model.") else config.vision_config
+        else:
+            tower = config
+        role = name.rpartition(".")[2]
+        width = tower.hidden_size
+        in_proj = width**-0.5 * (2 * tower.num_hidden_layers) ** -0.5 * factor
+        stds = {
+            "token_embedding": 0.02 * factor,
+            # Text positions use a fixed 0.02, image positions the vision tower's initializer_range.
+            "position_embedding": (0.02 if isinstance(tower, CLIPTextConfig) else tower.initializer_range) * factor,
+            "patch_embedding": tower.initializer_range * factor,
+            "q_proj": in_proj, "k_proj": in_proj, "v_proj": in_proj, "fc2": in_proj,
+            "out_proj": width**-0.5 * factor,
+            "fc1": (2 * width) ** -0.5 * factor,
+            "text_projection": width**-0.5 * factor,
+            "visual_projection": width**-0.5 * factor,
+            "classifier": width**-0.5 * factor,
+        }
+        return stds.get(role, getattr(config, "initializer_range", 0.02))
 
 
 class CLIPModel(CLIPPreTrainedModel):

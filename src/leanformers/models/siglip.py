@@ -36,6 +36,7 @@ from .clip import (
     _validate_tower,
     check_image,
     check_text,
+    module_name,
     normalized,
     resample_positions,
 )
@@ -255,42 +256,35 @@ class SiglipPreTrainedModel(PreTrainedModel):
     base_model_prefix = "siglip"
 
     def _init_weights(self, module: nn.Module) -> None:
-        """The reference's SigLIP scheme (Flax defaults): fan-in scaled normals for embeddings and
+        """The reference's SigLIP scheme (Flax's defaults): fan-in scaled normals for embeddings and
         plain linear layers, Xavier for attention and MLPs, zero logit scale and bias."""
         super()._init_weights(module)
+        name = module_name(self, module)
+        parent = self.get_submodule(name.rpartition(".")[0]) if name else None
         with torch.no_grad():
-            if isinstance(module, SiglipVisionEmbeddings):
-                width = module.position_embedding.weight.shape[1]
-                module.position_embedding.weight.normal_(0.0, 1 / math.sqrt(width))
-                _variance_scaling(module.patch_embedding.weight, truncated=True)
-                module.patch_embedding.bias.zero_()
-            elif isinstance(module, CLIPTextEmbeddings):
-                _variance_scaling(module.token_embedding.weight, truncated=False)
-                _variance_scaling(module.position_embedding.weight, truncated=False)
-            elif isinstance(module, CLIPAttention):
-                for proj in (module.q_proj, module.k_proj, module.v_proj, module.out_proj):
-                    nn.init.xavier_uniform_(proj.weight)
-                    proj.bias.zero_()
-            elif isinstance(module, CLIPMLP):
-                for fc in (module.fc1, module.fc2):
-                    nn.init.xavier_uniform_(fc.weight)
-                    fc.bias.normal_(0.0, 1e-6)
+            if isinstance(module, SiglipModel):
+                module.logit_scale.zero_()
+                module.logit_bias.zero_()
             elif isinstance(module, SiglipMultiheadAttentionPoolingHead):
                 nn.init.xavier_uniform_(module.probe)
             elif isinstance(module, SiglipPoolingAttention):
                 nn.init.xavier_uniform_(module.in_proj_weight)
                 module.in_proj_bias.zero_()
-                _variance_scaling(module.out_proj.weight, truncated=True)
-                module.out_proj.bias.zero_()
-            elif isinstance(module, SiglipTextTransformer):
-                _variance_scaling(module.head.weight, truncated=True)
-                module.head.bias.zero_()
-            elif isinstance(module, SiglipModel):
-                module.logit_scale.zero_()
-                module.logit_bias.zero_()
-            elif isinstance(module, SiglipForImageClassification):
+            elif isinstance(module, nn.Embedding):
+                if isinstance(parent, SiglipVisionEmbeddings):
+                    module.weight.normal_(0.0, module.weight.shape[1] ** -0.5)
+                else:
+                    _variance_scaling(module.weight, truncated=False)
+            elif isinstance(parent, (CLIPAttention, CLIPMLP)):
+                nn.init.xavier_uniform_(module.weight)
+                if isinstance(parent, CLIPMLP):
+                    module.bias.normal_(0.0, 1e-6)
+            elif name == "classifier":
                 std = self.config.vision_config.hidden_size**-0.5 * self.config.initializer_factor
-                module.classifier.weight.normal_(0.0, std)
+                module.weight.normal_(0.0, std)
+            elif isinstance(module, (nn.Linear, nn.Conv2d)):
+                _variance_scaling(module.weight, truncated=True)
+                module.bias.zero_()
 
 
 class SiglipModel(SiglipPreTrainedModel):
