@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "AutoModelForPreTraining": "leanformers.auto",
     "AutoTokenizer": "leanformers.auto",
     "AutoImageProcessor": "leanformers.auto",
+    "AutoProcessor": "leanformers.auto",
     "AutoBackbone": "leanformers.auto",
     "AutoModelForImageClassification": "leanformers.auto",
     "AutoFeatureExtractor": "leanformers.auto",

@@ -189,10 +189,17 @@ class AutoTokenizer(_AutoProcessor):
     gguf_loader = ("leanformers.modeling.gguf", "load_gguf_tokenizer")
 
 
+class AutoProcessor(_AutoProcessor):
+    """The checkpoint's processor (tokenizer and image processor or feature extractor together),
+    or its one part where the checkpoint has only one, as the reference returns."""
+
+    loader = ("leanformers.processing.processor", "load_processor")
+
+
 __all__ = [
     "AutoConfig", "AutoModel", "AutoModelForSequenceClassification", "AutoModelForTokenClassification",
     "AutoModelForQuestionAnswering", "AutoModelForMaskedLM", "AutoModelForPreTraining",
     "AutoModelForImageClassification", "AutoBackbone",
     "AutoImageProcessor", "AutoModelForAudioClassification", "AutoModelForCTC", "AutoModelForCausalLM",
-    "AutoFeatureExtractor", "AutoTokenizer",
+    "AutoFeatureExtractor", "AutoTokenizer", "AutoProcessor",
 ]

@@ -276,6 +276,24 @@ DEFAULT_FEATURE_EXTRACTOR: dict[str, str] = {
     "hubert": "Wav2Vec2FeatureExtractor",
 }
 
+# Processor class names -> the parts a processor of that name combines, in the reference's argument
+# order, and how its call reads its inputs: "multimodal" (positional order images, text, videos, audio;
+# every output merged into one BatchFeature) or "speech" (positional order audio, text; text given
+# with audio becomes the labels). All are served by the one Processor.
+PROCESSORS: dict[str, tuple[tuple[str, ...], str]] = {
+    "CLIPProcessor": (("image_processor", "tokenizer"), "multimodal"),
+    "SiglipProcessor": (("image_processor", "tokenizer"), "multimodal"),
+    "Wav2Vec2Processor": (("feature_extractor", "tokenizer"), "speech"),
+}
+
+# The processor to assume for a model type when no file names one.
+DEFAULT_PROCESSOR: dict[str, str] = {
+    "clip": "CLIPProcessor",
+    "siglip": "SiglipProcessor",
+    "wav2vec2": "Wav2Vec2Processor",
+    "hubert": "Wav2Vec2Processor",
+}
+
 # Classes registered at run time by users (AutoConfig.register / AutoModel.register).
 _USER_CONFIGS: dict[str, type] = {}
 _USER_MODELS: dict[tuple[str, str], type] = {}
