@@ -213,11 +213,9 @@ def test_interpolate_pos_encoding_matches_reference(ckpts, size):
     out = run(ours, **inputs)
     assert_nested_close(out, run(ref, **inputs), f"interpolate {size}")
     assert out.vision_model_output.last_hidden_state.shape[1] == (size[0] // 6) * (size[1] // 6) + 1
-    with pytest.raises(InputError, match="interpolate_pos_encoding=True"):
-        if size != (30, 30):
+    if size != (30, 30):
+        with pytest.raises(InputError, match="interpolate_pos_encoding=True"):
             run(ours, **texts(), pixel_values=pixels(3, *size))
-        else:
-            raise InputError("interpolate_pos_encoding=True (the trained size needs none)")
 
 
 # -- image classification --------------------------------------------------------------------------
@@ -313,6 +311,7 @@ def test_configs_read_reference_files(ckpts):
     ({"vision_config": {"patch_size": 64, "image_size": 32}}, "patch_size"),
     ({"vision_config": {"image_size": [32, 24]}}, "image_size"),
     ({"text_config": {"eos_token_id": [2, 3]}}, "eos_token_id"),
+    ({"logit_scale_init_value": "big"}, "logit_scale_init_value"),
     ({"text_config": {"hidden_act": "nope"}}, "hidden_act"),
     ({"vision_config": {"attention_dropout": 2}}, "attention_dropout"),
     ({"text_config": "big"}, "text_config must be"),
@@ -321,6 +320,18 @@ def test_configs_read_reference_files(ckpts):
 def test_bad_configs_raise(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         clip.CLIPConfig(**kwargs)
+
+
+def test_sub_configs_stay_configs_and_eos_none_fails_at_pooling(ckpts):
+    config = clip.CLIPConfig(**{**FULL, "text_config": None})
+    config.text_config = {**TEXT, "eos_token_id": None}
+    assert isinstance(config.text_config, clip.CLIPTextConfig)
+    with pytest.raises(ConfigError, match="vision_config must be"):
+        config.vision_config = 3
+    model = clip.CLIPModel.from_pretrained(ckpts["full"], config=config)
+    assert run(model.get_image_features, pixel_values=pixels()).pooler_output.shape == (3, 24)
+    with pytest.raises(ConfigError, match="eos_token_id=None"):
+        run(model.get_text_features, **texts())
 
 
 def test_tower_config_of_a_broken_full_config(tmp_path):

@@ -241,6 +241,9 @@ def test_wrong_inputs_raise(ckpts):
     for change, match in cases:
         with pytest.raises(InputError, match=match):
             run(model, **{**good, **change})
+    narrow = siglip.SiglipModel(siglip.SiglipConfig(text_config={**TEXT, "projection_size": 16}, vision_config=VISION))
+    with pytest.raises(ConfigError, match="projection_size"):
+        run(narrow, **good)
     headless = siglip.SiglipModel(siglip.SiglipConfig(text_config=TEXT, vision_config={**VISION, "vision_use_head": False}))
     with pytest.raises(ConfigError, match="vision_use_head"):
         run(headless, **good)

@@ -92,6 +92,11 @@ class CompositeConfig(PretrainedConfig):
             f"got {type(value).__name__}."
         )
 
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key in self.sub_configs:
+            value = self._sub_config(key, self.sub_configs[key], value)
+        super().__setattr__(key, value)
+
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         for key in self.sub_configs:
@@ -154,10 +159,8 @@ class CLIPTextConfig(TowerConfig):
         _validate_tower(self, text=True)
         positive_int("projection_dim", self.projection_dim)
         eos = self.eos_token_id
-        if isinstance(eos, bool) or not isinstance(eos, int):
-            raise ConfigError(
-                f"eos_token_id must be one token id (the text tower pools at it), got {eos!r}."
-            )
+        if eos is not None and (isinstance(eos, bool) or not isinstance(eos, int)):
+            raise ConfigError(f"eos_token_id must be one token id (the text tower pools at it), got {eos!r}.")
 
 
 class CLIPVisionConfig(TowerConfig):
@@ -366,6 +369,11 @@ class CLIPTextTransformer(nn.Module):
         being saved; their end-of-text token has the highest id of the vocabulary, so the reference
         takes the highest id's position. Otherwise the first occurrence of eos_token_id (position 0
         when a row has none, as the reference's argmax gives)."""
+        if self.config.eos_token_id is None:
+            raise ConfigError(
+                "The text tower pools at the end-of-text token, but its config has eos_token_id=None; set "
+                "text_config.eos_token_id to the tokenizer's end-of-text id."
+            )
         ids = input_ids.to(torch.int)
         if self.config.eos_token_id == 2:
             return ids.argmax(dim=-1)

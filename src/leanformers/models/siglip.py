@@ -344,6 +344,12 @@ class SiglipModel(SiglipPreTrainedModel):
                 "SiglipModel needs the image tower's pooling head to compare images with texts; this config "
                 "has vision_use_head=false."
             )
+        text_width, image_width = self.text_model.head.out_features, self.config.vision_config.hidden_size
+        if text_width != image_width:
+            raise ConfigError(
+                f"The text embeddings have {text_width} values (text_config.projection_size) and the image "
+                f"embeddings {image_width} (vision_config.hidden_size); they must match to be compared."
+            )
         vision = self.get_image_features(pixel_values, interpolate_pos_encoding, output_attentions,
                                          output_hidden_states, return_dict=True)
         text = self.get_text_features(input_ids, attention_mask, position_ids, output_attentions,
