@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from parity import (
+    assert_outputs_close,
+    assert_tensors_close,
+    build_reference,
+    load_reference,
+    run,
+    transformers,
+)
 from safetensors.torch import load_file
-
-from parity import assert_outputs_close, assert_tensors_close, build_reference, load_reference, run, transformers
 
 import leanformers
 from leanformers.errors import ConfigError, InputError
@@ -61,7 +67,7 @@ def assert_nested_close(ours, ref, what: str) -> None:
         assert_tensors_close(ours, ref, what)
         return
     assert list(ours.keys()) == list(ref.keys()), f"{what}: {list(ours.keys())} != {list(ref.keys())}"
-    for key in ref.keys():
+    for key in ref:
         assert_nested_close(ours[key], ref[key], f"{what}.{key}")
 
 
@@ -332,6 +338,19 @@ def test_sub_configs_stay_configs_and_eos_none_fails_at_pooling(ckpts):
     assert run(model.get_image_features, pixel_values=pixels()).pooler_output.shape == (3, 24)
     with pytest.raises(ConfigError, match="eos_token_id=None"):
         run(model.get_text_features, **texts())
+
+
+@pytest.mark.parametrize("name", ["CLIPModel", "CLIPTextModel", "CLIPVisionModelWithProjection"])
+def test_old_files_with_position_id_buffers_load_cleanly(ckpts, tmp_path, name):
+    from safetensors.torch import save_file
+
+    tensors = load_file(ckpts["full"] / "model.safetensors")
+    tensors["text_model.embeddings.position_ids"] = torch.arange(16)[None]
+    tensors["vision_model.embeddings.position_ids"] = torch.arange(26)[None]
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    (tmp_path / "config.json").write_text((ckpts["full"] / "config.json").read_text())
+    _, info = getattr(clip, name).from_pretrained(tmp_path, output_loading_info=True)
+    assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
 
 
 def test_tower_config_of_a_broken_full_config(tmp_path):

@@ -8,9 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from parity import (
+    assert_outputs_close,
+    build_reference,
+    load_reference,
+    run,
+    transformers,
+)
 from safetensors.torch import load_file
-
-from parity import assert_outputs_close, assert_tensors_close, build_reference, load_reference, run, transformers
 from test_clip import assert_init_like_reference, assert_nested_close
 
 import leanformers
@@ -172,7 +177,7 @@ def test_image_classification_matches_reference(ckpts, labels):
 
 
 def test_image_classifier_from_a_siglip_checkpoint(ckpts):
-    ours, info = siglip.SiglipForImageClassification.from_pretrained(
+    _, info = siglip.SiglipForImageClassification.from_pretrained(
         ckpts["full"], num_labels=4, output_loading_info=True)
     assert info["missing_keys"] == ["classifier.bias", "classifier.weight"]
     assert info["unexpected_keys"] == []

@@ -461,9 +461,14 @@ def module_name(model: nn.Module, module: nn.Module) -> str:
     return names[module]
 
 
+# Older files carry the embeddings' position-id buffers, which positions computed on the fly replace.
+POSITION_IDS = r"(^|\.)embeddings\.position_ids$"
+
+
 class CLIPPreTrainedModel(PreTrainedModel):
     config_class = CLIPConfig
     base_model_prefix = "clip"
+    _ignore_on_load = [POSITION_IDS]
 
     def _init_weights(self, module: nn.Module) -> None:
         """The default scheme, then the reference's CLIP scheme: normals whose standard deviations
@@ -578,8 +583,8 @@ class CLIPModel(CLIPPreTrainedModel):
 
 
 # A tower model loads from a full checkpoint: the other tower and the projections it lacks are expected.
-_TEXT_ONLY_EXTRA = [r"^vision_model\.", r"^visual_projection\.", r"^logit_scale$", r"^logit_bias$"]
-_VISION_ONLY_EXTRA = [r"^text_model\.", r"^text_projection\.", r"^logit_scale$", r"^logit_bias$"]
+_TEXT_ONLY_EXTRA = [POSITION_IDS, r"^vision_model\.", r"^visual_projection\.", r"^logit_scale$"]
+_VISION_ONLY_EXTRA = [POSITION_IDS, r"^text_model\.", r"^text_projection\.", r"^logit_scale$"]
 
 
 class CLIPTextModel(CLIPPreTrainedModel):
@@ -736,12 +741,12 @@ class CLIPForImageClassification(CLIPPreTrainedModel):
 
 __all__ = [
     "CLIPConfig",
-    "CLIPTextConfig",
-    "CLIPVisionConfig",
-    "CLIPModel",
-    "CLIPTextModel",
-    "CLIPVisionModel",
-    "CLIPTextModelWithProjection",
-    "CLIPVisionModelWithProjection",
     "CLIPForImageClassification",
+    "CLIPModel",
+    "CLIPTextConfig",
+    "CLIPTextModel",
+    "CLIPTextModelWithProjection",
+    "CLIPVisionConfig",
+    "CLIPVisionModel",
+    "CLIPVisionModelWithProjection",
 ]

@@ -25,11 +25,16 @@ from ..modeling.attention import Mask, attend
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import positive_int
 from ..modeling.losses import sequence_classification_loss
-from ..modeling.outputs import BaseModelOutputWithPooling, ImageClassifierOutput, SiglipOutput
+from ..modeling.outputs import (
+    BaseModelOutputWithPooling,
+    ImageClassifierOutput,
+    SiglipOutput,
+)
 from .clip import (
     CLIPMLP,
     CLIPAttention,
     CLIPEncoder,
+    POSITION_IDS,
     CLIPTextEmbeddings,
     CompositeConfig,
     TowerConfig,
@@ -254,6 +259,7 @@ def sigmoid_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
 class SiglipPreTrainedModel(PreTrainedModel):
     config_class = SiglipConfig
     base_model_prefix = "siglip"
+    _ignore_on_load = [POSITION_IDS]
 
     def _init_weights(self, module: nn.Module) -> None:
         """The reference's SigLIP scheme (Flax's defaults): fan-in scaled normals for embeddings and
@@ -368,8 +374,8 @@ class SiglipModel(SiglipPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-_TEXT_ONLY_EXTRA = [r"^vision_model\.", r"^logit_scale$", r"^logit_bias$"]
-_VISION_ONLY_EXTRA = [r"^text_model\.", r"^logit_scale$", r"^logit_bias$"]
+_TEXT_ONLY_EXTRA = [POSITION_IDS, r"^vision_model\.", r"^logit_scale$", r"^logit_bias$"]
+_VISION_ONLY_EXTRA = [POSITION_IDS, r"^text_model\.", r"^logit_scale$", r"^logit_bias$"]
 
 
 class SiglipTextModel(SiglipPreTrainedModel):
@@ -460,10 +466,10 @@ class SiglipForImageClassification(SiglipPreTrainedModel):
 
 __all__ = [
     "SiglipConfig",
-    "SiglipTextConfig",
-    "SiglipVisionConfig",
-    "SiglipModel",
-    "SiglipTextModel",
-    "SiglipVisionModel",
     "SiglipForImageClassification",
+    "SiglipModel",
+    "SiglipTextConfig",
+    "SiglipTextModel",
+    "SiglipVisionConfig",
+    "SiglipVisionModel",
 ]
