@@ -1,4 +1,5 @@
-"""Byte-level BPE tokenizers (the reference's ``RobertaTokenizer``, ``GPT2Tokenizer`` and ``Qwen2Tokenizer``) on the shared engine.
+"""Byte-level BPE tokenizers (the reference's ``RobertaTokenizer``, ``GPT2Tokenizer``, ``Qwen2Tokenizer`` and
+``CLIPTokenizer``) on the shared engine.
 
 As the reference's v5 classes do, the pipeline is rebuilt from the class, not read from the
 checkpoint: a tokenizer.json gives the vocabulary, the merges, the padding/truncation defaults and,
@@ -30,13 +31,14 @@ class _ByteLevelTokenizer(PreTrainedTokenizer):
     _defaults: dict[str, Any] = {"errors": "replace", "add_prefix_space": False}
 
     @classmethod
-    def _build_backend(cls, vocab: dict[str, int], merges: Merges, add_prefix_space: Any) -> Tokenizer:
+    def _build_backend(cls, vocab: dict[str, int], merges: Merges, options: dict[str, Any]) -> Tokenizer:
+        """The pipeline of the class over ``vocab`` and ``merges``; ``options`` are the settled loading options."""
         # Every model option is the class's: a checkpoint's dropout or unknown token is not used.
         backend = Tokenizer(
             BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="",
                 fuse_unk=False)
         )
-        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=options["add_prefix_space"])
         backend.decoder = decoders.ByteLevel()
         return backend
 
@@ -90,7 +92,7 @@ class Qwen2Tokenizer(_ByteLevelTokenizer):
     }
 
     @classmethod
-    def _build_backend(cls, vocab: dict[str, int], merges: Merges, add_prefix_space: Any) -> Tokenizer:
+    def _build_backend(cls, vocab: dict[str, int], merges: Merges, options: dict[str, Any]) -> Tokenizer:
         backend = Tokenizer(
             BPE(vocab=vocab, merges=merges, dropout=None, unk_token=None, continuing_subword_prefix="",
                 end_of_word_suffix="", fuse_unk=False, byte_fallback=False)
@@ -98,14 +100,65 @@ class Qwen2Tokenizer(_ByteLevelTokenizer):
         backend.normalizer = normalizers.NFC()
         backend.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=bool(add_prefix_space), use_regex=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=bool(options["add_prefix_space"]), use_regex=False),
         ])
         backend.decoder = decoders.ByteLevel()
         return backend
 
 
+# CLIP's words: its two special tokens, English contractions, letter runs, single digits and
+# punctuation runs; what lies between them (whitespace) is dropped.
+_CLIP_SPLIT = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"
+# What marks the last piece of a word in CLIP's vocabulary; decoding turns it back into a space.
+_END_OF_WORD = "</w>"
+
+
+class CLIPTokenizer(_ByteLevelTokenizer):
+    """Byte-level BPE as CLIP has it: NFC, whitespace runs collapsed, lower case; words (letter runs,
+    single digits, punctuation runs, English contractions) whose last piece ends in ``</w>``; each
+    text framed as ``<|startoftext|> A <|endoftext|>`` (a pair: ``... A <eos> <eos> B <eos>``), all
+    type ids 0. ``<|endoftext|>`` is the unknown, eos and pad token. Decoding turns ``</w>`` into a
+    space and strips the text's ends."""
+
+    _defaults = {
+        "unk_token": "<|endoftext|>", "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+    }
+
+    @classmethod
+    def _build_backend(cls, vocab: dict[str, int], merges: Merges, options: dict[str, Any]) -> Tokenizer:
+        try:
+            backend = Tokenizer(
+                BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
+                    end_of_word_suffix=_END_OF_WORD, fuse_unk=False, unk_token=str(options["unk_token"]))
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"The unknown token {options['unk_token']!r} cannot be used: {exc}") from exc
+        backend.normalizer = normalizers.Sequence(
+            [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+        )
+        # The split keeps only the matches: whitespace between words is dropped, not merged into them.
+        backend.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(_CLIP_SPLIT), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ])
+        backend.decoder = decoders.ByteLevel()
+        return backend
+
+    def _set_post_processor(self, from_json: Any, explicit_bos_eos: bool) -> None:
+        # As in the reference, the class's framing whatever the checkpoint or the loading options say.
+        self._backend.post_processor = processors.RobertaProcessing(
+            (str(self.eos_token), self.eos_token_id), (str(self.bos_token), self.bos_token_id),
+            trim_offsets=False, add_prefix_space=False,
+        )
+        self._single_type_ids_zero = None
+
+    def _finish_decoded(self, text: str) -> str:
+        return text.replace(_END_OF_WORD, " ").strip()
+
+
 _CLASSES: dict[str, type[_ByteLevelTokenizer]] = {
-    cls.__name__: cls for cls in (RobertaTokenizer, GPT2Tokenizer, Qwen2Tokenizer)
+    cls.__name__: cls for cls in (RobertaTokenizer, GPT2Tokenizer, Qwen2Tokenizer, CLIPTokenizer)
 }
 
 
@@ -216,9 +269,10 @@ def build_bpe_tokenizer(
     for key in ("add_prefix_space", "trim_offsets"):
         if not isinstance(init_kwargs.get(key, True), bool) and init_kwargs[key] is not None:
             raise ConfigError(f"{key} of {source.describe()} must be true or false, got {init_kwargs[key]!r}.")
-    backend = tokenizer_class._build_backend(vocab, merges, init_kwargs["add_prefix_space"])
+    backend = tokenizer_class._build_backend(vocab, merges, init_kwargs)
     tokenizer = tokenizer_class(backend, class_name=tokenizer_class.__name__, **init_kwargs)
-    tokenizer.add_prefix_space = init_kwargs["add_prefix_space"]
+    # The reference's classes all hold this attribute; only those that take the option save it.
+    tokenizer.add_prefix_space = init_kwargs.get("add_prefix_space", False)
     if "trim_offsets" in init_kwargs:
         tokenizer.trim_offsets = init_kwargs["trim_offsets"]
     explicit = "add_bos_token" in init_kwargs or "add_eos_token" in init_kwargs
@@ -230,4 +284,4 @@ def build_bpe_tokenizer(
     return tokenizer
 
 
-__all__ = ["GPT2Tokenizer", "Qwen2Tokenizer", "RobertaTokenizer", "build_bpe_tokenizer"]
+__all__ = ["CLIPTokenizer", "GPT2Tokenizer", "Qwen2Tokenizer", "RobertaTokenizer", "build_bpe_tokenizer"]

@@ -1156,8 +1156,13 @@ class PreTrainedTokenizer:
         except Exception as exc:
             message = f"Could not decode {_describe(token_ids)}: {exc}. Ids must be non-negative integers."
             raise InputError(message) from exc
-        texts = [self._clean_up(text, clean_up_tokenization_spaces) for text in texts]
+        texts = [self._clean_up(self._finish_decoded(text), clean_up_tokenization_spaces) for text in texts]
         return texts if batched else texts[0]
+
+    def _finish_decoded(self, text: str) -> str:
+        """The backend's decoded text as the class returns it (a class may rework it, e.g. CLIP's
+        end-of-word marks); before the clean-up, as in the reference."""
+        return text
 
     def batch_decode(
         self, sequences: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None,
