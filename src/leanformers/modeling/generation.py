@@ -411,7 +411,9 @@ def generate(
     padding = (attention_mask != 0).int().argmax(dim=1)
     processors = _processors(config, eos, prompt_length, padding)
 
-    cache = KVCache(model.config.num_hidden_layers, capacity=max_length) if config.use_cache else None
+    # A block of the run's length sizes the cache exactly: the default block would round it up by
+    # as much as 255 unused positions per layer (most of a batch's cache for short runs).
+    cache = KVCache(model.config.num_hidden_layers, capacity=max_length, block=max_length) if config.use_cache else None
     rebuild = getattr(model, "cache_rebuild_length", None)
     rebuild_after = rebuild() if callable(rebuild) else None
     positions = attention_mask.cumsum(-1) - 1
@@ -423,7 +425,7 @@ def generate(
             step_ids, step_positions = input_ids, positions
         else:
             if rebuild_after is not None and cache.get_seq_length() <= rebuild_after < input_ids.shape[1]:
-                cache = KVCache(model.config.num_hidden_layers, capacity=max_length)
+                cache = KVCache(model.config.num_hidden_layers, capacity=max_length, block=max_length)
                 step_ids = input_ids
             step_positions = positions[:, -step_ids.shape[1]:]
         logits = model(
