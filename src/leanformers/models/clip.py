@@ -106,7 +106,7 @@ class CompositeConfig(PretrainedConfig):
         return out
 
 
-def _validate_tower(config: PretrainedConfig, text: bool) -> None:
+def validate_tower(config: PretrainedConfig, text: bool) -> None:
     """The invariants both CLIP and SigLIP towers share."""
     sizes = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
     if text:
@@ -156,7 +156,7 @@ class CLIPTextConfig(TowerConfig):
     }
 
     def validate(self) -> None:
-        _validate_tower(self, text=True)
+        validate_tower(self, text=True)
         positive_int("projection_dim", self.projection_dim)
         eos = self.eos_token_id
         if eos is not None and (isinstance(eos, bool) or not isinstance(eos, int)):
@@ -184,7 +184,7 @@ class CLIPVisionConfig(TowerConfig):
     }
 
     def validate(self) -> None:
-        _validate_tower(self, text=False)
+        validate_tower(self, text=False)
         positive_int("projection_dim", self.projection_dim)
 
 

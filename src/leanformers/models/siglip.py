@@ -32,18 +32,18 @@ from ..modeling.outputs import (
 )
 from .clip import (
     CLIPMLP,
+    POSITION_IDS,
     CLIPAttention,
     CLIPEncoder,
-    POSITION_IDS,
     CLIPTextEmbeddings,
     CompositeConfig,
     TowerConfig,
-    _validate_tower,
     check_image,
     check_text,
     module_name,
     normalized,
     resample_positions,
+    validate_tower,
 )
 
 # -- configs ------------------------------------------------------------------------------------
@@ -76,7 +76,7 @@ class SiglipTextConfig(TowerConfig):
         super().__init__(**kwargs)
 
     def validate(self) -> None:
-        _validate_tower(self, text=True)
+        validate_tower(self, text=True)
         positive_int("projection_size", self.projection_size)
 
 
@@ -99,7 +99,7 @@ class SiglipVisionConfig(TowerConfig):
     }
 
     def validate(self) -> None:
-        _validate_tower(self, text=False)
+        validate_tower(self, text=False)
         if not isinstance(self.vision_use_head, bool):
             raise ConfigError(f"vision_use_head must be true or false, got {self.vision_use_head!r}.")
 
