@@ -18,7 +18,14 @@ import pytest
 import torch
 
 from leanformers import AutoProcessor, registry
-from leanformers.errors import InputError, RemoteCodeError, TokenizerError, UnsupportedModelError
+from leanformers.errors import (
+    CheckpointNotFoundError,
+    ConfigError,
+    InputError,
+    RemoteCodeError,
+    TokenizerError,
+    UnsupportedModelError,
+)
 from leanformers.processing.processor import Processor
 
 transformers = pytest.importorskip("transformers")
@@ -117,7 +124,8 @@ def folders(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> dict[
     paths["w2v_no_class"] = root / "w2v_no_class"
 
     image_processor = transformers.CLIPImageProcessor(size={"shortest_edge": 20}, crop_size={"height": 16, "width": 16})
-    transformers.CLIPProcessor(image_processor=image_processor, tokenizer=_clip_tokenizer()).save_pretrained(root / "clip")
+    clip = transformers.CLIPProcessor(image_processor=image_processor, tokenizer=_clip_tokenizer())
+    clip.save_pretrained(root / "clip")
     paths["clip"] = root / "clip"
 
     transformers.ViTImageProcessor(size={"height": 12, "width": 12}).save_pretrained(root / "vit")
@@ -190,7 +198,7 @@ def _assert_same(ours, ref, keys=None) -> None:
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
         else:
             assert len(a) == len(b), key
-            for row_a, row_b in zip(a, b):
+            for row_a, row_b in zip(a, b, strict=True):
                 np.testing.assert_allclose(np.asarray(row_a), np.asarray(row_b), rtol=0, atol=1e-6)
 
 
@@ -239,7 +247,8 @@ def test_clip_outputs(folders, return_tensors):
     # flat options reach the part that takes them; max_length also truncates the text
     flat = {"padding": "max_length", "max_length": 8, "truncation": True, "do_center_crop": False,
             "return_tensors": return_tensors}
-    _assert_same(ours(text=CLIP_TEXTS, images=_images()[:1], **flat), ref(text=CLIP_TEXTS, images=_images()[:1], **flat))
+    one_image = {"text": CLIP_TEXTS, "images": _images()[:1], **flat}
+    _assert_same(ours(**one_image), ref(**one_image))
     if registry.tokenizer_builder("CLIPTokenizer") is None:
         return  # decoding CLIP's word ends is the CLIPTokenizer builder's work
     ids = ref(text=CLIP_TEXTS)["input_ids"]
@@ -309,25 +318,43 @@ def test_empty_folder(folders):
         assert part in str(caught.value)
     with pytest.raises(UnsupportedModelError, match="names no processor class"):
         Processor.from_pretrained(folders["bert"])
+    with pytest.raises(CheckpointNotFoundError, match="neither an existing folder"):
+        AutoProcessor.from_pretrained(folders["empty"] / "missing")
+
+
+def test_malformed_processor_config(folders, tmp_path):
+    shutil.copytree(folders["w2v"], tmp_path / "broken")
+    (tmp_path / "broken" / "processor_config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"processor_config\.json"):
+        AutoProcessor.from_pretrained(tmp_path / "broken")
+    (tmp_path / "broken" / "processor_config.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match=r"processor_config\.json"):
+        AutoProcessor.from_pretrained(tmp_path / "broken")
+
+
+def test_explicit_processor_class(folders):
+    processor = Processor.from_pretrained(folders["w2v_parts"], processor_class="Wav2Vec2Processor")
+    assert processor.class_name == "Wav2Vec2Processor"
+    assert processor.feature_extractor.class_name == "Wav2Vec2FeatureExtractor"
 
 
 def test_unknown_or_remote_processor_class(folders, tmp_path):
     shutil.copytree(folders["w2v"], tmp_path / "unknown")
     _edit_json(tmp_path / "unknown" / "processor_config.json", processor_class="FooProcessor")
-    with pytest.raises(UnsupportedModelError, match="'FooProcessor'.*Supported: CLIPProcessor"):
+    with pytest.raises(UnsupportedModelError, match=r"'FooProcessor'.*Supported: CLIPProcessor"):
         AutoProcessor.from_pretrained(tmp_path / "unknown")
     _edit_json(tmp_path / "unknown" / "processor_config.json", auto_map={"AutoProcessor": "code.FooProcessor"})
     with pytest.raises(RemoteCodeError, match="never runs code"):
         AutoProcessor.from_pretrained(tmp_path / "unknown")
     _edit_json(tmp_path / "unknown" / "processor_config.json", processor_class=7)
-    with pytest.raises(Exception, match="must be a string"):
+    with pytest.raises(ConfigError, match="must be a class name string"):
         AutoProcessor.from_pretrained(tmp_path / "unknown")
 
 
 def test_named_processor_missing_a_part(folders, tmp_path):
     shutil.copytree(folders["w2v_parts_config"], tmp_path / "no_tokenizer")
     (tmp_path / "no_tokenizer" / "vocab.json").unlink()
-    with pytest.raises(TokenizerError, match="asks for a Wav2Vec2Processor.*tokenizer could not be loaded"):
+    with pytest.raises(TokenizerError, match=r"asks for a Wav2Vec2Processor.*tokenizer could not be loaded"):
         AutoProcessor.from_pretrained(tmp_path / "no_tokenizer")
 
 
@@ -348,7 +375,7 @@ def test_wrong_arguments(folders):
         clip(audio=_audio())
     with pytest.raises(InputError, match="cannot process images"):
         w2v(images=_images())
-    with pytest.raises(InputError, match="'sampling_rat'.*none of its parts"):
+    with pytest.raises(InputError, match=r"'sampling_rat'.*none of its parts"):
         w2v(_audio(), sampling_rat=16000)
     with pytest.raises(InputError, match="both positionally and by keyword"):
         clip(_images(), images=_images())
@@ -360,3 +387,22 @@ def test_wrong_arguments(folders):
         AutoProcessor()
     with pytest.raises(InputError, match="does not upload"):
         clip.save_pretrained("unused", push_to_hub=True)
+
+
+@pytest.mark.parametrize("name", ["w2v", "clip"])
+def test_tokenizer_saved_options_are_defaults_for_every_part(folders, tmp_path, name):
+    """As the reference: options saved in tokenizer_config.json apply to each part that takes them
+    (padding saved for the tokenizer pads the audio too), and call options still override them."""
+    folder = tmp_path / name
+    shutil.copytree(folders[name], folder)
+    _edit_json(folder / "tokenizer_config.json", padding="max_length", max_length=12, truncation=True)
+    ours, ref = AutoProcessor.from_pretrained(folder), _reference(folder)
+    if name == "w2v":
+        calls = [{"audio": _audio(), "text": TEXTS, "sampling_rate": 16000, "return_tensors": "pt"},
+                 {"audio": _audio(), "sampling_rate": 16000, "max_length": 1200, "return_tensors": "pt"}]
+    else:
+        calls = [{"images": _images(), "text": CLIP_TEXTS, "return_tensors": "pt"},
+                 {"text": CLIP_TEXTS, "padding": "longest", "return_tensors": "np"}]
+    for call in calls:
+        _assert_same(ours(**call), ref(**call))
+    assert ours(**calls[0])[("labels" if name == "w2v" else "input_ids")].shape[1] == 12

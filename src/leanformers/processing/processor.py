@@ -11,6 +11,7 @@ processor).
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -26,27 +27,31 @@ from ..errors import (
     UnsupportedModelError,
 )
 from ..hub import IGNORED_LOAD_OPTIONS, SOURCE_OPTIONS, Source, atomic_write, read_json, split_source_options
-from .audio import FeatureExtractor
 from .features import PROCESSOR_FILE, BatchFeature
-from .image import ImageProcessor
-from .tokenizer import PreTrainedTokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 
-# Each part: the class it must be, and how it is loaded from a checkpoint.
-_PART_TYPES: dict[str, type] = {
-    "tokenizer": PreTrainedTokenizer,
-    "image_processor": ImageProcessor,
-    "feature_extractor": FeatureExtractor,
+# Each part: its engine's module, the class it must be, and the function loading it from a checkpoint.
+# Imported on first use, so that a tokenizer-only checkpoint needs no Pillow.
+_PARTS: dict[str, tuple[str, str, str]] = {
+    "tokenizer": ("leanformers.processing.tokenizer", "PreTrainedTokenizer", "load_tokenizer"),
+    "image_processor": ("leanformers.processing.image", "ImageProcessor", "load_image_processor"),
+    "feature_extractor": ("leanformers.processing.audio", "FeatureExtractor", "load_feature_extractor"),
 }
-_PART_LOADERS = {
-    "tokenizer": load_tokenizer,
-    "image_processor": ImageProcessor.from_pretrained,
-    "feature_extractor": FeatureExtractor.from_pretrained,
-}
+
+
+def _part_class(part: str) -> type:
+    module, class_name, _ = _PARTS[part]
+    return getattr(importlib.import_module(module), class_name)
+
+
+def _load_part(part: str, source: Source, kwargs: dict[str, Any]) -> Any:
+    module, _, loader = _PARTS[part]
+    return getattr(importlib.import_module(module), loader)(source, **kwargs)
+
 # The input each part reads, and the call options it takes (the reference's per-modality option
 # lists). The image processor also takes whatever settings its class has.
 _PART_INPUT = {"tokenizer": "text", "image_processor": "images", "feature_extractor": "audio"}
@@ -92,11 +97,11 @@ class Processor:
                 + "."
             )
         for name in part_names:
-            part = parts[name]
-            if not isinstance(part, _PART_TYPES[name]):
+            part, expected = parts[name], _part_class(name)
+            if not isinstance(part, expected):
                 raise InputError(
-                    f"{class_name}'s {name} must be a leanformers {_PART_TYPES[name].__name__}, got "
-                    f"{type(part).__name__}. Load one with the matching Auto class (e.g. AutoTokenizer.from_pretrained)."
+                    f"{class_name}'s {name} must be a leanformers {expected.__name__}, got "
+                    f"{type(part).__name__}. Load one with its Auto class (e.g. AutoTokenizer.from_pretrained)."
                 )
             setattr(self, name, part)
         self._class_name = class_name
@@ -117,7 +122,7 @@ class Processor:
         source = Source.of(pretrained_model_name_or_path, **options)
         config = kwargs.pop("config", None)
         if processor_class is None:
-            processor_class, auto_map = _named_processor(source, config)
+            processor_class, _ = _named_processor(source, config)
             if processor_class is None:
                 raise UnsupportedModelError(
                     f"{source.describe()} names no processor class (no processor_class in {PROCESSOR_FILE}, "
@@ -134,7 +139,7 @@ class Processor:
         parts = {}
         for name in part_names:
             try:
-                parts[name] = _PART_LOADERS[name](source, **kwargs)
+                parts[name] = _load_part(name, source, kwargs)
             except LeanformersError as exc:
                 raise type(exc)(
                     f"{source.describe()} asks for a {class_name} ({' + '.join(part_names)}), but its {name} could "
@@ -150,7 +155,7 @@ class Processor:
         accepted = {
             "tokenizer": _TEXT_OPTIONS,
             "feature_extractor": _AUDIO_OPTIONS,
-            "image_processor": frozenset(ImageProcessor._settable(self.image_processor.class_name))
+            "image_processor": frozenset(type(self.image_processor)._settable(self.image_processor.class_name))
             if "image_processor" in self._parts else frozenset(),
         }
         per_part: dict[str, dict[str, Any]] = {name: {} for name in self._parts}
@@ -190,7 +195,7 @@ class Processor:
         order = _POSITIONAL[self._style]
         if len(args) > len(order):
             raise InputError(f"{self._class_name} takes at most {len(order)} positional inputs ({', '.join(order)}).")
-        for name, value in zip(order, args):
+        for name, value in zip(order, args, strict=False):
             if inputs.get(name) is not None:
                 raise InputError(f"{self._class_name} got {name} both positionally and by keyword; give it once.")
             inputs[name] = value
@@ -344,7 +349,9 @@ def _named_processor(source: Source, config: Any) -> tuple[str | None, Any]:
         auto_map = auto_map or remote
         if name is not None:
             if not isinstance(name, str):
-                raise ConfigError(f"processor_class in {filename} of {source.describe()} must be a string, got {name!r}.")
+                raise ConfigError(
+                    f"processor_class in {filename} of {source.describe()} must be a class name string, got {name!r}."
+                )
             return name, auto_map
     if config is not None:
         read = config.get if isinstance(config, Mapping) else lambda key, default=None: getattr(config, key, default)
@@ -387,8 +394,8 @@ def load_processor(source: Source | str | os.PathLike, **kwargs: Any) -> Any:
     failures = []
     for part in ("tokenizer", "image_processor", "feature_extractor"):
         try:
-            return _PART_LOADERS[part](source, **kwargs)
-        except LeanformersError as exc:
+            return _load_part(part, source, kwargs)
+        except (LeanformersError, ImportError) as exc:  # ImportError: the engine's optional extra is missing
             failures.append(f"{part.replace('_', ' ')}: {exc}")
     raise UnsupportedModelError(
         f"{source.describe()} has no processor class and none of its parts could be loaded, so AutoProcessor has "
