@@ -123,6 +123,11 @@ PROFILES: dict[str, Profile] = {
     ),
     "bit": _CLIP,
     "clip": _CLIP,
+    # SigLIP: warped to the square size, no crop; an int size given later means the short side.
+    "siglip": Profile(
+        {**_STANDARD, "do_convert_rgb": True, "size": {"height": 224, "width": 224}, "resample": BICUBIC},
+        default_to_square=False,
+    ),
 }
 
 
