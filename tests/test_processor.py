@@ -10,7 +10,11 @@ pixel and audio values within 1e-6. Saved folders must load back in the other li
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +53,7 @@ def _images() -> list[np.ndarray]:
 
 
 def _wav2vec2_parts():
-    vocab_dir = Path(__import__("tempfile").mkdtemp())
+    vocab_dir = Path(tempfile.mkdtemp())
     (vocab_dir / "vocab.json").write_text(json.dumps(CTC_VOCAB))
     tokenizer = transformers.Wav2Vec2CTCTokenizer(str(vocab_dir / "vocab.json"))
     extractor = transformers.Wav2Vec2FeatureExtractor(
@@ -406,3 +410,18 @@ def test_tokenizer_saved_options_are_defaults_for_every_part(folders, tmp_path, 
     for call in calls:
         _assert_same(ours(**call), ref(**call))
     assert ours(**calls[0])[("labels" if name == "w2v" else "input_ids")].shape[1] == 12
+
+
+def test_tokenizer_only_checkpoint_needs_no_pillow(folders):
+    """The image engine (Pillow, an optional extra) is imported only for checkpoints that use it."""
+    script = (
+        "import sys; sys.modules['PIL'] = None\n"
+        "from leanformers import AutoProcessor\n"
+        f"print(AutoProcessor.from_pretrained({str(folders['bert'])!r}).class_name)\n"
+        f"try:\n    AutoProcessor.from_pretrained({str(folders['empty'])!r})\n"
+        "except Exception as exc:\n    print(type(exc).__name__, 'image processor: No module named' in str(exc))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n")[:2] == ["BertTokenizer", "UnsupportedModelError True"]

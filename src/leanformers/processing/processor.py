@@ -107,7 +107,6 @@ class Processor:
         self._class_name = class_name
         self._parts = part_names
         self._style = style
-        self.chat_template = None
 
     @property
     def class_name(self) -> str:
