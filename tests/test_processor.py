@@ -235,7 +235,7 @@ def test_wav2vec2_decode_and_pad(folders):
     assert ours.model_input_names == ref.model_input_names
 
 
-@pytest.mark.parametrize("return_tensors", ["pt", "np"])
+@pytest.mark.parametrize("return_tensors", ["pt", "np", None])
 def test_clip_outputs(folders, return_tensors):
     ours, ref = AutoProcessor.from_pretrained(folders["clip"]), _reference(folders["clip"])
     options = {"padding": True, "return_tensors": return_tensors}
