@@ -140,6 +140,41 @@ MODELS: dict[str, tuple[str, str, dict[str, str]]] = {
             "backbone": "ConvNextBackbone",
         },
     ),
+    # Image-text models: both towers under one composite config, or a tower alone.
+    "clip": (
+        "leanformers.models.clip",
+        "CLIPConfig",
+        {
+            "base": "CLIPModel",
+            "image-classification": "CLIPForImageClassification",
+            "text-model": "CLIPTextModel",
+            "vision-model": "CLIPVisionModel",
+            "text-model-with-projection": "CLIPTextModelWithProjection",
+            "vision-model-with-projection": "CLIPVisionModelWithProjection",
+        },
+    ),
+    "clip_text_model": (
+        "leanformers.models.clip",
+        "CLIPTextConfig",
+        {"base": "CLIPTextModel", "text-model-with-projection": "CLIPTextModelWithProjection"},
+    ),
+    "clip_vision_model": (
+        "leanformers.models.clip",
+        "CLIPVisionConfig",
+        {"base": "CLIPVisionModel", "vision-model-with-projection": "CLIPVisionModelWithProjection"},
+    ),
+    "siglip": (
+        "leanformers.models.siglip",
+        "SiglipConfig",
+        {
+            "base": "SiglipModel",
+            "image-classification": "SiglipForImageClassification",
+            "text-model": "SiglipTextModel",
+            "vision-model": "SiglipVisionModel",
+        },
+    ),
+    "siglip_text_model": ("leanformers.models.siglip", "SiglipTextConfig", {"base": "SiglipTextModel"}),
+    "siglip_vision_model": ("leanformers.models.siglip", "SiglipVisionConfig", {"base": "SiglipVisionModel"}),
     "wav2vec2": (
         "leanformers.models.wav2vec2",
         "Wav2Vec2Config",
