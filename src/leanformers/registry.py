@@ -230,6 +230,7 @@ TOKENIZERS: dict[str, str] = {
     "MPNetTokenizer": "wordpiece",
     "RobertaTokenizer": "leanformers.processing.bpe:build_bpe_tokenizer",
     "GPT2Tokenizer": "leanformers.processing.bpe:build_bpe_tokenizer",
+    "CLIPTokenizer": "leanformers.processing.bpe:build_bpe_tokenizer",
     "XLMRobertaTokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
     "CamembertTokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
     "DebertaV2Tokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
@@ -268,6 +269,7 @@ DEFAULT_TOKENIZER: dict[str, str] = {
     "phi3": "TokenizersBackend",
     "olmo2": "TokenizersBackend",
     "gpt2": "GPT2Tokenizer",
+    "clip": "CLIPTokenizer",
 }
 
 # Model types whose hub tokenizer configs often name a wrong class: the class above is used whatever
