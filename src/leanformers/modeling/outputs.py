@@ -195,3 +195,47 @@ class CLIPVisionModelOutput(ModelOutput):
 @dataclass(repr=True)
 class SiglipOutput(CLIPOutput):
     """SigLIP's output: CLIP's fields, with sigmoid (not softmax) logits."""
+
+
+@dataclass(repr=True)
+class BaseModelOutputWithPastAndCrossAttentions(ModelOutput):
+    """A decoder stack's output when it attends to an encoder (``cross_attentions``)."""
+
+    last_hidden_state: Any = None
+    past_key_values: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    cross_attentions: tuple | None = None
+
+
+@dataclass(repr=True)
+class Seq2SeqModelOutput(ModelOutput):
+    """An encoder-decoder's output: the decoder's last state first, then the decoder's and the
+    encoder's extras, as in the reference."""
+
+    last_hidden_state: Any = None
+    past_key_values: Any = None
+    decoder_hidden_states: tuple | None = None
+    decoder_attentions: tuple | None = None
+    cross_attentions: tuple | None = None
+    encoder_last_hidden_state: Any = None
+    encoder_hidden_states: tuple | None = None
+    encoder_attentions: tuple | None = None
+
+
+@dataclass(repr=True)
+class Seq2SeqLMOutput(ModelOutput):
+    loss: Any = None
+    logits: Any = None
+    past_key_values: Any = None
+    decoder_hidden_states: tuple | None = None
+    decoder_attentions: tuple | None = None
+    cross_attentions: tuple | None = None
+    encoder_last_hidden_state: Any = None
+    encoder_hidden_states: tuple | None = None
+    encoder_attentions: tuple | None = None
+
+
+@dataclass(repr=True)
+class Seq2SeqSequenceClassifierOutput(Seq2SeqLMOutput):
+    """A sequence classifier over an encoder-decoder: ``logits`` are (batch, num_labels)."""
