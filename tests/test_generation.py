@@ -281,7 +281,12 @@ def test_text_iterator_streamer_feeds_another_thread(models):
         ({"top_k": -3}, ConfigError, "top_k"),
         ({"eos_token_id": "2"}, ConfigError, "eos_token_id"),
         ({"pad_token_id": 1.5}, ConfigError, "pad_token_id"),
-        ({"num_beams": 4}, ConfigError, "seq2seq issue"),
+        ({"num_beams": 2, "num_return_sequences": 3}, ConfigError, "cannot exceed num_beams"),
+        ({"num_beams": 2, "early_stopping": "sometimes"}, ConfigError, "early_stopping"),
+        ({"num_beams": 2, "length_penalty": "long"}, ConfigError, "length_penalty"),
+        ({"forced_bos_token_id": -1}, ConfigError, "forced_bos_token_id"),
+        ({"forced_eos_token_id": []}, ConfigError, "forced_eos_token_id"),
+        ({"no_repeat_ngram_size": -2}, ConfigError, "no_repeat_ngram_size"),
         ({"num_return_sequences": 2}, ConfigError, "do_sample"),
         ({"return_dict_in_generate": True}, ConfigError, "return_dict_in_generate"),
         ({"stop_strings": ["x"]}, InputError, "tokenizer="),
@@ -455,3 +460,73 @@ def test_phi3_longrope_recomputes_the_cache_when_crossing_the_original_length(tm
     assert_same(ours.generate(input_ids, attention_mask, max_new_tokens=16), expected)
     ours.cache_rebuild_length = lambda: None  # keeping the short-factor keys changes the ids
     assert not torch.equal(ours.generate(input_ids, attention_mask, max_new_tokens=16), expected)
+
+
+# -- beam search --------------------------------------------------------------------------------
+
+BEAMS = [
+    {"num_beams": 4},
+    {"num_beams": 4, "no_repeat_ngram_size": 3, "length_penalty": 1.7},
+    {"num_beams": 3, "length_penalty": -0.5, "early_stopping": True, "num_return_sequences": 3},
+    {"num_beams": 4, "early_stopping": "never", "length_penalty": 0.6, "num_return_sequences": 2},
+    {"num_beams": 2, "repetition_penalty": 1.4, "min_new_tokens": 5},
+    {"num_beams": 3, "forced_bos_token_id": 9, "forced_eos_token_id": [4, 5]},
+    {"num_beams": 3, "use_cache": False},
+]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("settings", range(len(BEAMS)))
+def test_beam_search_matches_reference(models, family, settings):
+    """Left-padded prompts of different lengths; EOS ids the greedy run produces early, so that
+    beams finish at different steps and the finished sets fill up."""
+    input_ids, attention_mask = prompts()
+    eos = eos_ids(family, models)
+    got, expected = both(family, models, input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=16,
+                         eos_token_id=eos, **BEAMS[settings])
+    assert_same(got, expected)
+
+
+def test_beam_search_finds_what_greedy_misses(models):
+    ours = models["Llama"][2]
+    input_ids, attention_mask = prompts()
+    greedy = ours.generate(input_ids, attention_mask, max_new_tokens=12)
+    beams = ours.generate(input_ids, attention_mask, max_new_tokens=12, num_beams=4)
+    assert not torch.equal(beams, greedy)
+    # One beam is greedy decoding.
+    assert torch.equal(ours.generate(input_ids, attention_mask, max_new_tokens=12, num_beams=1), greedy)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_beam_sampling_matches_reference(models, family):
+    input_ids, attention_mask = prompts()
+    got, expected = both(family, models, seed=5, input_ids=input_ids, attention_mask=attention_mask,
+                         max_new_tokens=12, num_beams=3, do_sample=True, top_k=4, temperature=0.8)
+    assert_same(got, expected)
+
+
+def test_no_repeat_ngram_size_in_greedy_and_sampling(models):
+    input_ids, attention_mask = prompts()
+    for extra in ({}, {"do_sample": True, "top_k": 5}):
+        got, expected = both("Llama", models, seed=2, input_ids=input_ids, attention_mask=attention_mask,
+                             max_new_tokens=24, no_repeat_ngram_size=2, **extra)
+        assert_same(got, expected)
+        for row in got.tolist():
+            # Each generated token before EOS completes a pair that did not occur earlier in the row.
+            for i in range(7, len(row)):
+                if row[i] == TINY["eos_token_id"]:
+                    break
+                earlier = set(zip(row[: i - 1], row[1: i - 1]))
+                assert (row[i - 1], row[i]) not in earlier
+
+
+def test_beam_search_refuses_a_streamer(models):
+    ours = models["Llama"][2]
+    input_ids, _ = prompts()
+    with pytest.raises(ConfigError, match="streamer"):
+        ours.generate(input_ids, max_new_tokens=4, num_beams=2, streamer=TextStreamer(_Decoder()))
+
+
+class _Decoder:
+    def decode(self, ids, **kwargs):
+        return ""

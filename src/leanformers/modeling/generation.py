@@ -53,9 +53,9 @@ DEFAULTS: dict[str, Any] = {
 NOT_IMPLEMENTED: dict[str, tuple[Any, ...]] = {
     "return_dict_in_generate": (None, False), "output_scores": (None, False), "output_logits": (None, False),
     "output_attentions": (None, False), "output_hidden_states": (None, False),
-    "typical_p": (None, 1.0), "no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,),
+    "typical_p": (None, 1.0), "bad_words_ids": (None,),
     "epsilon_cutoff": (None, 0.0), "eta_cutoff": (None, 0.0), "suppress_tokens": (None,),
-    "begin_suppress_tokens": (None,), "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
+    "begin_suppress_tokens": (None,),
 }
 
 
@@ -120,6 +120,20 @@ class GenerationConfig:
         # Some checkpoints write pad_token_id -1; the reference accepts it (finished rows are filled with it).
         if get("pad_token_id") is not None and not _is_int(get("pad_token_id")):
             fail("pad_token_id", "an int or None")
+        if get("early_stopping") is not None and get("early_stopping") not in (True, False, "never"):
+            fail("early_stopping", 'True, False or "never"')
+        if get("length_penalty") is not None and not _is_number(get("length_penalty")):
+            fail("length_penalty", "a number (> 0 favours longer sequences, < 0 shorter ones)")
+        if get("forced_bos_token_id") is not None and (
+            not _is_int(get("forced_bos_token_id")) or get("forced_bos_token_id") < 0
+        ):
+            fail("forced_bos_token_id", "a token id (an int >= 0) or None")
+        forced_eos = get("forced_eos_token_id")
+        if forced_eos is not None and not (
+            (_is_int(forced_eos) and forced_eos >= 0)
+            or (isinstance(forced_eos, (list, tuple)) and forced_eos and all(_is_int(i) and i >= 0 for i in forced_eos))
+        ):
+            fail("forced_eos_token_id", "a token id, a non-empty list of token ids, or None")
         stops = get("stop_strings")
         if stops is not None and not (
             (isinstance(stops, str) and stops)
@@ -248,14 +262,18 @@ def resolve_config(model: Any, generation_config: GenerationConfig | None, kwarg
             f"generate got unknown arguments {sorted(unused)}: they are neither generation settings "
             f"(GenerationConfig fields) nor inputs generate accepts (input_ids, attention_mask)."
         )
-    if config.num_beams > 1:
-        raise ConfigError("num_beams > 1 (beam search) is not implemented: beam search comes with the seq2seq issue.")
     for key, neutral in NOT_IMPLEMENTED.items():
         if config.__dict__.get(key) not in neutral:
             raise ConfigError(f"generate does not implement {key}={config.__dict__[key]!r}; leave it unset.")
-    if config.num_return_sequences > 1 and not config.do_sample:
+    if config.num_return_sequences > 1 and not config.do_sample and config.num_beams == 1:
         raise ConfigError(
-            "num_return_sequences > 1 needs do_sample=True: greedy decoding would return the same sequence each time."
+            "num_return_sequences > 1 needs do_sample=True or num_beams > 1: greedy decoding would return the same "
+            "sequence each time."
+        )
+    if config.num_return_sequences > config.num_beams > 1:
+        raise ConfigError(
+            f"num_return_sequences ({config.num_return_sequences}) cannot exceed num_beams ({config.num_beams}): beam "
+            "search returns its best finished beams."
         )
     return config
 
@@ -276,9 +294,11 @@ def _check_inputs(input_ids: Any, attention_mask: Any) -> None:
 
 
 def _processors(
-    config: GenerationConfig, eos: torch.Tensor | None, prompt_length: int, padding: torch.Tensor
+    config: GenerationConfig, eos: torch.Tensor | None, prompt_length: int, padding: torch.Tensor, max_length: int,
 ) -> list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
-    """The logits processors, in the reference's order."""
+    """The logits processors, in the reference's order. Sampled beams keep at least one token more
+    than there are EOS ids at every filter, so a beam can always go on."""
+    keep = 1 if config.num_beams == 1 else (1 if eos is None else eos.shape[0]) + 1
     steps: list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = []
     if config.repetition_penalty != 1.0:
         penalty = float(config.repetition_penalty)
@@ -294,6 +314,23 @@ def _processors(
             return padded.scatter(1, ids, seen)[..., :vocab]
 
         steps.append(repetition)
+    if config.no_repeat_ngram_size:
+        size = config.no_repeat_ngram_size
+
+        def no_repeat_ngram(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            if ids.shape[-1] < size:
+                return scores
+            # The next token completes an n-gram seen before wherever the last size - 1 tokens occurred
+            # already: it may not be the token that followed them there.
+            suffix = ids[:, ids.shape[-1] + 1 - size:]
+            windows = ids.unfold(1, size, 1)
+            seen = (windows[..., :-1] == suffix[:, None]).all(dim=-1)
+            vocab = scores.shape[-1]
+            banned = scores.new_zeros((scores.shape[0], vocab + 1), dtype=torch.bool)
+            banned.scatter_(1, torch.where(seen, windows[..., -1].clamp(max=vocab), vocab), True)
+            return scores.masked_fill(banned[:, :vocab], -math.inf)
+
+        steps.append(no_repeat_ngram)
     if eos is not None:
         floors = [config.min_length] if config.min_length > 0 else []
         floors += [prompt_length + config.min_new_tokens] if config.min_new_tokens else []
@@ -305,13 +342,35 @@ def _processors(
                 return torch.where(is_eos, -math.inf, scores)
 
             steps.append(no_eos)
+    if config.forced_bos_token_id is not None:
+        bos = config.forced_bos_token_id
+
+        def force_bos(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            if ids.shape[-1] != 1:
+                return scores
+            forced = torch.full_like(scores, -math.inf)
+            forced[:, bos] = 0
+            return forced
+
+        steps.append(force_bos)
+    if config.forced_eos_token_id is not None:
+        forced_eos = torch.tensor(config.forced_eos_token_id).reshape(-1)
+
+        def force_eos(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            if ids.shape[-1] != max_length - 1:
+                return scores
+            forced = torch.full_like(scores, -math.inf)
+            forced[:, forced_eos.to(scores.device)] = 0
+            return forced
+
+        steps.append(force_eos)
     if not config.do_sample:
         return steps
     if config.temperature != 1.0:
         temperature = float(config.temperature)
         steps.append(lambda ids, scores: scores / temperature)
     if config.top_k != 0:
-        top_k = config.top_k
+        top_k = max(config.top_k, keep)
 
         def keep_top_k(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
             kth = torch.topk(scores, min(top_k, scores.shape[-1]))[0][..., -1, None]
@@ -324,7 +383,7 @@ def _processors(
         def keep_top_p(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
             ordered, order = torch.sort(scores, descending=False)
             drop = ordered.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
-            drop[..., -1:] = 0  # the most likely token always stays
+            drop[..., -keep:] = 0  # the most likely tokens always stay
             return scores.masked_fill(drop.scatter(1, order, drop), -math.inf)
 
         steps.append(keep_top_p)
@@ -334,7 +393,7 @@ def _processors(
         def keep_min_p(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
             probs = torch.softmax(scores, dim=-1)
             drop = probs < min_p * probs.amax(dim=-1, keepdim=True)
-            drop.scatter_(-1, torch.topk(probs, 1, dim=-1).indices, False)
+            drop.scatter_(-1, torch.topk(probs, keep, dim=-1).indices, False)
             return scores.masked_fill(drop, -math.inf)
 
         steps.append(keep_min_p)
@@ -360,6 +419,8 @@ def generate(
     max_length_chosen = any(layer.get("max_length") is not None for layer in layers)
     config = resolve_config(model, generation_config, kwargs)
     _check_inputs(input_ids, attention_mask)
+    if streamer is not None and config.num_beams > 1:
+        raise ConfigError("A streamer cannot follow beam search: the best beam is known only at the end.")
     stop_strings = None
     if config.stop_strings is not None:
         if tokenizer is None:
@@ -405,11 +466,14 @@ def generate(
     if streamer is not None:
         streamer.put(input_ids.cpu())
 
-    if config.num_return_sequences > 1:
-        input_ids = input_ids.repeat_interleave(config.num_return_sequences, dim=0)
-        attention_mask = attention_mask.repeat_interleave(config.num_return_sequences, dim=0)
+    # Beam search runs num_beams copies of each prompt (and returns its best beams); sampling one
+    # copy per sequence to return.
+    copies = config.num_beams if config.num_beams > 1 else config.num_return_sequences
+    if copies > 1:
+        input_ids = input_ids.repeat_interleave(copies, dim=0)
+        attention_mask = attention_mask.repeat_interleave(copies, dim=0)
     padding = (attention_mask != 0).int().argmax(dim=1)
-    processors = _processors(config, eos, prompt_length, padding)
+    processors = _processors(config, eos, prompt_length, padding, max_length)
 
     # A block of the run's length sizes the cache exactly: the default block would round it up by
     # as much as 255 unused positions per layer (most of a batch's cache for short runs).
@@ -418,6 +482,36 @@ def generate(
     rebuild_after = rebuild() if callable(rebuild) else None
     positions = attention_mask.cumsum(-1) - 1
     positions = positions.masked_fill(attention_mask == 0, 0)
+    if config.num_beams > 1:
+        from .beam import beam_search
+
+        def step(sequences: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+            """Logits of each running beam's next token; ``rows`` reorder the cache first. Every beam
+            of a prompt shares its padding, so the mask and positions need no reordering."""
+            nonlocal cache, attention_mask, positions
+            if rows is not None:
+                attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], -1)
+                positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
+            step_ids = sequences
+            if cache is not None:
+                if rows is not None:
+                    cache.reorder(rows)
+                if rebuild_after is not None and cache.get_seq_length() <= rebuild_after < sequences.shape[1]:
+                    cache = KVCache(model.config.num_hidden_layers, capacity=max_length, block=max_length)
+                step_ids = sequences[:, cache.get_seq_length():]
+            logits = model(
+                step_ids, attention_mask=attention_mask, position_ids=positions[:, -step_ids.shape[1]:],
+                past_key_values=cache, use_cache=cache is not None, return_dict=True, logits_to_keep=1,
+            ).logits
+            return logits[:, -1].to(dtype=torch.float32, copy=True)
+
+        return beam_search(
+            step, input_ids, processors, [stop_strings] if stop_strings is not None else [],
+            num_beams=config.num_beams, max_length=max_length, length_penalty=float(config.length_penalty),
+            early_stopping=config.early_stopping, do_sample=config.do_sample,
+            num_return_sequences=config.num_return_sequences, eos=eos,
+            fill=(pad if pad else int(eos[0])) if eos is not None else -1,
+        )
     unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=device)
     step_ids = input_ids
     while True:
