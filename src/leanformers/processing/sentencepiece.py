@@ -1,4 +1,4 @@
-"""SentencePiece-family tokenizers (XLM-RoBERTa, CamemBERT, DeBERTa-v2/v3) on the shared engine.
+"""SentencePiece-family tokenizers (XLM-RoBERTa, CamemBERT, DeBERTa-v2/v3, SigLIP) on the shared engine.
 
 As the reference's v5 classes do, each tokenizer is rebuilt from its class's own definition: a
 checkpoint gives only its vocabulary (pieces with scores), its special tokens, the padding and
@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import string
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import Unigram
 
-from ..errors import TokenizerError
+from ..errors import ConfigError, TokenizerError
 from ..hub import Source, read_json
 from .tokenizer import TOKENIZER_FILE, PreTrainedTokenizer, _json_settings
 
@@ -337,9 +338,191 @@ class DebertaV2Tokenizer(SentencePieceTokenizer):
         )
 
 
+# SigLIP's canonical text: ASCII punctuation (Python's string.punctuation) removed, and every run of
+# what Python's str.isspace() calls whitespace made one space. The classes are spelled out so that
+# the Rust regex engine matches exactly Python's characters (a test checks the list).
+_ASCII_PUNCTUATION = "[" + "".join(f"\\x{ord(char):02x}" for char in string.punctuation) + "]"
+_PYTHON_WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(
+    map(chr, range(0x2000, 0x200B))
+) + "\u2028\u2029\u202f\u205f\u3000"
+_WHITESPACE_RUN = "[" + "".join(f"\\x{{{ord(char):x}}}" for char in _PYTHON_WHITESPACE) + "]+"
+# What SentencePiece shows for an unknown piece when decoding.
+_UNK_SURFACE = " \u2047 "
+
+
+class SiglipTokenizer(SentencePieceTokenizer):
+    """SigLIP's tokenizer: a SentencePiece Unigram model (spiece.model) behind SigLIP's canonical
+    text (lower case, ASCII punctuation removed, whitespace collapsed and stripped), each text followed
+    by ``</s>`` (``A </s> B </s>`` for a pair) unless it already ends with it. ``</s>`` also pads;
+    model cards pass ``padding="max_length"`` (64 tokens).
+
+    The reference runs the ``sentencepiece`` package on each stretch of text between special tokens;
+    here the same steps are one Rust pipeline: the normaliser does SigLIP's clean-up and then
+    SentencePiece's (character map, whitespace), and only the text's first stretch starts a word
+    (a later one follows a special token directly, as in the reference). Offsets, which the reference
+    does not give, count one extra character at the text's start."""
+
+    model_input_names = ("input_ids", "attention_mask")
+    spm_file = "spiece.model"
+    _defaults = {
+        "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "</s>", "model_max_length": 64,
+        "do_lower_case": True, "backend": "sentencepiece", "sp_model_kwargs": {},
+    }
+    _reworks_texts = True
+    _length_counts_padding = False
+
+    @classmethod
+    def _pipeline(cls, backend: Tokenizer, charsmap: bytes | None, options: dict[str, Any], where: str) -> None:
+        lower_case = options["do_lower_case"]
+        if not isinstance(lower_case, bool):
+            raise TokenizerError(f"do_lower_case of {where} must be true or false, got {lower_case!r}.")
+        backend.normalizer = normalizers.Sequence(
+            ([normalizers.Lowercase()] if lower_case else [])
+            + [normalizers.Replace(Regex(_ASCII_PUNCTUATION), ""),
+               normalizers.Replace(Regex(_WHITESPACE_RUN), " "), normalizers.Strip()]
+            + ([_precompiled(charsmap, where)] if charsmap else [])
+            # SentencePiece reads its own space mark as a space and keeps one space of a run; a
+            # stretch's leading space (the text's first) marks a word start, a trailing one goes.
+            + [normalizers.Replace(_SPACE, " "), normalizers.Replace(Regex(" {2,}"), " "),
+               normalizers.Strip(left=False, right=True)]
+        )
+        backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement=_SPACE, prepend_scheme="never", split=True)
+        backend.decoder = decoders.Metaspace(replacement=_SPACE, prepend_scheme="always", split=True)
+
+    def _post_processor(self) -> Any:
+        eos = str(self.eos_token)
+        return processors.TemplateProcessing(
+            single=["$A", eos], pair=["$A", eos, "$B", eos], special_tokens=[(eos, self.eos_token_id)]
+        )
+
+    def _prepare_texts(self, batch: list[Any], add_special_tokens: bool, plan: Any) -> list[Any]:
+        """Each text as the reference hands it on: its space marks read as spaces, and one leading
+        mark so that its first word starts a word. The reference adds no </s> to a sequence whose
+        tokens already end with one, so such a text is cut before that </s> (and what follows it,
+        which gives no tokens) and the template adds it back; likewise a single text that truncation
+        would cut right after a </s> is cut there."""
+        eos = self.eos_token if add_special_tokens and not plan.split else None
+        others = [token for token in self.get_added_vocab() if token != eos]
+        truncation = plan.backend_state[0]
+        keep = None
+        if eos and truncation is not None and truncation["direction"] == "right":
+            keep = truncation["max_length"] - 1  # the reference truncates before adding </s>
+
+        def prepare(text: Any, single: bool) -> Any:
+            if not isinstance(text, str):
+                return text
+            text = _SPACE + text.replace(_SPACE, " ")
+            if not eos or eos not in text:
+                return text
+            cut = text.rindex(eos)
+            tail = text[cut + len(eos):]
+            if not any(token in tail for token in others) and not self._backend.normalizer.normalize_str(tail):
+                text = text[:cut]
+            if single and keep is not None and keep > 0:
+                if self._applied != (None, None):
+                    self._configure((None, None))
+                encoding = self._backend.encode(text, add_special_tokens=False)
+                if len(encoding.ids) > keep and encoding.ids[keep - 1] == self.eos_token_id:
+                    text = text[: encoding.offsets[keep - 1][0]]
+            return text
+
+        return [tuple(prepare(part, False) for part in item) if isinstance(item, tuple) else prepare(item, True)
+                for item in batch]
+
+    def _decode_rows(self, rows: list[list[int]], skip_special_tokens: bool) -> list[str]:
+        """As the reference: SentencePiece decodes the stretches between special tokens, each special
+        token follows its stretch directly, and a stretch after a normal one starts with a space."""
+        specials = set(self.all_special_tokens)
+        skipped = set(self.all_special_ids) if skip_special_tokens else set()
+        texts = []
+        for ids in rows:
+            text, stretch, after_special = "", [], False
+            for index in ids:
+                if index in skipped:
+                    continue
+                token = self._backend.id_to_token(index)
+                if token is None:
+                    raise ValueError(f"id {index} is not in the vocabulary of {len(self)} tokens")
+                if token in specials:
+                    text += ("" if after_special else " ") + self._spm_decode(stretch) + token
+                    stretch, after_special = [], True
+                else:
+                    stretch.append(token)
+                    after_special = False
+            texts.append((text + self._spm_decode(stretch)).strip())
+        return texts
+
+    def _spm_decode(self, pieces: list[str]) -> str:
+        """SentencePiece's decoding of vocabulary pieces: control pieces vanish, the unknown piece
+        shows as " ⁇ ", space marks are spaces, and the first mark of the text is dropped."""
+        parts, at_start = [], True
+        for piece in pieces:
+            if piece in self._control_pieces:
+                continue
+            if piece == self._unk_piece:
+                part = _UNK_SURFACE
+            else:
+                part = (piece[1:] if at_start and piece.startswith(_SPACE) else piece).replace(_SPACE, " ")
+            parts.append(part)
+            at_start = at_start and not part
+        return "".join(parts)
+
+    def _files_to_save(self) -> dict[str, str | bytes]:
+        # As the reference: the SentencePiece model itself, no tokenizer.json.
+        files = super()._files_to_save()
+        del files[TOKENIZER_FILE]
+        files[self.spm_file] = self._model_bytes
+        return files
+
+    def _config_to_save(self) -> dict[str, Any]:
+        config = super()._config_to_save()
+        config.setdefault("extra_special_tokens", [])
+        # Without a tokenizer.json, the config is where the reference keeps the added tokens.
+        config["added_tokens_decoder"] = {
+            str(index): {
+                "content": token.content, "lstrip": token.lstrip, "normalized": token.normalized,
+                "rstrip": token.rstrip, "single_word": token.single_word, "special": token.special,
+            }
+            for index, token in sorted(self.added_tokens_decoder.items())
+        }
+        return dict(sorted(config.items()))
+
+
 _CLASSES: dict[str, type[SentencePieceTokenizer]] = {
-    cls.__name__: cls for cls in (XLMRobertaTokenizer, CamembertTokenizer, DebertaV2Tokenizer)
+    cls.__name__: cls for cls in (XLMRobertaTokenizer, CamembertTokenizer, DebertaV2Tokenizer, SiglipTokenizer)
 }
+
+
+def _build_siglip(source: Source, class_name: str, options: dict[str, Any]) -> SiglipTokenizer:
+    """SigLIP's tokenizer, always from spiece.model (the reference does not read a tokenizer.json)."""
+    model_file = source.resolve(SiglipTokenizer.spm_file, required=False)
+    if model_file is None:
+        raise TokenizerError(
+            f"{source.describe()} names tokenizer class {class_name!r} but has no {SiglipTokenizer.spm_file}, the "
+            f"SentencePiece model it is built from. Add the spiece.model saved with the model."
+        )
+    model = read_sentencepiece_model(model_file)
+    if not 0 <= model.unk_id < len(model.pieces):
+        raise TokenizerError(f"{model_file!r}: its unknown-piece id {model.unk_id} is not one of its pieces.")
+    options.pop("_json_truncation", None), options.pop("_json_padding", None)
+    SiglipTokenizer._settle_options(options)
+    sampling = options["sp_model_kwargs"]
+    if not isinstance(sampling, dict) or sampling.get("enable_sampling"):
+        raise ConfigError(
+            f"sp_model_kwargs of {source.describe()} is {sampling!r}: leanformers encodes deterministically and does "
+            f"not sample segmentations. Remove enable_sampling (or the whole sp_model_kwargs)."
+        )
+    where = repr(model_file)
+    backend = _unigram([(piece, score) for piece, score, _ in model.pieces], model.unk_id, where)
+    SiglipTokenizer._pipeline(backend, model.precompiled_charsmap or None, options, where)
+    tokenizer = SiglipTokenizer(backend, class_name=class_name, **options)
+    with open(model_file, "rb") as handle:
+        tokenizer._model_bytes = handle.read()
+    tokenizer._control_pieces = frozenset(piece for piece, _, kind in model.pieces if kind == _CONTROL)
+    tokenizer._unk_piece = model.pieces[model.unk_id][0]
+    tokenizer.do_lower_case = options["do_lower_case"]
+    backend.post_processor = tokenizer._post_processor()
+    return tokenizer
 
 
 def build_sentencepiece_tokenizer(
@@ -351,6 +534,8 @@ def build_sentencepiece_tokenizer(
     tokenizer_class = _CLASSES[class_name]
     # Paths and vocabularies named in a config are not trusted: the files come from the checkpoint.
     options = {key: value for key, value in init_kwargs.items() if key not in ("vocab_file", "tokenizer_file", "vocab")}
+    if tokenizer_class is SiglipTokenizer:
+        return _build_siglip(source, class_name, options)
     tokenizer_file = source.resolve(TOKENIZER_FILE, required=False)
     if tokenizer_file is not None:
         data = tokenizer_json if tokenizer_json is not None else read_json(tokenizer_file, TOKENIZER_FILE, TokenizerError)
@@ -391,6 +576,7 @@ __all__ = [
     "DebertaV2Tokenizer",
     "SentencePieceModel",
     "SentencePieceTokenizer",
+    "SiglipTokenizer",
     "XLMRobertaTokenizer",
     "build_sentencepiece_tokenizer",
     "read_sentencepiece_model",

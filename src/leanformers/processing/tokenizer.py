@@ -905,6 +905,13 @@ class PreTrainedTokenizer:
         # The Rust tokenizer holds padding/truncation as mutable state: configuring it and encoding
         # must be one step, or a thread calling with other settings could slip in between.
         with self._lock:
+            if self._reworks_texts and not pretokenized:
+                if batch is not None:
+                    batch = self._prepare_texts(batch, add_special, plan)
+                elif pair is not None:
+                    text, pair = self._prepare_texts([(text, pair)], add_special, plan)[0]
+                else:
+                    text = self._prepare_texts([text], add_special, plan)[0]
             if plan.backend_state != self._applied:
                 self._configure(plan.backend_state)
             if plan.split != self._backend_split:
@@ -936,7 +943,8 @@ class PreTrainedTokenizer:
         if want_offsets:
             data["offset_mapping"] = [row.offsets for row in rows]
         if want_length:
-            data["length"] = [len(row) for row in ids]
+            padded_rows = plan.pad_spec and not self._length_counts_padding
+            data["length"] = [sum(row.attention_mask) for row in rows] if padded_rows else [len(row) for row in ids]
         if sample_of_row is not None:
             data["overflow_to_sample_mapping"] = sample_of_row
         if plan.warn_if_long and not self._warned_too_long:
@@ -1023,7 +1031,10 @@ class PreTrainedTokenizer:
         if want_offsets:
             data["offset_mapping"] = padded([chain.from_iterable(row.offsets) for row in rows], 0, 2)
         if want_length:
-            data["length"] = np.full(batch, target, dtype=np.int64)
+            if self._length_counts_padding:
+                data["length"] = np.full(batch, target, dtype=np.int64)
+            else:
+                data["length"] = np.asarray([len(row) for row in ids], dtype=np.int64)
         if sample_of_row is not None:
             data["overflow_to_sample_mapping"] = np.asarray(sample_of_row, dtype=np.int64)
         if plan.tensor_type == "pt":
@@ -1149,20 +1160,35 @@ class PreTrainedTokenizer:
         elif isinstance(token_ids, Mapping):
             token_ids = token_ids["input_ids"]
         try:
-            if batched:
-                texts = self._backend.decode_batch([list(ids) for ids in token_ids], skip_special_tokens)
-            else:
-                texts = [self._backend.decode(token_ids, skip_special_tokens)]
+            texts = self._decode_rows([list(ids) for ids in token_ids] if batched else [token_ids], skip_special_tokens)
         except Exception as exc:
             message = f"Could not decode {_describe(token_ids)}: {exc}. Ids must be non-negative integers."
             raise InputError(message) from exc
         texts = [self._clean_up(self._finish_decoded(text), clean_up_tokenization_spaces) for text in texts]
         return texts if batched else texts[0]
 
+    def _decode_rows(self, rows: list[list[int]], skip_special_tokens: bool) -> list[str]:
+        """The text of each id sequence, before the clean-up."""
+        if len(rows) == 1:
+            return [self._backend.decode(rows[0], skip_special_tokens)]
+        return self._backend.decode_batch(rows, skip_special_tokens)
+
     def _finish_decoded(self, text: str) -> str:
         """The backend's decoded text as the class returns it (a class may rework it, e.g. CLIP's
         end-of-word marks); before the clean-up, as in the reference."""
         return text
+
+    # Whether ``return_length`` counts the padding (the reference's Rust-backed classes) or not (its
+    # Python ones, e.g. SigLIP's).
+    _length_counts_padding = True
+
+    # Whether the class reworks texts before the backend sees them (``_prepare_texts``).
+    _reworks_texts = False
+
+    def _prepare_texts(self, batch: list[Any], add_special_tokens: bool, plan: _Plan) -> list[Any]:
+        """The batch's texts (or (text, pair) tuples) as the backend must see them for a call planned
+        as ``plan`` (called holding the lock; it may use the backend in another state)."""
+        return batch
 
     def batch_decode(
         self, sequences: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None,
