@@ -6,6 +6,10 @@ unit-variance normalisation; ``feature_extractor_type`` selects a profile of def
 the reference silently produces garbage this raises or does the evident thing instead: 2-D arrays
 shaped like (frames, channels) are refused as multi-channel audio, left padding takes the
 statistics over the real samples, and empty or non-numeric input raises :class:`InputError`.
+
+Spectrogram models (AST) take Kaldi log-mel filter banks instead: their class names
+(``FILTER_BANK_CLASSES``) get :class:`FilterBankFeatureExtractor`, which shares the input checks,
+settings and loading, and computes the features with ``fbank.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 
 from .. import registry
 from ..errors import ConfigError, InputError
+from .fbank import FRAME_LENGTH, log_mel_fbank, mel_filters
 from .features import (
     BatchFeature,
     Preprocessor,
@@ -48,8 +53,24 @@ PROFILES: dict[str, dict[str, Any]] = {
         "return_attention_mask": False,
         "do_normalize": True,
     },
+    # Log-mel filter banks of a fixed number of frames (processing/fbank.py), normalised with
+    # AudioSet's statistics.
+    "ast": {
+        "feature_size": 1,
+        "sampling_rate": 16000,
+        "num_mel_bins": 128,
+        "max_length": 1024,
+        "padding_value": 0.0,
+        "padding_side": "right",
+        "return_attention_mask": False,
+        "do_normalize": True,
+        "mean": -4.2677393,
+        "std": 4.5689974,
+    },
 }
 SETTING_NAMES = tuple(PROFILES["wav2vec2"])
+# Classes whose engine is the filter bank one (fbank.FilterBankFeatureExtractor), with their profile.
+FILTER_BANK_CLASSES: dict[str, str] = {"ASTFeatureExtractor": "ast"}
 # What each setting must be.
 _RULES = {
     "feature_size": (lambda value: is_integer(value) and value >= 1, "a positive integer"),
@@ -211,6 +232,14 @@ class FeatureExtractor(Preprocessor):
     auto_map_keys = ("AutoFeatureExtractor",)
     profiles = PROFILES
     class_table = "FEATURE_EXTRACTORS"
+
+    def __new__(cls, feature_extractor_type: str = "Wav2Vec2FeatureExtractor", **settings: Any) -> FeatureExtractor:
+        # A filter-bank class name (AST's) gets the filter-bank engine, however the object is built.
+        if cls is FeatureExtractor and isinstance(feature_extractor_type, str) and (
+            feature_extractor_type in FILTER_BANK_CLASSES
+        ):
+            cls = FilterBankFeatureExtractor
+        return super().__new__(cls)
 
     def __init__(self, feature_extractor_type: str = "Wav2Vec2FeatureExtractor", **settings: Any) -> None:
         values = {**self._profile_of(feature_extractor_type), **settings}
@@ -430,6 +459,111 @@ class FeatureExtractor(Preprocessor):
         return _batch(rows, masks, others, return_tensors)
 
 
+_FILTER_BANK_RULES = {
+    "feature_size": (lambda value: value == 1 and is_integer(value), "1 (the input is a mono waveform)"),
+    "sampling_rate": (lambda value: is_number(value) and value > 0, "a positive number of Hz"),
+    "num_mel_bins": (lambda value: is_integer(value) and value >= 1, "a positive integer"),
+    "max_length": (lambda value: is_integer(value) and value >= 1, "a positive integer (frames)"),
+    "padding_value": (is_number, "a finite number"),
+    "return_attention_mask": (is_flag, "true or false"),
+    "do_normalize": (is_flag, "true or false"),
+    "mean": (is_number, "a finite number"),
+    "std": (lambda value: is_number(value) and value > 0, "a positive number"),
+}
+
+_FILTER_BANK_CALL_OPTIONS = "sampling_rate, return_tensors"
+
+
+class FilterBankFeatureExtractor(FeatureExtractor):
+    """Raw speech -> ``input_values`` of shape (max_length frames, num_mel_bins) per clip, like the
+    reference's ``ASTFeatureExtractor``: log-mel filter banks, zero-padded (``padding_value``) or
+    cut to ``max_length`` frames, then, with ``do_normalize``, ``(x - mean) / (2 * std)`` over
+    every frame, padding included, as AST was trained. No attention mask: the model attends over
+    the whole fixed-length spectrogram (``return_attention_mask`` is kept and saved, not used, as
+    in the reference)."""
+
+    def __init__(self, feature_extractor_type: str = "ASTFeatureExtractor", **settings: Any) -> None:
+        values = {**self._profile_of(feature_extractor_type), **settings}
+        check_settings(values, _FILTER_BANK_RULES, f"the {feature_extractor_type} settings", ConfigError)
+        self._set_settings(feature_extractor_type, values)
+
+    @classmethod
+    def _profile_of(cls, class_name: Any) -> Any:
+        if isinstance(class_name, str) and class_name in FILTER_BANK_CLASSES:
+            return PROFILES[FILTER_BANK_CLASSES[class_name]]
+        return super()._profile_of(class_name)
+
+    @classmethod
+    def _known(cls, name: str) -> bool:
+        return name in FILTER_BANK_CLASSES
+
+    @classmethod
+    def _supported_names(cls) -> str:
+        return ", ".join(sorted(FILTER_BANK_CLASSES))
+
+    @classmethod
+    def _settable(cls, class_name: str) -> tuple[str, ...]:
+        return tuple(cls._profile_of(class_name))
+
+    def _filters(self) -> np.ndarray:
+        """The mel filters for the current settings, rebuilt only when they change."""
+        key = (self.num_mel_bins, self.sampling_rate)
+        cached = self.__dict__.get("_filter_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, mel_filters(self.num_mel_bins, self.sampling_rate))
+            object.__setattr__(self, "_filter_cache", cached)
+        return cached[1]
+
+    def _fixed_length(self, fbank: np.ndarray) -> np.ndarray:
+        if fbank.shape[0] >= self.max_length:
+            return fbank[: self.max_length]
+        out = np.full((self.max_length, fbank.shape[1]), self.padding_value, dtype=np.float32)
+        out[: fbank.shape[0]] = fbank
+        return out
+
+    def __call__(
+        self,
+        raw_speech: Any,
+        sampling_rate: int | None = None,
+        return_tensors: str | None = None,
+        return_attention_mask: bool | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        """Featurize one clip or a batch: ``fe(audio, sampling_rate=16000, return_tensors="pt")``.
+        ``raw_speech``: a 1-D array / list of floats (one clip), a list of 1-D arrays (clips of any
+        lengths), a 2-D array (one clip per row) or a torch tensor. Always returns a batch; every
+        clip becomes ``max_length`` frames, so clips of different lengths stack."""
+        if kwargs:
+            raise InputError(
+                f"{self._class_name}() got unexpected keyword arguments {sorted(kwargs)}; it takes "
+                f"{_FILTER_BANK_CALL_OPTIONS} (every clip is padded or cut to max_length={self.max_length} frames)."
+            )
+        if return_attention_mask:
+            raise InputError(
+                f"{self._class_name} returns no attention_mask: every clip is padded or cut to max_length frames "
+                f"and the model attends over all of them. Drop return_attention_mask=True."
+            )
+        # The settings are attributes a caller may have changed since loading.
+        check_settings(self.__dict__, _FILTER_BANK_RULES, self._class_name, ConfigError)
+        self._check_sampling_rate(sampling_rate)
+        tensor_type = tensor_type_name(return_tensors)
+        clips, _ = _utterances(raw_speech)
+        filters = self._filters()
+        features = []
+        for index, clip in enumerate(clips):
+            fbank = log_mel_fbank(clip, filters)
+            if fbank.shape[0] == 0:
+                logger.warning(
+                    "Clip %d has %d samples, fewer than one %d-sample frame: its features are all padding.",
+                    index, clip.shape[0], FRAME_LENGTH,
+                )
+            fbank = self._fixed_length(fbank)
+            if self.do_normalize:
+                fbank = (fbank - self.mean) / (self.std * 2)
+            features.append(fbank.astype(np.float32, copy=False))
+        return BatchFeature({"input_values": features}, tensor_type=tensor_type)
+
+
 # ``AutoFeatureExtractor.from_pretrained`` lands here: a checkpoint folder, a hub repository or a
 # preprocessor_config.json file; an image class name is handed to the image processor, as the
 # reference's AutoFeatureExtractor does.
@@ -482,4 +616,4 @@ def load_audio(path: str | os.PathLike | bytes, sampling_rate: int = 16000) -> n
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
-__all__ = ["PROFILES", "FeatureExtractor", "load_audio", "load_feature_extractor"]
+__all__ = ["PROFILES", "FeatureExtractor", "FilterBankFeatureExtractor", "load_audio", "load_feature_extractor"]
