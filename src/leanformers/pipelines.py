@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputError, LeanformersError, TokenizerError, UnsupportedModelError
-from .tasks import PROCESSOR_CLASSES, TASKS, infer_task, resolve_task
+from .tasks import PROCESSOR_CLASSES, TASKS, infer_task, modality, resolve_task
 
 # Model input name -> the value that pads it.
 _PAD_VALUES: dict[str, float] = {"attention_mask": 0, "token_type_ids": 0, "input_values": 0.0}
@@ -180,6 +180,11 @@ class Pipeline:
 
     def _shape(self, results: list[Any], items: list[Any], single: bool, params: dict[str, Any]) -> Any:
         return results[0] if single else results
+
+    @classmethod
+    def check_model(cls, model: Any) -> None:
+        """Raise :class:`UnsupportedModelError` where ``model`` cannot serve this task (checked before the
+        processors load, so the error names the real problem)."""
 
     @classmethod
     def model_subfolder(cls, checkpoint: str, source_options: dict[str, Any]) -> str:
@@ -1101,6 +1106,12 @@ class TextGenerationPipeline(Pipeline):
 # -- images ---------------------------------------------------------------------------------------
 
 
+def _mapping(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InputError(f"{name} must be a dict of options, got {_describe(value)}.")
+    return dict(value)
+
+
 class _ImagePipeline(Pipeline):
     def __call__(self, inputs: Any = None, **kwargs: Any) -> Any:
         if "images" in kwargs:
@@ -1122,7 +1133,8 @@ class _ImagePipeline(Pipeline):
         raise InputError(f"The {self.task} pipeline takes PIL images, image paths or arrays; got {_describe(item)}.")
 
     def _preprocess(self, item, params):
-        pixels = self.image_processor(item, return_tensors="pt")["pixel_values"]
+        options = params.get("image_processor_kwargs") or {}  # an option of the tasks that take it
+        pixels = self.image_processor(item, return_tensors="pt", **options)["pixel_values"]
         return [Feature({"pixel_values": pixels[0]})]
 
 
@@ -1145,7 +1157,10 @@ class ImageFeatureExtractionPipeline(_ImagePipeline):
     with ``pool=True``; a backbone gives one ``[1, C, H, W]`` feature map per stage."""
 
     task = "image-feature-extraction"
-    options = {"pool": (_FLAG, True), "return_tensors": (_FLAG, True), "timeout": (_ANY, False)}
+    options = {
+        "pool": (_FLAG, True), "return_tensors": (_FLAG, True), "image_processor_kwargs": (_mapping, False),
+        "timeout": (_ANY, False),
+    }
 
     def _postprocess(self, item, features, outputs, params):
         output = outputs[0]
@@ -1160,6 +1175,81 @@ class ImageFeatureExtractionPipeline(_ImagePipeline):
         if params.get("return_tensors"):
             return values
         return [v.tolist() for v in values] if isinstance(values, list) else values.tolist()
+
+
+class ZeroShotImageClassificationPipeline(_ImagePipeline):
+    """``pipe(image, candidate_labels=["a cat", "a dog"])`` -> ``[{"score", "label"}]`` for every label,
+    best first (a list of those per image for a list of images). Each label becomes the text
+    ``hypothesis_template.format(label)``; an image-text model (CLIP, SigLIP) scores every text against
+    the image: CLIP's logits softmaxed over the labels, SigLIP's each passed through a sigmoid alone."""
+
+    task = "zero-shot-image-classification"
+    options = {
+        "candidate_labels": (_candidate_labels, False),
+        "hypothesis_template": (_hypothesis_template, False),
+        "tokenizer_kwargs": (_mapping, False),
+        "timeout": (_ANY, False),  # the reference's download timeout: images here are local
+    }
+
+    @classmethod
+    def check_model(cls, model: Any) -> None:
+        if not callable(getattr(model, "get_text_features", None)) or not callable(
+            getattr(model, "get_image_features", None)
+        ):
+            raise UnsupportedModelError(
+                f"zero-shot image classification needs an image-text model with both towers (CLIPModel, "
+                f"SiglipModel); got {type(model).__name__}. Load the full checkpoint, not one tower."
+            )
+
+    def __init__(self, model: Any, *args: Any, **kwargs: Any) -> None:
+        self.check_model(model)
+        super().__init__(model, *args, **kwargs)
+        # SigLIP was trained on texts padded to 64 tokens, and judges each label alone
+        self._sigmoid = "siglip" in (getattr(model.config, "model_type", "") or "")
+
+    def __call__(self, inputs: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if args:  # the reference takes the labels as the second positional argument
+            if len(args) > 1 or "candidate_labels" in kwargs:
+                raise InputError("zero-shot image classification takes the images, then the candidate labels; "
+                                 "got more.")
+            kwargs["candidate_labels"] = args[0]
+        return super().__call__(inputs, **kwargs)
+
+    def _parameters(self, kwargs):
+        params = super()._parameters(kwargs)
+        params.setdefault("hypothesis_template", "This is a photo of {}.")
+        return params
+
+    def _text_inputs(self, params: dict[str, Any]) -> dict[str, Any]:
+        if "candidate_labels" not in params:
+            raise InputError("zero-shot image classification needs candidate_labels, e.g. candidate_labels=['a cat', "
+                             "'a dog'].")
+        texts = [params["hypothesis_template"].format(label) for label in params["candidate_labels"]]
+        options: dict[str, Any] = {"padding": True}
+        if self._sigmoid:
+            options.update(padding="max_length", max_length=64, truncation=True)
+        options.update(params.get("tokenizer_kwargs") or {})
+        encoded = self.tokenizer(texts, return_tensors="pt", **options)
+        return {name: value.to(self.device) for name, value in encoded.items()
+                if self._forward_names is None or name in self._forward_names}
+
+    def _run(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
+        import torch
+
+        # the texts are encoded once for the whole batch of images: one forward scores every pair
+        text_inputs = self._text_inputs(params)
+        pixels = torch.stack([self._preprocess(item, params)[0].inputs["pixel_values"] for item in items])
+        with torch.inference_mode():
+            output = self.model(pixel_values=pixels.to(self.device, self.dtype), **text_inputs, return_dict=True)
+        logits = output.logits_per_image.float().cpu()
+        scores = logits.sigmoid() if self._sigmoid else logits.softmax(dim=-1)
+        labels = params["candidate_labels"]
+        results = []
+        for row in scores.tolist():
+            # best first; equal scores keep the labels' order, as the reference's stable sort does
+            ranked = sorted(zip(row, labels), key=lambda pair: -pair[0])
+            results.append([{"score": score, "label": label} for score, label in ranked])
+        return results
 
 
 # -- audio ----------------------------------------------------------------------------------------
@@ -1377,10 +1467,18 @@ def pipeline(
     if isinstance(model, (str, os.PathLike)):
         architectures = getattr(config, "architectures", None) or [""]
         is_backbone = spec.backbone_auto_model and architectures[0].endswith("Backbone")
-        auto_class = getattr(auto, spec.backbone_auto_model if is_backbone else spec.auto_model)
-        model = auto_class.from_pretrained(checkpoint, **model_kwargs)
+        if task == "image-feature-extraction" and modality(config.model_type) == "vision-text":
+            # an image-text checkpoint (CLIP, SigLIP): its image tower, as a tower's own checkpoint would load
+            from . import registry
+
+            tower = registry.model_class_for(config.model_type, "vision-model", where=checkpoint)
+            model = tower.from_pretrained(checkpoint, **model_kwargs)
+        else:
+            auto_class = getattr(auto, spec.backbone_auto_model if is_backbone else spec.auto_model)
+            model = auto_class.from_pretrained(checkpoint, **model_kwargs)
     elif dtype is not None and dtype != "auto":
         model = model.to(dtype)
+    _pipeline_class(task).check_model(model)
     processors = {"tokenizer": tokenizer, "image_processor": image_processor, "feature_extractor": feature_extractor}
     for name in spec.processors:
         source = processors[name] if processors[name] is not None else checkpoint
@@ -1402,6 +1500,6 @@ __all__ = [
     "AudioClassificationPipeline", "AutomaticSpeechRecognitionPipeline", "FeatureExtractionPipeline",
     "FillMaskPipeline", "ImageClassificationPipeline", "ImageFeatureExtractionPipeline", "Pipeline",
     "QuestionAnsweringPipeline", "TextClassificationPipeline", "TextGenerationPipeline", "TokenClassificationPipeline",
-    "ZeroShotClassificationPipeline", "infer_task",
+    "ZeroShotClassificationPipeline", "ZeroShotImageClassificationPipeline", "infer_task",
     "pipeline", "resolve_task",
 ]

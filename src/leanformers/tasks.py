@@ -38,6 +38,7 @@ TASKS: dict[str, TaskSpec] = {
     "text-generation": TaskSpec("AutoModelForCausalLM", ("tokenizer",), "text"),
     "image-classification": TaskSpec("AutoModelForImageClassification", ("image_processor",), "image"),
     "image-feature-extraction": TaskSpec("AutoModel", ("image_processor",), "image", "AutoBackbone"),
+    "zero-shot-image-classification": TaskSpec("AutoModel", ("image_processor", "tokenizer"), "image"),
     "audio-classification": TaskSpec("AutoModelForAudioClassification", ("feature_extractor",), "audio"),
     "automatic-speech-recognition": TaskSpec("AutoModelForCTC", ("feature_extractor", "tokenizer"), "audio"),
 }
@@ -57,10 +58,16 @@ ARCHITECTURE_TASKS: tuple[tuple[str, dict[str, str]], ...] = (
     ("ForQuestionAnswering", {"text": "question-answering"}),
     ("ForMaskedLM", {"text": "fill-mask"}),
     ("ForCausalLM", {"text": "text-generation"}),
-    ("ForImageClassification", {"vision": "image-classification"}),
+    ("ForImageClassification", {"vision": "image-classification", "vision-text": "image-classification"}),
     ("ForCTC", {"audio": "automatic-speech-recognition"}),
     ("Backbone", {"vision": "image-feature-extraction"}),
-    ("Model", {"text": "feature-extraction", "vision": "image-feature-extraction"}),
+    # the towers of an image-text model: the image tower embeds images; the text tower alone serves no pipeline
+    ("VisionModel", {"vision": "image-feature-extraction", "vision-text": "image-feature-extraction"}),
+    ("VisionModelWithProjection", {"vision": "image-feature-extraction", "vision-text": "image-feature-extraction"}),
+    ("TextModel", {}),
+    ("TextModelWithProjection", {}),
+    ("Model", {"text": "feature-extraction", "vision": "image-feature-extraction",
+               "vision-text": "zero-shot-image-classification"}),
 )
 
 
@@ -80,10 +87,16 @@ def resolve_task(task: Any) -> str:
 
 
 def modality(model_type: str | None) -> str:
-    """"vision", "audio" or "text": what a model type reads, told by the heads registered for it."""
+    """"vision-text" (an image tower and a text tower, e.g. CLIP), "vision", "audio" or "text": what a model
+    type reads, told by the heads registered for it."""
     from . import registry
 
-    names = registry.MODELS.get(model_type, ("", "", {}))[2].values()
+    heads = registry.MODELS.get(model_type, ("", "", {}))[2]
+    if "vision-model" in heads and "text-model" in heads:
+        return "vision-text"
+    names = heads.values()
+    if any(name.endswith(("VisionModel", "VisionModelWithProjection")) for name in names):
+        return "vision"
     if any(name.endswith(("ForImageClassification", "Backbone")) for name in names):
         return "vision"
     if any(name.endswith("ForCTC") for name in names):
