@@ -9,9 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from parity import (
+    assert_outputs_close,
+    assert_tensors_close,
+    build_reference,
+    load_reference,
+    run,
+    transformers,
+)
 from safetensors.torch import load_file
-
-from parity import assert_outputs_close, assert_tensors_close, build_reference, load_reference, run, transformers
 
 from leanformers import registry
 from leanformers.errors import ConfigError, InputError
@@ -23,18 +29,18 @@ ref_fe_module = pytest.importorskip(
     "transformers.models.audio_spectrogram_transformer.feature_extraction_audio_spectrogram_transformer"
 )
 
-TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    patch_size=8,
-    frequency_stride=4,
-    time_stride=6,
-    num_mel_bins=16,
-    max_length=64,
-)
-SMALL_FE = dict(num_mel_bins=16, max_length=64)
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 37,
+    "patch_size": 8,
+    "frequency_stride": 4,
+    "time_stride": 6,
+    "num_mel_bins": 16,
+    "max_length": 64,
+}
+SMALL_FE = {"num_mel_bins": 16, "max_length": 64}
 # The reference warns that one of its 128 default filters is empty (true of AST's trained setup too).
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
 
@@ -135,6 +141,22 @@ def test_settings_and_round_trips(tmp_path, reference_fe):
     assert (loaded.mean, loaded.std, loaded.max_length, loaded.num_mel_bins) == (-3.0, 2.0, 100, 16)
     expected = json.loads((tmp_path / "ref" / "preprocessor_config.json").read_text())
     assert FeatureExtractor.from_dict(expected).to_dict() == expected
+
+
+def test_copies_and_class_dispatch():
+    import copy
+    import pickle
+
+    from leanformers.errors import UnsupportedModelError
+
+    fe = FeatureExtractor("ASTFeatureExtractor", **SMALL_FE)
+    features = fe(clip(5000), sampling_rate=16000)["input_values"][0]
+    for other in (copy.deepcopy(fe), pickle.loads(pickle.dumps(fe))):
+        assert type(other) is FilterBankFeatureExtractor and other == fe
+        np.testing.assert_array_equal(other(clip(5000), sampling_rate=16000)["input_values"][0], features)
+    assert type(FeatureExtractor()) is FeatureExtractor  # the waveform engine stays the default
+    with pytest.raises(UnsupportedModelError, match="Wav2Vec2FeatureExtractor"):
+        FilterBankFeatureExtractor("Wav2Vec2FeatureExtractor")
 
 
 def test_return_attention_mask_follows_the_reference(reference_fe):

@@ -272,4 +272,4 @@ class ASTForAudioClassification(ASTPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-__all__ = ["ASTConfig", "ASTModel", "ASTForAudioClassification"]
+__all__ = ["ASTConfig", "ASTForAudioClassification", "ASTModel"]

@@ -20,12 +20,12 @@ import math
 import numbers
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from .. import registry
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, UnsupportedModelError
 from .fbank import FRAME_LENGTH, log_mel_fbank, mel_filters
 from .features import (
     BatchFeature,
@@ -69,7 +69,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 SETTING_NAMES = tuple(PROFILES["wav2vec2"])
-# Classes whose engine is the filter bank one (fbank.FilterBankFeatureExtractor), with their profile.
+# Classes whose engine is FilterBankFeatureExtractor (features from fbank.py), with their profile.
 FILTER_BANK_CLASSES: dict[str, str] = {"ASTFeatureExtractor": "ast"}
 # What each setting must be.
 _RULES = {
@@ -233,13 +233,11 @@ class FeatureExtractor(Preprocessor):
     profiles = PROFILES
     class_table = "FEATURE_EXTRACTORS"
 
-    def __new__(cls, feature_extractor_type: str = "Wav2Vec2FeatureExtractor", **settings: Any) -> FeatureExtractor:
+    def __new__(cls, feature_extractor_type: str = "Wav2Vec2FeatureExtractor", **settings: Any) -> Self:
         # A filter-bank class name (AST's) gets the filter-bank engine, however the object is built.
-        if cls is FeatureExtractor and isinstance(feature_extractor_type, str) and (
-            feature_extractor_type in FILTER_BANK_CLASSES
-        ):
-            cls = FilterBankFeatureExtractor
-        return super().__new__(cls)
+        filter_bank = isinstance(feature_extractor_type, str) and feature_extractor_type in FILTER_BANK_CLASSES
+        engine = FilterBankFeatureExtractor if cls is FeatureExtractor and filter_bank else cls
+        return super().__new__(engine)
 
     def __init__(self, feature_extractor_type: str = "Wav2Vec2FeatureExtractor", **settings: Any) -> None:
         values = {**self._profile_of(feature_extractor_type), **settings}
@@ -489,9 +487,12 @@ class FilterBankFeatureExtractor(FeatureExtractor):
 
     @classmethod
     def _profile_of(cls, class_name: Any) -> Any:
-        if isinstance(class_name, str) and class_name in FILTER_BANK_CLASSES:
-            return PROFILES[FILTER_BANK_CLASSES[class_name]]
-        return super()._profile_of(class_name)
+        if not isinstance(class_name, str) or class_name not in FILTER_BANK_CLASSES:
+            raise UnsupportedModelError(
+                f"FilterBankFeatureExtractor computes log-mel filter banks for {cls._supported_names()}, not "
+                f"{class_name!r}; build waveform extractors with FeatureExtractor({class_name!r}, ...)."
+            )
+        return PROFILES[FILTER_BANK_CLASSES[class_name]]
 
     @classmethod
     def _known(cls, name: str) -> bool:
