@@ -291,6 +291,17 @@ def test_save_round_trip_through_reference(ckpts, tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "audio-spectrogram-transformer"
 
 
+def test_reference_in_memory_layout_loads(ckpts, tmp_path):
+    """Files the reference writes with save_original_format=False use its v5 names (layers.N.mlp.fc1...)."""
+    ref = load_reference("ASTForAudioClassification", ckpts["ASTForAudioClassification"])
+    ref.save_pretrained(tmp_path, save_original_format=False)
+    keys = set(load_file(tmp_path / "model.safetensors"))
+    assert "audio_spectrogram_transformer.layers.0.attention.q_proj.weight" in keys
+    ours = ast.ASTForAudioClassification.from_pretrained(tmp_path)
+    x = spectrogram()
+    assert_tensors_close(run(ours, input_values=x).logits, run(ref, input_values=x).logits, "v5-layout logits")
+
+
 def test_head_over_base_checkpoint_loads_the_base(ckpts):
     base = ast.ASTModel.from_pretrained(ckpts["ASTModel"])
     head = ast.ASTForAudioClassification.from_pretrained(ckpts["ASTModel"], num_labels=2)

@@ -5,7 +5,8 @@ reads the mean of those two tokens.
 
 The encoder is ViT's, unchanged (same modules, same checkpoint keys:
 ``audio_spectrogram_transformer.encoder.layer.0.attention.attention.query.weight``), so it comes
-from ``vit.py``; what differs is the patch embedding, the two tokens and the head.
+from ``vit.py``, and so does the rename table for files in the reference's v5 in-memory layout
+(``layers.0.attention.q_proj``); what differs is the patch embedding, the two tokens and the head.
 """
 
 from __future__ import annotations
