@@ -104,7 +104,7 @@ def _same(ours: Any, ref: Any, *args: Any, where: str, **options: Any) -> None:
     if got is not None:
         # The reference's Python path orders "length" before the mask; the values must agree.
         assert sorted(got.keys()) == sorted(expected.keys()), where
-        assert_same_encoding(got, {key: expected[key] for key in got.keys()}, where, check_encodings=False)
+        assert_same_encoding(got, {key: expected[key] for key in got}, where, check_encodings=False)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -160,6 +160,11 @@ def test_eos_is_not_doubled_and_texts_are_canonical(pairs: Pairs) -> None:
         for text in cases:
             assert ours(text)["input_ids"] == ref(text)["input_ids"], text
             assert ours(text, "</s> b")["input_ids"] == ref(text, "</s> b")["input_ids"], text
+        # Truncation that ends right after a </s> of the text adds none either.
+        for max_length in range(1, 9):
+            options = {"truncation": True, "max_length": max_length}
+            text = "a photo </s> of </s>, a cat"
+            assert ours(text, **options)["input_ids"] == ref(text, **options)["input_ids"], max_length
     assert ours("hello </s> !!!")["input_ids"].count(eos) == 1
     assert ours("Hello, World!")["input_ids"] == ours("hello world")["input_ids"]
 

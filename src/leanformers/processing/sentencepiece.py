@@ -402,18 +402,21 @@ class SiglipTokenizer(SentencePieceTokenizer):
         which gives no tokens) and the template adds it back; likewise a single text that truncation
         would cut right after a </s> is cut there."""
         eos = self.eos_token if add_special_tokens and not plan.split else None
-        others = [token for token in self.get_added_vocab() if token != eos]
+        others: list[str] | None = None  # the other added tokens, looked up once if needed
         truncation = plan.backend_state[0]
         keep = None
         if eos and truncation is not None and truncation["direction"] == "right":
             keep = truncation["max_length"] - 1  # the reference truncates before adding </s>
 
         def prepare(text: Any, single: bool) -> Any:
+            nonlocal others
             if not isinstance(text, str):
                 return text
             text = _SPACE + text.replace(_SPACE, " ")
             if not eos or eos not in text:
                 return text
+            if others is None:
+                others = [token for token in self.get_added_vocab() if token != eos]
             cut = text.rindex(eos)
             tail = text[cut + len(eos):]
             if not any(token in tail for token in others) and not self._backend.normalizer.normalize_str(tail):
