@@ -175,6 +175,11 @@ MODELS: dict[str, tuple[str, str, dict[str, str]]] = {
     ),
     "siglip_text_model": ("leanformers.models.siglip", "SiglipTextConfig", {"base": "SiglipTextModel"}),
     "siglip_vision_model": ("leanformers.models.siglip", "SiglipVisionConfig", {"base": "SiglipVisionModel"}),
+    "audio-spectrogram-transformer": (
+        "leanformers.models.ast",
+        "ASTConfig",
+        {"base": "ASTModel", "audio-classification": "ASTForAudioClassification"},
+    ),
     "wav2vec2": (
         "leanformers.models.wav2vec2",
         "Wav2Vec2Config",
@@ -305,12 +310,14 @@ DEFAULT_IMAGE_PROCESSOR: dict[str, str] = {
 # Audio feature extractor class names -> the settings profile of the audio engine.
 FEATURE_EXTRACTORS: dict[str, str] = {
     "Wav2Vec2FeatureExtractor": "wav2vec2",
+    "ASTFeatureExtractor": "ast",
 }
 
 # The feature extractor to assume when preprocessor_config.json names none.
 DEFAULT_FEATURE_EXTRACTOR: dict[str, str] = {
     "wav2vec2": "Wav2Vec2FeatureExtractor",
     "hubert": "Wav2Vec2FeatureExtractor",
+    "audio-spectrogram-transformer": "ASTFeatureExtractor",
 }
 
 # Processor class names -> the parts a processor of that name combines, in the reference's argument
