@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from parity import assert_tensors_close, build_reference, load_reference, run, transformers
+from parity import (
+    assert_tensors_close,
+    build_reference,
+    load_reference,
+    run,
+    transformers,
+)
 
 from leanformers.errors import ConfigError, InputError
 from leanformers.modeling.seq2seq import Seq2SeqCache

@@ -231,11 +231,11 @@ def _resolve(config: PretrainedConfig, output_attentions, output_hidden_states, 
 class BartStack(nn.Module):
     """What both stacks share: scaled token embeddings plus positions, an optional embedding norm."""
 
-    def __init__(self, config: BartConfig, positions: nn.Module, layernorm_embedding: bool) -> None:
+    def __init__(self, config: BartConfig, positions: nn.Module, layernorm_embedding: bool, vocab: int) -> None:
         super().__init__()
         self.config = config
         scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
-        self.embed_tokens = BartScaledWordEmbedding(config.vocab_size, config.d_model, config.pad_token_id, scale)
+        self.embed_tokens = BartScaledWordEmbedding(vocab, config.d_model, config.pad_token_id, scale)
         self.embed_positions = positions
         if layernorm_embedding:
             self.layernorm_embedding = nn.LayerNorm(config.d_model)
@@ -248,18 +248,21 @@ class BartStack(nn.Module):
                 f"The decoder has seen {start} positions and gets {seq} more, past its "
                 f"max_position_embeddings={config.max_position_embeddings}; stop or truncate earlier."
             )
-        if inputs_embeds is None:
-            inputs_embeds = embedding_lookup(self.embed_tokens, input_ids, name)
+        inputs_embeds = self._token_embeddings(input_ids, inputs_embeds, name)
         hidden = inputs_embeds + self.embed_positions(start, seq).to(inputs_embeds.dtype)
         if hasattr(self, "layernorm_embedding"):
             hidden = self.layernorm_embedding(hidden)
         return F.dropout(hidden, config.dropout, self.training), batch, seq
 
+    def _token_embeddings(self, input_ids, inputs_embeds, name: str) -> torch.Tensor:
+        """Given embeddings are taken as they are (already scaled, as the reference takes them)."""
+        return embedding_lookup(self.embed_tokens, input_ids, name) if inputs_embeds is None else inputs_embeds
+
 
 class BartEncoder(BartStack):
     def __init__(self, config: BartConfig, positions: nn.Module | None = None, layernorm_embedding: bool = True) -> None:
         positions = positions or BartLearnedPositionalEmbedding(config.max_position_embeddings, config.d_model)
-        super().__init__(config, positions, layernorm_embedding)
+        super().__init__(config, positions, layernorm_embedding, config.vocab_size)
         self.layers = nn.ModuleList(BartEncoderLayer(config) for _ in range(config.encoder_layers))
 
     def forward(
@@ -292,9 +295,10 @@ class BartEncoder(BartStack):
 
 
 class BartDecoder(BartStack):
-    def __init__(self, config: BartConfig, positions: nn.Module | None = None, layernorm_embedding: bool = True) -> None:
+    def __init__(self, config: BartConfig, positions: nn.Module | None = None, layernorm_embedding: bool = True,
+                 vocab: int | None = None) -> None:
         positions = positions or BartLearnedPositionalEmbedding(config.max_position_embeddings, config.d_model)
-        super().__init__(config, positions, layernorm_embedding)
+        super().__init__(config, positions, layernorm_embedding, vocab or config.vocab_size)
         self.layers = nn.ModuleList(BartDecoderLayer(config) for _ in range(config.decoder_layers))
 
     def forward(
@@ -413,15 +417,15 @@ class BartModel(BartPreTrainedModel):
         "encoder.embed_tokens.weight": "shared.weight",
         "decoder.embed_tokens.weight": "shared.weight",
     }
-    encoder_class: ClassVar[type[nn.Module]] = BartEncoder
-    decoder_class: ClassVar[type[nn.Module]] = BartDecoder
+    # Without decoder inputs, BART's decoder reads the source shifted right (its denoising objective).
+    decoder_reads_shifted_source: ClassVar[bool] = True
 
     def __init__(self, config: BartConfig) -> None:
         super().__init__(config)
         scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
         self.shared = BartScaledWordEmbedding(config.vocab_size, config.d_model, config.pad_token_id, scale)
-        self.encoder = self.encoder_class(config)
-        self.decoder = self.decoder_class(config)
+        self.encoder = BartEncoder(config)
+        self.decoder = BartDecoder(config)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.shared
@@ -448,8 +452,11 @@ class BartModel(BartPreTrainedModel):
             output_attentions, output_hidden_states, return_dict
         )
         if decoder_input_ids is None and decoder_inputs_embeds is None:
-            if input_ids is None:
-                raise InputError("Pass decoder_input_ids (or decoder_inputs_embeds), or input_ids to shift right.")
+            if input_ids is None or not self.decoder_reads_shifted_source:
+                raise InputError(
+                    "Pass decoder_input_ids (start with config.decoder_start_token_id) or decoder_inputs_embeds"
+                    + (", or input_ids to shift right." if self.decoder_reads_shifted_source else ".")
+                )
             decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,
                                                    getattr(self.config, "decoder_start_token_id", None))
         if encoder_outputs is None:
@@ -500,8 +507,9 @@ class BartForConditionalGeneration(BartPreTrainedModel):
     def __init__(self, config: BartConfig) -> None:
         super().__init__(config)
         self.model = self.base_model_class(config)
-        self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        vocab = self.model.decoder.embed_tokens.num_embeddings
+        self.register_buffer("final_logits_bias", torch.zeros(1, vocab))
+        self.lm_head = nn.Linear(config.d_model, vocab, bias=False)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
