@@ -169,7 +169,7 @@ def test_siglip_matches_reference(folders: dict[str, Path], tmp_path: Path) -> N
     folder = build_siglip(tmp_path / "siglip")
     _check_against_reference(folder, sorted(folders["images"].iterdir()))
     ours, _ = _pipelines(folder)
-    assert ours._text_inputs({"candidate_labels": ["x"], "hypothesis_template": "{}"})["input_ids"].shape[-1] == 64
+    assert ours._text_inputs(["x"])["input_ids"].shape[-1] == 64
 
 
 def test_task_is_inferred(folders: dict[str, Path]) -> None:

@@ -5,6 +5,7 @@
                               [--batch-size N] [--device D] [--resume] [--format table|json]
     leanformers embed MODEL [INPUT ...] [--input FILE] [--output FILE] [--normalize] [--prompt P] [--engine ray]
     leanformers search MODEL --corpus FILE QUERY [--top-k K]
+    leanformers search MODEL --images FOLDER QUERY [--cache FILE] [--top-k K]
     leanformers generate MODEL [PROMPT ...] [--input FILE --output FILE] [--chat] [--system S]
                                [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]
     leanformers chat MODEL [--system S] [generation options]
@@ -375,6 +376,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     pipe = _load_pipeline(args)
     task = pipe.task
+    if task in ("zero-shot-classification", "zero-shot-image-classification") and not args.labels:
+        raise UsageError(f"{task} needs the candidate labels: --labels 'a cat,a dog'.")
     column = args.column = args.column or default_column(task)
     progress = sys.stderr.isatty() and not args.quiet
     job = batch.Job(
@@ -528,6 +531,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .files import read_rows
 
     _check_positive(args, "batch_size", "threads", "top_k")
+    if (args.corpus is None) == (args.images is None):
+        raise UsageError("give --corpus FILE (texts) or --images FOLDER (photos), one of the two.")
+    if args.images is not None:
+        return _search_images(args)
+    if args.cache is not None:
+        raise UsageError("--cache goes with --images FOLDER (a text corpus is embedded on every search).")
     _checked_file(args.corpus, "corpus file")
     args.task, args.dtype = "sentence-embedding", None
     pipe = _load_pipeline(args)
@@ -553,6 +562,106 @@ def cmd_search(args: argparse.Namespace) -> int:
     for rank, (score, index) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
         row = {"rank": rank, "score": round(score, 4), "text": texts[index]}
         print(f"{rank:>2}. {score:.4f}  {texts[index]}" if table else json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def _model_key(model: str) -> str:
+    """What identifies a model's embeddings: its folder and its files' sizes and times (a hub id as given)."""
+    if not os.path.isdir(model):
+        return model
+    names = sorted(name for name in os.listdir(model) if name.endswith((".json", ".safetensors", ".bin")))
+    stats = [(name, os.stat(os.path.join(model, name))) for name in names]
+    return json.dumps([os.path.abspath(model)] + [[name, st.st_size, st.st_mtime_ns] for name, st in stats])
+
+
+def _is_image_file(path: str) -> str | None:
+    """None where Pillow recognises ``path`` as an image (its header only), else why not."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            return None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        return _one_line(exc) or "not an image"
+
+
+def _embed_images(pipe: Any, folder: str, keys: list[tuple[str, int, int]], batch_size: int,
+                  progress: bool) -> dict[tuple[str, int, int], Any]:
+    """Each file's embedding, or the reason it is not an image; in batches, with a progress bar."""
+    entries: dict[tuple[str, int, int], Any] = {}
+    images = []
+    for key in keys:
+        reason = _is_image_file(os.path.join(folder, key[0]))
+        if reason is None:
+            images.append(key)
+        else:
+            entries[key] = reason
+    bar = None
+    if progress and images:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(images), unit="image", desc="indexing", dynamic_ncols=True, file=sys.stderr)
+    try:
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            paths = [os.path.join(folder, key[0]) for key in chunk]
+            try:
+                vectors = list(pipe.image_embeddings(paths))
+            except LeanformersError:  # a damaged file past its header: embed one by one to find it
+                vectors = []
+                for path in paths:
+                    try:
+                        vectors.append(pipe.image_embeddings([path])[0])
+                    except LeanformersError as exc:
+                        vectors.append(_one_line(exc))
+            entries.update(zip(chunk, vectors))
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    return entries
+
+
+def _search_images(args: argparse.Namespace) -> int:
+    import torch
+
+    from .files import default_cache_path, folder_files, read_embedding_cache, write_embedding_cache
+
+    folder = args.images
+    with _usage_errors():
+        files = folder_files(folder)
+    cache = args.cache or default_cache_path(folder)
+    args.task, args.dtype = "zero-shot-image-classification", None
+    pipe = _load_pipeline(args)
+    model_key = _model_key(args.model)
+    known = read_embedding_cache(cache, model_key)
+    entries = {key: known[key] for key in files if key in known}
+    missing = [key for key in files if key not in known]
+    if missing:
+        progress = sys.stderr.isatty() and not args.quiet
+        entries.update(_embed_images(pipe, folder, missing, pipe.batch_size, progress))
+    if missing or len(known) != len(entries):  # new, changed or removed files: the cache follows the folder
+        write_embedding_cache(cache, model_key, entries)
+    skipped = {key[0]: value for key, value in entries.items() if isinstance(value, str)}
+    names = [key[0] for key, value in entries.items() if not isinstance(value, str)]
+    if skipped and not args.quiet:
+        shown = "; ".join(f"{name} ({reason})" for name, reason in list(skipped.items())[:5])
+        more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        print(f"leanformers search: skipped {len(skipped)} file(s) that are not images: {shown}{more}",
+              file=sys.stderr)
+    if not names:
+        raise LeanformersError(f"none of the {len(files)} file(s) in {folder!r} is an image leanformers can read "
+                               "(JPEG, PNG, WebP, ...); nothing to search.")
+    vectors = torch.stack([value for value in entries.values() if not isinstance(value, str)])
+    query = pipe.text_embeddings([args.query])[0]
+    scores = vectors @ query
+    top = torch.topk(scores, min(args.top_k or 5, len(names)))
+    table = _stdout_format(args) == "table"
+    for rank, (score, index) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
+        path = os.path.join(folder, names[index])
+        row = {"rank": rank, "score": round(score, 4), "path": path}
+        print(f"{rank:>2}. {score:.4f}  {path}" if table else json.dumps(row, ensure_ascii=False))
     return 0
 
 
@@ -634,11 +743,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="e.g. text-classification, feature-extraction (default: from the checkpoint)")
     p.add_argument("--pooling", choices=("mean", "cls", "none"), help="feature-extraction: pool token vectors")
     p.add_argument("--normalize", action="store_true", help="feature-extraction: L2-normalise pooled vectors")
-    p.add_argument("--labels", help="zero-shot-classification: the candidate labels, comma-separated")
+    p.add_argument("--labels", help="zero-shot classification (text with an NLI model, images with CLIP / SigLIP): "
+                   "the candidate labels, comma-separated")
     p.add_argument("--multi-label", action="store_true", dest="multi_label",
                    help="zero-shot-classification: score each label on its own")
     p.add_argument("--hypothesis-template", dest="hypothesis_template",
-                   help="zero-shot-classification: the hypothesis, with {} for the label (default 'This example is {}.')")
+                   help="zero-shot classification: the hypothesis, with {} for the label (default 'This example "
+                   "is {}.'; for images 'This is a photo of {}.')")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("embed", parents=[running, files], help="sentence embeddings as sentence-transformers gives them",
@@ -690,9 +801,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="talk with a chat model in the terminal", description=_CHAT_HELP)
     p.set_defaults(func=cmd_chat)
 
-    p = sub.add_parser("search", parents=[running], help="semantic search over a text corpus (default: top 5)")
+    p = sub.add_parser(
+        "search", parents=[running], help="semantic search over a text corpus or a folder of photos (default: top 5)",
+        description="Rank the texts of --corpus FILE (a sentence-embedding model), or the photos under --images "
+        "FOLDER (an image-text model such as CLIP or SigLIP), by their similarity to QUERY. Photo embeddings are "
+        "computed once and kept in a cache file (by default beside the folder), recomputed only for files whose "
+        "size or time changed; files that are not images are skipped and reported.",
+    )
     p.add_argument("query")
-    p.add_argument("--corpus", required=True, help="a .txt (a text per line), .jsonl, .csv or .parquet file")
+    p.add_argument("--corpus", help="a .txt (a text per line), .jsonl, .csv or .parquet file")
+    p.add_argument("--images", help="a folder of photos (subfolders included)")
+    p.add_argument("--cache", help="with --images: the embedding cache file (default: .FOLDER.leanformers-index.pt "
+                   "beside the folder)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or skipped-files report")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("download", parents=[common], help="fetch a model's files into the hub cache")

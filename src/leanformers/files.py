@@ -1,11 +1,13 @@
 """Input files: their format, their rows, and which column a task reads.
 
 Every engine reads files here, so ``.txt`` (a line is ``{column: line}``), ``.jsonl``, ``.csv``, ``.parquet``
-and directories of one of them mean the same rows everywhere.
+and directories of one of them mean the same rows everywhere. Folders of images (for search) are
+listed here too, with the cache of their embeddings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -117,3 +119,85 @@ def default_column(
     if len(others) == 1:
         return others[0]
     raise InputError(f"cannot tell which input column to predict on; pass column= (one of {others}).")
+
+
+# -- folders of images, and the embeddings computed from them ---------------------------------------
+
+
+def folder_files(folder: str | os.PathLike) -> list[tuple[str, int, int]]:
+    """The files under ``folder`` (subfolders included, hidden names skipped) as ``(path relative to
+    folder, size, mtime_ns)``, in name order; :class:`InputError` for a missing or empty folder."""
+    root = os.fspath(folder)
+    if not os.path.isdir(root):
+        raise InputError(f"{root!r} is not a folder; pass the folder that holds the images.")
+    found = []
+    for directory, subfolders, names in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        for name in names:
+            path = os.path.join(directory, name)
+            if name.startswith(".") or not os.path.isfile(path):
+                continue
+            stat = os.stat(path)
+            found.append((os.path.relpath(path, root), stat.st_size, stat.st_mtime_ns))
+    if not found:
+        raise InputError(f"the folder {root!r} holds no files; put the images to search in it.")
+    return sorted(found)
+
+
+def default_cache_path(folder: str | os.PathLike) -> str:
+    """Where an image folder's embeddings are kept by default: a file beside the folder, named after it."""
+    root = os.path.abspath(os.fspath(folder))
+    return os.path.join(os.path.dirname(root), f".{os.path.basename(root)}.leanformers-index.pt")
+
+
+_CACHE_VERSION = 1
+
+
+def read_embedding_cache(path: str, model_key: str) -> dict[tuple[str, int, int], Any]:
+    """The entries of an embedding cache written for ``model_key``: ``(path, size, mtime_ns)`` -> a
+    vector, or the reason the file was skipped (a string). Empty when there is no cache, it belongs to
+    another model, or it cannot be read (it is then rebuilt, never trusted)."""
+    import torch
+
+    if not os.path.isfile(path):
+        return {}
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if data.get("version") != _CACHE_VERSION or data.get("model") != model_key:
+            return {}
+        entries, vectors = {}, data["embeddings"]
+        for (name, size, mtime), row, reason in zip(data["files"], data["rows"], data["skipped"]):
+            entries[(name, int(size), int(mtime))] = vectors[row] if row >= 0 else reason
+        return entries
+    except Exception:  # noqa: BLE001 - a damaged or foreign file: start over rather than fail the search
+        return {}
+
+
+def write_embedding_cache(path: str, model_key: str, entries: dict[tuple[str, int, int], Any]) -> None:
+    """Write ``entries`` (as :func:`read_embedding_cache` returns them) to ``path`` atomically: a
+    temporary file beside it, then a rename, so an interrupted run leaves the old cache whole."""
+    import torch
+
+    files, rows, skipped, vectors = [], [], [], []
+    for key, value in entries.items():
+        files.append(list(key))
+        if isinstance(value, str):
+            rows.append(-1)
+            skipped.append(value)
+        else:
+            rows.append(len(vectors))
+            skipped.append("")
+            vectors.append(value)
+    data = {
+        "version": _CACHE_VERSION, "model": model_key, "files": files, "rows": rows, "skipped": skipped,
+        "embeddings": torch.stack(vectors) if vectors else torch.empty(0),
+    }
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        torch.save(data, temporary)
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise InputError(f"cannot write the embedding cache {path!r} ({exc.strerror or exc}); pass --cache FILE "
+                         "in a folder you can write to.") from None

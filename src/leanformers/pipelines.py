@@ -1220,24 +1220,52 @@ class ZeroShotImageClassificationPipeline(_ImagePipeline):
         params.setdefault("hypothesis_template", "This is a photo of {}.")
         return params
 
-    def _text_inputs(self, params: dict[str, Any]) -> dict[str, Any]:
-        if "candidate_labels" not in params:
-            raise InputError("zero-shot image classification needs candidate_labels, e.g. candidate_labels=['a cat', "
-                             "'a dog'].")
-        texts = [params["hypothesis_template"].format(label) for label in params["candidate_labels"]]
+    def _text_inputs(self, texts: list[str], tokenizer_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
         options: dict[str, Any] = {"padding": True}
         if self._sigmoid:
             options.update(padding="max_length", max_length=64, truncation=True)
-        options.update(params.get("tokenizer_kwargs") or {})
+        options.update(tokenizer_kwargs or {})
         encoded = self.tokenizer(texts, return_tensors="pt", **options)
         return {name: value.to(self.device) for name, value in encoded.items()
                 if self._forward_names is None or name in self._forward_names}
 
+    def _pixels(self, images: list[Any]) -> Any:
+        import torch
+
+        params = self._defaults
+        rows = [self._preprocess(self._check_item(image, params), params)[0].inputs["pixel_values"] for image in images]
+        return torch.stack(rows).to(self.device, self.dtype)
+
+    def text_embeddings(self, texts: list[str]) -> Any:
+        """The texts' embeddings, L2-normalised (a float32 CPU tensor, a row per text), as the model
+        compares them with images: ``image_embeddings(images) @ text_embeddings(texts).T`` ranks images."""
+        import torch
+
+        if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
+            raise InputError(f"text_embeddings takes a non-empty list of strings, got {_describe(texts)}.")
+        with torch.inference_mode():
+            embeds = self.model.get_text_features(**self._text_inputs(list(texts)), return_dict=True).pooler_output
+        return torch.nn.functional.normalize(embeds.float(), dim=-1).cpu()
+
+    def image_embeddings(self, images: list[Any]) -> Any:
+        """The images' (PIL images, arrays or paths) embeddings, L2-normalised, in one forward pass."""
+        import torch
+
+        if not isinstance(images, (list, tuple)) or not images:
+            raise InputError(f"image_embeddings takes a non-empty list of images, got {_describe(images)}.")
+        with torch.inference_mode():
+            embeds = self.model.get_image_features(pixel_values=self._pixels(images), return_dict=True).pooler_output
+        return torch.nn.functional.normalize(embeds.float(), dim=-1).cpu()
+
     def _run(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
         import torch
 
+        if "candidate_labels" not in params:
+            raise InputError("zero-shot image classification needs candidate_labels, e.g. candidate_labels=['a cat', "
+                             "'a dog'].")
+        texts = [params["hypothesis_template"].format(label) for label in params["candidate_labels"]]
         # the texts are encoded once for the whole batch of images: one forward scores every pair
-        text_inputs = self._text_inputs(params)
+        text_inputs = self._text_inputs(texts, params.get("tokenizer_kwargs"))
         pixels = torch.stack([self._preprocess(item, params)[0].inputs["pixel_values"] for item in items])
         with torch.inference_mode():
             output = self.model(pixel_values=pixels.to(self.device, self.dtype), **text_inputs, return_dict=True)
