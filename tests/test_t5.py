@@ -14,7 +14,13 @@ import json
 
 import pytest
 import torch
-from parity import assert_tensors_close, build_reference, load_reference, run, transformers
+from parity import (
+    assert_tensors_close,
+    build_reference,
+    load_reference,
+    run,
+    transformers,
+)
 from safetensors.torch import load_file, save_file
 
 from leanformers.errors import ConfigError, InputError

@@ -100,7 +100,7 @@ class BartConfig(PretrainedConfig):
                 )
         for key in ("dropout", "attention_dropout", "activation_dropout", "classifier_dropout",
                     "encoder_layerdrop", "decoder_layerdrop"):
-            value = getattr(self, key)
+            value = getattr(self, key, None)  # Marian's configs have no classifier_dropout
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not 0 <= value <= 1):
                 raise ConfigError(f"{key} must be a probability between 0 and 1, got {value!r}.")

@@ -478,7 +478,7 @@ _EMBEDDING_TIES = {"encoder.embed_tokens.weight": "shared.weight", "decoder.embe
 class T5Model(T5PreTrainedModel):
     """Encoder and decoder over one shared embedding; returns the decoder's last hidden state."""
 
-    _tied_weights = _EMBEDDING_TIES
+    _tied_weights: ClassVar[dict[str, str]] = _EMBEDDING_TIES
 
     def __init__(self, config: T5Config) -> None:
         super().__init__(config)
@@ -524,7 +524,7 @@ class T5Model(T5PreTrainedModel):
 class T5ForConditionalGeneration(T5Model):
     """T5 with its language-model head: next-token logits for every decoder position."""
 
-    _tied_weights = {**_EMBEDDING_TIES, "lm_head.weight": "shared.weight"}
+    _tied_weights: ClassVar[dict[str, str]] = {**_EMBEDDING_TIES, "lm_head.weight": "shared.weight"}
 
     def __init__(self, config: T5Config) -> None:
         super().__init__(config)
@@ -597,7 +597,7 @@ class T5EncoderModel(T5PreTrainedModel):
     """The encoder alone (sentence embeddings, T5-based text encoders); a full checkpoint's decoder
     and head are skipped on load."""
 
-    _tied_weights = {"encoder.embed_tokens.weight": "shared.weight"}
+    _tied_weights: ClassVar[dict[str, str]] = {"encoder.embed_tokens.weight": "shared.weight"}
     _ignore_on_load: ClassVar[list[str]] = [r"^decoder\.", r"^lm_head\."]
 
     def __init__(self, config: T5Config) -> None:
