@@ -239,3 +239,16 @@ def test_bad_inputs(checkpoints):
     for case in cases:
         with pytest.raises(InputError):
             model(**case)
+
+
+def test_auto_classes(checkpoints):
+    from leanformers import auto, registry
+
+    if "bart" not in registry.MODELS:
+        pytest.skip("bart is not in leanformers.registry.MODELS yet")
+    path = checkpoints("default")
+    assert type(auto.AutoModel.from_pretrained(path / "lm")) is bart.BartModel
+    assert type(auto.AutoModelForSequenceClassification.from_pretrained(path / "cls")) is \
+        bart.BartForSequenceClassification
+    if hasattr(auto, "AutoModelForSeq2SeqLM"):
+        assert type(auto.AutoModelForSeq2SeqLM.from_pretrained(path / "lm")) is bart.BartForConditionalGeneration

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from parity import assert_tensors_close, build_reference, load_reference, run, transformers
+from parity import (
+    assert_tensors_close,
+    build_reference,
+    load_reference,
+    run,
+    transformers,
+)
 from safetensors.torch import load_file
 
 from leanformers.errors import ConfigError, InputError
@@ -169,3 +175,14 @@ def test_bad_inputs(checkpoints):
     for case in (dict(source), {**source, "decoder_input_ids": torch.full((3, 2), 80)}):
         with pytest.raises(InputError):
             model(**case)
+
+
+def test_auto_classes(checkpoints):
+    from leanformers import auto, registry
+
+    if "marian" not in registry.MODELS:
+        pytest.skip("marian is not in leanformers.registry.MODELS yet")
+    path = checkpoints("separate")
+    assert type(auto.AutoModel.from_pretrained(path)) is marian.MarianModel
+    if hasattr(auto, "AutoModelForSeq2SeqLM"):
+        assert type(auto.AutoModelForSeq2SeqLM.from_pretrained(path)) is marian.MarianMTModel

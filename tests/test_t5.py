@@ -246,3 +246,14 @@ def test_bad_inputs(checkpoints):
     config = t5.T5Config(**{**TINY, "decoder_start_token_id": None})
     with pytest.raises(ConfigError):
         t5.T5ForConditionalGeneration(config)(**source, labels=batch["decoder_input_ids"])
+
+
+def test_auto_classes(checkpoints):
+    from leanformers import auto, registry
+
+    if "t5" not in registry.MODELS:
+        pytest.skip("t5 is not in leanformers.registry.MODELS yet")
+    path = checkpoints("relu")
+    assert type(auto.AutoModel.from_pretrained(path)) is t5.T5Model
+    if hasattr(auto, "AutoModelForSeq2SeqLM"):
+        assert type(auto.AutoModelForSeq2SeqLM.from_pretrained(path)) is t5.T5ForConditionalGeneration
