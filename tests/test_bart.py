@@ -99,6 +99,11 @@ def test_forward_matches_reference(checkpoints, case, name):
     ours_out = run(ours, **batch, **kwargs)
     assert len(ours_out.cross_attentions) == TINY["decoder_layers"]
     compare(ours_out, run(ref, **batch, **kwargs), name + " (all outputs)")
+    assert len(run(ours, **batch, return_dict=False)) == len(run(ref, **batch, return_dict=False))
+    if "decoder_input_ids" in batch:
+        given = ref.get_input_embeddings()(batch["decoder_input_ids"])
+        embeds = {**batch, "decoder_input_ids": None, "decoder_inputs_embeds": given}
+        compare(run(ours, **embeds), run(ref, **embeds), name + " (decoder_inputs_embeds)")
     # Without decoder inputs the decoder reads the source shifted right.
     if name != "BartForSequenceClassification":
         compare(run(ours, **source), run(ref, **source), name + " (shifted source)")

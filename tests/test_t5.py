@@ -101,6 +101,9 @@ def test_forward_matches_reference(checkpoints, case, name):
     assert len(ours_out.decoder_hidden_states) == TINY["num_decoder_layers"] + 1
     assert len(ours_out.cross_attentions) == TINY["num_decoder_layers"]
     compare(ours_out, ref_out, name + " (all outputs)")
+    assert len(run(ours, **batch, return_dict=False)) == len(run(ref, **batch, return_dict=False))
+    embeds = {**batch, "decoder_input_ids": None, "decoder_inputs_embeds": ref.shared(batch["decoder_input_ids"])}
+    compare(run(ours, **embeds), run(ref, **embeds), name + " (decoder_inputs_embeds)")
 
 
 def test_flan_head_is_untied_and_unscaled(checkpoints):
