@@ -56,11 +56,17 @@ class SentencePieceModel:
     unk_piece: str = "<unk>"
     bos_piece: str = "<s>"
     eos_piece: str = "</s>"
+    # normalizer_spec: whether a word mark is put before the text, and whether runs of spaces are
+    # made one (and the text's ends stripped).
+    add_dummy_prefix: bool = True
+    remove_extra_whitespaces: bool = True
 
 
 # trainer_spec fields read (sentencepiece_model.proto numbers): integers, then texts.
 _TRAINER_NUMBERS = {3: "model_type", 35: "byte_fallback", 40: "unk_id", 41: "bos_id", 42: "eos_id"}
 _TRAINER_TEXTS = {45: "unk_piece", 46: "bos_piece", 47: "eos_piece"}
+# normalizer_spec flags read.
+_NORMALIZER_FLAGS = {3: "add_dummy_prefix", 4: "remove_extra_whitespaces"}
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -132,7 +138,7 @@ def read_sentencepiece_model(path: str | os.PathLike) -> SentencePieceModel:
             data = handle.read()
     except OSError as exc:
         raise TokenizerError(f"Cannot read the SentencePiece model {path!r}: {exc}") from exc
-    pieces, unk_id, charsmap, trainer = [], 0, b"", {}
+    pieces, unk_id, charsmap, trainer = [], 0, b"", {}  # trainer: the keyword fields of SentencePieceModel
     try:
         for field, wire, value in _fields(data):
             if field == 1:
@@ -155,6 +161,9 @@ def read_sentencepiece_model(path: str | os.PathLike) -> SentencePieceModel:
                     if sub == 2:
                         _expect(sub_wire, 2, "normalizer_spec.precompiled_charsmap")
                         charsmap = sub_value
+                    elif sub in _NORMALIZER_FLAGS:
+                        _expect(sub_wire, 0, f"normalizer_spec.{_NORMALIZER_FLAGS[sub]}")
+                        trainer[_NORMALIZER_FLAGS[sub]] = bool(sub_value)
         if not pieces:
             raise ValueError("it holds no vocabulary pieces")
     except (ValueError, IndexError) as exc:  # UnicodeDecodeError too
@@ -372,19 +381,23 @@ class SiglipTokenizer(SentencePieceTokenizer):
     _length_counts_padding = False
 
     @classmethod
-    def _pipeline(cls, backend: Tokenizer, charsmap: bytes | None, options: dict[str, Any], where: str) -> None:
+    def _siglip_pipeline(
+        cls, backend: Tokenizer, model: SentencePieceModel, options: dict[str, Any], where: str
+    ) -> None:
         lower_case = options["do_lower_case"]
         if not isinstance(lower_case, bool):
             raise TokenizerError(f"do_lower_case of {where} must be true or false, got {lower_case!r}.")
+        charsmap = model.precompiled_charsmap
         backend.normalizer = normalizers.Sequence(
             ([normalizers.Lowercase()] if lower_case else [])
             + [normalizers.Replace(Regex(_ASCII_PUNCTUATION), ""),
                normalizers.Replace(Regex(_WHITESPACE_RUN), " "), normalizers.Strip()]
+            # Then SentencePiece's own steps: its character map (nmt_nfkc's reads the space mark as a
+            # space) and, as the model says, one space of each run kept and trailing spaces and marks dropped.
+            # A stretch's leading space (the text's first) stays: it marks a word start.
             + ([_precompiled(charsmap, where)] if charsmap else [])
-            # SentencePiece reads its own space mark as a space and keeps one space of a run; a
-            # stretch's leading space (the text's first) marks a word start, a trailing one goes.
-            + [normalizers.Replace(_SPACE, " "), normalizers.Replace(Regex(" {2,}"), " "),
-               normalizers.Strip(left=False, right=True)]
+            + ([normalizers.Replace(Regex(" {2,}"), " "), normalizers.Replace(Regex(f"[ {_SPACE}]+\\z"), "")]
+               if model.remove_extra_whitespaces else [])
         )
         backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement=_SPACE, prepend_scheme="never", split=True)
         backend.decoder = decoders.Metaspace(replacement=_SPACE, prepend_scheme="always", split=True)
@@ -413,6 +426,8 @@ class SiglipTokenizer(SentencePieceTokenizer):
             if not isinstance(text, str):
                 return text
             text = _SPACE + text.replace(_SPACE, " ")
+            if self._keeps_spaces and not plan.split:
+                text = self._drop_lone_mark(text)
             if not eos or eos not in text:
                 return text
             if others is None:
@@ -431,6 +446,17 @@ class SiglipTokenizer(SentencePieceTokenizer):
 
         return [tuple(prepare(part, False) for part in item) if isinstance(item, tuple) else prepare(item, True)
                 for item in batch]
+
+    def _drop_lone_mark(self, text: str) -> str:
+        """The reference drops a text's first token when it is a lone word mark followed by a
+        special token; only a model that keeps spaces gives one."""
+        starts = [(text.find(token), token) for token in self.all_special_tokens if token in text]
+        if not starts:
+            return text
+        start = min(starts)[0]
+        if self._backend.normalizer.normalize_str(text[:start]) in (" ", _SPACE):
+            return text[start:]
+        return text
 
     def _decode_rows(self, rows: list[list[int]], skip_special_tokens: bool) -> list[str]:
         """As the reference: SentencePiece decodes the stretches between special tokens, each special
@@ -465,7 +491,8 @@ class SiglipTokenizer(SentencePieceTokenizer):
             if piece == self._unk_piece:
                 part = _UNK_SURFACE
             else:
-                part = (piece[1:] if at_start and piece.startswith(_SPACE) else piece).replace(_SPACE, " ")
+                first_mark = at_start and self._strips_first_mark and piece.startswith(_SPACE)
+                part = (piece[1:] if first_mark else piece).replace(_SPACE, " ")
             parts.append(part)
             at_start = at_start and not part
         return "".join(parts)
@@ -517,12 +544,14 @@ def _build_siglip(source: Source, class_name: str, options: dict[str, Any]) -> S
         )
     where = repr(model_file)
     backend = _unigram([(piece, score) for piece, score, _ in model.pieces], model.unk_id, where)
-    SiglipTokenizer._pipeline(backend, model.precompiled_charsmap or None, options, where)
+    SiglipTokenizer._siglip_pipeline(backend, model, options, where)
     tokenizer = SiglipTokenizer(backend, class_name=class_name, **options)
     with open(model_file, "rb") as handle:
         tokenizer._model_bytes = handle.read()
     tokenizer._control_pieces = frozenset(piece for piece, _, kind in model.pieces if kind == _CONTROL)
     tokenizer._unk_piece = model.pieces[model.unk_id][0]
+    tokenizer._strips_first_mark = model.add_dummy_prefix or model.remove_extra_whitespaces
+    tokenizer._keeps_spaces = not model.remove_extra_whitespaces
     tokenizer.do_lower_case = options["do_lower_case"]
     backend.post_processor = tokenizer._post_processor()
     return tokenizer
