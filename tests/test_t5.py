@@ -260,3 +260,20 @@ def test_auto_classes(checkpoints):
     assert type(auto.AutoModel.from_pretrained(path)) is t5.T5Model
     if hasattr(auto, "AutoModelForSeq2SeqLM"):
         assert type(auto.AutoModelForSeq2SeqLM.from_pretrained(path)) is t5.T5ForConditionalGeneration
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_float16_keeps_feed_forward_output_in_float32(checkpoints, case):
+    path = checkpoints(case)
+    ours = t5.T5ForConditionalGeneration.from_pretrained(path, dtype=torch.float16)
+    ref = load_reference("T5ForConditionalGeneration", path, dtype=torch.float16)
+    wo = ours.decoder.block[1].layer[2].DenseReluDense.wo.weight
+    assert wo.dtype == torch.float32 and ours.shared.weight.dtype == torch.float16
+    stored = load_file(path / "model.safetensors")["decoder.block.1.layer.2.DenseReluDense.wo.weight"]
+    assert torch.equal(wo, stored)  # read at full precision, not through float16
+    batch = inputs()
+    kwargs = {"output_hidden_states": True}
+    ours_out, ref_out = run(ours, **batch, **kwargs), run(ref, **batch, **kwargs)
+    assert ours_out.logits.dtype == torch.float16
+    for key in ("logits", "encoder_hidden_states", "decoder_hidden_states"):
+        assert_tensors_close(ours_out[key], ref_out[key], key, {"rtol": 1e-3, "atol": 1e-2})

@@ -424,6 +424,18 @@ class T5PreTrainedModel(PreTrainedModel):
             elif isinstance(module, (nn.Linear, nn.Embedding)):
                 module.weight.normal_(0.0, factor * getattr(module, "init_std", 1.0))
 
+    def _load_checkpoint(self, tensors, dtype: torch.dtype, ignore_mismatched_sizes: bool):
+        report = super()._load_checkpoint(tensors, dtype, ignore_mismatched_sizes)
+        if dtype == torch.float16:
+            # As the reference: the feed-forward output projections stay float32 in a float16 model,
+            # read from the file at full precision (pre-trained T5's activations there overflow float16).
+            for name, module in self.named_modules():
+                if isinstance(module, (T5DenseActDense, T5DenseGatedActDense)):
+                    key = f"{name}.wo.weight"
+                    weight = tensors[key] if key in tensors else module.wo.weight
+                    module.wo.weight = nn.Parameter(weight.to(module.wo.weight.device, torch.float32))
+        return report
+
     def get_input_embeddings(self) -> nn.Embedding:
         return self.shared
 
