@@ -432,7 +432,7 @@ class T5PreTrainedModel(PreTrainedModel):
             for name, module in self.named_modules():
                 if isinstance(module, (T5DenseActDense, T5DenseGatedActDense)):
                     key = f"{name}.wo.weight"
-                    weight = tensors[key] if key in tensors else module.wo.weight
+                    weight = tensors.get(key, module.wo.weight)
                     module.wo.weight = nn.Parameter(weight.to(module.wo.weight.device, torch.float32))
         return report
 
