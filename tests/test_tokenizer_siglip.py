@@ -24,7 +24,7 @@ from conftest_tokenizer import assert_same_encoding, call_both
 from corpus import texts
 
 from leanformers import registry
-from leanformers.errors import TokenizerError
+from leanformers.errors import InputError, TokenizerError
 
 pytest.importorskip("transformers")
 spm = pytest.importorskip("sentencepiece")
@@ -230,6 +230,10 @@ def test_decode_matches_reference(pairs: Pairs, variant: str) -> None:
     for row in ids[:300]:
         assert ours.decode(row) == ref.decode(row)
         assert ours.convert_ids_to_tokens(row) == ref.convert_ids_to_tokens(row)
+        tokens = ref.convert_ids_to_tokens(row)
+        assert ours.convert_tokens_to_string(tokens) == ref.convert_tokens_to_string(tokens)
+    with pytest.raises(InputError, match="not in the vocabulary"):
+        ours.decode([5, len(ours) + 10])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

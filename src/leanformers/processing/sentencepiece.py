@@ -459,27 +459,29 @@ class SiglipTokenizer(SentencePieceTokenizer):
         return text
 
     def _decode_rows(self, rows: list[list[int]], skip_special_tokens: bool) -> list[str]:
-        """As the reference: SentencePiece decodes the stretches between special tokens, each special
-        token follows its stretch directly, and a stretch after a normal one starts with a space."""
-        specials = set(self.all_special_tokens)
         skipped = set(self.all_special_ids) if skip_special_tokens else set()
         texts = []
         for ids in rows:
-            text, stretch, after_special = "", [], False
-            for index in ids:
-                if index in skipped:
-                    continue
-                token = self._backend.id_to_token(index)
-                if token is None:
-                    raise ValueError(f"id {index} is not in the vocabulary of {len(self)} tokens")
-                if token in specials:
-                    text += ("" if after_special else " ") + self._spm_decode(stretch) + token
-                    stretch, after_special = [], True
-                else:
-                    stretch.append(token)
-                    after_special = False
-            texts.append((text + self._spm_decode(stretch)).strip())
+            tokens = [self._backend.id_to_token(index) for index in ids if index not in skipped]
+            if None in tokens:
+                unknown = next(index for index in ids if self._backend.id_to_token(index) is None)
+                raise ValueError(f"id {unknown} is not in the vocabulary of {len(self)} tokens")
+            texts.append(self.convert_tokens_to_string(tokens))
         return texts
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        """As the reference: SentencePiece decodes the stretches between special tokens, each special
+        token follows its stretch directly, and a stretch after a normal token starts with a space."""
+        specials = set(self.all_special_tokens)
+        text, stretch, after_special = "", [], False
+        for token in tokens:
+            if token in specials:
+                text += ("" if after_special else " ") + self._spm_decode(stretch) + token
+                stretch, after_special = [], True
+            else:
+                stretch.append(token)
+                after_special = False
+        return (text + self._spm_decode(stretch)).strip()
 
     def _spm_decode(self, pieces: list[str]) -> str:
         """SentencePiece's decoding of vocabulary pieces: control pieces vanish, the unknown piece
