@@ -257,3 +257,19 @@ def test_auto_classes(checkpoints):
         bart.BartForSequenceClassification
     if hasattr(auto, "AutoModelForSeq2SeqLM"):
         assert type(auto.AutoModelForSeq2SeqLM.from_pretrained(path / "lm")) is bart.BartForConditionalGeneration
+
+
+@torch.no_grad()
+def test_greedy_loop_matches_reference_generate(checkpoints):
+    from test_t5 import greedy
+
+    path = checkpoints("scaled") / "lm"
+    ours = bart.BartForConditionalGeneration.from_pretrained(path)
+    ref = load_reference("BartForConditionalGeneration", path)
+    batch = inputs()
+    source = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    # Only the model's own choices: no forced first or last token.
+    expected = ref.generate(**source, max_new_tokens=8, do_sample=False, num_beams=1, forced_eos_token_id=None,
+                            forced_bos_token_id=None, no_repeat_ngram_size=0)
+    got = greedy(ours, source, expected.shape[1] - 1, start=2, eos=2, pad=1)
+    assert torch.equal(got, expected)

@@ -277,3 +277,34 @@ def test_float16_keeps_feed_forward_output_in_float32(checkpoints, case):
     assert ours_out.logits.dtype == torch.float16
     for key in ("logits", "encoder_hidden_states", "decoder_hidden_states"):
         assert_tensors_close(ours_out[key], ref_out[key], key, {"rtol": 1e-3, "atol": 1e-2})
+
+
+def greedy(model, source: dict, steps: int, start: int, eos: int, pad: int) -> torch.Tensor:
+    """The loop a generator runs: encode once, then one token per step through the cache."""
+    encoded = model.get_encoder()(**source)
+    tokens = torch.full((source["input_ids"].shape[0], 1), start)
+    done = torch.zeros(tokens.shape[0], dtype=torch.bool)
+    cache = None
+    for _ in range(steps):
+        out = model(encoder_outputs=encoded, attention_mask=source["attention_mask"],
+                    decoder_input_ids=tokens[:, -1:], past_key_values=cache, use_cache=True)
+        cache = out.past_key_values
+        chosen = out.logits[:, -1].argmax(-1).masked_fill(done, pad)
+        done |= chosen == eos
+        tokens = torch.cat([tokens, chosen[:, None]], 1)
+    return tokens
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("case", CASES)
+def test_greedy_loop_matches_reference_generate(case, tmp_path):
+    # The reference's generate sizes its cache by num_layers, so it needs equal stack depths here.
+    config = transformers.T5Config(**{**TINY, **CASES[case], "num_decoder_layers": TINY["num_layers"]})
+    build_reference("T5ForConditionalGeneration", config).save_pretrained(tmp_path)
+    ours = t5.T5ForConditionalGeneration.from_pretrained(tmp_path)
+    ref = load_reference("T5ForConditionalGeneration", tmp_path)
+    batch = inputs()
+    source = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    expected = ref.generate(**source, max_new_tokens=8, do_sample=False, num_beams=1)
+    got = greedy(ours, source, expected.shape[1] - 1, start=0, eos=1, pad=0)
+    assert torch.equal(got, expected)
