@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "AutoModelForAudioClassification": "leanformers.auto",
     "AutoModelForCTC": "leanformers.auto",
     "AutoModelForCausalLM": "leanformers.auto",
+    "AutoModelForSeq2SeqLM": "leanformers.auto",
     "pipeline": "leanformers.pipelines",
     "encode": "leanformers.sentence",
     "SentenceEmbeddingPipeline": "leanformers.sentence",

@@ -138,6 +138,7 @@ AutoBackbone = _auto_model("AutoBackbone", "backbone")
 AutoModelForAudioClassification = _auto_model("AutoModelForAudioClassification", "audio-classification")
 AutoModelForCTC = _auto_model("AutoModelForCTC", "ctc")
 AutoModelForCausalLM = _auto_model("AutoModelForCausalLM", "causal-lm")
+AutoModelForSeq2SeqLM = _auto_model("AutoModelForSeq2SeqLM", "seq2seq-lm")
 
 
 class _AutoProcessor:
@@ -201,5 +202,5 @@ __all__ = [
     "AutoModelForQuestionAnswering", "AutoModelForMaskedLM", "AutoModelForPreTraining",
     "AutoModelForImageClassification", "AutoBackbone",
     "AutoImageProcessor", "AutoModelForAudioClassification", "AutoModelForCTC", "AutoModelForCausalLM",
-    "AutoFeatureExtractor", "AutoTokenizer", "AutoProcessor",
+    "AutoModelForSeq2SeqLM", "AutoFeatureExtractor", "AutoTokenizer", "AutoProcessor",
 ]

@@ -140,6 +140,22 @@ MODELS: dict[str, tuple[str, str, dict[str, str]]] = {
             "backbone": "ConvNextBackbone",
         },
     ),
+    # Encoder-decoder text models.
+    "t5": (
+        "leanformers.models.t5",
+        "T5Config",
+        {"base": "T5Model", "seq2seq-lm": "T5ForConditionalGeneration", "encoder": "T5EncoderModel"},
+    ),
+    "bart": (
+        "leanformers.models.bart",
+        "BartConfig",
+        {
+            "base": "BartModel",
+            "seq2seq-lm": "BartForConditionalGeneration",
+            "sequence-classification": "BartForSequenceClassification",
+        },
+    ),
+    "marian": ("leanformers.models.marian", "MarianConfig", {"base": "MarianModel", "seq2seq-lm": "MarianMTModel"}),
     # Image-text models: both towers under one composite config, or a tower alone.
     "clip": (
         "leanformers.models.clip",
