@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_processor import _clip_tokenizer  # noqa: E402  (the small trained CLIP-style tokenizer)
 
 LABELS = ["a cat", "a dog", "a red car", "snow"]
-SIGLIP_READY = "SiglipTokenizer" in registry.TOKENIZERS
+# SigLIP's tokenizer is being added to the registry; its image processor's name must be there too
+SIGLIP_READY = "SiglipTokenizer" in registry.TOKENIZERS and "SiglipImageProcessor" in registry.IMAGE_PROCESSORS
 TOWER = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2)
 
 
@@ -164,7 +165,7 @@ def test_clip_matches_reference(folders: dict[str, Path]) -> None:
     _check_against_reference(folders["clip"], sorted(folders["images"].iterdir()))
 
 
-@pytest.mark.skipif(not SIGLIP_READY, reason="SiglipTokenizer is not in leanformers.registry.TOKENIZERS yet")
+@pytest.mark.skipif(not SIGLIP_READY, reason="SiglipTokenizer / SiglipImageProcessor not in leanformers.registry yet")
 def test_siglip_matches_reference(folders: dict[str, Path], tmp_path: Path) -> None:
     folder = build_siglip(tmp_path / "siglip")
     _check_against_reference(folder, sorted(folders["images"].iterdir()))
