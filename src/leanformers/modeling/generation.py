@@ -39,6 +39,7 @@ FIELDS = (
     "output_attentions", "output_hidden_states", "stop_strings", "typical_p", "no_repeat_ngram_size",
     "bad_words_ids", "epsilon_cutoff", "eta_cutoff", "suppress_tokens", "begin_suppress_tokens",
     "forced_bos_token_id", "forced_eos_token_id", "length_penalty", "early_stopping", "cache_implementation",
+    "decoder_start_token_id",
 )
 
 # What an unset field means when generating.
@@ -115,8 +116,9 @@ class GenerationConfig:
             not _is_number(get("repetition_penalty")) or get("repetition_penalty") <= 0
         ):
             fail("repetition_penalty", "a number > 0 (1.0: no penalty)")
-        if get("bos_token_id") is not None and (not _is_int(get("bos_token_id")) or get("bos_token_id") < 0):
-            fail("bos_token_id", "a token id (an int >= 0) or None")
+        for key in ("bos_token_id", "decoder_start_token_id"):
+            if get(key) is not None and (not _is_int(get(key)) or get(key) < 0):
+                fail(key, "a token id (an int >= 0) or None")
         # Some checkpoints write pad_token_id -1; the reference accepts it (finished rows are filled with it).
         if get("pad_token_id") is not None and not _is_int(get("pad_token_id")):
             fail("pad_token_id", "an int or None")
@@ -203,9 +205,13 @@ class GenerationConfig:
 
     @classmethod
     def from_model_config(cls, config: Any) -> GenerationConfig:
-        """Without a ``generation_config.json`` only the special token ids come from the model config."""
-        ids = {key: getattr(config, key, None) for key in ("bos_token_id", "eos_token_id", "pad_token_id")}
-        return cls(**{key: value for key, value in ids.items() if value is not None})
+        """Without a ``generation_config.json``, the generation settings the model config carries
+        (the special token ids; older files also sampling and beam settings), as the reference."""
+        def chosen(key: str, value: Any) -> bool:  # model configs carry some defaults of their own
+            return value is not None and value != DEFAULTS.get(key) and value not in NOT_IMPLEMENTED.get(key, ())
+
+        found = {key: getattr(config, key, None) for key in FIELDS}
+        return cls(**{key: value for key, value in found.items() if chosen(key, value)})
 
 
 class GenerationMixin:
@@ -406,10 +412,14 @@ def generate(
     generation_config: GenerationConfig | None = None, streamer: Any = None, tokenizer: Any = None,
     **kwargs: Any,
 ) -> torch.Tensor:
-    """Greedy or sampled continuation of left-padded prompts: the (batch * num_return_sequences,
-    prompt + new) ids, rows that stopped early filled with ``pad_token_id`` (the first EOS id when
-    unset), as the reference returns them by default. ``stop_strings`` need the model's
-    ``tokenizer``: a row stops once its text ends with one (see ``StopStrings``)."""
+    """Greedy, sampled or beam-search continuation of left-padded prompts: the (batch *
+    num_return_sequences, prompt + new) ids, rows that stopped early filled with ``pad_token_id``
+    (the first EOS id when unset), as the reference returns them by default. ``stop_strings`` need
+    the model's ``tokenizer``: a row stops once its text ends with one (see ``StopStrings``).
+
+    For an encoder-decoder model (``config.is_encoder_decoder``) ``input_ids`` is the source: it is
+    encoded once and the decoder generates from ``decoder_start_token_id``; the result is the
+    decoder's ids, as the reference returns them."""
     if streamer is not None and not all(callable(getattr(streamer, name, None)) for name in ("put", "end")):
         raise InputError(f"streamer must have put(tokens) and end() methods, got {type(streamer).__name__}.")
     if generation_config is not None and not isinstance(generation_config, GenerationConfig):
@@ -439,7 +449,6 @@ def generate(
         )
     device = model.device
     input_ids = input_ids.to(device=device, dtype=torch.long)
-    prompt_length = input_ids.shape[1]
 
     eos = None if config.eos_token_id is None else torch.tensor(config.eos_token_id, device=device).reshape(-1)
     pad = config.pad_token_id if config.pad_token_id is not None else (None if eos is None else int(eos[0]))
@@ -448,13 +457,26 @@ def generate(
         inferable = pad is not None and bool((input_ids == pad).any()) and (eos is None or not bool((eos == pad).any()))
         attention_mask = (input_ids != pad).long() if inferable else torch.ones_like(input_ids)
     attention_mask = attention_mask.to(device=device, dtype=torch.long)
+    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    if encoder_decoder:
+        source_mask, encoded = attention_mask, model.get_encoder()(
+            input_ids=input_ids, attention_mask=attention_mask, return_dict=True
+        )
+        start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
+        if start is None:
+            raise ConfigError(
+                "This encoder-decoder model has no decoder_start_token_id (nor bos_token_id): set one in the "
+                "generation config or pass decoder_start_token_id=... to generate."
+            )
+        input_ids = torch.full((input_ids.shape[0], 1), start, dtype=torch.long, device=device)
+        attention_mask = torch.ones_like(input_ids)
+    prompt_length = input_ids.shape[1]
 
     if config.max_new_tokens is not None:
         max_length = config.max_new_tokens + prompt_length
     elif not max_length_chosen:
         max_length = config.max_length + prompt_length
-        limit = getattr(model.config, "max_position_embeddings", None)
-        max_length = min(max_length, limit) if limit is not None else max_length
+        max_length = min(max_length, positions_limit) if positions_limit is not None else max_length
     else:
         max_length = config.max_length
     if prompt_length >= max_length:
@@ -472,38 +494,59 @@ def generate(
     if copies > 1:
         input_ids = input_ids.repeat_interleave(copies, dim=0)
         attention_mask = attention_mask.repeat_interleave(copies, dim=0)
+        if encoder_decoder:
+            source_mask = source_mask.repeat_interleave(copies, dim=0)
+            encoded.last_hidden_state = encoded.last_hidden_state.repeat_interleave(copies, dim=0)
     padding = (attention_mask != 0).int().argmax(dim=1)
     processors = _processors(config, eos, prompt_length, padding, max_length)
 
-    # A block of the run's length sizes the cache exactly: the default block would round it up by
-    # as much as 255 unused positions per layer (most of a batch's cache for short runs).
-    cache = KVCache(model.config.num_hidden_layers, capacity=max_length, block=max_length) if config.use_cache else None
+    # A decoder-only model's cache is made here: a block of the run's length sizes it exactly (the
+    # default block would round it up by as much as 255 unused positions per layer). An
+    # encoder-decoder model makes its own on the first step (it also holds the encoder's projections).
+    cache = None
+    if config.use_cache and not encoder_decoder:
+        cache = KVCache(model.config.num_hidden_layers, capacity=max_length, block=max_length)
     rebuild = getattr(model, "cache_rebuild_length", None)
     rebuild_after = rebuild() if callable(rebuild) else None
     positions = attention_mask.cumsum(-1) - 1
     positions = positions.masked_fill(attention_mask == 0, 0)
+
+    def next_logits(sequences: torch.Tensor) -> torch.Tensor:
+        """The float32 logits of each row's next token, feeding the model what its cache lacks."""
+        nonlocal cache
+        stale = rebuild_after is not None and cache is not None
+        if stale and cache.get_seq_length() <= rebuild_after < sequences.shape[1]:
+            cache = KVCache(model.config.num_hidden_layers, capacity=max_length, block=max_length)
+        cached = cache.get_seq_length() if cache is not None else 0
+        step_ids = sequences[:, cached:]
+        if encoder_decoder:
+            out = model(
+                encoder_outputs=encoded, attention_mask=source_mask, decoder_input_ids=step_ids,
+                past_key_values=cache, use_cache=config.use_cache, return_dict=True,
+            )
+            cache = out.past_key_values if config.use_cache else None
+        else:
+            out = model(
+                step_ids, attention_mask=attention_mask, position_ids=positions[:, cached:], past_key_values=cache,
+                use_cache=cache is not None, return_dict=True, logits_to_keep=1,
+            )
+        return out.logits[:, -1].to(dtype=torch.float32, copy=True)
+
+    def grow() -> None:
+        nonlocal attention_mask, positions
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], dim=-1)
+        positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
+
     if config.num_beams > 1:
         from .beam import beam_search
 
         def step(sequences: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-            """Logits of each running beam's next token; ``rows`` reorder the cache first. Every beam
-            of a prompt shares its padding, so the mask and positions need no reordering."""
-            nonlocal cache, attention_mask, positions
+            # Every beam of a prompt shares its padding: the mask and positions need no reordering.
             if rows is not None:
-                attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], -1)
-                positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
-            step_ids = sequences
-            if cache is not None:
-                if rows is not None:
+                grow()
+                if cache is not None:
                     cache.reorder(rows)
-                if rebuild_after is not None and cache.get_seq_length() <= rebuild_after < sequences.shape[1]:
-                    cache = KVCache(model.config.num_hidden_layers, capacity=max_length, block=max_length)
-                step_ids = sequences[:, cache.get_seq_length():]
-            logits = model(
-                step_ids, attention_mask=attention_mask, position_ids=positions[:, -step_ids.shape[1]:],
-                past_key_values=cache, use_cache=cache is not None, return_dict=True, logits_to_keep=1,
-            ).logits
-            return logits[:, -1].to(dtype=torch.float32, copy=True)
+            return next_logits(sequences)
 
         return beam_search(
             step, input_ids, processors, [stop_strings] if stop_strings is not None else [],
@@ -512,21 +555,10 @@ def generate(
             num_return_sequences=config.num_return_sequences, eos=eos,
             fill=(pad if pad else int(eos[0])) if eos is not None else -1,
         )
+
     unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=device)
-    step_ids = input_ids
     while True:
-        if cache is None:
-            step_ids, step_positions = input_ids, positions
-        else:
-            if rebuild_after is not None and cache.get_seq_length() <= rebuild_after < input_ids.shape[1]:
-                cache = KVCache(model.config.num_hidden_layers, capacity=max_length, block=max_length)
-                step_ids = input_ids
-            step_positions = positions[:, -step_ids.shape[1]:]
-        logits = model(
-            step_ids, attention_mask=attention_mask, position_ids=step_positions, past_key_values=cache,
-            use_cache=cache is not None, return_dict=True, logits_to_keep=1,
-        ).logits
-        scores = logits[:, -1].to(dtype=torch.float32, copy=True)
+        scores = next_logits(input_ids)
         for process in processors:
             scores = process(input_ids, scores)
         if config.do_sample:
@@ -547,9 +579,7 @@ def generate(
             if streamer is not None:
                 streamer.end()
             return input_ids
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], dim=-1)
-        positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
-        step_ids = chosen_ids[:, None]
+        grow()
 
 
 def _byte_symbols() -> dict[str, int]:

@@ -28,6 +28,7 @@ from ..modeling.activations import get_activation
 from ..modeling.attention import Mask, attend
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_text_inputs, embedding_lookup, positive_int
+from ..modeling.generation import GenerationMixin
 from ..modeling.losses import masked_lm_loss, sequence_classification_loss
 from ..modeling.outputs import (
     BaseModelOutput,
@@ -493,7 +494,7 @@ def _seq2seq_output(cls: type, loss, logits, outputs: Seq2SeqModelOutput):
     )
 
 
-class BartForConditionalGeneration(BartPreTrainedModel):
+class BartForConditionalGeneration(GenerationMixin, BartPreTrainedModel):
     """BART with its language-model head: the shared matrix plus ``final_logits_bias`` (a buffer
     older files may lack; it is then zero)."""
 

@@ -32,6 +32,7 @@ from ..modeling.activations import get_activation
 from ..modeling.attention import Mask, attend
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_text_inputs, embedding_lookup, positive_int
+from ..modeling.generation import GenerationMixin
 from ..modeling.losses import masked_lm_loss
 from ..modeling.outputs import (
     BaseModelOutput,
@@ -533,7 +534,7 @@ class T5Model(T5PreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class T5ForConditionalGeneration(T5Model):
+class T5ForConditionalGeneration(GenerationMixin, T5Model):
     """T5 with its language-model head: next-token logits for every decoder position."""
 
     _tied_weights: ClassVar[dict[str, str]] = {**_EMBEDDING_TIES, "lm_head.weight": "shared.weight"}
