@@ -255,6 +255,7 @@ TOKENIZERS: dict[str, str] = {
     "XLMRobertaTokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
     "CamembertTokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
     "DebertaV2Tokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
+    "SiglipTokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
     "LlamaTokenizer": "leanformers.processing.sentencepiece_bpe:build_sentencepiece_bpe_tokenizer",
     "GemmaTokenizer": "leanformers.processing.sentencepiece_bpe:build_sentencepiece_bpe_tokenizer",
     "Qwen2Tokenizer": "leanformers.processing.bpe:build_bpe_tokenizer",
@@ -291,6 +292,7 @@ DEFAULT_TOKENIZER: dict[str, str] = {
     "olmo2": "TokenizersBackend",
     "gpt2": "GPT2Tokenizer",
     "clip": "CLIPTokenizer",
+    "siglip": "SiglipTokenizer",
 }
 
 # Model types whose hub tokenizer configs often name a wrong class: the class above is used whatever
@@ -309,6 +311,7 @@ IMAGE_PROCESSORS: dict[str, str] = {
     "BitImageProcessor": "bit",
     "CLIPImageProcessor": "clip",
     "CLIPFeatureExtractor": "clip",
+    "SiglipImageProcessor": "siglip",
 }
 
 # The image processor to assume when preprocessor_config.json names none.
@@ -321,6 +324,7 @@ DEFAULT_IMAGE_PROCESSOR: dict[str, str] = {
     "dinov2": "BitImageProcessor",
     "bit": "BitImageProcessor",
     "clip": "CLIPImageProcessor",
+    "siglip": "SiglipImageProcessor",
 }
 
 # Audio feature extractor class names -> the settings profile of the audio engine.
