@@ -9,7 +9,8 @@ statistics over the real samples, and empty or non-numeric input raises :class:`
 
 Spectrogram models (AST) take Kaldi log-mel filter banks instead: their class names
 (``FILTER_BANK_CLASSES``) get :class:`FilterBankFeatureExtractor`, which shares the input checks,
-settings and loading, and computes the features with ``fbank.py``.
+settings and loading, and computes the features with ``fbank.py``. Whisper's class names
+(``LOG_MEL_CLASSES``) get :class:`LogMelFeatureExtractor` (features from ``logmel.py``).
 """
 
 from __future__ import annotations
@@ -67,10 +68,24 @@ PROFILES: dict[str, dict[str, Any]] = {
         "mean": -4.2677393,
         "std": 4.5689974,
     },
+    # Whisper: log-mel spectrograms (processing/logmel.py) of clips padded or cut to chunk_length seconds.
+    "whisper": {
+        "feature_size": 80,
+        "sampling_rate": 16000,
+        "hop_length": 160,
+        "chunk_length": 30,
+        "n_fft": 400,
+        "padding_value": 0.0,
+        "padding_side": "right",
+        "dither": 0.0,
+        "return_attention_mask": False,
+    },
 }
 SETTING_NAMES = tuple(PROFILES["wav2vec2"])
 # Classes whose engine is FilterBankFeatureExtractor (features from fbank.py), with their profile.
 FILTER_BANK_CLASSES: dict[str, str] = {"ASTFeatureExtractor": "ast"}
+# Classes whose engine is LogMelFeatureExtractor (features from logmel.py), with their profile.
+LOG_MEL_CLASSES: dict[str, str] = {"WhisperFeatureExtractor": "whisper"}
 # What each setting must be.
 _RULES = {
     "feature_size": (lambda value: is_integer(value) and value >= 1, "a positive integer"),
@@ -235,8 +250,12 @@ class FeatureExtractor(Preprocessor):
 
     def __new__(cls, feature_extractor_type: str = "Wav2Vec2FeatureExtractor", **settings: Any) -> Self:
         # A filter-bank class name (AST's) gets the filter-bank engine, however the object is built.
-        filter_bank = isinstance(feature_extractor_type, str) and feature_extractor_type in FILTER_BANK_CLASSES
-        engine = FilterBankFeatureExtractor if cls is FeatureExtractor and filter_bank else cls
+        engine = cls
+        if cls is FeatureExtractor and isinstance(feature_extractor_type, str):
+            if feature_extractor_type in FILTER_BANK_CLASSES:
+                engine = FilterBankFeatureExtractor
+            elif feature_extractor_type in LOG_MEL_CLASSES:
+                engine = LogMelFeatureExtractor
         return super().__new__(engine)
 
     def __init__(self, feature_extractor_type: str = "Wav2Vec2FeatureExtractor", **settings: Any) -> None:
@@ -565,6 +584,143 @@ class FilterBankFeatureExtractor(FeatureExtractor):
         return BatchFeature({"input_values": features}, tensor_type=tensor_type)
 
 
+_LOG_MEL_RULES = {
+    "feature_size": (lambda value: is_integer(value) and value >= 1, "a positive integer (mel bins)"),
+    "sampling_rate": (lambda value: is_integer(value) and value > 0, "a positive whole number of Hz"),
+    "hop_length": (lambda value: is_integer(value) and value >= 1, "a positive integer (samples)"),
+    "chunk_length": (lambda value: is_integer(value) and value >= 1, "a positive integer (seconds)"),
+    "n_fft": (lambda value: is_integer(value) and value >= 2, "an integer of at least 2 (samples)"),
+    "padding_value": (is_number, "a finite number"),
+    "padding_side": (lambda value: value == "right", "'right' (Whisper pads at the end)"),
+    "dither": (lambda value: is_number(value) and value >= 0, "a number >= 0"),
+    "return_attention_mask": (is_flag, "true or false"),
+}
+
+_LOG_MEL_CALL_OPTIONS = (
+    "truncation, pad_to_multiple_of, return_tensors, return_attention_mask, padding, max_length, sampling_rate, "
+    "do_normalize, device"
+)
+
+
+class LogMelFeatureExtractor(FeatureExtractor):
+    """Raw speech -> ``input_features`` (batch, feature_size mel bins, frames), like the reference's
+    ``WhisperFeatureExtractor``: each clip cut to ``chunk_length`` seconds and, by default, padded
+    with ``padding_value`` to exactly that (``chunk_length * sampling_rate // hop_length`` frames,
+    3000 for 30 s), optionally normalised to zero mean and unit variance over its real samples
+    (``do_normalize``), then turned into Whisper's log-mel spectrogram (``logmel.py``).
+
+    With ``return_attention_mask`` the mask marks the real frames (one per ``hop_length`` samples).
+    Where the reference returns a sample-level mask (the mask enabled in the settings but not in the
+    call, or ``do_normalize`` alone), this returns the frame-level mask, or none."""
+
+    model_input_names: ClassVar[list[str]] = ["input_features"]
+
+    def __init__(self, feature_extractor_type: str = "WhisperFeatureExtractor", **settings: Any) -> None:
+        values = {**self._profile_of(feature_extractor_type), **settings}
+        check_settings(values, _LOG_MEL_RULES, f"the {feature_extractor_type} settings", ConfigError)
+        self._set_settings(feature_extractor_type, values)
+        # Derived from the settings; the reference saves them too, so they are kept in step.
+        self.n_samples = self.chunk_length * self.sampling_rate
+        self.nb_max_frames = self.n_samples // self.hop_length
+
+    @classmethod
+    def _profile_of(cls, class_name: Any) -> Any:
+        if not isinstance(class_name, str) or class_name not in LOG_MEL_CLASSES:
+            raise UnsupportedModelError(
+                f"LogMelFeatureExtractor computes Whisper log-mel spectrograms for {cls._supported_names()}, not "
+                f"{class_name!r}; build other extractors with FeatureExtractor({class_name!r}, ...)."
+            )
+        return PROFILES[LOG_MEL_CLASSES[class_name]]
+
+    @classmethod
+    def _known(cls, name: str) -> bool:
+        return name in LOG_MEL_CLASSES
+
+    @classmethod
+    def _supported_names(cls) -> str:
+        return ", ".join(sorted(LOG_MEL_CLASSES))
+
+    @classmethod
+    def _settable(cls, class_name: str) -> tuple[str, ...]:
+        return tuple(cls._profile_of(class_name))
+
+    def __call__(
+        self,
+        raw_speech: Any,
+        truncation: bool = True,
+        pad_to_multiple_of: int | None = None,
+        return_tensors: str | None = None,
+        return_attention_mask: bool | None = None,
+        padding: bool | str = "max_length",
+        max_length: int | None = None,
+        sampling_rate: int | None = None,
+        do_normalize: bool | None = None,
+        device: str = "cpu",
+        **kwargs: Any,
+    ) -> BatchFeature:
+        """Featurize one clip or a batch: ``fe(audio, sampling_rate=16000, return_tensors="pt")``.
+        ``raw_speech``: a 1-D array / list of floats (one clip), a list of 1-D arrays (clips of any
+        lengths), a 2-D array (one clip per row) or a torch tensor. ``max_length`` (samples) defaults
+        to ``chunk_length`` seconds; ``padding=True`` pads to the longest clip instead."""
+        from .logmel import log_mel_spectrogram
+
+        if kwargs:
+            raise InputError(
+                f"{self._class_name}() got unexpected keyword arguments {sorted(kwargs)}; it takes {_LOG_MEL_CALL_OPTIONS}."
+            )
+        # The settings are attributes a caller may have changed since loading.
+        check_settings(self.__dict__, _LOG_MEL_RULES, self._class_name, ConfigError)
+        self._check_sampling_rate(sampling_rate)
+        tensor_type = tensor_type_name(return_tensors)
+        with_mask = self.return_attention_mask if return_attention_mask is None else bool(return_attention_mask)
+        strategy = _padding_strategy(padding)
+        max_length = _positive_int(max_length, "max_length") or self.chunk_length * self.sampling_rate
+        pad_to_multiple_of = _positive_int(pad_to_multiple_of, "pad_to_multiple_of")
+        clips, _ = _utterances(raw_speech)
+        if truncation:
+            limit = _round_up(max_length, pad_to_multiple_of)
+            clips = [clip[:limit] for clip in clips]
+        lengths = [len(clip) for clip in clips]
+        if strategy == _DO_NOT_PAD:
+            groups = [[index] for index in range(len(clips))] if len(set(lengths)) > 1 else [list(range(len(clips)))]
+            sizes = [lengths[group[0]] for group in groups]
+        else:
+            target = _round_up(max_length if strategy == _MAX_LENGTH else max(lengths), pad_to_multiple_of)
+            groups, sizes = [list(range(len(clips)))], [max(target, max(lengths))]
+        features: list[np.ndarray] = []
+        masks: list[np.ndarray] = []
+        for group, size in zip(groups, sizes):
+            waveforms = np.full((len(group), size), self.padding_value, dtype=np.float32)
+            for row, index in enumerate(group):
+                clip = clips[index]
+                if do_normalize:
+                    clip = (clip - clip.mean()) / np.sqrt(clip.var() + NORMALIZATION_EPSILON)
+                waveforms[row, : len(clip)] = clip
+            if size <= self.n_fft // 2:
+                raise InputError(
+                    f"A clip of {size} samples is too short for a {self.n_fft}-point spectrogram (it is reflected by "
+                    f"{self.n_fft // 2} samples at each end); pad it, e.g. with padding='max_length'."
+                )
+            features.extend(log_mel_spectrogram(
+                waveforms, self.feature_size, self.n_fft, self.hop_length, self.sampling_rate, self.dither, device
+            ))
+            frames = size // self.hop_length
+            for index in group:
+                # A frame is real when the sample it starts at is (the reference's mask[::hop_length]).
+                mask = np.zeros(frames, dtype=np.int32)
+                mask[: min(frames, -(-lengths[index] // self.hop_length))] = 1
+                masks.append(mask)
+        if len(groups) > 1 and tensor_type_name(tensor_type) == "pt":
+            raise InputError(
+                f"Cannot return one torch tensor for clips of different lengths ({min(lengths)} to {max(lengths)} "
+                f"samples) with padding=False: keep the default padding='max_length', or pass return_tensors=None."
+            )
+        data: dict[str, Any] = {"input_features": np.stack(features) if len(groups) == 1 else features}
+        if with_mask:
+            data["attention_mask"] = np.stack(masks) if len(groups) == 1 else masks
+        return BatchFeature(data, tensor_type=tensor_type)
+
+
 # ``AutoFeatureExtractor.from_pretrained`` lands here: a checkpoint folder, a hub repository or a
 # preprocessor_config.json file; an image class name is handed to the image processor, as the
 # reference's AutoFeatureExtractor does.
@@ -617,4 +773,4 @@ def load_audio(path: str | os.PathLike | bytes, sampling_rate: int = 16000) -> n
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
-__all__ = ["PROFILES", "FeatureExtractor", "FilterBankFeatureExtractor", "load_audio", "load_feature_extractor"]
+__all__ = ["PROFILES", "FeatureExtractor", "FilterBankFeatureExtractor", "LogMelFeatureExtractor", "load_audio", "load_feature_extractor"]
