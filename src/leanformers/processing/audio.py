@@ -701,8 +701,10 @@ class LogMelFeatureExtractor(FeatureExtractor):
                     f"A clip of {size} samples is too short for a {self.n_fft}-point spectrogram (it is reflected by "
                     f"{self.n_fft // 2} samples at each end); pad it, e.g. with padding='max_length'."
                 )
+            real = max(lengths[index] for index in group) if self.padding_value == 0 else size
             features.extend(log_mel_spectrogram(
-                waveforms, self.feature_size, self.n_fft, self.hop_length, self.sampling_rate, self.dither, device
+                waveforms, self.feature_size, self.n_fft, self.hop_length, self.sampling_rate, self.dither, device,
+                real_samples=real,
             ))
             frames = size // self.hop_length
             for index in group:
