@@ -253,12 +253,13 @@ def test_greedy_loop_equals_reference_generate(models):
             cache = out.past_key_values
             sequence = torch.cat([sequence, out.logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     generated = sequence[:, 1:]
-    stop = TINY["eos_token_id"]
+    stop, pad = TINY["eos_token_id"], TINY["pad_token_id"]
     for row, ref_row in zip(generated.tolist(), expected.tolist()):
-        # Rows that end early are padded by the reference; compare up to and including the end.
+        # The reference drops the end-of-sequence token and pads finished rows with pad_token_id.
         if stop in row:
-            row = row[: row.index(stop) + 1]
+            row = row[: row.index(stop)]
         assert ref_row[: len(row)] == row
+        assert all(token == pad for token in ref_row[len(row) :])
     assert len(set(generated.flatten().tolist())) > 2, "degenerate decoding proves little"
 
 
