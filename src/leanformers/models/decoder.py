@@ -32,7 +32,15 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import get_activation
-from ..modeling.attention import KVCache, Mask, attend, rotate, run_layers
+from ..modeling.attention import (
+    KVCache,
+    Mask,
+    PackedBatch,
+    attend,
+    pack_batch,
+    rotate,
+    run_layers,
+)
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import (
     check_positions,
@@ -791,8 +799,14 @@ class DecoderModel(DecoderPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        *,
+        padding_in_output: bool = True,
     ) -> BaseModelOutputWithPast | tuple:
-        """``attention_mask`` covers the cached positions and the new ones: (batch, past + seq)."""
+        """``attention_mask`` covers the cached positions and the new ones: (batch, past + seq).
+        ``padding_in_output=False`` is for callers that read no padded position of
+        ``last_hidden_state`` (generation reads each left-padded row's last token): a padded prompt
+        with nothing cached then runs on its real tokens only (``config.unpad_inputs``, see
+        modeling/attention.py), filling the cache in the padded layout; padded positions read zero."""
         output_attentions, output_hidden_states, return_dict, use_cache = self._flags(
             output_attentions, output_hidden_states, return_dict, use_cache
         )
@@ -809,19 +823,47 @@ class DecoderModel(DecoderPreTrainedModel):
         check_positions("position_ids", position_ids, batch, seq)
         if position_ids is None:
             position_ids = torch.arange(past, past + seq, device=hidden.device)[None]
-        mask = Mask.padding(attention_mask, batch, past + seq, hidden.device, causal=True, offset=past)
         positions, settings = position_ids.to(hidden.device), config.rope_settings()
+        packing = self._packing(attention_mask, batch, seq, past, padding_in_output or output_attentions
+                                or output_hidden_states, hidden.device)
+        if packing is None:
+            mask = Mask.padding(attention_mask, batch, past + seq, hidden.device, causal=True, offset=past)
+        else:
+            mask, hidden = packing, packing.pack(hidden)
+            positions = packing.pack(positions.expand(batch, seq)[..., None])[None, :, 0]
         rotary = {kind: rotary_tables(config, positions, hidden.dtype, settings[kind]) for kind in set(self.rope_kinds)}
+        if packing is not None:  # (1, 1, slots, dim) -> per slot, broadcast over heads
+            rotary = {kind: (cos[0, 0, :, None], sin[0, 0, :, None]) for kind, (cos, sin) in rotary.items()}
         hidden, all_hidden, all_weights = run_layers(
             self.layers, hidden, (mask, rotary, cache), output_attentions, output_hidden_states
         )
         hidden = self.norm(hidden)
+        if packing is not None:
+            hidden = packing.unpack(hidden)
         if all_hidden is not None:
             all_hidden = all_hidden[:-1] + (hidden,)
         output = BaseModelOutputWithPast(
             last_hidden_state=hidden, past_key_values=cache, hidden_states=all_hidden, attentions=all_weights
         )
         return output if return_dict else output.to_tuple()
+
+    def _packing(
+        self, attention_mask: torch.Tensor | None, batch: int, seq: int, past: int, dense_output: bool,
+        device: torch.device,
+    ) -> PackedBatch | None:
+        """The packed form of a padded prompt with nothing cached (see ``forward``), else None."""
+        unpad = getattr(self.config, "unpad_inputs", None)
+        if unpad is None and dense_output:
+            unpad = False
+        if past or seq == 1 or attention_mask is None or unpad is False:
+            return None
+        # Heads rotated only in part are turned in the (batch, seq, width) layout.
+        if any(layer.self_attn.rotated < layer.self_attn.head_dim for layer in self.layers):
+            return None
+        config = self.config
+        width, kv_width = config.num_attention_heads * config.head_dim, config.num_key_value_heads * config.head_dim
+        macs = config.hidden_size * (2 * width + 2 * kv_width + 3 * config.intermediate_size)
+        return pack_batch(attention_mask, batch, seq, device, unpad, macs, causal=True)
 
 
 class DecoderForCausalLM(GenerationMixin, DecoderPreTrainedModel):
@@ -858,13 +900,16 @@ class DecoderForCausalLM(GenerationMixin, DecoderPreTrainedModel):
         t + 1), -100 where no loss is wanted. ``logits_to_keep`` > 0 computes the logits of the last
         that many positions only (generation needs one)."""
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        outputs = self.model(
-            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
-            output_attentions, output_hidden_states, return_dict=True,
-        )
-        hidden = outputs.last_hidden_state
         if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
             raise InputError(f"logits_to_keep must be a non-negative int (0: every position), got {logits_to_keep!r}.")
+        # Logits of real positions only (a left-padded prompt's last ones) leave the padding unread.
+        padding_in_output = (labels is not None or not logits_to_keep or not isinstance(attention_mask, torch.Tensor)
+                             or attention_mask.dim() != 2 or not bool(attention_mask[:, -logits_to_keep:].all()))
+        outputs = self.model(
+            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
+            output_attentions, output_hidden_states, return_dict=True, padding_in_output=padding_in_output,
+        )
+        hidden = outputs.last_hidden_state
         logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
         cap = self.config.softcaps()[1]
         if cap is not None:
