@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "AutoModelForCTC": "leanformers.auto",
     "AutoModelForCausalLM": "leanformers.auto",
     "AutoModelForSeq2SeqLM": "leanformers.auto",
+    "AutoModelForSpeechSeq2Seq": "leanformers.auto",
     "pipeline": "leanformers.pipelines",
     "encode": "leanformers.sentence",
     "SentenceEmbeddingPipeline": "leanformers.sentence",

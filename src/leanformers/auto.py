@@ -139,6 +139,7 @@ AutoModelForAudioClassification = _auto_model("AutoModelForAudioClassification",
 AutoModelForCTC = _auto_model("AutoModelForCTC", "ctc")
 AutoModelForCausalLM = _auto_model("AutoModelForCausalLM", "causal-lm")
 AutoModelForSeq2SeqLM = _auto_model("AutoModelForSeq2SeqLM", "seq2seq-lm")
+AutoModelForSpeechSeq2Seq = _auto_model("AutoModelForSpeechSeq2Seq", "speech-seq2seq")
 
 
 class _AutoProcessor:
@@ -202,5 +203,5 @@ __all__ = [
     "AutoModelForQuestionAnswering", "AutoModelForMaskedLM", "AutoModelForPreTraining",
     "AutoModelForImageClassification", "AutoBackbone",
     "AutoImageProcessor", "AutoModelForAudioClassification", "AutoModelForCTC", "AutoModelForCausalLM",
-    "AutoModelForSeq2SeqLM", "AutoFeatureExtractor", "AutoTokenizer", "AutoProcessor",
+    "AutoModelForSeq2SeqLM", "AutoModelForSpeechSeq2Seq", "AutoFeatureExtractor", "AutoTokenizer", "AutoProcessor",
 ]

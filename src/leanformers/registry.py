@@ -191,6 +191,15 @@ MODELS: dict[str, tuple[str, str, dict[str, str]]] = {
     ),
     "siglip_text_model": ("leanformers.models.siglip", "SiglipTextConfig", {"base": "SiglipTextModel"}),
     "siglip_vision_model": ("leanformers.models.siglip", "SiglipVisionConfig", {"base": "SiglipVisionModel"}),
+    "whisper": (
+        "leanformers.models.whisper",
+        "WhisperConfig",
+        {
+            "base": "WhisperModel",
+            "speech-seq2seq": "WhisperForConditionalGeneration",
+            "audio-classification": "WhisperForAudioClassification",
+        },
+    ),
     "audio-spectrogram-transformer": (
         "leanformers.models.ast",
         "ASTConfig",
@@ -331,6 +340,7 @@ DEFAULT_IMAGE_PROCESSOR: dict[str, str] = {
 FEATURE_EXTRACTORS: dict[str, str] = {
     "Wav2Vec2FeatureExtractor": "wav2vec2",
     "ASTFeatureExtractor": "ast",
+    "WhisperFeatureExtractor": "whisper",
 }
 
 # The feature extractor to assume when preprocessor_config.json names none.
@@ -338,6 +348,7 @@ DEFAULT_FEATURE_EXTRACTOR: dict[str, str] = {
     "wav2vec2": "Wav2Vec2FeatureExtractor",
     "hubert": "Wav2Vec2FeatureExtractor",
     "audio-spectrogram-transformer": "ASTFeatureExtractor",
+    "whisper": "WhisperFeatureExtractor",
 }
 
 # Processor class names -> the parts a processor of that name combines, in the reference's argument
