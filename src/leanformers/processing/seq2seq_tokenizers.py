@@ -17,18 +17,23 @@ The classes that take targets (T5, BART) accept ``text_target=``: its ids come b
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Sequence
 
-from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 
 from ..errors import ConfigError, InputError, TokenizerError
 from ..hub import Source, read_json
 from .bpe import RobertaTokenizer, _ByteLevelTokenizer, _json_model, _vocab_files, build_bpe_tokenizer
-from .sentencepiece import _CONTROL, _USER_DEFINED, _json_vocab, _precompiled, _unigram, read_sentencepiece_model
+from .sentencepiece import (
+    _CONTROL, _USER_DEFINED, SentencePieceModel, _json_vocab, _precompiled, _unigram, read_sentencepiece_model,
+)
 from .tokenizer import TOKENIZER_FILE, BatchEncoding, PreTrainedTokenizer, _json_settings
 
 _SPACE = "▁"
+# SentencePiece's piece type of the unknown piece.
+_UNKNOWN = 2
 _TARGET_ONLY = ("text_target", "text_pair_target")
 
 
@@ -456,11 +461,387 @@ def build_whisper_tokenizer(
     return tokenizer
 
 
+# -- Marian ----------------------------------------------------------------------------------------
+
+_LANGUAGE_CODE = re.compile(r">>.+<<")
+# What SentencePiece shows for a piece it does not know when decoding.
+_UNKNOWN_SURFACE = " \u2047 "
+MARIAN_FILES = {"source_spm": "source.spm", "target_spm": "target.spm", "vocab": "vocab.json",
+                "target_vocab_file": "target_vocab.json"}
+
+
+class _SpmSide:
+    """One side (source or target) of a Marian checkpoint: its SentencePiece model, the vocabulary
+    its ids come from, and the backend that encodes with them."""
+
+    def __init__(
+        self, model_bytes: bytes, model: SentencePieceModel, vocab: dict[str, int], backend: Tokenizer,
+        charsmap: normalizers.Normalizer | None,
+    ) -> None:
+        self.model_bytes = model_bytes
+        self.backend = backend
+        self.vocab = vocab
+        self.id_to_token = {index: token for token, index in vocab.items()}
+        self.pieces = [piece for piece, _, _ in model.pieces]
+        self.normal = {piece for piece, _, kind in model.pieces if kind not in (_CONTROL, _UNKNOWN)}
+        self.control = {piece for piece, _, kind in model.pieces if kind == _CONTROL}
+        self.unk_piece = model.pieces[model.unk_id][0] if 0 <= model.unk_id < len(model.pieces) else None
+        self.strips_first_mark = model.add_dummy_prefix or model.remove_extra_whitespaces
+        self.known_chars = {char for piece in self.normal for char in piece}
+        self.charsmap = charsmap
+        # A character standing for one the model does not know (see mask_unknown_runs): one no piece
+        # or vocabulary token holds, from the private use area, which the character maps keep.
+        used = self.known_chars | {char for token in vocab for char in token}
+        self.stand_in = next(chr(code) for code in range(0xE000, 0xF900) if chr(code) not in used)
+        self._unknown: dict[str, bool | None] = {}
+
+    def _is_unknown(self, char: str) -> bool | None:
+        """Whether the model knows no character of ``char`` normalised (None: it normalises to nothing)."""
+        found = self._unknown.get(char)
+        if found is None and char not in self._unknown:
+            if char.isspace():
+                found = False
+            else:
+                text = self.charsmap.normalize_str(char) if self.charsmap is not None else char
+                found = None if not text else all(c not in self.known_chars and not c.isspace() for c in text)
+            self._unknown[char] = found
+        return found
+
+    def mask_unknown_runs(self, text: str) -> str:
+        """SentencePiece makes a run of characters it does not know one unknown piece, numbered by its
+        text in the vocabulary (nearly always ``<unk>``), and a lone one its own token. The backend
+        numbers a lone one as the reference does; a run is replaced by stand-ins (as many
+        characters, so offsets hold) that it fuses into one ``<unk>``."""
+        chars, run, length = None, [], 0
+        for position, char in enumerate(text):
+            unknown = self._is_unknown(char)
+            if unknown is None:
+                continue
+            if unknown:
+                run.append(position)
+                length += 1
+                continue
+            if length >= 2:
+                chars = chars or list(text)
+                for index in run:
+                    chars[index] = self.stand_in
+            run, length = [], 0
+        if length >= 2:
+            chars = chars or list(text)
+            for index in run:
+                chars[index] = self.stand_in
+        return text if chars is None else "".join(chars)
+
+    def decode_pieces(self, pieces: list[str]) -> str:
+        """SentencePiece's text of pieces: control pieces vanish, the unknown piece shows as " ⁇ ",
+        other pieces it does not know as they are, space marks are spaces, and the text's first
+        mark is dropped."""
+        parts, at_start = [], True
+        for piece in pieces:
+            if piece in self.control:
+                continue
+            if piece == self.unk_piece:
+                part = _UNKNOWN_SURFACE
+            elif piece not in self.normal:  # kept whole, its space marks included
+                part = piece
+            else:
+                part = (piece[1:] if at_start and self.strips_first_mark and piece.startswith(_SPACE) else piece)
+                part = part.replace(_SPACE, " ")
+            parts.append(part)
+            at_start = at_start and not part
+        return "".join(parts)
+
+
+class MarianTokenizer(_TargetsMixin, PreTrainedTokenizer):
+    """Marian's tokenizer: texts are cut into pieces by the source SentencePiece model (targets by the
+    target one) and the pieces numbered by vocab.json (a piece it lacks is ``<unk>``); ``</s>``
+    ends each text (``A B </s>`` for a pair). A language code such as ``>>fr<<`` at the start of a
+    text is one token. Decoding joins the pieces with SentencePiece's rules.
+
+    Differences from the reference, which runs the ``sentencepiece`` package in Python: the pieces
+    come from a Rust Unigram over the same scores (equal on the test corpus); a language code of the
+    vocabulary is one token wherever it appears, where the reference only takes one at a text's start;
+    return_special_tokens_mask marks only the ``</s>`` this tokenizer adds; a piece of a model
+    that vocab.json lacks is never chosen (the reference chooses it and numbers it ``<unk>``); with
+    separate vocabularies, a special token written in a target text gets its target-vocabulary id
+    (the reference: its source one); and an exact tie between two segmentations may be broken the
+    other way (SentencePiece decides by float rounding)."""
+
+    model_input_names = ("input_ids", "attention_mask")
+    _defaults = {
+        "unk_token": "<unk>", "eos_token": "</s>", "pad_token": "<pad>", "model_max_length": 512,
+        "separate_vocabs": False, "sp_model_kwargs": {}, "source_lang": None, "target_lang": None,
+        "target_vocab_file": None,
+    }
+    _reworks_texts = True
+    _length_counts_padding = False
+
+    # Set by the builder.
+    _source: _SpmSide
+    _target: _SpmSide
+
+    @property
+    def separate_vocabs(self) -> bool:
+        return bool(self.init_kwargs.get("separate_vocabs"))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._source.vocab)
+
+    @property
+    def supported_language_codes(self) -> list[str]:
+        if self.separate_vocabs:
+            return []
+        return [token for token in self._source.vocab if _LANGUAGE_CODE.fullmatch(token)]
+
+    def get_vocab(self) -> dict[str, int]:
+        return {**self._source.vocab, **self.added_tokens_encoder}
+
+    def get_src_vocab(self) -> dict[str, int]:
+        return self.get_vocab()
+
+    def get_tgt_vocab(self) -> dict[str, int]:
+        return {**self._target.vocab, **self.added_tokens_encoder}
+
+    def _token_to_id(self, token: str) -> int | None:
+        vocab = self._source.vocab
+        return vocab.get(token, vocab.get(str(self.unk_token)))
+
+    def convert_ids_to_tokens(self, ids: Any, skip_special_tokens: bool = False) -> Any:
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        if isinstance(ids, int):
+            return self._tokens([ids], False, use_source=not self.separate_vocabs)[0]
+        return self._tokens(_python_ids(ids), skip_special_tokens, use_source=not self.separate_vocabs)
+
+    def _tokens(self, ids: list[int], skip_special_tokens: bool, use_source: bool) -> list[str]:
+        skipped = set(self.all_special_ids) if skip_special_tokens else set()
+        decoder = self._target.id_to_token if self.separate_vocabs else self._source.id_to_token
+        model = self._source if use_source else self._target
+        added = {index: token.content for index, token in self.added_tokens_decoder.items()}
+        tokens = []
+        for index in ids:
+            if index in skipped:
+                continue
+            token = added.get(index, decoder.get(index))
+            if token is None:
+                if not 0 <= index < len(model.pieces):
+                    raise InputError(f"Id {index} is neither in the vocabulary nor a piece of the SentencePiece model.")
+                token = model.pieces[index]
+            tokens.append(token)
+        return tokens
+
+    def convert_tokens_to_string(self, tokens: list[str], use_source: bool | None = None) -> str:
+        """Special tokens as they are (each followed by a space), the pieces between them decoded by
+        SentencePiece, space marks made spaces, the ends stripped."""
+        model = self._source if (not self.separate_vocabs if use_source is None else use_source) else self._target
+        specials = set(self.all_special_tokens)
+        text, stretch = "", []
+        for token in tokens:
+            if token in specials:
+                text += model.decode_pieces(stretch) + token + " "
+                stretch = []
+            else:
+                stretch.append(token)
+        return (text + model.decode_pieces(stretch)).replace(_SPACE, " ").strip()
+
+    def decode(
+        self, token_ids: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None,
+        use_source_tokenizer: bool | None = None, **kwargs: Any,
+    ) -> Any:
+        """Text of ids (a list of texts for a batch); ``use_source_tokenizer`` picks the SentencePiece
+        model that joins the pieces (the source one unless the vocabularies are separate)."""
+        if kwargs:
+            raise InputError(f"Unexpected argument(s) {sorted(kwargs)} for decode.")
+        use_source = not self.separate_vocabs if use_source_tokenizer is None else use_source_tokenizer
+        ids = _python_ids(token_ids.get("input_ids") if isinstance(token_ids, dict) else token_ids)
+        batched = bool(ids) and isinstance(ids[0], list)
+        texts = [
+            self._clean_up(self.convert_tokens_to_string(self._tokens(row, skip_special_tokens, use_source), use_source),
+                           clean_up_tokenization_spaces)
+            for row in (ids if batched else [ids])
+        ]
+        return texts if batched else texts[0]
+
+    def _prepare_texts(self, batch: list[Any], add_special_tokens: bool, plan: Any) -> list[Any]:
+        """Runs of unknown characters masked (see ``_SpmSide.mask_unknown_runs``); a language code
+        opening a text is one token, as the reference takes it, and one the vocabulary lacks is read
+        as the unknown token."""
+        side = self._target if self._backend is self._target.backend else self._source
+
+        def prepare(text: Any) -> Any:
+            if not isinstance(text, str):
+                return text
+            text = side.mask_unknown_runs(text)
+            end = text.find("<<") if text.startswith(">>") else -1
+            if end == -1 or text[: end + 2] in side.vocab:
+                return text
+            return str(self.unk_token) + text[end + 2:]
+
+        return [tuple(prepare(part) for part in item) if isinstance(item, tuple) else prepare(item) for item in batch]
+
+    def _encode_as_targets(self, call: Any) -> Any:
+        with self._lock:
+            source = self._backend
+            object.__setattr__(self, "_backend", self._target.backend)
+            self._target.backend.encode_special_tokens = self._backend_split
+            self._forget_call_settings()
+            try:
+                return call()
+            finally:
+                object.__setattr__(self, "_backend", source)
+                self._forget_call_settings()
+
+    def __call__(
+        self, text: Any = None, text_pair: Any = None, text_target: Any = None, text_pair_target: Any = None,
+        **options: Any,
+    ) -> BatchEncoding:
+        if text_target is None:
+            return super().__call__(text, text_pair, text_pair_target=text_pair_target, **options)
+        targets = self._encode_as_targets(
+            lambda: PreTrainedTokenizer.__call__(self, text_target, text_pair_target, **options)
+        )
+        if text is None:
+            return targets
+        encoded = PreTrainedTokenizer.__call__(self, text, text_pair, **options)
+        encoded["labels"] = targets["input_ids"]
+        return encoded
+
+    def _files_to_save(self) -> dict[str, Any]:
+        # As the reference: the vocabularies and both SentencePiece models, no tokenizer.json.
+        files = super()._files_to_save()
+        del files[TOKENIZER_FILE]
+        files[MARIAN_FILES["vocab"]] = json.dumps(self._source.vocab, indent=2, ensure_ascii=False)
+        if self.separate_vocabs:
+            files[MARIAN_FILES["target_vocab_file"]] = json.dumps(self._target.vocab, indent=2, ensure_ascii=False)
+        files[MARIAN_FILES["source_spm"]] = self._source.model_bytes
+        files[MARIAN_FILES["target_spm"]] = self._target.model_bytes
+        return files
+
+    def _config_to_save(self) -> dict[str, Any]:
+        config = super()._config_to_save()
+        config.pop("target_vocab_file", None)
+        config["backend"] = "custom"
+        # Without a tokenizer.json, the config is where the reference keeps the added tokens.
+        config["added_tokens_decoder"] = {
+            str(index): {
+                "content": token.content, "lstrip": token.lstrip, "normalized": token.normalized,
+                "rstrip": token.rstrip, "single_word": token.single_word, "special": token.special,
+            }
+            for index, token in sorted(self.added_tokens_decoder.items()) if token.special
+        }
+        return config
+
+
+def _marian_vocab(source: Source, name: str, where: str) -> dict[str, int]:
+    path = source.resolve(name, required=False)
+    if path is None:
+        raise TokenizerError(f"{where} has no {name}, which a MarianTokenizer numbers its pieces with. Add it.")
+    vocab = read_json(path, name, TokenizerError)
+    if not isinstance(vocab, dict) or not vocab or not all(
+        type(index) is int and index >= 0 for index in vocab.values()
+    ):
+        raise TokenizerError(f"{path!r} must be a non-empty JSON object mapping tokens to non-negative integer ids.")
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        raise TokenizerError(f"{path!r} must number its {len(vocab)} tokens 0 to {len(vocab) - 1}, each once.")
+    return vocab
+
+
+def _marian_side(
+    source: Source, file_name: str, vocab: dict[str, int], options: dict[str, Any], where: str
+) -> _SpmSide:
+    """The backend of one side: a Unigram whose ids are the vocabulary's. A vocabulary token that is
+    not one of this model's pieces keeps its id but can never be chosen (a space, which encoded text
+    never holds, is appended to it), so the pieces chosen are this model's, as in the reference."""
+    path = source.resolve(file_name, required=False)
+    if path is None:
+        raise TokenizerError(f"{where} has no {file_name}, the SentencePiece model a MarianTokenizer needs. Add it.")
+    model = read_sentencepiece_model(path)
+    with open(path, "rb") as handle:
+        model_bytes = handle.read()
+    scores = {piece: score for piece, score, kind in model.pieces if kind not in (_CONTROL, _UNKNOWN)}
+    unk = str(options["unk_token"])
+    if unk not in vocab:
+        raise TokenizerError(f"The unknown token {unk!r} is not in the vocabulary of {where}; Marian needs it there.")
+    kept = {unk} | {str(options[key]) for key in ("eos_token", "pad_token") if options.get(key)}
+    # SentencePiece gives a character it does not know as itself, and the reference numbers it by the
+    # vocabulary: such a character keeps the score SentencePiece gives an unknown piece.
+    unknown_score = min(scores.values(), default=0.0) - 10.0
+    known_chars = {char for piece in scores for char in piece}
+    table = [("", 0.0)] * len(vocab)
+    for token, index in vocab.items():
+        if token in scores or token in kept or _LANGUAGE_CODE.fullmatch(token):
+            table[index] = (token, scores.get(token, 0.0))
+        elif len(token) == 1 and token not in known_chars and token != _SPACE:
+            table[index] = (token, unknown_score)
+        else:
+            table[index] = (token + " ", 0.0)
+    backend = _unigram(table, vocab[unk], repr(path))
+    charsmap = _precompiled(model.precompiled_charsmap, repr(path)) if model.precompiled_charsmap else None
+    steps = [charsmap] if charsmap is not None else []
+    if model.remove_extra_whitespaces:
+        steps += [normalizers.Replace(Regex(" {2,}"), " "), normalizers.Replace(Regex("^ | $"), "")]
+    if steps:
+        backend.normalizer = normalizers.Sequence(steps)
+    scheme = "always" if model.add_dummy_prefix else "never"
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement=_SPACE, prepend_scheme=scheme, split=True)
+    return _SpmSide(model_bytes, model, vocab, backend, charsmap)
+
+
+def build_marian_tokenizer(
+    source: Source, class_name: str, init_kwargs: dict[str, Any]
+) -> MarianTokenizer:
+    """Marian's tokenizer from source.spm, target.spm and vocab.json (target_vocab.json too when the
+    vocabularies are separate)."""
+    options = {key: value for key, value in init_kwargs.items()
+               if key not in ("vocab", "vocab_file", "source_spm", "target_spm", "tokenizer_file")}
+    MarianTokenizer._settle_options(options)
+    where = source.describe()
+    sampling = options["sp_model_kwargs"]
+    if not isinstance(sampling, dict) or sampling.get("enable_sampling"):
+        raise ConfigError(
+            f"sp_model_kwargs of {where} is {sampling!r}: leanformers encodes deterministically and does not sample "
+            f"segmentations. Remove enable_sampling (or the whole sp_model_kwargs)."
+        )
+    if not isinstance(options["separate_vocabs"], bool):
+        raise ConfigError(f"separate_vocabs of {where} must be true or false, got {options['separate_vocabs']!r}.")
+    vocab = _marian_vocab(source, MARIAN_FILES["vocab"], where)
+    target_vocab = vocab
+    if options["separate_vocabs"]:
+        target_vocab = _marian_vocab(source, MARIAN_FILES["target_vocab_file"], where)
+    source_side = _marian_side(source, MARIAN_FILES["source_spm"], vocab, options, where)
+    target_side = _marian_side(source, MARIAN_FILES["target_spm"], target_vocab, options, where)
+    backend = source_side.backend
+    # The saved added tokens are those the reference's special tokens became; codes are added here.
+    options["added_tokens_decoder"] = {
+        index: token for index, token in (options.get("added_tokens_decoder") or {}).items()
+        if not _LANGUAGE_CODE.fullmatch(str(token))
+    }
+    tokenizer = MarianTokenizer(backend, class_name="MarianTokenizer", **options)
+    tokenizer._source, tokenizer._target = source_side, target_side
+    eos, eos_id = str(tokenizer.eos_token), vocab.get(str(tokenizer.eos_token))
+    if eos_id is None:
+        raise TokenizerError(f"The eos token {eos!r} is not in the vocabulary of {where}; Marian needs it there.")
+    for side in (source_side, target_side):
+        side.backend.add_tokens([
+            AddedToken(token, normalized=False, special=False) for token in side.vocab if _LANGUAGE_CODE.fullmatch(token)
+        ])
+        if side is target_side:
+            side.backend.add_special_tokens([AddedToken(str(token), normalized=False, special=True)
+                                             for token in tokenizer.all_special_tokens])
+        side.backend.post_processor = processors.TemplateProcessing(
+            single=f"$A:0 {eos}:0", pair=f"$A:0 $B:0 {eos}:0", special_tokens=[(eos, eos_id)],
+        )
+    return tokenizer
+
+
 __all__ = [
     "BartTokenizer",
+    "MarianTokenizer",
     "T5Tokenizer",
     "WhisperTokenizer",
     "build_bart_tokenizer",
+    "build_marian_tokenizer",
     "build_t5_tokenizer",
     "build_whisper_tokenizer",
 ]
