@@ -182,8 +182,11 @@ def test_t5_sentinels(folders: dict[str, Path]) -> None:
 
 @pytest.mark.parametrize("name", ["t5_spm", "t5_json", "bart_files", "whisper_en"])
 def test_save_reloads_in_both(folders: dict[str, Path], name: str, tmp_path: Path) -> None:
-    ours, _ = _pair(folders, name)
+    ours, first = _pair(folders, name)
     ours.save_pretrained(tmp_path)
+    first.save_pretrained(tmp_path / "reference")
+    for path in (tmp_path / "reference").iterdir():  # the very files the reference writes
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
     again = load_tokenizer(tmp_path)
     ref = transformers.AutoTokenizer.from_pretrained(tmp_path)
     assert type(again).__name__ == type(ref).__name__ == type(ours).__name__
@@ -375,8 +378,11 @@ def test_marian_options(marian_folders: dict[str, Path], tmp_path: Path) -> None
     # The source pieces are used again after encoding targets.
     assert ours(MARIAN_TEXTS)["input_ids"] == ref(MARIAN_TEXTS)["input_ids"]
     ours.save_pretrained(tmp_path)
-    assert sorted(path.name for path in tmp_path.iterdir()) == [
+    ref.save_pretrained(tmp_path / "reference")
+    assert sorted(path.name for path in (tmp_path / "reference").iterdir()) == [
         "source.spm", "target.spm", "tokenizer_config.json", "vocab.json"]
+    for path in (tmp_path / "reference").iterdir():
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
     with pytest.warns(UserWarning):
         again = transformers.AutoTokenizer.from_pretrained(tmp_path)
     assert again(SUBSET, text_target=SUBSET)["labels"] == ref(SUBSET, text_target=SUBSET)["labels"]

@@ -34,16 +34,12 @@ from .tokenizer import TOKENIZER_FILE, BatchEncoding, PreTrainedTokenizer, _json
 _SPACE = "▁"
 # SentencePiece's piece type of the unknown piece.
 _UNKNOWN = 2
-_TARGET_ONLY = ("text_target", "text_pair_target")
 
 
 class _TargetsMixin:
     """``text_target`` / ``text_pair_target`` as the reference's call takes them: the targets are
     encoded with the same options and their ids returned as ``labels`` (alone, the targets' full
     encoding is returned)."""
-
-    def _encode_targets(self, text: Any, text_pair: Any) -> None:
-        """Hook for a class whose targets use another vocabulary (none here yet)."""
 
     def __call__(
         self, text: Any = None, text_pair: Any = None, text_target: Any = None, text_pair_target: Any = None,
@@ -239,7 +235,7 @@ class WhisperTokenizer(_ByteLevelTokenizer):
     and eos token."""
 
     _defaults = {
-        **_ByteLevelTokenizer._defaults, "unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>",
+        "add_prefix_space": False, "unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>",
         "eos_token": "<|endoftext|>", "language": None, "task": None, "predict_timestamps": False,
     }
     # Saved as options of the class, with their live values.
@@ -711,9 +707,9 @@ class MarianTokenizer(_TargetsMixin, PreTrainedTokenizer):
         # As the reference: the vocabularies and both SentencePiece models, no tokenizer.json.
         files = super()._files_to_save()
         del files[TOKENIZER_FILE]
-        files[MARIAN_FILES["vocab"]] = json.dumps(self._source.vocab, indent=2, ensure_ascii=False)
+        files[MARIAN_FILES["vocab"]] = json.dumps(self._source.vocab, indent=2)
         if self.separate_vocabs:
-            files[MARIAN_FILES["target_vocab_file"]] = json.dumps(self._target.vocab, indent=2, ensure_ascii=False)
+            files[MARIAN_FILES["target_vocab_file"]] = json.dumps(self._target.vocab, indent=2)
         files[MARIAN_FILES["source_spm"]] = self._source.model_bytes
         files[MARIAN_FILES["target_spm"]] = self._target.model_bytes
         return files
