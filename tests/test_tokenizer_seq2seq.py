@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest_tokenizer import assert_same_encoding
 from corpus import texts
+
 from leanformers import registry
 from leanformers.errors import ConfigError, InputError, TokenizerError
 from leanformers.processing import seq2seq_tokenizers as s2s

@@ -19,17 +19,42 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Sequence
+from typing import Any, ClassVar
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    normalizers,
+    pre_tokenizers,
+    processors,
+)
 
 from ..errors import ConfigError, InputError, TokenizerError
 from ..hub import Source, read_json
-from .bpe import RobertaTokenizer, _ByteLevelTokenizer, _json_model, _vocab_files, build_bpe_tokenizer
-from .sentencepiece import (
-    _CONTROL, _USER_DEFINED, SentencePieceModel, _json_vocab, _precompiled, _unigram, read_sentencepiece_model,
+from .bpe import (
+    RobertaTokenizer,
+    _ByteLevelTokenizer,
+    _json_model,
+    _vocab_files,
+    build_bpe_tokenizer,
 )
-from .tokenizer import TOKENIZER_FILE, BatchEncoding, PreTrainedTokenizer, _json_settings
+from .sentencepiece import (
+    _CONTROL,
+    _USER_DEFINED,
+    SentencePieceModel,
+    _json_vocab,
+    _precompiled,
+    _unigram,
+    read_sentencepiece_model,
+)
+from .tokenizer import (
+    TOKENIZER_FILE,
+    BatchEncoding,
+    PreTrainedTokenizer,
+    _json_settings,
+)
 
 _SPACE = "▁"
 # SentencePiece's piece type of the unknown piece.
@@ -70,7 +95,7 @@ class T5Tokenizer(_TargetsMixin, PreTrainedTokenizer):
     ``A </s> B </s>`` framing (no bos token)."""
 
     spm_file = "spiece.model"
-    _defaults = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>", "extra_ids": 100}
+    _defaults: ClassVar[dict[str, Any]] = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>", "extra_ids": 100}
 
     def _post_processor(self) -> Any:
         eos = str(self.eos_token)
@@ -234,7 +259,7 @@ class WhisperTokenizer(_ByteLevelTokenizer):
     ``<|notimestamps|>`` unless timestamps are predicted. ``<|endoftext|>`` is the unknown, bos
     and eos token."""
 
-    _defaults = {
+    _defaults: ClassVar[dict[str, Any]] = {
         "add_prefix_space": False, "unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>",
         "eos_token": "<|endoftext|>", "language": None, "task": None, "predict_timestamps": False,
     }
@@ -564,7 +589,7 @@ class MarianTokenizer(_TargetsMixin, PreTrainedTokenizer):
     other way (SentencePiece decides by float rounding)."""
 
     model_input_names = ("input_ids", "attention_mask")
-    _defaults = {
+    _defaults: ClassVar[dict[str, Any]] = {
         "unk_token": "<unk>", "eos_token": "</s>", "pad_token": "<pad>", "model_max_length": 512,
         "separate_vocabs": False, "sp_model_kwargs": {}, "source_lang": None, "target_lang": None,
         "target_vocab_file": None,
