@@ -43,9 +43,9 @@ WHISPER_JSON = (
 )
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def seq2seq_registry() -> Any:
-    """Route the class names to the builders here until the registry lists them."""
+    """Route the class names to the builders here until the registry lists them (for this module only)."""
     with pytest.MonkeyPatch.context() as patch:
         for name, builder in BUILDERS.items():
             patch.setitem(registry.TOKENIZERS, name, builder)
@@ -194,6 +194,11 @@ def test_save_reloads_in_both(folders: dict[str, Path], name: str, tmp_path: Pat
 
 
 def test_from_pretrained_on_the_classes(folders: dict[str, Path]) -> None:
+    from leanformers import AutoTokenizer
+
+    for name, class_name in (("t5_model_type", "T5Tokenizer"), ("bart_model_type", "RobertaTokenizer"),
+                             ("whisper", "WhisperTokenizer")):
+        assert type(AutoTokenizer.from_pretrained(folders[name])).__name__ == class_name
     t5 = s2s.T5Tokenizer.from_pretrained(folders["t5_spm"])
     assert isinstance(t5, s2s.T5Tokenizer)
     assert t5("a b")["input_ids"] == transformers.T5Tokenizer.from_pretrained(folders["t5_spm"])("a b")["input_ids"]

@@ -1,4 +1,4 @@
-"""The tokenizers of the sequence-to-sequence and speech families: T5, BART and Whisper.
+"""The tokenizers of the sequence-to-sequence and speech families: T5, BART, Marian and Whisper.
 
 As the reference's v5 classes do, each is rebuilt from its class: a checkpoint gives its vocabulary
 (SentencePiece pieces with scores, or a byte-level BPE vocabulary with merges), its special tokens
@@ -8,11 +8,13 @@ and its saved options; the pipeline and the framing of a sequence come from the 
   ``<extra_id_N>`` sentinels (the highest number first, so ``<extra_id_0>`` is the last id), each
   text followed by ``</s>``.
 - ``BartTokenizer``: the reference's name for its RoBERTa tokenizer, built as that class.
+- ``MarianTokenizer``: pieces of a source (targets: a target) SentencePiece model, numbered by
+  vocab.json, each text followed by ``</s>`` (see the class for where it differs from the reference).
 - ``WhisperTokenizer``: byte-level BPE whose texts start with Whisper's decoder prefix
   (``<|startoftranscript|>``, a language, a task, ``<|notimestamps|>``) and end with
   ``<|endoftext|>``; decoding drops a previous-text prompt and timestamp tokens, or renders them.
 
-The classes that take targets (T5, BART) accept ``text_target=``: its ids come back as ``labels``.
+The classes that take targets (T5, BART, Marian) accept ``text_target=``: its ids come back as ``labels``.
 """
 
 from __future__ import annotations
