@@ -298,12 +298,8 @@ class WhisperTokenizer(_ByteLevelTokenizer):
         self.task = task if task is not None else self.task
         if predict_timestamps is not None:
             self.predict_timestamps = predict_timestamps
+        # As the reference: a prefix token the vocabulary lacks is read as the unknown token.
         ids = self.prefix_tokens
-        if None in ids:
-            raise TokenizerError(
-                "This Whisper vocabulary lacks a decoder prefix token (<|startoftranscript|>, <|notimestamps|>, "
-                "<|transcribe|> or <|translate|>); use the tokenizer.json saved with the model."
-            )
         tokens = self.convert_ids_to_tokens(ids)
         eos, eos_id = str(self.eos_token), self.eos_token_id
         prefix = " ".join(f"{token}:0" for token in tokens)
