@@ -24,7 +24,7 @@ pytest.importorskip("PIL.Image")
 transformers.logging.set_verbosity_error()
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_zero_shot_image import build_clip, photos  # noqa: E402
+from test_zero_shot_image import SIGLIP_READY, build_clip, build_siglip, photos  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +168,21 @@ def test_inspect_lists_the_image_tasks(clip_dir: Path, capsys) -> None:
     assert info["tasks"][0] == "zero-shot-image-classification"
     assert "image-feature-extraction" in info["tasks"] and "feature-extraction" not in info["tasks"]
     assert set(info["preprocessing"]) == {"image_processor", "tokenizer"}
+
+
+@pytest.mark.skipif(not SIGLIP_READY, reason="SiglipTokenizer / SiglipImageProcessor not in leanformers.registry yet")
+def test_siglip_predict_and_search(tmp_path: Path, capsys) -> None:
+    folder = build_siglip(tmp_path / "siglip")
+    photos_dir = _photo_folder(tmp_path / "photos", count=3, with_text=False)
+    image = photos_dir / "photo0.jpg"
+    code, out, err = run(capsys, "predict", folder, image, "--labels", "a cat,snow", "--format", "json")
+    assert code == 0, err
+    expected = transformers.pipeline("zero-shot-image-classification", model=str(folder))(
+        str(image), candidate_labels=["a cat", "snow"])
+    got = _rows(out)[0]["prediction"]
+    assert [e["label"] for e in got] == [e["label"] for e in expected]
+    np.testing.assert_allclose([e["score"] for e in got], [e["score"] for e in expected], atol=1e-5)
+    code, out, err = run(capsys, "search", folder, "snow", "--images", photos_dir, "--format", "json")
+    assert code == 0 and len(_rows(out)) == 3, err
+    code, out, _ = run(capsys, "inspect", folder, "--format", "json")
+    assert code == 0 and json.loads(out)["tasks"][0] == "zero-shot-image-classification"
