@@ -47,7 +47,14 @@ def clip_checkpoint() -> Path:
         return folder
     import torch
     import transformers
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
 
     raw = Tokenizer(models.BPE(end_of_word_suffix="</w>", continuing_subword_prefix=""))
     raw.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])

@@ -24,7 +24,7 @@ pytest.importorskip("PIL.Image")
 transformers.logging.set_verbosity_error()
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_zero_shot_image import SIGLIP_READY, build_clip, build_siglip, photos  # noqa: E402
+from test_zero_shot_image import SIGLIP_READY, build_clip, build_siglip, photos
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,12 @@ PIL_Image = pytest.importorskip("PIL.Image")
 transformers.logging.set_verbosity_error()
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_processor import _clip_tokenizer  # noqa: E402  (the small trained CLIP-style tokenizer)
+from test_processor import _clip_tokenizer
 
 LABELS = ["a cat", "a dog", "a red car", "snow"]
 # SigLIP's tokenizer is being added to the registry; its image processor's name must be there too
 SIGLIP_READY = "SiglipTokenizer" in registry.TOKENIZERS and "SiglipImageProcessor" in registry.IMAGE_PROCESSORS
-TOWER = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2)
+TOWER = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 2}
 
 
 def _spread(model: Any, seed: int) -> Any:

@@ -626,7 +626,12 @@ def _embed_images(pipe: Any, folder: str, keys: list[tuple[str, int, int]], batc
 def _search_images(args: argparse.Namespace) -> int:
     import torch
 
-    from .files import default_cache_path, folder_files, read_embedding_cache, write_embedding_cache
+    from .files import (
+        default_cache_path,
+        folder_files,
+        read_embedding_cache,
+        write_embedding_cache,
+    )
 
     folder = args.images
     with _usage_errors():
