@@ -265,6 +265,10 @@ TOKENIZERS: dict[str, str] = {
     "CamembertTokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
     "DebertaV2Tokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
     "SiglipTokenizer": "leanformers.processing.sentencepiece:build_sentencepiece_tokenizer",
+    "T5Tokenizer": "leanformers.processing.seq2seq_tokenizers:build_t5_tokenizer",
+    "BartTokenizer": "leanformers.processing.seq2seq_tokenizers:build_bart_tokenizer",
+    "MarianTokenizer": "leanformers.processing.seq2seq_tokenizers:build_marian_tokenizer",
+    "WhisperTokenizer": "leanformers.processing.seq2seq_tokenizers:build_whisper_tokenizer",
     "LlamaTokenizer": "leanformers.processing.sentencepiece_bpe:build_sentencepiece_bpe_tokenizer",
     "GemmaTokenizer": "leanformers.processing.sentencepiece_bpe:build_sentencepiece_bpe_tokenizer",
     "Qwen2Tokenizer": "leanformers.processing.bpe:build_bpe_tokenizer",
@@ -302,6 +306,11 @@ DEFAULT_TOKENIZER: dict[str, str] = {
     "gpt2": "GPT2Tokenizer",
     "clip": "CLIPTokenizer",
     "siglip": "SiglipTokenizer",
+    "t5": "T5Tokenizer",
+    # the reference names RobertaTokenizer here; this class is the same but also encodes text_target
+    "bart": "BartTokenizer",
+    "marian": "MarianTokenizer",
+    "whisper": "WhisperTokenizer",
 }
 
 # Model types whose hub tokenizer configs often name a wrong class: the class above is used whatever
