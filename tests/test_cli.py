@@ -225,7 +225,8 @@ def test_missing_and_unreadable_input(tiny_classifier, tmp_path):
 
 
 def test_unknown_task_and_bad_arguments(tiny_classifier, tmp_path):
-    one_line_error(run_cli("predict", tiny_classifier, "hi", "--task", "summarization"), 2, "unknown task")
+    one_line_error(run_cli("predict", tiny_classifier, "hi", "--task", "image-to-text"), 2, "unknown task")
+    one_line_error(run_cli("predict", tiny_classifier, "hi", "--task", "summarization"), 1, "seq2seq-lm")
     one_line_error(run_cli("predict", tiny_classifier, "hi", "--format", "xml"), 2, "invalid choice")
     one_line_error(run_cli("predict", tiny_classifier, "hi", "--batch-size", "0"), 2, "--batch-size")
     one_line_error(run_cli("frobnicate"), 2, "invalid choice")

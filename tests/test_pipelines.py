@@ -474,7 +474,7 @@ def test_loaded_model_device_and_dtype(ckpt):
 
 
 def test_errors(ckpt):
-    with pytest.raises(UnsupportedModelError, match="text-classification"):
+    with pytest.raises(UnsupportedModelError, match="sequence-classification"):  # a BERT cannot summarise
         pipeline("summarization", model=ckpt["bert-seq"])
     with pytest.raises(InputError, match="model="):
         pipeline("text-classification")

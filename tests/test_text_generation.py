@@ -129,6 +129,17 @@ def test_streamer_gets_the_new_text(pipes):
     assert "Hello world" + "".join(streamer) == result[0]["generated_text"]
 
 
+def test_stop_sequence_matches_reference(pipes):
+    ref, ours = pipes
+    free = ours("Hello world", max_new_tokens=16, return_full_text=False, **GREEDY)[0]["generated_text"]
+    stop = next(free[i:i + 2] for i in range(3, len(free) - 1) if free[i:i + 2].strip())
+    expected = ref("Hello world", max_new_tokens=16, stop_sequence=stop, **GREEDY)
+    got = ours("Hello world", max_new_tokens=16, stop_sequence=stop, **GREEDY)
+    assert got == expected and len(got[0]["generated_text"]) < len("Hello world" + free)
+    # stop_strings work too (the reference's pipeline would need the tokenizer passed to generate).
+    assert ours("Hello world", max_new_tokens=16, stop_strings=[stop], **GREEDY) == expected
+
+
 def test_task_comes_from_the_architecture(chat_model_dir):
     pipe = leanformers.pipeline(model=chat_model_dir, max_new_tokens=3, do_sample=False)
     assert pipe.task == "text-generation"
@@ -139,7 +150,7 @@ def test_task_comes_from_the_architecture(chat_model_dir):
     ("Hi", {"foo": 1}, InputError, "unknown argument(s) ['foo']"),
     ("Hi", {"temperature": -1}, ConfigError, "temperature"),
     ("Hi", {"return_full_text": True, "return_tensors": True}, InputError, "cannot be given together"),
-    ("Hi", {"stop_sequence": "."}, InputError, "stop_sequence"),
+    ("Hi", {"stop_sequence": ""}, ConfigError, "stop_strings"),
     ("", {}, InputError, "gives no tokens"),
     ({"role": "user", "content": "Hi"}, {}, InputError, "inside a list"),
     ([{"role": "user"}], {}, InputError, "'role' and 'content'"),

@@ -28,8 +28,10 @@ _RESULT_FIELD = {
     "token-classification": "entities", "fill-mask": "predictions", "feature-extraction": "embedding",
     "sentence-embedding": "embedding",
     "image-feature-extraction": "embedding", "text-classification": "labels", "image-classification": "labels",
-    "audio-classification": "labels",
+    "audio-classification": "labels", "zero-shot-image-classification": "labels",
 }
+# Tasks whose result is a record per returned sequence ({"generated_text": ...}, {"summary_text": ...}).
+_SEQUENCE_TASKS = ("text-generation", "text2text-generation", "summarization", "translation")
 
 
 def make_item(row: dict[str, Any], task: str, column: str, base_dir: str | None = None) -> Any:
@@ -74,7 +76,7 @@ def prediction_fields(result: Any, task: str) -> dict[str, Any]:
     result = plain(result)
     if isinstance(result, dict):
         return result
-    if task == "text-generation" and isinstance(result, list) and result and isinstance(result[0], dict):
+    if task in _SEQUENCE_TASKS and isinstance(result, list) and result and isinstance(result[0], dict):
         if len(result) == 1:
             return result[0]
         return {key: [record.get(key) for record in result] for key in result[0]}

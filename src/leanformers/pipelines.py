@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputError, LeanformersError, TokenizerError, UnsupportedModelError
-from .tasks import PROCESSOR_CLASSES, TASKS, infer_task, modality, resolve_task
+from .tasks import PROCESSOR_CLASSES, TASKS, TRANSLATION_TASK, infer_task, modality, resolve_task
 
 # Model input name -> the value that pads it.
 _PAD_VALUES: dict[str, float] = {"attention_mask": 0, "token_type_ids": 0, "input_values": 0.0}
@@ -935,11 +935,12 @@ class TextGenerationPipeline(Pipeline):
         from .modeling.generation import FIELDS, GenerationConfig
 
         settings = {name: kwargs.pop(name) for name in FIELDS if name in kwargs}
-        for name, problem in (("stop_sequence", "stop strings are not implemented yet"),
-                              ("handle_long_generation", "only prompts that fit the model are supported")):
-            if kwargs.get(name) is not None:
-                raise InputError(f"The text-generation pipeline does not support {name} ({problem}).")
-            kwargs.pop(name, None)
+        stop = kwargs.pop("stop_sequence", None)
+        if stop is not None:  # as the reference: stop strings, matched on the generated text
+            settings["stop_strings"] = [stop] if isinstance(stop, str) else stop
+        if kwargs.pop("handle_long_generation", None) is not None:
+            raise InputError("The text-generation pipeline does not support handle_long_generation (only prompts "
+                             "that fit the model are supported).")
         unknown = sorted(set(kwargs) - set(self.options))
         if unknown:
             raise InputError(
@@ -1046,6 +1047,7 @@ class TextGenerationPipeline(Pipeline):
             kwargs = {**given, "generation_config": user_config}
         if params.get("streamer") is not None:
             kwargs["streamer"] = params["streamer"]
+        kwargs["tokenizer"] = self.tokenizer  # stop strings, from the call or the checkpoint, are read with it
         return kwargs
 
     def _run(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
@@ -1478,6 +1480,10 @@ def pipeline(
     if dtype is not None:
         model_kwargs["dtype"] = dtype
     device = _device_of(device)
+    languages = TRANSLATION_TASK.match(task) if isinstance(task, str) else None
+    if languages:  # "translation_en_to_de": the languages become the pipeline's defaults
+        kwargs.setdefault("src_lang", languages[1])
+        kwargs.setdefault("tgt_lang", languages[2])
     task = resolve_task(task) if task is not None else None
     if isinstance(model, (str, os.PathLike)):
         checkpoint = os.fspath(model)

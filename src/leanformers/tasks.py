@@ -5,6 +5,7 @@ Every entry point asks :data:`TASKS` and :func:`task_of`, so a checkpoint means 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +22,10 @@ class TaskSpec:
     inputs: str
     backbone_auto_model: str | None = None
     module: str = "leanformers.pipelines"  # where the pipeline class lives
+    class_name: str = ""  # the pipeline class, where the task's name does not spell it
 
-    @staticmethod
-    def pipeline_class(task: str) -> str:
-        return "".join(word.capitalize() for word in task.split("-")) + "Pipeline"
+    def pipeline_class(self, task: str) -> str:
+        return self.class_name or "".join(word.capitalize() for word in task.split("-")) + "Pipeline"
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -36,6 +37,12 @@ TASKS: dict[str, TaskSpec] = {
     "zero-shot-classification": TaskSpec("AutoModelForSequenceClassification", ("tokenizer",), "text"),
     "fill-mask": TaskSpec("AutoModelForMaskedLM", ("tokenizer",), "text"),
     "text-generation": TaskSpec("AutoModelForCausalLM", ("tokenizer",), "text"),
+    "text2text-generation": TaskSpec(
+        "AutoModelForSeq2SeqLM", ("tokenizer",), "text", module="leanformers.text2text",
+        class_name="Text2TextGenerationPipeline",
+    ),
+    "summarization": TaskSpec("AutoModelForSeq2SeqLM", ("tokenizer",), "text", module="leanformers.text2text"),
+    "translation": TaskSpec("AutoModelForSeq2SeqLM", ("tokenizer",), "text", module="leanformers.text2text"),
     "image-classification": TaskSpec("AutoModelForImageClassification", ("image_processor",), "image"),
     "image-feature-extraction": TaskSpec("AutoModel", ("image_processor",), "image", "AutoBackbone"),
     "zero-shot-image-classification": TaskSpec("AutoModel", ("image_processor", "tokenizer"), "image"),
@@ -50,6 +57,9 @@ PROCESSOR_CLASSES = {
 
 TASK_ALIASES: dict[str, str] = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 
+# "translation_en_to_de": the translation task with its source and target languages.
+TRANSLATION_TASK = re.compile(r"^translation_([A-Za-z-]+)_to_([A-Za-z-]+)$")
+
 # Architecture class-name suffix -> {modality: task}; the first suffix that matches decides.
 ARCHITECTURE_TASKS: tuple[tuple[str, dict[str, str]], ...] = (
     ("ForSequenceClassification", {"text": "text-classification", "audio": "audio-classification"}),
@@ -58,6 +68,8 @@ ARCHITECTURE_TASKS: tuple[tuple[str, dict[str, str]], ...] = (
     ("ForQuestionAnswering", {"text": "question-answering"}),
     ("ForMaskedLM", {"text": "fill-mask"}),
     ("ForCausalLM", {"text": "text-generation"}),
+    ("ForConditionalGeneration", {"text": "text2text-generation"}),
+    ("MTModel", {"text": "translation"}),
     ("ForImageClassification", {"vision": "image-classification", "vision-text": "image-classification"}),
     ("ForCTC", {"audio": "automatic-speech-recognition"}),
     ("Backbone", {"vision": "image-feature-extraction"}),
@@ -81,6 +93,8 @@ def resolve_task(task: Any) -> str:
     if not isinstance(task, str):
         raise InputError(f"task must be a string, got {type(task).__name__}. Supported tasks: {_task_list()}.")
     task = TASK_ALIASES.get(task, task)
+    if TRANSLATION_TASK.match(task):
+        return "translation"
     if task not in TASKS:
         raise UnknownNameError(f"{task!r} is an unknown task; supported tasks: {_task_list()}.")
     return task
