@@ -414,9 +414,9 @@ def test_loading_errors(tmp_path):
 
     with pytest.raises(CheckpointNotFoundError, match="preprocessor_config.json"):
         AutoFeatureExtractor.from_pretrained(folder("empty", {"config.json": {"model_type": "wav2vec2"}}))
-    with pytest.raises(UnsupportedModelError, match="WhisperFeatureExtractor.*Wav2Vec2FeatureExtractor"):
+    with pytest.raises(UnsupportedModelError, match="SeamlessM4TFeatureExtractor.*Wav2Vec2FeatureExtractor"):
         AutoFeatureExtractor.from_pretrained(
-            folder("whisper", {"preprocessor_config.json": {"feature_extractor_type": "WhisperFeatureExtractor"}})
+            folder("seamless", {"preprocessor_config.json": {"feature_extractor_type": "SeamlessM4TFeatureExtractor"}})
         )
     with pytest.raises(UnsupportedModelError, match="model_type 'gpt2'"):
         AutoFeatureExtractor.from_pretrained(

@@ -77,8 +77,8 @@ def test_predict_with_labels_matches_reference(clip_dir: Path, tmp_path: Path, c
     for row, path in zip(_rows(out), files, strict=True):
         assert row["image"] == str(path)
         expected = ref(str(path), candidate_labels=["a cat", "a dog", "snow"])
-        assert [e["label"] for e in row["prediction"]] == [e["label"] for e in expected]
-        np.testing.assert_allclose([e["score"] for e in row["prediction"]], [e["score"] for e in expected], atol=1e-5)
+        assert [e["label"] for e in row["labels"]] == [e["label"] for e in expected]
+        np.testing.assert_allclose([e["score"] for e in row["labels"]], [e["score"] for e in expected], atol=1e-5)
 
 
 def test_predict_without_labels_is_a_usage_error(clip_dir: Path, tmp_path: Path, capsys) -> None:
@@ -179,7 +179,7 @@ def test_siglip_predict_and_search(tmp_path: Path, capsys) -> None:
     assert code == 0, err
     expected = transformers.pipeline("zero-shot-image-classification", model=str(folder))(
         str(image), candidate_labels=["a cat", "snow"])
-    got = _rows(out)[0]["prediction"]
+    got = _rows(out)[0]["labels"]
     assert [e["label"] for e in got] == [e["label"] for e in expected]
     np.testing.assert_allclose([e["score"] for e in got], [e["score"] for e in expected], atol=1e-5)
     code, out, err = run(capsys, "search", folder, "snow", "--images", photos_dir, "--format", "json")
