@@ -15,7 +15,7 @@ figures are medians, and the best run of each variant (on a shared machine, the 
 Every timed run's ids are checked equal to the reference's.
 
 Peak memory: each library generates batch 8 (N new tokens) in a fresh process; the process's RSS
-high-water (``ru_maxrss``) above its RSS before loading the model is set against the weights plus a
+high-water (``VmHWM``) above its RSS before loading the model is set against the weights plus a
 KV cache of batch x (prompt + N) positions. ``--bf16`` adds leanformers with the model in bfloat16
 (its ids are compared with the float32 reference's and the share that agree is printed, not
 required).
@@ -102,15 +102,17 @@ def prompts(tokenizer, lengths: list[int]):
 
 
 MEMORY = """
-import json, resource, sys
+import json, sys
 sys.path.insert(0, {src!r})
 import torch
 torch.set_num_threads({threads})
 import {lib}
 {imports}
-def rss():
+def status(field):
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
+def rss():
+    return status("VmRSS")
 input_ids = torch.tensor({ids})
 attention_mask = torch.tensor({mask})
 base = rss()
@@ -118,7 +120,9 @@ model = {lib}.AutoModelForCausalLM.from_pretrained({path!r}, dtype=torch.{dtype}
 with torch.inference_mode():
     out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens={new},
                          min_new_tokens={new}, do_sample=False)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child of a large parent would start
+# with the parent's peak; VmHWM belongs to this process's own memory.
+peak = status("VmHWM")
 print(json.dumps({{"peak_above": peak - base, "tokens": out.shape[1]}}))
 """
 
