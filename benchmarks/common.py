@@ -224,11 +224,11 @@ def run_python(code: str, env: dict | None = None) -> dict:
 # The library's architecture module is imported before the clock starts, so both sides time the
 # load itself (the reference imports its modeling module on first use).
 LOAD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {src!r})
-def rss():
+def rss(field="VmRSS"):  # VmHWM: this process's own peak (ru_maxrss survives exec: it would count the parent's)
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
 import torch
 torch.set_num_threads({threads})
 import {lib}
@@ -238,10 +238,10 @@ base = rss()
 start = time.perf_counter()
 model = cls.from_pretrained({path!r})
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = rss("VmHWM")
 with torch.inference_mode():
     model(input_ids=torch.ones(1, 8, dtype=torch.long))
-peak_used = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak_used = rss("VmHWM")
 print(json.dumps({{"s": seconds, "peak_above": peak - base, "peak_used": peak_used - base}}))
 """
 LOAD_MODULES = {"leanformers": "leanformers.models.bert", "transformers": "transformers.models.bert.modeling_bert"}
