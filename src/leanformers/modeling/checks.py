@@ -111,6 +111,13 @@ def check_positions(name: str, ids: torch.Tensor | None, batch: int, seq: int) -
         raise InputError(f"{name} must be an integer tensor of shape ({batch}, {seq}) like input_ids, got {shape}.")
 
 
+def check_logits_to_keep(value: object) -> int:
+    """``logits_to_keep`` of a causal LM's forward: 0 (every position) or how many last positions."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"logits_to_keep must be a non-negative int (0: every position), got {value!r}.")
+    return value
+
+
 def embedding_lookup(embedding: torch.nn.Embedding, ids: torch.Tensor, name: str) -> torch.Tensor:
     """``embedding(ids)``, with an InputError naming ``name`` when an id is out of range."""
     size = embedding.num_embeddings

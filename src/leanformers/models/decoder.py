@@ -43,6 +43,7 @@ from ..modeling.attention import (
 )
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import (
+    check_logits_to_keep,
     check_positions,
     check_text_inputs,
     embedding_lookup,
@@ -900,8 +901,7 @@ class DecoderForCausalLM(GenerationMixin, DecoderPreTrainedModel):
         t + 1), -100 where no loss is wanted. ``logits_to_keep`` > 0 computes the logits of the last
         that many positions only (generation needs one)."""
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
-            raise InputError(f"logits_to_keep must be a non-negative int (0: every position), got {logits_to_keep!r}.")
+        check_logits_to_keep(logits_to_keep)
         # Logits of real positions only (a left-padded prompt's last ones) leave the padding unread.
         padding_in_output = (labels is not None or not logits_to_keep or not isinstance(attention_mask, torch.Tensor)
                              or attention_mask.dim() != 2 or not bool(attention_mask[:, -logits_to_keep:].all()))

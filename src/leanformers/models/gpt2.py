@@ -31,7 +31,13 @@ from ..errors import ConfigError, InputError
 from ..modeling.activations import get_activation
 from ..modeling.attention import KVCache, Mask, attend, run_layers
 from ..modeling.base import PreTrainedModel
-from ..modeling.checks import check_positions, check_text_inputs, embedding_lookup, validate_encoder_config
+from ..modeling.checks import (
+    check_logits_to_keep,
+    check_positions,
+    check_text_inputs,
+    embedding_lookup,
+    validate_encoder_config,
+)
 from ..modeling.generation import GenerationMixin
 from ..modeling.heads import ForTokenClassification
 from ..modeling.losses import causal_lm_loss, sequence_classification_loss
@@ -339,8 +345,7 @@ class GPT2LMHeadModel(GenerationMixin, GPT2PreTrainedModel):
         t + 1), -100 where no loss is wanted. ``logits_to_keep`` > 0 computes the logits of the last
         that many positions only (generation needs one)."""
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
-            raise InputError(f"logits_to_keep must be a non-negative int (0: every position), got {logits_to_keep!r}.")
+        check_logits_to_keep(logits_to_keep)
         outputs = self.transformer(
             input_ids, past_key_values, attention_mask, token_type_ids, position_ids, inputs_embeds, use_cache,
             output_attentions, output_hidden_states, return_dict=True,
