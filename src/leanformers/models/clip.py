@@ -587,82 +587,104 @@ _TEXT_ONLY_EXTRA = [POSITION_IDS, r"^vision_model\.", r"^visual_projection\.", r
 _VISION_ONLY_EXTRA = [POSITION_IDS, r"^text_model\.", r"^text_projection\.", r"^logit_scale$"]
 
 
-class CLIPTextModel(CLIPPreTrainedModel):
-    """The text tower alone: last hidden state and the end-of-text token's state (``pooler_output``)."""
+class TextTower:
+    """A model that is the text tower alone (``text_model``, a ``tower`` built from its config; CLIP's
+    and SigLIP's towers read the same inputs): ``pooler_output`` is the pooled text state."""
 
-    config_class = CLIPTextConfig
+    tower: ClassVar[type[nn.Module]]
     base_model_prefix = "text_model"
-    _ignore_on_load = [*_TEXT_ONLY_EXTRA, r"^text_projection\."]
 
-    def __init__(self, config: CLIPTextConfig) -> None:
+    def __init__(self, config: PretrainedConfig) -> None:
         super().__init__(config)
-        self.text_model = CLIPTextTransformer(config)
+        self.text_model = self.tower(config)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.text_model.embeddings.token_embedding
+
+    def _run_tower(self, input_ids, attention_mask, position_ids, output_attentions, output_hidden_states,
+                   return_dict) -> tuple[BaseModelOutputWithPooling, bool]:
+        output_attentions, output_hidden_states, return_dict = self._resolve(
+            output_attentions, output_hidden_states, return_dict
+        )
+        return self.text_model(input_ids, attention_mask, position_ids, output_attentions, output_hidden_states), \
+            return_dict
 
     def forward(
         self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None, output_attentions: bool | None = None,
         output_hidden_states: bool | None = None, return_dict: bool | None = None,
     ) -> BaseModelOutputWithPooling | tuple:
-        output_attentions, output_hidden_states, return_dict = self._resolve(
-            output_attentions, output_hidden_states, return_dict
+        out, return_dict = self._run_tower(
+            input_ids, attention_mask, position_ids, output_attentions, output_hidden_states, return_dict
         )
-        out = self.text_model(input_ids, attention_mask, position_ids, output_attentions, output_hidden_states)
         return out if return_dict else out.to_tuple()
 
 
-class CLIPVisionModel(CLIPPreTrainedModel):
-    """The vision tower alone: last hidden state and the normalised class token (``pooler_output``)."""
+class VisionTower:
+    """A model that is the vision tower alone (``vision_model``, a ``tower`` built from its config)."""
 
-    config_class = CLIPVisionConfig
+    tower: ClassVar[type[nn.Module]]
     base_model_prefix = "vision_model"
-    _ignore_on_load = [*_VISION_ONLY_EXTRA, r"^visual_projection\."]
 
-    def __init__(self, config: CLIPVisionConfig) -> None:
+    def __init__(self, config: PretrainedConfig) -> None:
         super().__init__(config)
-        self.vision_model = CLIPVisionTransformer(config)
+        self.vision_model = self.tower(config)
 
     def get_input_embeddings(self) -> nn.Conv2d:
         return self.vision_model.embeddings.patch_embedding
+
+    def _run_tower(self, pixel_values, interpolate_pos_encoding, output_attentions, output_hidden_states,
+                   return_dict) -> tuple[BaseModelOutputWithPooling, bool]:
+        output_attentions, output_hidden_states, return_dict = self._resolve(
+            output_attentions, output_hidden_states, return_dict
+        )
+        out = self.vision_model(pixel_values, bool(interpolate_pos_encoding), output_attentions, output_hidden_states)
+        return out, return_dict
 
     def forward(
         self, pixel_values: torch.Tensor | None = None, interpolate_pos_encoding: bool = False,
         output_attentions: bool | None = None, output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> BaseModelOutputWithPooling | tuple:
-        output_attentions, output_hidden_states, return_dict = self._resolve(
-            output_attentions, output_hidden_states, return_dict
+        out, return_dict = self._run_tower(
+            pixel_values, interpolate_pos_encoding, output_attentions, output_hidden_states, return_dict
         )
-        out = self.vision_model(pixel_values, bool(interpolate_pos_encoding), output_attentions, output_hidden_states)
         return out if return_dict else out.to_tuple()
 
 
-class CLIPTextModelWithProjection(CLIPPreTrainedModel):
-    """The text tower and its projection: ``text_embeds`` (unnormalised), as CLIPModel computes them."""
+class CLIPTextModel(TextTower, CLIPPreTrainedModel):
+    """The text tower alone: last hidden state and the end-of-text token's state (``pooler_output``)."""
 
     config_class = CLIPTextConfig
-    base_model_prefix = "text_model"
+    tower = CLIPTextTransformer
+    _ignore_on_load = [*_TEXT_ONLY_EXTRA, r"^text_projection\."]
+
+
+class CLIPVisionModel(VisionTower, CLIPPreTrainedModel):
+    """The vision tower alone: last hidden state and the normalised class token (``pooler_output``)."""
+
+    config_class = CLIPVisionConfig
+    tower = CLIPVisionTransformer
+    _ignore_on_load = [*_VISION_ONLY_EXTRA, r"^visual_projection\."]
+
+
+class CLIPTextModelWithProjection(CLIPTextModel):
+    """The text tower and its projection: ``text_embeds`` (unnormalised), as CLIPModel computes them."""
+
     _ignore_on_load = _TEXT_ONLY_EXTRA
 
     def __init__(self, config: CLIPTextConfig) -> None:
         super().__init__(config)
-        self.text_model = CLIPTextTransformer(config)
         self.text_projection = nn.Linear(config.hidden_size, config.projection_dim, bias=False)
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.text_model.embeddings.token_embedding
 
     def forward(
         self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None, output_attentions: bool | None = None,
         output_hidden_states: bool | None = None, return_dict: bool | None = None,
     ) -> CLIPTextModelOutput | tuple:
-        output_attentions, output_hidden_states, return_dict = self._resolve(
-            output_attentions, output_hidden_states, return_dict
+        out, return_dict = self._run_tower(
+            input_ids, attention_mask, position_ids, output_attentions, output_hidden_states, return_dict
         )
-        out = self.text_model(input_ids, attention_mask, position_ids, output_attentions, output_hidden_states)
         output = CLIPTextModelOutput(
             text_embeds=self.text_projection(out.pooler_output),
             last_hidden_state=out.last_hidden_state,
@@ -672,30 +694,23 @@ class CLIPTextModelWithProjection(CLIPPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class CLIPVisionModelWithProjection(CLIPPreTrainedModel):
+class CLIPVisionModelWithProjection(CLIPVisionModel):
     """The vision tower and its projection: ``image_embeds`` (unnormalised), as CLIPModel computes them."""
 
-    config_class = CLIPVisionConfig
-    base_model_prefix = "vision_model"
     _ignore_on_load = _VISION_ONLY_EXTRA
 
     def __init__(self, config: CLIPVisionConfig) -> None:
         super().__init__(config)
-        self.vision_model = CLIPVisionTransformer(config)
         self.visual_projection = nn.Linear(config.hidden_size, config.projection_dim, bias=False)
-
-    def get_input_embeddings(self) -> nn.Conv2d:
-        return self.vision_model.embeddings.patch_embedding
 
     def forward(
         self, pixel_values: torch.Tensor | None = None, interpolate_pos_encoding: bool = False,
         output_attentions: bool | None = None, output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> CLIPVisionModelOutput | tuple:
-        output_attentions, output_hidden_states, return_dict = self._resolve(
-            output_attentions, output_hidden_states, return_dict
+        out, return_dict = self._run_tower(
+            pixel_values, interpolate_pos_encoding, output_attentions, output_hidden_states, return_dict
         )
-        out = self.vision_model(pixel_values, bool(interpolate_pos_encoding), output_attentions, output_hidden_states)
         output = CLIPVisionModelOutput(
             image_embeds=self.visual_projection(out.pooler_output),
             last_hidden_state=out.last_hidden_state,

@@ -37,7 +37,9 @@ from .clip import (
     CLIPEncoder,
     CLIPTextEmbeddings,
     CompositeConfig,
+    TextTower,
     TowerConfig,
+    VisionTower,
     check_image,
     check_text,
     module_name,
@@ -378,56 +380,20 @@ _TEXT_ONLY_EXTRA = [POSITION_IDS, r"^vision_model\.", r"^logit_scale$", r"^logit
 _VISION_ONLY_EXTRA = [POSITION_IDS, r"^text_model\.", r"^logit_scale$", r"^logit_bias$"]
 
 
-class SiglipTextModel(SiglipPreTrainedModel):
+class SiglipTextModel(TextTower, SiglipPreTrainedModel):
     """The text tower alone; ``pooler_output`` is the text embedding (unnormalised)."""
 
     config_class = SiglipTextConfig
-    base_model_prefix = "text_model"
+    tower = SiglipTextTransformer
     _ignore_on_load = _TEXT_ONLY_EXTRA
 
-    def __init__(self, config: SiglipTextConfig) -> None:
-        super().__init__(config)
-        self.text_model = SiglipTextTransformer(config)
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.text_model.embeddings.token_embedding
-
-    def forward(
-        self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None, output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None, return_dict: bool | None = None,
-    ) -> BaseModelOutputWithPooling | tuple:
-        output_attentions, output_hidden_states, return_dict = self._resolve(
-            output_attentions, output_hidden_states, return_dict
-        )
-        out = self.text_model(input_ids, attention_mask, position_ids, output_attentions, output_hidden_states)
-        return out if return_dict else out.to_tuple()
-
-
-class SiglipVisionModel(SiglipPreTrainedModel):
+class SiglipVisionModel(VisionTower, SiglipPreTrainedModel):
     """The vision tower alone; ``pooler_output`` is the image embedding (None without the head)."""
 
     config_class = SiglipVisionConfig
-    base_model_prefix = "vision_model"
+    tower = SiglipVisionTransformer
     _ignore_on_load = _VISION_ONLY_EXTRA
-
-    def __init__(self, config: SiglipVisionConfig) -> None:
-        super().__init__(config)
-        self.vision_model = SiglipVisionTransformer(config)
-
-    def get_input_embeddings(self) -> nn.Conv2d:
-        return self.vision_model.embeddings.patch_embedding
-
-    def forward(
-        self, pixel_values: torch.Tensor | None = None, interpolate_pos_encoding: bool = False,
-        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> BaseModelOutputWithPooling | tuple:
-        output_attentions, output_hidden_states, return_dict = self._resolve(
-            output_attentions, output_hidden_states, return_dict
-        )
-        out = self.vision_model(pixel_values, bool(interpolate_pos_encoding), output_attentions, output_hidden_states)
-        return out if return_dict else out.to_tuple()
 
 
 class SiglipForImageClassification(SiglipPreTrainedModel):
