@@ -9,11 +9,13 @@ calls the model step by step with ``encoder_outputs``, the same ``attention_mask
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from ..errors import ConfigError, InputError
 from .attention import KVCache
+from .outputs import BaseModelOutput, Seq2SeqModelOutput
 
 
 class Seq2SeqCache:
@@ -87,3 +89,41 @@ def check_cache(past_key_values: object, layers: int) -> Seq2SeqCache | None:
     if len(past_key_values) != layers:
         raise InputError(f"past_key_values holds {len(past_key_values)} layers, but the decoder has {layers}.")
     return past_key_values
+
+
+def model_output(encoded: Any, decoded: Any) -> Seq2SeqModelOutput:
+    """The base model's output from the encoder's (``encoder_outputs`` as given may lack hidden
+    states and attentions) and the decoder's outputs."""
+    return Seq2SeqModelOutput(
+        last_hidden_state=decoded.last_hidden_state,
+        past_key_values=decoded.past_key_values,
+        decoder_hidden_states=decoded.hidden_states,
+        decoder_attentions=decoded.attentions,
+        cross_attentions=decoded.cross_attentions,
+        encoder_last_hidden_state=encoded.last_hidden_state,
+        encoder_hidden_states=getattr(encoded, "hidden_states", None),
+        encoder_attentions=getattr(encoded, "attentions", None),
+    )
+
+
+def head_output(output_class: type, loss: Any, logits: torch.Tensor, outputs: Seq2SeqModelOutput) -> Any:
+    """A head's output (``Seq2SeqLMOutput``, ``Seq2SeqSequenceClassifierOutput``): its loss and logits
+    with every other field of the base model's output."""
+    return output_class(
+        loss=loss, logits=logits, past_key_values=outputs.past_key_values,
+        decoder_hidden_states=outputs.decoder_hidden_states, decoder_attentions=outputs.decoder_attentions,
+        cross_attentions=outputs.cross_attentions, encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+        encoder_hidden_states=outputs.encoder_hidden_states, encoder_attentions=outputs.encoder_attentions,
+    )
+
+
+def encoder_outputs_of(encoder_outputs: Any) -> Any:
+    """The encoder's output as an object with ``last_hidden_state``: as returned, or from a tuple."""
+    if hasattr(encoder_outputs, "last_hidden_state"):
+        return encoder_outputs
+    if isinstance(encoder_outputs, (tuple, list)) and encoder_outputs and isinstance(encoder_outputs[0], torch.Tensor):
+        return BaseModelOutput(*list(encoder_outputs)[:3])
+    raise InputError(
+        "encoder_outputs must be what the encoder returned (model.get_encoder()(input_ids, attention_mask)) "
+        f"or a tuple starting with its last hidden state, got {type(encoder_outputs).__name__}."
+    )

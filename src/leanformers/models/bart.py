@@ -37,7 +37,14 @@ from ..modeling.outputs import (
     Seq2SeqModelOutput,
     Seq2SeqSequenceClassifierOutput,
 )
-from ..modeling.seq2seq import Seq2SeqCache, check_cache, shift_tokens_right
+from ..modeling.seq2seq import (
+    Seq2SeqCache,
+    check_cache,
+    encoder_outputs_of,
+    head_output,
+    model_output,
+    shift_tokens_right,
+)
 
 
 class BartConfig(PretrainedConfig):
@@ -368,18 +375,6 @@ class BartClassificationHead(nn.Module):
 # -- models -------------------------------------------------------------------------------------
 
 
-def encoder_outputs_of(encoder_outputs: Any) -> Any:
-    """The encoder's output as an object with ``last_hidden_state``: as returned, or from a tuple."""
-    if hasattr(encoder_outputs, "last_hidden_state"):
-        return encoder_outputs
-    if isinstance(encoder_outputs, (tuple, list)) and encoder_outputs and isinstance(encoder_outputs[0], torch.Tensor):
-        return BaseModelOutput(*list(encoder_outputs)[:3])
-    raise InputError(
-        "encoder_outputs must be what the encoder returned (model.get_encoder()(input_ids, attention_mask)) "
-        f"or a tuple starting with its last hidden state, got {type(encoder_outputs).__name__}."
-    )
-
-
 class BartPreTrainedModel(PreTrainedModel):
     config_class = BartConfig
     base_model_prefix = "model"
@@ -472,26 +467,8 @@ class BartModel(BartPreTrainedModel):
             past_key_values=past_key_values, inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
         )
-        output = Seq2SeqModelOutput(
-            last_hidden_state=decoded.last_hidden_state,
-            past_key_values=decoded.past_key_values,
-            decoder_hidden_states=decoded.hidden_states,
-            decoder_attentions=decoded.attentions,
-            cross_attentions=decoded.cross_attentions,
-            encoder_last_hidden_state=encoded.last_hidden_state,
-            encoder_hidden_states=getattr(encoded, "hidden_states", None),
-            encoder_attentions=getattr(encoded, "attentions", None),
-        )
+        output = model_output(encoded, decoded)
         return output if return_dict else output.to_tuple()
-
-
-def _seq2seq_output(cls: type, loss, logits, outputs: Seq2SeqModelOutput):
-    return cls(
-        loss=loss, logits=logits, past_key_values=outputs.past_key_values,
-        decoder_hidden_states=outputs.decoder_hidden_states, decoder_attentions=outputs.decoder_attentions,
-        cross_attentions=outputs.cross_attentions, encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-        encoder_hidden_states=outputs.encoder_hidden_states, encoder_attentions=outputs.encoder_attentions,
-    )
 
 
 class BartForConditionalGeneration(GenerationMixin, BartPreTrainedModel):
@@ -557,7 +534,7 @@ class BartForConditionalGeneration(GenerationMixin, BartPreTrainedModel):
                 raise InputError(f"labels must be a {tuple(logits.shape[:2])} tensor of token ids like the decoder "
                                  f"inputs, got {got}.")
             loss = masked_lm_loss(logits, labels)
-        output = _seq2seq_output(Seq2SeqLMOutput, loss, logits, outputs)
+        output = head_output(Seq2SeqLMOutput, loss, logits, outputs)
         return output if return_dict else output.to_tuple()
 
 
@@ -612,7 +589,7 @@ class BartForSequenceClassification(BartPreTrainedModel):
         pooled = hidden[eos].view(hidden.shape[0], -1, hidden.shape[-1])[:, -1]
         logits = self.classification_head(pooled)
         loss = None if labels is None else sequence_classification_loss(logits, labels, self.config)
-        output = _seq2seq_output(Seq2SeqSequenceClassifierOutput, loss, logits, outputs)
+        output = head_output(Seq2SeqSequenceClassifierOutput, loss, logits, outputs)
         return output if return_dict else output.to_tuple()
 
 

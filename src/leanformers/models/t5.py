@@ -40,7 +40,14 @@ from ..modeling.outputs import (
     Seq2SeqLMOutput,
     Seq2SeqModelOutput,
 )
-from ..modeling.seq2seq import Seq2SeqCache, check_cache, shift_tokens_right
+from ..modeling.seq2seq import (
+    Seq2SeqCache,
+    check_cache,
+    encoder_outputs_of,
+    head_output,
+    model_output,
+    shift_tokens_right,
+)
 
 
 class T5Config(PretrainedConfig):
@@ -455,15 +462,7 @@ class T5PreTrainedModel(PreTrainedModel):
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
                                 output_attentions=output_attentions, output_hidden_states=output_hidden_states,
                                 return_dict=True)
-        if isinstance(encoder_outputs, (tuple, list)) and encoder_outputs and isinstance(encoder_outputs[0], torch.Tensor):
-            return BaseModelOutput(*list(encoder_outputs)[:3])
-        if hasattr(encoder_outputs, "last_hidden_state"):
-            return BaseModelOutput(encoder_outputs.last_hidden_state, getattr(encoder_outputs, "hidden_states", None),
-                                   getattr(encoder_outputs, "attentions", None))
-        raise InputError(
-            "encoder_outputs must be what the encoder returned (model.get_encoder()(input_ids, attention_mask)) "
-            f"or a tuple starting with its last hidden state, got {type(encoder_outputs).__name__}."
-        )
+        return encoder_outputs_of(encoder_outputs)
 
     def _seq2seq(
         self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
@@ -521,16 +520,7 @@ class T5Model(T5PreTrainedModel):
             input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs, past_key_values,
             inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states,
         )
-        output = Seq2SeqModelOutput(
-            last_hidden_state=decoded.last_hidden_state,
-            past_key_values=decoded.past_key_values,
-            decoder_hidden_states=decoded.hidden_states,
-            decoder_attentions=decoded.attentions,
-            cross_attentions=decoded.cross_attentions,
-            encoder_last_hidden_state=encoded.last_hidden_state,
-            encoder_hidden_states=encoded.hidden_states,
-            encoder_attentions=encoded.attentions,
-        )
+        output = model_output(encoded, decoded)
         return output if return_dict else output.to_tuple()
 
 
@@ -592,17 +582,7 @@ class T5ForConditionalGeneration(GenerationMixin, T5Model):
                 raise InputError(f"labels must be a {tuple(logits.shape[:2])} tensor of token ids like the decoder "
                                  f"inputs, got {got}.")
             loss = masked_lm_loss(logits, labels)
-        output = Seq2SeqLMOutput(
-            loss=loss,
-            logits=logits,
-            past_key_values=decoded.past_key_values,
-            decoder_hidden_states=decoded.hidden_states,
-            decoder_attentions=decoded.attentions,
-            cross_attentions=decoded.cross_attentions,
-            encoder_last_hidden_state=encoded.last_hidden_state,
-            encoder_hidden_states=encoded.hidden_states,
-            encoder_attentions=encoded.attentions,
-        )
+        output = head_output(Seq2SeqLMOutput, loss, logits, model_output(encoded, decoded))
         return output if return_dict else output.to_tuple()
 
 

@@ -39,8 +39,14 @@ from ..modeling.outputs import (
     Seq2SeqModelOutput,
     SequenceClassifierOutput,
 )
-from ..modeling.seq2seq import Seq2SeqCache, check_cache, shift_tokens_right
-from .bart import encoder_outputs_of
+from ..modeling.seq2seq import (
+    Seq2SeqCache,
+    check_cache,
+    encoder_outputs_of,
+    head_output,
+    model_output,
+    shift_tokens_right,
+)
 
 
 class WhisperConfig(PretrainedConfig):
@@ -436,16 +442,7 @@ class WhisperModel(WhisperPreTrainedModel):
             inputs_embeds=decoder_inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
             output_hidden_states=output_hidden_states, return_dict=True,
         )
-        output = Seq2SeqModelOutput(
-            last_hidden_state=decoded.last_hidden_state,
-            past_key_values=decoded.past_key_values,
-            decoder_hidden_states=decoded.hidden_states,
-            decoder_attentions=decoded.attentions,
-            cross_attentions=decoded.cross_attentions,
-            encoder_last_hidden_state=encoded.last_hidden_state,
-            encoder_hidden_states=getattr(encoded, "hidden_states", None),
-            encoder_attentions=getattr(encoded, "attentions", None),
-        )
+        output = model_output(encoded, decoded)
         return output if return_dict else output.to_tuple()
 
 
@@ -512,12 +509,7 @@ class WhisperForConditionalGeneration(GenerationMixin, WhisperPreTrainedModel):
                 raise InputError(f"labels must be shaped like the decoder inputs {tuple(logits.shape[:2])}, got "
                                  f"{tuple(labels.shape)}.")
             loss = masked_lm_loss(logits, labels)
-        output = Seq2SeqLMOutput(
-            loss=loss, logits=logits, past_key_values=outputs.past_key_values,
-            decoder_hidden_states=outputs.decoder_hidden_states, decoder_attentions=outputs.decoder_attentions,
-            cross_attentions=outputs.cross_attentions, encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            encoder_hidden_states=outputs.encoder_hidden_states, encoder_attentions=outputs.encoder_attentions,
-        )
+        output = head_output(Seq2SeqLMOutput, loss, logits, outputs)
         return output if return_dict else output.to_tuple()
 
 
