@@ -382,3 +382,9 @@ def test_auto_classes_and_pipeline(registered, ckpts, tmp_path, reference_fe):
         logits = model(**reference_fe(**SMALL_FE)(audio, sampling_rate=16000, return_tensors="pt")).logits[0]
     expected = dict(zip([model.config.id2label[i] for i in range(3)], logits.softmax(-1).tolist()))
     assert {s["label"]: pytest.approx(s["score"], abs=1e-5) for s in scores} == expected
+    # the reference's own pipeline over the same folder: the same labels in the same order
+    import transformers
+
+    theirs = transformers.pipeline("audio-classification", model=str(folder))(audio, top_k=None)
+    assert [s["label"] for s in scores] == [s["label"] for s in theirs]
+    assert [s["score"] for s in scores] == pytest.approx([s["score"] for s in theirs], abs=1e-5)
