@@ -46,8 +46,12 @@ TASKS: dict[str, TaskSpec] = {
     "image-classification": TaskSpec("AutoModelForImageClassification", ("image_processor",), "image"),
     "image-feature-extraction": TaskSpec("AutoModel", ("image_processor",), "image", "AutoBackbone"),
     "zero-shot-image-classification": TaskSpec("AutoModel", ("image_processor", "tokenizer"), "image"),
-    "audio-classification": TaskSpec("AutoModelForAudioClassification", ("feature_extractor",), "audio"),
-    "automatic-speech-recognition": TaskSpec("AutoModelForCTC", ("feature_extractor", "tokenizer"), "audio"),
+    "audio-classification": TaskSpec(
+        "AutoModelForAudioClassification", ("feature_extractor",), "audio", module="leanformers.speech"
+    ),
+    "automatic-speech-recognition": TaskSpec(
+        "AutoModelForCTC", ("feature_extractor", "tokenizer"), "audio", module="leanformers.speech"
+    ),
 }
 
 # Processor kind -> the Auto class (in ``leanformers.auto``) that loads it.
@@ -68,7 +72,7 @@ ARCHITECTURE_TASKS: tuple[tuple[str, dict[str, str]], ...] = (
     ("ForQuestionAnswering", {"text": "question-answering"}),
     ("ForMaskedLM", {"text": "fill-mask"}),
     ("ForCausalLM", {"text": "text-generation"}),
-    ("ForConditionalGeneration", {"text": "text2text-generation"}),
+    ("ForConditionalGeneration", {"text": "text2text-generation", "audio": "automatic-speech-recognition"}),
     ("MTModel", {"text": "translation"}),
     ("ForImageClassification", {"vision": "image-classification", "vision-text": "image-classification"}),
     ("ForCTC", {"audio": "automatic-speech-recognition"}),
@@ -113,7 +117,7 @@ def modality(model_type: str | None) -> str:
         return "vision"
     if any(name.endswith(("ForImageClassification", "Backbone")) for name in names):
         return "vision"
-    if any(name.endswith("ForCTC") for name in names):
+    if heads.keys() & {"ctc", "speech-seq2seq", "audio-classification"}:
         return "audio"
     return "text"
 

@@ -436,6 +436,122 @@ class WhisperTokenizer(_ByteLevelTokenizer):
         return offsets
 
 
+    # -- speech-recognition output ----------------------------------------------------------------
+
+    def decode_asr(
+        self, pieces: list[tuple[list[int], tuple[float, float, float] | None]], *,
+        return_timestamps: bool = False, time_precision: float = 0.02, segment_size: int = 1500,
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """The transcript of consecutive generations, with its timed segments.
+
+        ``pieces`` are, in audio order, each window's generated ids and ``(window, left stride,
+        right stride)`` in seconds (None for a window alone). The text of overlapping windows is
+        joined where their tokens agree best (:func:`merge_overlapping`); timestamp tokens are
+        shifted by the audio before their window, and a segment that ends inside a stride is
+        closed in the next window, as the reference's pipeline does. Returns ``(text, segments)``:
+        ``segments`` are ``{"timestamp": (start, end), "text"}`` when ``return_timestamps``, else [].
+        """
+        begin = self.convert_tokens_to_ids("<|notimestamps|>") + 1
+        special = set(self.all_special_ids)
+        segments: list[dict[str, Any]] = []
+        pending: list[list[int]] = []  # the same stretch of speech as each overlapping window heard it
+        segment: dict[str, Any] = {"timestamp": [None, None]}
+        language = None
+        offset = 0.0  # seconds of audio before the current window
+        skip_next = False
+
+        def close(segment: dict[str, Any]) -> None:
+            segment["text"] = self.decode(merge_overlapping(pending))
+            segments.append(segment)
+            pending.clear()
+
+        for ids, stride in pieces:
+            ids = self._without_prompt(_python_ids(ids))
+            first_allowed, last_stamp = begin, None
+            window_end = window_start = penultimate_end = 0.0
+            if stride is not None:
+                length, left, right = stride
+                offset -= left
+                if left:  # a segment opening inside the left stride was already heard by the window before
+                    first_allowed = left / time_precision + begin
+                if right:  # the stamps inside the right stride are left for the next window
+                    for token in reversed(ids):
+                        if token >= begin:
+                            if last_stamp is not None and (token - begin) * time_precision < length - right:
+                                break
+                            last_stamp = token
+            current: list[int] = []
+            for position, token in enumerate(ids):
+                if token in special:
+                    name = WHISPER_LANGUAGES.get(self.convert_ids_to_tokens(token)[2:-2])
+                    if name is None:
+                        continue
+                    if language and name != language and not return_timestamps:
+                        pending.append(current)
+                        close(segment)
+                        current, segment = [], {"timestamp": [None, None]}
+                    language = name
+                elif token >= begin:
+                    seconds = float((token - begin) * time_precision)
+                    if seconds < window_end:  # a long-form generation's next 30-second window
+                        single_ending = position >= 2 and not (ids[position - 1] >= begin and ids[position - 2] >= begin)
+                        if single_ending:
+                            window_start += time_precision * segment_size
+                        else:
+                            window_end = penultimate_end
+                            window_start += penultimate_end
+                    penultimate_end, window_end = window_end, seconds
+                    time = round((token - begin) * time_precision + offset + window_start, 2)
+                    if last_stamp and token >= last_stamp:
+                        skip_next = True  # stamps come in pairs: the next one goes too
+                    elif skip_next or (pending and token < first_allowed):
+                        skip_next = False
+                    elif segment["timestamp"][0] is None:
+                        segment["timestamp"][0] = time
+                    elif time != segment["timestamp"][0]:  # an end equal to the start is read as a start
+                        segment["timestamp"][1] = time
+                        pending.append(current)
+                        close(segment)
+                        current, segment = [], {"timestamp": [None, None]}
+                else:
+                    current.append(token)
+            if stride is not None:
+                offset += length - right
+            if current:
+                pending.append(current)
+            elif not any(pending):
+                segment, pending[:] = {"timestamp": [None, None]}, []
+        if pending:  # no closing timestamp (or no timestamps at all)
+            close(segment)
+        text = "".join(segment["text"] for segment in segments)
+        if not return_timestamps:
+            return text, []
+        return text, [{"timestamp": tuple(s["timestamp"]), "text": s["text"]} for s in segments]
+
+
+def merge_overlapping(sequences: list[list[int]]) -> list[int]:
+    """One token sequence from sequences of overlapping audio, in order: each next sequence is slid
+    along the merged one to the offset where the most tokens agree (more than one, ties to longer
+    overlaps); of the overlap, the left half is taken from the earlier sequence and the right half
+    from the later one, where each heard more context."""
+    merged: list[int] = []
+    left = sequences[0]
+    for right in sequences[1:]:
+        best, span = 0.0, (len(left), len(left), 0, 0)
+        for shift in range(1, len(left) + len(right)):
+            left_start, left_stop = max(0, len(left) - shift), min(len(left), len(left) + len(right) - shift)
+            right_start, right_stop = max(0, shift - len(left)), min(len(right), shift)
+            matches = sum(a == b for a, b in zip(left[left_start:left_stop], right[right_start:right_stop]))
+            score = matches / shift + shift / 10000.0
+            if matches > 1 and score > best:
+                best, span = score, (left_start, left_stop, right_start, right_stop)
+        left_start, left_stop, right_start, right_stop = span
+        merged.extend(left[: (left_start + left_stop) // 2])
+        left = right[(right_start + right_stop) // 2 :]
+    merged.extend(left)
+    return merged
+
+
 def _python_ids(token_ids: Any) -> Any:
     """Ids as Python ints (lists of lists for a batch), from lists, numpy arrays or tensors."""
     if hasattr(token_ids, "tolist"):
