@@ -508,32 +508,43 @@ class CLIPPreTrainedModel(PreTrainedModel):
         return stds.get(role, getattr(config, "initializer_range", 0.02))
 
 
-class CLIPModel(CLIPPreTrainedModel):
-    """Both towers, each projected to ``projection_dim``; similarity logits and the contrastive loss."""
+class DualEncoder:
+    """A model of both towers (``text_model``, ``vision_model``): each pooled output, projected by
+    ``project_text`` / ``project_image``, is an embedding; normalised embeddings are compared by
+    ``similarity``. CLIP and SigLIP differ only in those, in ``pair_loss`` and in ``output_class``."""
 
-    def __init__(self, config: CLIPConfig) -> None:
-        super().__init__(config)
-        text, vision = config.text_config, config.vision_config
-        self.text_model = CLIPTextTransformer(text)
-        self.vision_model = CLIPVisionTransformer(vision)
-        self.visual_projection = nn.Linear(vision.hidden_size, config.projection_dim, bias=False)
-        self.text_projection = nn.Linear(text.hidden_size, config.projection_dim, bias=False)
-        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
+    output_class: ClassVar[type]
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.text_model.embeddings.token_embedding
+
+    def project_text(self, pooled: torch.Tensor) -> torch.Tensor:
+        return pooled
+
+    def project_image(self, pooled: torch.Tensor) -> torch.Tensor:
+        return pooled
+
+    def check_towers(self) -> None:
+        """Raise ConfigError where the two towers' embeddings cannot be compared."""
+
+    def similarity(self, text_embeds: torch.Tensor, image_embeds: torch.Tensor) -> torch.Tensor:
+        """The (texts, images) logits of normalised embeddings."""
+        raise NotImplementedError
+
+    def pair_loss(self, logits_per_text: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def get_text_features(
         self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None, output_attentions: bool | None = None,
         output_hidden_states: bool | None = None, return_dict: bool | None = None,
     ) -> BaseModelOutputWithPooling | tuple:
-        """The text tower's output with ``pooler_output`` projected (the text embeddings, unnormalised)."""
+        """The text tower's output; ``pooler_output`` is the text embedding (projected, unnormalised)."""
         output_attentions, output_hidden_states, return_dict = self._resolve(
             output_attentions, output_hidden_states, return_dict
         )
         out = self.text_model(input_ids, attention_mask, position_ids, output_attentions, output_hidden_states)
-        out.pooler_output = self.text_projection(out.pooler_output)
+        out.pooler_output = self.project_text(out.pooler_output)
         return out if return_dict else out.to_tuple()
 
     def get_image_features(
@@ -541,12 +552,12 @@ class CLIPModel(CLIPPreTrainedModel):
         output_attentions: bool | None = None, output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> BaseModelOutputWithPooling | tuple:
-        """The vision tower's output with ``pooler_output`` projected (the image embeddings, unnormalised)."""
+        """The vision tower's output; ``pooler_output`` is the image embedding (projected, unnormalised)."""
         output_attentions, output_hidden_states, return_dict = self._resolve(
             output_attentions, output_hidden_states, return_dict
         )
         out = self.vision_model(pixel_values, bool(interpolate_pos_encoding), output_attentions, output_hidden_states)
-        out.pooler_output = self.visual_projection(out.pooler_output)
+        out.pooler_output = self.project_image(out.pooler_output)
         return out if return_dict else out.to_tuple()
 
     def forward(
@@ -560,18 +571,19 @@ class CLIPModel(CLIPPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> CLIPOutput | tuple:
+    ) -> Any:
         output_attentions, output_hidden_states, return_dict = self._resolve(
             output_attentions, output_hidden_states, return_dict
         )
+        self.check_towers()
         vision = self.get_image_features(pixel_values, interpolate_pos_encoding, output_attentions,
                                          output_hidden_states, return_dict=True)
         text = self.get_text_features(input_ids, attention_mask, position_ids, output_attentions,
                                       output_hidden_states, return_dict=True)
         image_embeds, text_embeds = normalized(vision.pooler_output), normalized(text.pooler_output)
-        logits_per_text = (text_embeds @ image_embeds.t()) * self.logit_scale.exp()
-        output = CLIPOutput(
-            loss=contrastive_loss(logits_per_text) if return_loss else None,
+        logits_per_text = self.similarity(text_embeds, image_embeds)
+        output = self.output_class(
+            loss=self.pair_loss(logits_per_text) if return_loss else None,
             logits_per_image=logits_per_text.t(),
             logits_per_text=logits_per_text,
             text_embeds=text_embeds,
@@ -580,6 +592,33 @@ class CLIPModel(CLIPPreTrainedModel):
             vision_model_output=vision,
         )
         return output if return_dict else output.to_tuple()
+
+
+class CLIPModel(DualEncoder, CLIPPreTrainedModel):
+    """Both towers, each projected to ``projection_dim``; similarity logits and the contrastive loss."""
+
+    output_class = CLIPOutput
+
+    def __init__(self, config: CLIPConfig) -> None:
+        super().__init__(config)
+        text, vision = config.text_config, config.vision_config
+        self.text_model = CLIPTextTransformer(text)
+        self.vision_model = CLIPVisionTransformer(vision)
+        self.visual_projection = nn.Linear(vision.hidden_size, config.projection_dim, bias=False)
+        self.text_projection = nn.Linear(text.hidden_size, config.projection_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
+
+    def project_text(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.text_projection(pooled)
+
+    def project_image(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.visual_projection(pooled)
+
+    def similarity(self, text_embeds: torch.Tensor, image_embeds: torch.Tensor) -> torch.Tensor:
+        return (text_embeds @ image_embeds.t()) * self.logit_scale.exp()
+
+    def pair_loss(self, logits_per_text: torch.Tensor) -> torch.Tensor:
+        return contrastive_loss(logits_per_text)
 
 
 # A tower model loads from a full checkpoint: the other tower and the projections it lacks are expected.
@@ -720,20 +759,24 @@ class CLIPVisionModelWithProjection(CLIPVisionModel):
         return output if return_dict else output.to_tuple()
 
 
-class CLIPForImageClassification(CLIPPreTrainedModel):
-    """The vision tower and a linear classifier over the mean of the patch tokens' final states
-    (the class token left out, as in the reference). Takes the full CLIPConfig."""
+class TowerImageClassifier:
+    """The vision tower (``tower``) of a two-tower config and a linear classifier over ``pool`` of
+    its final states."""
 
-    _ignore_on_load = _VISION_ONLY_EXTRA + [r"^visual_projection\."]
+    tower: ClassVar[type[nn.Module]]
 
-    def __init__(self, config: CLIPConfig) -> None:
+    def __init__(self, config: PretrainedConfig) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.vision_model = CLIPVisionTransformer(config.vision_config)
+        self.vision_model = self.tower(config.vision_config)
         self.classifier = nn.Linear(config.vision_config.hidden_size, config.num_labels)
 
     def get_input_embeddings(self) -> nn.Conv2d:
         return self.vision_model.embeddings.patch_embedding
+
+    def pool(self, last_hidden_state: torch.Tensor) -> torch.Tensor:
+        """(batch, hidden): what the classifier reads."""
+        raise NotImplementedError
 
     def forward(
         self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
@@ -744,7 +787,7 @@ class CLIPForImageClassification(CLIPPreTrainedModel):
             output_attentions, output_hidden_states, return_dict
         )
         out = self.vision_model(pixel_values, bool(interpolate_pos_encoding), output_attentions, output_hidden_states)
-        logits = self.classifier(out.last_hidden_state[:, 1:].mean(dim=1))
+        logits = self.classifier(self.pool(out.last_hidden_state))
         output = ImageClassifierOutput(
             loss=sequence_classification_loss(logits, labels, self.config) if labels is not None else None,
             logits=logits,
@@ -752,6 +795,17 @@ class CLIPForImageClassification(CLIPPreTrainedModel):
             attentions=out.attentions,
         )
         return output if return_dict else output.to_tuple()
+
+
+class CLIPForImageClassification(TowerImageClassifier, CLIPPreTrainedModel):
+    """The vision tower and a linear classifier over the mean of the patch tokens' final states
+    (the class token left out, as in the reference). Takes the full CLIPConfig."""
+
+    tower = CLIPVisionTransformer
+    _ignore_on_load = _VISION_ONLY_EXTRA + [r"^visual_projection\."]
+
+    def pool(self, last_hidden_state: torch.Tensor) -> torch.Tensor:
+        return last_hidden_state[:, 1:].mean(dim=1)
 
 
 __all__ = [

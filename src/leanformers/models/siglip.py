@@ -24,12 +24,7 @@ from ..errors import ConfigError, InputError
 from ..modeling.attention import Mask, attend
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import positive_int
-from ..modeling.losses import sequence_classification_loss
-from ..modeling.outputs import (
-    BaseModelOutputWithPooling,
-    ImageClassifierOutput,
-    SiglipOutput,
-)
+from ..modeling.outputs import BaseModelOutputWithPooling, SiglipOutput
 from .clip import (
     CLIPMLP,
     POSITION_IDS,
@@ -37,13 +32,14 @@ from .clip import (
     CLIPEncoder,
     CLIPTextEmbeddings,
     CompositeConfig,
+    DualEncoder,
     TextTower,
     TowerConfig,
+    TowerImageClassifier,
     VisionTower,
     check_image,
     check_text,
     module_name,
-    normalized,
     resample_positions,
     validate_tower,
 )
@@ -295,8 +291,10 @@ class SiglipPreTrainedModel(PreTrainedModel):
                 module.bias.zero_()
 
 
-class SiglipModel(SiglipPreTrainedModel):
+class SiglipModel(DualEncoder, SiglipPreTrainedModel):
     """Both towers; logits = scale * cosine similarity + bias, each pair judged alone by a sigmoid."""
+
+    output_class = SiglipOutput
 
     def __init__(self, config: SiglipConfig) -> None:
         super().__init__(config)
@@ -305,48 +303,7 @@ class SiglipModel(SiglipPreTrainedModel):
         self.logit_scale = nn.Parameter(torch.empty(1))
         self.logit_bias = nn.Parameter(torch.empty(1))
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.text_model.embeddings.token_embedding
-
-    def get_text_features(
-        self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None, output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None, return_dict: bool | None = None,
-    ) -> BaseModelOutputWithPooling | tuple:
-        """The text tower's output; ``pooler_output`` is the text embedding (unnormalised)."""
-        output_attentions, output_hidden_states, return_dict = self._resolve(
-            output_attentions, output_hidden_states, return_dict
-        )
-        out = self.text_model(input_ids, attention_mask, position_ids, output_attentions, output_hidden_states)
-        return out if return_dict else out.to_tuple()
-
-    def get_image_features(
-        self, pixel_values: torch.Tensor | None = None, interpolate_pos_encoding: bool = False,
-        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> BaseModelOutputWithPooling | tuple:
-        """The vision tower's output; ``pooler_output`` is the image embedding (unnormalised)."""
-        output_attentions, output_hidden_states, return_dict = self._resolve(
-            output_attentions, output_hidden_states, return_dict
-        )
-        out = self.vision_model(pixel_values, bool(interpolate_pos_encoding), output_attentions, output_hidden_states)
-        return out if return_dict else out.to_tuple()
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        return_loss: bool | None = None,
-        interpolate_pos_encoding: bool = False,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> SiglipOutput | tuple:
-        output_attentions, output_hidden_states, return_dict = self._resolve(
-            output_attentions, output_hidden_states, return_dict
-        )
+    def check_towers(self) -> None:
         if self.vision_model.head is None:
             raise ConfigError(
                 "SiglipModel needs the image tower's pooling head to compare images with texts; this config "
@@ -358,22 +315,12 @@ class SiglipModel(SiglipPreTrainedModel):
                 f"The text embeddings have {text_width} values (text_config.projection_size) and the image "
                 f"embeddings {image_width} (vision_config.hidden_size); they must match to be compared."
             )
-        vision = self.get_image_features(pixel_values, interpolate_pos_encoding, output_attentions,
-                                         output_hidden_states, return_dict=True)
-        text = self.get_text_features(input_ids, attention_mask, position_ids, output_attentions,
-                                      output_hidden_states, return_dict=True)
-        image_embeds, text_embeds = normalized(vision.pooler_output), normalized(text.pooler_output)
-        logits_per_text = (text_embeds @ image_embeds.t()) * self.logit_scale.exp() + self.logit_bias
-        output = SiglipOutput(
-            loss=sigmoid_loss(logits_per_text) if return_loss else None,
-            logits_per_image=logits_per_text.t(),
-            logits_per_text=logits_per_text,
-            text_embeds=text_embeds,
-            image_embeds=image_embeds,
-            text_model_output=text,
-            vision_model_output=vision,
-        )
-        return output if return_dict else output.to_tuple()
+
+    def similarity(self, text_embeds: torch.Tensor, image_embeds: torch.Tensor) -> torch.Tensor:
+        return (text_embeds @ image_embeds.t()) * self.logit_scale.exp() + self.logit_bias
+
+    def pair_loss(self, logits_per_text: torch.Tensor) -> torch.Tensor:
+        return sigmoid_loss(logits_per_text)
 
 
 _TEXT_ONLY_EXTRA = [POSITION_IDS, r"^vision_model\.", r"^logit_scale$", r"^logit_bias$"]
@@ -396,38 +343,15 @@ class SiglipVisionModel(VisionTower, SiglipPreTrainedModel):
     _ignore_on_load = _VISION_ONLY_EXTRA
 
 
-class SiglipForImageClassification(SiglipPreTrainedModel):
+class SiglipForImageClassification(TowerImageClassifier, SiglipPreTrainedModel):
     """The vision tower and a linear classifier over the mean of all final patch states. Takes the
     full SiglipConfig."""
 
+    tower = SiglipVisionTransformer
     _ignore_on_load = _VISION_ONLY_EXTRA
 
-    def __init__(self, config: SiglipConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.vision_model = SiglipVisionTransformer(config.vision_config)
-        self.classifier = nn.Linear(config.vision_config.hidden_size, config.num_labels)
-
-    def get_input_embeddings(self) -> nn.Conv2d:
-        return self.vision_model.embeddings.patch_embedding
-
-    def forward(
-        self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-        interpolate_pos_encoding: bool = False, output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None, return_dict: bool | None = None,
-    ) -> ImageClassifierOutput | tuple:
-        output_attentions, output_hidden_states, return_dict = self._resolve(
-            output_attentions, output_hidden_states, return_dict
-        )
-        out = self.vision_model(pixel_values, bool(interpolate_pos_encoding), output_attentions, output_hidden_states)
-        logits = self.classifier(out.last_hidden_state.mean(dim=1))
-        output = ImageClassifierOutput(
-            loss=sequence_classification_loss(logits, labels, self.config) if labels is not None else None,
-            logits=logits,
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
-        )
-        return output if return_dict else output.to_tuple()
+    def pool(self, last_hidden_state: torch.Tensor) -> torch.Tensor:
+        return last_hidden_state.mean(dim=1)
 
 
 __all__ = [
