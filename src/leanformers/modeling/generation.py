@@ -55,8 +55,7 @@ NOT_IMPLEMENTED: dict[str, tuple[Any, ...]] = {
     "return_dict_in_generate": (None, False), "output_scores": (None, False), "output_logits": (None, False),
     "output_attentions": (None, False), "output_hidden_states": (None, False),
     "typical_p": (None, 1.0), "bad_words_ids": (None,),
-    "epsilon_cutoff": (None, 0.0), "eta_cutoff": (None, 0.0), "suppress_tokens": (None,),
-    "begin_suppress_tokens": (None,),
+    "epsilon_cutoff": (None, 0.0), "eta_cutoff": (None, 0.0),
 }
 
 
@@ -142,6 +141,12 @@ class GenerationConfig:
             or (isinstance(stops, (list, tuple)) and stops and all(isinstance(x, str) and x for x in stops))
         ):
             fail("stop_strings", "a non-empty string, a non-empty list of them, or None")
+        for key in ("suppress_tokens", "begin_suppress_tokens"):
+            tokens = get(key)
+            if tokens is not None and not (
+                isinstance(tokens, (list, tuple)) and all(_is_int(i) and i >= 0 for i in tokens)
+            ):
+                fail(key, "a list of token ids (ints >= 0) or None")
         eos = get("eos_token_id")
         if eos is not None and not (
             (_is_int(eos) and eos >= 0)
@@ -252,8 +257,13 @@ class GenerationMixin:
             self.generation_config.save_pretrained(save_directory)
 
 
-def resolve_config(model: Any, generation_config: GenerationConfig | None, kwargs: dict[str, Any]) -> GenerationConfig:
-    """The call's settings: ``kwargs`` over ``generation_config`` over the model's over the defaults."""
+def resolve_config(
+    model: Any, generation_config: GenerationConfig | None, kwargs: dict[str, Any],
+    inputs: str = "input_ids, attention_mask",
+) -> GenerationConfig:
+    """The call's settings: ``kwargs`` over ``generation_config`` over the model's over the defaults.
+    ``inputs`` names the other arguments the caller's ``generate`` takes (for the error on unknown
+    ones)."""
     config = copy.deepcopy(generation_config) if generation_config is not None else GenerationConfig()
     for source in (model.generation_config.to_dict(), DEFAULTS):
         for key, value in source.items():
@@ -266,7 +276,7 @@ def resolve_config(model: Any, generation_config: GenerationConfig | None, kwarg
     if unused:
         raise InputError(
             f"generate got unknown arguments {sorted(unused)}: they are neither generation settings "
-            f"(GenerationConfig fields) nor inputs generate accepts (input_ids, attention_mask)."
+            f"(GenerationConfig fields) nor inputs generate accepts ({inputs})."
         )
     for key, neutral in NOT_IMPLEMENTED.items():
         if config.__dict__.get(key) not in neutral:
@@ -299,13 +309,15 @@ def _check_inputs(input_ids: Any, attention_mask: Any) -> None:
         raise InputError(f"attention_mask must have input_ids' shape {tuple(input_ids.shape)}, got {got}.")
 
 
-def _processors(
+Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _constraints(
     config: GenerationConfig, eos: torch.Tensor | None, prompt_length: int, padding: torch.Tensor, max_length: int,
-) -> list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
-    """The logits processors, in the reference's order. Sampled beams keep at least one token more
-    than there are EOS ids at every filter, so a beam can always go on."""
-    keep = 1 if config.num_beams == 1 else (1 if eos is None else eos.shape[0]) + 1
-    steps: list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = []
+) -> list[Processor]:
+    """The logits processors that constrain which tokens may come, in the reference's order (the
+    sampling filters follow them, see ``_filters``)."""
+    steps: list[Processor] = []
     if config.repetition_penalty != 1.0:
         penalty = float(config.repetition_penalty)
 
@@ -370,8 +382,38 @@ def _processors(
             return forced
 
         steps.append(force_eos)
+    if config.suppress_tokens is not None:
+        steps.append(suppress_tokens(config.suppress_tokens))
+    if config.begin_suppress_tokens is not None:
+        # The first generated position; a forced BOS token takes it when the prompt is one token.
+        begin = prompt_length + (1 if prompt_length == 1 and config.forced_bos_token_id is not None else 0)
+        steps.append(suppress_tokens(config.begin_suppress_tokens, at_length=begin))
+    return steps
+
+
+def suppress_tokens(token_ids: list[int] | tuple[int, ...], at_length: int | None = None) -> Processor:
+    """A processor giving ``token_ids`` no chance: at every step, or only when the sequences are
+    ``at_length`` long (the first generated position, for ``begin_suppress_tokens``). Ids past
+    the vocabulary are ignored, as the reference ignores them."""
+    banned_ids = torch.tensor(list(token_ids), dtype=torch.long)
+
+    def suppress(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if at_length is not None and ids.shape[-1] != at_length:
+            return scores
+        banned = torch.isin(torch.arange(scores.shape[-1], device=scores.device), banned_ids.to(scores.device))
+        return torch.where(banned, -math.inf, scores)
+
+    return suppress
+
+
+def _filters(config: GenerationConfig, eos: torch.Tensor | None) -> list[Processor]:
+    """The sampling filters (temperature, top-k, top-p, min-p), in the reference's order. Sampled
+    beams keep at least one token more than there are EOS ids at every filter, so a beam can
+    always go on."""
     if not config.do_sample:
-        return steps
+        return []
+    keep = 1 if config.num_beams == 1 else (1 if eos is None else eos.shape[0]) + 1
+    steps: list[Processor] = []
     if config.temperature != 1.0:
         temperature = float(config.temperature)
         steps.append(lambda ids, scores: scores / temperature)
@@ -420,8 +462,7 @@ def generate(
     For an encoder-decoder model (``config.is_encoder_decoder``) ``input_ids`` is the source: it is
     encoded once and the decoder generates from ``decoder_start_token_id``; the result is the
     decoder's ids, as the reference returns them."""
-    if streamer is not None and not all(callable(getattr(streamer, name, None)) for name in ("put", "end")):
-        raise InputError(f"streamer must have put(tokens) and end() methods, got {type(streamer).__name__}.")
+    check_streamer(streamer)
     if generation_config is not None and not isinstance(generation_config, GenerationConfig):
         raise InputError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}.")
     # Whether the caller or the checkpoint chose max_length, before the defaults fill it in.
@@ -429,8 +470,6 @@ def generate(
     max_length_chosen = any(layer.get("max_length") is not None for layer in layers)
     config = resolve_config(model, generation_config, kwargs)
     _check_inputs(input_ids, attention_mask)
-    if streamer is not None and config.num_beams > 1:
-        raise ConfigError("A streamer cannot follow beam search: the best beam is known only at the end.")
     stop_strings = None
     if config.stop_strings is not None:
         if tokenizer is None:
@@ -450,15 +489,14 @@ def generate(
     device = model.device
     input_ids = input_ids.to(device=device, dtype=torch.long)
 
-    eos = None if config.eos_token_id is None else torch.tensor(config.eos_token_id, device=device).reshape(-1)
-    pad = config.pad_token_id if config.pad_token_id is not None else (None if eos is None else int(eos[0]))
+    eos, pad = special_ids(config, device)
     if attention_mask is None:
         # As the reference: padding is recognisable only when the pad id occurs and is not an EOS id.
         inferable = pad is not None and bool((input_ids == pad).any()) and (eos is None or not bool((eos == pad).any()))
         attention_mask = (input_ids != pad).long() if inferable else torch.ones_like(input_ids)
     attention_mask = attention_mask.to(device=device, dtype=torch.long)
-    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
-    if encoder_decoder:
+    encoded = source_mask = None
+    if getattr(model.config, "is_encoder_decoder", False):
         source_mask, encoded = attention_mask, model.get_encoder()(
             input_ids=input_ids, attention_mask=attention_mask, return_dict=True
         )
@@ -479,6 +517,38 @@ def generate(
         max_length = min(max_length, positions_limit) if positions_limit is not None else max_length
     else:
         max_length = config.max_length
+    return decode(model, config, input_ids, attention_mask, max_length, encoded=encoded, source_mask=source_mask,
+                  streamer=streamer, stop_strings=stop_strings)
+
+
+def check_streamer(streamer: Any) -> None:
+    if streamer is not None and not all(callable(getattr(streamer, name, None)) for name in ("put", "end")):
+        raise InputError(f"streamer must have put(tokens) and end() methods, got {type(streamer).__name__}.")
+
+
+def special_ids(config: GenerationConfig, device: torch.device) -> tuple[torch.Tensor | None, int | None]:
+    """The EOS ids as a tensor (None without any) and the id that fills finished rows: the pad id,
+    else the first EOS id."""
+    eos = None if config.eos_token_id is None else torch.tensor(config.eos_token_id, device=device).reshape(-1)
+    pad = config.pad_token_id if config.pad_token_id is not None else (None if eos is None else int(eos[0]))
+    return eos, pad
+
+
+def decode(
+    model: Any, config: GenerationConfig, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_length: int,
+    *, encoded: Any = None, source_mask: torch.Tensor | None = None, streamer: Any = None,
+    stop_strings: StopStrings | None = None, processors: list[Processor] | tuple[Processor, ...] = (),
+) -> torch.Tensor:
+    """The decoding loop of ``generate`` once its settings are resolved: continue ``input_ids`` (the
+    prompt, or an encoder-decoder model's decoder prompt, next to its ``encoded`` source) up to
+    ``max_length`` tokens. ``processors`` are a model's own logits processors: they run after the
+    generation config's constraints and before the sampling filters, where the reference puts a
+    caller's processors."""
+    if streamer is not None and config.num_beams > 1:
+        raise ConfigError("A streamer cannot follow beam search: the best beam is known only at the end.")
+    device = input_ids.device
+    eos, pad = special_ids(config, device)
+    prompt_length = input_ids.shape[1]
     if prompt_length >= max_length:
         raise InputError(
             f"The prompt has {prompt_length} tokens but max_length is {max_length}: set max_new_tokens instead."
@@ -487,6 +557,7 @@ def generate(
         config.min_length = prompt_length + config.min_new_tokens
     if streamer is not None:
         streamer.put(input_ids.cpu())
+    encoder_decoder = encoded is not None
 
     # Beam search runs num_beams copies of each prompt (and returns its best beams); sampling one
     # copy per sequence to return.
@@ -495,10 +566,10 @@ def generate(
         input_ids = input_ids.repeat_interleave(copies, dim=0)
         attention_mask = attention_mask.repeat_interleave(copies, dim=0)
         if encoder_decoder:
-            source_mask = source_mask.repeat_interleave(copies, dim=0)
+            source_mask = None if source_mask is None else source_mask.repeat_interleave(copies, dim=0)
             encoded.last_hidden_state = encoded.last_hidden_state.repeat_interleave(copies, dim=0)
     padding = (attention_mask != 0).int().argmax(dim=1)
-    processors = _processors(config, eos, prompt_length, padding, max_length)
+    steps = [*_constraints(config, eos, prompt_length, padding, max_length), *processors, *_filters(config, eos)]
 
     # A decoder-only model's cache is made here: a block of the run's length sizes it exactly (the
     # default block would round it up by as much as 255 unused positions per layer). An
@@ -549,7 +620,7 @@ def generate(
             return next_logits(sequences)
 
         return beam_search(
-            step, input_ids, processors, [stop_strings] if stop_strings is not None else [],
+            step, input_ids, steps, [stop_strings] if stop_strings is not None else [],
             num_beams=config.num_beams, max_length=max_length, length_penalty=float(config.length_penalty),
             early_stopping=config.early_stopping, do_sample=config.do_sample,
             num_return_sequences=config.num_return_sequences, eos=eos,
@@ -559,7 +630,7 @@ def generate(
     unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=device)
     while True:
         scores = next_logits(input_ids)
-        for process in processors:
+        for process in steps:
             scores = process(input_ids, scores)
         if config.do_sample:
             chosen_ids = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
@@ -773,4 +844,4 @@ class TextIteratorStreamer(TextStreamer):
         return text
 
 
-__all__ = ["GenerationConfig", "GenerationMixin", "TextIteratorStreamer", "TextStreamer", "generate"]
+__all__ = ["GenerationConfig", "GenerationMixin", "TextIteratorStreamer", "TextStreamer", "decode", "generate"]
