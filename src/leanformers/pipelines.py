@@ -1148,10 +1148,21 @@ class _ImagePipeline(Pipeline):
             return item
         raise InputError(f"The {self.task} pipeline takes PIL images, image paths or arrays; got {_describe(item)}.")
 
-    def _preprocess(self, item, params):
+    def _pixel_batch(self, items: list[Any], params: dict[str, Any]) -> Any:
+        """The items' (batch, channels, height, width) pixel values from one processor call, whose
+        threads decode and resize the images side by side (one call per image would run them in turn)."""
         options = params.get("image_processor_kwargs") or {}  # an option of the tasks that take it
-        pixels = self.image_processor(item, return_tensors="pt", **options)["pixel_values"]
-        return [Feature({"pixel_values": pixels[0]})]
+        pixels = self.image_processor(list(items), return_tensors="pt", **options)["pixel_values"]
+        if len(pixels) != len(items):  # an item was a 4-D array: a batch, which the processor split
+            raise InputError(f"The {self.task} pipeline takes one image per item; got a batch of images as one item "
+                             "(a 4-D array). Pass a list of images instead.")
+        return pixels
+
+    def _run(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
+        features = [Feature({"pixel_values": row}) for row in self._pixel_batch(items, params)]
+        outputs = self._forward(features)
+        return [self._postprocess(item, [feature], [output], params)
+                for item, feature, output in zip(items, features, outputs)]
 
 
 class ImageClassificationPipeline(_ImagePipeline):
@@ -1236,31 +1247,54 @@ class ZeroShotImageClassificationPipeline(_ImagePipeline):
         params.setdefault("hypothesis_template", "This is a photo of {}.")
         return params
 
-    def _text_inputs(self, texts: list[str], tokenizer_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _text_inputs(self, texts: list[str], tokenizer_kwargs: dict[str, Any] | None = None,
+                     fix: str = "tokenizer_kwargs={'truncation': True}") -> dict[str, Any]:
         options: dict[str, Any] = {"padding": True}
         if self._sigmoid:
             options.update(padding="max_length", max_length=64, truncation=True)
         options.update(tokenizer_kwargs or {})
         encoded = self.tokenizer(texts, return_tensors="pt", **options)
+        self._check_text_length(texts, encoded, fix)
         return {name: value.to(self.device) for name, value in encoded.items()
                 if self._forward_names is None or name in self._forward_names}
 
+    def _check_text_length(self, texts: list[str], encoded: Any, fix: str) -> None:
+        """Texts longer than the text tower's positions are refused here, naming the text: CLIP's
+        tokenizer does not cut them unless asked (the reference then fails in the model)."""
+        text_config = getattr(self.model.config, "text_config", self.model.config)
+        limit = getattr(text_config, "max_position_embeddings", None)
+        ids = encoded["input_ids"]
+        if not isinstance(limit, int) or ids.shape[-1] <= limit:
+            return
+        mask = encoded.get("attention_mask")
+        lengths = (mask.sum(dim=-1) if mask is not None else ids.new_full(ids.shape[:1], ids.shape[-1])).tolist()
+        longest = max(range(len(texts)), key=lambda index: lengths[index])
+        text = texts[longest] if len(texts[longest]) <= 60 else texts[longest][:57] + "..."
+        raise InputError(
+            f"The text {text!r} is {lengths[longest]} tokens long, but the text tower of {type(self.model).__name__} "
+            f"reads at most {limit} (max_position_embeddings). Shorten it, or let the tokenizer cut it: "
+            f"{fix}."
+        )
+
     def _pixels(self, images: list[Any]) -> Any:
-        import torch
-
         params = self._defaults
-        rows = [self._preprocess(self._check_item(image, params), params)[0].inputs["pixel_values"] for image in images]
-        return torch.stack(rows).to(self.device, self.dtype)
+        return self._pixel_batch([self._check_item(image, params) for image in images], params).to(
+            self.device, self.dtype
+        )
 
-    def text_embeddings(self, texts: list[str]) -> Any:
+    def text_embeddings(self, texts: list[str], truncation: bool = False) -> Any:
         """The texts' embeddings, L2-normalised (a float32 CPU tensor, a row per text), as the model
-        compares them with images: ``image_embeddings(images) @ text_embeddings(texts).T`` ranks images."""
+        compares them with images: ``image_embeddings(images) @ text_embeddings(texts).T`` ranks images.
+        A text longer than the text tower's positions raises InputError, or with ``truncation`` is cut
+        to them by the tokenizer."""
         import torch
 
         if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
             raise InputError(f"text_embeddings takes a non-empty list of strings, got {_describe(texts)}.")
+        inputs = self._text_inputs(list(texts), {"truncation": True} if truncation else None,
+                                   fix="text_embeddings(texts, truncation=True)")
         with torch.inference_mode():
-            embeds = self.model.get_text_features(**self._text_inputs(list(texts)), return_dict=True).pooler_output
+            embeds = self.model.get_text_features(**inputs, return_dict=True).pooler_output
         return torch.nn.functional.normalize(embeds.float(), dim=-1).cpu()
 
     def image_embeddings(self, images: list[Any]) -> Any:
@@ -1282,7 +1316,7 @@ class ZeroShotImageClassificationPipeline(_ImagePipeline):
         texts = [params["hypothesis_template"].format(label) for label in params["candidate_labels"]]
         # the texts are encoded once for the whole batch of images: one forward scores every pair
         text_inputs = self._text_inputs(texts, params.get("tokenizer_kwargs"))
-        pixels = torch.stack([self._preprocess(item, params)[0].inputs["pixel_values"] for item in items])
+        pixels = self._pixel_batch(items, params)
         with torch.inference_mode():
             output = self.model(pixel_values=pixels.to(self.device, self.dtype), **text_inputs, return_dict=True)
         logits = output.logits_per_image.float().cpu()
