@@ -256,6 +256,26 @@ def _task_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kwargs["normalize"] = True
     options = {"labels": "candidate_labels", "multi_label": "multi_label", "hypothesis_template": "hypothesis_template"}
     kwargs.update({name: getattr(args, key) for key, name in options.items() if getattr(args, key, None)})
+    return {**kwargs, **_speech_kwargs(args)}
+
+
+def _speech_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Speech-recognition options: another task's pipeline refuses them by name."""
+    kwargs: dict[str, Any] = {}
+    if getattr(args, "language", None):
+        kwargs["language"] = args.language
+    if getattr(args, "translate", False):
+        kwargs["task"] = "translate"
+    if getattr(args, "chunk_length", None) is not None:
+        if args.chunk_length <= 0:
+            raise UsageError(f"--chunk-length must be a positive number of seconds, got {args.chunk_length}.")
+        kwargs["chunk_length_s"] = args.chunk_length
+    if getattr(args, "timestamps", False):
+        # Whisper times segments; a CTC model times words.
+        from .auto import AutoConfig
+
+        config = AutoConfig.from_pretrained(args.model)
+        kwargs["return_timestamps"] = True if getattr(config, "is_encoder_decoder", False) else "word"
     return kwargs
 
 
@@ -752,6 +772,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "the candidate labels, comma-separated")
     p.add_argument("--multi-label", action="store_true", dest="multi_label",
                    help="zero-shot-classification: score each label on its own")
+    p.add_argument("--language", help="automatic-speech-recognition with Whisper: the spoken language (en, "
+                   "french...; default: detected)")
+    p.add_argument("--translate", action="store_true", help="automatic-speech-recognition with Whisper: "
+                   "translate the speech into English")
+    p.add_argument("--timestamps", action="store_true", help="automatic-speech-recognition: timed chunks (Whisper: "
+                   "segments; CTC models: words)")
+    p.add_argument("--chunk-length", type=float, dest="chunk_length", metavar="SECONDS",
+                   help="automatic-speech-recognition: read long audio in windows of SECONDS (Whisper: 30 by default "
+                   "past 30 seconds)")
     p.add_argument("--hypothesis-template", dest="hypothesis_template",
                    help="zero-shot classification: the hypothesis, with {} for the label (default 'This example "
                    "is {}.'; for images 'This is a photo of {}.')")
