@@ -337,15 +337,21 @@ def resample_positions(table: torch.Tensor, height: int, width: int, patch: int)
 # -- CLIP towers ------------------------------------------------------------------------------
 
 
-class CLIPTextTransformer(nn.Module):
-    """Token + position embeddings, a causal encoder, a final LayerNorm; pooled at the end-of-text token."""
+class TextTransformer(nn.Module):
+    """Token + position embeddings, the encoder (causal where ``causal``), a final LayerNorm; the
+    pooled output is what ``pool`` takes from the final states."""
 
-    def __init__(self, config: CLIPTextConfig) -> None:
+    causal: ClassVar[bool]
+
+    def __init__(self, config: PretrainedConfig) -> None:
         super().__init__()
         self.config = config
         self.embeddings = CLIPTextEmbeddings(config)
         self.encoder = CLIPEncoder(config)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def pool(self, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(
         self, input_ids: Any, attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None,
@@ -353,16 +359,24 @@ class CLIPTextTransformer(nn.Module):
     ) -> BaseModelOutputWithPooling:
         check_text(self.config, input_ids, position_ids)
         hidden = self.embeddings(input_ids, position_ids)
-        batch, seq = input_ids.shape
-        mask = Mask.padding(attention_mask, batch, seq, hidden.device, causal=True)
+        mask = Mask.padding(attention_mask, *input_ids.shape, hidden.device, causal=self.causal)
         hidden, all_hidden, all_weights = self.encoder(hidden, mask, output_attentions, output_hidden_states)
         hidden = self.final_layer_norm(hidden)
         return BaseModelOutputWithPooling(
             last_hidden_state=hidden,
-            pooler_output=hidden[torch.arange(batch, device=hidden.device), self.eos_positions(input_ids)],
+            pooler_output=self.pool(hidden, input_ids),
             hidden_states=all_hidden,
             attentions=all_weights,
         )
+
+
+class CLIPTextTransformer(TextTransformer):
+    """A causal text tower pooled at the end-of-text token."""
+
+    causal = True
+
+    def pool(self, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), self.eos_positions(input_ids)]
 
     def eos_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Where each row is pooled. Checkpoints whose config says eos_token_id 2 predate the real id

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
-from ..modeling.attention import Mask, attend
+from ..modeling.attention import attend
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import positive_int
 from ..modeling.outputs import BaseModelOutputWithPooling, SiglipOutput
@@ -30,15 +30,14 @@ from .clip import (
     POSITION_IDS,
     CLIPAttention,
     CLIPEncoder,
-    CLIPTextEmbeddings,
     CompositeConfig,
     DualEncoder,
     TextTower,
+    TextTransformer,
     TowerConfig,
     TowerImageClassifier,
     VisionTower,
     check_image,
-    check_text,
     module_name,
     resample_positions,
     validate_tower,
@@ -114,31 +113,18 @@ class SiglipConfig(CompositeConfig):
 # -- modules ------------------------------------------------------------------------------------
 
 
-class SiglipTextTransformer(nn.Module):
-    """Embeddings, a bidirectional encoder, a final LayerNorm; pooled: the last position through ``head``."""
+class SiglipTextTransformer(TextTransformer):
+    """A bidirectional text tower; pooled: the last position through ``head``."""
+
+    causal = False
 
     def __init__(self, config: SiglipTextConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.embeddings = CLIPTextEmbeddings(config)
-        self.encoder = CLIPEncoder(config)
-        self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        super().__init__(config)
         self.head = nn.Linear(config.hidden_size, config.projection_size)
 
-    def forward(
-        self, input_ids: Any, attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None,
-        output_attentions: bool, output_hidden_states: bool,
-    ) -> BaseModelOutputWithPooling:
-        check_text(self.config, input_ids, position_ids)
-        hidden = self.embeddings(input_ids, position_ids)
-        mask = Mask.padding(attention_mask, *input_ids.shape, hidden.device)
-        hidden, all_hidden, all_weights = self.encoder(hidden, mask, output_attentions, output_hidden_states)
-        hidden = self.final_layer_norm(hidden)
+    def pool(self, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         # The last position, padded or not: SigLIP's texts are padded to a fixed length in training.
-        return BaseModelOutputWithPooling(
-            last_hidden_state=hidden, pooler_output=self.head(hidden[:, -1]),
-            hidden_states=all_hidden, attentions=all_weights,
-        )
+        return self.head(hidden[:, -1])
 
 
 class SiglipVisionEmbeddings(nn.Module):
