@@ -125,6 +125,21 @@ def test_features_match_reference(ckpts):
     assert isinstance(image, tuple) and image[1].shape == (3, FULL["projection_dim"])
 
 
+@pytest.mark.parametrize("size", [(30, 30), (42, 36)])
+def test_pooled_only_image_features_match_reference(ckpts, size):
+    """pooled_only runs the last layer for the class token alone: the same embeddings, no final states."""
+    ours = clip.CLIPModel.from_pretrained(ckpts["full"])
+    ref = load_reference("CLIPModel", ckpts["full"])
+    options = {"pixel_values": pixels(4, *size), "interpolate_pos_encoding": size != (30, 30)}
+    expected = run(ref.get_image_features, **options).pooler_output
+    got = run(ours.get_image_features, **options, pooled_only=True)
+    assert got.last_hidden_state is None, "the shortcut did not run"
+    assert_tensors_close(got.pooler_output, expected, "pooled_only image features")
+    full = run(ours.get_image_features, **options, pooled_only=True, output_hidden_states=True)
+    assert full.last_hidden_state is not None and len(full.hidden_states) == VISION["num_hidden_layers"] + 1
+    assert_tensors_close(full.pooler_output, expected, "pooled_only with hidden states (the full run)")
+
+
 def test_batch_of_different_sizes_and_no_mask(ckpts):
     ours = clip.CLIPModel.from_pretrained(ckpts["full"])
     ref = load_reference("CLIPModel", ckpts["full"])

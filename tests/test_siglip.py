@@ -99,6 +99,9 @@ def test_features_and_sigmoid_loss(ckpts):
     assert_nested_close(run(ours.get_text_features, **texts()), run(ref.get_text_features, **texts()), "text")
     assert_nested_close(run(ours.get_image_features, pixel_values=pixels()),
                         run(ref.get_image_features, pixel_values=pixels()), "image")
+    # pooled_only asks for the embeddings alone; SigLIP's pooling head reads every position anyway
+    assert_nested_close(run(ours.get_image_features, pixel_values=pixels(), pooled_only=True),
+                        run(ref.get_image_features, pixel_values=pixels()), "image, pooled_only")
     out = run(ours, **texts(), pixel_values=pixels(), return_loss=True)
     torch.testing.assert_close(
         out.logits_per_text, out.text_embeds @ out.image_embeds.t() * ours.logit_scale.exp() + ours.logit_bias

@@ -173,6 +173,39 @@ def test_siglip_matches_reference(folders: dict[str, Path], tmp_path: Path) -> N
     assert ours._text_inputs(["x"])["input_ids"].shape[-1] == 64
 
 
+def test_embeddings_match_reference(folders: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """image_embeddings / text_embeddings (what search ranks with): the reference's normalised features,
+    the images preprocessed in one processor call and embedded through the pooled-only path."""
+    from leanformers.models.clip import CLIPModel
+
+    folder = str(folders["clip"])
+    ours = pipeline("zero-shot-image-classification", model=folder)
+    ref = transformers.CLIPModel.from_pretrained(folder).eval()
+    processor = transformers.AutoProcessor.from_pretrained(folder)
+    files = [str(path) for path in sorted(folders["images"].iterdir())]
+    calls: list[dict[str, Any]] = []
+    original = CLIPModel.get_image_features
+
+    def recording(self, *args, **kwargs):
+        calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CLIPModel, "get_image_features", recording)
+    got = ours.image_embeddings(files)
+    assert len(calls) == 1 and calls[0].get("pooled_only") is True
+    with torch.no_grad():
+        pixels = processor(images=[PIL_Image.open(path) for path in files], return_tensors="pt")["pixel_values"]
+        expected = ref.get_image_features(pixel_values=pixels)
+        texts = processor(text=LABELS, padding=True, return_tensors="pt")
+        expected_text = ref.get_text_features(**texts)
+    normalize = torch.nn.functional.normalize
+    torch.testing.assert_close(got, normalize(getattr(expected, "pooler_output", expected), dim=-1),
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.text_embeddings(LABELS),
+                               normalize(getattr(expected_text, "pooler_output", expected_text), dim=-1),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_task_is_inferred(folders: dict[str, Path]) -> None:
     assert pipeline(model=str(folders["clip"])).task == "zero-shot-image-classification"
     assert pipeline(model=str(folders["clip_vision"])).task == "image-feature-extraction"

@@ -1304,7 +1304,9 @@ class ZeroShotImageClassificationPipeline(_ImagePipeline):
         if not isinstance(images, (list, tuple)) or not images:
             raise InputError(f"image_embeddings takes a non-empty list of images, got {_describe(images)}.")
         with torch.inference_mode():
-            embeds = self.model.get_image_features(pixel_values=self._pixels(images), return_dict=True).pooler_output
+            embeds = self.model.get_image_features(
+                pixel_values=self._pixels(images), return_dict=True, pooled_only=True
+            ).pooler_output
         return torch.nn.functional.normalize(embeds.float(), dim=-1).cpu()
 
     def _run(self, items: list[Any], params: dict[str, Any]) -> list[Any]:

@@ -273,6 +273,15 @@ class CLIPEncoderLayer(nn.Module):
         hidden = hidden + attended
         return hidden + self.mlp(self.layer_norm2(hidden)), weights
 
+    def first_position(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The layer's (unmasked) output at position 0 alone, (batch, 1, hidden): that one query
+        attends over every key, and the output projection and MLP run on that one row."""
+        attention, normed = self.self_attn, self.layer_norm1(hidden)
+        context, _ = attend(attention.q_proj(normed[:, :1]), attention.k_proj(normed), attention.v_proj(normed),
+                            None, heads=attention.heads)
+        first = hidden[:, :1] + attention.out_proj(context)
+        return first + self.mlp(self.layer_norm2(first))
+
 
 class CLIPEncoder(nn.Module):
     def __init__(self, config: PretrainedConfig) -> None:
@@ -432,10 +441,17 @@ class CLIPVisionTransformer(nn.Module):
 
     def forward(
         self, pixel_values: Any, interpolate_pos_encoding: bool, output_attentions: bool, output_hidden_states: bool,
+        pooled_only: bool = False,
     ) -> BaseModelOutputWithPooling:
+        """With ``pooled_only`` (and no attentions or hidden states asked for), the last layer runs for
+        the class token alone, the one position the pooled output reads: ``last_hidden_state`` is None."""
         dtype = self.embeddings.patch_embedding.weight.dtype
         pixel_values = check_image(pixel_values, self.config, dtype, interpolate_pos_encoding)
         hidden = self.pre_layrnorm(self.embeddings(pixel_values, interpolate_pos_encoding))
+        if pooled_only and not (output_attentions or output_hidden_states):
+            *layers, last = self.encoder.layers
+            hidden, _, _ = run_layers(layers, hidden, (None,), False, False)
+            return BaseModelOutputWithPooling(pooler_output=self.post_layernorm(last.first_position(hidden)[:, 0]))
         hidden, all_hidden, all_weights = self.encoder(hidden, None, output_attentions, output_hidden_states)
         return BaseModelOutputWithPooling(
             last_hidden_state=hidden,
@@ -564,13 +580,16 @@ class DualEncoder:
     def get_image_features(
         self, pixel_values: torch.Tensor | None = None, interpolate_pos_encoding: bool = False,
         output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
+        return_dict: bool | None = None, pooled_only: bool = False,
     ) -> BaseModelOutputWithPooling | tuple:
-        """The vision tower's output; ``pooler_output`` is the image embedding (projected, unnormalised)."""
+        """The vision tower's output; ``pooler_output`` is the image embedding (projected, unnormalised).
+        ``pooled_only`` (leanformers' own option, for callers that read the embeddings alone) lets a
+        tower skip the work no pooled output needs, leaving ``last_hidden_state`` None where it does."""
         output_attentions, output_hidden_states, return_dict = self._resolve(
             output_attentions, output_hidden_states, return_dict
         )
-        out = self.vision_model(pixel_values, bool(interpolate_pos_encoding), output_attentions, output_hidden_states)
+        out = self.vision_model(pixel_values, bool(interpolate_pos_encoding), output_attentions, output_hidden_states,
+                                pooled_only=pooled_only)
         out.pooler_output = self.project_image(out.pooler_output)
         return out if return_dict else out.to_tuple()
 

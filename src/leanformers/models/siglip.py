@@ -199,7 +199,9 @@ class SiglipVisionTransformer(nn.Module):
 
     def forward(
         self, pixel_values: Any, interpolate_pos_encoding: bool, output_attentions: bool, output_hidden_states: bool,
+        pooled_only: bool = False,
     ) -> BaseModelOutputWithPooling:
+        # pooled_only changes nothing here: the pooling head reads every position's final state
         dtype = self.embeddings.patch_embedding.weight.dtype
         pixel_values = check_image(pixel_values, self.config, dtype, interpolate_pos_encoding)
         hidden = self.embeddings(pixel_values, interpolate_pos_encoding)
