@@ -105,6 +105,7 @@ class KVCache:
         self.keys: list[torch.Tensor | None] = [None] * layers
         self.values: list[torch.Tensor | None] = [None] * layers
         self.lengths = [0] * layers
+        self._scratch: torch.Tensor | None = None  # reorder's staging area, kept between steps
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -141,11 +142,24 @@ class KVCache:
         self.lengths = [min(n, length) for n in self.lengths]
 
     def reorder(self, rows: torch.Tensor) -> None:
-        """Keep batch rows ``rows`` in that order (beam search)."""
+        """Keep batch rows ``rows`` in that order (beam search). With as many rows as before and
+        no gradient to keep, the positions held move in place through one reused scratch buffer:
+        selecting whole buffers would copy their unused room too, into fresh memory at every step."""
         for store in (self.keys, self.values):
             for layer, held in enumerate(store):
-                if held is not None:
-                    store[layer] = held.index_select(0, rows.to(held.device))
+                if held is None:
+                    continue
+                index = rows.to(held.device)
+                if index.shape[0] != held.shape[0] or held.requires_grad:
+                    store[layer] = held.index_select(0, index)
+                    continue
+                part = held[:, :, : self.lengths[layer]]
+                if self._scratch is None or self._scratch.numel() < part.numel() or self._scratch.dtype != part.dtype \
+                        or self._scratch.device != part.device:
+                    self._scratch = part.new_empty(held.numel())
+                moved = self._scratch[: part.numel()].view(part.shape)
+                torch.index_select(part, 0, index, out=moved)
+                part.copy_(moved)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

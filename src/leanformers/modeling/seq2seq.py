@@ -23,13 +23,21 @@ class Seq2SeqCache:
 
     ``self_attention``: a ``KVCache`` of every layer's self-attention keys and values so far.
     ``cross``: per layer, the cross-attention key and value projections of the encoder output, in
-    the (batch, source length, heads * head_dim) layout ``attend`` takes; computed on the first step
+    the (rows, source length, heads * head_dim) layout ``attend`` takes; computed on the first step
     and reused, since the encoder output does not change while decoding.
+
+    ``shared_rows``: when a model attends grouped (``share_source_rows``), ``cross`` holds one row
+    per run of this many decoder rows with the same encoder output (beam search's copies of a
+    source), projected once and attended by all of them; 1 otherwise.
     """
 
     def __init__(self, layers: int, capacity: int | None = None) -> None:
         self.self_attention = KVCache(layers, capacity)
         self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * layers
+        self.shared_rows = 1
+        # Without grouping: how many rows in a run ``cross`` holds identical (found at the first
+        # reorder; None: not looked at yet).
+        self._identical_runs: int | None = None
 
     def __len__(self) -> int:
         return len(self.cross)
@@ -37,6 +45,14 @@ class Seq2SeqCache:
     def get_seq_length(self, layer: int = 0) -> int:
         """How many decoder positions the cache holds."""
         return self.self_attention.get_seq_length(layer)
+
+    def share_source_rows(self, encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor | None) -> int:
+        """Before the first cross projection: group the decoder rows whose encoder output and mask
+        are equal, in runs of ``shared_rows`` (see ``repeated_rows``), and return that run length.
+        Later calls return the grouping in force."""
+        if all(held is None for held in self.cross):
+            self.shared_rows = repeated_rows(encoder_hidden, encoder_mask)
+        return self.shared_rows
 
     def cross_keys_values(
         self, layer: int, project: Callable[[], tuple[torch.Tensor, torch.Tensor]]
@@ -51,12 +67,49 @@ class Seq2SeqCache:
         self.self_attention.crop(length)
 
     def reorder(self, rows: torch.Tensor) -> None:
-        """Keep batch rows ``rows`` in that order, in both caches (beam search)."""
+        """Keep batch rows ``rows`` in that order, in both caches (beam search).
+
+        The cross projections move only when a row takes another row's encoder output: beam search
+        reorders within each source's beams, whose projections are equal, so they usually stay."""
         self.self_attention.reorder(rows)
-        self.cross = [
-            None if held is None else tuple(x.index_select(0, rows.to(x.device)) for x in held)
-            for held in self.cross
-        ]
+        held = [pair for pair in self.cross if pair is not None]
+        if not held:
+            return
+        rows = rows.to(held[0][0].device)
+        total = held[0][0].shape[0] * self.shared_rows
+        run = self.shared_rows if self.shared_rows > 1 else self._identical_run(held)
+        if run > 1 and rows.shape[0] == total and bool((rows // run == torch.arange(total, device=rows.device) // run).all()):
+            return
+        if self.shared_rows > 1:  # back to one projection per row
+            sources = torch.arange(total, device=rows.device) // self.shared_rows
+            rows = sources.index_select(0, rows)
+            self.shared_rows = 1
+        self.cross = [None if pair is None else tuple(x.index_select(0, rows) for x in pair) for pair in self.cross]
+        self._identical_runs = None
+
+    def _identical_run(self, held: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
+        if self._identical_runs is None:
+            self._identical_runs = min(repeated_rows(x, None) for pair in held for x in pair)
+        return self._identical_runs
+
+
+def repeated_rows(hidden: torch.Tensor, mask: torch.Tensor | None) -> int:
+    """The largest g such that ``hidden`` (rows, ...) and ``mask`` (rows, ...) are runs of g equal
+    rows (rows 0 .. g-1 equal, g .. 2g-1 equal, ...), as generate's copies of each source for beam
+    search are; 1 when there are none. Compares the rows once."""
+    count = hidden.shape[0]
+    run = 1
+    while run < count and torch.equal(hidden[run], hidden[0]) and (mask is None or torch.equal(mask[run], mask[0])):
+        run += 1
+    while run > 1:
+        if count % run == 0 and all(
+            x is None or torch.equal(x.unflatten(0, (count // run, run)), x[::run, None].expand(count // run, run, *x.shape[1:]))
+            for x in (hidden, mask)
+        ):
+            return run
+        # A shorter run length that divides the first run may still fit (e.g. 4 equal rows, then 2 and 2).
+        run = max((g for g in range(1, run) if run % g == 0), default=1)
+    return 1
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None) -> torch.Tensor:

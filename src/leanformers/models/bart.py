@@ -16,6 +16,9 @@ of the encoder output computed once.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import torch
@@ -25,7 +28,7 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import get_activation
-from ..modeling.attention import Mask, attend
+from ..modeling.attention import Mask, PackedBatch, attend, real_positions_only, run_encoder
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_text_inputs, embedding_lookup, positive_int
 from ..modeling.generation import GenerationMixin
@@ -120,6 +123,22 @@ class BartConfig(PretrainedConfig):
                 raise ConfigError(f"{key}={value!r} is not a token id of a vocabulary of {self.vocab_size}.")
 
 
+# True while generate runs (in this thread or task): the encoder's output is then read only through
+# the source's padding mask, so the automatic config.unpad_inputs may run it on the real tokens alone.
+_SOURCE_PADDING_UNREAD: ContextVar[bool] = ContextVar("bart_source_padding_unread", default=False)
+
+
+@contextmanager
+def source_padding_unread() -> Iterator[None]:
+    """While active, BART-family encoders may leave padded positions uncomputed (zeros), as
+    nothing reads them: generate's decoder masks them out of cross-attention."""
+    token = _SOURCE_PADDING_UNREAD.set(True)
+    try:
+        yield
+    finally:
+        _SOURCE_PADDING_UNREAD.reset(token)
+
+
 # -- modules ------------------------------------------------------------------------------------
 
 
@@ -166,14 +185,25 @@ class BartAttention(nn.Module):
         keys_values: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: Any = None,
         layer: int = 0,
+        group: int = 1,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Self-attention over ``hidden`` (appending to the ``KVCache`` ``cache``), or cross-attention
-        over projected encoder ``keys_values``."""
+        over projected encoder ``keys_values``. ``group`` > 1: ``keys_values`` hold one row per
+        ``group`` consecutive rows of ``hidden``, whose queries then attend to it together."""
         key, value = keys_values if keys_values is not None else (self.k_proj(hidden), self.v_proj(hidden))
+        query = self.q_proj(hidden)
+        rows, seq = query.shape[:2]
+        if group > 1:
+            # Cross-attention has no order among queries: a group's rows are one longer query.
+            query = query.reshape(rows // group, group * seq, -1)
         context, weights = attend(
-            self.q_proj(hidden), key, value, mask, heads=self.heads, need_weights=need_weights,
+            query, key, value, mask, heads=self.heads, need_weights=need_weights,
             dropout=self.dropout if self.training else 0.0, cache=cache, layer=layer,
         )
+        if group > 1:
+            context = context.reshape(rows, seq, -1)
+            if weights is not None:
+                weights = weights.unflatten(2, (group, seq)).transpose(1, 2).flatten(0, 1)
         return self.out_proj(context), weights
 
 
@@ -213,17 +243,21 @@ class BartDecoderLayer(BartEncoderLayer):
         self.encoder_attn = BartAttention(config.d_model, config.decoder_attention_heads, config.attention_dropout)
         self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model)
 
-    def forward(self, hidden, mask, encoder_hidden, cross_mask, need_weights, cache, layer):
+    def forward(self, hidden, mask, encoder_hidden, encoder_mask, cross_mask, need_weights, cache, layer, group=1):
+        """``group`` > 1: ``encoder_hidden``, ``encoder_mask`` and ``cross_mask`` hold one row per
+        ``group`` rows of ``hidden`` (see ``Seq2SeqCache.share_source_rows``)."""
         update, weights = self.self_attn(hidden, mask, need_weights, cache=None if cache is None else
                                          cache.self_attention, layer=layer)
         hidden = self._residual(hidden, update, self.self_attn_layer_norm)
         attention = self.encoder_attn
 
         def project() -> tuple[torch.Tensor, torch.Tensor]:
-            return attention.k_proj(encoder_hidden), attention.v_proj(encoder_hidden)
+            # Padded source positions are masked out of cross-attention: they are not projected (zeros).
+            return (real_positions_only(attention.k_proj, encoder_hidden, encoder_mask, padding_in_output=False),
+                    real_positions_only(attention.v_proj, encoder_hidden, encoder_mask, padding_in_output=False))
 
         keys_values = project() if cache is None else cache.cross_keys_values(layer, project)
-        update, crossed = attention(hidden, cross_mask, need_weights, keys_values)
+        update, crossed = attention(hidden, cross_mask, need_weights, keys_values, group=group)
         hidden = self._residual(hidden, update, self.encoder_attn_layer_norm)
         return self._feed_forward(hidden), weights, crossed
 
@@ -285,8 +319,21 @@ class BartEncoder(BartStack):
         output_attentions, output_hidden_states, return_dict = _resolve(
             self.config, output_attentions, output_hidden_states, return_dict
         )
+        config = self.config
         hidden, batch, seq = self._embed(input_ids, inputs_embeds, 0, "input_ids")
-        mask = Mask.padding(attention_mask, batch, seq, hidden.device)
+        # Inside generate the decoder reads the source through its padding mask only, so padded
+        # positions need no computing (see source_padding_unread).
+        hidden, all_hidden, all_weights = run_encoder(
+            self._run_layers, hidden, attention_mask, output_attentions, output_hidden_states,
+            unpad_inputs=getattr(config, "unpad_inputs", None),
+            macs_per_token=config.d_model * (4 * config.d_model + 2 * config.encoder_ffn_dim),
+            padding_in_output=not _SOURCE_PADDING_UNREAD.get(),
+        )
+        output = BaseModelOutput(hidden, all_hidden, all_weights)
+        return output if return_dict else output.to_tuple()
+
+    def _run_layers(self, hidden: torch.Tensor, mask: Mask | PackedBatch | None, output_attentions: bool,
+                    output_hidden_states: bool) -> tuple[torch.Tensor, tuple | None, tuple | None]:
         all_hidden = (hidden,) if output_hidden_states else None
         all_weights = () if output_attentions else None
         for layer in self.layers:
@@ -298,8 +345,7 @@ class BartEncoder(BartStack):
                 all_hidden += (hidden,)
             if output_attentions:
                 all_weights += (weights,)
-        output = BaseModelOutput(hidden, all_hidden, all_weights)
-        return output if return_dict else output.to_tuple()
+        return hidden, all_hidden, all_weights
 
 
 class BartDecoder(BartStack):
@@ -340,15 +386,21 @@ class BartDecoder(BartStack):
                 f"{config.d_model}) (the encoder's last_hidden_state), got {got}."
             )
         mask = Mask.padding(attention_mask, batch, past + seq, hidden.device, causal=True, offset=past)
-        cross_mask = Mask.padding(encoder_attention_mask, batch, encoder_hidden_states.shape[1], hidden.device)
+        # Rows with the same source (beam search's copies) share one cross projection of it.
+        group = 1 if cache is None else cache.share_source_rows(encoder_hidden_states, encoder_attention_mask)
+        if group > 1:
+            encoder_hidden_states = encoder_hidden_states[::group]
+            if encoder_attention_mask is not None:
+                encoder_attention_mask = encoder_attention_mask[::group]
+        cross_mask = Mask.padding(encoder_attention_mask, batch // group, encoder_hidden_states.shape[1], hidden.device)
         all_hidden = (hidden,) if output_hidden_states else None
         self_weights = () if output_attentions else None
         cross_weights = () if output_attentions else None
         for index, layer in enumerate(self.layers):
             if self.training and config.decoder_layerdrop > 0 and torch.rand([]) < config.decoder_layerdrop:
                 continue
-            hidden, weights, crossed = layer(hidden, mask, encoder_hidden_states, cross_mask, output_attentions,
-                                             cache, index)
+            hidden, weights, crossed = layer(hidden, mask, encoder_hidden_states, encoder_attention_mask, cross_mask,
+                                             output_attentions, cache, index, group)
             if output_hidden_states:
                 all_hidden += (hidden,)
             if output_attentions:
@@ -491,6 +543,12 @@ class BartForConditionalGeneration(GenerationMixin, BartPreTrainedModel):
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
+
+    def generate(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """``GenerationMixin.generate``; the encoder skips the source's padding meanwhile (nothing
+        reads it)."""
+        with source_padding_unread():
+            return super().generate(*args, **kwargs)
 
     def _load_checkpoint(self, tensors, dtype: torch.dtype, ignore_mismatched_sizes: bool):
         report = super()._load_checkpoint(tensors, dtype, ignore_mismatched_sizes)

@@ -71,28 +71,63 @@ def log_mel_spectrogram(
 
     batch, samples = waveforms.shape
     frames = samples // hop_length
-    half = n_fft // 2
     signal = torch.from_numpy(np.ascontiguousarray(waveforms, dtype=np.float32)).to(device)
     if dither:
         signal = signal + dither * torch.randn_like(signal)
         real_samples = None
-    # Frame k covers samples [k * hop - half, k * hop + half); past the real samples (and clear of
-    # the reflection at the right end) a frame reads zeros only.
+    # Frame k covers samples [k * hop - n_fft // 2, k * hop + n_fft // 2); past the real samples
+    # (and clear of the reflection at the right end) a frame reads zeros only.
     needed = frames
     if real_samples is not None and real_samples + n_fft < samples:
-        needed = min(frames, -(-(real_samples + half) // hop_length))
-    # The centred STFT as framing + rfft (torch.stft computes the same, several times slower on CPU);
-    # with frames left out, only the samples the kept frames read, reflected at the left end only.
-    end = (needed - 1) * hop_length + half if needed < frames else samples
-    padded = torch.nn.functional.pad(signal[None, :, :end], (half, half if needed == frames else 0), mode="reflect")[0]
-    window = torch.hann_window(n_fft, device=device)
-    spectrum = torch.fft.rfft(padded.unfold(-1, n_fft, hop_length)[:, :needed] * window)
-    power = spectrum.real.square() + spectrum.imag.square()
-    filters = torch.from_numpy(mel_filters(num_mel_bins, n_fft, sampling_rate).astype(np.float32)).to(device)
-    log_spec = torch.matmul(power, filters).clamp_(min=POWER_FLOOR).log10_()
+        needed = min(frames, -(-(real_samples + n_fft // 2) // hop_length))
+    # The centred STFT as framing + rfft (torch.stft computes the same, several times slower on CPU).
+    spectrum = torch.fft.rfft(_windowed_frames(signal, needed, n_fft, hop_length))
+    power = spectrum.real.square().addcmul_(spectrum.imag, spectrum.imag)
+    # Filters times the transposed power: the product comes out (batch, mel, frames), the layout returned.
+    filters = _mel_filters_tensor(num_mel_bins, n_fft, sampling_rate, signal.device)
+    log_spec = torch.matmul(filters, power.transpose(1, 2)).clamp_(min=POWER_FLOOR).log10_()
     if needed < frames:
-        floor = log_spec.new_full((batch, frames - needed, num_mel_bins), math.log10(POWER_FLOOR))
-        log_spec = torch.cat([log_spec, floor], dim=1)
+        padded = log_spec.new_full((batch, num_mel_bins, frames), math.log10(POWER_FLOOR))
+        padded[:, :, :needed] = log_spec
+        log_spec = padded
     ceiling = log_spec.amax(dim=(1, 2), keepdim=True)
     log_spec = torch.maximum(log_spec, ceiling - DYNAMIC_RANGE).add_(4.0).div_(4.0)
-    return np.ascontiguousarray(log_spec.transpose(1, 2).cpu().numpy())
+    return log_spec.cpu().numpy()
+
+
+@lru_cache(maxsize=8)
+def _mel_filters_tensor(num_mel_bins: int, n_fft: int, sampling_rate: int, device: object) -> object:
+    """``mel_filters`` transposed, (num_mel_bins, n_fft // 2 + 1) float32 on ``device`` (cached; not
+    to be written to)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(mel_filters(num_mel_bins, n_fft, sampling_rate).T, dtype=np.float32)
+                            ).to(device)
+
+
+def _windowed_frames(signal: object, needed: int, n_fft: int, hop_length: int) -> object:
+    """(batch, needed, n_fft): the first ``needed`` frames of the centred STFT times the periodic
+    Hann window. Frames inside the clip are read from it in place; only the few that reach past an
+    end go through a reflect-padded copy of that end (padding the whole clip would copy it all)."""
+    import torch
+
+    batch, samples = signal.shape
+    half = n_fft // 2
+    window = torch.hann_window(n_fft, dtype=signal.dtype, device=signal.device)
+    out = signal.new_empty(batch, needed, n_fft)
+    # Frames [inner_start, inner_end) lie wholly inside the clip.
+    inner_start = min(needed, -(-half // hop_length))
+    inner_end = max(inner_start, min(needed, (samples - half) // hop_length + 1))
+    if inner_end > inner_start:
+        offset = inner_start * hop_length - half
+        inner = signal[:, offset:].unfold(-1, n_fft, hop_length)[:, : inner_end - inner_start]
+        torch.mul(inner, window, out=out[:, inner_start:inner_end])
+    if inner_start > 0:  # the left end, reflected
+        span = min(samples, (inner_start - 1) * hop_length + half)
+        left = torch.nn.functional.pad(signal[None, :, :span], (half, 0), mode="reflect")[0]
+        torch.mul(left.unfold(-1, n_fft, hop_length)[:, :inner_start], window, out=out[:, :inner_start])
+    if needed > inner_end:  # the right end, reflected
+        first = inner_end * hop_length - half
+        right = torch.nn.functional.pad(signal[None, :, first:], (0, half), mode="reflect")[0]
+        torch.mul(right.unfold(-1, n_fft, hop_length)[:, : needed - inner_end], window, out=out[:, inner_end:])
+    return out
