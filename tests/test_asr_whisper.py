@@ -61,11 +61,12 @@ def whisper_dir(tmp_path_factory) -> Path:
     generation.task_to_id = {"translate": ids["<|translate|>"], "transcribe": ids["<|transcribe|>"]}
     generation.is_multilingual, generation.no_timestamps_token_id = True, ids["<|notimestamps|>"]
     generation.prev_sot_token_id, generation.max_initial_timestamp_index = ids["<|startofprev|>"], 50
-    generation.max_length, generation.return_timestamps, generation.forced_decoder_ids = 448, False, None
+    generation.max_length, generation.forced_decoder_ids = 448, None
     generation.suppress_tokens, generation.begin_suppress_tokens = suppress, [220, 50256]
     model.save_pretrained(root)
     saved = json.loads((root / "generation_config.json").read_text())
     saved.pop("_from_model_config", None)  # a hub file of its own: read whole, not rebuilt from config.json
+    saved.pop("return_timestamps", None)  # unset, as the hub's: long audio then generates with timestamps
     (root / "generation_config.json").write_text(json.dumps(saved))
     shutil.copy(TOKENIZER_DIR / "tokenizer.json", root / "tokenizer.json")
     (root / "tokenizer_config.json").write_text(json.dumps({
@@ -246,8 +247,13 @@ def test_batches_equal_reference(ours, reference):
     assert ours.run_batch([LONG, SHORT], **options) == expected
 
 
-def test_long_audio_without_chunk_length_is_cut_into_30_second_windows(ours):
-    assert ours(LONG, **FAST) == ours(LONG, chunk_length_s=30, stride_length_s=5, **FAST)
+@pytest.mark.parametrize("timestamps", [False, True])
+def test_long_audio_without_chunk_length_is_generated_window_after_window(ours, reference, timestamps):
+    """Past 30 seconds without chunk_length_s, generate reads the whole clip's features, as the reference."""
+    options = {**FAST, "return_timestamps": timestamps}
+    expected = reference_result(reference, "long", LONG, **options)
+    assert ours(LONG, **options) == expected
+    assert ours([LONG, SHORT], batch_size=2, **options) == [expected, reference_result(reference, "short", SHORT, **options)]
 
 
 # -- files ----------------------------------------------------------------------------------------

@@ -4,10 +4,10 @@ Items are 1-D sample arrays, ``{"raw": array, "sampling_rate": rate}`` dicts, or
 or bytes), decoded and resampled to the feature extractor's rate. A dict at another rate is
 resampled (soxr "HQ"); the feature extractor itself refuses arrays at another rate.
 
-Speech recognition cut into windows (``chunk_length_s``, and Whisper past 30 seconds) streams:
-a file is read block by block (resampled by a soxr stream where its rate differs), each window is
-made into features only when a batch needs it, and only each window's ids are kept, so memory
-stays flat however long the recording is.
+Speech recognition cut into windows (``chunk_length_s``) streams: a file is read block by block
+(resampled by a soxr stream where its rate differs), each window is made into features only when
+a batch needs it, and only each window's ids are kept, so memory stays flat however long the
+recording is.
 """
 
 from __future__ import annotations
@@ -199,8 +199,9 @@ class _AudioPipeline(Pipeline):
             return math.ceil(item["raw"].shape[0] * rate / item["sampling_rate"])
         return int(item.shape[0])
 
-    def _features(self, samples: Any, meta: dict[str, Any] | None = None) -> Feature:
-        options = {} if self._attention_mask is None else {"return_attention_mask": self._attention_mask}
+    def _features(self, samples: Any, meta: dict[str, Any] | None = None, **options: Any) -> Feature:
+        if self._attention_mask is not None:
+            options["return_attention_mask"] = self._attention_mask
         rate = self.feature_extractor.sampling_rate
         processed = self.feature_extractor(samples, sampling_rate=rate, return_tensors="pt", **options)
         inputs = {name: value[0] for name, value in processed.items()}
@@ -240,9 +241,12 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
       ``max_new_tokens`` to 256 where neither the call nor the model's generation config sets them.
     - ``chunk_length_s`` cuts long audio into windows overlapping by ``stride_length_s`` (default: a
       sixth of the window). CTC drops the overlaps' frames; Whisper joins the windows' texts where
-      their tokens agree, and their segments' times. Whisper reads at most 30 seconds at once:
-      longer audio without ``chunk_length_s`` is cut into 30-second windows with 5-second strides
-      (the reference generates such audio window after window instead, so texts may differ).
+      their tokens agree, and their segments' times. A file cut into windows is streamed: memory
+      stays flat however long it is.
+    - Whisper on audio longer than 30 seconds without ``chunk_length_s``: as the reference, the
+      whole clip's features go to ``generate``, which transcribes one 30-second window after
+      another, each starting where the last timestamp of the one before ended. The whole clip is
+      in memory then: for recordings of hours, pass ``chunk_length_s=30``.
 
     Audio is an array of samples, ``{"raw": array, "sampling_rate": sr}`` (resampled), or a file path
     / bytes. Silence gives whatever the model makes of it: usually an empty or near-empty text.
@@ -326,10 +330,7 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
         rate = self.feature_extractor.sampling_rate
         strides = params.get("stride_length_s")
         if not chunk_s:
-            longest = getattr(self.feature_extractor, "n_samples", None)
-            if not self._generates or longest is None or self.input_length(item) <= longest:
-                return None
-            chunk_s, strides = longest / rate, longest / rate / 6
+            return None
         if strides is None:
             strides = chunk_s / 6
         left_s, right_s = (strides, strides) if _is_number(strides) else strides
@@ -343,7 +344,13 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
         """The features of ``item``'s windows, made as they are needed."""
         plan = self._window_plan(item, params)
         if plan is None:
-            yield self._features(self._samples(item))
+            samples = self._samples(item)
+            window = getattr(self.feature_extractor, "n_samples", None)
+            if self._generates and window is not None and samples.shape[0] > window:
+                # the whole clip's features: generate reads them a 30-second window after another
+                yield self._features(samples, truncation=False, padding="longest")
+            else:
+                yield self._features(samples)
             return
         if _is_file(item):
             blocks = stream_audio(item, self.feature_extractor.sampling_rate)
@@ -358,15 +365,27 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
         rows = self._chunk_batch or self.batch_size
         pieces: list[list[Any]] = [[] for _ in items]
         stream = ((index, feature) for index, item in enumerate(items) for feature in self._item_features(item, params))
-        while True:
-            batch = [entry for _, entry in zip(range(rows), stream)]
-            if not batch:
-                break
+        batch: list[tuple[int, Feature]] = []
+
+        def run_batch() -> None:
             features = [feature for _, feature in batch]
             results = self._generate(features, params) if self._generates else self._ctc_tokens(features)
             for (index, _), result in zip(batch, results):
                 pieces[index].append(result)
+            batch.clear()
+
+        for index, feature in stream:
+            # Whisper's features are never padded: a long clip's (more frames) goes in a batch of its shape
+            if batch and (len(batch) == rows or self._shape_of(feature) != self._shape_of(batch[0][1])):
+                run_batch()
+            batch.append((index, feature))
+        if batch:
+            run_batch()
         return [self._transcript(item_pieces, params) for item_pieces in pieces]
+
+    def _shape_of(self, feature: Feature) -> Any:
+        """What features must share to be batched (CTC pads any lengths)."""
+        return tuple(feature.inputs["input_features"].shape) if self._generates else None
 
     def _ctc_tokens(self, features: list[Feature]) -> list[Any]:
         """Each window's greedy CTC ids, its strides' frames dropped (the reference's rounding)."""
