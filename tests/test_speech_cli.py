@@ -133,7 +133,9 @@ def test_ray_engine_over_audio_paths_and_texts(fast_whisper, clips, t5, tmp_path
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False
         audio_rows = tmp_path / "audio.jsonl"
-        audio_rows.write_text("".join(json.dumps({"audio": str(path)}) + "\n" for path in clips))
+        shutil.copy(clips[0], tmp_path / "beside.flac")  # a path relative to the input file, as locally
+        names = ["beside.flac", *map(str, clips[1:])]
+        audio_rows.write_text("".join(json.dumps({"audio": name}) + "\n" for name in names))
         audio_out = tmp_path / "audio_out.jsonl"
         stats = run_cli_prediction(str(fast_whisper), str(audio_rows), str(audio_out), batch_size=2, workers=1)
         pipe = pipeline("automatic-speech-recognition", model=str(fast_whisper))

@@ -11,6 +11,7 @@ column (the row's position where it has none). ``ray`` is imported on first use 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -346,6 +347,11 @@ def run_cli_prediction(
     on stderr when ``progress`` and Ray's own console logging quiet; the rows predicted and the time."""
     ray = require_ray()
     started = time.perf_counter()
+    if item_of is None:
+        from .tasks import input_kind
+
+        if input_kind(_task_for(model, task)) != "text":  # file paths relative to the input, as the local engine
+            item_of = functools.partial(_found_beside, os.path.dirname(os.path.abspath(input_path)))
     own = not ray.is_initialized()
     with _ray_console_in_file() as console:
         if own:
@@ -371,6 +377,14 @@ def run_cli_prediction(
             if own:
                 ray.shutdown()
     return Stats(items=rows, seconds=time.perf_counter() - started)
+
+
+def _found_beside(folder: str, value: Any) -> Any:
+    """A file path of an input row; a relative one that is not found from here, in ``folder``."""
+    if isinstance(value, str) and value and not os.path.isabs(value) and not os.path.exists(value):
+        beside = os.path.join(folder, value)
+        return beside if os.path.exists(beside) else value
+    return value
 
 
 def _worker_error(exc: BaseException) -> str | None:
