@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 import torch
@@ -164,3 +165,32 @@ def test_cli_help_names_the_speech_options(capsys):
         cli.main(["predict", "--help"])
     out = capsys.readouterr().out
     assert all(option in out for option in ("--language", "--timestamps", "--chunk-length", "--translate"))
+
+
+def test_ctc_streams_long_files_in_windows(ctc_dir, tmp_path, monkeypatch):
+    """A file cut into windows is read block by block (resampled as it streams where its rate
+    differs) and gives what the whole file's samples give; the reference agrees on the samples."""
+    from leanformers import speech
+    from leanformers.processing.audio import load_audio
+
+    pipe = pipeline("automatic-speech-recognition", model=str(ctc_dir))
+    reference = transformers.pipeline("automatic-speech-recognition", model=str(ctc_dir), device="cpu")
+    streamed = []
+    real_stream = speech.stream_audio
+    monkeypatch.setattr(speech, "stream_audio", lambda *a, **k: (streamed.append(a), real_stream(*a, **k))[1])
+    for rate in (RATE, 44100):
+        path = tmp_path / f"long{rate}.flac"
+        seconds = 8 if rate == RATE else 5
+        soundfile.write(path, speech_like(seconds * rate / RATE, 20), rate)  # seconds of audio at rate
+        samples = load_audio(str(path), RATE)
+        for options in ({"chunk_length_s": 2}, {"chunk_length_s": 1.5, "stride_length_s": (0.2, 0.4),
+                                               "return_timestamps": "word"}):
+            got = pipe(str(path), **options)
+            assert got == pipe(samples, **options)
+            expected = reference(samples.copy(), **options)
+            assert got["text"] == expected["text"]
+            if "chunks" in expected:
+                assert [c["text"] for c in got["chunks"]] == [c["text"] for c in expected["chunks"]]
+                np.testing.assert_allclose([c["timestamp"] for c in got["chunks"]],
+                                           [c["timestamp"] for c in expected["chunks"]], rtol=0, atol=1e-6)
+    assert len(streamed) == 4
