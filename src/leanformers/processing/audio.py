@@ -146,7 +146,8 @@ def _as_row(value: Any, where: str) -> np.ndarray:
     if array.shape[0] == 0:
         raise InputError(f"{where} is empty (no samples); there is nothing to extract features from.")
     row = np.array(array, dtype=np.float32)
-    if array.dtype.kind == "f" and not np.isfinite(row).all():
+    # min and max are NaN when any sample is, and infinite when one is: two passes, no mask array.
+    if array.dtype.kind == "f" and not (np.isfinite(row.min()) and np.isfinite(row.max())):
         raise InputError(
             f"{where} holds NaN or infinite samples (e.g. from a failed decode or a division by zero); "
             f"clean the audio first, e.g. np.nan_to_num(audio)."
@@ -690,12 +691,16 @@ class LogMelFeatureExtractor(FeatureExtractor):
         features: list[np.ndarray] = []
         masks: list[np.ndarray] = []
         for group, size in zip(groups, sizes):
-            waveforms = np.full((len(group), size), self.padding_value, dtype=np.float32)
-            for row, index in enumerate(group):
-                clip = clips[index]
-                if do_normalize:
-                    clip = (clip - clip.mean()) / np.sqrt(clip.var() + NORMALIZATION_EPSILON)
-                waveforms[row, : len(clip)] = clip
+            normalized = [clips[index] for index in group]
+            if do_normalize:
+                normalized = [(clip - clip.mean()) / np.sqrt(clip.var() + NORMALIZATION_EPSILON) for clip in normalized]
+            if len(group) == 1 and len(normalized[0]) == size:
+                # One clip needing no padding: its own (fresh, float32) array is the batch.
+                waveforms = normalized[0].astype(np.float32, copy=False)[None]
+            else:
+                waveforms = np.full((len(group), size), self.padding_value, dtype=np.float32)
+                for row, clip in enumerate(normalized):
+                    waveforms[row, : len(clip)] = clip
             if size <= self.n_fft // 2:
                 raise InputError(
                     f"A clip of {size} samples is too short for a {self.n_fft}-point spectrogram (it is reflected by "
