@@ -249,7 +249,8 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
       in memory then: for recordings of hours, pass ``chunk_length_s=30``.
 
     Audio is an array of samples, ``{"raw": array, "sampling_rate": sr}`` (resampled), or a file path
-    / bytes. Silence gives whatever the model makes of it: usually an empty or near-empty text.
+    / bytes. Silence is transcribed like any audio (no error): the text is whatever the model makes of
+    it, often empty, sometimes a short hallucination.
     """
 
     task = "automatic-speech-recognition"
@@ -324,8 +325,8 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
         """Waveform samples per output frame."""
         return 1 if self._generates else getattr(self.model.config, "inputs_to_logits_ratio", 1)
 
-    def _window_plan(self, item: Any, params: dict[str, Any]) -> tuple[int, int, int] | None:
-        """(window, left, right stride) in samples where ``item`` is cut into windows, else None."""
+    def _window_plan(self, params: dict[str, Any]) -> tuple[int, int, int] | None:
+        """(window, left, right stride) in samples where items are cut into windows, else None."""
         chunk_s = params.get("chunk_length_s")
         rate = self.feature_extractor.sampling_rate
         strides = params.get("stride_length_s")
@@ -342,7 +343,7 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
 
     def _item_features(self, item: Any, params: dict[str, Any]) -> Iterator[Feature]:
         """The features of ``item``'s windows, made as they are needed."""
-        plan = self._window_plan(item, params)
+        plan = self._window_plan(params)
         if plan is None:
             samples = self._samples(item)
             window = getattr(self.feature_extractor, "n_samples", None)
