@@ -147,6 +147,16 @@ class GenerationConfig:
                 isinstance(tokens, (list, tuple)) and all(_is_int(i) and i >= 0 for i in tokens)
             ):
                 fail(key, "a list of token ids (ints >= 0) or None")
+        if get("suppress_tokens") is not None:
+            for key in ("forced_bos_token_id", "forced_eos_token_id"):
+                forced = get(key)
+                forced = {forced} if _is_int(forced) else set(forced or ())
+                if forced and forced <= set(get("suppress_tokens")):
+                    raise ConfigError(
+                        f"GenerationConfig.{key} ({sorted(forced)}) is all in suppress_tokens: the forced step would "
+                        f"have no token left. Remove the overlap from one of them (to keep EOS away early, use "
+                        "min_new_tokens instead)."
+                    )
         eos = get("eos_token_id")
         if eos is not None and not (
             (_is_int(eos) and eos >= 0)
