@@ -406,12 +406,16 @@ def suppress_tokens(token_ids: list[int] | tuple[int, ...], at_length: int | Non
     ``at_length`` long (the first generated position, for ``begin_suppress_tokens``). Ids past
     the vocabulary are ignored, as the reference ignores them."""
     banned_ids = torch.tensor(list(token_ids), dtype=torch.long)
+    masks: dict[tuple[int, torch.device], torch.Tensor] = {}  # built once per vocabulary size and device
 
     def suppress(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if at_length is not None and ids.shape[-1] != at_length:
             return scores
-        banned = torch.isin(torch.arange(scores.shape[-1], device=scores.device), banned_ids.to(scores.device))
-        return torch.where(banned, -math.inf, scores)
+        key = (scores.shape[-1], scores.device)
+        if key not in masks:
+            vocab = torch.arange(scores.shape[-1], device=scores.device)
+            masks[key] = torch.isin(vocab, banned_ids.to(scores.device))
+        return scores.masked_fill(masks[key], -math.inf)
 
     return suppress
 

@@ -13,6 +13,11 @@ Whisper attends over the whole 30-second window: the encoder takes no padding ma
 cross-attention reads every encoder position. Module paths equal the reference's checkpoint keys
 (``model.encoder.conv1.weight``, ``model.decoder.layers.0.encoder_attn.k_proj.weight``, ``proj_out.weight``).
 Decoding state is a ``Seq2SeqCache`` (modeling/seq2seq.py), as BART's.
+
+``WhisperForConditionalGeneration.generate`` follows the reference's Whisper rules on top of the
+shared decoding loop (``modeling/generation.decode``): the decoder prompt (start, language,
+task, no-timestamps), the timestamp logits rules, and the window-by-window loop over the audio
+(``WhisperGeneration``).
 """
 
 from __future__ import annotations
