@@ -396,3 +396,18 @@ def test_a_window_that_cannot_advance_ends(checkpoints):
         out = ours.generate(features(2, seed=12))
     assert decisions == [True]
     assert out.shape[0] == 2 and len(set(out.flatten().tolist())) > 5
+
+
+def test_checkpoint_without_generation_config(tmp_path):
+    """Without generation_config.json the settings come from the model config (start, EOS, pad,
+    begin_suppress_tokens), as the reference: no language token, no timestamps mode to select."""
+    build(tmp_path, seed=4)
+    (tmp_path / "generation_config.json").unlink()
+    reference = transformers.WhisperForConditionalGeneration.from_pretrained(tmp_path).eval()
+    ours = AutoModelForSpeechSeq2Seq.from_pretrained(tmp_path)
+    assert ours.generation_config.begin_suppress_tokens == [SPACE, EOS]
+    for options in ({}, {"num_beams": 2}):
+        expected, got = run_both(reference, ours, features(2, seed=60), **options)
+        assert_same(expected, got)
+    with pytest.raises(ConfigError, match="lang_to_id"):
+        ours.generate(features(1), language="en")
