@@ -51,7 +51,7 @@ def _rows(out: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def _reference_ranking(clip_dir: Path, folder: Path, query: str) -> list[str]:
+def _reference_ranking(clip_dir: Path, folder: Path, query: str, truncation: bool = False) -> list[str]:
     from PIL import Image
 
     model = transformers.CLIPModel.from_pretrained(str(clip_dir)).eval()
@@ -63,7 +63,8 @@ def _reference_ranking(clip_dir: Path, folder: Path, query: str) -> list[str]:
 
     with torch.no_grad():
         images = pooled(model.get_image_features(**processor(images=[Image.open(p) for p in paths], return_tensors="pt")))
-        text = pooled(model.get_text_features(**processor.tokenizer([query], padding=True, return_tensors="pt")))
+        tokens = processor.tokenizer([query], padding=True, truncation=truncation, return_tensors="pt")
+        text = pooled(model.get_text_features(**tokens))
     scores = (images @ text[0]).tolist()
     return [str(paths[i]) for i in sorted(range(len(paths)), key=lambda i: -scores[i])]
 
@@ -79,6 +80,27 @@ def test_predict_with_labels_matches_reference(clip_dir: Path, tmp_path: Path, c
         expected = ref(str(path), candidate_labels=["a cat", "a dog", "snow"])
         assert [e["label"] for e in row["labels"]] == [e["label"] for e in expected]
         np.testing.assert_allclose([e["score"] for e in row["labels"]], [e["score"] for e in expected], atol=1e-5)
+
+
+def test_long_labels_and_queries_are_cut_to_the_text_positions(clip_dir: Path, tmp_path: Path, capsys) -> None:
+    """A command-line user cannot pass tokenizer options: text past CLIP's positions is truncated as the
+    tokenizer's truncation cuts it (the library's pipeline call refuses it unless asked)."""
+    from leanformers import pipeline
+
+    folder = _photo_folder(tmp_path / "photos", with_text=False)
+    long_label = "a photo of" + " a very large red car" * 20
+    code, out, err = run(capsys, "predict", clip_dir, folder / "photo0.jpg", "--labels", f"a cat,{long_label}",
+                         "--format", "json")
+    assert code == 0, err
+    expected = pipeline("zero-shot-image-classification", model=str(clip_dir))(
+        str(folder / "photo0.jpg"), candidate_labels=["a cat", long_label], tokenizer_kwargs={"truncation": True})
+    row = _rows(out)[0]
+    assert [e["label"] for e in row["labels"]] == [e["label"] for e in expected]
+    np.testing.assert_allclose([e["score"] for e in row["labels"]], [e["score"] for e in expected], atol=1e-5)
+
+    code, out, err = run(capsys, "search", clip_dir, long_label, "--images", folder, "--format", "json", "--top-k", "10")
+    assert code == 0, err
+    assert [row["path"] for row in _rows(out)] == _reference_ranking(clip_dir, folder, long_label, truncation=True)
 
 
 def test_predict_without_labels_is_a_usage_error(clip_dir: Path, tmp_path: Path, capsys) -> None:

@@ -256,7 +256,21 @@ def _task_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kwargs["normalize"] = True
     options = {"labels": "candidate_labels", "multi_label": "multi_label", "hypothesis_template": "hypothesis_template"}
     kwargs.update({name: getattr(args, key) for key, name in options.items() if getattr(args, key, None)})
+    if getattr(args, "labels", None) and _task_of(args) == "zero-shot-image-classification":
+        # A command-line user has no tokenizer options to pass: labels past the text tower's positions
+        # are cut as the tokenizer's truncation cuts them, instead of refused.
+        kwargs["tokenizer_kwargs"] = {"truncation": True}
     return {**kwargs, **_speech_kwargs(args)}
+
+
+def _task_of(args: argparse.Namespace) -> str:
+    """The task a command runs: the one named, else the checkpoint's."""
+    if args.task:
+        return args.task
+    from .auto import AutoConfig
+    from .pipelines import infer_task
+
+    return infer_task(AutoConfig.from_pretrained(args.model))
 
 
 def _speech_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -679,7 +693,7 @@ def _search_images(args: argparse.Namespace) -> int:
         raise LeanformersError(f"none of the {len(files)} file(s) in {folder!r} is an image leanformers can read "
                                "(JPEG, PNG, WebP, ...); nothing to search.")
     vectors = torch.stack([value for value in entries.values() if not isinstance(value, str)])
-    query = pipe.text_embeddings([args.query])[0]
+    query = pipe.text_embeddings([args.query], truncation=True)[0]
     scores = vectors @ query
     top = torch.topk(scores, min(args.top_k or 5, len(names)))
     table = _stdout_format(args) == "table"
