@@ -5,10 +5,11 @@ Settings resolve as in the reference library: the call's keyword arguments overr
 ``generation_config.json`` (or, without one, the model config's special token ids), and whatever
 is still unset takes the library-wide defaults (``max_length`` 20, ``top_k`` 50, ...).
 
-The logits processors run in the reference's order (repetition penalty, minimum lengths, then when
-sampling temperature, top-k, top-p, min-p) with the same tensor operations, and sampling draws with
-``torch.multinomial`` over a float32 softmax, so a run seeded with ``torch.manual_seed`` picks the
-reference's tokens. The prompt fills a ``KVCache`` sized for the whole run; each later step feeds
+The logits processors run in the reference's order (repetition penalty, n-gram blocking, minimum
+lengths, forced tokens, suppressed tokens, then a model's own processors such as Whisper's
+timestamp rules, then when sampling temperature, top-k, top-p, min-p) with the same tensor
+operations, and sampling draws with ``torch.multinomial`` over a float32 softmax, so a run seeded
+with ``torch.manual_seed`` picks the reference's tokens. The prompt fills a ``KVCache`` sized for the whole run; each later step feeds
 one token. A streamer receives the prompt, then each step's tokens, then ``end()``: ``TextStreamer``
 prints whole words as they form, ``TextIteratorStreamer`` hands them to another thread.
 """
