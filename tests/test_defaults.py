@@ -154,7 +154,7 @@ def test_cli_batch_size_defaults(tmp_path, monkeypatch, capsys):
 
     assert cli.default_batch_size("text-classification") == 32
     assert cli.default_batch_size(None) == 32
-    assert cli.default_batch_size("image-classification") == 16
+    assert cli.default_batch_size("image-classification") == 32
     assert cli.default_batch_size("audio-classification") == 8
     BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
                                              num_attention_heads=2, intermediate_size=16)).save_pretrained(tmp_path)

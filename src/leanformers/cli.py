@@ -295,7 +295,7 @@ def _speech_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 # Items per forward pass when --batch-size is not given, by what an input is. Text batches are
 # sorted by length, so they pad little; images and audio hold more activation memory per item.
-DEFAULT_BATCH_SIZES = {"text": 32, "image": 16, "audio": 8}
+DEFAULT_BATCH_SIZES = {"text": 32, "image": 32, "audio": 8}
 
 
 def default_batch_size(task: str | None) -> int:
@@ -748,7 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--column", help="the input field to read (default: text / image / audio by task)")
     running.add_argument("--top-k", type=int, dest="top_k")
     running.add_argument("--batch-size", "-b", type=int, dest="batch_size",
-                         help="items per forward pass (default: 32 for text, 16 for images, 8 for audio)")
+                         help="items per forward pass (default: 32 for text and images, 8 for audio)")
     running.add_argument("--device", help="cpu, cuda, cuda:1, mps ...")
     running.add_argument("--threads", type=int, help="CPU threads for the model and preprocessing (default: the "
                          "CPUs this process may use, or LEANFORMERS_NUM_THREADS)")
