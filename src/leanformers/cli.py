@@ -294,7 +294,7 @@ def _speech_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # Items per forward pass when --batch-size is not given, by what an input is. Text batches are
-# sorted by length, so they pad little; images and audio hold more activation memory per item.
+# sorted by length, so they pad little; an audio item (up to a 30 s window) holds the most activation memory.
 DEFAULT_BATCH_SIZES = {"text": 32, "image": 32, "audio": 8}
 
 
