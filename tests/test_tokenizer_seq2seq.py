@@ -168,6 +168,19 @@ def test_text_target_labels(folders: dict[str, Path], name: str) -> None:
         ours(text_pair_target=targets)
 
 
+def test_text_target_on_every_tokenizer(minilm_dir: Path) -> None:
+    """text_target is the base tokenizer's, as in the reference: a WordPiece (BERT) tokenizer takes it too."""
+    import transformers
+
+    ours, ref = load_tokenizer(minilm_dir), transformers.AutoTokenizer.from_pretrained(str(minilm_dir))
+    sources, targets = SUBSET[:8], SUBSET[8:16]
+    options = {"padding": True, "truncation": True, "max_length": 12}
+    got, expected = ours(sources, text_target=targets, **options), ref(sources, text_target=targets, **options)
+    assert list(got) == list(expected) and "labels" in got
+    assert_same_encoding(got, expected, "bert text_target")
+    assert ours(text_target=targets[0])["input_ids"] == ref(text_target=targets[0])["input_ids"]
+
+
 def test_t5_sentinels(folders: dict[str, Path]) -> None:
     ours, ref = _pair(folders, "t5_spm")
     assert ours.convert_tokens_to_ids("<extra_id_0>") == len(ref) - 1

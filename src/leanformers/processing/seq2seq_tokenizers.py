@@ -14,7 +14,7 @@ and its saved options; the pipeline and the framing of a sequence come from the 
   (``<|startoftranscript|>``, a language, a task, ``<|notimestamps|>``) and end with
   ``<|endoftext|>``; decoding drops a previous-text prompt and timestamp tokens, or renders them.
 
-The classes that take targets (T5, BART, Marian) accept ``text_target=``: its ids come back as ``labels``.
+Every tokenizer takes ``text_target=`` (its ids come back as ``labels``); Marian encodes targets with its target model.
 """
 
 from __future__ import annotations
@@ -63,35 +63,12 @@ _SPACE = "▁"
 _UNKNOWN = 2
 
 
-class _TargetsMixin:
-    """``text_target`` / ``text_pair_target`` as the reference's call takes them: the targets are
-    encoded with the same options and their ids returned as ``labels`` (alone, the targets' full
-    encoding is returned)."""
-
-    def __call__(
-        self, text: Any = None, text_pair: Any = None, text_target: Any = None, text_pair_target: Any = None,
-        **options: Any,
-    ) -> BatchEncoding:
-        if text is None and text_target is None:
-            raise InputError("Give the texts to encode: text=..., text_target=..., or both.")
-        encoded = super().__call__(text, text_pair, **options) if text is not None else None
-        if text_target is None:
-            if text_pair_target is not None:
-                raise InputError("text_pair_target needs text_target (the first text of each target pair).")
-            return encoded
-        targets = super().__call__(text_target, text_pair_target, **options)
-        if encoded is None:
-            return targets
-        encoded["labels"] = targets["input_ids"]
-        return encoded
-
-
 # -- T5 --------------------------------------------------------------------------------------------
 
 _SENTINEL = re.compile(r"<extra_id_\d+>")
 
 
-class T5Tokenizer(_TargetsMixin, PreTrainedTokenizer):
+class T5Tokenizer(PreTrainedTokenizer):
     """T5's tokenizer: a Unigram vocabulary behind the SentencePiece character map, a whitespace split
     and metaspace, the sentinels ``<extra_id_0>`` ... as special tokens, and ``A </s>`` /
     ``A </s> B </s>`` framing (no bos token)."""
@@ -208,21 +185,11 @@ def build_t5_tokenizer(
 BartTokenizer = RobertaTokenizer
 
 
-class _RobertaWithTargets(_TargetsMixin, RobertaTokenizer):
-    """RoBERTa's tokenizer taking ``text_target`` (the form a BART checkpoint is loaded as)."""
-
-
-_RobertaWithTargets.__name__ = "RobertaTokenizer"
-_RobertaWithTargets.__qualname__ = "RobertaTokenizer"
-
-
 def build_bart_tokenizer(
     source: Source, class_name: str, init_kwargs: dict[str, Any], tokenizer_json: dict[str, Any] | None = None
 ) -> RobertaTokenizer:
     """BART's tokenizer: RoBERTa's, built from tokenizer.json or vocab.json + merges.txt."""
-    tokenizer = build_bpe_tokenizer(source, "RobertaTokenizer", init_kwargs, tokenizer_json=tokenizer_json)
-    tokenizer.__class__ = _RobertaWithTargets
-    return tokenizer
+    return build_bpe_tokenizer(source, "RobertaTokenizer", init_kwargs, tokenizer_json=tokenizer_json)
 
 
 # -- Whisper ---------------------------------------------------------------------------------------
@@ -687,7 +654,7 @@ class _SpmSide:
         return "".join(parts)
 
 
-class MarianTokenizer(_TargetsMixin, PreTrainedTokenizer):
+class MarianTokenizer(PreTrainedTokenizer):
     """Marian's tokenizer: texts are cut into pieces by the source SentencePiece model (targets by the
     target one) and the pieces numbered by vocab.json (a piece it lacks is ``<unk>``); ``</s>``
     ends each text (``A B </s>`` for a pair). A language code such as ``>>fr<<`` at the start of a
@@ -827,20 +794,8 @@ class MarianTokenizer(_TargetsMixin, PreTrainedTokenizer):
                 object.__setattr__(self, "_backend", source)
                 self._forget_call_settings()
 
-    def __call__(
-        self, text: Any = None, text_pair: Any = None, text_target: Any = None, text_pair_target: Any = None,
-        **options: Any,
-    ) -> BatchEncoding:
-        if text_target is None:
-            return super().__call__(text, text_pair, text_pair_target=text_pair_target, **options)
-        targets = self._encode_as_targets(
-            lambda: PreTrainedTokenizer.__call__(self, text_target, text_pair_target, **options)
-        )
-        if text is None:
-            return targets
-        encoded = PreTrainedTokenizer.__call__(self, text, text_pair, **options)
-        encoded["labels"] = targets["input_ids"]
-        return encoded
+    def _encode_targets(self, text: Any, pair: Any, options: dict[str, Any]) -> BatchEncoding:
+        return self._encode_as_targets(lambda: self._encode_texts(text, pair, **options))
 
     def _files_to_save(self) -> dict[str, Any]:
         # As the reference: the vocabularies and both SentencePiece models, no tokenizer.json.

@@ -813,6 +813,33 @@ class PreTrainedTokenizer:
         self._applied = state
 
     def __call__(
+        self, text: TextOrBatch | None = None, text_pair: TextOrBatch | None = None,
+        text_target: TextOrBatch | None = None, text_pair_target: TextOrBatch | None = None, **options: Any,
+    ) -> BatchEncoding:
+        """Tokenize a text, a batch of texts, pairs of texts, or pre-split words, into model inputs.
+
+        ``text_target`` (with ``text_pair_target``) are a sequence-to-sequence model's targets, encoded
+        with the same options: their ids come back as ``labels`` beside the inputs, or, without
+        ``text``, as the whole encoding. ``truncation`` defaults to ``None`` as in the reference:
+        giving only ``max_length`` then truncates (longest first), while ``truncation=False`` keeps
+        everything.
+        """
+        if text_target is None:
+            if text_pair_target is not None:
+                raise InputError("text_pair_target needs text_target (the first text of each target pair).")
+            return self._encode_texts(text, text_pair, **options)
+        targets = self._encode_targets(text_target, text_pair_target, options)
+        if text is None:
+            return targets
+        encoded = self._encode_texts(text, text_pair, **options)
+        encoded["labels"] = targets["input_ids"]
+        return encoded
+
+    def _encode_targets(self, text: TextOrBatch, pair: TextOrBatch | None, options: dict[str, Any]) -> BatchEncoding:
+        """Targets' encoding; a tokenizer with a vocabulary of its own for targets (Marian) uses it."""
+        return self._encode_texts(text, pair, **options)
+
+    def _encode_texts(
         self, text: TextOrBatch | None = None, text_pair: TextOrBatch | None = None, *,
         add_special_tokens: bool = True, padding: bool | str = False, truncation: bool | str | None = None,
         max_length: int | None = None, stride: int = 0, is_split_into_words: bool = False,
@@ -822,13 +849,9 @@ class PreTrainedTokenizer:
         return_offsets_mapping: bool = False, return_length: bool = False, verbose: bool = True,
         split_special_tokens: bool | None = None, **unexpected: Any,
     ) -> BatchEncoding:
-        """Tokenize a text, a batch of texts, pairs of texts, or pre-split words, into model inputs.
-
-        ``truncation`` defaults to ``None`` as in the reference: giving only ``max_length`` then
-        truncates (longest first), while ``truncation=False`` keeps everything.
-        """
         if unexpected:
-            accepted = ", ".join(list(inspect.signature(PreTrainedTokenizer.__call__).parameters)[1:-1])
+            names = list(inspect.signature(PreTrainedTokenizer._encode_texts).parameters)[1:-1]
+            accepted = ", ".join(names[:2] + ["text_target", "text_pair_target"] + names[2:])
             raise InputError(
                 f"The tokenizer call got unexpected keyword argument(s) {sorted(unexpected)}. Accepted: {accepted}."
             )
