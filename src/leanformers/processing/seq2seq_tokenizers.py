@@ -63,6 +63,16 @@ _SPACE = "▁"
 _UNKNOWN = 2
 
 
+def _next_window(
+    ids: list[int], position: int, begin: int, latest: float, penultimate: float, window: float
+) -> tuple[float, float]:
+    """(time added to later stamps, latest stamp kept) where a stamp falls before the latest one: a
+    long-form generation's next window starts a whole ``window`` on after a lone closing stamp, else
+    at the penultimate stamp."""
+    lone = position >= 2 and not (ids[position - 1] >= begin and ids[position - 2] >= begin)
+    return (window, latest) if lone else (penultimate, penultimate)
+
+
 # -- T5 --------------------------------------------------------------------------------------------
 
 _SENTINEL = re.compile(r"<extra_id_\d+>")
@@ -356,12 +366,8 @@ class WhisperTokenizer(_ByteLevelTokenizer):
                 continue
             seconds = float((token - begin) * time_precision)
             if seconds < latest:
-                single_ending = position >= 2 and not (ids[position - 1] >= begin and ids[position - 2] >= begin)
-                if single_ending:
-                    offset += time_precision * segment_size
-                else:
-                    latest = penultimate
-                    offset += penultimate
+                shift, latest = _next_window(ids, position, begin, latest, penultimate, time_precision * segment_size)
+                offset += shift
             penultimate, latest = latest, seconds
             parts += [f"<|{seconds + offset:.2f}|>", []]
         return "".join(
@@ -461,12 +467,10 @@ class WhisperTokenizer(_ByteLevelTokenizer):
                 elif token >= begin:
                     seconds = float((token - begin) * time_precision)
                     if seconds < window_end:  # a long-form generation's next 30-second window
-                        single_ending = position >= 2 and not (ids[position - 1] >= begin and ids[position - 2] >= begin)
-                        if single_ending:
-                            window_start += time_precision * segment_size
-                        else:
-                            window_end = penultimate_end
-                            window_start += penultimate_end
+                        shift, window_end = _next_window(
+                            ids, position, begin, window_end, penultimate_end, time_precision * segment_size
+                        )
+                        window_start += shift
                     penultimate_end, window_end = window_end, seconds
                     time = round((token - begin) * time_precision + offset + window_start, 2)
                     if last_stamp and token >= last_stamp:
