@@ -1,6 +1,7 @@
 """Speech recognition from the command line and the batch engines: ``leanformers predict MODEL
 speech.flac`` for Whisper and CTC checkpoints (timestamps, language), audio paths in a column of a
-file (-i / -o, --resume), and the Ray engine over audio paths and over texts to summarise."""
+file (-i / -o, --resume), texts to translate in a file, and the Ray engine over audio paths and over
+texts to summarise."""
 
 from __future__ import annotations
 
@@ -151,8 +152,34 @@ def test_ray_engine_over_audio_paths_and_texts(fast_whisper, clips, t5, tmp_path
         summarize = pipeline("summarization", model=str(t5[0]))
         rows = sorted(read_output(text_out), key=lambda row: row["id"])
         assert [row["summary_text"] for row in rows] == [summarize(text)[0]["summary_text"] for text in TEXTS]
+
+        # a translation task's name carries its languages (and the checkpoint's settings for them) to the workers
+        text_out = tmp_path / "translations.jsonl"
+        task = "translation_en_to_de"
+        run_cli_prediction(str(t5[0]), str(text_rows), str(text_out), task=task, batch_size=2, workers=1)
+        translate = pipeline(task, model=str(t5[0]))
+        rows = sorted(read_output(text_out), key=lambda row: row["id"])
+        assert [row["translation_text"] for row in rows] == [translate(t)[0]["translation_text"] for t in TEXTS]
     finally:
         ray.shutdown()
+
+
+def test_texts_to_translate_in_a_file_with_resume(t5, tmp_path):  # noqa: F811
+    path = str(t5[0])
+    source, output = tmp_path / "texts.jsonl", tmp_path / "translations.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "text": text}) + "\n" for i, text in enumerate(TEXTS)))
+    translate = pipeline("translation_en_to_de", model=path)
+    expected = [{"id": i, "text": text, "translation_text": translate(text)[0]["translation_text"]}
+                for i, text in enumerate(TEXTS)]
+    command = ["predict", path, "--task", "translation_en_to_de", "-i", str(source), "-o", str(output), "-q"]
+    assert cli.main(command + ["--batch-size", "2"]) == 0
+    assert read_output(output) == expected
+    # an interrupted run: its first row only, then --resume finishes the rest
+    output.unlink()
+    partial = Path(str(output) + ".partial")
+    partial.write_text(json.dumps(expected[0]) + "\n")
+    assert cli.main(command + ["--resume"]) == 0
+    assert read_output(output) == expected and not partial.exists()
 
 
 def test_speech_options_on_another_task_are_refused(t5, capsys):  # noqa: F811

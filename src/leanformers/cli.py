@@ -319,7 +319,8 @@ def _load_pipeline(args: argparse.Namespace) -> Any:
     if args.threads is not None:
         threads.set_num_threads(args.threads)
     options = {"gguf_file": args.gguf_file} if getattr(args, "gguf_file", None) else {}
-    pipe = pipeline(task=args.task, model=args.model, device=args.device, dtype=args.dtype, **options)
+    task = getattr(args, "task_name", None) or args.task
+    pipe = pipeline(task=task, model=args.model, device=args.device, dtype=args.dtype, **options)
     pipe.batch_size = getattr(args, "batch_size", None) or default_batch_size(pipe.task)
     return pipe
 
@@ -345,7 +346,7 @@ def _predict_with_ray(args: argparse.Namespace, task: str | None) -> int:
 
     stats = run_cli_prediction(
         args.model, args.input, args.output, task=task, column=args.column,
-        batch_size=args.batch_size or default_batch_size(task), device=args.device, address=args.address,
+        batch_size=args.batch_size or default_batch_size(args.task), device=args.device, address=args.address,
         workers=args.workers, task_kwargs=_task_kwargs(args), dtype=args.dtype,
         gguf_file=getattr(args, "gguf_file", None), item_of=getattr(args, "item_of", None),
         progress=sys.stderr.isatty() and not args.quiet,
@@ -402,10 +403,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .tasks import resolve_task
 
     with _usage_errors():
+        # "translation_en_to_de" names the languages its resolved task loses: the pipeline gets the name.
+        args.task_name = args.task
         task = args.task = None if args.task is None else resolve_task(args.task)
     _check_positive(args, "batch_size", "threads", "top_k", "workers")
     if args.engine == "ray":
-        return _predict_with_ray(args, task)
+        return _predict_with_ray(args, args.task_name)
     if not _check_local_predict(args):
         return 0
     pipe = _load_pipeline(args)

@@ -187,10 +187,13 @@ def predict_dataset(
         )
     elif not isinstance(data, ray.data.Dataset):
         raise InputError(f"data must be a ray.data.Dataset or a path, got {type(data).__name__}.")
+    named = task
     if pipeline_factory is None:
         task = _task_for(model, task)
     columns = list(data.columns() or [])
     column = column if column is not None else default_column(task, columns, id_column)
+    if task == "translation" and named != task:
+        task = named  # "translation_en_to_de" names the languages its resolved task loses
     missing = [c for c in ([column] if isinstance(column, str) else column) if c not in columns]
     if missing:
         raise InputError(f"the input has no column {missing[0]!r}; its columns are {columns}.")
