@@ -125,8 +125,8 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f}")
     print("| library | median s | ratio | best s | ratio | median CPU s | ratio | CPU |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    for name in timed:
-        med, best, cpu_med = common.median(timed[name]), min(timed[name]), common.median(cpu_timed[name])
+    for name, values in timed.items():
+        med, best, cpu_med = common.median(values), min(values), common.median(cpu_timed[name])
         print(f"| {name} | {med:.3f} | {common.median(ref[0]) / med:.2f}x | {best:.3f} | {min(ref[0]) / best:.2f}x | "
               f"{cpu_med:.2f} | {common.median(ref[1]) / cpu_med:.2f}x | {cpu} |")
     print("ratio: the reference's seconds / ours (goal >= 1.3x)")

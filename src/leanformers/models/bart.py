@@ -28,7 +28,13 @@ from torch import nn
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError, InputError
 from ..modeling.activations import get_activation
-from ..modeling.attention import Mask, PackedBatch, attend, real_positions_only, run_encoder
+from ..modeling.attention import (
+    Mask,
+    PackedBatch,
+    attend,
+    real_positions_only,
+    run_encoder,
+)
 from ..modeling.base import PreTrainedModel
 from ..modeling.checks import check_text_inputs, embedding_lookup, positive_int
 from ..modeling.generation import GenerationMixin
@@ -320,7 +326,7 @@ class BartEncoder(BartStack):
             self.config, output_attentions, output_hidden_states, return_dict
         )
         config = self.config
-        hidden, batch, seq = self._embed(input_ids, inputs_embeds, 0, "input_ids")
+        hidden, _, _ = self._embed(input_ids, inputs_embeds, 0, "input_ids")
         # Inside generate the decoder reads the source through its padding mask only, so padded
         # positions need no computing (see source_padding_unread).
         hidden, all_hidden, all_weights = run_encoder(
