@@ -17,6 +17,7 @@ prints whole words as they form, ``TextIteratorStreamer`` hands them to another 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 import os
@@ -512,8 +513,12 @@ def generate(
     attention_mask = attention_mask.to(device=device, dtype=torch.long)
     encoded = source_mask = None
     if getattr(model.config, "is_encoder_decoder", False):
-        source_mask, encoded = attention_mask, model.get_encoder()(
-            input_ids=input_ids, attention_mask=attention_mask, return_dict=True
+        encoder = model.get_encoder()
+        # The decoder reads the source through its mask only: an encoder that can leave padded
+        # positions uncomputed (BART's, running packed) is told so.
+        options = {"padding_unread": True} if "padding_unread" in inspect.signature(encoder.forward).parameters else {}
+        source_mask, encoded = attention_mask, encoder(
+            input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **options
         )
         start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
         if start is None:

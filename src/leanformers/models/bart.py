@@ -16,9 +16,6 @@ of the encoder output computed once.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import torch
@@ -127,22 +124,6 @@ class BartConfig(PretrainedConfig):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or not 0 <= value < self.vocab_size):
                 raise ConfigError(f"{key}={value!r} is not a token id of a vocabulary of {self.vocab_size}.")
-
-
-# True while generate runs (in this thread or task): the encoder's output is then read only through
-# the source's padding mask, so the automatic config.unpad_inputs may run it on the real tokens alone.
-_SOURCE_PADDING_UNREAD: ContextVar[bool] = ContextVar("bart_source_padding_unread", default=False)
-
-
-@contextmanager
-def source_padding_unread() -> Iterator[None]:
-    """While active, BART-family encoders may leave padded positions uncomputed (zeros), as
-    nothing reads them: generate's decoder masks them out of cross-attention."""
-    token = _SOURCE_PADDING_UNREAD.set(True)
-    try:
-        yield
-    finally:
-        _SOURCE_PADDING_UNREAD.reset(token)
 
 
 # -- modules ------------------------------------------------------------------------------------
@@ -321,19 +302,20 @@ class BartEncoder(BartStack):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        padding_unread: bool = False,
     ) -> BaseModelOutput | tuple:
+        """The source's hidden states. ``padding_unread`` (generate passes it: its decoder reads the
+        source through the padding mask only) lets padded positions stay uncomputed (zeros)."""
         output_attentions, output_hidden_states, return_dict = _resolve(
             self.config, output_attentions, output_hidden_states, return_dict
         )
         config = self.config
         hidden, _, _ = self._embed(input_ids, inputs_embeds, 0, "input_ids")
-        # Inside generate the decoder reads the source through its padding mask only, so padded
-        # positions need no computing (see source_padding_unread).
         hidden, all_hidden, all_weights = run_encoder(
             self._run_layers, hidden, attention_mask, output_attentions, output_hidden_states,
             unpad_inputs=getattr(config, "unpad_inputs", None),
             macs_per_token=config.d_model * (4 * config.d_model + 2 * config.encoder_ffn_dim),
-            padding_in_output=not _SOURCE_PADDING_UNREAD.get(),
+            padding_in_output=not padding_unread,
         )
         output = BaseModelOutput(hidden, all_hidden, all_weights)
         return output if return_dict else output.to_tuple()
@@ -549,12 +531,6 @@ class BartForConditionalGeneration(GenerationMixin, BartPreTrainedModel):
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
-
-    def generate(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """``GenerationMixin.generate``; the encoder skips the source's padding meanwhile (nothing
-        reads it)."""
-        with source_padding_unread():
-            return super().generate(*args, **kwargs)
 
     def _load_checkpoint(self, tensors, dtype: torch.dtype, ignore_mismatched_sizes: bool):
         report = super()._load_checkpoint(tensors, dtype, ignore_mismatched_sizes)
