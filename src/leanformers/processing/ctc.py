@@ -364,15 +364,20 @@ class CTCTokenizer(PreTrainedTokenizer):
         """CTC decoding of tokens: collapse repeats, drop the blank (pad), delimiter -> space."""
         if not tokens:
             return {"text": "", "char_offsets": [], "word_offsets": []}
-        runs = [(token, len(list(run))) for token, run in groupby(tokens)] if group_tokens else [(t, 1) for t in tokens]
+        # Lazy runs, and offsets only when asked: an hours-long transcript has millions of frames.
+        runs = ((token, sum(1 for _ in run)) for token, run in groupby(tokens)) if group_tokens else (
+            (token, 1) for token in tokens
+        )
         blank, delimiter, space = self.pad_token, self.word_delimiter_token, self.replace_word_delimiter_char
-        char_offsets, end = [], 0
+        with_offsets = output_char_offsets or output_word_offsets
+        chars, char_offsets, end = [], [], 0
         for token, count in runs:
             start, end = end, end + count
             if token != blank:
-                char = space if token == delimiter else token
-                char_offsets.append({"char": char, "start_offset": start, "end_offset": end})
-        text = (" " if spaces_between_special_tokens else "").join(o["char"] for o in char_offsets).strip()
+                chars.append(space if token == delimiter else token)
+                if with_offsets:
+                    char_offsets.append({"char": chars[-1], "start_offset": start, "end_offset": end})
+        text = (" " if spaces_between_special_tokens else "").join(chars).strip()
         if self.do_lower_case:
             text = text.lower()
         return {
