@@ -492,7 +492,42 @@ _FILTER_BANK_RULES = {
 _FILTER_BANK_CALL_OPTIONS = "sampling_rate, return_tensors"
 
 
-class FilterBankFeatureExtractor(FeatureExtractor):
+class _SpectrogramEngine(FeatureExtractor):
+    """An engine of its own table of class names (``engine_classes``: name -> profile), each built
+    from its profile's settings checked by ``engine_rules``."""
+
+    engine_classes: ClassVar[dict[str, str]] = {}
+    engine_rules: ClassVar[dict[str, Any]] = {}
+    computes: ClassVar[str] = ""
+
+    def __init__(self, feature_extractor_type: str, **settings: Any) -> None:
+        values = {**self._profile_of(feature_extractor_type), **settings}
+        check_settings(values, self.engine_rules, f"the {feature_extractor_type} settings", ConfigError)
+        self._set_settings(feature_extractor_type, values)
+
+    @classmethod
+    def _profile_of(cls, class_name: Any) -> Any:
+        if not isinstance(class_name, str) or class_name not in cls.engine_classes:
+            raise UnsupportedModelError(
+                f"{cls.__name__} computes {cls.computes} for {cls._supported_names()}, not {class_name!r}; "
+                f"build other extractors with FeatureExtractor({class_name!r}, ...)."
+            )
+        return PROFILES[cls.engine_classes[class_name]]
+
+    @classmethod
+    def _known(cls, name: str) -> bool:
+        return name in cls.engine_classes
+
+    @classmethod
+    def _supported_names(cls) -> str:
+        return ", ".join(sorted(cls.engine_classes))
+
+    @classmethod
+    def _settable(cls, class_name: str) -> tuple[str, ...]:
+        return tuple(cls._profile_of(class_name))
+
+
+class FilterBankFeatureExtractor(_SpectrogramEngine):
     """Raw speech -> ``input_values`` of shape (max_length frames, num_mel_bins) per clip, like the
     reference's ``ASTFeatureExtractor``: log-mel filter banks, zero-padded (``padding_value``) or
     cut to ``max_length`` frames, then, with ``do_normalize``, ``(x - mean) / (2 * std)`` over
@@ -500,31 +535,12 @@ class FilterBankFeatureExtractor(FeatureExtractor):
     the whole fixed-length spectrogram (``return_attention_mask`` is kept and saved, not used, as
     in the reference)."""
 
+    engine_classes = FILTER_BANK_CLASSES
+    engine_rules = _FILTER_BANK_RULES
+    computes = "log-mel filter banks"
+
     def __init__(self, feature_extractor_type: str = "ASTFeatureExtractor", **settings: Any) -> None:
-        values = {**self._profile_of(feature_extractor_type), **settings}
-        check_settings(values, _FILTER_BANK_RULES, f"the {feature_extractor_type} settings", ConfigError)
-        self._set_settings(feature_extractor_type, values)
-
-    @classmethod
-    def _profile_of(cls, class_name: Any) -> Any:
-        if not isinstance(class_name, str) or class_name not in FILTER_BANK_CLASSES:
-            raise UnsupportedModelError(
-                f"FilterBankFeatureExtractor computes log-mel filter banks for {cls._supported_names()}, not "
-                f"{class_name!r}; build waveform extractors with FeatureExtractor({class_name!r}, ...)."
-            )
-        return PROFILES[FILTER_BANK_CLASSES[class_name]]
-
-    @classmethod
-    def _known(cls, name: str) -> bool:
-        return name in FILTER_BANK_CLASSES
-
-    @classmethod
-    def _supported_names(cls) -> str:
-        return ", ".join(sorted(FILTER_BANK_CLASSES))
-
-    @classmethod
-    def _settable(cls, class_name: str) -> tuple[str, ...]:
-        return tuple(cls._profile_of(class_name))
+        super().__init__(feature_extractor_type, **settings)
 
     def _filters(self) -> np.ndarray:
         """The mel filters for the current settings, rebuilt only when they change."""
@@ -603,7 +619,7 @@ _LOG_MEL_CALL_OPTIONS = (
 )
 
 
-class LogMelFeatureExtractor(FeatureExtractor):
+class LogMelFeatureExtractor(_SpectrogramEngine):
     """Raw speech -> ``input_features`` (batch, feature_size mel bins, frames), like the reference's
     ``WhisperFeatureExtractor``: each clip cut to ``chunk_length`` seconds and, by default, padded
     with ``padding_value`` to exactly that (``chunk_length * sampling_rate // hop_length`` frames,
@@ -616,34 +632,15 @@ class LogMelFeatureExtractor(FeatureExtractor):
 
     model_input_names: ClassVar[list[str]] = ["input_features"]
 
+    engine_classes = LOG_MEL_CLASSES
+    engine_rules = _LOG_MEL_RULES
+    computes = "Whisper log-mel spectrograms"
+
     def __init__(self, feature_extractor_type: str = "WhisperFeatureExtractor", **settings: Any) -> None:
-        values = {**self._profile_of(feature_extractor_type), **settings}
-        check_settings(values, _LOG_MEL_RULES, f"the {feature_extractor_type} settings", ConfigError)
-        self._set_settings(feature_extractor_type, values)
+        super().__init__(feature_extractor_type, **settings)
         # Derived from the settings; the reference saves them too, so they are kept in step.
         self.n_samples = self.chunk_length * self.sampling_rate
         self.nb_max_frames = self.n_samples // self.hop_length
-
-    @classmethod
-    def _profile_of(cls, class_name: Any) -> Any:
-        if not isinstance(class_name, str) or class_name not in LOG_MEL_CLASSES:
-            raise UnsupportedModelError(
-                f"LogMelFeatureExtractor computes Whisper log-mel spectrograms for {cls._supported_names()}, not "
-                f"{class_name!r}; build other extractors with FeatureExtractor({class_name!r}, ...)."
-            )
-        return PROFILES[LOG_MEL_CLASSES[class_name]]
-
-    @classmethod
-    def _known(cls, name: str) -> bool:
-        return name in LOG_MEL_CLASSES
-
-    @classmethod
-    def _supported_names(cls) -> str:
-        return ", ".join(sorted(LOG_MEL_CLASSES))
-
-    @classmethod
-    def _settable(cls, class_name: str) -> tuple[str, ...]:
-        return tuple(cls._profile_of(class_name))
 
     def __call__(
         self,
